@@ -1,0 +1,1 @@
+"""Klasblik desktop agent."""

@@ -1,0 +1,1 @@
+"""The Klasblik server: aiohttp application, hub, storage, roster, retention, CLI."""

@@ -1,0 +1,241 @@
+"""Database models and engine (SQLAlchemy 2, async). Schema changes go through Alembic.
+
+Only what ``docs/privacy.md`` lists is stored. Per student: display name (first name +
+surname initial), Microsoft 365 username, school, location, classes, last IP address.
+Per staff member: name, Microsoft 365 username, school, last IP address. Screens and tabs
+are never in the database: the latest of each is one blob (see ``blobstore.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    event,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Base",
+    "School",
+    "Location",
+    "Staff",
+    "Student",
+    "SchoolClass",
+    "WebSession",
+    "AuditEntry",
+    "SyncState",
+    "class_students",
+    "class_teachers",
+    "utcnow",
+    "create_engine",
+    "upgrade_database",
+]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class_students = Table(
+    "class_students",
+    Base.metadata,
+    Column("class_id", ForeignKey("classes.id", ondelete="CASCADE"), primary_key=True),
+    Column("student_id", ForeignKey("students.id", ondelete="CASCADE"), primary_key=True),
+)
+
+class_teachers = Table(
+    "class_teachers",
+    Base.metadata,
+    Column("class_id", ForeignKey("classes.id", ondelete="CASCADE"), primary_key=True),
+    Column("staff_id", ForeignKey("staff.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class School(Base):
+    __tablename__ = "schools"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    brin: Mapped[str] = mapped_column(String(8), unique=True)
+    m365_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    locations: Mapped[list[Location]] = relationship(back_populates="school")
+
+
+class Location(Base):
+    __tablename__ = "locations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    #: BRIN + two-digit location code, e.g. "12AB00".
+    code: Mapped[str] = mapped_column(String(8), unique=True)
+    #: Public address ranges of the location's network, CIDR, space-separated.
+    networks: Mapped[str] = mapped_column(Text, default="")
+    school: Mapped[School] = relationship(back_populates="locations")
+
+
+class Staff(Base):
+    __tablename__ = "staff"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    location_id: Mapped[int | None] = mapped_column(
+        ForeignKey("locations.id", ondelete="SET NULL")
+    )
+    username: Mapped[str] = mapped_column(String(256), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    m365_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_ip: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    classes: Mapped[list[SchoolClass]] = relationship(
+        secondary=class_teachers, back_populates="teachers"
+    )
+
+
+class Student(Base):
+    __tablename__ = "students"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    location_id: Mapped[int | None] = mapped_column(
+        ForeignKey("locations.id", ondelete="SET NULL")
+    )
+    username: Mapped[str] = mapped_column(String(256), unique=True)
+    #: First name + initial of the surname ("Anna B."): nothing more is needed.
+    display_name: Mapped[str] = mapped_column(String(120))
+    m365_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_ip: Mapped[str | None] = mapped_column(String(64))
+    last_seen: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    classes: Mapped[list[SchoolClass]] = relationship(
+        secondary=class_students, back_populates="students"
+    )
+
+
+class SchoolClass(Base):
+    __tablename__ = "classes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(120))
+    #: The Microsoft 365 group id of the class (School Data Sync), when synced from there.
+    m365_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    students: Mapped[list[Student]] = relationship(
+        secondary=class_students, back_populates="classes"
+    )
+    teachers: Mapped[list[Staff]] = relationship(
+        secondary=class_teachers, back_populates="classes"
+    )
+
+
+class WebSession(Base):
+    """A signed-in dashboard. The cookie holds a random token; only its hash is stored."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of token
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditEntry(Base):
+    """Append-only record of views, refusals and administrative actions."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(256), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class SyncState(Base):
+    """Small named values kept between runs (e.g. Graph delta links)."""
+
+    __tablename__ = "sync_state"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine; SQLite gets foreign keys, WAL and a busy timeout."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_pre_ping=True)
+
+
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def upgrade_database(engine: AsyncEngine) -> None:
+    """Bring the schema to the newest Alembic revision (once, even with many instances)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+
+    def run(sync_conn: Any) -> None:
+        if sync_conn.dialect.name == "postgresql":
+            # Several instances may start together: one migrates, the others wait.
+            sync_conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7243001)")
+        cfg.attributes["connection"] = sync_conn
+        command.upgrade(cfg, "head")
+
+    async with engine.begin() as conn:
+        await conn.run_sync(run)

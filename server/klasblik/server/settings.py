@@ -1,0 +1,269 @@
+"""Every server setting, declared once, with its default and help text.
+
+Settings come from, in order of precedence: keyword overrides (tests, CLI flags), the
+environment (``KLASBLIK_<NAME>``), and an optional TOML file (``KLASBLIK_CONFIG`` or
+``--config``). Each value is validated at start; a bad one stops the server with a message
+that names the setting. ``docs/configuration.md`` documents each one, and a test fails when
+it does not.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Setting", "SETTINGS", "Settings", "SettingsError", "load_settings"]
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+class SettingsError(ValueError):
+    """A setting has a value Klasblik cannot use; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    check: Callable[[Any], str | None] | None = None
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return "KLASBLIK_" + self.name.upper()
+
+
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise ValueError("must be a number") from None
+
+
+def _cidrs(text: str) -> tuple[str, ...]:
+    out = []
+    for part in text.replace(",", " ").split():
+        try:
+            out.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ValueError(f"{part!r} is not an IP address or network (CIDR)") from None
+    return tuple(out)
+
+
+def _range(lo: float, hi: float) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if lo <= value <= hi else f"must be between {lo} and {hi}"
+
+    return check
+
+
+def _one_of(*allowed: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in allowed else "must be one of " + ", ".join(allowed)
+
+    return check
+
+
+def _db_url(value: Any) -> str | None:
+    if value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        return None
+    return "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+
+
+def _blob_url(value: Any) -> str | None:
+    if value.startswith(("file:", "azure:")):
+        return None
+    return "must be file:PATH (a local folder) or azure:CONTAINER (with azure_connection_string)"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "127.0.0.1", "Address to listen on. The default, 127.0.0.1, means only "
+            "this machine can connect; use 0.0.0.0 behind a reverse proxy or in a container."),
+    Setting("port", 8080, "TCP port to listen on.", _int, _range(1, 65535)),
+    Setting("public_url", "", "The address teachers and agents use (https://klasblik.school.example). "
+            "Used for the Microsoft 365 redirect and the dashboard Origin check; empty means "
+            "http://HOST:PORT."),
+    Setting("database_url", "sqlite+aiosqlite:///klasblik-data/klasblik.db",
+            "SQLAlchemy URL of the database. SQLite (the default, a file under klasblik-data/) "
+            "serves one school on one machine; use postgresql+asyncpg://user@host/db for several "
+            "instances.", str, _db_url, secret=True),
+    Setting("blob_store", "file:klasblik-data/blobs", "Where the latest thumbnail and tab list "
+            "of each student are kept: file:PATH for a local folder, azure:CONTAINER for Azure "
+            "Blob Storage.", str, _blob_url),
+    Setting("azure_connection_string", "", "Azure Storage connection string, used with "
+            "blob_store = azure:CONTAINER. Keep the account in an EU region.", secret=True),
+    Setting("enrollment_token", "", "The school's enrollment token: agents must present it. "
+            "Required outside demo mode; push it to devices with your device management.",
+            secret=True),
+    Setting("demo", False, "Demo mode: seeds a demo school and class, runs simulated agents, "
+            "and allows the demo sign-in from this machine (loopback) only. Never in production.",
+            _bool),
+    Setting("demo_students", 24, "Number of simulated students in demo mode.", _int,
+            _range(1, 500)),
+    Setting("auth_timeout_s", 10.0, "Seconds an agent has to send hello before it is closed.",
+            _float, _range(0.1, 120)),
+    Setting("heartbeat_s", 20, "Seconds between agent heartbeats; an agent silent for three "
+            "periods is offline.", _int, _range(1, 300)),
+    Setting("max_frame_bytes", 1024 * 1024, "Largest accepted agent frame (header + image) in "
+            "bytes.", _int, _range(4096, 16 * 1024 * 1024)),
+    Setting("grid_width", 400, "Largest thumbnail width in the class grid.", _int,
+            _range(64, 1920)),
+    Setting("grid_height", 225, "Largest thumbnail height in the class grid.", _int,
+            _range(36, 1080)),
+    Setting("grid_interval_ms", 2000, "Time between two thumbnails of one student in the grid.",
+            _int, _range(250, 60000)),
+    Setting("grid_quality", 55, "JPEG/WebP quality of grid thumbnails.", _int, _range(1, 100)),
+    Setting("focus_width", 1280, "Largest frame width in the focus view.", _int,
+            _range(160, 3840)),
+    Setting("focus_height", 720, "Largest frame height in the focus view.", _int,
+            _range(90, 2160)),
+    Setting("focus_interval_ms", 500, "Time between two frames of the student in focus.", _int,
+            _range(100, 60000)),
+    Setting("focus_quality", 70, "JPEG/WebP quality of focus frames.", _int, _range(1, 100)),
+    Setting("encoding", "jpeg", "Image encoding asked of agents: jpeg or webp.", str,
+            _one_of("jpeg", "webp")),
+    Setting("viewer_queue_frames", 64, "Messages a dashboard may have waiting before it is "
+            "cut off as too slow.", _int, _range(4, 10000)),
+    Setting("store_interval_s", 10.0, "Least time between two writes of one student's stored "
+            "thumbnail or tab list; live frames still flow at full rate.", _float,
+            _range(0, 3600)),
+    Setting("session_lifetime_s", 12 * 3600, "Longest a dashboard sign-in lasts.", _int,
+            _range(60, 7 * 24 * 3600)),
+    Setting("session_idle_s", 2 * 3600, "A dashboard sign-in ends after this long without "
+            "use.", _int, _range(60, 7 * 24 * 3600)),
+    Setting("trusted_proxies", (), "Addresses or networks (CIDR, comma- or space-separated) of "
+            "reverse proxies whose X-Forwarded-For/Forwarded header is believed. Empty: the "
+            "header is ignored and the direct peer address counts.", _cidrs),
+    Setting("log_level", "INFO", "Logging level.", str,
+            _one_of("DEBUG", "INFO", "WARNING", "ERROR")),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings. Read them as attributes: ``settings.port``."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def effective_public_url(self) -> str:
+        if self.values["public_url"]:
+            return str(self.values["public_url"]).rstrip("/")
+        return f"http://{self.values['host']}:{self.values['port']}"
+
+    def replace(self, **changes: Any) -> Settings:
+        return load_settings(env={}, file_values=dict(self.values), overrides=changes)
+
+    def describe(self) -> dict[str, Any]:
+        """Settings for logs and /healthz-like output, with secrets hidden."""
+        return {
+            s.name: ("***" if s.secret and self.values[s.name] else self.values[s.name])
+            for s in SETTINGS
+        }
+
+
+def _coerce(setting: Setting, raw: Any, source: str) -> Any:
+    try:
+        if isinstance(raw, str):
+            value = setting.parse(raw)
+        elif isinstance(raw, bool) and setting.parse is not _bool:
+            raise ValueError(f"must not be true/false, got {raw!r}")
+        elif setting.parse is _int and isinstance(raw, int):
+            value = raw
+        elif setting.parse is _float and isinstance(raw, (int, float)):
+            value = float(raw)
+        elif setting.parse is _bool and isinstance(raw, bool):
+            value = raw
+        elif setting.parse is _cidrs and isinstance(raw, (list, tuple)):
+            value = _cidrs(" ".join(str(r) for r in raw))
+        else:
+            raise ValueError(f"has the wrong type ({type(raw).__name__})")
+    except ValueError as exc:
+        raise SettingsError(f"{setting.name} ({source}): {exc}; got {raw!r}") from None
+    if setting.check is not None:
+        problem = setting.check(value)
+        if problem:
+            raise SettingsError(f"{setting.name} ({source}): {problem}; got {value!r}")
+    return value
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    file_values: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build validated settings; raise :class:`SettingsError` naming the bad setting."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+    config_file = config_file or env.get("KLASBLIK_CONFIG") or None
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if file_values:
+        layers.append(("file", file_values))
+    if config_file:
+        path = Path(config_file)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+        unknown = sorted(set(data) - set(_BY_NAME))
+        if unknown:
+            raise SettingsError(f"config file {path}: unknown setting(s): {', '.join(unknown)}")
+        layers.append((str(path), data))
+    env_values = {s.name: env[s.env] for s in SETTINGS if s.env in env}
+    layers.append(("environment", env_values))
+    if overrides:
+        unknown = sorted(set(overrides) - set(_BY_NAME))
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+        layers.append(("override", overrides))
+    for source, layer in layers:
+        for name, raw in layer.items():
+            if name not in _BY_NAME:
+                continue
+            src = f"{_BY_NAME[name].env}" if source == "environment" else source
+            values[name] = _coerce(_BY_NAME[name], raw, src)
+    if values["grid_width"] > values["focus_width"]:
+        raise SettingsError("grid_width: must not be larger than focus_width")
+    if not values["demo"] and not values["enrollment_token"]:
+        raise SettingsError(
+            "enrollment_token: required outside demo mode (set KLASBLIK_ENROLLMENT_TOKEN)"
+        )
+    if values["blob_store"].startswith("azure:") and not values["azure_connection_string"]:
+        raise SettingsError(
+            "azure_connection_string: required with blob_store = azure:CONTAINER"
+        )
+    return Settings(values)
