@@ -40,6 +40,12 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
             latest.last_error = str(exc)
             log.warning("blob store not usable at start: %s", exc)
         hub = Hub(settings, latest)
+        cluster = None
+        if settings.redis_url:
+            from klasblik.server.cluster import Cluster
+
+            cluster = Cluster(hub, settings.redis_url, settings.cluster_refresh_s)
+            cluster.start()
         ctx = AppContext(
             settings=settings,
             engine=engine,
@@ -54,6 +60,8 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
         try:
             yield
         finally:
+            if cluster is not None:
+                await cluster.close()
             await hub.close_all()
             await latest.close()
             await store.close()
@@ -64,6 +72,8 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
         stop_demo = ctx.extras.pop("demo_stop", None)
         if stop_demo is not None:
             await stop_demo()
+        if ctx.hub.cluster is not None:  # say goodbye to the other instances first
+            await ctx.hub.cluster.close()
         await ctx.hub.close_all()
         for ws in list(ctx.agent_ws):  # agents still in their hello phase
             await ws.close(code=1001, message=b"server shutting down")

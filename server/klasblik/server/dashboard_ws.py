@@ -112,6 +112,8 @@ class _Commands:
         if class_id not in self.viewer.classes:
             await self._audit(audit.Actions.VIEW_GRID_START, f"class:{class_id}", cls.name)
         hub = self.ctx.hub
+        if hub.cluster is not None:  # agents held by other instances
+            await hub.cluster.load_presence([st.id for st in cls.students])
         hub.subscribe(self.viewer, class_id, [st.id for st in cls.students])
         thumbs = await asyncio.gather(*(self._has_thumbnail(st.id) for st in cls.students))
         students = []

@@ -192,6 +192,11 @@ async def healthz(request: web.Request) -> web.Response:
         status["database"] = f"down: {type(exc).__name__}"
         status["status"] = "down"
         code = 503
+    cluster = ctx.hub.cluster
+    if ctx.settings.redis_url:
+        status["redis"] = cluster.health if cluster is not None else "down: stopped"
+        if status["redis"] != "ok" and status["status"] == "ok":
+            status["status"] = "degraded"
     if ctx.latest.degraded:
         status["blob_store"] = f"degraded: {ctx.latest.last_error}"
         if status["status"] == "ok":

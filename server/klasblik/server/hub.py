@@ -108,6 +108,8 @@ class Hub:
         #: when each student that went offline in this process was last seen
         self._offline_seen: dict[int, dt.datetime] = {}
         self._grid_gap = settings.grid_interval_ms / 1000 * 0.9
+        #: routing between instances (``cluster.py``); None: this process only
+        self.cluster: Any = None
 
     # ---- agents -------------------------------------------------------------------
 
@@ -115,6 +117,8 @@ class Hub:
         """Register an authenticated agent; return the older connection it replaces."""
         old = self.agents.get(conn.student_id)
         self.agents[conn.student_id] = conn
+        if self.cluster is not None:
+            self.cluster.agent_attached(conn.student_id)
         self._refresh(conn.student_id, force=True)
         self._broadcast_status(conn.student_id)
         return old
@@ -124,6 +128,8 @@ class Hub:
             del self.agents[conn.student_id]
             conn.last_seen = dt.datetime.now(dt.UTC)
             self._offline_seen[conn.student_id] = conn.last_seen
+            if self.cluster is not None:
+                self.cluster.agent_detached(conn.student_id)
             self._broadcast_status(conn.student_id)
 
     def status(self, student_id: int, last_seen: dt.datetime | None = None) -> dict[str, Any]:
@@ -136,6 +142,10 @@ class Hub:
                 "elsewhere": False,
                 "mode": conn.mode,
             }
+        if self.cluster is not None:
+            remote = self.cluster.remote_status(student_id)
+            if remote is not None:
+                return remote
         seen = self._offline_seen.get(student_id) or last_seen
         return {
             "online": False,
@@ -154,13 +164,24 @@ class Hub:
             return 0  # nobody asked for it: never relay or keep a frame nobody watches
         conn.frames_in += 1
         sid = conn.student_id
+        sent = self.relay_frame(sid, data, header.kind)
+        if self.cluster is not None:
+            self.cluster.publish_frame(sid, data)
+        self.latest.offer(thumbnail_name(sid), bytes(data[p.FRAME_HEADER_SIZE :]))
+        return sent
+
+    def relay_frame(self, sid: int, data: bytes, kind: int) -> int:
+        """Queue an agent frame (held here or elsewhere) to this process's viewers of ``sid``."""
+        watchers = self.watchers.get(sid)
+        if not watchers:
+            return 0
         payload: bytes | None = None
         now = time.monotonic()
         sent = 0
-        for viewer, mode in self.watchers.get(sid, {}).items():
+        for viewer, mode in watchers.items():
             if (
                 mode == "grid"
-                and header.kind == p.FrameKind.FOCUS
+                and kind == p.FrameKind.FOCUS
                 and now - viewer.last_sent.get(sid, float("-inf")) < self._grid_gap
             ):
                 continue  # a grid tile does not need focus-rate frames
@@ -170,8 +191,12 @@ class Hub:
             if viewer.outbox.put(payload):
                 sent += 1
         self.frames_relayed += sent
-        self.latest.offer(thumbnail_name(sid), bytes(data[p.FRAME_HEADER_SIZE :]))
         return sent
+
+    def relay_text(self, sid: int, text: str) -> None:
+        """Queue a text message (tabs, status) to this process's viewers of ``sid``."""
+        for viewer in self.watchers.get(sid, {}):
+            viewer.outbox.put(text)
 
     def on_tabs(self, conn: AgentConn, tabs: list[dict[str, Any]]) -> None:
         if conn.mode == "off" or self.agents.get(conn.student_id) is not conn:
@@ -188,8 +213,9 @@ class Hub:
         conn.tabs = clean
         sid = conn.student_id
         text = p.encode_message({"type": "tabs", "student_id": sid, "tabs": clean})
-        for viewer in self.watchers.get(sid, {}):
-            viewer.outbox.put(text)
+        self.relay_text(sid, text)
+        if self.cluster is not None:
+            self.cluster.publish_tabs(sid, text)
         self.latest.offer(tabs_name(sid), json.dumps(clean, ensure_ascii=False).encode())
 
     def on_capture_error(self, conn: AgentConn, reason: str) -> None:
@@ -238,6 +264,8 @@ class Hub:
                     del self.watchers[sid]
             else:
                 slot[viewer] = mode
+            if self.cluster is not None:
+                self.cluster.demand_changed(sid)
             self._refresh(sid)
 
     def viewers_of(self, student_id: int) -> list[Viewer]:
@@ -286,6 +314,11 @@ class Hub:
     def desired_watch(self, student_id: int) -> dict[str, Any]:
         watchers = self.watchers.get(student_id, {})
         mode = max(watchers.values(), key=_MODE_RANK.__getitem__, default="off")
+        names = {v.staff_name for v in watchers}
+        if self.cluster is not None:  # viewers on other instances count too
+            remote_mode, remote_names = self.cluster.remote_demand(student_id)
+            mode = max(mode, remote_mode, key=_MODE_RANK.__getitem__)
+            names |= remote_names
         s = self.settings
         if mode == "focus":
             width, height, interval, quality, tabs = (
@@ -296,7 +329,6 @@ class Hub:
                 s.grid_width, s.grid_height, s.grid_interval_ms, s.grid_quality,
                 "active" if mode == "grid" else "none",
             )
-        names = sorted({v.staff_name for v in watchers})
         return {
             "type": "watch",
             "mode": mode,
@@ -306,8 +338,16 @@ class Hub:
             "quality": quality,
             "encoding": s.encoding,
             "tabs": tabs,
-            "viewers": names,
+            "viewers": sorted(names),
         }
+
+    def refresh_watch(self, student_id: int) -> None:
+        """Re-send the agent's watch command if the demand for it changed."""
+        self._refresh(student_id)
+
+    def broadcast_status(self, student_id: int) -> None:
+        """Tell this process's viewers the student's current status."""
+        self._broadcast_status(student_id)
 
     def _refresh(self, student_id: int, force: bool = False) -> None:
         conn = self.agents.get(student_id)
@@ -322,6 +362,8 @@ class Hub:
                 self._broadcast_status(student_id)
 
     def _broadcast_status(self, student_id: int) -> None:
+        if self.cluster is not None and student_id in self.agents:
+            self.cluster.publish_status(student_id, self.status(student_id))
         watchers = self.watchers.get(student_id)
         if not watchers:
             return

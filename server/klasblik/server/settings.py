@@ -94,6 +94,12 @@ def _db_url(value: Any) -> str | None:
     return "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
 
 
+def _redis_url(value: Any) -> str | None:
+    if not value or value.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    return "must be empty (one instance) or start with redis://, rediss:// or unix://"
+
+
 def _blob_url(value: Any) -> str | None:
     if value.startswith(("file:", "azure:")):
         return None
@@ -158,6 +164,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("trusted_proxies", (), "Addresses or networks (CIDR, comma- or space-separated) of "
             "reverse proxies whose X-Forwarded-For/Forwarded header is believed. Empty: the "
             "header is ignored and the direct peer address counts.", _cidrs),
+    Setting("redis_url", "", "Redis URL (redis://host:6379/0) that several instances share to "
+            "route frames, watch commands and presence between them. Empty: this process "
+            "serves only its own agents and dashboards (one instance).", str, _redis_url,
+            secret=True),
+    Setting("cluster_refresh_s", 5.0, "With redis_url: seconds between re-announcing which "
+            "students this instance has viewers for and which agents it holds. An instance "
+            "silent for three periods counts as gone; its agents show offline until they "
+            "reconnect elsewhere.", _float, _range(0.2, 60)),
     Setting("log_level", "INFO", "Logging level.", str,
             _one_of("DEBUG", "INFO", "WARNING", "ERROR")),
 )
