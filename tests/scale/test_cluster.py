@@ -1,0 +1,270 @@
+"""Two real server processes on one PostgreSQL database and one Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import text
+
+from klasblik import protocol as p
+from tests.support.cluster import RedisProcess, ServerProcess, SharedDatabase
+from tests.support.live import TOKEN, TestAgent, frame, wait_for
+
+ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
+BRAM = ("bram.de.jong@school.example", "Bram", "de Jong")
+TEACHER = "teacher@school.example"
+REFRESH_S = 0.5  # presence expires after three periods: the kill test waits ~1.5 s
+
+
+class Watcher:
+    """A dashboard connection that keeps every frame and message it receives."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.frames: list[tuple[int, p.FrameHeader, bytes]] = []
+        self.messages: list[dict[str, Any]] = []
+        self._task = asyncio.create_task(self._read())
+        self._next_id = 0
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                self.frames.append(p.decode_viewer_frame(msg.data))
+            elif msg.type == aiohttp.WSMsgType.TEXT:
+                self.messages.append(json.loads(msg.data))
+
+    async def command(self, **body: Any) -> dict[str, Any]:
+        self._next_id += 1
+        msg_id = self._next_id
+        await self.ws.send_str(json.dumps({**body, "id": msg_id}))
+        found: list[dict[str, Any]] = []
+
+        def answered() -> bool:
+            found.extend(m for m in self.messages if m.get("type") in ("result", "error")
+                         and m.get("id") == msg_id)
+            return bool(found)
+
+        await wait_for(answered, 10, f"answer to {body}")
+        assert found[0]["type"] == "result", found[0]
+        return dict(found[0]["result"])
+
+    def frames_of(self, sid: int) -> list[tuple[int, p.FrameHeader, bytes]]:
+        return [f for f in self.frames if f[0] == sid]
+
+    def last_status(self, sid: int) -> dict[str, Any] | None:
+        states = [m["state"] for m in self.messages
+                  if m.get("type") == "status" and m.get("student_id") == sid]
+        return states[-1] if states else None
+
+    async def close(self) -> None:
+        await self.ws.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([self._task], timeout=2)
+
+
+async def pump(agent: TestAgent, color: tuple[int, int, int]) -> None:
+    """Send a frame every 40 ms while the server asks for frames (like a real agent)."""
+    seq = 0
+    while True:
+        if agent.mode != "off" and agent.ws is not None and not agent.ws.closed:
+            seq += 1
+            kind = p.FrameKind.FOCUS if agent.mode == "focus" else p.FrameKind.GRID
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await agent.send(frame(seq, color, kind))
+        await asyncio.sleep(0.04)
+
+
+@contextlib.asynccontextmanager
+async def cluster(tmp_path, pg_url, names=("a", "b")) -> AsyncIterator[dict[str, Any]]:
+    redis = RedisProcess(tmp_path / "redis")
+    redis.start()
+    db = SharedDatabase(pg_url)
+    servers: dict[str, ServerProcess] = {}
+    try:
+        env = {
+            "KLASBLIK_DATABASE_URL": pg_url,
+            "KLASBLIK_REDIS_URL": redis.url(3),
+            "KLASBLIK_BLOB_STORE": "file:blobs",
+            "KLASBLIK_ENROLLMENT_TOKEN": TOKEN,
+            "KLASBLIK_CLUSTER_REFRESH_S": str(REFRESH_S),
+            "KLASBLIK_GRID_INTERVAL_MS": "250",
+            "KLASBLIK_FOCUS_INTERVAL_MS": "100",
+            "KLASBLIK_STORE_INTERVAL_S": "0",
+            "KLASBLIK_HEARTBEAT_S": "5",
+        }
+        for name in names:  # started together: both migrate the empty database
+            servers[name] = ServerProcess(name, env, tmp_path / name)
+        await asyncio.gather(*(s.start() for s in servers.values()))
+        roster = await db.add_class("7B", [ANNA, BRAM])
+        yield {"redis": redis, "db": db, "roster": roster, **servers}
+    finally:
+        for server in servers.values():
+            await server.stop()
+        redis.stop()
+        await db.close()
+
+
+async def _agent_on(server: ServerProcess, account: str) -> TestAgent:
+    agent = TestAgent(server, account)  # type: ignore[arg-type]
+    answer = await agent.connect()
+    assert answer["type"] == "welcome", answer
+    return agent
+
+
+async def _viewer_on(c: dict[str, Any], server: ServerProcess) -> Watcher:
+    token = await c["db"].session_token(TEACHER)
+    watcher = Watcher(await server.dashboard(server.client(token)))
+    return watcher
+
+
+async def _wait_health(server: ServerProcess, redis: str, status: str, timeout: float = 15) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def check() -> bool:
+        seen.append(await server.health())
+        return seen[-1].get("redis", "").startswith(redis) and seen[-1]["status"] == status
+
+    try:
+        await wait_for(check, timeout, f"{server.name} health redis={redis} status={status}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last /healthz: {seen[-1] if seen else None}") from None
+
+
+async def test_two_processes_migrate_an_empty_database_once(tmp_path, pg_url):
+    """Two `klasblik db upgrade` started together both succeed; the schema is at one head."""
+    env = {"KLASBLIK_DATABASE_URL": pg_url, "KLASBLIK_ENROLLMENT_TOKEN": TOKEN}
+    import os
+
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "klasblik.server.cli", "db", "upgrade",
+            env={**os.environ, **env}, cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
+    outputs = await asyncio.gather(*(pr.communicate() for pr in procs))
+    for pr, (out, _) in zip(procs, outputs, strict=True):
+        assert pr.returncode == 0, out.decode()
+    db = SharedDatabase(pg_url)
+    try:
+        async with db.engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+            tables = await conn.scalar(text(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'students'"
+            ))
+        assert len(rows) == 1
+        assert tables == 1
+    finally:
+        await db.close()
+
+
+async def test_dashboard_on_one_instance_views_agent_on_the_other(tmp_path, pg_url):
+    """Agent on A, dashboard on B: B shows it online, watch reaches A's agent, frames reach B."""
+    async with cluster(tmp_path, pg_url) as c:
+        a, b = c["a"], c["b"]
+        anna = c["roster"]["students"][ANNA[0]]
+        assert (await a.health())["redis"] == "ok"
+        agent = await _agent_on(a, ANNA[0])
+        sender = asyncio.create_task(pump(agent, (10, 200, 30)))
+        viewer = await _viewer_on(c, b)
+        try:
+            await wait_for(lambda: True, 0.1)
+            result = await viewer.command(type="subscribe", class_id=c["roster"]["class_id"])
+            states = {s["id"]: s["state"] for s in result["students"]}
+            assert states[anna]["online"] is True
+            await wait_for(lambda: agent.mode == "grid", 10, "grid watch on the agent at A")
+            assert "M. de Vries" in agent.watches[-1]["viewers"]
+            await wait_for(lambda: len(viewer.frames_of(anna)) >= 3, 10, "frames at B")
+            sid, header, image = viewer.frames_of(anna)[-1]
+            assert header.kind == p.FrameKind.GRID
+            assert image == frame(1, (10, 200, 30))[p.FRAME_HEADER_SIZE:]
+
+            await agent.send(json.dumps({"type": "tabs", "tabs": [
+                {"title": "Rekenen", "url": "https://rekenen.example/", "active": True}]}))
+            await wait_for(lambda: any(m.get("type") == "tabs" for m in viewer.messages), 10,
+                           "tabs at B")
+
+            await viewer.command(type="focus", student_id=anna)
+            await wait_for(lambda: agent.mode == "focus", 10, "focus watch on the agent at A")
+            await viewer.command(type="unsubscribe", class_id=c["roster"]["class_id"])
+            await wait_for(lambda: agent.mode == "off", 10, "agent at A quiet again")
+        finally:
+            sender.cancel()
+            await viewer.close()
+            await agent.close()
+
+
+async def test_instance_killed_mid_view_recovers(tmp_path, pg_url):
+    """A dies while B's dashboard views its agent: B shows it offline, the agent moves to B,
+    frames flow again without anyone doing anything on B."""
+    async with cluster(tmp_path, pg_url) as c:
+        a, b = c["a"], c["b"]
+        anna = c["roster"]["students"][ANNA[0]]
+        agent = await _agent_on(a, ANNA[0])
+        sender = asyncio.create_task(pump(agent, (200, 10, 10)))
+        viewer = await _viewer_on(c, b)
+        try:
+            await viewer.command(type="subscribe", class_id=c["roster"]["class_id"])
+            await wait_for(lambda: len(viewer.frames_of(anna)) >= 2, 10, "frames at B via A")
+            a.kill()
+            await wait_for(lambda: (viewer.last_status(anna) or {}).get("online") is False,
+                           10, "B shows the student offline after A died")
+            sender.cancel()
+            await agent.close()
+
+            agent = await _agent_on(b, ANNA[0])  # what the real agent's reconnect does
+            sender = asyncio.create_task(pump(agent, (20, 20, 220)))
+            await wait_for(lambda: agent.mode == "grid", 10, "B asks the moved agent for frames")
+            await wait_for(lambda: (viewer.last_status(anna) or {}).get("online") is True,
+                           10, "B shows the student online again")
+            blue = frame(1, (20, 20, 220))[p.FRAME_HEADER_SIZE:]
+            await wait_for(lambda: any(f[2] == blue for f in viewer.frames_of(anna)), 10,
+                           "frames of the moved agent at B")
+            assert (await b.health())["status"] == "ok"
+        finally:
+            sender.cancel()
+            await viewer.close()
+            await agent.close()
+
+
+async def test_redis_restart_degrades_to_local_and_recovers(tmp_path, pg_url):
+    """Redis stops: both instances report degraded and keep local viewing; Redis returns:
+    cross-instance viewing comes back by itself."""
+    async with cluster(tmp_path, pg_url) as c:
+        a, b = c["a"], c["b"]
+        anna = c["roster"]["students"][ANNA[0]]
+        agent = await _agent_on(a, ANNA[0])
+        sender = asyncio.create_task(pump(agent, (200, 200, 10)))
+        remote = await _viewer_on(c, b)
+        local = await _viewer_on(c, a)
+        try:
+            await remote.command(type="subscribe", class_id=c["roster"]["class_id"])
+            await wait_for(lambda: len(remote.frames_of(anna)) >= 2, 10, "frames at B")
+
+            c["redis"].stop()
+            await _wait_health(a, "down:", "degraded")
+            await _wait_health(b, "down:", "degraded")
+            await local.command(type="subscribe", class_id=c["roster"]["class_id"])
+            before = len(local.frames_of(anna))
+            await wait_for(lambda: len(local.frames_of(anna)) >= before + 3, 10,
+                           "local viewing at A while Redis is down")
+
+            c["redis"].start()
+            await _wait_health(a, "ok", "ok", 20)
+            await _wait_health(b, "ok", "ok", 20)
+            count = len(remote.frames_of(anna))
+            await wait_for(lambda: len(remote.frames_of(anna)) >= count + 3, 15,
+                           "frames at B again after Redis came back")
+        finally:
+            sender.cancel()
+            await remote.close()
+            await local.close()
+            await agent.close()
