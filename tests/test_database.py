@@ -149,3 +149,22 @@ async def test_usernames_are_unique(sm):
         async with sm() as s, s.begin():
             school = await s.scalar(select(School))
             s.add(Student(school_id=school.id, username="anna@school.example", display_name="A"))
+
+
+async def test_migrations_match_the_models(tmp_path):
+    """After upgrading, Alembic finds no difference between the models and the schema."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from klasblik.server.db import Base
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/m.db")
+    try:
+        await upgrade_database(engine)
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata)
+            )
+    finally:
+        await engine.dispose()
+    assert diff == []
