@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Index,
     Column,
     DateTime,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     event,
+    func,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -146,6 +148,12 @@ class Student(Base):
     classes: Mapped[list[SchoolClass]] = relationship(
         secondary=class_students, back_populates="students"
     )
+
+
+# Agents sign in with their account in any letter case (access.agent_student): without
+# these, every agent connection scans the whole roster.
+Index("ix_students_username_lower", func.lower(Student.username))
+Index("ix_staff_username_lower", func.lower(Staff.username))
 
 
 class SchoolClass(Base):

@@ -1,0 +1,444 @@
+"""Server load benchmark: N simulated agents and M dashboards over real WebSockets on loopback.
+
+Measures, for each target in one run:
+
+- ``single``: one ``klasblik serve`` process;
+- ``cluster``: two ``klasblik serve`` processes sharing PostgreSQL and a private Redis
+  (agents and dashboards alternate between them, so about half the frames cross Redis);
+- ``bare``: ``bench/bare_relay.py``, a minimal forwarder, as the yardstick;
+
+the connected agents, server RSS per agent (``/proc/PID/status``), relayed frames/s, and
+agent→dashboard latency p50/p99, first at the target load (``--fps`` per watched agent),
+then at a higher offered load (``--max-fps``) for throughput. Every phase is bounded in
+time, and the whole run stops by itself.
+
+    python bench/server_load.py --agents 10000 --dashboards 100 --fps 1 --max-fps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TOKEN = "bench-enrollment-token"
+PG_ADMIN_DSN = os.environ.get("KLASBLIK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+# ---- database -------------------------------------------------------------------------
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    name = "klasblik_bench_" + secrets.token_hex(4)
+    if shutil.which("psql") is None:
+        sys.exit("psql is not installed: scripts/test installs PostgreSQL")
+    subprocess.run(["psql", PG_ADMIN_DSN, "-qc", f'CREATE DATABASE "{name}"'], check=True)
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        subprocess.run(
+            ["psql", PG_ADMIN_DSN, "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+            check=False,
+        )
+
+
+async def seed(url: str, agents: int, class_size: int, dashboards: int) -> dict[str, Any]:
+    """Bulk-insert a school with ``agents`` students in classes of ``class_size``, one
+    teacher per class, and a signed-in session for each of the first ``dashboards``."""
+    from sqlalchemy import insert, text
+
+    from klasblik.server.db import (
+        Location, School, SchoolClass, Staff, Student, class_students, class_teachers,
+        create_engine, sessionmaker, upgrade_database,
+    )
+    from klasblik.server.settings import load_settings
+    from klasblik.server.websession import create_session
+
+    engine = create_engine(url)
+    await upgrade_database(engine)
+    n_classes = -(-agents // class_size)
+    async with engine.begin() as conn:
+        await conn.execute(insert(School), [{"id": 1, "name": "Bench school", "brin": "99ZZ"}])
+        await conn.execute(insert(Location), [{"id": 1, "school_id": 1, "name": "Main",
+                                               "code": "99ZZ00"}])
+        await conn.execute(insert(Student), [
+            {"id": i, "school_id": 1, "location_id": 1, "username": f"s{i}@bench.example",
+             "display_name": f"Student{i} B."} for i in range(1, agents + 1)])
+        await conn.execute(insert(Staff), [
+            {"id": c, "school_id": 1, "location_id": 1, "username": f"t{c}@bench.example",
+             "name": f"Teacher {c}"} for c in range(1, n_classes + 1)])
+        await conn.execute(insert(SchoolClass), [
+            {"id": c, "school_id": 1, "name": f"Class {c}"} for c in range(1, n_classes + 1)])
+        await conn.execute(insert(class_teachers), [
+            {"class_id": c, "staff_id": c} for c in range(1, n_classes + 1)])
+        await conn.execute(insert(class_students), [
+            {"class_id": (i - 1) // class_size + 1, "student_id": i}
+            for i in range(1, agents + 1)])
+        if engine.dialect.name == "postgresql":
+            for table in ("students", "staff", "classes", "schools", "locations"):
+                await conn.execute(text(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT max(id) FROM {table}))"))
+    settings = load_settings(env={}, overrides={"enrollment_token": TOKEN})
+    sm = sessionmaker(engine)
+    cookies = []
+    for c in range(1, min(dashboards, n_classes) + 1):
+        token, _ = await create_session(sm, c, "127.0.0.1", settings)
+        cookies.append(token)
+    await engine.dispose()
+    classes = {c: list(range((c - 1) * class_size + 1, min(agents, c * class_size) + 1))
+               for c in range(1, n_classes + 1)}
+    return {"cookies": cookies, "classes": classes}
+
+
+# ---- servers --------------------------------------------------------------------------
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+
+def wait_http(proc: Proc, path: str = "/healthz", timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            sys.exit(f"{proc.name} exited at start (code {proc.popen.returncode})")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{proc.port}{path}", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"{proc.name} did not answer within {timeout} s")
+
+
+def start_klasblik(name: str, workdir: Path, env: dict[str, str], cprofile: str | None) -> Proc:
+    port = free_port()
+    cmd = [sys.executable]
+    if cprofile:
+        cmd += ["-m", "cProfile", "-o", cprofile]
+    cmd += ["-m", "klasblik.server.cli", "serve", "--port", str(port)]
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+    popen = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=workdir, stdout=log,
+                             stderr=subprocess.STDOUT)
+    proc = Proc(name, popen, port)
+    wait_http(proc)
+    return proc
+
+
+def start_bare(workdir: Path) -> Proc:
+    port = free_port()
+    popen = subprocess.Popen([sys.executable, str(HERE / "bare_relay.py"), "--port", str(port)],
+                             cwd=workdir)
+    proc = Proc("bare", popen, port)
+    wait_http(proc)
+    return proc
+
+
+def start_redis(workdir: Path) -> Proc:
+    port = free_port()
+    popen = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL)
+    proc = Proc("redis", popen, port)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.05)
+    sys.exit("redis-server did not start")
+
+
+def stop(proc: Proc) -> None:
+    if proc.popen.poll() is None:
+        proc.popen.send_signal(signal.SIGTERM)
+        try:
+            proc.popen.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.popen.kill()
+            proc.popen.wait()
+
+
+# ---- load generator processes ---------------------------------------------------------
+
+
+class Workers:
+    def __init__(self, configs: list[dict[str, Any]], workdir: Path) -> None:
+        self.procs = []
+        for i, cfg in enumerate(configs):
+            path = workdir / f"worker{i}.json"
+            path.write_text(json.dumps(cfg))
+            self.procs.append(subprocess.Popen(
+                [sys.executable, str(HERE / "loadgen.py"), str(path)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+
+    def ask(self, cmd: dict[str, Any], timeout: float = 300) -> list[dict[str, Any]]:
+        for p in self.procs:
+            assert p.stdin is not None
+            p.stdin.write(json.dumps(cmd) + "\n")
+            p.stdin.flush()
+        out = []
+        for p in self.procs:
+            assert p.stdout is not None
+            line = p.stdout.readline()
+            if not line:
+                raise RuntimeError(f"load generator exited during {cmd['cmd']}")
+            out.append(json.loads(line))
+        return out
+
+    def close(self) -> None:
+        for p in self.procs:
+            try:
+                assert p.stdin is not None
+                p.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                p.stdin.flush()
+            except (BrokenPipeError, OSError):
+                pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@dataclass
+class Result:
+    target: str
+    agents: int = 0
+    rss_base_kb: int = 0
+    rss_kb: int = 0
+    connect_s: float = 0.0
+    connect_cpu_ms: float = 0.0
+    dashboards: int = 0
+    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def percentile(values: list[int], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return float(values[min(len(values) - 1, int(q * len(values)))])
+
+
+def run_target(target: str, args: argparse.Namespace, roster: dict[str, Any], db_url: str,
+               workdir: Path) -> Result:
+    workdir.mkdir(parents=True, exist_ok=True)
+    servers: list[Proc] = []
+    extra: list[Proc] = []
+    res = Result(target)
+    try:
+        if target == "bare":
+            servers.append(start_bare(workdir))
+        else:
+            env = {
+                "KLASBLIK_DATABASE_URL": db_url,
+                "KLASBLIK_ENROLLMENT_TOKEN": TOKEN,
+                "KLASBLIK_LOG_LEVEL": "WARNING",
+            }
+            if target == "cluster":
+                redis = start_redis(workdir)
+                extra.append(redis)
+                env["KLASBLIK_REDIS_URL"] = f"redis://127.0.0.1:{redis.port}/0"
+            count = 2 if target == "cluster" else 1
+            for i in range(count):
+                name = f"{target}-{i}"
+                env_i = {**env, "KLASBLIK_BLOB_STORE": f"file:{workdir}/blobs-{i}"}
+                prof = args.cprofile if (target == "single" and args.cprofile) else None
+                servers.append(start_klasblik(name, workdir, env_i, prof))
+        time.sleep(1)
+        res.rss_base_kb = sum(rss_kb(s.pid) for s in servers)
+
+        n_workers = args.workers
+        configs: list[dict[str, Any]] = [
+            {"target": target, "token": TOKEN, "frame_bytes": args.frame_bytes,
+             "agents": [], "dashboards": []} for _ in range(n_workers)]
+        for i in range(1, args.agents + 1):
+            srv = servers[i % len(servers)]
+            configs[i % n_workers]["agents"].append(
+                [f"ws://127.0.0.1:{srv.port}/ws/agent", f"s{i}@bench.example", i])
+        for j, cookie in enumerate(roster["cookies"]):
+            srv = servers[j % len(servers)]
+            class_id = j + 1
+            configs[j % n_workers]["dashboards"].append({
+                "url": f"ws://127.0.0.1:{srv.port}/ws/dashboard",
+                "origin": f"http://127.0.0.1:{srv.port}",
+                "cookie": cookie if target != "bare" else "",
+                "class_id": class_id,
+                "students": roster["classes"][class_id],
+            })
+        workers = Workers(configs, workdir)
+        try:
+            t0 = time.monotonic()
+            cpu0 = sum(cpu_s(p.pid) for p in servers + extra)
+            answers = workers.ask({"cmd": "connect"})
+            res.connect_s = round(time.monotonic() - t0, 1)
+            cpu = sum(cpu_s(p.pid) for p in servers + extra) - cpu0
+            res.connect_cpu_ms = round(1000 * cpu / max(1, args.agents), 2)
+            res.agents = sum(a["connected"] for a in answers)
+            for a in answers:
+                res.errors += a["errors"]
+            time.sleep(2)  # let the servers settle after the connection storm
+            res.rss_kb = sum(rss_kb(s.pid) for s in servers)
+            res.dashboards = sum(a["dashboards"] for a in workers.ask({"cmd": "view"}))
+            for phase, fps in (("target", args.fps), ("max", args.max_fps)):
+                workers.ask({"cmd": "rate", "fps": fps})
+                time.sleep(args.warmup)
+                cpu0 = sum(cpu_s(p.pid) for p in servers + extra)
+                t = time.monotonic()
+                answers = workers.ask({"cmd": "measure", "seconds": args.seconds})
+                elapsed = time.monotonic() - t
+                cpu = sum(cpu_s(p.pid) for p in servers + extra) - cpu0
+                lat = [x for a in answers for x in a["latencies"]]
+                frames_in = sum(a["frames_in"] for a in answers)
+                res.phases[phase] = {
+                    "fps_per_agent": fps,
+                    "sent_per_s": round(sum(a["frames_out"] for a in answers) / elapsed),
+                    "relayed_per_s": round(frames_in / elapsed),
+                    "p50_ms": percentile(lat, 0.50),
+                    "p99_ms": percentile(lat, 0.99),
+                    "max_ms": max(lat) if lat else float("nan"),
+                    "server_cpu_pct": round(100 * cpu / elapsed),
+                    "server_cpu_us_per_frame": round(1e6 * cpu / frames_in) if frames_in else None,
+                    "dashboards_closed": sum(a["dashboards_closed"] for a in answers),
+                }
+                for a in answers:
+                    res.errors += a["errors"]
+        finally:
+            workers.close()
+    finally:
+        for proc in servers + extra:
+            stop(proc)
+    return res
+
+
+def report(results: list[Result], args: argparse.Namespace) -> None:
+    print()
+    print("command: " + shlex.join(["python", "bench/server_load.py", *sys.argv[1:]]))
+    print(f"resolved: agents={args.agents} dashboards={args.dashboards} "
+          f"class_size={args.class_size} fps={args.fps} max_fps={args.max_fps} "
+          f"frame_bytes={args.frame_bytes} workers={args.workers} seconds={args.seconds} "
+          f"cpus={os.cpu_count()}")
+    print()
+    head = (f"{'target':8} {'agents':>6} {'conn s':>6} {'RSS/agent':>10} {'dash':>5} "
+            f"{'phase':6} {'sent/s':>7} {'relayed/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+            f"{'srv CPU%':>8} {'us/frame':>8} {'cut':>4}")
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        per_agent = (r.rss_kb - r.rss_base_kb) / r.agents if r.agents else float("nan")
+        for phase, ph in r.phases.items():
+            print(f"{r.target:8} {r.agents:6d} {r.connect_s:6.1f} {per_agent:7.1f} KB "
+                  f"{r.dashboards:5d} {phase:6} {ph['sent_per_s']:7d} {ph['relayed_per_s']:9d} "
+                  f"{ph['p50_ms']:7.0f} {ph['p99_ms']:7.0f} {ph['server_cpu_pct']:8d} "
+                  f"{ph['server_cpu_us_per_frame'] or 0:8d} {ph['dashboards_closed']:4d}")
+    by = {r.target: r for r in results}
+    if "bare" in by:
+        bare = by["bare"].phases.get("max", {}).get("relayed_per_s")
+        for name in ("single", "cluster"):
+            if name in by and bare:
+                ratio = by[name].phases["max"]["relayed_per_s"] / bare
+                print(f"throughput {name}/bare at max load: {ratio:.2f}")
+    for r in results:
+        print(f"{r.target}: server RSS {r.rss_base_kb / 1024:.0f} MB idle, "
+              f"{r.rss_kb / 1024:.0f} MB with {r.agents} agents "
+              f"({r.rss_kb / max(1, r.agents):.1f} KB/agent all in); "
+              f"server CPU {r.connect_cpu_ms} ms per agent connect")
+        for e in sorted(set(r.errors))[:5]:
+            print(f"  {r.target} error: {e}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=10000)
+    parser.add_argument("--dashboards", type=int, default=100)
+    parser.add_argument("--class-size", type=int, default=30)
+    parser.add_argument("--fps", type=float, default=1.0,
+                        help="frames per second per watched agent at the target load")
+    parser.add_argument("--max-fps", type=float, default=3.0,
+                        help="frames per second per watched agent for the throughput phase")
+    parser.add_argument("--frame-bytes", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=2, help="load generator processes")
+    parser.add_argument("--seconds", type=float, default=8, help="length of each measurement")
+    parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument("--targets", default="single,bare,cluster")
+    parser.add_argument("--database-url", help="default: a fresh PostgreSQL database")
+    parser.add_argument("--cprofile", help="write a cProfile of the single server here")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < args.agents + 1000:
+        print(f"warning: open-file limit {hard} is low for {args.agents} agents", file=sys.stderr)
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="klasblik-bench-") as tmp:
+        with (postgres_database() if not args.database_url else _given(args.database_url)) as url:
+            roster = asyncio.run(seed(url, args.agents, args.class_size, args.dashboards))
+            results = []
+            for target in targets:
+                print(f"running {target} ...", file=sys.stderr, flush=True)
+                results.append(run_target(target, args, roster, url, Path(tmp) / target))
+    report(results, args)
+    print(f"total run time {time.monotonic() - started:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.__dict__ for r in results], indent=2))
+
+
+@contextmanager
+def _given(url: str) -> Iterator[str]:
+    yield url
+
+
+if __name__ == "__main__":
+    main()

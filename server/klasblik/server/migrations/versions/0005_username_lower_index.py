@@ -1,0 +1,23 @@
+"""case-insensitive username indexes, so an agent connection does not scan the roster
+
+Revision ID: 0005
+Revises: 0001
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0005'
+down_revision = '0001'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index('ix_students_username_lower', 'students', [sa.text('lower(username)')])
+    op.create_index('ix_staff_username_lower', 'staff', [sa.text('lower(username)')])
+
+
+def downgrade() -> None:
+    op.drop_index('ix_staff_username_lower', table_name='staff')
+    op.drop_index('ix_students_username_lower', table_name='students')
