@@ -113,7 +113,7 @@ async def test_hello_first_then_heartbeats(server: StandInServer, tmp_path: Path
 
 async def test_grid_frames_then_focus_then_off(server: StandInServer, tmp_path: Path,
                                                screen: tuple[Xvfb, XPainter]) -> None:
-    """grid gives WebP thumbnails, focus larger JPEG frames; an unchanged screen and off give none."""
+    """grid gives thumbnails, focus larger frames (JPEG by default); an unchanged screen and off give none."""
     xvfb, painter = screen
     grabber = CountingGrabber(ScreenGrabber(display=xvfb.display))
     agent = Running(AgentClient(_settings(server, tmp_path), CaptureWorker(grabber)))
@@ -127,7 +127,7 @@ async def test_grid_frames_then_focus_then_off(server: StandInServer, tmp_path: 
         await conn.watch("grid", 400, 225, interval_ms=200, quality=55)
         await conn.wait_for(lambda: len(conn.frames) >= 1)
         header, image, _ = conn.frames[0]
-        assert (header.kind, header.encoding) == (FrameKind.GRID, Encoding.WEBP)
+        assert (header.kind, header.encoding) == (FrameKind.GRID, Encoding.JPEG)
         assert Image.open(io.BytesIO(image)).size == (header.width, header.height) == (400, 225)
         # The screen does not change: grabs go on, frames do not.
         grabs = grabber.grabs
@@ -271,5 +271,25 @@ async def test_dropped_connection_and_missing_server_do_not_crash(tmp_path: Path
             await conn2.wait_for(lambda: len(conn2.messages) >= 1)
             assert conn2.messages[0]["type"] == "hello"
         assert not agent.task.done()
+    finally:
+        await agent.finish()
+
+
+async def test_encoding_server_follows_the_watch(server: StandInServer, tmp_path: Path,
+                                                 screen: tuple[Xvfb, XPainter]) -> None:
+    """With encoding=server the agent sends what the watch asks: WebP, then JPEG."""
+    xvfb, painter = screen
+    client = AgentClient(_settings(server, tmp_path, encoding="server"),
+                         CaptureWorker(ScreenGrabber(display=xvfb.display)))
+    agent = Running(client)
+    try:
+        conn = await server.next_connection()
+        await conn.welcome()
+        await conn.watch("grid", interval_ms=100, encoding="webp")
+        await conn.wait_for(lambda: len(conn.frames) >= 1)
+        assert conn.frames[0][1][:4] == b"RIFF" and conn.frames[0][0].encoding == Encoding.WEBP
+        await conn.watch("grid", interval_ms=100, encoding="jpeg")
+        await conn.wait_for(lambda: len(conn.frames) >= 2)
+        assert conn.frames[-1][0].encoding == Encoding.JPEG
     finally:
         await agent.finish()

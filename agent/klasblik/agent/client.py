@@ -73,12 +73,8 @@ OFF = Watch()
 
 
 def choose_encoding(setting: str, watch: Watch) -> str:
-    """The encoding to use: ``auto`` is WebP for thumbnails and JPEG for focus frames."""
-    if setting == "server":
-        return watch.encoding
-    if setting == "auto":
-        return "webp" if watch.mode == "grid" else "jpeg"
-    return setting
+    """The encoding to use: the setting, or with ``server`` what the watch asks for."""
+    return watch.encoding if setting == "server" else setting
 
 
 def tabs_message(title: str) -> dict[str, Any]:

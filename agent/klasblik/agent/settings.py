@@ -20,7 +20,7 @@ from klasblik.agent.device import default_state_dir, load_device_id
 
 __all__ = ["AgentSetting", "AGENT_SETTINGS", "AgentSettings", "AgentConfigError", "load_agent_settings"]
 
-ENCODING_CHOICES = ("auto", "server", "jpeg", "webp")
+ENCODING_CHOICES = ("jpeg", "webp", "server")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -138,9 +138,9 @@ AGENT_SETTINGS: tuple[AgentSetting, ...] = (
                  "made once and kept in the state folder.", parse=_device_id),
     AgentSetting("state_dir", "Folder for the agent's state (the device id). Default: the "
                  "per-user state folder of the OS.", parse=_path),
-    AgentSetting("encoding", "Image encoding: auto (WebP thumbnails, JPEG focus frames, as "
-                 "measured in docs/agent.md), server (what the server asks), jpeg or webp.",
-                 default="auto", parse=_choice(ENCODING_CHOICES)),
+    AgentSetting("encoding", "Image encoding: jpeg (fastest; see docs/agent.md for the "
+                 "figures), webp (fewer bytes, more CPU) or server (what the server asks for).",
+                 default="jpeg", parse=_choice(ENCODING_CHOICES)),
     AgentSetting("capture_retry_s", "Seconds between attempts when the screen cannot be "
                  "captured.", default=10.0, parse=_seconds),
     AgentSetting("log_level", "How much to log: debug, info, warning or error.",
