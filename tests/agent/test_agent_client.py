@@ -293,3 +293,29 @@ async def test_encoding_server_follows_the_watch(server: StandInServer, tmp_path
         assert conn.frames[-1][0].encoding == Encoding.JPEG
     finally:
         await agent.finish()
+
+
+class TruncatedGrabber:
+    """A grab whose buffer is too short for its size (what a broken driver might give)."""
+
+    def grab(self) -> Grab:
+        return Grab(bytearray(16), 1920, 1080, 0)
+
+    def close(self) -> None:
+        pass
+
+
+async def test_unusable_grab_is_a_capture_error(server: StandInServer, tmp_path: Path) -> None:
+    """A grab Pillow cannot use becomes a capture_error naming the problem; the agent goes on."""
+    agent = Running(AgentClient(_settings(server, tmp_path), CaptureWorker(TruncatedGrabber())))
+    try:
+        conn = await server.next_connection()
+        await conn.welcome(heartbeat_s=1)
+        await conn.watch("grid", interval_ms=100)
+        await conn.wait_for(lambda: len(conn.of_type("capture_error")) >= 1)
+        reason = conn.of_type("capture_error")[0]["reason"]
+        assert reason.startswith("could not process the screen image: grab of 16 bytes is too small")
+        await conn.wait_for(lambda: len(conn.of_type("heartbeat")) >= 1)
+        assert not agent.task.done()
+    finally:
+        await agent.finish()

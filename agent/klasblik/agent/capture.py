@@ -136,9 +136,13 @@ class CaptureWorker:
         detector: ChangeDetector,
     ) -> CapturedFrame | None:
         grab = self._grabber.grab()
-        image = render_frame(
-            grab.raw, (grab.width, grab.height), max_size, encoding, quality, detector
-        )
+        try:
+            image = render_frame(
+                grab.raw, (grab.width, grab.height), max_size, encoding, quality, detector
+            )
+        except (ValueError, OSError, MemoryError) as exc:
+            # A grab Pillow cannot use (odd size, truncated buffer): a capture problem too.
+            raise CaptureError(f"could not process the screen image: {_describe(exc)}") from exc
         return None if image is None else CapturedFrame(image, grab.captured_at_ms)
 
     async def capture(

@@ -126,7 +126,11 @@ class AgentClient:
         stop = stop if stop is not None else asyncio.Event()
         try:
             while not stop.is_set():
-                close_code = await self._connect_once(stop)
+                try:
+                    close_code = await self._connect_once(stop)
+                except Exception:  # a fault of ours must not end the agent: log, retry
+                    log.exception("connection attempt failed unexpectedly")
+                    close_code = None
                 if stop.is_set():
                     break
                 if close_code == CloseCode.FORBIDDEN:
