@@ -161,6 +161,7 @@ class AgentClient:
             return None
         session = _Session(ws)
         self.session = session
+        self._capture_reasons.clear()  # a new connection hears about a lasting problem again
         log.info("connected to %s", url)
         tasks: list[asyncio.Task[Any]] = []
         try:

@@ -168,7 +168,7 @@ class AgentSettings:
     def redacted(self) -> dict[str, Any]:
         """The settings for a log line, secrets hidden."""
         return {
-            name: ("***" if _BY_NAME[name].secret else value)
+            name: ("***" if _BY_NAME[name].secret else str(value) if isinstance(value, Path) else value)
             for name, value in self.__dict__.items()
         }
 
