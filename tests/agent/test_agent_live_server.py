@@ -45,6 +45,16 @@ class CountingGrabber:
         self.inner.close()
 
 
+class NoScreen:
+    """For agents that must never get as far as capturing."""
+
+    def grab(self) -> Grab:
+        raise AssertionError("this agent must not capture")
+
+    def close(self) -> None:
+        pass
+
+
 class Dashboard:
     """A signed-in dashboard socket that records frames and events in the background."""
 
@@ -170,7 +180,7 @@ async def test_unknown_account_is_logged_and_retried(live_server: LiveServer, tm
     """The server's unknown_account refusal is logged with its code; the agent keeps retrying."""
     caplog.set_level(logging.INFO, "klasblik.agent")
     await live_server.add_class("7B", [ANNA])
-    client, stop, task = _agent(live_server, tmp_path, "nobody@school.example", CountingGrabber(ScreenGrabber(":0")),
+    client, stop, task = _agent(live_server, tmp_path, "nobody@school.example", NoScreen(),
                                 backoff=Backoff(start_s=0.1, max_s=0.2, rng=random.Random(1)))
     try:
         await wait_for(lambda: client.backoff.attempts >= 2, WAIT_S, "two attempts")
@@ -188,7 +198,7 @@ async def test_staff_account_waits_an_hour(live_server: LiveServer, tmp_path: Pa
     caplog.set_level(logging.INFO, "klasblik.agent")
     await live_server.add_class("7B", [ANNA], teacher="teacher@school.example")
     client, stop, task = _agent(live_server, tmp_path, "teacher@school.example",
-                                CountingGrabber(ScreenGrabber(":0")), backoff=Backoff(start_s=0.05))
+                                NoScreen(), backoff=Backoff(start_s=0.05))
     try:
         await wait_for(lambda: client.backoff.attempts >= 1, WAIT_S, "the refusal")
         await asyncio.sleep(1.0)
