@@ -96,3 +96,71 @@ def test_every_setting_is_documented() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "agent.md").read_text()
     for s in AGENT_SETTINGS:
         assert s.flag in doc and s.env in doc, s.name
+
+
+def test_account_from_upn_fills_a_missing_account(tmp_path: Path) -> None:
+    """With account_from_upn and no account, the signed-in UPN is the account; an account given wins."""
+    flags = {"server": GOOD["server"], "token": "t", "state_dir": str(tmp_path), "account_from_upn": True}
+    s = load_agent_settings(flags, env={}, upn_reader=lambda: "anna.bakker@school.example")
+    assert s.account == "anna.bakker@school.example"
+    s = load_agent_settings({**flags, "account": "bram@school.example"}, env={},
+                            upn_reader=lambda: "anna.bakker@school.example")
+    assert s.account == "bram@school.example"
+    env = {"KLASBLIK_AGENT_ACCOUNT_FROM_UPN": "yes"}
+    s = load_agent_settings({k: v for k, v in flags.items() if k != "account_from_upn"}, env=env,
+                            upn_reader=lambda: "cas@school.example")
+    assert s.account == "cas@school.example"
+
+
+def test_account_from_upn_without_a_upn_is_a_clear_error(tmp_path: Path) -> None:
+    """When no UPN can be read (not Windows, local account) the agent refuses to guess."""
+    flags = {"server": GOOD["server"], "token": "t", "state_dir": str(tmp_path), "account_from_upn": True}
+    with pytest.raises(AgentConfigError, match="setting account .* could not read a Microsoft 365 username"):
+        load_agent_settings(flags, env={}, upn_reader=lambda: None)
+    with pytest.raises(AgentConfigError, match="setting account_from_upn .* must be true or false"):
+        load_agent_settings({**flags, "account_from_upn": "perhaps"}, env={}, upn_reader=lambda: None)
+
+
+def test_cli_switch_and_log_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--account-from-upn is a switch; --log-file is a path."""
+    from klasblik.agent.cli import build_parser
+
+    args = build_parser().parse_args(["--account-from-upn", "--log-file", str(tmp_path / "a.log")])
+    assert args.account_from_upn is True and args.log_file == str(tmp_path / "a.log")
+    assert build_parser().parse_args([]).account_from_upn is None
+
+
+def test_cli_process_logs_to_file_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The real command logs to --log-file without the token, keeps retrying, exits 0 on SIGTERM."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path / "agent.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KLASBLIK_AGENT_")}
+    env.update(KLASBLIK_AGENT_SERVER=f"ws://127.0.0.1:{port}/ws/agent",
+               KLASBLIK_AGENT_TOKEN="s3cret-token", KLASBLIK_AGENT_ACCOUNT="anna@school.example")
+    proc = subprocess.Popen([sys.executable, "-m", "klasblik.agent.cli", "--log-file", str(log),
+                             "--state-dir", str(tmp_path / "state")], env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if log.exists() and log.read_text().count("cannot connect") >= 2:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"no retries logged: {log.read_text() if log.exists() else '(no log)'}")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert "s3cret-token" not in text and "'token': '***'" in text

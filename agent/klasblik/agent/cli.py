@@ -43,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
         extra = " Required." if setting.required else (
             f" Default: {setting.default}." if setting.default is not None else ""
         )
+        if setting.switch:
+            parser.add_argument(
+                setting.flag,
+                dest=setting.name,
+                default=None,
+                action="store_const",
+                const=True,
+                help=f"{setting.help} Env {setting.env}=true.",
+            )
+            continue
         parser.add_argument(
             setting.flag,
             dest=setting.name,
@@ -81,10 +91,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AgentConfigError as exc:
         print(f"klasblik-agent: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level_number,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        logging.basicConfig(
+            level=settings.log_level_number,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            filename=settings.log_file,
+            encoding="utf-8",
+        )
+    except OSError as exc:
+        print(f"klasblik-agent: error: setting log_file: cannot write {settings.log_file}: {exc}",
+              file=sys.stderr)
+        return 2
     log.info("starting with %s", settings.redacted())
     try:
         asyncio.run(_run(AgentClient(settings)))

@@ -8,7 +8,7 @@ import sys
 import uuid
 from pathlib import Path
 
-__all__ = ["default_state_dir", "load_device_id", "os_description", "AGENT_NAME"]
+__all__ = ["default_state_dir", "load_device_id", "os_description", "signed_in_upn", "AGENT_NAME"]
 
 AGENT_NAME = "klasblik-agent/0.1.0"
 
@@ -45,3 +45,27 @@ def load_device_id(state_dir: Path) -> str:
 def os_description() -> str:
     """A short OS name such as ``Windows-10-10.0.22631`` or ``Linux-6.1``, ≤ 128 characters."""
     return platform.platform(terse=True)[:128]
+
+
+_NAME_USER_PRINCIPAL = 8  # EXTENDED_NAME_FORMAT.NameUserPrincipal
+
+
+def signed_in_upn(platform_name: str = sys.platform) -> str | None:
+    """The signed-in user's UPN (``anna@school.example``) on Windows; None elsewhere or unknown."""
+    if platform_name != "win32":
+        return None
+    try:
+        import ctypes
+        from ctypes import wintypes
+
+        get_name = ctypes.WinDLL("secur32").GetUserNameExW  # type: ignore[attr-defined]
+        size = wintypes.ULONG(0)
+        get_name(_NAME_USER_PRINCIPAL, None, ctypes.byref(size))
+        if size.value == 0:
+            return None
+        buf = ctypes.create_unicode_buffer(size.value)
+        if not get_name(_NAME_USER_PRINCIPAL, buf, ctypes.byref(size)):
+            return None
+        return buf.value or None
+    except (OSError, AttributeError):
+        return None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from klasblik.agent.device import default_state_dir, load_device_id
+from klasblik.agent.device import default_state_dir, load_device_id, signed_in_upn
 
 __all__ = ["AgentSetting", "AGENT_SETTINGS", "AgentSettings", "AgentConfigError", "load_agent_settings"]
 
@@ -36,6 +36,8 @@ class AgentSetting:
     required: bool = False
     parse: Callable[[Any], Any] = str
     secret: bool = False
+    #: a switch: the flag takes no value (``--account-from-upn``)
+    switch: bool = False
 
     @property
     def flag(self) -> str:
@@ -94,6 +96,17 @@ def _account(value: Any) -> str:
     return account
 
 
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _text(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
 def _device_id(value: Any) -> str:
     dev = _text(value)
     if not 1 <= len(dev) <= 128 or not dev.isprintable():
@@ -134,6 +147,9 @@ AGENT_SETTINGS: tuple[AgentSetting, ...] = (
     AgentSetting("account", "Microsoft 365 username of the student signed in on this device. "
                  "The server accepts only students of its roster.", required=True,
                  parse=_account),
+    AgentSetting("account_from_upn", "Windows: when no account is given, use the signed-in "
+                 "user's Microsoft 365 username (the UPN of an Entra ID or AD account).",
+                 default=False, parse=_bool, switch=True),
     AgentSetting("device_id", "Stable id of this device (not personal). Default: a random id "
                  "made once and kept in the state folder.", parse=_device_id),
     AgentSetting("state_dir", "Folder for the agent's state (the device id). Default: the "
@@ -145,6 +161,9 @@ AGENT_SETTINGS: tuple[AgentSetting, ...] = (
                  "captured.", default=10.0, parse=_seconds),
     AgentSetting("log_level", "How much to log: debug, info, warning or error.",
                  default="info", parse=_choice(LOG_LEVELS)),
+    AgentSetting("log_file", "Append the log to this file instead of standard error "
+                 "(useful where the agent runs without a console, as pythonw on Windows).",
+                 parse=_path),
 )
 
 _BY_NAME = {s.name: s for s in AGENT_SETTINGS}
@@ -155,11 +174,13 @@ class AgentSettings:
     server: str
     token: str
     account: str
+    account_from_upn: bool
     device_id: str
     state_dir: Path
     encoding: str
     capture_retry_s: float
     log_level: str
+    log_file: Path | None
 
     @property
     def log_level_number(self) -> int:
@@ -194,10 +215,36 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return dict(table)
 
 
+def _account_from_upn(
+    flags: Mapping[str, Any], env: Mapping[str, str], file_values: Mapping[str, Any]
+) -> bool:
+    setting = _BY_NAME["account_from_upn"]
+    raw = flags.get(setting.name, env.get(setting.env, file_values.get(setting.name, False)))
+    try:
+        return bool(_bool(raw))
+    except ValueError as exc:
+        raise AgentConfigError(f"setting account_from_upn ({setting.flag}, {setting.env}): {exc}") from None
+
+
+def _upn_account(upn_reader: Callable[[], str | None]) -> str:
+    upn = upn_reader()
+    if not upn:
+        raise AgentConfigError(
+            "setting account (--account, KLASBLIK_AGENT_ACCOUNT) is required: "
+            "account_from_upn could not read a Microsoft 365 username (UPN) for the signed-in "
+            "user on this device (it works on Windows with an Entra ID or AD account)"
+        )
+    try:
+        return _account(upn)
+    except ValueError as exc:
+        raise AgentConfigError(f"setting account from the UPN {upn!r}: {exc}") from None
+
+
 def load_agent_settings(
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     config_file: Path | None = None,
+    upn_reader: Callable[[], str | None] = signed_in_upn,
 ) -> AgentSettings:
     """Merge flags, environment, file and defaults; check each value; raise AgentConfigError."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
@@ -215,6 +262,9 @@ def load_agent_settings(
         else:
             raw, source = setting.default, "default"
         if raw is None:
+            if setting.name == "account" and _account_from_upn(flags, env, file_values):
+                values["account"] = _upn_account(upn_reader)
+                continue
             if setting.required:
                 raise AgentConfigError(f"{where} is required")
             values[setting.name] = None
