@@ -177,10 +177,12 @@ class AgentClient:
             )
             stopper.cancel()
             for task in done:
-                if task is not stopper and not task.cancelled() and task.exception():
-                    exc = task.exception()
-                    if not isinstance(exc, ConnectionClosed):
-                        log.error("agent task %s failed: %r", task.get_name(), exc)
+                if task is stopper or task.cancelled():
+                    continue
+                failure = task.exception()
+                if failure is not None and not isinstance(failure, ConnectionClosed):
+                    log.error("agent task %s failed; reconnecting", task.get_name(),
+                              exc_info=failure)
         except ConnectionClosed:
             pass
         finally:

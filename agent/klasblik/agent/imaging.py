@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Final, Union
+from typing import Final
 
 from PIL import Image
 
@@ -27,7 +27,8 @@ __all__ = [
     "render_frame",
 ]
 
-Buffer = Union[bytes, bytearray, memoryview]
+#: A screen grab's bytes (mss gives a bytearray).
+Buffer = bytes | bytearray
 
 #: Encodings the agent can produce, by protocol name.
 ENCODINGS: Final = ("jpeg", "webp")
