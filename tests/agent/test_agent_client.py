@@ -319,3 +319,24 @@ async def test_unusable_grab_is_a_capture_error(server: StandInServer, tmp_path:
         assert not agent.task.done()
     finally:
         await agent.finish()
+
+
+async def test_replaced_connection_keeps_backing_off(server: StandInServer, tmp_path: Path) -> None:
+    """After close 4009 (replaced) the backoff is not reset, so two devices do not flap."""
+    backoff = Backoff(start_s=0.05, max_s=0.2, rng=random.Random(2))
+    agent = Running(AgentClient(_settings(server, tmp_path), CaptureWorker(FailingGrabber(["x"])),
+                                backoff=backoff))
+    try:
+        for expected in (1, 2):
+            conn = await server.next_connection()
+            await conn.welcome()
+            await conn.wait_for(lambda: agent.client.session is not None
+                                and agent.client.session.welcomed.is_set())
+            await conn.ws.close(code=4009)
+            await conn.wait_for(lambda: backoff.attempts >= expected)
+        conn = await server.next_connection()
+        await conn.welcome()
+        await conn.ws.close(code=1001)  # an ordinary close after a welcome starts afresh
+        await conn.wait_for(lambda: backoff.attempts == 1)
+    finally:
+        await agent.finish()

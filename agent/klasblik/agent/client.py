@@ -199,7 +199,11 @@ class AgentClient:
             err_code, message = session.server_error
             log.warning("connection closed by the server (code %s) after error %s: %s",
                         code, err_code, message)
-        if session.welcomed.is_set():
+        if code == CloseCode.REPLACED:
+            # The same student connected from elsewhere: keep backing off (no reset), so two
+            # devices of one account do not take the connection from each other every second.
+            log.warning("replaced by a newer connection of the same account (another device?)")
+        elif session.welcomed.is_set():
             self.backoff.reset()
         return code
 
