@@ -6,6 +6,15 @@ export const FRAME_MAGIC = "KBF1";
 export const FRAME_HEADER_SIZE = 24;
 export const MIME_BY_ENCODING = Object.freeze({ 1: "image/jpeg", 2: "image/webp", 3: "image/png" });
 export const FRAME_KINDS = Object.freeze({ GRID: 1, FOCUS: 2 });
+export const MAX_WIDTH = 7680;
+export const MAX_HEIGHT = 4320;
+
+// Leading bytes of each encoding, as the server checks them.
+const SIGNATURES = Object.freeze({
+  1: [0xff, 0xd8, 0xff],
+  2: [0x52, 0x49, 0x46, 0x46],
+  3: [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a],
+});
 
 /** A binary message that is not a valid viewer frame; `code` is a protocol error code. */
 export class FrameError extends Error {
@@ -65,6 +74,14 @@ export function parseViewerFrame(data) {
   }
   const width = view.getUint16(start + 8, false);
   const height = view.getUint16(start + 10, false);
+  if (width < 1 || width > MAX_WIDTH || height < 1 || height > MAX_HEIGHT) {
+    throw new FrameError("bad_frame", `implausible size ${width}x${height}`);
+  }
+  const imageStart = start + FRAME_HEADER_SIZE;
+  const signature = SIGNATURES[encoding];
+  if (bytes.length - imageStart < signature.length || signature.some((b, i) => bytes[imageStart + i] !== b)) {
+    throw new FrameError("bad_frame", `image bytes do not look like ${mime}`);
+  }
   const seq = view.getUint32(start + 12, false);
   const capturedAt = Number(view.getBigUint64(start + 16, false));
   return {
@@ -76,6 +93,6 @@ export function parseViewerFrame(data) {
     height,
     seq,
     capturedAt,
-    image: bytes.subarray(start + FRAME_HEADER_SIZE),
+    image: bytes.subarray(imageStart),
   };
 }
