@@ -39,6 +39,7 @@ export async function signOut(csrfToken) {
     headers: { "X-CSRF-Token": csrfToken },
     credentials: "same-origin",
     redirect: "manual",
+    referrerPolicy: "same-origin", // so the Origin header is sent (see index.html)
   });
   // A redirect (opaque) or any 2xx means the session is gone.
   if (response.type === "opaqueredirect" || response.ok) return;
