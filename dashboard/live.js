@@ -36,8 +36,9 @@ export class LiveConnection {
    *   onState(state, detail): "connecting" | "open" | "waiting" {seconds} | "stopped" {code, message}.
    *   beforeReconnect(): async; return false to give up (e.g. the session is gone).
    */
-  constructor(handlers, url = socketUrl("/ws/dashboard")) {
+  constructor(handlers, url = socketUrl("/ws/dashboard"), policy = BACKOFF) {
     this.url = url;
+    this.policy = policy;
     this.handlers = handlers;
     this.socket = null;
     this.nextId = 1;
@@ -151,7 +152,7 @@ export class LiveConnection {
     this.pending.clear();
     this.socket = null;
     if (this.stopped) return;
-    const delay = backoffDelay(this.attempt);
+    const delay = backoffDelay(this.attempt, Math.random, this.policy);
     this.attempt += 1;
     this.handlers.onState?.("waiting", { seconds: Math.max(1, Math.round(delay / 1000)) });
     this.retryTimer = setTimeout(async () => {
@@ -162,7 +163,9 @@ export class LiveConnection {
       } catch {
         go = true;
       }
-      if (go && !this.stopped) this.connect();
+      if (this.stopped) return;
+      if (go) this.connect();
+      else this.stop("gave_up", "");
     }, delay);
   }
 }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.error
@@ -40,10 +42,24 @@ def _free_port() -> int:
 class KlasblikServer:
     """A running `klasblik serve --demo` subprocess and its base URL."""
 
-    def __init__(self, base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    def __init__(
+        self, base_url: str, process: subprocess.Popen[bytes], log: Path, database: Path
+    ) -> None:
         self.base_url = base_url
         self.process = process
         self.log = log
+        self.database = database
+
+    def class_student_names(self, class_id: int) -> list[str]:
+        """Display names of a class's active students, read from the server's database."""
+        with contextlib.closing(sqlite3.connect(f"file:{self.database}?mode=ro", uri=True)) as db:
+            rows = db.execute(
+                "SELECT s.display_name FROM students s"
+                " JOIN class_students cs ON cs.student_id = s.id"
+                " WHERE cs.class_id = ? AND s.active",
+                (class_id,),
+            ).fetchall()
+        return [row[0] for row in rows]
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
@@ -95,7 +111,7 @@ def klasblik_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Klasbl
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    server = KlasblikServer(f"http://127.0.0.1:{port}", process, log)
+    server = KlasblikServer(f"http://127.0.0.1:{port}", process, log, tmp / "k.db")
     try:
         _wait_healthy(server)
         yield server

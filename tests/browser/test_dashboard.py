@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -33,6 +34,15 @@ COUNT_OBJECT_URLS = """
 
 TILE_SEQS = """() => Object.fromEntries([...document.querySelectorAll('#grid .tile')].map(
   (tile) => [tile.dataset.studentId, tile.querySelector('img').dataset.frameSeq || null]))"""
+
+
+def _name_key(name: str) -> str:
+    """Order as the dashboard does: ignoring case and accents."""
+    return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().casefold()
+
+
+async def _tile_names(page: Any) -> list[str]:
+    return [n.strip() for n in await page.locator("#grid .tile .tile-name").all_inner_texts()]
 
 
 def _watch_console(page: Any) -> list[str]:
@@ -80,9 +90,11 @@ async def test_demo_teacher_sees_live_grid_and_focus_then_signs_out(
     )
     assert await tiles.count() == first["student_count"]
     assert page.url.endswith(f"#class={first['id']}")
-    names = [n.strip() for n in await page.locator("#grid .tile .tile-name").all_inner_texts()]
-    assert all(names), f"a tile without a name: {names}"
-    assert names == sorted(names, key=str.casefold), f"tiles not ordered by name: {names}"
+    names = await _tile_names(page)
+    roster = klasblik_server.class_student_names(first["id"])
+    assert roster, "the demo class has no students in the database"
+    assert sorted(names) == sorted(roster), (names, roster)
+    assert names == sorted(names, key=_name_key), f"tiles not ordered by name: {names}"
 
     # Live frames arrive and keep changing.
     await page.wait_for_function(
@@ -149,6 +161,29 @@ async def test_demo_teacher_sees_live_grid_and_focus_then_signs_out(
     )
     assert counts["created"] > live_urls, counts
     assert counts["created"] - counts["revoked"] == live_urls, (counts, live_urls)
+
+    # The class picker opens another class, remembered in the URL across a reload.
+    if len(me["classes"]) > 1:
+        second = me["classes"][1]
+        await page.locator("#class-select").select_option(str(second["id"]))
+        await page.wait_for_url(re.compile(rf"#class={second['id']}$"))
+        await page.wait_for_function(
+            "names => { const now = [...document.querySelectorAll('#grid .tile .tile-name')]"
+            ".map((n) => n.textContent).sort(); return JSON.stringify(now) === JSON.stringify(names); }",
+            arg=sorted(klasblik_server.class_student_names(second["id"])),
+            timeout=10_000,
+        )
+        await page.reload()
+        await page.wait_for_function(
+            "n => document.querySelectorAll('#grid .tile').length === n",
+            arg=second["student_count"],
+            timeout=10_000,
+        )
+        assert await page.locator("#class-select").input_value() == str(second["id"])
+        statuses = await page.locator("#grid .tile .tile-status").all_inner_texts()
+        assert all(s.startswith(("online", "offline")) for s in statuses), statuses
+        # The demo leaves its last student, who is in this class, without an agent.
+        assert any(s.startswith("offline") for s in statuses), statuses
 
     # Sign out: back at /signin, and the session is gone.
     await page.locator("#signout").click()
