@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "KlasblikServer"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "DEMO_STUDENTS", "KlasblikServer"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -31,6 +31,8 @@ CHROMIUM_ARGS = [
 #: How long the server may take to answer /healthz after start (a loaded 2-core machine
 #: with other test runs: generous, the wait ends as soon as it answers).
 STARTUP_TIMEOUT_S = 45.0
+#: Demo students to seed; the demo puts two thirds in its first class.
+DEMO_STUDENTS = 45
 
 
 def _free_port() -> int:
@@ -99,7 +101,9 @@ def klasblik_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Klasbl
         pytest.fail(f"{exe} is missing: run scripts/lib/venv test first")
     tmp = tmp_path_factory.mktemp("klasblik")
     port = _free_port()
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KLASBLIK_")}
+    # 45 demo students make a first class of 30, a full class on one screen.
+    env["KLASBLIK_DEMO_STUDENTS"] = str(DEMO_STUDENTS)
     env["KLASBLIK_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp}/k.db"
     env["KLASBLIK_BLOB_STORE"] = f"file:{tmp}/blobs"
     log = tmp / "server.log"

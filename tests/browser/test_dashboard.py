@@ -116,6 +116,15 @@ async def test_demo_teacher_sees_live_grid_and_focus_then_signs_out(
     assert live_id is not None, "no tile shows a decoded live frame"
     await page.screenshot(path=str(ARTIFACTS / "dashboard-grid.png"))
 
+    # A class of 30 fits a 1920 x 1080 screen without scrolling, leaving room for the
+    # browser's own bars (the page gets 1920 x 1080 here; ask for the top 960 pixels).
+    assert first["student_count"] >= 30, "seed a class of at least 30 for the layout check"
+    bottom = await page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('#grid .tile')]"
+        ".map((t) => t.getBoundingClientRect().bottom))"
+    )
+    assert bottom <= 960, f"the grid of {first['student_count']} needs {bottom} px of height"
+
     # Focus view by click: a larger live image and the tab list.
     tile = page.locator(f'#grid .tile[data-student-id="{live_id}"]')
     tile_img_width = (await tile.locator("img").bounding_box())["width"]
