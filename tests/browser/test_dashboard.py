@@ -231,5 +231,11 @@ async def test_dashboard_without_sign_in_redirects_to_signin(
     await page.goto(base + "/")
     assert page.url.startswith(base + "/signin"), page.url
     await page.get_by_role("button", name=re.compile("Demo sign-in")).wait_for(timeout=10_000)
+
+    # A failed sign-in comes back with ?error=CODE&message=TEXT: the message is shown.
+    await page.goto(base + "/signin?error=access_denied&message=Only%20staff%20can%20sign%20in")
+    error = page.locator("#signin-error")
+    await error.wait_for(state="visible", timeout=5_000)
+    assert "Only staff can sign in" in await error.inner_text()
     assert not problems, "\n".join(problems)
     await context.close()
