@@ -5,6 +5,7 @@ export const STRINGS = Object.freeze({
   en: {
     "app.title": "Klasblik",
     "signin.title": "Sign in to Klasblik",
+    "signin.pageTitle": "Klasblik — sign in",
     "signin.intro": "Teachers see, live, the screens of their own students during lessons.",
     "signin.loading": "Checking how you can sign in…",
     "signin.demo": "Demo sign-in (demo mode, this machine only)",
@@ -20,6 +21,7 @@ export const STRINGS = Object.freeze({
     "header.demoTitle": "Demo mode: made-up students and screens",
     "header.user": "Signed in as {name}",
     "grid.loading": "Loading…",
+    "grid.label": "Students",
     "grid.noClasses": "You have no classes yet. Classes come from the school's Microsoft 365 roster.",
     "grid.empty": "This class has no students.",
     "grid.connecting": "Connecting…",
@@ -52,6 +54,7 @@ export const STRINGS = Object.freeze({
   nl: {
     "app.title": "Klasblik",
     "signin.title": "Inloggen bij Klasblik",
+    "signin.pageTitle": "Klasblik — inloggen",
     "signin.intro": "Docenten zien tijdens de les live de schermen van hun eigen leerlingen.",
     "signin.loading": "Bezig met nagaan hoe je kunt inloggen…",
     "signin.demo": "Demo-inlog (demomodus, alleen deze computer)",
@@ -67,6 +70,7 @@ export const STRINGS = Object.freeze({
     "header.demoTitle": "Demomodus: verzonnen leerlingen en schermen",
     "header.user": "Ingelogd als {name}",
     "grid.loading": "Laden…",
+    "grid.label": "Leerlingen",
     "grid.noClasses": "Je hebt nog geen klassen. Klassen komen uit de Microsoft 365-gegevens van de school.",
     "grid.empty": "Deze klas heeft geen leerlingen.",
     "grid.connecting": "Verbinden…",
@@ -124,8 +128,17 @@ export function t(key, vars = {}) {
   return text.replace(/\{(\w+)\}/g, (whole, name) => (name in vars ? String(vars[name]) : whole));
 }
 
-/** Fill every element carrying data-i18n="key" with its text; set <html lang>. */
+/**
+ * Fill every element carrying data-i18n="key" with its text, and every
+ * data-i18n-label="key" into its aria-label; set <html lang> and, with data-i18n-title
+ * on <html>, the document title.
+ */
 export function translatePage(root = document) {
-  document.documentElement.lang = lang;
+  const html = document.documentElement;
+  html.lang = lang;
+  if (html.dataset.i18nTitle) document.title = t(html.dataset.i18nTitle);
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of root.querySelectorAll("[data-i18n-label]")) {
+    el.setAttribute("aria-label", t(el.dataset.i18nLabel));
+  }
 }
