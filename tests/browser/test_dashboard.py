@@ -182,7 +182,18 @@ async def test_demo_teacher_sees_live_grid_and_focus_then_signs_out(
             arg=sorted(klasblik_server.class_student_names(second["id"])),
             timeout=10_000,
         )
-        await page.reload()
+        await page.wait_for_function(
+            "() => Object.values((" + TILE_SEQS + ")()).some((s) => s !== null)",
+            timeout=FRAME_WAIT_MS,
+        )
+        # Reloaded, the grid first shows each student's last stored thumbnail.
+        async with page.expect_response(
+            lambda r: re.search(r"/api/students/\d+/thumbnail$", r.url) is not None
+            and r.status == 200,
+            timeout=FRAME_WAIT_MS,
+        ) as stored:
+            await page.reload()
+        assert (await stored.value).headers["content-type"].startswith("image/")
         await page.wait_for_function(
             "n => document.querySelectorAll('#grid .tile').length === n",
             arg=second["student_count"],
