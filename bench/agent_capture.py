@@ -55,6 +55,8 @@ def _measure(painter: XPainter, grabber: ScreenGrabber, frames: list[Image.Image
     cpu = 0.0
     total = 0
     produced = 0
+    painter.show(frames[0])
+    run(ChangeDetector())  # warm-up (first use of buffers and encoder), not counted
     detector = ChangeDetector()
     for i in range(rounds):
         frame = frames[i % len(frames)]

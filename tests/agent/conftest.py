@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent_xscreen import XPainter, Xvfb, XvfbMissing, start_xvfb
+from tests.agent.agent_xscreen import XPainter, Xvfb, XvfbMissing, start_xvfb
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import io
 import pytest
 from PIL import Image, ImageDraw
 
-from agent_xscreen import XPainter, Xvfb
+from tests.agent.agent_xscreen import XPainter, Xvfb
 from klasblik.agent.activewindow import active_window_title
 from klasblik.agent.capture import CaptureError, CaptureWorker, ScreenGrabber, display_problem
 from klasblik.agent.pacing import ChangeDetector

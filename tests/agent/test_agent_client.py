@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from agent_standin_server import WAIT_S, StandInServer, standin_server
-from agent_xscreen import XPainter, Xvfb
+from tests.agent.agent_standin_server import WAIT_S, StandInServer, standin_server
+from tests.agent.agent_xscreen import XPainter, Xvfb
 from klasblik.agent.capture import CaptureError, CaptureWorker, Grab, ScreenGrabber
 from klasblik.agent.client import AgentClient
 from klasblik.agent.pacing import Backoff

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from agent_xscreen import XPainter, Xvfb
+from tests.agent.agent_xscreen import XPainter, Xvfb
 from klasblik import protocol as p
 from klasblik.agent.capture import CaptureWorker, Grab, ScreenGrabber
 from klasblik.agent.client import AgentClient
