@@ -92,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"klasblik-agent: error: {exc}", file=sys.stderr)
         return 2
     try:
+        if settings.log_file is not None:
+            settings.log_file.parent.mkdir(parents=True, exist_ok=True)
         logging.basicConfig(
             level=settings.log_level_number,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
