@@ -130,9 +130,10 @@ class ChromeAgent:
 
 @contextlib.asynccontextmanager
 async def running_agent(
-    tmp_path: Path, *, server_url: str, token: str, account: str
+    tmp_path: Path, *, server_url: str | None, token: str | None, account: str
 ) -> AsyncIterator[ChromeAgent]:
-    """Start headless Chromium with a test build of the extension and its managed config."""
+    """Start headless Chromium with a test build of the extension and its managed config
+    (no policy at all when ``server_url`` is None)."""
     if not CHROMIUM.exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium package")
     try:
@@ -140,7 +141,12 @@ async def running_agent(
     except ImportError:
         pytest.fail("Python Playwright is missing: scripts/lib/venv test installs it")
     ext = make_test_build(tmp_path / "extension", account)
-    with managed_policy({"serverUrl": server_url, "enrollmentToken": token}):
+    policy = (
+        managed_policy({"serverUrl": server_url, "enrollmentToken": token})
+        if server_url is not None
+        else contextlib.nullcontext()
+    )
+    with policy:
         async with async_playwright() as p:
             context = await p.chromium.launch_persistent_context(
                 str(tmp_path / "profile"),
