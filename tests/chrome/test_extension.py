@@ -154,6 +154,8 @@ async def test_reconnects_when_the_server_comes_back(rig: Rig) -> None:
     conn = await rig.probe.next_connection(timeout=30, after=1)
     hello = await conn.wait_for(lambda: conn.hello, 10, "hello after reconnect")
     assert hello["account"] == ACCOUNT
+    assert rig.conn.hello is not None
+    assert hello["device"]["id"] == rig.conn.hello["device"]["id"], "device id is stable"
     assert time.monotonic() - started < 30
 
 
