@@ -174,7 +174,6 @@ SCHEMAS: Final[dict[str, dict[str, dict[str, _FieldSpec]]]] = {
         "status": {"student_id": ("int", True), "state": ("dict", True)},
         "tabs": {"student_id": ("int", True), "tabs": ("tabs", True)},
         "closed": {"error": ("dict", True)},
-        "notice": {"notice": ("dict", True)},
     },
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -102,7 +103,7 @@ def _blob_url(value: Any) -> str | None:
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "Address to listen on. The default, 127.0.0.1, means only "
             "this machine can connect; use 0.0.0.0 behind a reverse proxy or in a container."),
-    Setting("port", 8080, "TCP port to listen on.", _int, _range(1, 65535)),
+    Setting("port", 8080, "TCP port to listen on (0: any free port).", _int, _range(0, 65535)),
     Setting("public_url", "", "The address teachers and agents use (https://klasblik.school.example). "
             "Used for the Microsoft 365 redirect and the dashboard Origin check; empty means "
             "http://HOST:PORT."),
@@ -258,6 +259,8 @@ def load_settings(
             values[name] = _coerce(_BY_NAME[name], raw, src)
     if values["grid_width"] > values["focus_width"]:
         raise SettingsError("grid_width: must not be larger than focus_width")
+    if values["demo"] and not values["enrollment_token"]:
+        values["enrollment_token"] = "demo-" + secrets.token_urlsafe(16)
     if not values["demo"] and not values["enrollment_token"]:
         raise SettingsError(
             "enrollment_token: required outside demo mode (set KLASBLIK_ENROLLMENT_TOKEN)"

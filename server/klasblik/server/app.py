@@ -1,0 +1,77 @@
+"""The application factory: ``init_app(settings)`` builds the aiohttp app; its resources
+(database, blob store, hub, demo agents) are opened and closed in ``cleanup_ctx``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from klasblik.server.blobstore import BlobStoreError, open_blob_store
+from klasblik.server.context import CTX, AppContext
+from klasblik.server.db import create_engine, sessionmaker, upgrade_database
+from klasblik.server.httpapi import middlewares, setup_routes
+from klasblik.server.hub import Hub
+from klasblik.server.latest import LatestWriter
+from klasblik.server.netutil import parse_networks
+from klasblik.server.settings import REPO_ROOT, Settings
+
+__all__ = ["init_app", "DASHBOARD_DIR"]
+
+log = logging.getLogger(__name__)
+
+DASHBOARD_DIR = REPO_ROOT / "dashboard"
+
+
+def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Application:
+    app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
+    setup_routes(app)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        await upgrade_database(engine)
+        store = open_blob_store(settings.blob_store, settings.azure_connection_string)
+        latest = LatestWriter(store, settings.store_interval_s)
+        try:
+            await store.check()
+        except BlobStoreError as exc:
+            latest.last_error = str(exc)
+            log.warning("blob store not usable at start: %s", exc)
+        hub = Hub(settings, latest)
+        ctx = AppContext(
+            settings=settings,
+            engine=engine,
+            sm=sessionmaker(engine),
+            store=store,
+            latest=latest,
+            hub=hub,
+            dashboard_dir=dashboard_dir or DASHBOARD_DIR,
+            proxies=parse_networks(settings.trusted_proxies),
+        )
+        app[CTX] = ctx
+        try:
+            yield
+        finally:
+            await hub.close_all()
+            await latest.close()
+            await store.close()
+            await engine.dispose()
+
+    async def stop_connections(app: web.Application) -> None:
+        ctx = app[CTX]
+        stop_demo = ctx.extras.pop("demo_stop", None)
+        if stop_demo is not None:
+            await stop_demo()
+        await ctx.hub.close_all()
+        for ws in list(ctx.agent_ws):  # agents still in their hello phase
+            await ws.close(code=1001, message=b"server shutting down")
+
+    app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(stop_connections)
+    if settings.demo:
+        from klasblik.server.demo import demo_ctx
+
+        app.cleanup_ctx.append(demo_ctx)
+    return app

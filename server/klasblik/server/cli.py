@@ -1,0 +1,131 @@
+"""The ``klasblik`` command: ``serve``, ``db upgrade``, ``agent`` (the desktop agent)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from klasblik.server.settings import Settings, SettingsError, load_settings
+
+__all__ = ["main", "serve"]
+
+log = logging.getLogger("klasblik")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="klasblik",
+        description="Klasblik: a teacher sees, live, what their own students have on screen.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve_p = sub.add_parser("serve", help="run the server (dashboard, agent endpoint, jobs)")
+    serve_p.add_argument("--config", help="TOML settings file (see docs/configuration.md)")
+    serve_p.add_argument(
+        "--host",
+        help="address to listen on; defaults to 127.0.0.1, which means only this machine "
+        "can connect",
+    )
+    serve_p.add_argument("--port", type=int, help="port to listen on (default 8080; 0 = any free)")
+    serve_p.add_argument(
+        "--demo",
+        action="store_true",
+        help="demo mode: demo school and simulated students; the demo sign-in works only "
+        "from this machine. Never use it with real data.",
+    )
+
+    db_p = sub.add_parser("db", help="database maintenance")
+    db_sub = db_p.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="apply database migrations (serve does this too)")
+    up.add_argument("--config")
+
+    sub.add_parser("agent", help="run the desktop agent (see `klasblik agent --help`)",
+                   add_help=False)
+    return parser
+
+
+def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+    clean = {k: v for k, v in overrides.items() if v is not None and v is not False}
+    return load_settings(config_file=getattr(args, "config", None), overrides=clean)
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT; then close every connection and resource cleanly."""
+    from klasblik.server.app import init_app
+
+    app = init_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    port = sockets[0].getsockname()[1] if sockets else settings.port
+    host = settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    print(f"Klasblik is running. Dashboard: http://{host}:{port}/", flush=True)
+    if settings.demo:
+        from klasblik.server.demo import start_demo_agents
+
+        await start_demo_agents(app, f"ws://127.0.0.1:{port}/ws/agent")
+        print(
+            f"Demo mode: simulated students are connected; sign in with the demo button "
+            f"at http://{host}:{port}/signin (works from this machine only).",
+            flush=True,
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        print("Klasblik is stopping.", flush=True)
+        await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["agent"]:
+        from klasblik.agent.cli import main as agent_main
+
+        return int(agent_main(argv[1:]) or 0)
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            settings = _settings(args, host=args.host, port=args.port, demo=args.demo)
+        else:
+            settings = _settings(args)
+    except SettingsError as exc:
+        print(f"klasblik: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "serve":
+        asyncio.run(serve(settings))
+        return 0
+    if args.command == "db":
+        from klasblik.server.db import create_engine, upgrade_database
+
+        async def upgrade() -> None:
+            engine = create_engine(settings.database_url)
+            await upgrade_database(engine)
+            await engine.dispose()
+
+        asyncio.run(upgrade())
+        print("database is at the newest schema")
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""HTTP errors carry their status and code, and are rendered in one JSON shape:
+``{"error": {"code": "...", "message": "..."}}`` (the same shape as protocol errors)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+__all__ = ["ApiError", "AccessDenied", "error_body"]
+
+
+class ApiError(Exception):
+    status = 400
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        if status is not None:
+            self.status = status
+
+    def response(self) -> web.Response:
+        return web.json_response(error_body(self.code, self.message), status=self.status)
+
+
+class AccessDenied(ApiError):
+    """Authorisation refused: the code says why (forbidden, not_found, elsewhere, ...)."""
+
+    status = 403
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": code, "message": message}}

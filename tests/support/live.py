@@ -1,0 +1,241 @@
+"""A real Klasblik server in the test's event loop, on 127.0.0.1 and a free port, with
+helpers to fill its roster and to connect agents and dashboards over real WebSockets."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from PIL import Image
+from yarl import URL
+
+from klasblik import protocol as p
+from klasblik.server.app import init_app
+from klasblik.server.context import CTX, AppContext
+from klasblik.server.db import Location, School, SchoolClass, Staff, Student
+from klasblik.server.hub import Hub
+from klasblik.server.settings import Settings, load_settings
+from klasblik.server.websession import COOKIE, create_session
+
+TOKEN = "test-enrollment-token"
+
+
+@dataclass
+class LiveServer:
+    app: web.Application
+    runner: web.AppRunner
+    port: int
+    settings: Settings
+    token: str = TOKEN
+    _sessions: list[aiohttp.ClientSession] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def agent_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/agent"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/dashboard"
+
+    @property
+    def ctx(self) -> AppContext:
+        return self.app[CTX]
+
+    @property
+    def hub(self) -> Hub:
+        return self.ctx.hub
+
+    async def add_class(
+        self,
+        name: str,
+        students: Sequence[tuple[str, str, str]],
+        teacher: str = "teacher@school.example",
+        teacher_name: str = "M. de Vries",
+        brin: str = "12AB",
+    ) -> dict[str, Any]:
+        """Create (or reuse) school, teacher and students; return their ids."""
+        from sqlalchemy import select
+
+        async with self.ctx.sm() as session, session.begin():
+            school = await session.scalar(select(School).where(School.brin == brin))
+            if school is None:
+                school = School(name=f"School {brin}", brin=brin)
+                session.add(school)
+                await session.flush()
+                session.add(Location(school_id=school.id, name="Main", code=brin + "00"))
+            staff = await session.scalar(select(Staff).where(Staff.username == teacher))
+            if staff is None:
+                staff = Staff(school_id=school.id, username=teacher, name=teacher_name)
+                session.add(staff)
+            ids: dict[str, Student] = {}
+            for username, first, last in students:
+                st = await session.scalar(select(Student).where(Student.username == username))
+                if st is None:
+                    st = Student(
+                        school_id=school.id,
+                        username=username,
+                        display_name=f"{first} {last[:1]}.",
+                    )
+                    session.add(st)
+                ids[username] = st
+            await session.flush()
+            cls = SchoolClass(
+                school_id=school.id, name=name, teachers=[staff], students=list(ids.values())
+            )
+            session.add(cls)
+            await session.flush()
+            return {
+                "class_id": cls.id,
+                "teacher_id": staff.id,
+                "school_id": school.id,
+                "students": {u: s.id for u, s in ids.items()},
+            }
+
+    async def login(self, username: str) -> aiohttp.ClientSession:
+        """An HTTP client signed in as this staff member (a real server-side session)."""
+        from sqlalchemy import select
+
+        async with self.ctx.sm() as session:
+            staff = await session.scalar(select(Staff).where(Staff.username == username))
+        assert staff is not None, f"no staff member {username}"
+        token, _ = await create_session(self.ctx.sm, staff.id, "127.0.0.1", self.settings)
+        jar = aiohttp.CookieJar(unsafe=True)
+        jar.update_cookies({COOKIE: token}, response_url=URL(self.base_url))
+        client = aiohttp.ClientSession(cookie_jar=jar)
+        self._sessions.append(client)
+        return client
+
+    async def dashboard(self, client: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
+        return await client.ws_connect(self.dashboard_url, origin=self.base_url)
+
+    async def stop(self) -> None:
+        for client in self._sessions:
+            await client.close()
+        await self.runner.cleanup()
+
+
+async def start_live_server(tmp_path: Path, **overrides: Any) -> LiveServer:
+    values: dict[str, Any] = {
+        "database_url": f"sqlite+aiosqlite:///{tmp_path}/klasblik.db",
+        "blob_store": f"file:{tmp_path}/blobs",
+        "enrollment_token": TOKEN,
+        "store_interval_s": 0,
+        "grid_interval_ms": 250,
+        "focus_interval_ms": 100,
+        "port": 0,
+    }
+    values.update(overrides)
+    settings = load_settings(env={}, overrides=values)
+    app = init_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return LiveServer(app, runner, port, settings)
+
+
+# ---- a protocol-speaking test agent -------------------------------------------------
+
+
+def jpeg(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64, 36)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "JPEG", quality=80)
+    return buf.getvalue()
+
+
+def frame(seq: int = 1, color: tuple[int, int, int] = (200, 30, 30), kind: int = 1) -> bytes:
+    image = jpeg(color)
+    header = p.FrameHeader(kind, p.Encoding.JPEG, 64, 36, seq, int(time.time() * 1000))
+    return p.encode_frame(header, image)
+
+
+class TestAgent:
+    """A minimal agent over a real WebSocket, for server tests."""
+
+    __test__ = False
+
+    def __init__(self, server: LiveServer, account: str) -> None:
+        self.server = server
+        self.account = account
+        self.http = aiohttp.ClientSession()
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.watches: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []
+        self._reader: asyncio.Task[None] | None = None
+        self.welcome: dict[str, Any] | None = None
+
+    async def connect(self, token: str | None = None) -> dict[str, Any]:
+        self.ws = await self.http.ws_connect(self.server.agent_url)
+        await self.ws.send_str(
+            json.dumps(
+                {
+                    "type": "hello",
+                    "protocol": 1,
+                    "token": token or self.server.token,
+                    "account": self.account,
+                    "device": {"id": "test-" + self.account, "kind": "desktop"},
+                }
+            )
+        )
+        first = json.loads(await self.ws.receive_str(timeout=5))
+        if first["type"] == "welcome":
+            self.welcome = first
+            self._reader = asyncio.create_task(self._read())
+        return first
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                m = json.loads(msg.data)
+                if m["type"] == "watch":
+                    self.watches.append(m)
+                elif m["type"] == "error":
+                    self.errors.append(m["error"])
+
+    @property
+    def mode(self) -> str:
+        return self.watches[-1]["mode"] if self.watches else "off"
+
+    async def send(self, data: str | bytes) -> None:
+        assert self.ws is not None
+        if isinstance(data, bytes):
+            await self.ws.send_bytes(data)
+        else:
+            await self.ws.send_str(data)
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            await asyncio.wait([self._reader], timeout=2)
+        await self.http.close()
+
+
+async def wait_for(
+    predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0, what: str = ""
+) -> None:
+    """Poll until ``predicate`` holds; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+            result = await result  # type: ignore[misc]
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        await asyncio.sleep(0.02)

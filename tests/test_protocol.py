@@ -1,0 +1,201 @@
+"""The wire protocol on bytes and dicts only: no sockets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from klasblik import protocol as p
+from tests.support.live import frame, jpeg
+
+HELLO = {
+    "type": "hello",
+    "protocol": 1,
+    "token": "t",
+    "account": "anna@school.example",
+    "device": {"id": "dev-1", "kind": "desktop", "os": "Linux"},
+}
+
+EXAMPLES = {
+    "agent": [
+        HELLO,
+        {"type": "heartbeat", "seq": 3},
+        {"type": "heartbeat"},
+        {"type": "tabs", "tabs": [{"title": "A", "url": "https://a.example", "active": True, "window": 1}]},
+        {"type": "capture_error", "reason": "no display"},
+    ],
+    "server_agent": [
+        {"type": "welcome", "protocol": 1, "session": "s", "display_name": "Anna B.",
+         "heartbeat_s": 20, "max_frame_bytes": 1048576},
+        {"type": "watch", "mode": "grid", "width": 400, "height": 225, "interval_ms": 2000,
+         "quality": 55, "encoding": "jpeg", "tabs": "active", "viewers": ["M. de Vries"]},
+        {"type": "error", "error": {"code": "auth_failed", "message": "no"}},
+    ],
+    "dashboard": [
+        {"type": "subscribe", "id": 1, "class_id": 7},
+        {"type": "unsubscribe", "id": 2, "class_id": 7},
+        {"type": "focus", "id": 3, "student_id": 12},
+        {"type": "unfocus", "id": 4, "student_id": 12},
+        {"type": "ping", "id": 5},
+    ],
+    "server_dashboard": [
+        {"type": "result", "id": 1, "success": True, "result": {}},
+        {"type": "status", "student_id": 1, "state": {"online": True}},
+        {"type": "tabs", "student_id": 1, "tabs": []},
+        {"type": "closed", "error": {"code": "too_slow", "message": "x"}},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "direction,msg", [(d, m) for d, ms in EXAMPLES.items() for m in ms],
+    ids=lambda v: v if isinstance(v, str) else v["type"],
+)
+def test_every_message_type_round_trips(direction, msg):
+    """Each documented message survives encode then decode unchanged."""
+    assert p.decode_message(p.encode_message(msg, direction), direction) == msg
+
+
+def test_every_schema_type_has_an_example():
+    """The examples above cover every message type the protocol defines."""
+    for direction, schema in p.SCHEMAS.items():
+        assert set(schema) == {m["type"] for m in EXAMPLES[direction]}, direction
+
+
+def _code(data, direction="agent"):
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode_message(data, direction)
+    return info.value.code
+
+
+def test_malformed_json_is_invalid_json():
+    """Text that is not JSON, or JSON that is not an object, gives invalid_json."""
+    assert _code("{not json") == "invalid_json"
+    assert _code("[1, 2]") == "invalid_json"
+    assert _code(b"\xff\xfe") == "invalid_json"
+
+
+def test_unknown_type_is_unknown_type():
+    """A type not defined for the direction gives unknown_type, even if defined elsewhere."""
+    assert _code('{"type": "launch_rockets"}') == "unknown_type"
+    assert _code(json.dumps({"type": "subscribe", "id": 1, "class_id": 1})) == "unknown_type"
+
+
+@pytest.mark.parametrize("field", ["protocol", "token", "account", "device"])
+def test_missing_field_is_invalid_format(field):
+    """Dropping any required hello field gives invalid_format naming the field."""
+    msg = dict(HELLO)
+    del msg[field]
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode_message(json.dumps(msg), "agent")
+    assert info.value.code == "invalid_format"
+    assert field in info.value.message
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"protocol": "1"},
+        {"protocol": True},
+        {"device": {"id": "", "kind": "desktop"}},
+        {"device": {"id": "x", "kind": "toaster"}},
+        {"device": "laptop"},
+    ],
+)
+def test_wrong_kinds_are_invalid_format(change):
+    """Fields of the wrong type or with an unknown value give invalid_format."""
+    assert _code(json.dumps({**HELLO, **change})) == "invalid_format"
+
+
+def test_unknown_watch_mode_is_invalid_format():
+    """A watch mode outside off/grid/focus is refused."""
+    watch = dict(EXAMPLES["server_agent"][1], mode="stare")
+    assert _code(json.dumps(watch), "server_agent") == "invalid_format"
+
+
+def test_tabs_limits_are_enforced():
+    """Too many tabs, over-long titles or URLs, and non-object tabs give invalid_format."""
+    many = [{"title": "t", "active": False}] * (p.MAX_TABS + 1)
+    assert _code(json.dumps({"type": "tabs", "tabs": many})) == "invalid_format"
+    long_title = [{"title": "x" * (p.MAX_TITLE_CHARS + 1)}]
+    assert _code(json.dumps({"type": "tabs", "tabs": long_title})) == "invalid_format"
+    long_url = [{"title": "x", "url": "u" * (p.MAX_URL_CHARS + 1)}]
+    assert _code(json.dumps({"type": "tabs", "tabs": long_url})) == "invalid_format"
+    assert _code(json.dumps({"type": "tabs", "tabs": ["x"]})) == "invalid_format"
+
+
+def test_oversized_text_message_is_message_too_large():
+    """A text message over the limit is refused before parsing."""
+    big = json.dumps({"type": "heartbeat", "pad": "x" * p.MAX_TEXT_BYTES})
+    assert _code(big) == "message_too_large"
+
+
+def test_unknown_extra_fields_are_ignored():
+    """A newer peer may add fields: they pass through."""
+    msg = p.decode_message(json.dumps({"type": "heartbeat", "battery": 80}), "agent")
+    assert msg["battery"] == 80
+
+
+def test_frame_round_trip():
+    """A frame's header decodes to what was encoded; the image follows the 24 bytes."""
+    data = frame(seq=42, kind=p.FrameKind.FOCUS)
+    header = p.decode_frame(data)
+    assert (header.kind, header.encoding, header.width, header.height, header.seq) == (
+        p.FrameKind.FOCUS, p.Encoding.JPEG, 64, 36, 42,
+    )
+    assert data[p.FRAME_HEADER_SIZE:] == jpeg()
+    assert p.FRAME_HEADER_SIZE == 24
+
+
+def _frame_code(data, max_bytes=p.DEFAULT_MAX_FRAME_BYTES):
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode_frame(data, max_bytes)
+    return info.value.code
+
+
+def test_bad_frames_get_their_codes():
+    """Wrong magic, oversize, bad kind/encoding/size, wrong image signature: each its code."""
+    good = frame()
+    assert _frame_code(b"XXXX" + good[4:]) == "bad_magic"
+    assert _frame_code(b"") == "bad_magic"
+    assert _frame_code(good, max_bytes=len(good) - 1) == "frame_too_large"
+    assert _frame_code(good[:24]) == "bad_frame"
+    assert _frame_code(good[:5] + b"\x09" + good[6:]) == "bad_frame"  # kind 9
+    assert _frame_code(good[:6] + b"\x07" + good[7:]) == "bad_frame"  # encoding 7
+    assert _frame_code(good[:8] + b"\x00\x00" + good[10:]) == "bad_frame"  # width 0
+    assert _frame_code(good[:6] + b"\x03" + good[7:]) == "bad_frame"  # says PNG, is JPEG
+    assert _frame_code(good[:4] + b"\x02" + good[5:]) == "unsupported_version"
+
+
+def test_viewer_frame_keeps_the_agent_frame_bytes():
+    """A viewer frame is a prefix plus the agent frame, byte for byte."""
+    agent_frame = frame(seq=7)
+    vf = p.encode_viewer_frame(1234, agent_frame)
+    assert vf.endswith(agent_frame)
+    sid, header, image = p.decode_viewer_frame(vf)
+    assert (sid, header.seq, image) == (1234, 7, jpeg())
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode_viewer_frame(b"KBF1" + vf[4:])
+    assert info.value.code == "bad_magic"
+
+
+def test_error_message_shapes():
+    """Errors have one shape: under result (with an id) or error (without)."""
+    assert p.error_message("forbidden", "no", 3) == {
+        "type": "result", "id": 3, "success": False,
+        "error": {"code": "forbidden", "message": "no"},
+    }
+    assert p.error_message("auth_failed", "no") == {
+        "type": "error", "error": {"code": "auth_failed", "message": "no"},
+    }
+
+
+def test_documented_error_codes_match_the_module():
+    """docs/protocol.md lists exactly the error codes the module defines."""
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "protocol.md").read_text()
+    codes = {v for k, v in vars(p.ErrorCode).items() if k.isupper()}
+    for code in codes:
+        assert f"| `{code}` |" in doc, code
