@@ -15,11 +15,7 @@ from PIL import Image
 
 from klasblik import protocol
 
-try:  # tests/ is a package (tests/__init__.py)
-    from ..conformance.probe import WATCH_OFF, ProbeConnection, ProbeServer, watch_message
-except ImportError:  # tests/ itself is on sys.path (pytest's rootdir-based import)
-    from conformance.probe import (  # type: ignore[no-redef]
-        WATCH_OFF, ProbeConnection, ProbeServer, watch_message)
+from ..conformance.probe import WATCH_OFF, ProbeConnection, ProbeServer, watch_message
 from .extension import EXTENSION_ID, ChromeAgent, running_agent
 from .pages import serve_pages, solid_page_html
 

@@ -12,12 +12,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
-try:  # tests/ is a package (tests/__init__.py)
-    from ..chrome.extension import running_agent
-    from ..chrome.pages import serve_pages, solid_page_html
-except ImportError:  # tests/ itself is on sys.path (pytest's rootdir-based import)
-    from chrome.extension import running_agent  # type: ignore[no-redef]
-    from chrome.pages import serve_pages, solid_page_html  # type: ignore[no-redef]
+from ..chrome.extension import running_agent
+from ..chrome.pages import serve_pages, solid_page_html
 
 __all__ = ["AgentDriver", "ChromeExtensionDriver", "DRIVERS"]
 
