@@ -116,4 +116,4 @@ async def test_tabs_sent_only_when_asked(conn: ProbeConnection) -> None:
     tabs = await conn.wait_for(lambda: conn.messages("tabs", asked), 10, "a tabs message")
     listed = tabs[0]["tabs"]
     assert len(listed) == 1 and listed[0]["active"] is True
-    assert listed[0]["title"]
+    assert isinstance(listed[0]["title"], str)
