@@ -201,6 +201,7 @@ function onEvent(event) {
     state.connected = true;
     state.attempt = 0;
     state.lastError = null;
+    chrome.storage.local.remove("forbiddenUntil");
     clearInterval(state.heartbeatTimer);
     state.heartbeatTimer = setInterval(() => send(state.session.nextHeartbeat()), event.heartbeatS * 1000);
   } else if (event.kind === "watch") {

@@ -165,3 +165,37 @@ async def test_without_managed_config_it_does_nothing(tmp_path: Path) -> None:
         await page.wait_for_function("document.getElementById('configured').textContent.startsWith('no')")
         assert "not configured" in (await page.text_content("#configured") or "")
         assert (await agent.badge())["text"] == ""
+
+
+async def test_worker_stopped_by_chrome_comes_back(rig: Rig) -> None:
+    """If Chrome stops the service worker, the next browser event (or the keepalive alarm)
+    restarts it and it connects again."""
+    alarm = await rig.agent.evaluate("chrome.alarms.get('klasblik-keepalive')")
+    assert alarm is not None and alarm["periodInMinutes"] == 1
+    page = rig.agent.context.pages[-1]
+    cdp = await rig.agent.context.new_cdp_session(page)
+    await cdp.send("ServiceWorker.enable")
+    await cdp.send("ServiceWorker.stopAllWorkers")
+    await rig.conn.wait_for(rig.conn.closed.is_set, 10, "the socket to close with the worker")
+    await rig.agent.open_page(rig.base + "/blue")  # tabs.onCreated wakes the worker
+    conn = await rig.probe.next_connection(timeout=20, after=1)
+    hello = await conn.wait_for(lambda: conn.hello, 10, "hello from the restarted worker")
+    assert rig.conn.hello is not None
+    assert hello["device"]["id"] == rig.conn.hello["device"]["id"]
+
+
+async def test_close_codes_decide_when_to_reconnect(rig: Rig) -> None:
+    """After 1001 it reconnects within seconds; after 4003 (staff account) it waits an hour."""
+    await rig.conn.ws.close(1001, "server shutting down")
+    second = await rig.probe.next_connection(timeout=15, after=1)
+    await second.wait_for(lambda: second.hello, 10, "hello after 1001")
+    await second.welcome()
+    await rig.agent.wait_status(lambda s: s["connected"])
+    await second.ws.close(4003, "not_a_student")
+    status = await rig.agent.wait_status(lambda s: s["lastClose"] and s["lastClose"]["code"] == 4003)
+    wait_s = (status["nextAttemptAt"] - status["lastClose"]["at"]) / 1000
+    assert 3600 <= wait_s <= 3601, wait_s
+    stored = await rig.agent.evaluate("chrome.storage.local.get('forbiddenUntil')")
+    assert stored["forbiddenUntil"] == status["nextAttemptAt"], "the wait survives a worker restart"
+    await asyncio.sleep(3)
+    assert len(rig.probe.connections) == 2
