@@ -127,9 +127,10 @@ async def test_options_page_shows_status(rig: Rig) -> None:
     assert "M. de Vries" in (await page.text_content("#watched") or "")
 
 
-async def test_uncapturable_page_sends_capture_error(rig: Rig) -> None:
+@pytest.mark.parametrize("url", ["chrome://version/", f"chrome-extension://{EXTENSION_ID}/options.html"])
+async def test_uncapturable_page_sends_capture_error(rig: Rig, url: str) -> None:
     """On a page Chrome will not capture, the agent says so instead of sending frames."""
-    await rig.agent.open_page(f"chrome-extension://{EXTENSION_ID}/options.html")
+    await rig.agent.open_page(url)
     await rig.conn.send(watch_message("grid", interval_ms=500))
     errors = await rig.conn.wait_for(lambda: rig.conn.messages("capture_error"), 10, "capture_error")
     assert errors[0]["reason"] == "page cannot be captured"
