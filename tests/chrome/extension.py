@@ -98,6 +98,14 @@ class ChromeAgent:
 
     context: Any
     worker: Any
+    policy_path: Path | None = None
+
+    def set_managed(self, config: dict[str, Any]) -> None:
+        """Replace the managed configuration, as an admin changing the policy would."""
+        assert self.policy_path is not None, "started without managed configuration"
+        self.policy_path.write_text(
+            json.dumps({"3rdparty": {"extensions": {EXTENSION_ID: config}}})
+        )
 
     async def evaluate(self, expression: str) -> Any:
         return await self.worker.evaluate(expression)
@@ -146,7 +154,7 @@ async def running_agent(
         if server_url is not None
         else contextlib.nullcontext()
     )
-    with policy:
+    with policy as policy_path:
         async with async_playwright() as p:
             context = await p.chromium.launch_persistent_context(
                 str(tmp_path / "profile"),
@@ -165,6 +173,6 @@ async def running_agent(
                 if worker is None:
                     worker = await context.wait_for_event("serviceworker", timeout=15000)
                 assert EXTENSION_ID in worker.url, f"unexpected service worker {worker.url}"
-                yield ChromeAgent(context, worker)
+                yield ChromeAgent(context, worker, policy_path)
             finally:
                 await context.close()

@@ -200,3 +200,17 @@ async def test_close_codes_decide_when_to_reconnect(rig: Rig) -> None:
     assert stored["forbiddenUntil"] == status["nextAttemptAt"], "the wait survives a worker restart"
     await asyncio.sleep(3)
     assert len(rig.probe.connections) == 2
+
+
+async def test_changed_managed_config_takes_effect(rig: Rig) -> None:
+    """When IT changes serverUrl/enrollmentToken, the extension moves to the new server."""
+    other = ProbeServer()
+    await other.start()
+    try:
+        rig.agent.set_managed({"serverUrl": other.url, "enrollmentToken": "new-token"})
+        conn = await other.next_connection(timeout=30)  # Chromium re-reads policy files after ~5 s
+        hello = await conn.wait_for(lambda: conn.hello, 10, "hello at the new server")
+        assert hello["token"] == "new-token"
+        await rig.conn.wait_for(rig.conn.closed.is_set, 5, "the old connection to close")
+    finally:
+        await other.stop()
