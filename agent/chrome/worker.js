@@ -185,6 +185,7 @@ function connect() {
   ws.onclose = (ev) => {
     if (state.ws !== ws) return;
     state.ws = null;
+    state.session = null; // a capture still in flight sees this and stops
     state.connected = false;
     stopTimers();
     state.lastClose = { code: ev.code, reason: ev.reason, at: Date.now() };
@@ -203,7 +204,8 @@ function onEvent(event) {
     state.lastError = null;
     chrome.storage.local.remove("forbiddenUntil");
     clearInterval(state.heartbeatTimer);
-    state.heartbeatTimer = setInterval(() => send(state.session.nextHeartbeat()), event.heartbeatS * 1000);
+    const session = state.session;
+    state.heartbeatTimer = setInterval(() => send(session.nextHeartbeat()), event.heartbeatS * 1000);
   } else if (event.kind === "watch") {
     state.lastCaptureError = null;
     clearTimeout(state.captureTimer);
