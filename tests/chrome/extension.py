@@ -77,7 +77,8 @@ def managed_policy(config: dict[str, Any]) -> Iterator[Path]:
         pytest.fail(
             f"cannot write Chromium policy to {POLICY_DIR} ({exc}); the extension tests "
             "supply the managed configuration the real way and need write access there "
-            "(run as root, or make the folder writable by the test user)"
+            "(run as root, or once: sudo install -d -o \"$USER\" "
+            f"{POLICY_DIR})"
         )
     try:
         yield path
