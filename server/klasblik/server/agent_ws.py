@@ -193,6 +193,9 @@ async def _close_replaced(old: AgentConn) -> None:
 
 async def _remember(ctx: AppContext, student_id: int, ip: str) -> None:
     """Keep the student's last IP address and last-seen time (DESIGN: both are held)."""
+    if ctx.last_seen is not None:  # batched: a connection storm costs a few transactions
+        ctx.last_seen.note(student_id, ip)
+        return
     try:
         async with ctx.sm() as session, session.begin():
             student = await session.get(Student, student_id)

@@ -14,6 +14,7 @@ from klasblik.server.context import CTX, AppContext
 from klasblik.server.db import create_engine, sessionmaker, upgrade_database
 from klasblik.server.httpapi import middlewares, setup_routes
 from klasblik.server.hub import Hub
+from klasblik.server.lastseen import LastSeenWriter
 from klasblik.server.latest import LatestWriter
 from klasblik.server.netutil import parse_networks
 from klasblik.server.settings import REPO_ROOT, Settings
@@ -56,6 +57,7 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
             dashboard_dir=dashboard_dir or DASHBOARD_DIR,
             proxies=parse_networks(settings.trusted_proxies),
         )
+        ctx.last_seen = LastSeenWriter(ctx.sm)
         app[CTX] = ctx
         try:
             yield
@@ -64,6 +66,7 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
                 await cluster.close()
             await hub.close_all()
             await latest.close()
+            await ctx.last_seen.close()
             await store.close()
             await engine.dispose()
 

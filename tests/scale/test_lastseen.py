@@ -1,0 +1,36 @@
+"""Last IP address and last-seen time are written in batches, not per connection."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+
+from klasblik.server.db import Student
+from tests.support.live import TestAgent, start_live_server, wait_for
+
+STUDENTS = [(f"leerling{i}@school.example", f"Leerling{i}", "Test") for i in range(12)]
+
+
+async def test_connection_storm_is_recorded_in_few_transactions(tmp_path, db_url):
+    """Twelve agents connecting at once all get last_ip and last_seen, in under twelve batches."""
+    server = await start_live_server(tmp_path, database_url=db_url)
+    agents = [TestAgent(server, s[0]) for s in STUDENTS]
+    try:
+        roster = await server.add_class("7B", STUDENTS)
+        answers = await asyncio.gather(*(a.connect() for a in agents))
+        assert all(a["type"] == "welcome" for a in answers)
+
+        async def recorded() -> bool:
+            async with server.ctx.sm() as session:
+                rows = (await session.scalars(
+                    select(Student).where(Student.id.in_(roster["students"].values()))
+                )).all()
+            return all(r.last_ip == "127.0.0.1" and r.last_seen is not None for r in rows)
+
+        await wait_for(recorded, 10, "last_ip and last_seen of every student")
+        assert 1 <= server.ctx.last_seen.batches < len(STUDENTS)
+    finally:
+        for agent in agents:
+            await agent.close()
+        await server.stop()
