@@ -1,4 +1,4 @@
-"""Last IP address and last-seen time are written in batches, not per connection."""
+"""A connection storm: roster lookups and last-seen writes are batched, not per agent."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ STUDENTS = [(f"leerling{i}@school.example", f"Leerling{i}", "Test") for i in ran
 
 
 async def test_connection_storm_is_recorded_in_few_transactions(tmp_path, db_url):
-    """Twelve agents connecting at once all get last_ip and last_seen, in under twelve batches."""
+    """Twelve agents saying hello at once are looked up and recorded in fewer than twelve
+    queries, and every one of them gets its welcome, last_ip and last_seen."""
     server = await start_live_server(tmp_path, database_url=db_url)
     agents = [TestAgent(server, s[0]) for s in STUDENTS]
     try:
@@ -30,6 +31,7 @@ async def test_connection_storm_is_recorded_in_few_transactions(tmp_path, db_url
 
         await wait_for(recorded, 10, "last_ip and last_seen of every student")
         assert 1 <= server.ctx.last_seen.batches < len(STUDENTS)
+        assert 1 <= server.ctx.students.queries < len(STUDENTS)
     finally:
         for agent in agents:
             await agent.close()

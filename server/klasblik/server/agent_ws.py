@@ -91,7 +91,10 @@ async def _serve(ctx: AppContext, ws: web.WebSocketResponse, ip: str) -> web.Web
         await _audit_refusal(ctx, hello["account"], "wrong enrollment token", ip)
         return await _refuse(ws, p.ErrorCode.AUTH_FAILED, "enrollment token not accepted")
     try:
-        student = await agent_student(ctx.sm, hello["account"])
+        if ctx.students is not None:  # batched with the other agents saying hello now
+            student = await ctx.students.student(hello["account"])
+        else:
+            student = await agent_student(ctx.sm, hello["account"])
     except AccessDenied as exc:
         await _audit_refusal(ctx, hello["account"], exc.message, ip)
         return await _refuse(ws, exc.code, exc.message)

@@ -15,6 +15,7 @@ from klasblik.server.db import create_engine, sessionmaker, upgrade_database
 from klasblik.server.httpapi import middlewares, setup_routes
 from klasblik.server.hub import Hub
 from klasblik.server.lastseen import LastSeenWriter
+from klasblik.server.rosterlookup import StudentLookup
 from klasblik.server.latest import LatestWriter
 from klasblik.server.netutil import parse_networks
 from klasblik.server.settings import REPO_ROOT, Settings
@@ -58,6 +59,7 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
             proxies=parse_networks(settings.trusted_proxies),
         )
         ctx.last_seen = LastSeenWriter(ctx.sm)
+        ctx.students = StudentLookup(ctx.sm)
         app[CTX] = ctx
         try:
             yield

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from klasblik.server.blobstore import BlobStore
 from klasblik.server.hub import Hub
 from klasblik.server.lastseen import LastSeenWriter
+from klasblik.server.rosterlookup import StudentLookup
 from klasblik.server.latest import LatestWriter
 from klasblik.server.netutil import Network, client_ip
 from klasblik.server.settings import Settings
@@ -33,6 +34,7 @@ class AppContext:
     agent_ws: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
     extras: dict[str, Any] = field(default_factory=dict)
     last_seen: LastSeenWriter | None = None
+    students: StudentLookup | None = None
 
     def client_ip(self, request: web.BaseRequest) -> str:
         return client_ip(request, self.proxies)
