@@ -336,7 +336,16 @@ def run_target(target: str, args: argparse.Namespace, roster: dict[str, Any], db
                 time.sleep(args.warmup)
                 cpu0 = sum(cpu_s(p.pid) for p in servers + extra)
                 t = time.monotonic()
+                spy = None
+                if args.py_spy and target != "bare":
+                    spy = subprocess.Popen(
+                        ["py-spy", "record", "--pid", str(servers[0].pid), "--format", "raw",
+                         "--duration", str(int(args.seconds)), "-o",
+                         f"{args.py_spy}-{target}-{phase}.txt"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 answers = workers.ask({"cmd": "measure", "seconds": args.seconds})
+                if spy is not None:
+                    spy.wait(timeout=60)
                 elapsed = time.monotonic() - t
                 cpu = sum(cpu_s(p.pid) for p in servers + extra) - cpu0
                 lat = [x for a in answers for x in a["latencies"]]
@@ -414,6 +423,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--targets", default="single,bare,cluster")
     parser.add_argument("--database-url", help="default: a fresh PostgreSQL database")
     parser.add_argument("--cprofile", help="write a cProfile of the single server here")
+    parser.add_argument("--py-spy", help="record py-spy profiles of the measured phases to "
+                        "PREFIX-TARGET-PHASE.txt (raw format)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
