@@ -38,6 +38,7 @@ __all__ = [
     "WebSession",
     "AuditEntry",
     "SyncState",
+    "PendingLogin",
     "class_students",
     "class_teachers",
     "utcnow",
@@ -106,6 +107,8 @@ class Location(Base):
     code: Mapped[str] = mapped_column(String(8), unique=True)
     #: Public address ranges of the location's network, CIDR, space-separated.
     networks: Mapped[str] = mapped_column(Text, default="")
+    #: The School Data Sync school id this location came from, when synced.
+    m365_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     school: Mapped[School] = relationship(back_populates="locations")
 
 
@@ -196,6 +199,17 @@ class SyncState(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PendingLogin(Base):
+    """A Microsoft 365 sign-in between redirect and callback: msal's flow (state, nonce,
+    PKCE verifier), kept server-side; the browser holds only a random key (its hash here).
+    Used once: the callback deletes it."""
+
+    __tablename__ = "pending_logins"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the key
+    flow: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
