@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import msal
+from msal.exceptions import MsalServiceError
 import requests
 
 from klasblik.server.settings import Settings
@@ -30,8 +31,10 @@ class M365Error(Exception):
 
 
 def authority_of(settings: Settings) -> str:
+    """The v2.0 authority (``https://host/TENANT/v2.0``) from the settings."""
     if settings.m365_authority:
-        return str(settings.m365_authority).rstrip("/")
+        url = str(settings.m365_authority).rstrip("/")
+        return url if url.endswith("/v2.0") else url + "/v2.0"
     return f"https://login.microsoftonline.com/{settings.m365_tenant_id}/v2.0"
 
 
@@ -64,7 +67,8 @@ class M365Client:
                     self._app = msal.ConfidentialClientApplication(
                         self.client_id,
                         client_credential=str(self.settings.m365_client_secret),
-                        authority=self.authority,
+                        # msal wants the authority without "/v2.0" and adds it itself
+                        authority=self.authority.removesuffix("/v2.0"),
                         instance_discovery=False,
                         http_client=self.http,
                     )
@@ -108,19 +112,19 @@ class M365Client:
     def _start(self, redirect_uri: str) -> dict[str, Any]:
         try:
             return self._msal().initiate_auth_code_flow(SIGNIN_SCOPES, redirect_uri=redirect_uri)
-        except requests.RequestException as exc:
+        except (requests.RequestException, MsalServiceError) as exc:
             raise M365Error(f"sign-in authority unreachable: {exc}") from exc
 
     def _finish(self, flow: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
         try:
             return self._msal().acquire_token_by_auth_code_flow(flow, params)
-        except requests.RequestException as exc:
+        except (requests.RequestException, MsalServiceError) as exc:
             raise M365Error(f"sign-in authority unreachable: {exc}") from exc
 
     def _graph_token(self) -> str:
         try:
             result = self._msal().acquire_token_for_client(GRAPH_SCOPE)
-        except requests.RequestException as exc:
+        except (requests.RequestException, MsalServiceError) as exc:
             raise M365Error(f"sign-in authority unreachable: {exc}") from exc
         token = result.get("access_token") if isinstance(result, dict) else None
         if not token:
