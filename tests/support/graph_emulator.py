@@ -261,3 +261,33 @@ async def start_graph_emulator(emulator: GraphEmulator | None = None) -> tuple[G
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     emulator.base_url = f"http://127.0.0.1:{port}/v1.0"
     return emulator, runner
+
+
+class EmulatorThread:
+    """The emulator on its own event loop in a thread, for tests of blocking code (the CLI)."""
+
+    def __init__(self, emulator: GraphEmulator | None = None) -> None:
+        import asyncio
+        import threading
+
+        self.emulator = emulator or GraphEmulator()
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> GraphEmulator:
+        import asyncio
+
+        self._thread.start()
+        fut = asyncio.run_coroutine_threadsafe(start_graph_emulator(self.emulator), self._loop)
+        _emulator, self._runner = fut.result(timeout=10)
+        return self.emulator
+
+    def __exit__(self, *exc: object) -> None:
+        import asyncio
+
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
