@@ -174,3 +174,38 @@ async def test_it_admin_cannot_view_a_class_they_do_not_teach(setup):
             break
     assert msg["success"] is False and msg["error"]["code"] == "forbidden"
     await ws.close()
+
+
+async def test_scheduled_sync_job_syncs_and_closes_views(tmp_path, monkeypatch):
+    """The server schedules roster.sync at roster_sync_interval_min; its run syncs the
+    roster and closes the views of a teacher removed in Microsoft 365."""
+    from klasblik.server import roster_jobs
+    from klasblik.server.graph import GraphClient
+
+    graph, runner = await start_graph_emulator()
+    school = fill(graph)
+
+    def client_for(settings):
+        async def token():
+            return graph.token
+
+        return GraphClient(graph.base_url, token)
+
+    monkeypatch.setattr(roster_jobs, "graph_client_for", client_for)
+    server = await start_live_server(
+        tmp_path, m365_tenant_id="t", m365_client_id="c", m365_client_secret="s",
+        roster_sync_interval_min=15, access_check_s=3600,
+    )
+    try:
+        scheduler = server.ctx.extras[roster_jobs.SCHEDULER]
+        job = scheduler.get_job(roster_jobs.SYNC_JOB)
+        assert job.trigger.interval.total_seconds() == 15 * 60
+        await job.func()
+        _client, ws = await _open_view(server, T1, "7B")
+        school.graph.delete_user(school.t1)
+        await job.func()
+        _closed_msg, code = await _closed(ws)
+        assert code == p.CloseCode.ACCESS_REVOKED
+    finally:
+        await server.stop()
+        await runner.cleanup()

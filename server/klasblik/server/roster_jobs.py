@@ -21,12 +21,14 @@ from klasblik.server.roster_access import recheck_viewers, revoke_lost_access
 from klasblik.server.roster_sync import Progress, SyncBusy, SyncSummary, sync_roster
 from klasblik.server.settings import Settings
 
-__all__ = ["graph_client_for", "run_sync", "roster_jobs_ctx", "SYNC_JOB", "ACCESS_JOB"]
+__all__ = ["graph_client_for", "run_sync", "roster_jobs_ctx", "SYNC_JOB", "ACCESS_JOB", "SCHEDULER"]
 
 log = logging.getLogger(__name__)
 
 SYNC_JOB = "roster.sync"
 ACCESS_JOB = "roster.access_check"
+#: Where ``AppContext.extras`` keeps this module's scheduler (its jobs only).
+SCHEDULER = "roster_scheduler"
 
 
 def graph_client_for(settings: Settings) -> GraphClient:
@@ -97,9 +99,11 @@ def roster_jobs_ctx(settings: Settings):  # type: ignore[no-untyped-def]
             id=ACCESS_JOB, replace_existing=True, max_instances=1, coalesce=True,
         )
         scheduler.start()
+        state.extras[SCHEDULER] = scheduler
         try:
             yield
         finally:
+            state.extras.pop(SCHEDULER, None)
             scheduler.shutdown(wait=False)
 
     return ctx
