@@ -75,7 +75,7 @@ def test_roster_sync_prints_progress_and_summary(tmp_path, monkeypatch, capsys):
         assert cli.main(["roster", "sync"]) == 0
         second = capsys.readouterr().out
     assert "roster sync: reading schools" in first
-    assert "roster sync: school 12AB De Regenboog: 2 classes" in first
+    assert "roster sync: school 12AB00 De Regenboog: 2 classes" in first
     assert "roster sync done: created 9 (class 2, location 1, school 1, staff 2, student 3); " \
         "updated 0; disabled 0; removed 0; throttled 0" in first
     assert "roster sync done: created 0; updated 0; disabled 1 (staff 1); removed 0" in second

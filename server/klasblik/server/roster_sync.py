@@ -269,39 +269,84 @@ async def _delta(graph: GraphClient, start: str, link: str | None, progress: Pro
         return await graph.delta(start, None)
 
 
+@dataclass
+class _SchoolData:
+    item: dict[str, Any]
+    users: list[dict[str, Any]]
+    #: (class, members, teachers); members/teachers are None when not read this run
+    classes: list[tuple[dict[str, Any], list[dict[str, Any]] | None, list[dict[str, Any]] | None]]
+
+
+@dataclass
+class _Snapshot:
+    groups: DeltaResult
+    users: DeltaResult
+    schools: list[_SchoolData]
+
+
+async def _fetch(
+    graph: GraphClient, state: dict[str, str], known_classes: set[str], progress: Progress
+) -> _Snapshot:
+    """Read everything this run needs from Graph, before any database write."""
+    progress("reading class changes (groups delta)")
+    groups = await _delta(graph, GROUPS_DELTA, state.get(GROUPS_DELTA_KEY), progress)
+    changed = {str(g.get("id")) for g in groups.items}
+    progress("reading schools")
+    schools: list[_SchoolData] = []
+    for item in await graph.all("/education/schools"):
+        sds_id = str(item.get("id") or "")
+        if not sds_id:
+            continue
+        label = f"{item.get('schoolNumber') or '?'} {item.get('displayName') or ''}".strip()
+        progress(f"school {label}: reading users")
+        users = await graph.all(f"/education/schools/{sds_id}/users?{EDU_USER_SELECT}")
+        classes = await graph.all(f"/education/schools/{sds_id}/classes")
+        progress(f"school {label}: {len(classes)} classes")
+        rows: list[Any] = []
+        for c in classes:
+            gid = str(c.get("id") or "")
+            if gid and (groups.full or gid in changed or gid not in known_classes):
+                members = await graph.all(f"/education/classes/{gid}/members?{EDU_USER_SELECT}")
+                teachers = await graph.all(f"/education/classes/{gid}/teachers?{EDU_USER_SELECT}")
+                rows.append((c, members, teachers))
+            else:
+                rows.append((c, None, None))
+        schools.append(_SchoolData(item, users, rows))
+    progress("reading account changes (users delta)")
+    users_delta = await _delta(graph, USERS_DELTA, state.get(USERS_DELTA_KEY), progress)
+    return _Snapshot(groups, users_delta, schools)
+
+
 async def sync_roster(
     sm: async_sessionmaker[AsyncSession], graph: GraphClient, progress: Progress = lambda _m: None
 ) -> SyncSummary:
-    """Run one sync; all or nothing. Raises GraphError (nothing changed) or SyncBusy."""
+    """Run one sync: read Graph first, then write in one short transaction (so SQLite's
+    single writer is not held while Graph answers). All or nothing; raises GraphError
+    (nothing changed) or SyncBusy."""
     summary = SyncSummary()
+    async with sm() as s:
+        state = {r.key: r.value for r in await s.scalars(select(SyncState))}
+        known = set(
+            (await s.execute(select(SchoolClass.m365_id).where(SchoolClass.m365_id.is_not(None)))).scalars()
+        )
+    snap = await _fetch(graph, state, known, progress)
+    progress("writing the roster")
     async with sm() as s, s.begin():
         if s.bind.dialect.name == "postgresql":
             got = await s.scalar(text(f"SELECT pg_try_advisory_xact_lock({_SYNC_LOCK})"))
             if not got:
                 raise SyncBusy("another instance is syncing the roster now")
-        state = {r.key: r.value for r in await s.scalars(select(SyncState))}
         roster = _Roster(s, summary)
         await roster.load()
-
-        progress("reading class changes (groups delta)")
-        groups = await _delta(graph, GROUPS_DELTA, state.get(GROUPS_DELTA_KEY), progress)
-        changed_groups = {str(g.get("id")) for g in groups.items}
-
-        progress("reading schools")
-        schools = await graph.all("/education/schools")
         seen_classes: set[str] = set()
-        for item in schools:
-            found = await _school(s, item, summary)
+        for data in snap.schools:
+            found = await _school(s, data.item, summary)
             if found is None:
                 continue
             school, location = found
-            sds_id = str(item["id"])
-            progress(f"school {school.brin} {location.name}: reading users")
-            for u in await graph.all(f"/education/schools/{sds_id}/users?{EDU_USER_SELECT}"):
+            for u in data.users:
                 await roster.user(u, school, location)
-            classes = await graph.all(f"/education/schools/{sds_id}/classes")
-            progress(f"school {school.brin} {location.name}: {len(classes)} classes")
-            for c in classes:
+            for c, members, teachers in data.classes:
                 gid = str(c.get("id") or "")
                 if not gid:
                     continue
@@ -317,10 +362,8 @@ async def sync_roster(
                 elif (cls.name, cls.school_id) != (name, school.id):
                     cls.name, cls.school_id = name, school.id
                     summary.updated["class"] += 1
-                if not (new or groups.full or gid in changed_groups):
+                if members is None or teachers is None:
                     continue
-                members = await graph.all(f"/education/classes/{gid}/members?{EDU_USER_SELECT}")
-                teachers = await graph.all(f"/education/classes/{gid}/teachers?{EDU_USER_SELECT}")
                 student_ids: set[int] = set()
                 for u in members:
                     if u.get("primaryRole") == "student":
@@ -338,9 +381,7 @@ async def sync_roster(
                     summary.changed_classes.add(cls.id)
                     summary.updated["class"] += 1
 
-        progress("reading account changes (users delta)")
-        users = await _delta(graph, USERS_DELTA, state.get(USERS_DELTA_KEY), progress)
-        for u in users.items:
+        for u in snap.users.items:
             found_acc = roster.account(str(u.get("id") or ""))
             if found_acc is None:
                 continue
@@ -366,7 +407,9 @@ async def sync_roster(
             summary.removed["class"] += 1
             await s.delete(cls)
 
-        for key, value in ((GROUPS_DELTA_KEY, groups.delta_link), (USERS_DELTA_KEY, users.delta_link)):
+        for key, value in (
+            (GROUPS_DELTA_KEY, snap.groups.delta_link), (USERS_DELTA_KEY, snap.users.delta_link)
+        ):
             await s.merge(SyncState(key=key, value=value, updated_at=utcnow()))
         summary.lost_access = {
             sf.id for sf in roster.staff.values() if roster.was_active.get(sf.id) and not sf.active
