@@ -15,7 +15,7 @@ from klasblik.server.db import SchoolClass, Staff
 from klasblik.server.roster_jobs import run_sync
 from tests.m365.roster_fixture import ANNA, CHRIS, T1, fill
 from tests.support.graph_emulator import GraphEmulator, start_graph_emulator
-from tests.support.live import TestAgent, start_live_server, wait_for
+from tests.support.live import TestAgent, start_live_server
 
 
 @pytest.fixture

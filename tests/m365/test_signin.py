@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import urlencode, urlsplit, parse_qsl
 
-import pytest
 from sqlalchemy import select
 
 from klasblik.server.db import AuditEntry, Staff
@@ -86,6 +85,28 @@ async def test_it_admin_role_marks_admin_but_grants_no_class(m365_server, provid
         sid = ids["students"][STUDENT[0]]
         async with http.get(f"{m365_server.base_url}/api/students/{sid}/thumbnail") as resp:
             assert resp.status == 403
+
+
+async def test_it_admin_group_marks_admin(tmp_path, provider):
+    """Membership of the configured admin group (groups claim) sets is_admin."""
+    group = "3c1f4b2a-9d8e-4f70-a6b5-c4d3e2f1a0b9"
+    server = await start_live_server(tmp_path, **provider.settings(m365_admin_group=group))
+    try:
+        await _roster(server)
+        sub = provider.add_user(TEACHER)
+        provider.put_user(sub, oid=sub, tid=provider.tenant, preferred_username=TEACHER, groups=[group])
+        async with f.new_client() as http:
+            assert (await f.sign_in(http, server, provider, sub)).location == "/"
+            async with http.get(server.base_url + "/api/me") as resp:
+                assert (await resp.json())["user"]["is_admin"] is True
+        other = provider.add_user("x@school.example")
+        await server.add_class("9A", [], teacher="x@school.example")
+        async with f.new_client() as http:
+            assert (await f.sign_in(http, server, provider, other)).location == "/"
+            async with http.get(server.base_url + "/api/me") as resp:
+                assert (await resp.json())["user"]["is_admin"] is False
+    finally:
+        await server.stop()
 
 
 async def _refused(server, provider, sub, code):
@@ -206,3 +227,13 @@ async def test_state_of_another_sign_in_refused(m365_server, provider):
         out = await f.callback(victim, url)
     assert out.error == "invalid_state"
     assert await f.count_sessions(m365_server) == 0
+
+
+async def test_ca_file_wins_over_ca_bundle_variables(m365_server, provider, monkeypatch):
+    """m365_ca_file is used even when REQUESTS_CA_BUNDLE names another bundle."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/bundle.pem")
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/nonexistent/bundle.pem")
+    await _roster(m365_server)
+    sub = provider.add_user(TEACHER)
+    async with f.new_client() as http:
+        assert (await f.sign_in(http, m365_server, provider, sub)).location == "/"

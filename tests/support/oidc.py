@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import jwt
 import requests
@@ -103,8 +102,9 @@ class OidcProvider:
         }
 
     def put_user(self, sub: str, **claims: Any) -> None:
-        self._http.verify = str(self.ca_file)
-        resp = self._http.put(f"{self.authority}/users/{sub}", json=claims, timeout=10)
+        resp = self._http.put(
+            f"{self.authority}/users/{sub}", json=claims, timeout=10, verify=str(self.ca_file)
+        )
         assert resp.status_code == 204, resp.text
 
     def add_user(
@@ -124,8 +124,10 @@ class OidcProvider:
 
     def authorize(self, authorize_url: str, sub: str) -> str:
         """Complete the provider's login form as ``sub``; return the redirect (callback) URL."""
-        self._http.verify = str(self.ca_file)
-        resp = self._http.post(authorize_url, data={"sub": sub}, allow_redirects=False, timeout=10)
+        resp = self._http.post(
+            authorize_url, data={"sub": sub}, allow_redirects=False, timeout=10,
+            verify=str(self.ca_file),
+        )
         assert resp.status_code == 302, f"provider answered {resp.status_code}: {resp.text[:300]}"
         return resp.headers["Location"]
 
@@ -187,8 +189,3 @@ def run_provider(
         thread.join(timeout=5)
         provider._http.close()
 
-
-def callback_parts(url: str) -> tuple[str, str]:
-    """(path, query) of a callback URL."""
-    parts = urlsplit(url)
-    return parts.path, parts.query

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 from aiohttp import web
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from klasblik.server import audit
 from klasblik.server.context import CTX
@@ -141,17 +141,20 @@ async def _staff_for(request: web.Request, claims: dict[str, Any]) -> Staff:
     upn = str(claims.get("preferred_username") or "").strip().lower()
     actor = upn or oid
     async with ctx.sm() as session, session.begin():
-        def who(model: Any) -> Any:
-            conds = []
-            if oid:
-                conds.append(model.m365_id == oid)
-            if upn:
-                conds.append(func.lower(model.username) == upn)
-            return select(model).where(or_(*conds))
 
-        staff = (await session.scalars(who(Staff))).first()
+        async def find(model: Any) -> Any:
+            """By object id first (stable), else by username (first sign-in)."""
+            if oid:
+                row = await session.scalar(select(model).where(model.m365_id == oid))
+                if row is not None:
+                    return row
+            if upn:
+                return await session.scalar(select(model).where(func.lower(model.username) == upn))
+            return None
+
+        staff = await find(Staff)
         if staff is None:
-            if (await session.scalars(who(Student))).first() is not None:
+            if await find(Student) is not None:
                 _fail("student_account", "students cannot open the dashboard", actor)
             _fail(
                 "unknown_account",

@@ -26,6 +26,15 @@ SIGNIN_SCOPES: list[str] = []
 _KEYS_MAX_AGE_S = 3600.0
 
 
+class _Session(requests.Session):
+    """A requests session whose own ``verify`` wins over REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE
+    (requests otherwise lets those variables replace a session's CA file)."""
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs.setdefault("verify", self.verify)
+        return super().request(*args, **kwargs)
+
+
 class M365Error(Exception):
     """The sign-in authority or Graph could not be used; the message says why."""
 
@@ -48,7 +57,7 @@ class M365Client:
         self.client_id = str(settings.m365_client_id)
         self.authority = authority_of(settings)
         if http is None:
-            http = requests.Session()
+            http = _Session()
             if settings.m365_ca_file:
                 http.verify = str(settings.m365_ca_file)
         self.http = http
