@@ -142,3 +142,18 @@ async def test_graph_failure_changes_nothing(school, sm):
     async with sm() as s:
         assert (await s.scalar(select(School))) is None
         assert (await s.scalar(select(SyncState))) is None
+
+
+async def test_expired_delta_link_starts_a_full_read(school, sm):
+    """A delta link Graph no longer knows (410) leads to a full read, and a sync that works."""
+    await _sync(school, sm)
+    school.graph.expire_delta_links()
+    school.graph.disable_user(school.anna)
+    before = len(school.graph.requests)
+    summary = await _sync(school, sm)
+    statuses = [(path.split("?")[0], status) for _t, path, status in school.graph.requests[before:]]
+    assert ("/v1.0/users/delta", 410) in statuses and ("/v1.0/groups/delta", 410) in statuses
+    assert summary.disabled == {"student": 1}
+    async with sm() as s:
+        link = await s.get(SyncState, USERS_DELTA_KEY)
+    assert f"$deltatoken={school.graph.version}" in link.value

@@ -70,6 +70,8 @@ class GraphEmulator:
     deleted: set[str] = field(default_factory=set)
     #: (version, class id, member id, removed)
     member_events: list[tuple[int, str, str, bool]] = field(default_factory=list)
+    #: delta tokens below this answer 410 Gone (expired), as Graph does after a while
+    oldest_delta_token: int = 0
     #: answer the next N requests with 429
     throttle_next: int = 0
     retry_after_s: int = 1
@@ -119,6 +121,10 @@ class GraphEmulator:
         cls.teachers.discard(uid)
         self.member_events.append((self._bump(), cid, uid, True))
 
+    def expire_delta_links(self) -> None:
+        """Every delta link handed out so far stops working (410 Gone)."""
+        self.oldest_delta_token = self.version + 1
+
     def disable_user(self, uid: str) -> None:
         self.users[uid].enabled = False
         self.user_changes[uid] = self._bump()
@@ -144,7 +150,10 @@ class GraphEmulator:
             resp = _error(429, "TooManyRequests", "Too many requests.")
             resp.headers["Retry-After"] = str(self.retry_after_s)
         else:
-            resp = await handler(request)
+            try:
+                resp = await handler(request)
+            except web.HTTPException as exc:
+                resp = exc
         self.requests.append((time.monotonic(), request.path_qs, resp.status))
         return resp
 
@@ -169,6 +178,11 @@ class GraphEmulator:
         token = request.query.get("$deltatoken")
         if token is None:
             return None
+        if int(token) < self.oldest_delta_token:
+            raise web.HTTPGone(
+                text='{"error":{"code":"syncStateNotFound","message":"delta token expired"}}',
+                content_type="application/json",
+            )
         return int(token)
 
     async def schools_list(self, request: web.Request) -> web.Response:
