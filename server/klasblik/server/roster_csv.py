@@ -203,6 +203,9 @@ async def import_students_csv(sm: async_sessionmaker[AsyncSession], data: bytes)
         schools: dict[str, School] = {}
         classes: dict[tuple[int, str], SchoolClass] = {}
         members: dict[int, set[int]] = {}
+        locations: dict[tuple[str, str], Location | None] = {}
+        staff_names = {u.lower() for u in (await s.execute(select(Staff.username))).scalars()}
+        students = {st.username.lower(): st for st in await s.scalars(select(Student))}
         for row in rows:
             school = schools.get(row.brin)
             if school is None:
@@ -213,18 +216,24 @@ async def import_students_csv(sm: async_sessionmaker[AsyncSession], data: bytes)
                     await s.flush()
                     summary.created["school"] += 1
                 schools[row.brin] = school
-            loc = await _location(s, school, row, summary, errors)
+            lkey = (row.brin, row.location.strip().lower())
+            if lkey not in locations:
+                locations[lkey] = await _location(s, school, row, summary, errors)
+            loc = locations[lkey]
             if loc is None:
+                if not any(e.startswith(f"line {row.line}:") for e in errors):
+                    errors.append(f"line {row.line}: location {row.location!r} is not usable (see above)")
                 continue
-            if await s.scalar(select(Staff.id).where(func.lower(Staff.username) == row.username)):
+            if row.username in staff_names:
                 errors.append(f"line {row.line}: {row.username} is a staff account in the roster")
                 continue
-            student = await s.scalar(select(Student).where(func.lower(Student.username) == row.username))
+            student = students.get(row.username)
             if student is None:
                 student = Student(username=row.username, display_name=row.display_name,
                                   school_id=school.id, location_id=loc.id, active=True)
                 s.add(student)
                 await s.flush()
+                students[row.username] = student
                 summary.created["student"] += 1
             elif (student.display_name, student.school_id, student.location_id) != (
                 row.display_name, school.id, loc.id
