@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from klasblik.server.settings import Settings
 
 __all__ = ["add_roster_parser", "run_roster_command"]
+
+T = TypeVar("T")
 
 
 def add_roster_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -30,7 +34,7 @@ def add_roster_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     imp.add_argument("--config", help="TOML settings file (see docs/configuration.md)")
 
 
-async def _with_db(settings: Settings, job):  # type: ignore[no-untyped-def]
+async def _with_db(settings: Settings, job: Callable[[Any], Awaitable[T]]) -> T:
     from klasblik.server.db import create_engine, sessionmaker, upgrade_database
 
     engine = create_engine(settings.database_url)
@@ -51,12 +55,12 @@ def _sync(settings: Settings) -> int:
     from klasblik.server.graph import GraphError
     from klasblik.server.m365_client import M365Error
     from klasblik.server.roster_jobs import run_sync
-    from klasblik.server.roster_sync import SyncBusy
+    from klasblik.server.roster_sync import SyncBusy, SyncSummary
 
     def progress(message: str) -> None:
         print(f"roster sync: {message}", flush=True)
 
-    async def job(sm):  # type: ignore[no-untyped-def]
+    async def job(sm: Any) -> SyncSummary:
         return await run_sync(settings, sm, None, progress)
 
     try:
@@ -71,7 +75,7 @@ def _sync(settings: Settings) -> int:
 
 
 def _import(settings: Settings, path: Path) -> int:
-    from klasblik.server.roster_csv import CsvImportError, import_students_csv
+    from klasblik.server.roster_csv import CsvImportError, ImportSummary, import_students_csv
 
     try:
         data = path.read_bytes()
@@ -79,7 +83,7 @@ def _import(settings: Settings, path: Path) -> int:
         print(f"klasblik: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
 
-    async def job(sm):  # type: ignore[no-untyped-def]
+    async def job(sm: Any) -> ImportSummary:
         return await import_students_csv(sm, data)
 
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -65,7 +65,9 @@ async def run_sync(
     return summary
 
 
-def roster_jobs_ctx(settings: Settings):  # type: ignore[no-untyped-def]
+def roster_jobs_ctx(
+    settings: Settings,
+) -> Callable[[web.Application], AsyncIterator[None]]:
     """A cleanup_ctx generator that runs the scheduled sync and the access check."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
