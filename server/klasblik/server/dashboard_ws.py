@@ -46,7 +46,7 @@ async def dashboard_ws(request: web.Request) -> web.WebSocketResponse:
         location_id=locate(request.app, ip),
         home_location_id=staff.location_id,
     )
-    viewer.outbox._on_overflow = lambda: ctx.hub.viewer_too_slow(viewer)
+    viewer.outbox.on_overflow = lambda: ctx.hub.viewer_too_slow(viewer)
     viewer.outbox.start()
     ctx.hub.add_viewer(viewer)
     handler = _Commands(ctx, viewer, staff.username)

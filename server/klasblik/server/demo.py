@@ -272,11 +272,13 @@ class DemoAgent:
                 if tabs != self._last_tabs:
                     await ws.send_str(p.encode_message({"type": "tabs", "tabs": tabs}, "agent"))
                     self._last_tabs = tabs
+            started = time.monotonic()
             data = await asyncio.to_thread(self.frame, time.time())
             if data is not None:
                 await ws.send_bytes(data)
                 self.frames_sent += 1
-            await asyncio.sleep(self.watch.get("interval_ms", 1000) / 1000)
+            spent = time.monotonic() - started
+            await asyncio.sleep(max(0.05, self.watch.get("interval_ms", 1000) / 1000 - spent))
 
 
 async def start_demo_agents(app: web.Application, agent_url: str) -> list[DemoAgent]:
