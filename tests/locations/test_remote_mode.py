@@ -151,3 +151,26 @@ async def test_remote_mode_can_be_ended_early(school):
         await anna.close()
     [entry] = await audit_entries(server, audit.Actions.REMOTE_MODE_OFF)
     assert entry.actor == school.admin and "ended early" in entry.detail
+
+
+async def test_expiry_is_logged_once_on_sqlite_and_postgresql(tmp_path, db_url):
+    """Two checks after the end time (as two instances would run them) write one
+    remote_mode.expired entry, on both databases."""
+    from tests.locations.conftest import make_school
+    from tests.support.live import start_live_server
+
+    server = await start_live_server(tmp_path, database_url=db_url)
+    try:
+        school = await make_school(server)
+        clock = FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
+        policy(server).clock = clock
+        await _switch_on(school, clock.now + dt.timedelta(minutes=30), "Ziekte docenten")
+        clock.advance(minutes=31)
+        await asyncio.gather(policy(server).tick(), policy(server).tick())
+        await policy(server).tick()
+        expired = await audit_entries(server, audit.Actions.REMOTE_MODE_EXPIRED)
+        assert [e.actor for e in expired] == ["system"]
+        assert "Ziekte docenten" in expired[0].detail
+        assert policy(server).remote_on(school.loc["A"]) is None
+    finally:
+        await server.stop()
