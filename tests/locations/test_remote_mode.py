@@ -174,3 +174,21 @@ async def test_expiry_is_logged_once_on_sqlite_and_postgresql(tmp_path, db_url):
         assert policy(server).remote_on(school.loc["A"]) is None
     finally:
         await server.stop()
+
+
+async def test_stored_thumbnail_follows_remote_mode(school):
+    """Off-site under remote-lesson mode of A, the teacher may fetch the stored thumbnail
+    of an offline student of A (none stored: 404) but not of a student of B (403)."""
+    server = school.server
+    async with server.ctx.sm() as session, session.begin():
+        await session.execute(
+            update(Student).where(Student.id == school.bram).values(location_id=school.loc["B"])
+        )
+    async with client_at(server, TEACHER, OFF_SITE) as teacher:
+        status, body = await teacher.request("GET", f"/api/students/{school.anna}/thumbnail")
+        assert (status, body["error"]["code"]) == (403, "elsewhere")
+        await _switch_on(school, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+        status, body = await teacher.request("GET", f"/api/students/{school.anna}/thumbnail")
+        assert (status, body["error"]["code"]) == (404, "not_found")
+        status, body = await teacher.request("GET", f"/api/students/{school.bram}/thumbnail")
+        assert (status, body["error"]["code"]) == (403, "elsewhere")

@@ -164,7 +164,7 @@ async def student_thumbnail(request: web.Request) -> web.StreamResponse:
     except ValueError:
         raise ApiError("invalid_format", "student id must be a number", 400) from None
     await authorize_student(ctx.sm, staff.id, student_id)
-    check_thumbnail_location(request, staff, student_id)
+    await check_thumbnail_location(request, staff, student_id)
     try:
         blob = await ctx.store.get(thumbnail_name(student_id))
     except BlobStoreError as exc:

@@ -440,10 +440,13 @@ def location_notices(request: web.Request, staff: Any) -> list[dict[str, Any]]:
     return policy.notices(policy.resolve(ip), staff.location_id, ip)
 
 
-def check_thumbnail_location(request: web.Request, staff: Any, student_id: int) -> None:
+async def check_thumbnail_location(request: web.Request, staff: Any, student_id: int) -> None:
     """The stored thumbnail follows the live rule: refused to a teacher who may not view
-    from here, and while the student's device is online somewhere this teacher may not see."""
+    from here; while the student's device is online, refused where the live view would be;
+    while it is offline, a teacher off-site sees it only under remote-lesson mode that
+    covers the student's home location."""
     from klasblik.server.context import CTX
+    from klasblik.server.db import Student
 
     policy = policy_of(request.app)
     if policy is None:
@@ -453,9 +456,18 @@ def check_thumbnail_location(request: web.Request, staff: Any, student_id: int) 
     here = policy.resolve(ip)
     policy.check_viewer(here, staff.location_id, ip)
     conn = ctx.hub.agents.get(student_id)
-    if conn is None:
+    if conn is not None:
+        probe = Viewer(staff.id, staff.name, None, None, ip, here, staff.location_id)  # type: ignore[arg-type]
+        why = policy.gate(probe, conn)
+        if why:
+            raise AccessDenied(why, "this student's device is not where you may view it now")
         return
-    probe = Viewer(staff.id, staff.name, None, None, ip, here, staff.location_id)  # type: ignore[arg-type]
-    why = policy.gate(probe, conn)
-    if why:
-        raise AccessDenied(why, "this student's device is not where you may view it now")
+    if here is not None:
+        return
+    async with ctx.sm() as session:
+        student = await session.get(Student, student_id)
+    home = student.location_id if student is not None else None
+    if policy.governing(None, staff.location_id, None, home, policy.clock()) is None:
+        raise AccessDenied(
+            ELSEWHERE, "remote-lesson mode of your location does not cover this student"
+        )
