@@ -8,16 +8,18 @@ import datetime as dt
 from sqlalchemy import select, update
 
 from klasblik.server import audit
-from klasblik.server.db import RemoteMode, Student
+from klasblik.server.db import Location, RemoteMode, Student
 from klasblik.server.locations import iso
-from tests.locations.conftest import ANNA, BRAM, TEACHER
-from tests.support.live import frame, wait_for
+from tests.locations.conftest import ANNA, BRAM, TEACHER, School, make_school
+from tests.support.live import frame, start_live_server, wait_for
 from tests.support.sourced import (
+    A_NET,
     AT_A,
     OFF_SITE,
     OFF_SITE2,
     FakeClock,
     SourcedAgent,
+    add_admin,
     audit_entries,
     client_at,
     policy,
@@ -156,9 +158,6 @@ async def test_remote_mode_can_be_ended_early(school):
 async def test_expiry_is_logged_once_on_sqlite_and_postgresql(tmp_path, db_url):
     """Two checks after the end time (as two instances would run them) write one
     remote_mode.expired entry, on both databases."""
-    from tests.locations.conftest import make_school
-    from tests.support.live import start_live_server
-
     server = await start_live_server(tmp_path, database_url=db_url)
     try:
         school = await make_school(server)
@@ -192,3 +191,31 @@ async def test_stored_thumbnail_follows_remote_mode(school):
         assert (status, body["error"]["code"]) == (404, "not_found")
         status, body = await teacher.request("GET", f"/api/students/{school.bram}/thumbnail")
         assert (status, body["error"]["code"]) == (403, "elsewhere")
+
+
+async def test_single_location_school_needs_no_home_locations(tmp_path):
+    """A school with one location and no home locations in the roster: remote-lesson
+    mode still covers its teachers and students (the only location is everyone's home)."""
+    server = await start_live_server(tmp_path)
+    try:
+        ids = await server.add_class("7B", [ANNA], teacher=TEACHER)
+        async with server.ctx.sm() as session, session.begin():
+            await session.execute(update(Location).values(networks=A_NET))
+            loc_id = await session.scalar(select(Location.id))
+        await policy(server).reload()
+        school = School(server, ids["class_id"], ids["students"][ANNA[0]], 0, {"A": loc_id},
+                        await add_admin(server, ids["school_id"]))
+        anna = SourcedAgent(server, ANNA[0], OFF_SITE2)
+        try:
+            await anna.connect()
+            async with client_at(server, TEACHER, OFF_SITE) as teacher:
+                dash = await teacher.dashboard()
+                assert (await dash.command("subscribe", class_id=school.class_id))["error"]["code"] == "elsewhere"
+                await _switch_on(school, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+                assert (await dash.command("subscribe", class_id=school.class_id))["success"]
+                await wait_for(lambda: anna.mode == "grid")
+                await dash.close()
+        finally:
+            await anna.close()
+    finally:
+        await server.stop()

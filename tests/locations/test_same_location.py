@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from klasblik.server import audit
-from tests.locations.conftest import ANNA, BRAM, TEACHER
-from tests.support.live import frame, wait_for
+from tests.locations.conftest import ANNA, BRAM, TEACHER, make_school
+from tests.support.live import frame, start_live_server, wait_for
 from tests.support.sourced import (
     AT_A,
     AT_A2,
@@ -159,9 +159,6 @@ async def test_spoofed_forwarded_for_from_untrusted_peer_is_ignored(school):
 async def test_trusted_proxy_is_honoured(tmp_path):
     """From a configured proxy (itself off-site), the forwarded client address counts,
     in X-Forwarded-For and in Forwarded; a forwarded off-site address is still refused."""
-    from tests.locations.conftest import make_school
-    from tests.support.live import start_live_server
-
     proxy = "127.0.0.9"
     server = await start_live_server(tmp_path, trusted_proxies=proxy)
     try:

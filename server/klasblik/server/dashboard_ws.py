@@ -21,7 +21,7 @@ from klasblik.server.blobstore import BlobStoreError, student_prefix, thumbnail_
 from klasblik.server.context import CTX, AppContext
 from klasblik.server.errors import AccessDenied, ApiError
 from klasblik.server.hub import Viewer
-from klasblik.server.locations import locate, policy_of
+from klasblik.server.locations import home_of, locate, policy_of
 from klasblik.server.outbox import Outbox
 from klasblik.server.webauth import check_origin, require_staff
 
@@ -44,7 +44,7 @@ async def dashboard_ws(request: web.Request) -> web.WebSocketResponse:
         outbox=Outbox(ws, maxsize=ctx.settings.viewer_queue_frames),
         ip=ip,
         location_id=locate(request.app, ip),
-        home_location_id=staff.location_id,
+        home_location_id=home_of(request.app, staff.school_id, staff.location_id),
     )
     viewer.outbox.on_overflow = lambda: ctx.hub.viewer_too_slow(viewer)
     viewer.outbox.start()

@@ -51,6 +51,7 @@ __all__ = [
     "LocationPolicy",
     "locations_ctx",
     "locate",
+    "home_of",
     "policy_of",
     "parse_location_networks",
     "iso",
@@ -170,6 +171,7 @@ class LocationPolicy:
         self._networks_key: tuple[Any, ...] = ()
         self._signature: tuple[Any, ...] | None = None
         self._open_cache: dict[int, tuple[int, bool]] = {}
+        self._only_location: dict[int, int] = {}
 
     # ---- loading ----------------------------------------------------------------------
 
@@ -204,6 +206,10 @@ class LocationPolicy:
             if m.location_id not in remote or remote[m.location_id].started_at < m.started_at:
                 remote[m.location_id] = info
         self.locations = infos
+        per_school: dict[int, list[int]] = {}
+        for loc_info in infos.values():
+            per_school.setdefault(loc_info.school_id, []).append(loc_info.id)
+        self._only_location = {s: ids[0] for s, ids in per_school.items() if len(ids) == 1}
         self.remote = remote
         self._open_cache.clear()
         key = tuple(sorted((i.id, i.networks) for i in infos.values()))
@@ -269,6 +275,12 @@ class LocationPolicy:
 
     def resolve(self, ip: str) -> int | None:
         return self.resolver.resolve(ip)
+
+    def home(self, school_id: int, location_id: int | None) -> int | None:
+        """A person's home location: the roster's, or else the school's only location."""
+        if location_id is not None:
+            return location_id
+        return self._only_location.get(school_id)
 
     def remote_on(self, location_id: int | None, now: dt.datetime | None = None) -> RemoteInfo | None:
         if location_id is None:
@@ -395,6 +407,12 @@ def locate(app: web.Application, ip: str) -> int | None:
     return policy.resolve(ip) if policy is not None else None
 
 
+def home_of(app: web.Application, school_id: int, location_id: int | None) -> int | None:
+    """A teacher's or student's home location (see :meth:`LocationPolicy.home`)."""
+    policy = app.get(LOCATIONS)
+    return policy.home(school_id, location_id) if policy is not None else location_id
+
+
 async def _ticker(policy: LocationPolicy, interval: float) -> None:
     while True:
         # wake just after whole intervals, so lesson-hour boundaries (whole minutes) are
@@ -437,7 +455,7 @@ def location_notices(request: web.Request, staff: Any) -> list[dict[str, Any]]:
     if policy is None:
         return []
     ip = request.app[CTX].client_ip(request)
-    return policy.notices(policy.resolve(ip), staff.location_id, ip)
+    return policy.notices(policy.resolve(ip), policy.home(staff.school_id, staff.location_id), ip)
 
 
 async def check_thumbnail_location(request: web.Request, staff: Any, student_id: int) -> None:
@@ -454,10 +472,11 @@ async def check_thumbnail_location(request: web.Request, staff: Any, student_id:
     ctx = request.app[CTX]
     ip = ctx.client_ip(request)
     here = policy.resolve(ip)
-    policy.check_viewer(here, staff.location_id, ip)
+    staff_home = policy.home(staff.school_id, staff.location_id)
+    policy.check_viewer(here, staff_home, ip)
     conn = ctx.hub.agents.get(student_id)
     if conn is not None:
-        probe = Viewer(staff.id, staff.name, None, None, ip, here, staff.location_id)  # type: ignore[arg-type]
+        probe = Viewer(staff.id, staff.name, None, None, ip, here, staff_home)  # type: ignore[arg-type]
         why = policy.gate(probe, conn)
         if why:
             raise AccessDenied(why, "this student's device is not where you may view it now")
@@ -466,8 +485,8 @@ async def check_thumbnail_location(request: web.Request, staff: Any, student_id:
         return
     async with ctx.sm() as session:
         student = await session.get(Student, student_id)
-    home = student.location_id if student is not None else None
-    if policy.governing(None, staff.location_id, None, home, policy.clock()) is None:
+    home = policy.home(student.school_id, student.location_id) if student is not None else None
+    if policy.governing(None, staff_home, None, home, policy.clock()) is None:
         raise AccessDenied(
             ELSEWHERE, "remote-lesson mode of your location does not cover this student"
         )
