@@ -120,7 +120,9 @@ async def list_locations(request: web.Request) -> web.Response:
     ip = ctx.client_ip(request)
     return web.json_response(
         {
-            "school": {"id": school.id, "name": school.name, "brin": school.brin} if school else None,
+            "school": (
+                {"id": school.id, "name": school.name, "brin": school.brin} if school else None
+            ),
             "locations": [_location_json(r, policy) for r in rows],
             "remote_mode_max_hours": ctx.settings.remote_mode_max_hours,
             "your_address": ip,
@@ -183,7 +185,9 @@ async def save_location(request: web.Request) -> web.Response:
         others = list(await session.scalars(select(Location).where(Location.id != (loc_id or -1))))
         for other in others:
             if other.code.upper() == code:
-                raise ApiError("duplicate_code", f"location code {code} is already used by {other.name}", 409)
+                raise ApiError(
+                    "duplicate_code", f"location code {code} is already used by {other.name}", 409
+                )
             for theirs in parse_location_networks(other.networks or ""):
                 for mine in nets:
                     if mine.version == theirs.version and mine.overlaps(theirs):  # type: ignore[arg-type]

@@ -182,7 +182,9 @@ class LocationPolicy:
             rows = list(
                 await session.scalars(select(Location).options(selectinload(Location.school)))
             )
-            modes = list(await session.scalars(select(RemoteMode).where(RemoteMode.ended_at.is_(None))))
+            modes = list(
+                await session.scalars(select(RemoteMode).where(RemoteMode.ended_at.is_(None)))
+            )
         infos: dict[int, LocationInfo] = {}
         for row in rows:
             try:
@@ -191,11 +193,13 @@ class LocationPolicy:
                 log.error("location %s (%s): networks ignored: %s", row.code, row.name, exc)
                 nets = ()
             try:
-                hours = parse_lesson_hours(row.lesson_hours or "", row.timezone or "Europe/Amsterdam")
+                hours = parse_lesson_hours(
+                    row.lesson_hours or "", row.timezone or "Europe/Amsterdam"
+                )
             except LessonHoursError as exc:
                 # unreadable lesson hours must not open monitoring at all hours
                 log.error("location %s (%s): lesson hours unusable: %s", row.code, row.name, exc)
-                hours = LessonHours(((),) * 7, parse_timezone("UTC"), "never (lesson hours unreadable)")
+                hours = LessonHours(((),) * 7, parse_timezone("UTC"), "never (unreadable)")
             infos[row.id] = LocationInfo(
                 row.id, row.school_id, row.school.name, row.name, row.code, nets, hours,
                 row.timezone or "Europe/Amsterdam",
@@ -282,7 +286,9 @@ class LocationPolicy:
             return location_id
         return self._only_location.get(school_id)
 
-    def remote_on(self, location_id: int | None, now: dt.datetime | None = None) -> RemoteInfo | None:
+    def remote_on(
+        self, location_id: int | None, now: dt.datetime | None = None
+    ) -> RemoteInfo | None:
         if location_id is None:
             return None
         info = self.remote.get(location_id)
@@ -322,7 +328,11 @@ class LocationPolicy:
         """None when this viewer may see this device now, else why not (a protocol code)."""
         now = self.clock()
         loc = self.governing(
-            viewer.location_id, viewer.home_location_id, conn.location_id, conn.home_location_id, now
+            viewer.location_id,
+            viewer.home_location_id,
+            conn.location_id,
+            conn.home_location_id,
+            now,
         )
         if loc is None:
             return ELSEWHERE
@@ -352,15 +362,17 @@ class LocationPolicy:
         now = self.clock()
         if not any(self._open(loc, now) for loc in locs):
             hours = "; ".join(
-                f"{self.locations[loc].name}: {self.locations[loc].hours.describe()}"  # type: ignore[union-attr]
-                for loc in locs
-                if loc in self.locations and self.locations[loc].hours is not None
+                f"{info.name}: {info.hours.describe()}"
+                for info in (self.locations.get(loc) for loc in locs)
+                if info is not None and info.hours is not None
             )
             raise AccessDenied(
                 OUTSIDE, f"monitoring is allowed only during lesson hours ({hours})"
             )
 
-    def notices(self, location_id: int | None, home_id: int | None, ip: str) -> list[dict[str, Any]]:
+    def notices(
+        self, location_id: int | None, home_id: int | None, ip: str
+    ) -> list[dict[str, Any]]:
         """Banner entries for a teacher's dashboard pages (GET /api/me)."""
         now = self.clock()
         out: list[dict[str, Any]] = []
@@ -370,12 +382,14 @@ class LocationPolicy:
             if info is None or info.location_id in seen:
                 continue
             seen.add(info.location_id)
-            name = self.locations[info.location_id].name if info.location_id in self.locations else "?"
+            loc_info = self.locations.get(info.location_id)
+            name = loc_info.name if loc_info else "?"
+            until = self.local_text(info.location_id, info.until)
             out.append(
                 {
                     "kind": "remote_mode",
-                    "text": f"Remote-lesson mode is on for {name} until {self.local_text(info.location_id, info.until)}: "
-                    "teachers of this location may view their students wherever they are.",
+                    "text": f"Remote-lesson mode is on for {name} until {until}: teachers"
+                    " of this location may view their students wherever they are.",
                     "until": iso(info.until),
                     "location": name,
                 }
