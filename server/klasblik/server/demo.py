@@ -40,13 +40,13 @@ _FIRST = [
 _LAST = "BDJKMPSVWHTGLRNC"
 
 ACTIVITIES = [
-    ("Rekenen – Blok 3, les 4", "https://rekenen.example/blok3/les4"),
-    ("Spelling oefenen – werkwoorden", "https://spelling.example/werkwoorden"),
-    ("Topografie Europa – hoofdsteden", "https://topo.example/europa"),
-    ("Woordenlijst Engels – unit 5", "https://engels.example/unit5"),
-    ("Werkstuk: de Gouden Eeuw – Documenten", "https://docs.example/werkstuk"),
-    ("Typcursus – les 12", "https://typen.example/les12"),
-    ("Minecraft speedrun – Video", "https://video.example/watch?v=demo"),
+    ("Rekenen - Blok 3, les 4", "https://rekenen.example/blok3/les4"),
+    ("Spelling oefenen - werkwoorden", "https://spelling.example/werkwoorden"),
+    ("Topografie Europa - hoofdsteden", "https://topo.example/europa"),
+    ("Woordenlijst Engels - unit 5", "https://engels.example/unit5"),
+    ("Werkstuk: de Gouden Eeuw - Documenten", "https://docs.example/werkstuk"),
+    ("Typcursus - les 12", "https://typen.example/les12"),
+    ("Minecraft speedrun - Video", "https://video.example/watch?v=demo"),
 ]
 
 
