@@ -78,4 +78,9 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
         from klasblik.server.demo import demo_ctx
 
         app.cleanup_ctx.append(demo_ctx)
+    from klasblik.server.admin_locations import setup_admin_routes
+    from klasblik.server.locations import locations_ctx
+
+    app.cleanup_ctx.append(locations_ctx)  # after the demo seed: it reads the locations
+    setup_admin_routes(app)
     return app

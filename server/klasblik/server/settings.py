@@ -198,6 +198,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("trusted_proxies", (), "Addresses or networks (CIDR, comma- or space-separated) of "
             "reverse proxies whose X-Forwarded-For/Forwarded header is believed. Empty: the "
             "header is ignored and the direct peer address counts.", _cidrs),
+    Setting("remote_mode_max_hours", 168, "Longest period IT may switch remote-lesson mode on "
+            "for in one go (hours). It always ends by itself at the end time IT sets.", _int,
+            _range(1, 2160)),
+    Setting("location_check_interval_s", 60.0, "Seconds between two checks of lesson-hour "
+            "boundaries, remote-lesson end times and location changes made on other instances. "
+            "The rules themselves are applied on every frame by the clock.", _float,
+            _range(0.05, 3600)),
     Setting("log_level", "INFO", "Logging level.", str,
             _one_of("DEBUG", "INFO", "WARNING", "ERROR")),
     *M365_SETTINGS,

@@ -1,14 +1,14 @@
 """Microsoft 365 sign-in and roster sync: pending logins, location's School Data Sync id
 
 Revision ID: 0002
-Revises: 0001
+Revises: 0003 (written on 0001; placed after 0003 when main brought that revision)
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = "0002"
-down_revision = "0001"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
