@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from klasblik import protocol as p
-from klasblik.server.db import SchoolClass, Staff
+from klasblik.server.db import Location, SchoolClass, Staff
+from klasblik.server.locations import policy_of
 from klasblik.server.roster_jobs import run_sync
 from tests.m365.roster_fixture import ANNA, CHRIS, T1, fill
 from tests.support.graph_emulator import GraphEmulator, start_graph_emulator
@@ -31,8 +32,21 @@ async def setup(tmp_path):
 
 
 async def _sync(server, school):
+    """Sync, then put every location on this machine's network (the test clients are
+    here) and let the location rules reload, as IT would after defining networks."""
     async with school.client() as graph:
-        return await run_sync(server.settings, server.ctx.sm, server.hub, graph=graph)
+        summary = await run_sync(server.settings, server.ctx.sm, server.hub, graph=graph)
+    await _on_site(server)
+    return summary
+
+
+async def _on_site(server):
+    async with server.ctx.sm() as s, s.begin():
+        for loc in await s.scalars(select(Location)):
+            loc.networks = "127.0.0.0/8 ::1/128"
+    policy = policy_of(server.app)
+    if policy is not None:
+        await policy.reload()
 
 
 async def _class_id(server, name):
@@ -201,6 +215,7 @@ async def test_scheduled_sync_job_syncs_and_closes_views(tmp_path, monkeypatch):
         job = scheduler.get_job(roster_jobs.SYNC_JOB)
         assert job.trigger.interval.total_seconds() == 15 * 60
         await job.func()
+        await _on_site(server)
         _client, ws = await _open_view(server, T1, "7B")
         school.graph.delete_user(school.t1)
         await job.func()

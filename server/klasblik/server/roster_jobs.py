@@ -65,6 +65,15 @@ async def run_sync(
     return summary
 
 
+async def _reload_locations(app: web.Application) -> None:
+    """Let the location rules know locations the sync may have added or renamed."""
+    from klasblik.server.locations import policy_of
+
+    policy = policy_of(app)
+    if policy is not None:
+        await policy.reload()
+
+
 def roster_jobs_ctx(
     settings: Settings,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -78,6 +87,7 @@ def roster_jobs_ctx(
             try:
                 summary = await run_sync(settings, state.sm, state.hub, log.info)
                 log.info("roster sync done: %s", summary.text())
+                await _reload_locations(app)
             except SyncBusy as exc:
                 log.info("roster sync skipped: %s", exc)
             except Exception:
