@@ -237,3 +237,47 @@ async def test_ca_file_wins_over_ca_bundle_variables(m365_server, provider, monk
     sub = provider.add_user(TEACHER)
     async with f.new_client() as http:
         assert (await f.sign_in(http, m365_server, provider, sub)).location == "/"
+
+
+async def test_flow_is_kept_server_side_and_used_once(m365_server, provider):
+    """The browser holds only a random key; the flow (state, nonce, PKCE verifier) is a
+    database row that the callback deletes."""
+    from sqlalchemy import func
+
+    from klasblik.server.db import PendingLogin
+
+    async def pending():
+        async with m365_server.ctx.sm() as s:
+            return await s.scalar(select(func.count()).select_from(PendingLogin))
+
+    await _roster(m365_server)
+    sub = provider.add_user(TEACHER)
+    async with f.new_client() as http:
+        authorize_url = await f.start(http, m365_server)
+        key = http.cookie_jar.filter_cookies(m365_server.base_url + "/auth/callback")["klasblik_login"].value
+        async with m365_server.ctx.sm() as s:
+            flow = await s.scalar(select(PendingLogin.flow))
+        assert await pending() == 1
+        assert key not in flow and "code_verifier" in flow and "nonce" in flow
+        assert dict(parse_qsl(urlsplit(authorize_url).query))["code_challenge_method"] == "S256"
+        await f.callback(http, await f.provider_login(provider, authorize_url, sub))
+    assert await pending() == 0
+
+
+async def test_unreachable_authority_is_a_clear_refusal(tmp_path):
+    """When the sign-in authority cannot be reached, /auth/login says so on /signin."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = await start_live_server(
+        tmp_path, m365_tenant_id="t", m365_client_id="c", m365_client_secret="s",
+        m365_authority=f"https://127.0.0.1:{port}/t/v2.0", roster_sync_interval_min=0,
+    )
+    try:
+        async with f.new_client() as http:
+            out = await f.callback(http, server.base_url + "/auth/login")
+        assert out.status == 303 and out.error == "unavailable"
+    finally:
+        await server.stop()
