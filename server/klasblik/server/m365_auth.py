@@ -56,7 +56,7 @@ def _redirect_uri(request: web.Request) -> str:
 
 
 def _to_signin(code: str, message: str) -> web.HTTPSeeOther:
-    resp = web.HTTPSeeOther("/signin?" + urlencode({"error": code, "message": message}))
+    resp = web.HTTPSeeOther("/signin?" + urlencode({"error": code, "message": message[:300]}))
     resp.del_cookie(LOGIN_COOKIE, path="/auth")
     return resp
 
