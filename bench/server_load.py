@@ -100,7 +100,7 @@ async def seed(url: str, agents: int, class_size: int, dashboards: int) -> dict[
     async with engine.begin() as conn:
         await conn.execute(insert(School), [{"id": 1, "name": "Bench school", "brin": "99ZZ"}])
         await conn.execute(insert(Location), [{"id": 1, "school_id": 1, "name": "Main",
-                                               "code": "99ZZ00"}])
+                                               "code": "99ZZ00", "networks": "127.0.0.0/8"}])
         await conn.execute(insert(Student), [
             {"id": i, "school_id": 1, "location_id": 1, "username": f"s{i}@bench.example",
              "display_name": f"Student{i} B."} for i in range(1, agents + 1)])

@@ -99,10 +99,11 @@ async def cluster(tmp_path, pg_url, names=("a", "b")) -> AsyncIterator[dict[str,
             "KLASBLIK_STORE_INTERVAL_S": "0",
             "KLASBLIK_HEARTBEAT_S": "5",
         }
-        for name in names:  # started together: both migrate the empty database
+        await db.migrate()
+        roster = await db.add_class("7B", [ANNA, BRAM])  # read by the servers at start
+        for name in names:
             servers[name] = ServerProcess(name, env, tmp_path / name)
         await asyncio.gather(*(s.start() for s in servers.values()))
-        roster = await db.add_class("7B", [ANNA, BRAM])
         yield {"redis": redis, "db": db, "roster": roster, **servers}
     finally:
         for server in servers.values():

@@ -20,6 +20,10 @@ class Actions:
     SIGN_IN = "auth.sign_in"
     SIGN_IN_REFUSED = "auth.sign_in.refused"
     SIGN_OUT = "auth.sign_out"
+    LOCATION_SAVED = "location.saved"
+    REMOTE_MODE_ON = "remote_mode.on"
+    REMOTE_MODE_OFF = "remote_mode.off"
+    REMOTE_MODE_EXPIRED = "remote_mode.expired"
 
 
 async def record(

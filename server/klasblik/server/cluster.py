@@ -29,8 +29,9 @@ import logging
 import os
 import secrets
 import socket
+import struct
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -54,6 +55,26 @@ return 0
 """
 
 
+_PLACE = struct.Struct(">ii")  # the device's current and home location (-1: none)
+
+
+class Place(NamedTuple):
+    """Where a viewer or a device is, as the location rule (``hub.gate``) reads it."""
+
+    location_id: int | None
+    home_location_id: int | None
+
+
+def _pack_place(obj: Any) -> bytes:
+    loc, home = obj.location_id, obj.home_location_id
+    return _PLACE.pack(-1 if loc is None else loc, -1 if home is None else home)
+
+
+def _unpack_place(data: bytes) -> Place:
+    loc, home = _PLACE.unpack_from(data, 1)
+    return Place(None if loc < 0 else loc, None if home < 0 else home)
+
+
 def student_channel(student_id: int) -> bytes:
     return b"kb:s:%d" % student_id
 
@@ -74,11 +95,15 @@ class Cluster:
         self._me = self.instance.encode()
         self.up = False
         self.last_error: str | None = "not connected yet"
-        #: student id -> instance -> (mode, viewer names): what other instances want
-        self._remote: dict[int, dict[str, tuple[str, frozenset[str]]]] = {}
+        #: student id -> instance -> its viewers' (mode, name, location, home location)
+        self._remote: dict[int, dict[str, tuple[tuple[str, str, int | None, int | None], ...]]] = {}
         self._instance_seen: dict[str, float] = {}
         #: student id -> (holding instance, status dict) for agents held elsewhere
         self._remote_state: dict[int, tuple[str, dict[str, Any]]] = {}
+        #: student id -> where the device held elsewhere is (for the location rule)
+        self._remote_place: dict[int, Place] = {}
+        #: student id -> presence value of the agents held here ("instance loc home")
+        self._presence: dict[int, bytes] = {}
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
         self._queued_bytes = 0
         self._wake = asyncio.Event()
@@ -108,8 +133,8 @@ class Cluster:
                 # say goodbye: others drop this instance's demand and presence at once
                 async with self._client.pipeline(transaction=False) as pipe:
                     pipe.publish(DEMAND_CHANNEL, self._demand_message({}, full=True))
-                    for sid in self.hub.agents:
-                        pipe.eval(_DELETE_IF_OWNER, 1, presence_key(sid), self._me)
+                    for sid, value in self._presence.items():
+                        pipe.eval(_DELETE_IF_OWNER, 1, presence_key(sid), value)
                     await asyncio.wait_for(pipe.execute(), timeout=2)
             with contextlib.suppress(RedisError, OSError):
                 await self._client.aclose()
@@ -184,54 +209,88 @@ class Cluster:
     def _on_connected(self) -> None:
         self._subs_changed.set()
         self._send_full_demand()
-        for sid in self.hub.agents:
-            self._enqueue(("set", presence_key(sid), self._me))
+        for sid, value in self._presence.items():
+            self._enqueue(("set", presence_key(sid), value))
 
     # ---- hooks called by the hub (never block) -------------------------------------
 
-    def agent_attached(self, sid: int) -> None:
+    def agent_attached(self, conn: Any) -> None:
+        sid = conn.student_id
         self._remote_state.pop(sid, None)
-        self._enqueue(("set", presence_key(sid), self._me))
+        self._remote_place.pop(sid, None)
+        loc, home = conn.location_id, conn.home_location_id
+        value = b"%s %d %d" % (self._me, -1 if loc is None else loc, -1 if home is None else home)
+        self._presence[sid] = value
+        self._enqueue(("set", presence_key(sid), value))
 
     def agent_detached(self, sid: int) -> None:
-        self._enqueue(("delown", presence_key(sid), self._me))
+        value = self._presence.pop(sid, None)
+        if value is not None:
+            self._enqueue(("delown", presence_key(sid), value))
+
+    def remote_device(self, sid: int) -> Place:
+        """Where the device of a student held elsewhere is (unknown: off-site)."""
+        return self._remote_place.get(sid) or Place(None, None)
 
     def demand_changed(self, sid: int) -> None:
         self._demand_dirty.add(sid)
         self._subs_changed.set()
         self._wake.set()
 
-    def remote_demand(self, sid: int) -> tuple[str, frozenset[str]]:
-        wants = self._remote.get(sid)
+    def remote_demand(self, conn: Any) -> tuple[str, frozenset[str]]:
+        """The mode and viewer names other instances want of this agent, counting only
+        viewers the location rule lets see it now."""
+        wants = self._remote.get(conn.student_id)
         if not wants:
             return "off", frozenset()
         mode = "off"
         names: set[str] = set()
-        for m, n in wants.values():
-            if _RANK[m] > _RANK[mode]:
-                mode = m
-            names |= n
+        for entries in wants.values():
+            for m, name, loc, home in entries:
+                if self.hub.blocked(Place(loc, home), conn):
+                    continue
+                if _RANK[m] > _RANK[mode]:
+                    mode = m
+                names.add(name)
         return mode, frozenset(names)
+
+    def _remote_allowed(self, conn: Any) -> bool:
+        wants = self._remote.get(conn.student_id)
+        if not wants:
+            return False
+        return any(
+            not self.hub.blocked(Place(loc, home), conn)
+            for entries in wants.values()
+            for _m, _n, loc, home in entries
+        )
 
     def remote_status(self, sid: int) -> dict[str, Any] | None:
         held = self._remote_state.get(sid)
         return held[1] if held else None
 
-    def publish_frame(self, sid: int, data: bytes) -> None:
-        if sid in self._remote and self.up:
-            if self._queued_bytes > _MAX_PENDING_BYTES:
-                self.dropped += 1
-                return
-            self._queued_bytes += len(data)
-            self._enqueue(("pub", student_channel(sid), b"F" + data))
+    def publish_frame(self, conn: Any, data: bytes) -> bool:
+        """Send a frame to the instances that want it; False when none may see it."""
+        if not self.up or not self._remote_allowed(conn):
+            return False
+        if self._queued_bytes > _MAX_PENDING_BYTES:
+            self.dropped += 1
+            return True
+        self._queued_bytes += len(data)
+        message = b"F" + _pack_place(conn) + data
+        self._enqueue(("pub", student_channel(conn.student_id), message))
+        return True
 
-    def publish_tabs(self, sid: int, text: str) -> None:
-        if sid in self._remote:
-            self._enqueue(("pub", student_channel(sid), b"T" + text.encode()))
+    def publish_tabs(self, conn: Any, text: str) -> bool:
+        if not self.up or not self._remote_allowed(conn):
+            return False
+        message = b"T" + _pack_place(conn) + text.encode()
+        self._enqueue(("pub", student_channel(conn.student_id), message))
+        return True
 
-    def publish_status(self, sid: int, state: dict[str, Any]) -> None:
-        body = json.dumps({"i": self.instance, "s": state}, separators=(",", ":"))
-        self._enqueue(("pub", student_channel(sid), b"S" + body.encode()))
+    def publish_status(self, conn: Any, state: dict[str, Any]) -> None:
+        body = {"i": self.instance, "s": state, "d": [conn.location_id, conn.home_location_id]}
+        text = json.dumps(body, separators=(",", ":"))
+        self._enqueue(("pub", student_channel(conn.student_id), b"S" + text.encode()))
 
     async def load_presence(self, student_ids: list[int]) -> None:
         """Learn which of these students' agents other instances hold (before a grid opens)."""
@@ -258,11 +317,12 @@ class Cluster:
         self._wake.set()
 
     def _local_demand(self, sid: int) -> list[Any]:
-        watchers = self.hub.watchers.get(sid)
-        if not watchers:
-            return ["off", []]
-        mode = max(watchers.values(), key=_RANK.__getitem__)
-        return [mode, sorted({v.staff_name for v in watchers})]
+        """This instance's viewers of ``sid``: [mode, name, location, home location] each."""
+        entries = {
+            (mode, v.staff_name, v.location_id, v.home_location_id)
+            for v, mode in self.hub.watchers.get(sid, {}).items()
+        }
+        return [list(e) for e in sorted(entries, key=repr)]
 
     def _demand_message(self, demand: dict[int, list[Any]], full: bool) -> bytes:
         body = {"i": self.instance, "full": full, "d": {str(k): v for k, v in demand.items()}}
@@ -325,6 +385,7 @@ class Cluster:
                 for sid in gone:
                     if sid not in self.hub.watchers:
                         self._remote_state.pop(sid, None)
+                        self._remote_place.pop(sid, None)
 
     async def _reader(self, pubsub: Any) -> None:
         while True:
@@ -351,8 +412,8 @@ class Cluster:
             await asyncio.sleep(self.refresh_s)
             await client.ping()
             self._send_full_demand()
-            for sid in self.hub.agents:
-                self._enqueue(("set", presence_key(sid), self._me))
+            for sid, value in self._presence.items():
+                self._enqueue(("set", presence_key(sid), value))
             self._expire_instances()
             remote = [s for s in self.hub.watchers if s not in self.hub.agents]
             if remote:
@@ -373,28 +434,30 @@ class Cluster:
                     changed.add(sid)
                     if not wants:
                         del self._remote[sid]
-        for key, (mode, names) in body["d"].items():
+        for key, raw in body["d"].items():
             sid = int(key)
-            if mode not in _RANK:
-                raise ValueError(f"unknown mode {mode!r}")
+            entries = tuple(
+                (str(m), str(name), _opt_int(loc), _opt_int(home)) for m, name, loc, home in raw
+            )
+            if any(e[0] not in ("grid", "focus") for e in entries):
+                raise ValueError(f"unknown mode in {raw!r}")
             wants = self._remote.get(sid)
-            if mode == "off":
+            if not entries:
                 if wants and wants.pop(inst, None) is not None:
                     changed.add(sid)
                     if not wants:
                         del self._remote[sid]
                 continue
-            entry = (mode, frozenset(names))
             wants = self._remote.setdefault(sid, {})
-            if wants.get(inst) != entry:
-                wants[inst] = entry
+            if wants.get(inst) != entries:
+                wants[inst] = entries
                 changed.add(sid)
         for sid in changed:
-            if sid in self.hub.agents:
+            conn = self.hub.agents.get(sid)
+            if conn is not None:
                 self.hub.refresh_watch(sid)
-                tabs = self.hub.agents[sid].tabs
-                if tabs and sid in self._remote:  # the new viewer gets the tabs known so far
-                    self.publish_tabs(sid, _tabs_text(sid, tabs))
+                if conn.tabs:  # a new viewer elsewhere gets the tabs known so far
+                    self.publish_tabs(conn, _tabs_text(sid, conn.tabs))
 
     def _expire_instances(self) -> None:
         limit = time.monotonic() - 3 * self.refresh_s
@@ -412,10 +475,14 @@ class Cluster:
             return  # the agent is here now; a message from its old instance is stale
         kind = data[:1]
         if kind == b"F":
-            frame = data[1:]
-            self.hub.relay_frame(sid, frame, frame[5] if len(frame) > 5 else 0)
+            place = _unpack_place(data)
+            self._remote_place[sid] = place
+            frame = data[1 + _PLACE.size :]
+            self.hub.relay_frame(sid, frame, frame[5] if len(frame) > 5 else 0, place)
         elif kind == b"T":
-            self.hub.relay_text(sid, data[1:].decode())
+            place = _unpack_place(data)
+            self._remote_place[sid] = place
+            self.hub.relay_text(sid, data[1 + _PLACE.size :].decode(), place)
         elif kind == b"S":
             body = json.loads(data[1:])
             inst, state = body["i"], body["s"]
@@ -424,6 +491,7 @@ class Cluster:
                 return  # an old instance saying goodbye after the agent moved on
             if state.get("online"):
                 self._remote_state[sid] = (inst, state)
+                self._remote_place[sid] = Place(_opt_int(body["d"][0]), _opt_int(body["d"][1]))
             else:
                 self._remote_state.pop(sid, None)
                 self.hub._offline_seen[sid] = _parse_seen(state.get("last_seen"))
@@ -434,7 +502,7 @@ class Cluster:
             if sid in self.hub.agents:
                 continue
             held = self._remote_state.get(sid)
-            if owner is None or owner == self._me:
+            if owner is None or owner.startswith(self._me + b" "):
                 if held is not None:
                     self._remote_state.pop(sid, None)
                     last = held[1].get("last_seen")
@@ -442,7 +510,8 @@ class Cluster:
                     if broadcast:
                         self.hub.broadcast_status(sid)
                 continue
-            inst = owner.decode()
+            inst, loc, home = owner.decode().split(" ")
+            self._remote_place[sid] = Place(_opt_int(int(loc)), _opt_int(int(home)))
             if held is None or held[0] != inst:
                 state = {
                     "online": True,
@@ -454,6 +523,12 @@ class Cluster:
                 self._remote_state[sid] = (inst, state)
                 if broadcast:
                     self.hub.broadcast_status(sid)
+
+
+def _opt_int(value: Any) -> int | None:
+    if value is None or int(value) < 0:
+        return None
+    return int(value)
 
 
 def _tabs_text(sid: int, tabs: list[dict[str, Any]]) -> str:

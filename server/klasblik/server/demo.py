@@ -59,7 +59,10 @@ async def seed_demo(ctx: Any, students: int) -> str:
         school = School(name="Demo school (Klasblik demo)", brin="99XX")
         session.add(school)
         await session.flush()
-        location = Location(school_id=school.id, name="Hoofdlocatie", code="99XX00")
+        location = Location(
+            school_id=school.id, name="Hoofdlocatie", code="99XX00",
+            networks="127.0.0.0/8 ::1/128",  # demo agents and teacher are on this machine
+        )
         session.add(location)
         await session.flush()
         teacher = Staff(

@@ -7,7 +7,9 @@ a small prefix built once per frame; each viewer has its own bounded outbox, so 
 viewer is cut off instead of delaying anyone else.
 
 Authorisation happens before the hub is asked (see ``access.py``); the hub trusts its
-callers and only keeps the bookkeeping.
+callers and only keeps the bookkeeping. The one rule it applies itself, to every
+viewer-device pair on every frame, is ``gate`` (see ``locations.py``): a pair it refuses
+gets no frames or tabs, does not count as demand, and the tile says why.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +53,10 @@ class AgentConn:
     outbox: Outbox
     ip: str
     device_kind: str
+    #: the location the device is at now (from its address), None when off-site
     location_id: int | None = None
+    #: the student's home location (roster)
+    home_location_id: int | None = None
     connected_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     last_seen: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     capture_error: str | None = None
@@ -73,7 +78,10 @@ class Viewer:
     ws: web.WebSocketResponse
     outbox: Outbox
     ip: str
+    #: the location the teacher is at now (from the address), None when off-site
     location_id: int | None = None
+    #: the teacher's home location (roster)
+    home_location_id: int | None = None
     id: int = field(default_factory=itertools.count(1).__next__)
     #: class id -> the student ids of that class this viewer may see
     classes: dict[int, set[int]] = field(default_factory=dict)
@@ -108,8 +116,15 @@ class Hub:
         #: when each student that went offline in this process was last seen
         self._offline_seen: dict[int, dt.datetime] = {}
         self._grid_gap = settings.grid_interval_ms / 1000 * 0.9
+        #: None when this viewer may see this device now, else why not (a protocol code)
+        self.gate: Callable[[Viewer, AgentConn], str | None] | None = None
         #: routing between instances (``cluster.py``); None: this process only
         self.cluster: Any = None
+
+    def blocked(self, viewer: Viewer, conn: AgentConn | None) -> str | None:
+        if self.gate is None or conn is None:
+            return None
+        return self.gate(viewer, conn)
 
     # ---- agents -------------------------------------------------------------------
 
@@ -118,7 +133,7 @@ class Hub:
         old = self.agents.get(conn.student_id)
         self.agents[conn.student_id] = conn
         if self.cluster is not None:
-            self.cluster.agent_attached(conn.student_id)
+            self.cluster.agent_attached(conn)
         self._refresh(conn.student_id, force=True)
         self._broadcast_status(conn.student_id)
         return old
@@ -132,20 +147,30 @@ class Hub:
                 self.cluster.agent_detached(conn.student_id)
             self._broadcast_status(conn.student_id)
 
-    def status(self, student_id: int, last_seen: dt.datetime | None = None) -> dict[str, Any]:
+    def status(
+        self, student_id: int, last_seen: dt.datetime | None = None, viewer: Viewer | None = None
+    ) -> dict[str, Any]:
         conn = self.agents.get(student_id)
-        if conn is not None:
-            return {
-                "online": True,
-                "last_seen": _iso(conn.last_seen),
-                "capture_error": conn.capture_error,
-                "elsewhere": False,
-                "mode": conn.mode,
-            }
-        if self.cluster is not None:
+        remote = None
+        if conn is None and self.cluster is not None:  # held by another instance?
             remote = self.cluster.remote_status(student_id)
+        if conn is not None or remote is not None:
+            device = conn if conn is not None else self.cluster.remote_device(student_id)
+            why = self.blocked(viewer, device) if viewer is not None else None
             if remote is not None:
-                return remote
+                state = dict(remote, elsewhere=why == p.ErrorCode.ELSEWHERE)
+                state["mode"] = "off" if why else remote.get("mode", "off")
+            else:
+                state = {
+                    "online": True,
+                    "last_seen": _iso(conn.last_seen),  # type: ignore[union-attr]
+                    "capture_error": conn.capture_error,  # type: ignore[union-attr]
+                    "elsewhere": why == p.ErrorCode.ELSEWHERE,
+                    "mode": "off" if why else conn.mode,  # type: ignore[union-attr]
+                }
+            if why == p.ErrorCode.OUTSIDE_LESSON_HOURS:
+                state["outside_lesson_hours"] = True
+            return state
         seen = self._offline_seen.get(student_id) or last_seen
         return {
             "online": False,
@@ -164,21 +189,29 @@ class Hub:
             return 0  # nobody asked for it: never relay or keep a frame nobody watches
         conn.frames_in += 1
         sid = conn.student_id
-        sent = self.relay_frame(sid, data, header.kind)
-        if self.cluster is not None:
-            self.cluster.publish_frame(sid, data)
+        sent, allowed = self.relay_frame(sid, data, header.kind, conn)
+        if self.cluster is not None and self.cluster.publish_frame(conn, data):
+            allowed = True  # a viewer on another instance may see it
+        if not allowed:  # the rule changed since the last watch: quieten the agent now
+            self._refresh(sid)
+            return 0
         self.latest.offer(thumbnail_name(sid), bytes(data[p.FRAME_HEADER_SIZE :]))
         return sent
 
-    def relay_frame(self, sid: int, data: bytes, kind: int) -> int:
-        """Queue an agent frame (held here or elsewhere) to this process's viewers of ``sid``."""
+    def relay_frame(self, sid: int, data: bytes, kind: int, device: Any) -> tuple[int, bool]:
+        """Queue an agent frame (from an agent here or elsewhere) to this process's viewers
+        of ``sid`` that may see ``device``; return (queued, whether any viewer may)."""
         watchers = self.watchers.get(sid)
         if not watchers:
-            return 0
+            return 0, False
         payload: bytes | None = None
         now = time.monotonic()
         sent = 0
+        allowed = False
         for viewer, mode in watchers.items():
+            if self.blocked(viewer, device):
+                continue
+            allowed = True
             if (
                 mode == "grid"
                 and kind == p.FrameKind.FOCUS
@@ -191,12 +224,15 @@ class Hub:
             if viewer.outbox.put(payload):
                 sent += 1
         self.frames_relayed += sent
-        return sent
+        return sent, allowed
 
-    def relay_text(self, sid: int, text: str) -> None:
-        """Queue a text message (tabs, status) to this process's viewers of ``sid``."""
-        for viewer in self.watchers.get(sid, {}):
+    def relay_text(self, sid: int, text: str, device: Any) -> bool:
+        """Queue a text message (tabs) to this process's viewers of ``sid`` that may see
+        ``device``; return whether any may."""
+        allowed = [v for v in self.watchers.get(sid, {}) if not self.blocked(v, device)]
+        for viewer in allowed:
             viewer.outbox.put(text)
+        return bool(allowed)
 
     def on_tabs(self, conn: AgentConn, tabs: list[dict[str, Any]]) -> None:
         if conn.mode == "off" or self.agents.get(conn.student_id) is not conn:
@@ -213,9 +249,12 @@ class Hub:
         conn.tabs = clean
         sid = conn.student_id
         text = p.encode_message({"type": "tabs", "student_id": sid, "tabs": clean})
-        self.relay_text(sid, text)
-        if self.cluster is not None:
-            self.cluster.publish_tabs(sid, text)
+        allowed = self.relay_text(sid, text, conn)
+        if self.cluster is not None and self.cluster.publish_tabs(conn, text):
+            allowed = True
+        if not allowed:
+            self._refresh(sid)
+            return
         self.latest.offer(tabs_name(sid), json.dumps(clean, ensure_ascii=False).encode())
 
     def on_capture_error(self, conn: AgentConn, reason: str) -> None:
@@ -312,11 +351,14 @@ class Hub:
     # ---- watch commands ------------------------------------------------------------
 
     def desired_watch(self, student_id: int) -> dict[str, Any]:
-        watchers = self.watchers.get(student_id, {})
+        conn = self.agents.get(student_id)
+        watchers = {
+            v: m for v, m in self.watchers.get(student_id, {}).items() if not self.blocked(v, conn)
+        }
         mode = max(watchers.values(), key=_MODE_RANK.__getitem__, default="off")
         names = {v.staff_name for v in watchers}
-        if self.cluster is not None:  # viewers on other instances count too
-            remote_mode, remote_names = self.cluster.remote_demand(student_id)
+        if self.cluster is not None and conn is not None:  # viewers on other instances too
+            remote_mode, remote_names = self.cluster.remote_demand(conn)
             mode = max(mode, remote_mode, key=_MODE_RANK.__getitem__)
             names |= remote_names
         s = self.settings
@@ -363,15 +405,26 @@ class Hub:
 
     def _broadcast_status(self, student_id: int) -> None:
         if self.cluster is not None and student_id in self.agents:
-            self.cluster.publish_status(student_id, self.status(student_id))
+            self.cluster.publish_status(self.agents[student_id], self.status(student_id))
         watchers = self.watchers.get(student_id)
         if not watchers:
             return
-        text = p.encode_message(
-            {"type": "status", "student_id": student_id, "state": self.status(student_id)}
-        )
+        texts: dict[str, str] = {}  # the same bytes to every viewer with the same answer
         for viewer in watchers:
-            viewer.outbox.put(text)
+            state = self.status(student_id, viewer=viewer)
+            key = json.dumps(state, sort_keys=True)
+            if key not in texts:
+                texts[key] = p.encode_message(
+                    {"type": "status", "student_id": student_id, "state": state}
+                )
+            viewer.outbox.put(texts[key])
+
+    def reevaluate(self) -> None:
+        """Re-apply ``gate`` to every watched device (the rule's inputs changed)."""
+        for sid in list(self.watchers):
+            if sid in self.agents:
+                self._refresh(sid)
+                self._broadcast_status(sid)
 
     # ---- lifecycle -----------------------------------------------------------------
 
