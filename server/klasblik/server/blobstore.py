@@ -176,9 +176,13 @@ class LocalBlobStore:
     async def list(self, prefix: str = "") -> AsyncIterator[BlobInfo]:
         def scan() -> list[BlobInfo]:
             out: list[BlobInfo] = []
-            if not self.root.exists():
+            if ".." in prefix.split("/") or prefix.startswith("/"):
+                raise ValueError(f"invalid blob prefix {prefix!r}")
+            # walk only the folder the prefix names, not every student's blobs
+            start = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
+            if not start.exists():
                 return out
-            for dirpath, _dirs, files in os.walk(self.root):
+            for dirpath, _dirs, files in os.walk(start):
                 for fname in files:
                     full = Path(dirpath) / fname
                     name = full.relative_to(self.root).as_posix()

@@ -1,4 +1,4 @@
-"""A connection storm: roster lookups and last-seen writes are batched, not per agent."""
+"""Hot paths found by the server benchmark: connection storms, listing one student's blobs."""
 
 from __future__ import annotations
 
@@ -36,3 +36,16 @@ async def test_connection_storm_is_recorded_in_few_transactions(tmp_path, db_url
         for agent in agents:
             await agent.close()
         await server.stop()
+
+
+async def test_local_store_lists_a_prefix_without_other_folders(tmp_path):
+    """Listing one student's prefix finds exactly that student's blobs, however many others."""
+    from klasblik.server.blobstore import LocalBlobStore, student_prefix, thumbnail_name
+
+    store = LocalBlobStore(tmp_path / "blobs")
+    for sid in range(1, 30):
+        await store.put(thumbnail_name(sid), b"\xff\xd8\xff" + bytes([sid]))
+    names = [b.name async for b in store.list(student_prefix(7))]
+    assert names == [thumbnail_name(7)]
+    assert [b.name async for b in store.list(student_prefix(999))] == []
+    assert len([b async for b in store.list("")]) == 29
