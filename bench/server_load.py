@@ -285,6 +285,7 @@ def run_target(target: str, args: argparse.Namespace, roster: dict[str, Any], db
                 "KLASBLIK_DATABASE_URL": db_url,
                 "KLASBLIK_ENROLLMENT_TOKEN": TOKEN,
                 "KLASBLIK_LOG_LEVEL": "WARNING",
+                **dict(kv.split("=", 1) for kv in args.server_env),
             }
             if target == "cluster":
                 redis = start_redis(workdir)
@@ -425,6 +426,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cprofile", help="write a cProfile of the single server here")
     parser.add_argument("--py-spy", help="record py-spy profiles of the measured phases to "
                         "PREFIX-TARGET-PHASE.txt (raw format)")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the Klasblik servers (repeatable)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -49,3 +49,28 @@ async def test_local_store_lists_a_prefix_without_other_folders(tmp_path):
     assert names == [thumbnail_name(7)]
     assert [b.name async for b in store.list(student_prefix(999))] == []
     assert len([b async for b in store.list("")]) == 29
+
+
+async def test_silent_agent_is_closed_by_the_sweep(tmp_path):
+    """An agent that sends nothing after its welcome is closed after three heartbeats,
+    while an agent that keeps sending heartbeats stays connected."""
+    server = await start_live_server(tmp_path, heartbeat_s=1)
+    quiet = TestAgent(server, STUDENTS[0][0])
+    talking = TestAgent(server, STUDENTS[1][0])
+    try:
+        await server.add_class("7B", STUDENTS[:2])
+        assert (await quiet.connect())["type"] == "welcome"
+        assert (await talking.connect())["type"] == "welcome"
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while loop.time() - start < 5 and not quiet.ws.closed:
+            await talking.send('{"type":"heartbeat"}')
+            await asyncio.sleep(0.3)
+        assert quiet.ws.closed
+        assert 2.5 <= loop.time() - start <= 5
+        assert not talking.ws.closed
+        assert len(server.hub.agents) == 1
+    finally:
+        await quiet.close()
+        await talking.close()
+        await server.stop()

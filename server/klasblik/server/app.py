@@ -18,6 +18,7 @@ from klasblik.server.httpapi import middlewares, setup_routes
 from klasblik.server.hub import Hub
 from klasblik.server.lastseen import LastSeenWriter
 from klasblik.server.rosterlookup import StudentLookup
+from klasblik.server.silence import silence_ctx
 from klasblik.server.latest import LatestWriter
 from klasblik.server.netutil import parse_networks
 from klasblik.server.settings import REPO_ROOT, Settings
@@ -86,6 +87,7 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
             await ws.close(code=1001, message=b"server shutting down")
 
     app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(silence_ctx)
     setup_m365_signin(app, settings)
     app.cleanup_ctx.append(roster_jobs_ctx(settings))
     app.on_shutdown.append(stop_connections)

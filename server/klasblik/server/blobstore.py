@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,13 +115,17 @@ class LocalBlobStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
+        # one writer thread: with thousands of students in view, a pool of writers would
+        # fight the event loop for the GIL and delay live frames
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-writer")
 
     def _path(self, name: str) -> Path:
         _check_name(name)
         return self.root / name
 
     async def put(self, name: str, data: bytes) -> None:
-        await asyncio.to_thread(self._put_sync, self._path(name), data)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self._put_sync, self._path(name), data)
 
     @staticmethod
     def _put_sync(path: Path, data: bytes) -> None:
@@ -212,7 +217,7 @@ class LocalBlobStore:
             raise BlobStoreError(f"blob folder {self.root}: {exc.strerror or exc}") from exc
 
     async def close(self) -> None:
-        return None
+        self._writer.shutdown(wait=True)
 
 
 def open_blob_store(spec: str, azure_connection_string: str = "") -> BlobStore:
