@@ -141,6 +141,16 @@ class Worker:
             else:
                 await ws.send_str(json.dumps({"type": "subscribe", "id": 1,
                                               "class_id": spec["class_id"]}))
+            while True:  # measure relaying only once the view is open
+                msg = await ws.receive(timeout=120)
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    m = json.loads(msg.data)
+                    if m.get("type") == "result" and m.get("id") == 1:
+                        break
+                    if m.get("type") == "error":
+                        raise RuntimeError(f"subscribe refused: {m}")
+                elif msg.type != aiohttp.WSMsgType.BINARY:
+                    raise RuntimeError(f"dashboard closed while subscribing: {msg}")
         except Exception as exc:
             self.stats.errors.append(f"dashboard: {type(exc).__name__}: {exc}")
             return 0

@@ -259,6 +259,7 @@ class Result:
     rss_kb: int = 0
     connect_s: float = 0.0
     connect_cpu_ms: float = 0.0
+    view_s: float = 0.0
     dashboards: int = 0
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -331,7 +332,9 @@ def run_target(target: str, args: argparse.Namespace, roster: dict[str, Any], db
                 res.errors += a["errors"]
             time.sleep(2)  # let the servers settle after the connection storm
             res.rss_kb = sum(rss_kb(s.pid) for s in servers)
+            t0 = time.monotonic()
             res.dashboards = sum(a["dashboards"] for a in workers.ask({"cmd": "view"}))
+            res.view_s = round(time.monotonic() - t0, 1)
             for phase, fps in (("target", args.fps), ("max", args.max_fps)):
                 workers.ask({"cmd": "rate", "fps": fps})
                 time.sleep(args.warmup)
@@ -403,7 +406,8 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         print(f"{r.target}: server RSS {r.rss_base_kb / 1024:.0f} MB idle, "
               f"{r.rss_kb / 1024:.0f} MB with {r.agents} agents "
               f"({r.rss_kb / max(1, r.agents):.1f} KB/agent all in); "
-              f"server CPU {r.connect_cpu_ms} ms per agent connect")
+              f"server CPU {r.connect_cpu_ms} ms per agent connect; "
+              f"{r.dashboards} dashboards subscribed in {r.view_s} s")
         for e in sorted(set(r.errors))[:5]:
             print(f"  {r.target} error: {e}")
 
