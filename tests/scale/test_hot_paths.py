@@ -74,3 +74,52 @@ async def test_silent_agent_is_closed_by_the_sweep(tmp_path):
         await quiet.close()
         await talking.close()
         await server.stop()
+
+
+class _CountingStore:
+    """A blob store that records what it was asked to write, and can fail."""
+
+    def __init__(self) -> None:
+        self.batches: list[dict[str, bytes]] = []
+        self.fail = False
+
+    async def put_many(self, blobs):
+        from klasblik.server.blobstore import BlobStoreError
+
+        self.batches.append(dict(blobs))
+        if self.fail:
+            return {name: BlobStoreError("disk full") for name in blobs}
+        return {}
+
+
+async def test_latest_writer_batches_and_keeps_the_last_state(tmp_path):
+    """Offers for many blobs land in few batches; within the interval only the newest data
+    of a blob is written (trailing write); a failing store shows as degraded, then recovers."""
+    from klasblik.server.latest import LatestWriter
+
+    store = _CountingStore()
+    writer = LatestWriter(store, interval_s=0.3)  # type: ignore[arg-type]
+    try:
+        for sid in range(200):
+            writer.offer(f"students/{sid}/thumbnail", b"first")
+        await writer.drain()
+        assert sum(len(b) for b in store.batches) == 200
+        assert len(store.batches) < 10
+        first_batches = len(store.batches)
+        for n in range(5):  # within the interval: only the last one is kept
+            writer.offer("students/1/thumbnail", b"v%d" % n)
+        await writer.drain()
+        later = [b for b in store.batches[first_batches:] if "students/1/thumbnail" in b]
+        assert [b["students/1/thumbnail"] for b in later] == [b"v4"]
+        assert writer.writes == 201 and not writer.degraded
+
+        store.fail = True
+        writer.offer("students/2/thumbnail", b"x")
+        await writer.drain()
+        assert writer.degraded and writer.failures == 1
+        store.fail = False
+        writer.offer("students/3/thumbnail", b"y")
+        await writer.drain()
+        assert not writer.degraded
+    finally:
+        await writer.close()

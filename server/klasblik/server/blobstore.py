@@ -127,6 +127,21 @@ class LocalBlobStore:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, self._put_sync, self._path(name), data)
 
+    async def put_many(self, blobs: dict[str, bytes]) -> dict[str, BlobStoreError]:
+        """Write several blobs in one hand-off to the writer thread; return the failures."""
+        items = [(name, self._path(name), data) for name, data in blobs.items()]
+
+        def write_all() -> dict[str, BlobStoreError]:
+            errors: dict[str, BlobStoreError] = {}
+            for name, path, data in items:
+                try:
+                    self._put_sync(path, data)
+                except BlobStoreError as exc:
+                    errors[name] = exc
+            return errors
+
+        return await asyncio.get_running_loop().run_in_executor(self._writer, write_all)
+
     @staticmethod
     def _put_sync(path: Path, data: bytes) -> None:
         try:
