@@ -148,8 +148,11 @@ class Cluster:
     async def _supervise(self) -> None:
         backoff = 0.2
         while True:
+            # RESP2: redis-py's RESP3 parser formats every pub/sub message (each frame's
+            # bytes) into a debug string, even with debug logging off
             client = aioredis.Redis.from_url(
-                self.url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=0
+                self.url, protocol=2, socket_connect_timeout=2, socket_timeout=5,
+                health_check_interval=0,
             )
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
