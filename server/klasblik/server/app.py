@@ -14,6 +14,7 @@ from klasblik.server.context import CTX, AppContext
 from klasblik.server.db import create_engine, sessionmaker, upgrade_database
 from klasblik.server.httpapi import middlewares, setup_routes
 from klasblik.server.hub import Hub
+from klasblik.server.jobs import jobs_ctx
 from klasblik.server.latest import LatestWriter
 from klasblik.server.netutil import parse_networks
 from klasblik.server.settings import REPO_ROOT, Settings
@@ -69,6 +70,7 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
             await ws.close(code=1001, message=b"server shutting down")
 
     app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(jobs_ctx)  # after resources: stopped before they close
     app.on_shutdown.append(stop_connections)
     if settings.demo:
         from klasblik.server.demo import demo_ctx

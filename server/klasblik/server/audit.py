@@ -3,11 +3,13 @@ the view: if it cannot be written, the caller must not open the view."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik.server.db import AuditEntry
 
-__all__ = ["record", "Actions"]
+__all__ = ["record", "record_remote_lesson", "Actions"]
 
 
 class Actions:
@@ -20,6 +22,13 @@ class Actions:
     SIGN_IN = "auth.sign_in"
     SIGN_IN_REFUSED = "auth.sign_in.refused"
     SIGN_OUT = "auth.sign_out"
+    REMOTE_LESSON_ON = "remote_lesson.on"
+    REMOTE_LESSON_OFF = "remote_lesson.off"
+    STUDENT_EXPORT = "student.export"
+    STUDENT_ERASE = "student.erase"
+    AUDIT_EXPORT = "audit.export"
+    ADMIN_REFUSED = "admin.refused"
+    PURGE = "purge.run"
 
 
 async def record(
@@ -35,3 +44,25 @@ async def record(
         session.add(
             AuditEntry(actor=actor[:256], action=action, subject=subject[:256], detail=detail, ip=ip)
         )
+
+
+async def record_remote_lesson(
+    sm: async_sessionmaker[AsyncSession],
+    actor: str,
+    location_code: str,
+    until: dt.datetime | None,
+    ip: str | None = None,
+    reason: str = "",
+) -> None:
+    """Record a remote-lesson change: on until ``until`` (aware UTC), or off (``None``).
+
+    Call it before the change takes effect; when it raises, do not make the change.
+    """
+    if until is not None and until.tzinfo is None:
+        raise ValueError("until must be an aware datetime")
+    if until is None:
+        action, detail = Actions.REMOTE_LESSON_OFF, reason
+    else:
+        stamp = until.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+        action, detail = Actions.REMOTE_LESSON_ON, f"until {stamp}" + (f"; {reason}" if reason else "")
+    await record(sm, actor, action, f"location:{location_code}", detail, ip)

@@ -38,6 +38,7 @@ __all__ = [
     "WebSession",
     "AuditEntry",
     "SyncState",
+    "JobRun",
     "class_students",
     "class_teachers",
     "utcnow",
@@ -184,7 +185,7 @@ class AuditEntry(Base):
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(256))
     action: Mapped[str] = mapped_column(String(64))
-    subject: Mapped[str] = mapped_column(String(256), default="")
+    subject: Mapped[str] = mapped_column(String(256), default="", index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
     ip: Mapped[str | None] = mapped_column(String(64))
 
@@ -196,6 +197,18 @@ class SyncState(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JobRun(Base):
+    """One run of a scheduled job (e.g. the nightly purge of one night): started, and
+    finished when it completed. Lets several instances run each night's purge once."""
+
+    __tablename__ = "job_runs"
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    summary: Mapped[str] = mapped_column(Text, default="")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

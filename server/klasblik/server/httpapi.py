@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 
 from klasblik.server import audit
 from klasblik.server.access import authorize_student, classes_of
+from klasblik.server.adminapi import setup_admin_routes
 from klasblik.server.agent_ws import agent_ws
 from klasblik.server.blobstore import BlobStoreError, thumbnail_name
 from klasblik.server.context import CTX
@@ -213,4 +214,5 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/api/students/{student_id}/thumbnail", student_thumbnail)
     r.add_get("/ws/agent", agent_ws)
     r.add_get("/ws/dashboard", dashboard_ws)
+    setup_admin_routes(app)
     r.add_get(r"/{name:[A-Za-z0-9_-]+\.(?:js|mjs|css|svg|png|ico|webmanifest)}", asset)
