@@ -18,7 +18,7 @@ from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
-from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
 
 from klasblik.server.blobstore import (
     Blob,
@@ -66,9 +66,14 @@ class AzureBlobStore:
                 "digits and hyphens"
             )
         self.container_name = container
+        # Short back-offs: a write that cannot land soon is dropped (the next frame brings a
+        # newer one); the SDK's default waits 15 s and more between tries.
         self._service = BlobServiceClient.from_connection_string(
             connection_string,
-            retry_total=retry_total,
+            retry_policy=ExponentialRetry(
+                initial_backoff=0.5, increment_base=2, retry_total=retry_total,
+                random_jitter_range=0.5,
+            ),
             connection_timeout=connection_timeout,
             read_timeout=read_timeout,
         )
