@@ -164,7 +164,7 @@ async def sweep(
 
     try:
         async for info in store.list(""):
-            if info.last_modified <= cutoff:
+            if info.last_modified < cutoff:
                 batch.append(info.name)
                 if names is not None:
                     names.append(info.name)

@@ -199,10 +199,10 @@ SETTINGS: tuple[Setting, ...] = (
             "run once.", _bool),
     Setting("sweep_interval_min", 15, "Minutes between two sweeps that delete stored "
             "thumbnails and tab lists older than sweep_max_age_h.", _int, _range(1, 120)),
-    Setting("sweep_max_age_h", 46.0, "Age in hours at which the sweep deletes a stored "
+    Setting("sweep_max_age_h", 47.25, "Age in hours at which the sweep deletes a stored "
             "thumbnail or tab list. sweep_max_age_h + sweep_interval_min + sweep_budget_min "
-            "must stay under 48 hours.", _float, _range(1, 47)),
-    Setting("sweep_budget_min", 60, "Longest a sweep may take, in minutes; a slower sweep is "
+            "must stay under 48 hours.", _float, _range(1, 47.9)),
+    Setting("sweep_budget_min", 15, "Longest a sweep may take, in minutes; a slower sweep is "
             "logged as an error. Part of the 48-hour arithmetic.", _int, _range(1, 240)),
     Setting("purge_time", "03:30", "Local time (HH:MM, in timezone) of the nightly purge.",
             _hhmm),
