@@ -76,7 +76,7 @@ async def audit_json(request: web.Request) -> web.Response:
     limit = _int_param(request, "limit", 100)
     before = _int_param(request, "before_id", None)
     try:
-        rows, next_id = await page(ctx.sm, flt, limit or 100, before)
+        rows, next_id = await page(ctx.sm, flt, 100 if limit is None else limit, before)
     except ValueError as exc:
         raise ApiError("invalid_format", str(exc), 400) from None
     return web.json_response(
