@@ -14,7 +14,11 @@ import pytest
 
 __all__ = ["Azurite", "AZURITE_BIN", "free_port", "connection_string"]
 
-AZURITE_BIN = Path(__file__).resolve().parents[1] / "services" / "node_modules" / ".bin" / "azurite"
+#: The blob service alone: ``azurite`` would also open the queue and table services on fixed
+#: ports (10001, 10002), which collide when several Azurites run at once.
+AZURITE_BIN = (
+    Path(__file__).resolve().parents[1] / "services" / "node_modules" / ".bin" / "azurite-blob"
+)
 ACCOUNT = "devstoreaccount1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 #: Azurite is a Node process: starting it takes a second or two on a busy machine.

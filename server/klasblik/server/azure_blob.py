@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 #: Most sub-requests one blob batch may carry (Azure's limit).
 BATCH_LIMIT = 256
 #: Single deletes in flight at once when batches are not available.
-SINGLE_DELETE_CONCURRENCY = 64
+SINGLE_DELETE_CONCURRENCY = 32
 
 
 def _why(exc: BaseException) -> str:

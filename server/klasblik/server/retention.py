@@ -53,7 +53,7 @@ Progress = Callable[[str, int], None]
 #: Rows or blobs per committed batch.
 BATCH = 1000
 #: Blob delete batches in flight at once during a sweep.
-_PARALLEL_DELETES = 4
+_PARALLEL_DELETES = 2
 _STUDENT_BLOB = re.compile(r"^students/(\d+)/")
 
 
