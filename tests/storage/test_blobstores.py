@@ -105,3 +105,17 @@ def test_azure_store_needs_a_valid_container_name():
     """A container name Azure would refuse is refused up front, with the rule."""
     with pytest.raises(ValueError, match="lower-case"):
         AzureBlobStore("UseDevelopmentStorage=true", "Bad_Name")
+
+
+async def test_azure_refuses_to_write_to_a_public_container(azure_store):
+    """A container opened to anonymous reads fails the check, and writes are refused."""
+    from azure.storage.blob import PublicAccess
+
+    from klasblik.server.blobstore import BlobStoreError
+
+    await azure_store._container.set_container_access_policy({}, public_access=PublicAccess.BLOB)
+    with pytest.raises(BlobStoreError, match="public access"):
+        await azure_store.check()
+    with pytest.raises(BlobStoreError, match="writes refused"):
+        await azure_store.put(thumbnail_name(1), b"\xff\xd8\xff")
+    assert await azure_store.get(thumbnail_name(1)) is None

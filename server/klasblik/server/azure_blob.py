@@ -82,6 +82,8 @@ class AzureBlobStore:
         self._ready_lock = asyncio.Lock()
         #: None until the first batch tells whether batch delete works here.
         self.batch_delete_works: bool | None = None
+        #: Set by :meth:`check` when the container allows anonymous reads: no writes then.
+        self.public_access: str | None = None
 
     async def _ensure_container(self, force: bool = False) -> None:
         if self._ready and not force:
@@ -100,6 +102,11 @@ class AzureBlobStore:
 
     async def put(self, name: str, data: bytes) -> None:
         _check_name(name)
+        if self.public_access:
+            raise BlobStoreError(
+                f"azure container {self.container_name} allows public access "
+                f"({self.public_access}); writes refused until it is private"
+            )
         await self._ensure_container()
         settings = ContentSettings(content_type=sniff_content_type(data))
         for attempt in (1, 2):
@@ -204,6 +211,7 @@ class AzureBlobStore:
         except AzureError as exc:
             self._ready = False
             raise BlobStoreError(f"azure container {self.container_name}: {_why(exc)}") from exc
+        self.public_access = props.public_access or None
         if props.public_access:
             raise BlobStoreError(
                 f"azure container {self.container_name} allows public access "
