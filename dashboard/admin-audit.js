@@ -43,7 +43,9 @@ async function load(append) {
   if (!append) body.replaceChildren();
   for (const e of data.entries) {
     const tr = document.createElement("tr");
-    tr.append(cell(e.at), cell(e.actor), cell(e.action), cell(e.subject), cell(e.detail), cell(e.ip));
+    const detail = cell(e.detail);
+    detail.className = "audit-detail";
+    tr.append(cell(e.at), cell(e.actor), cell(e.action), cell(e.subject), detail, cell(e.ip));
     body.append(tr);
   }
   nextBefore = data.next_before_id;

@@ -347,3 +347,39 @@ async def test_healthz_reports_ok(live_server):
         body = await r.json()
     assert r.status == 200
     assert (body["status"], body["database"], body["blob_store"]) == ("ok", "ok", "ok")
+
+
+async def test_demo_sign_in_only_from_loopback(tmp_path):
+    """In demo mode the demo sign-in works from this machine and not from elsewhere."""
+    server = await start_live_server(
+        tmp_path, demo=True, demo_students=3, trusted_proxies=("127.0.0.1",)
+    )
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            far = {"Origin": server.base_url, "X-Forwarded-For": "203.0.113.5"}
+            r = await http.post(server.base_url + "/auth/demo", headers=far, allow_redirects=False)
+            assert r.status == 403
+            assert "this machine" in (await r.json())["error"]["message"]
+            options = await (await http.get(server.base_url + "/api/auth/options", headers=far)).json()
+            assert options["demo"] is False
+            r = await http.post(server.base_url + "/auth/demo",
+                                headers={"Origin": server.base_url}, allow_redirects=False)
+            assert (r.status, r.headers["Location"]) == (303, "/")
+            me = await (await http.get(server.base_url + "/api/me")).json()
+            assert me["user"]["name"] == "Demo Teacher" and me["demo"] is True
+            assert [c["student_count"] for c in me["classes"]] == [2, 1]
+    finally:
+        await server.stop()
+
+
+async def test_state_changing_requests_need_csrf(live_server):
+    """Sign-out without the CSRF header is refused; with it, the session ends."""
+    await live_server.add_class("7B", [ANNA])
+    client = await live_server.login("teacher@school.example")
+    url = live_server.base_url
+    me = await (await client.get(url + "/api/me")).json()
+    r = await client.post(url + "/auth/signout", headers={"Origin": url})
+    assert r.status == 403 and (await r.json())["error"]["code"] == "csrf_failed"
+    r = await client.post(url + "/auth/signout", headers={"Origin": url, "X-CSRF-Token": me["csrf_token"]})
+    assert r.status == 200
+    assert (await client.get(url + "/api/me")).status == 401

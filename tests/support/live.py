@@ -74,7 +74,12 @@ class LiveServer:
                 school = School(name=f"School {brin}", brin=brin)
                 session.add(school)
                 await session.flush()
-                session.add(Location(school_id=school.id, name="Main", code=brin + "00"))
+                session.add(
+                    Location(
+                        school_id=school.id, name="Main", code=brin + "00",
+                        networks="127.0.0.0/8 ::1/128",  # the test clients are on this machine
+                    )
+                )
             staff = await session.scalar(select(Staff).where(Staff.username == teacher))
             if staff is None:
                 staff = Staff(school_id=school.id, username=teacher, name=teacher_name)
@@ -96,12 +101,17 @@ class LiveServer:
             )
             session.add(cls)
             await session.flush()
-            return {
+            result = {
                 "class_id": cls.id,
                 "teacher_id": staff.id,
                 "school_id": school.id,
                 "students": {u: s.id for u, s in ids.items()},
             }
+        from klasblik.server.locations import LOCATIONS
+
+        if LOCATIONS in self.app:  # the location rules read locations into memory
+            await self.app[LOCATIONS].reload()
+        return result
 
     async def login(self, username: str) -> aiohttp.ClientSession:
         """An HTTP client signed in as this staff member (a real server-side session)."""

@@ -18,6 +18,7 @@ from klasblik.server.context import CTX, AppContext
 from klasblik.server.db import Student, utcnow
 from klasblik.server.errors import AccessDenied
 from klasblik.server.hub import AgentConn
+from klasblik.server.locations import home_of, locate
 from klasblik.server.outbox import Outbox
 
 __all__ = ["agent_ws"]
@@ -50,6 +51,8 @@ async def _send_error(ws: web.WebSocketResponse, exc: p.ProtocolError) -> None:
 
 async def agent_ws(request: web.Request) -> web.WebSocketResponse:
     ctx: AppContext = request.app[CTX]
+    location_id = locate(request.app, ctx.client_ip(request))
+    app = request.app
     s = ctx.settings
     ws = web.WebSocketResponse(
         max_msg_size=2 * s.max_frame_bytes, autoping=True, heartbeat=None, compress=False
@@ -58,12 +61,18 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
     ip = ctx.client_ip(request)
     ctx.agent_ws.add(ws)
     try:
-        return await _serve(ctx, ws, ip)
+        return await _serve(ctx, ws, ip, location_id, app)
     finally:
         ctx.agent_ws.discard(ws)
 
 
-async def _serve(ctx: AppContext, ws: web.WebSocketResponse, ip: str) -> web.WebSocketResponse:
+async def _serve(
+    ctx: AppContext,
+    ws: web.WebSocketResponse,
+    ip: str,
+    location_id: int | None = None,
+    app: web.Application | None = None,
+) -> web.WebSocketResponse:
     s = ctx.settings
     try:
         msg = await ws.receive(timeout=s.auth_timeout_s)
@@ -103,7 +112,10 @@ async def _serve(ctx: AppContext, ws: web.WebSocketResponse, ip: str) -> web.Web
         outbox=Outbox(ws, maxsize=64),
         ip=ip,
         device_kind=hello["device"]["kind"],
-        location_id=student.location_id,
+        location_id=location_id,
+        home_location_id=(
+            home_of(app, student.school_id, student.location_id) if app else student.location_id
+        ),
     )
     conn.outbox.start()
     conn.outbox.put(

@@ -11,6 +11,8 @@ from aiohttp import web
 
 from klasblik.server.blobstore import BlobStoreError, open_blob_store
 from klasblik.server.context import CTX, AppContext
+from klasblik.server.m365_auth import setup_m365_signin
+from klasblik.server.roster_jobs import roster_jobs_ctx
 from klasblik.server.db import create_engine, sessionmaker, upgrade_database
 from klasblik.server.httpapi import middlewares, setup_routes
 from klasblik.server.hub import Hub
@@ -71,9 +73,16 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
 
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(jobs_ctx)  # after resources: stopped before they close
+    setup_m365_signin(app, settings)
+    app.cleanup_ctx.append(roster_jobs_ctx(settings))
     app.on_shutdown.append(stop_connections)
     if settings.demo:
         from klasblik.server.demo import demo_ctx
 
         app.cleanup_ctx.append(demo_ctx)
+    from klasblik.server.admin_locations import setup_admin_routes
+    from klasblik.server.locations import locations_ctx
+
+    app.cleanup_ctx.append(locations_ctx)  # after the demo seed: it reads the locations
+    setup_admin_routes(app)
     return app

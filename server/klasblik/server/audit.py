@@ -3,13 +3,11 @@ the view: if it cannot be written, the caller must not open the view."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik.server.db import AuditEntry
 
-__all__ = ["record", "record_remote_lesson", "Actions"]
+__all__ = ["record", "Actions"]
 
 
 class Actions:
@@ -22,13 +20,15 @@ class Actions:
     SIGN_IN = "auth.sign_in"
     SIGN_IN_REFUSED = "auth.sign_in.refused"
     SIGN_OUT = "auth.sign_out"
-    REMOTE_LESSON_ON = "remote_lesson.on"
-    REMOTE_LESSON_OFF = "remote_lesson.off"
     STUDENT_EXPORT = "student.export"
     STUDENT_ERASE = "student.erase"
     AUDIT_EXPORT = "audit.export"
     ADMIN_REFUSED = "admin.refused"
     PURGE = "purge.run"
+    LOCATION_SAVED = "location.saved"
+    REMOTE_MODE_ON = "remote_mode.on"
+    REMOTE_MODE_OFF = "remote_mode.off"
+    REMOTE_MODE_EXPIRED = "remote_mode.expired"
 
 
 async def record(
@@ -45,24 +45,3 @@ async def record(
             AuditEntry(actor=actor[:256], action=action, subject=subject[:256], detail=detail, ip=ip)
         )
 
-
-async def record_remote_lesson(
-    sm: async_sessionmaker[AsyncSession],
-    actor: str,
-    location_code: str,
-    until: dt.datetime | None,
-    ip: str | None = None,
-    reason: str = "",
-) -> None:
-    """Record a remote-lesson change: on until ``until`` (aware UTC), or off (``None``).
-
-    Call it before the change takes effect; when it raises, do not make the change.
-    """
-    if until is not None and until.tzinfo is None:
-        raise ValueError("until must be an aware datetime")
-    if until is None:
-        action, detail = Actions.REMOTE_LESSON_OFF, reason
-    else:
-        stamp = until.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-        action, detail = Actions.REMOTE_LESSON_ON, f"until {stamp}" + (f"; {reason}" if reason else "")
-    await record(sm, actor, action, f"location:{location_code}", detail, ip)

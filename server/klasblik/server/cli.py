@@ -1,5 +1,5 @@
-"""The ``klasblik`` command: ``serve``, ``db upgrade``, ``purge``, ``student export|erase``,
-``agent`` (the desktop agent)."""
+"""The ``klasblik`` command: ``serve``, ``db upgrade``, ``roster sync|import``, ``purge``,
+``student export|erase``, ``agent`` (the desktop agent)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from klasblik.server.roster_cli import add_roster_parser, run_roster_command
 from klasblik.server.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main", "serve"]
@@ -52,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("agent", help="run the desktop agent (see `klasblik agent --help`)",
                    add_help=False)
+    add_roster_parser(sub)
     return parser
 
 
@@ -118,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         asyncio.run(serve(settings))
         return 0
+    if args.command == "roster":
+        return run_roster_command(args, settings)
     if args.command == "db":
         from klasblik.server.db import create_engine, upgrade_database
 

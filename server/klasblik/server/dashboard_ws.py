@@ -21,6 +21,7 @@ from klasblik.server.blobstore import BlobStoreError, student_prefix, thumbnail_
 from klasblik.server.context import CTX, AppContext
 from klasblik.server.errors import AccessDenied, ApiError
 from klasblik.server.hub import Viewer
+from klasblik.server.locations import home_of, locate, policy_of
 from klasblik.server.outbox import Outbox
 from klasblik.server.webauth import check_origin, require_staff
 
@@ -35,18 +36,21 @@ async def dashboard_ws(request: web.Request) -> web.WebSocketResponse:
     check_origin(request)
     ws = web.WebSocketResponse(max_msg_size=p.MAX_TEXT_BYTES, heartbeat=30, compress=False)
     await ws.prepare(request)
+    ip = ctx.client_ip(request)
     viewer = Viewer(
         staff_id=staff.id,
         staff_name=staff.name,
         ws=ws,
         outbox=Outbox(ws, maxsize=ctx.settings.viewer_queue_frames),
-        ip=ctx.client_ip(request),
-        location_id=staff.location_id,
+        ip=ip,
+        location_id=locate(request.app, ip),
+        home_location_id=home_of(request.app, staff.school_id, staff.location_id),
     )
-    viewer.outbox._on_overflow = lambda: ctx.hub.viewer_too_slow(viewer)
+    viewer.outbox.on_overflow = lambda: ctx.hub.viewer_too_slow(viewer)
     viewer.outbox.start()
     ctx.hub.add_viewer(viewer)
     handler = _Commands(ctx, viewer, staff.username)
+    handler.policy = policy_of(request.app)
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -71,6 +75,20 @@ class _Commands:
         self.ctx = ctx
         self.viewer = viewer
         self.username = username
+        self.policy: Any = None
+
+    async def _check_location(self, subject: str) -> None:
+        """Refuse (``elsewhere``, ``outside_lesson_hours``) a teacher who may not view
+        from where they are now; audit-logged like every refusal."""
+        if self.policy is None:
+            return
+        try:
+            self.policy.check_viewer(
+                self.viewer.location_id, self.viewer.home_location_id, self.viewer.ip
+            )
+        except AccessDenied as exc:
+            await self._audit(audit.Actions.VIEW_REFUSED, subject, exc.message)
+            raise
 
     async def handle(self, data: str) -> dict[str, Any] | None:
         msg_id: int | None = None
@@ -104,6 +122,7 @@ class _Commands:
 
     async def cmd_subscribe(self, msg: dict[str, Any]) -> dict[str, Any]:
         class_id = msg["class_id"]
+        await self._check_location(f"class:{class_id}")
         try:
             cls = await authorize_class(self.ctx.sm, self.viewer.staff_id, class_id)
         except AccessDenied as exc:
@@ -121,9 +140,9 @@ class _Commands:
                 {
                     "id": st.id,
                     "display_name": st.display_name,
-                    "state": hub.status(st.id, None) if conn else _offline(hub, st),
-                    "tabs": conn.tabs if conn else [],
-                    "has_thumbnail": has_thumb,
+                    "state": hub.status(st.id, None, self.viewer) if conn else _offline(hub, st),
+                    "tabs": conn.tabs if conn and not hub.blocked(self.viewer, conn) else [],
+                    "has_thumbnail": has_thumb and not hub.blocked(self.viewer, conn),
                 }
             )
         return {
@@ -152,6 +171,7 @@ class _Commands:
         sid = msg["student_id"]
         if not any(sid in ids for ids in self.viewer.classes.values()):
             raise AccessDenied(p.ErrorCode.FORBIDDEN, "subscribe to the student's class first")
+        await self._check_location(f"student:{sid}")
         try:
             student = await authorize_student(self.ctx.sm, self.viewer.staff_id, sid)
         except AccessDenied as exc:
@@ -165,8 +185,8 @@ class _Commands:
             "student": {
                 "id": sid,
                 "display_name": student.display_name,
-                "state": self.ctx.hub.status(sid, student.last_seen),
-                "tabs": conn.tabs if conn else [],
+                "state": self.ctx.hub.status(sid, student.last_seen, self.viewer),
+                "tabs": conn.tabs if conn and not self.ctx.hub.blocked(self.viewer, conn) else [],
             }
         }
 

@@ -32,6 +32,7 @@ __all__ = [
     "Base",
     "School",
     "Location",
+    "RemoteMode",
     "Staff",
     "Student",
     "SchoolClass",
@@ -39,6 +40,7 @@ __all__ = [
     "AuditEntry",
     "SyncState",
     "JobRun",
+    "PendingLogin",
     "class_students",
     "class_teachers",
     "utcnow",
@@ -107,7 +109,33 @@ class Location(Base):
     code: Mapped[str] = mapped_column(String(8), unique=True)
     #: Public address ranges of the location's network, CIDR, space-separated.
     networks: Mapped[str] = mapped_column(Text, default="")
+    #: The School Data Sync school id this location came from, when synced.
+    m365_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    #: When monitoring may happen at all, e.g. "mon-fri 08:15-15:30"; empty: any time.
+    lesson_hours: Mapped[str] = mapped_column(Text, default="", server_default="")
+    #: IANA time zone of the lesson hours and of the parents' letter.
+    timezone: Mapped[str] = mapped_column(
+        String(64), default="Europe/Amsterdam", server_default="Europe/Amsterdam"
+    )
     school: Mapped[School] = relationship(back_populates="locations")
+
+
+class RemoteMode(Base):
+    """One period of remote-lesson mode of a location: on until ``until`` or ended early."""
+
+    __tablename__ = "remote_modes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    location_id: Mapped[int] = mapped_column(
+        ForeignKey("locations.id", ondelete="CASCADE"), index=True
+    )
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    until: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    started_by: Mapped[str] = mapped_column(String(256))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    ended_by: Mapped[str | None] = mapped_column(String(256))
+    #: "ended early", "expired" or "replaced"
+    end_note: Mapped[str | None] = mapped_column(String(64))
 
 
 class Staff(Base):
@@ -209,6 +237,15 @@ class JobRun(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     summary: Mapped[str] = mapped_column(Text, default="")
+class PendingLogin(Base):
+    """A Microsoft 365 sign-in between redirect and callback: msal's flow (state, nonce,
+    PKCE verifier), kept server-side; the browser holds only a random key (its hash here).
+    Used once: the callback deletes it."""
+
+    __tablename__ = "pending_logins"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the key
+    flow: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -40,13 +40,13 @@ _FIRST = [
 _LAST = "BDJKMPSVWHTGLRNC"
 
 ACTIVITIES = [
-    ("Rekenen – Blok 3, les 4", "https://rekenen.example/blok3/les4"),
-    ("Spelling oefenen – werkwoorden", "https://spelling.example/werkwoorden"),
-    ("Topografie Europa – hoofdsteden", "https://topo.example/europa"),
-    ("Woordenlijst Engels – unit 5", "https://engels.example/unit5"),
-    ("Werkstuk: de Gouden Eeuw – Documenten", "https://docs.example/werkstuk"),
-    ("Typcursus – les 12", "https://typen.example/les12"),
-    ("Minecraft speedrun – Video", "https://video.example/watch?v=demo"),
+    ("Rekenen - Blok 3, les 4", "https://rekenen.example/blok3/les4"),
+    ("Spelling oefenen - werkwoorden", "https://spelling.example/werkwoorden"),
+    ("Topografie Europa - hoofdsteden", "https://topo.example/europa"),
+    ("Woordenlijst Engels - unit 5", "https://engels.example/unit5"),
+    ("Werkstuk: de Gouden Eeuw - Documenten", "https://docs.example/werkstuk"),
+    ("Typcursus - les 12", "https://typen.example/les12"),
+    ("Minecraft speedrun - Video", "https://video.example/watch?v=demo"),
 ]
 
 
@@ -59,7 +59,10 @@ async def seed_demo(ctx: Any, students: int) -> str:
         school = School(name="Demo school (Klasblik demo)", brin="99XX")
         session.add(school)
         await session.flush()
-        location = Location(school_id=school.id, name="Hoofdlocatie", code="99XX00")
+        location = Location(
+            school_id=school.id, name="Hoofdlocatie", code="99XX00",
+            networks="127.0.0.0/8 ::1/128",  # demo agents and teacher are on this machine
+        )
         session.add(location)
         await session.flush()
         teacher = Staff(
@@ -269,11 +272,13 @@ class DemoAgent:
                 if tabs != self._last_tabs:
                     await ws.send_str(p.encode_message({"type": "tabs", "tabs": tabs}, "agent"))
                     self._last_tabs = tabs
+            started = time.monotonic()
             data = await asyncio.to_thread(self.frame, time.time())
             if data is not None:
                 await ws.send_bytes(data)
                 self.frames_sent += 1
-            await asyncio.sleep(self.watch.get("interval_ms", 1000) / 1000)
+            spent = time.monotonic() - started
+            await asyncio.sleep(max(0.05, self.watch.get("interval_ms", 1000) / 1000 - spent))
 
 
 async def start_demo_agents(app: web.Application, agent_url: str) -> list[DemoAgent]:

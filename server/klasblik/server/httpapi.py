@@ -18,6 +18,7 @@ from klasblik.server.context import CTX
 from klasblik.server.dashboard_ws import dashboard_ws
 from klasblik.server.db import Staff
 from klasblik.server.errors import ApiError, error_body
+from klasblik.server.locations import check_thumbnail_location, location_notices
 from klasblik.server.netutil import is_loopback
 from klasblik.server.webauth import check_csrf, check_origin, current_staff, require_staff
 from klasblik.server.websession import COOKIE, create_session, end_session
@@ -41,7 +42,7 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
         h = response.headers
         h.setdefault("Content-Security-Policy", CSP)
         h.setdefault("X-Content-Type-Options", "nosniff")
-        h.setdefault("Referrer-Policy", "no-referrer")
+        h.setdefault("Referrer-Policy", "same-origin")
         h.setdefault("X-Frame-Options", "DENY")
         h.setdefault("Cache-Control", "no-store")
     return response
@@ -151,7 +152,7 @@ async def me(request: web.Request) -> web.Response:
             ],
             "csrf_token": session.csrf_token,
             "demo": bool(ctx.settings.demo),
-            "notices": ctx.extras.get("notices", []),
+            "notices": ctx.extras.get("notices", []) + location_notices(request, staff),
         }
     )
 
@@ -164,6 +165,7 @@ async def student_thumbnail(request: web.Request) -> web.StreamResponse:
     except ValueError:
         raise ApiError("invalid_format", "student id must be a number", 400) from None
     await authorize_student(ctx.sm, staff.id, student_id)
+    await check_thumbnail_location(request, staff, student_id)
     try:
         blob = await ctx.store.get(thumbnail_name(student_id))
     except BlobStoreError as exc:

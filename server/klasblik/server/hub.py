@@ -7,7 +7,9 @@ a small prefix built once per frame; each viewer has its own bounded outbox, so 
 viewer is cut off instead of delaying anyone else.
 
 Authorisation happens before the hub is asked (see ``access.py``); the hub trusts its
-callers and only keeps the bookkeeping.
+callers and only keeps the bookkeeping. The one rule it applies itself, to every
+viewer-device pair on every frame, is ``gate`` (see ``locations.py``): a pair it refuses
+gets no frames or tabs, does not count as demand, and the tile says why.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +53,10 @@ class AgentConn:
     outbox: Outbox
     ip: str
     device_kind: str
+    #: the location the device is at now (from its address), None when off-site
     location_id: int | None = None
+    #: the student's home location (roster)
+    home_location_id: int | None = None
     connected_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     last_seen: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     capture_error: str | None = None
@@ -73,7 +78,10 @@ class Viewer:
     ws: web.WebSocketResponse
     outbox: Outbox
     ip: str
+    #: the location the teacher is at now (from the address), None when off-site
     location_id: int | None = None
+    #: the teacher's home location (roster)
+    home_location_id: int | None = None
     id: int = field(default_factory=itertools.count(1).__next__)
     #: class id -> the student ids of that class this viewer may see
     classes: dict[int, set[int]] = field(default_factory=dict)
@@ -108,6 +116,13 @@ class Hub:
         #: when each student that went offline in this process was last seen
         self._offline_seen: dict[int, dt.datetime] = {}
         self._grid_gap = settings.grid_interval_ms / 1000 * 0.9
+        #: None when this viewer may see this device now, else why not (a protocol code)
+        self.gate: Callable[[Viewer, AgentConn], str | None] | None = None
+
+    def blocked(self, viewer: Viewer, conn: AgentConn | None) -> str | None:
+        if self.gate is None or conn is None:
+            return None
+        return self.gate(viewer, conn)
 
     # ---- agents -------------------------------------------------------------------
 
@@ -126,16 +141,22 @@ class Hub:
             self._offline_seen[conn.student_id] = conn.last_seen
             self._broadcast_status(conn.student_id)
 
-    def status(self, student_id: int, last_seen: dt.datetime | None = None) -> dict[str, Any]:
+    def status(
+        self, student_id: int, last_seen: dt.datetime | None = None, viewer: Viewer | None = None
+    ) -> dict[str, Any]:
         conn = self.agents.get(student_id)
         if conn is not None:
-            return {
+            why = self.blocked(viewer, conn) if viewer is not None else None
+            state = {
                 "online": True,
                 "last_seen": _iso(conn.last_seen),
                 "capture_error": conn.capture_error,
-                "elsewhere": False,
-                "mode": conn.mode,
+                "elsewhere": why == p.ErrorCode.ELSEWHERE,
+                "mode": "off" if why else conn.mode,
             }
+            if why == p.ErrorCode.OUTSIDE_LESSON_HOURS:
+                state["outside_lesson_hours"] = True
+            return state
         seen = self._offline_seen.get(student_id) or last_seen
         return {
             "online": False,
@@ -157,7 +178,11 @@ class Hub:
         payload: bytes | None = None
         now = time.monotonic()
         sent = 0
+        allowed = False
         for viewer, mode in self.watchers.get(sid, {}).items():
+            if self.blocked(viewer, conn):
+                continue
+            allowed = True
             if (
                 mode == "grid"
                 and header.kind == p.FrameKind.FOCUS
@@ -170,6 +195,9 @@ class Hub:
             if viewer.outbox.put(payload):
                 sent += 1
         self.frames_relayed += sent
+        if not allowed:  # the rule changed since the last watch: quieten the agent now
+            self._refresh(sid)
+            return 0
         self.latest.offer(thumbnail_name(sid), bytes(data[p.FRAME_HEADER_SIZE :]))
         return sent
 
@@ -188,7 +216,11 @@ class Hub:
         conn.tabs = clean
         sid = conn.student_id
         text = p.encode_message({"type": "tabs", "student_id": sid, "tabs": clean})
-        for viewer in self.watchers.get(sid, {}):
+        allowed = [v for v in self.watchers.get(sid, {}) if not self.blocked(v, conn)]
+        if not allowed:
+            self._refresh(sid)
+            return
+        for viewer in allowed:
             viewer.outbox.put(text)
         self.latest.offer(tabs_name(sid), json.dumps(clean, ensure_ascii=False).encode())
 
@@ -284,7 +316,10 @@ class Hub:
     # ---- watch commands ------------------------------------------------------------
 
     def desired_watch(self, student_id: int) -> dict[str, Any]:
-        watchers = self.watchers.get(student_id, {})
+        conn = self.agents.get(student_id)
+        watchers = {
+            v: m for v, m in self.watchers.get(student_id, {}).items() if not self.blocked(v, conn)
+        }
         mode = max(watchers.values(), key=_MODE_RANK.__getitem__, default="off")
         s = self.settings
         if mode == "focus":
@@ -325,11 +360,22 @@ class Hub:
         watchers = self.watchers.get(student_id)
         if not watchers:
             return
-        text = p.encode_message(
-            {"type": "status", "student_id": student_id, "state": self.status(student_id)}
-        )
+        texts: dict[str, str] = {}  # the same bytes to every viewer with the same answer
         for viewer in watchers:
-            viewer.outbox.put(text)
+            state = self.status(student_id, viewer=viewer)
+            key = json.dumps(state, sort_keys=True)
+            if key not in texts:
+                texts[key] = p.encode_message(
+                    {"type": "status", "student_id": student_id, "state": state}
+                )
+            viewer.outbox.put(texts[key])
+
+    def reevaluate(self) -> None:
+        """Re-apply ``gate`` to every watched device (the rule's inputs changed)."""
+        for sid in list(self.watchers):
+            if sid in self.agents:
+                self._refresh(sid)
+                self._broadcast_status(sid)
 
     # ---- lifecycle -----------------------------------------------------------------
 

@@ -31,7 +31,7 @@ class Outbox:
     ) -> None:
         self._ws = ws
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
-        self._on_overflow = on_overflow
+        self.on_overflow = on_overflow
         self._task: asyncio.Task[None] | None = None
         self.overflowed = False
         self.sent = 0
@@ -47,8 +47,8 @@ class Outbox:
             self._queue.put_nowait(message)
         except asyncio.QueueFull:
             self.overflowed = True
-            if self._on_overflow is not None:
-                self._on_overflow()
+            if self.on_overflow is not None:
+                self.on_overflow()
             return False
         return True
 

@@ -133,6 +133,46 @@ def _blob_url(value: Any) -> str | None:
     return "must be file:PATH (a local folder) or azure:CONTAINER (with azure_connection_string)"
 
 
+def _https_url(value: Any) -> str | None:
+    if not value or value.startswith("https://"):
+        return None
+    return "must be an https:// address"
+
+
+def _graph_url(value: Any) -> str | None:
+    if value.startswith(("https://", "http://127.0.0.1:", "http://localhost:")):
+        return None
+    return "must be an https:// address"
+
+
+#: Microsoft 365 sign-in and roster sync (docs/microsoft365.md).
+M365_SETTINGS: tuple[Setting, ...] = (
+    Setting("m365_tenant_id", "", "Directory (tenant) id of the school's Microsoft 365. Only "
+            "accounts of this tenant can sign in. Empty: Microsoft 365 sign-in and sync are off."),
+    Setting("m365_client_id", "", "Application (client) id of Klasblik's app registration."),
+    Setting("m365_client_secret", "", "Client secret of the app registration (used for "
+            "sign-in and for reading rosters from Microsoft Graph).", secret=True),
+    Setting("m365_authority", "", "Sign-in authority; empty means "
+            "https://login.microsoftonline.com/TENANT/v2.0. Must be https.", str, _https_url),
+    Setting("m365_ca_file", "", "PEM file of the certificate authorities to trust for the "
+            "sign-in authority and Graph instead of the system's (for a TLS-inspecting proxy). "
+            "Empty: the system's."),
+    Setting("m365_admin_role", "Klasblik.Admin", "App role (value) that makes a signed-in "
+            "staff member an IT admin. Being IT admin does not grant viewing any student."),
+    Setting("m365_admin_group", "", "Object id of a Microsoft 365 group whose members are IT "
+            "admins (needs the groups claim in the ID token); empty: only the app role counts."),
+    Setting("graph_url", "https://graph.microsoft.com/v1.0", "Microsoft Graph endpoint used "
+            "for roster sync (https; plain http only to this machine, for tests).", str,
+            _graph_url),
+    Setting("roster_sync_interval_min", 60, "Minutes between two roster syncs from Microsoft "
+            "365 (0: only on demand with `klasblik roster sync`). A teacher disabled or removed "
+            "in Microsoft 365 loses access at the next sync.", _int, _range(0, 7 * 24 * 60)),
+    Setting("access_check_s", 30, "Seconds between two checks that every open dashboard view "
+            "still belongs to active staff (catches roster changes made by another process).",
+            _int, _range(1, 3600)),
+)
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "Address to listen on. The default, 127.0.0.1, means only "
             "this machine can connect; use 0.0.0.0 behind a reverse proxy or in a container."),
@@ -191,6 +231,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("trusted_proxies", (), "Addresses or networks (CIDR, comma- or space-separated) of "
             "reverse proxies whose X-Forwarded-For/Forwarded header is believed. Empty: the "
             "header is ignored and the direct peer address counts.", _cidrs),
+    Setting("remote_mode_max_hours", 168, "Longest period IT may switch remote-lesson mode on "
+            "for in one go (hours). It always ends by itself at the end time IT sets.", _int,
+            _range(1, 2160)),
+    Setting("location_check_interval_s", 60.0, "Seconds between two checks of lesson-hour "
+            "boundaries, remote-lesson end times and location changes made on other instances. "
+            "The rules themselves are applied on every frame by the clock.", _float,
+            _range(0.05, 3600)),
     Setting("log_level", "INFO", "Logging level.", str,
             _one_of("DEBUG", "INFO", "WARNING", "ERROR")),
     # ---- retention (see docs/privacy.md for the 48-hour arithmetic) ----
@@ -213,6 +260,7 @@ SETTINGS: tuple[Setting, ...] = (
             "teacher records created before it.", _year_end),
     Setting("audit_retention_months", 6, "Months an audit entry is kept before the nightly "
             "purge removes it.", _int, _range(1, 24)),
+    *M365_SETTINGS,
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -330,5 +378,10 @@ def load_settings(
         raise SettingsError(
             f"sweep_max_age_h: sweep_max_age_h + sweep_interval_min + sweep_budget_min is "
             f"{budget_h:.2f} h; it must stay under 48 h (see docs/privacy.md)"
+        )
+    if values["m365_tenant_id"] and not (values["m365_client_id"] and values["m365_client_secret"]):
+        raise SettingsError(
+            "m365_client_id: m365_client_id and m365_client_secret are required with "
+            "m365_tenant_id"
         )
     return Settings(values)

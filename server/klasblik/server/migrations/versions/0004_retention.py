@@ -1,14 +1,14 @@
 """retention: job runs of the nightly purge, audit index by subject
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0002 (written on 0001; follows 0002 since the branches were merged)
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = "0004"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

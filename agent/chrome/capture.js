@@ -1,0 +1,54 @@
+// Capture the visible tab, scale it down and encode it, all inside the service worker
+// (createImageBitmap + OffscreenCanvas; no offscreen document needed).
+
+import { NOT_CAPTURABLE, encodingForMime, fitSize, isCapturableUrl } from "./protocol.js";
+
+async function activeTab() {
+  const [focused] = await chrome.tabs.query({ active: true, lastFocusedWindow: true });
+  if (focused) return focused;
+  const [any] = await chrome.tabs.query({ active: true });
+  return any || null;
+}
+
+async function sha256Hex(text) {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Capture what the student sees for `watch`. Returns {error} when the page cannot be
+ * captured, else {key, encoding, width, height, image, capturedAt}; `key` identifies the
+ * captured content, so an unchanged screen can be skipped before any scaling.
+ */
+export async function captureActiveTab(watch, lastKey = null) {
+  const tab = await activeTab();
+  if (!tab) return { error: "no open tab to capture" };
+  if (!isCapturableUrl(tab.url || tab.pendingUrl)) return { error: NOT_CAPTURABLE };
+  let dataUrl;
+  const capturedAt = Date.now();
+  try {
+    dataUrl = await chrome.tabs.captureVisibleTab(tab.windowId, { format: "jpeg", quality: 92 });
+  } catch (err) {
+    // chrome:, other extensions' pages, the Web Store, PDF viewer, a tab still loading...
+    console.debug("klasblik: captureVisibleTab refused", err && err.message);
+    return { error: NOT_CAPTURABLE };
+  }
+  const key = await sha256Hex(dataUrl);
+  if (key === lastKey) return { key, unchanged: true };
+  const blob = await (await fetch(dataUrl)).blob();
+  const bitmap = await createImageBitmap(blob);
+  try {
+    const { width, height } = fitSize(bitmap.width, bitmap.height, watch.width, watch.height);
+    const canvas = new OffscreenCanvas(width, height);
+    const ctx = canvas.getContext("2d");
+    ctx.imageSmoothingQuality = "medium";
+    ctx.drawImage(bitmap, 0, 0, width, height);
+    const wanted = watch.encoding === "webp" ? "image/webp" : "image/jpeg";
+    const out = await canvas.convertToBlob({ type: wanted, quality: watch.quality / 100 });
+    const encoding = encodingForMime(out.type);
+    if (encoding === null) throw new Error(`encoder produced ${out.type}`);
+    return { key, encoding, width, height, image: new Uint8Array(await out.arrayBuffer()), capturedAt };
+  } finally {
+    bitmap.close();
+  }
+}

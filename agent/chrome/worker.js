@@ -1,0 +1,347 @@
+// The Klasblik Chromebook agent: the extension's service worker. It does the I/O
+// (chrome.* APIs, the WebSocket, timers); what to send and when is decided by the pure
+// protocol module next to it.
+
+import * as P from "./protocol.js";
+import { captureActiveTab } from "./capture.js";
+
+const VERSION = chrome.runtime.getManifest().version;
+const ALARM = "klasblik-keepalive";
+
+const state = {
+  config: null, // {serverUrl, enrollmentToken} from chrome.storage.managed
+  configError: null,
+  account: null,
+  deviceId: null,
+  ws: null,
+  session: null,
+  connected: false, // welcome received
+  attempt: 0,
+  reconnectTimer: null,
+  nextAttemptAt: 0,
+  heartbeatTimer: null,
+  captureTimer: null,
+  tabsTimer: null,
+  capturing: false,
+  lastCaptureError: null,
+  lastError: null,
+  lastClose: null,
+  framesSent: 0,
+  starting: null,
+};
+
+// ------------------------------------------------------------------ status and badge
+
+function publicStatus() {
+  const watch = state.session ? state.session.watch : P.WATCH_OFF;
+  return {
+    configured: Boolean(state.config),
+    configError: state.configError,
+    server: state.config ? state.config.serverUrl : null,
+    account: state.account,
+    connected: state.connected,
+    displayName: state.session && state.session.welcome ? state.session.welcome.display_name : null,
+    mode: state.connected ? watch.mode : "off",
+    viewers: state.connected ? [...watch.viewers] : [],
+    tabs: state.connected ? watch.tabs : "none",
+    lastError: state.lastError,
+    lastCaptureError: state.lastCaptureError,
+    lastClose: state.lastClose,
+    nextAttemptAt: state.nextAttemptAt || null,
+    framesSent: state.framesSent,
+    updatedAt: Date.now(),
+  };
+}
+
+// For the options page (and for tests, through the worker's global scope).
+globalThis.klasblikStatus = publicStatus;
+
+async function publish() {
+  const status = publicStatus();
+  const badge = P.badgeFor(state.session ? state.session.watch : P.WATCH_OFF, state.connected);
+  await Promise.all([
+    chrome.action.setBadgeText({ text: badge.text }),
+    badge.text ? chrome.action.setBadgeBackgroundColor({ color: badge.color }) : null,
+    chrome.action.setTitle({ title: badge.title }),
+    chrome.storage.session.set({ status }),
+  ]).catch((err) => console.warn("klasblik: status not published", err));
+}
+
+// ------------------------------------------------------------------ configuration
+
+async function testHooks() {
+  // Test builds only: the tests copy this folder and add test-hooks.json (see
+  // tests/chrome/extension.py). The extension as shipped has no such file.
+  try {
+    const res = await fetch(chrome.runtime.getURL("test-hooks.json"));
+    if (!res.ok) return null;
+    const hooks = await res.json();
+    return hooks && hooks.testOnly === true ? hooks : null;
+  } catch {
+    return null;
+  }
+}
+
+async function readAccount() {
+  const hooks = await testHooks();
+  if (hooks && typeof hooks.account === "string") return hooks.account;
+  const info = await chrome.identity.getProfileUserInfo({ accountStatus: "ANY" });
+  return info && info.email ? info.email : null;
+}
+
+async function readDeviceId() {
+  const ent = chrome.enterprise && chrome.enterprise.deviceAttributes;
+  if (ent && ent.getDirectoryDeviceId) {
+    try {
+      const id = await ent.getDirectoryDeviceId();
+      if (id) return id.slice(0, 128);
+    } catch {
+      // not a managed ChromeOS device: fall through to a random id kept by the profile
+    }
+  }
+  const { deviceId } = await chrome.storage.local.get("deviceId");
+  if (deviceId) return deviceId;
+  const fresh = crypto.randomUUID();
+  await chrome.storage.local.set({ deviceId: fresh });
+  return fresh;
+}
+
+function osName() {
+  const ua = navigator.userAgentData;
+  if (ua && ua.platform) return ua.platform;
+  return navigator.platform || "unknown";
+}
+
+async function loadConfig() {
+  const managed = await chrome.storage.managed.get(["serverUrl", "enrollmentToken"]);
+  try {
+    state.config = P.checkConfig(managed);
+    state.configError = null;
+  } catch (err) {
+    state.config = null;
+    state.configError = err.message;
+  }
+  state.account = await readAccount();
+  if (state.config && !state.account) {
+    state.configError = "no account: sign in to Chrome with the school account";
+  }
+  state.deviceId = state.deviceId || (await readDeviceId());
+}
+
+// ------------------------------------------------------------------ connection
+
+function send(data) {
+  const ws = state.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+  ws.send(typeof data === "string" || data instanceof Uint8Array ? data : JSON.stringify(data));
+  return true;
+}
+
+function stopTimers() {
+  clearInterval(state.heartbeatTimer);
+  clearTimeout(state.captureTimer);
+  clearTimeout(state.tabsTimer);
+  state.heartbeatTimer = state.captureTimer = state.tabsTimer = null;
+}
+
+function connect() {
+  clearTimeout(state.reconnectTimer);
+  state.reconnectTimer = null;
+  state.nextAttemptAt = 0;
+  if (!state.config || !state.account) return;
+  let ws;
+  try {
+    ws = new WebSocket(state.config.serverUrl);
+  } catch (err) {
+    state.lastError = `cannot connect: ${err.message}`;
+    scheduleReconnect(null);
+    return;
+  }
+  ws.binaryType = "arraybuffer";
+  state.ws = ws;
+  state.session = new P.AgentSession();
+  const session = state.session;
+  ws.onopen = () => {
+    send(P.buildHello({
+      token: state.config.enrollmentToken,
+      account: state.account,
+      deviceId: state.deviceId,
+      os: osName(),
+      agentVersion: VERSION,
+    }));
+  };
+  ws.onmessage = (ev) => {
+    if (state.ws !== ws || typeof ev.data !== "string") return;
+    let event;
+    try {
+      event = session.receive(ev.data);
+    } catch (err) {
+      state.lastError = `bad message from server: ${err.message}`;
+      console.warn("klasblik:", state.lastError);
+      return;
+    }
+    onEvent(event);
+  };
+  ws.onclose = (ev) => {
+    if (state.ws !== ws) return;
+    state.ws = null;
+    state.session = null; // a capture still in flight sees this and stops
+    state.connected = false;
+    stopTimers();
+    state.lastClose = { code: ev.code, reason: ev.reason, at: Date.now() };
+    scheduleReconnect(ev.code);
+    publish();
+  };
+  ws.onerror = () => {
+    state.lastError = "connection error";
+  };
+}
+
+function onEvent(event) {
+  if (event.kind === "welcome") {
+    state.connected = true;
+    state.attempt = 0;
+    state.lastError = null;
+    chrome.storage.local.remove("forbiddenUntil");
+    clearInterval(state.heartbeatTimer);
+    const session = state.session;
+    state.heartbeatTimer = setInterval(() => send(session.nextHeartbeat()), event.heartbeatS * 1000);
+  } else if (event.kind === "watch") {
+    state.lastCaptureError = null;
+    clearTimeout(state.captureTimer);
+    state.captureTimer = null;
+    if (event.watch.mode !== "off") {
+      scheduleCapture(0);
+      scheduleTabs(0);
+    }
+  } else if (event.kind === "error") {
+    state.lastError = `${event.error.code}: ${event.error.message}`;
+  }
+  publish();
+}
+
+function scheduleReconnect(code) {
+  clearTimeout(state.reconnectTimer);
+  const delay = P.reconnectDelay(state.attempt, code);
+  state.attempt += 1;
+  state.nextAttemptAt = Date.now() + delay;
+  if (code === P.CloseCode.FORBIDDEN) chrome.storage.local.set({ forbiddenUntil: state.nextAttemptAt });
+  state.reconnectTimer = setTimeout(connect, delay);
+}
+
+// ------------------------------------------------------------------ capture and tabs
+
+function scheduleCapture(delay) {
+  clearTimeout(state.captureTimer);
+  state.captureTimer = setTimeout(captureTick, delay);
+}
+
+async function captureTick() {
+  state.captureTimer = null;
+  const session = state.session;
+  if (!session || !session.capturing || state.capturing) return;
+  const wait = session.captureWait(Date.now());
+  if (wait > 0) return scheduleCapture(wait);
+  state.capturing = true;
+  const watch = session.watch;
+  session.markCaptured(Date.now());
+  try {
+    const shot = await captureActiveTab(watch, session.lastFrameKey);
+    // The watch may have changed (or gone off) while capturing: then drop this shot.
+    if (session !== state.session || session.watch !== watch) return;
+    if (shot.unchanged) return; // same screen as the last frame: a heartbeat is enough
+    if (shot.error) {
+      if (shot.error !== state.lastCaptureError) {
+        state.lastCaptureError = shot.error;
+        send(P.buildCaptureError(shot.error));
+        publish();
+      }
+      return;
+    }
+    const frame = session.frameFor(shot);
+    if (frame && send(frame)) {
+      state.framesSent += 1;
+      state.lastCaptureError = null;
+    }
+  } catch (err) {
+    console.warn("klasblik: capture failed", err);
+  } finally {
+    state.capturing = false;
+    if (session === state.session && session.capturing) scheduleCapture(session.captureWait(Date.now()));
+  }
+}
+
+function scheduleTabs(delay = 300) {
+  if (!state.session || !state.session.capturing) return;
+  clearTimeout(state.tabsTimer);
+  state.tabsTimer = setTimeout(sendTabs, delay);
+}
+
+async function sendTabs() {
+  state.tabsTimer = null;
+  const session = state.session;
+  if (!session || !session.capturing) return;
+  const [tabs, focused] = await Promise.all([
+    chrome.tabs.query({}),
+    chrome.windows.getLastFocused().catch(() => null),
+  ]);
+  if (session !== state.session) return;
+  const msg = session.tabsFor(tabs, focused ? focused.id : null);
+  if (msg) send(msg);
+}
+
+for (const ev of [chrome.tabs.onCreated, chrome.tabs.onUpdated, chrome.tabs.onRemoved,
+  chrome.tabs.onActivated, chrome.tabs.onReplaced, chrome.tabs.onMoved, chrome.tabs.onAttached,
+  chrome.windows.onFocusChanged]) {
+  ev.addListener(() => scheduleTabs());
+}
+
+// ------------------------------------------------------------------ start and keepalive
+
+async function start() {
+  if (state.starting) return state.starting;
+  state.starting = (async () => {
+    await loadConfig();
+    const { forbiddenUntil = 0 } = await chrome.storage.local.get("forbiddenUntil");
+    if (state.config && state.account && !state.ws && !state.reconnectTimer) {
+      const wait = forbiddenUntil - Date.now();
+      if (wait > 0) {
+        state.nextAttemptAt = forbiddenUntil;
+        state.reconnectTimer = setTimeout(connect, wait);
+      } else {
+        connect();
+      }
+    }
+    await publish();
+  })().finally(() => {
+    state.starting = null;
+  });
+  return state.starting;
+}
+
+function restart() {
+  const ws = state.ws;
+  state.ws = null;
+  state.connected = false;
+  state.session = null;
+  stopTimers();
+  clearTimeout(state.reconnectTimer);
+  state.reconnectTimer = null;
+  state.attempt = 0;
+  if (ws) ws.close(1000, "configuration changed");
+  return start();
+}
+
+chrome.storage.onChanged.addListener((changes, area) => {
+  if (area === "managed") restart();
+});
+
+chrome.alarms.onAlarm.addListener((alarm) => {
+  // Backstop: if Chrome stopped the worker, this wakes it and start() reconnects.
+  if (alarm.name === ALARM) start();
+});
+
+chrome.runtime.onInstalled.addListener(() => chrome.alarms.create(ALARM, { periodInMinutes: 1 }));
+chrome.runtime.onStartup.addListener(() => start());
+chrome.alarms.get(ALARM).then((a) => a || chrome.alarms.create(ALARM, { periodInMinutes: 1 }));
+start();

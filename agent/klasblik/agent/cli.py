@@ -1,0 +1,116 @@
+"""``klasblik-agent``: the desktop agent's command line (also ``klasblik agent ...``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from klasblik.agent.client import AgentClient
+from klasblik.agent.settings import (
+    AGENT_SETTINGS,
+    AgentConfigError,
+    AgentSettings,
+    load_agent_settings,
+)
+
+__all__ = ["main", "build_parser", "settings_from_args"]
+
+log = logging.getLogger("klasblik.agent")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; every setting from AGENT_SETTINGS becomes a flag."""
+    parser = argparse.ArgumentParser(
+        prog="klasblik-agent",
+        description="Klasblik desktop agent: shows this screen to the student's own teacher, "
+        "only while the teacher looks. Each flag can also come from the environment "
+        "variable named in its help, or from the TOML file given with --config.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML file with settings (top-level keys or an [agent] table); "
+        "env KLASBLIK_AGENT_CONFIG. Flags and environment override it.",
+    )
+    for setting in AGENT_SETTINGS:
+        extra = " Required." if setting.required else (
+            f" Default: {setting.default}." if setting.default is not None else ""
+        )
+        if setting.switch:
+            parser.add_argument(
+                setting.flag,
+                dest=setting.name,
+                default=None,
+                action="store_const",
+                const=True,
+                help=f"{setting.help} Env {setting.env}=true.",
+            )
+            continue
+        parser.add_argument(
+            setting.flag,
+            dest=setting.name,
+            default=None,
+            metavar=setting.name.upper(),
+            help=f"{setting.help}{extra} Env {setting.env}.",
+        )
+    return parser
+
+
+def settings_from_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> AgentSettings:
+    """Parse ``argv`` and merge with ``env`` and the config file; may raise AgentConfigError."""
+    args = build_parser().parse_args(argv)
+    config = args.config
+    if config is None and env.get("KLASBLIK_AGENT_CONFIG"):
+        config = Path(env["KLASBLIK_AGENT_CONFIG"])
+    flags = {s.name: getattr(args, s.name) for s in AGENT_SETTINGS}
+    return load_agent_settings(flags, env, config)
+
+
+async def _run(client: AgentClient) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows: KeyboardInterrupt instead
+            pass
+    await client.run(stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the agent until SIGINT/SIGTERM. Exit code 2 on a bad setting."""
+    try:
+        settings = settings_from_args(argv, os.environ)
+    except AgentConfigError as exc:
+        print(f"klasblik-agent: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if settings.log_file is not None:
+            settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+        logging.basicConfig(
+            level=settings.log_level_number,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            filename=settings.log_file,
+            encoding="utf-8",
+        )
+    except OSError as exc:
+        print(f"klasblik-agent: error: setting log_file: cannot write {settings.log_file}: {exc}",
+              file=sys.stderr)
+        return 2
+    log.info("starting with %s", settings.redacted())
+    try:
+        asyncio.run(_run(AgentClient(settings)))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""Every agent setting, declared once, with its flag, environment variable and help.
+
+Precedence: command-line flag, then environment (``KLASBLIK_AGENT_<NAME>``), then the
+TOML file (``--config`` or ``KLASBLIK_AGENT_CONFIG``), then the default. Each value is
+checked at start; a bad one stops the agent with a message that names the setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from klasblik.agent.device import default_state_dir, load_device_id, signed_in_upn
+
+__all__ = ["AgentSetting", "AGENT_SETTINGS", "AgentSettings", "AgentConfigError", "load_agent_settings"]
+
+ENCODING_CHOICES = ("jpeg", "webp", "server")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class AgentConfigError(ValueError):
+    """A setting has a value the agent cannot use; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class AgentSetting:
+    name: str
+    help: str
+    default: Any = None
+    required: bool = False
+    parse: Callable[[Any], Any] = str
+    secret: bool = False
+    #: a switch: the flag takes no value (``--account-from-upn``)
+    switch: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "KLASBLIK_AGENT_" + self.name.upper()
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be text")
+    return value.strip()
+
+
+def _server_url(value: Any) -> str:
+    url = _text(value)
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"must start with wss:// (or ws:// on loopback), got {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"has no host name: {url!r}")
+    if parts.scheme == "ws" and not _is_loopback(parts.hostname):
+        raise ValueError(
+            "plain ws:// would send the enrollment token and screens unencrypted; "
+            f"use wss:// for {parts.hostname} (ws:// is only for 127.0.0.1/localhost)"
+        )
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _token(value: Any) -> str:
+    token = _text(value)
+    if not token:
+        raise ValueError("must not be empty")
+    if any(c.isspace() for c in token):
+        raise ValueError("must not contain spaces")
+    return token
+
+
+def _account(value: Any) -> str:
+    account = _text(value)
+    if not account:
+        raise ValueError("must not be empty (the Microsoft 365 username of the student)")
+    if any(c.isspace() for c in account) or len(account) > 256:
+        raise ValueError(f"must be a username without spaces, at most 256 characters: {account!r}")
+    return account
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _text(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
+def _device_id(value: Any) -> str:
+    dev = _text(value)
+    if not 1 <= len(dev) <= 128 or not dev.isprintable():
+        raise ValueError("must be 1 to 128 printable characters")
+    return dev
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _text(value).lower()
+        if text not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {value!r}")
+        return text
+
+    return parse
+
+
+def _seconds(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be a number of seconds, got {value!r}") from None
+    if not 1 <= number <= 3600:
+        raise ValueError("must be between 1 and 3600 seconds")
+    return number
+
+
+def _path(value: Any) -> Path:
+    return Path(_text(value)).expanduser()
+
+
+AGENT_SETTINGS: tuple[AgentSetting, ...] = (
+    AgentSetting("server", "WebSocket address of the Klasblik server, e.g. "
+                 "wss://klasblik.school.example/ws/agent.", required=True, parse=_server_url),
+    AgentSetting("token", "The school's enrollment token (pushed by device management). "
+                 "A wrong token is refused by the server.", required=True, parse=_token,
+                 secret=True),
+    AgentSetting("account", "Microsoft 365 username of the student signed in on this device. "
+                 "The server accepts only students of its roster.", required=True,
+                 parse=_account),
+    AgentSetting("account_from_upn", "Windows: when no account is given, use the signed-in "
+                 "user's Microsoft 365 username (the UPN of an Entra ID or AD account).",
+                 default=False, parse=_bool, switch=True),
+    AgentSetting("device_id", "Stable id of this device (not personal). Default: a random id "
+                 "made once and kept in the state folder.", parse=_device_id),
+    AgentSetting("state_dir", "Folder for the agent's state (the device id). Default: the "
+                 "per-user state folder of the OS.", parse=_path),
+    AgentSetting("encoding", "Image encoding: jpeg (fastest; see docs/agent.md for the "
+                 "figures), webp (fewer bytes, more CPU) or server (what the server asks for).",
+                 default="jpeg", parse=_choice(ENCODING_CHOICES)),
+    AgentSetting("capture_retry_s", "Seconds between attempts when the screen cannot be "
+                 "captured.", default=10.0, parse=_seconds),
+    AgentSetting("log_level", "How much to log: debug, info, warning or error.",
+                 default="info", parse=_choice(LOG_LEVELS)),
+    AgentSetting("log_file", "Append the log to this file instead of standard error "
+                 "(useful where the agent runs without a console, as pythonw on Windows).",
+                 parse=_path),
+)
+
+_BY_NAME = {s.name: s for s in AGENT_SETTINGS}
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    server: str
+    token: str
+    account: str
+    account_from_upn: bool
+    device_id: str
+    state_dir: Path
+    encoding: str
+    capture_retry_s: float
+    log_level: str
+    log_file: Path | None
+
+    @property
+    def log_level_number(self) -> int:
+        return int(getattr(logging, self.log_level.upper()))
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings for a log line, secrets hidden."""
+        return {
+            name: ("***" if _BY_NAME[name].secret else str(value) if isinstance(value, Path) else value)
+            for name, value in self.__dict__.items()
+        }
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise AgentConfigError(f"config file {path} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise AgentConfigError(f"config file {path} cannot be read: {exc}") from None
+    # Either top-level keys or an [agent] table.
+    table = data.get("agent", data)
+    if not isinstance(table, dict):
+        raise AgentConfigError(f"config file {path}: [agent] must be a table")
+    unknown = sorted(set(table) - set(_BY_NAME))
+    if unknown:
+        raise AgentConfigError(
+            f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
+            f"known: {', '.join(_BY_NAME)}"
+        )
+    return dict(table)
+
+
+def _account_from_upn(
+    flags: Mapping[str, Any], env: Mapping[str, str], file_values: Mapping[str, Any]
+) -> bool:
+    setting = _BY_NAME["account_from_upn"]
+    raw = flags.get(setting.name, env.get(setting.env, file_values.get(setting.name, False)))
+    try:
+        return bool(_bool(raw))
+    except ValueError as exc:
+        raise AgentConfigError(f"setting account_from_upn ({setting.flag}, {setting.env}): {exc}") from None
+
+
+def _upn_account(upn_reader: Callable[[], str | None]) -> str:
+    upn = upn_reader()
+    if not upn:
+        raise AgentConfigError(
+            "setting account (--account, KLASBLIK_AGENT_ACCOUNT) is required: "
+            "account_from_upn could not read a Microsoft 365 username (UPN) for the signed-in "
+            "user on this device (it works on Windows with an Entra ID or AD account)"
+        )
+    try:
+        return _account(upn)
+    except ValueError as exc:
+        raise AgentConfigError(f"setting account from the UPN {upn!r}: {exc}") from None
+
+
+def load_agent_settings(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+    upn_reader: Callable[[], str | None] = signed_in_upn,
+) -> AgentSettings:
+    """Merge flags, environment, file and defaults; check each value; raise AgentConfigError."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    env = env or {}
+    file_values = _read_toml(config_file) if config_file is not None else {}
+    values: dict[str, Any] = {}
+    for setting in AGENT_SETTINGS:
+        where = f"setting {setting.name} ({setting.flag}, {setting.env})"
+        if setting.name in flags:
+            raw, source = flags[setting.name], "flag"
+        elif setting.env in env:
+            raw, source = env[setting.env], "environment"
+        elif setting.name in file_values:
+            raw, source = file_values[setting.name], "config file"
+        else:
+            raw, source = setting.default, "default"
+        if raw is None:
+            if setting.name == "account" and _account_from_upn(flags, env, file_values):
+                values["account"] = _upn_account(upn_reader)
+                continue
+            if setting.required:
+                raise AgentConfigError(f"{where} is required")
+            values[setting.name] = None
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise AgentConfigError(f"{where} from the {source}: {exc}") from None
+    if values["state_dir"] is None:
+        values["state_dir"] = default_state_dir()
+    if values["device_id"] is None:
+        try:
+            values["device_id"] = load_device_id(values["state_dir"])
+        except OSError as exc:
+            raise AgentConfigError(
+                f"setting state_dir: cannot keep the device id in {values['state_dir']}: {exc}"
+            ) from None
+    return AgentSettings(**values)

@@ -1,0 +1,165 @@
+"""The school's Microsoft 365 app registration as seen from Klasblik: one msal
+confidential client (sign-in and Graph tokens) and the provider's signing keys.
+
+msal and requests are blocking: every call here runs in a worker thread
+(``asyncio.to_thread``), never on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import msal
+from msal.exceptions import MsalServiceError
+import requests
+
+from klasblik.server.settings import Settings
+
+__all__ = ["M365Client", "M365Error", "GRAPH_SCOPE", "SIGNIN_SCOPES", "authority_of"]
+
+#: Client credentials for Microsoft Graph: the application permissions granted to the app.
+GRAPH_SCOPE = ["https://graph.microsoft.com/.default"]
+#: Sign-in asks only for the ID token (msal adds openid and profile itself).
+SIGNIN_SCOPES: list[str] = []
+_KEYS_MAX_AGE_S = 3600.0
+
+
+class _Session(requests.Session):
+    """A requests session whose own ``verify`` wins over REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE
+    (requests otherwise lets those variables replace a session's CA file)."""
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs.setdefault("verify", self.verify)
+        return super().request(*args, **kwargs)
+
+
+class M365Error(Exception):
+    """The sign-in authority or Graph could not be used; the message says why."""
+
+
+def authority_of(settings: Settings) -> str:
+    """The v2.0 authority (``https://host/TENANT/v2.0``) from the settings."""
+    if settings.m365_authority:
+        url = str(settings.m365_authority).rstrip("/")
+        return url if url.endswith("/v2.0") else url + "/v2.0"
+    return f"https://login.microsoftonline.com/{settings.m365_tenant_id}/v2.0"
+
+
+class M365Client:
+    """msal's ConfidentialClientApplication plus the authority's discovery document and
+    JSON Web Key Set (cached, refetched once when a token names an unknown key)."""
+
+    def __init__(self, settings: Settings, http: requests.Session | None = None) -> None:
+        self.settings = settings
+        self.tenant_id = str(settings.m365_tenant_id)
+        self.client_id = str(settings.m365_client_id)
+        self.authority = authority_of(settings)
+        if http is None:
+            http = _Session()
+            if settings.m365_ca_file:
+                http.verify = str(settings.m365_ca_file)
+        self.http = http
+        self._lock = threading.Lock()
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._discovery: dict[str, Any] | None = None
+        self._keys: dict[str, Any] = {}
+        self._keys_at = 0.0
+
+    # ---- blocking helpers (run in a thread) ---------------------------------------
+
+    def _msal(self) -> msal.ConfidentialClientApplication:
+        with self._lock:
+            if self._app is None:
+                try:
+                    self._app = msal.ConfidentialClientApplication(
+                        self.client_id,
+                        client_credential=str(self.settings.m365_client_secret),
+                        # msal wants the authority without "/v2.0" and adds it itself
+                        authority=self.authority.removesuffix("/v2.0"),
+                        instance_discovery=False,
+                        http_client=self.http,
+                    )
+                except (ValueError, requests.RequestException) as exc:
+                    raise M365Error(f"sign-in authority {self.authority} unusable: {exc}") from exc
+            return self._app
+
+    def _get_json(self, url: str) -> dict[str, Any]:
+        try:
+            resp = self.http.get(url, timeout=10)
+            resp.raise_for_status()
+            data = resp.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise M365Error(f"could not read {url}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise M365Error(f"{url} did not answer a JSON object")
+        return data
+
+    def discovery(self) -> dict[str, Any]:
+        with self._lock:
+            if self._discovery is None:
+                self._discovery = self._get_json(
+                    self.authority + "/.well-known/openid-configuration"
+                )
+            return self._discovery
+
+    def signing_key(self, kid: str | None) -> dict[str, Any] | None:
+        """The JWK with this key id (or the only key when the token names none)."""
+        for attempt in range(2):
+            stale = time.monotonic() - self._keys_at > _KEYS_MAX_AGE_S
+            if attempt or stale or not self._keys:
+                jwks = self._get_json(str(self.discovery()["jwks_uri"]))
+                self._keys = {str(k.get("kid")): k for k in jwks.get("keys", [])}
+                self._keys_at = time.monotonic()
+            if kid is None and len(self._keys) == 1:
+                return next(iter(self._keys.values()))
+            if kid in self._keys:
+                return self._keys[kid]  # type: ignore[index]
+        return None
+
+    def _start(self, redirect_uri: str) -> dict[str, Any]:
+        try:
+            return self._msal().initiate_auth_code_flow(SIGNIN_SCOPES, redirect_uri=redirect_uri)
+        except (requests.RequestException, MsalServiceError) as exc:
+            raise M365Error(f"sign-in authority unreachable: {exc}") from exc
+
+    def _finish(self, flow: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        try:
+            return self._msal().acquire_token_by_auth_code_flow(flow, params)
+        except (requests.RequestException, MsalServiceError) as exc:
+            raise M365Error(f"sign-in authority unreachable: {exc}") from exc
+
+    def _graph_token(self) -> str:
+        try:
+            result = self._msal().acquire_token_for_client(GRAPH_SCOPE)
+        except (requests.RequestException, MsalServiceError) as exc:
+            raise M365Error(f"sign-in authority unreachable: {exc}") from exc
+        token = result.get("access_token") if isinstance(result, dict) else None
+        if not token:
+            detail = result.get("error_description") or result.get("error") if result else None
+            raise M365Error(f"no Graph token for the app registration: {detail}")
+        return str(token)
+
+    # ---- async faces --------------------------------------------------------------
+
+    async def start_flow(self, redirect_uri: str) -> dict[str, Any]:
+        """msal's auth-code flow (auth_uri, state, nonce, PKCE verifier): keep it server-side."""
+        return await asyncio.to_thread(self._start, redirect_uri)
+
+    async def finish_flow(self, flow: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        """Redeem the code; raises ValueError (state) or RuntimeError (nonce) like msal."""
+        return await asyncio.to_thread(self._finish, flow, params)
+
+    async def key_for(self, kid: str | None) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self.signing_key, kid)
+
+    async def issuer(self) -> str:
+        return str((await asyncio.to_thread(self.discovery))["issuer"])
+
+    async def graph_token(self) -> str:
+        """An app-only Graph token (client credentials), cached by msal until near expiry."""
+        return await asyncio.to_thread(self._graph_token)
+
+    def close(self) -> None:
+        self.http.close()

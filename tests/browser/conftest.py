@@ -1,0 +1,146 @@
+"""Fixtures for browser tests: the real `klasblik serve --demo` and Debian's Chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "DEMO_STUDENTS", "KlasblikServer"]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+#: How long the server may take to answer /healthz after start (a loaded 2-core machine
+#: with other test runs: generous, the wait ends as soon as it answers).
+STARTUP_TIMEOUT_S = 45.0
+#: Demo students to seed; the demo puts two thirds in its first class.
+DEMO_STUDENTS = 45
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class KlasblikServer:
+    """A running `klasblik serve --demo` subprocess and its base URL."""
+
+    def __init__(
+        self, base_url: str, process: subprocess.Popen[bytes], log: Path, database: Path
+    ) -> None:
+        self.base_url = base_url
+        self.process = process
+        self.log = log
+        self.database = database
+
+    def class_student_names(self, class_id: int) -> list[str]:
+        """Display names of a class's active students, read from the server's database."""
+        with contextlib.closing(sqlite3.connect(f"file:{self.database}?mode=ro", uri=True)) as db:
+            rows = db.execute(
+                "SELECT s.display_name FROM students s"
+                " JOIN class_students cs ON cs.student_id = s.id"
+                " WHERE cs.class_id = ? AND s.active",
+                (class_id,),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no server log)"
+
+
+def _wait_healthy(server: KlasblikServer) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(
+                f"klasblik serve exited with {server.process.returncode} before /healthz "
+                f"answered; its log:\n{server.log_tail()}"
+            )
+        try:
+            with urllib.request.urlopen(server.base_url + "/healthz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+                last_error = f"HTTP {answer.status}"
+        except (urllib.error.URLError, OSError) as exc:
+            last_error = str(exc)
+        time.sleep(0.2)
+    pytest.fail(
+        f"klasblik serve did not answer /healthz within {STARTUP_TIMEOUT_S} s "
+        f"({last_error}); its log:\n{server.log_tail()}"
+    )
+
+
+@pytest.fixture(scope="module")
+def klasblik_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KlasblikServer]:
+    """`klasblik serve --demo` on a free loopback port, writing only under a tmp dir."""
+    exe = ROOT / ".venv" / "bin" / "klasblik"
+    if not exe.exists():
+        pytest.fail(f"{exe} is missing: run scripts/lib/venv test first")
+    tmp = tmp_path_factory.mktemp("klasblik")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KLASBLIK_")}
+    # 45 demo students make a first class of 30, a full class on one screen.
+    env["KLASBLIK_DEMO_STUDENTS"] = str(DEMO_STUDENTS)
+    env["KLASBLIK_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp}/k.db"
+    env["KLASBLIK_BLOB_STORE"] = f"file:{tmp}/blobs"
+    log = tmp / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(exe), "serve", "--demo", "--port", str(port)],
+            cwd=tmp,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = KlasblikServer(f"http://127.0.0.1:{port}", process, log, tmp / "k.db")
+    try:
+        _wait_healthy(server)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[object]:
+    """Headless Debian Chromium through Playwright (never a downloaded browser)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"{CHROMIUM} is missing: install the Debian package chromium "
+            "(scripts/lib/system-packages does)"
+        )
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        instance = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            await instance.close()

@@ -1,0 +1,245 @@
+"""The Chromebook agent in headless Chromium against the real Klasblik server on loopback:
+a teacher's dashboard receives its thumbnails and tabs, watching switches it on and off,
+and it survives the server going away."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from PIL import Image
+
+from klasblik import protocol as p
+from klasblik.server.app import init_app
+
+from ..support.live import LiveServer, start_live_server
+from .extension import ChromeAgent, running_agent
+from .pages import serve_pages, solid_page_html
+
+pytestmark = pytest.mark.browser
+
+STUDENT = ("sem.devries@school.example", "Sem", "de Vries")
+TEACHER = "teacher@school.example"
+TEACHER_NAME = "M. de Vries"
+RED = (208, 16, 16)
+GREEN = (16, 160, 48)
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#%02x%02x%02x" % rgb
+
+
+def _close_to(img: Image.Image, rgb: tuple[int, int, int], tol: int = 40) -> bool:
+    got = img.convert("RGB").getpixel((img.width // 2, img.height // 2))
+    return all(abs(a - b) <= tol for a, b in zip(got, rgb))  # type: ignore[arg-type]
+
+
+@dataclass
+class HubSpy:
+    """Records every frame and tab list the server's hub receives from agents."""
+
+    frames: list[tuple[float, str, p.FrameHeader]] = field(default_factory=list)
+    tabs: list[tuple[float, list[dict[str, Any]]]] = field(default_factory=list)
+
+    def attach(self, server: LiveServer) -> None:
+        hub = server.hub
+        on_frame, on_tabs = hub.on_frame, hub.on_tabs
+
+        def frame_spy(conn: Any, data: bytes, header: p.FrameHeader) -> int:
+            self.frames.append((time.monotonic(), conn.mode, header))
+            return on_frame(conn, data, header)
+
+        def tabs_spy(conn: Any, tabs: list[dict[str, Any]]) -> None:
+            self.tabs.append((time.monotonic(), tabs))
+            on_tabs(conn, tabs)
+
+        hub.on_frame = frame_spy  # type: ignore[method-assign]
+        hub.on_tabs = tabs_spy  # type: ignore[method-assign]
+
+    def frames_since(self, t: float) -> list[p.FrameHeader]:
+        return [h for at, _mode, h in self.frames if at >= t]
+
+
+class Teacher:
+    """The teacher's dashboard socket: subscribe, focus, and collect what arrives."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.frames: list[tuple[int, p.FrameHeader, bytes]] = []
+        self.tabs: list[list[dict[str, Any]]] = []
+        self.results: dict[int, dict[str, Any]] = {}
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for m in self.ws:
+            if m.type == aiohttp.WSMsgType.BINARY:
+                self.frames.append(p.decode_viewer_frame(m.data))
+            elif m.type == aiohttp.WSMsgType.TEXT:
+                msg = json.loads(m.data)
+                if msg["type"] == "tabs":
+                    self.tabs.append(msg["tabs"])
+                elif msg["type"] == "result":
+                    self.results[msg["id"]] = msg
+
+    async def command(self, msg: dict[str, Any]) -> dict[str, Any]:
+        await self.ws.send_str(json.dumps(msg))
+        await until(lambda: msg["id"] in self.results, 10, f"answer to {msg['type']}")
+        answer = self.results[msg["id"]]
+        assert answer["success"] is True, answer
+        return answer
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await asyncio.wait([self._reader], timeout=5)
+
+
+async def until(predicate: Any, timeout: float, what: str) -> Any:
+    """Poll ``predicate`` until truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Rig:
+    server: LiveServer
+    agent: ChromeAgent
+    spy: HubSpy
+    ids: dict[str, Any]
+    base: str
+
+    @property
+    def sid(self) -> int:
+        return self.ids["students"][STUDENT[0]]
+
+    async def teacher(self) -> Teacher:
+        client = await self.server.login(TEACHER)
+        return Teacher(await self.server.dashboard(client))
+
+    def connected(self) -> bool:
+        return self.sid in self.server.hub.agents
+
+
+@pytest.fixture
+async def pages() -> AsyncIterator[str]:
+    html = {"/red": solid_page_html("Rood vlak", _hex(RED), "Rekenen"),
+            "/green": solid_page_html("Groen vlak", _hex(GREEN))}
+    async with serve_pages(html) as base:
+        yield base
+
+
+@pytest.fixture
+async def rig(live_server: LiveServer, pages: str, tmp_path: Path) -> AsyncIterator[Rig]:
+    """The extension, the red page in front, connected to the real server; nobody watching."""
+    ids = await live_server.add_class("7B", [STUDENT], teacher=TEACHER, teacher_name=TEACHER_NAME)
+    spy = HubSpy()
+    spy.attach(live_server)
+    async with running_agent(tmp_path, server_url=live_server.agent_url,
+                             token=live_server.token, account=STUDENT[0]) as agent:
+        await agent.open_page(pages + "/green")
+        await agent.open_page(pages + "/red")
+        r = Rig(live_server, agent, spy, ids, pages)
+        await until(r.connected, 30, "the extension to connect to the server")
+        yield r
+
+
+async def test_teacher_gets_thumbnail_and_tabs(rig: Rig) -> None:
+    """Subscribing brings a red JPEG thumbnail and the active tab; focus brings all tabs."""
+    teacher = await rig.teacher()
+    try:
+        await teacher.command({"type": "subscribe", "id": 1, "class_id": rig.ids["class_id"]})
+        await until(lambda: teacher.frames, 20, "a thumbnail at the dashboard")
+        sid, header, image = teacher.frames[0]
+        assert sid == rig.sid
+        assert header.kind == p.FrameKind.GRID
+        s = rig.server.settings
+        img = Image.open(io.BytesIO(image))
+        assert img.size == (header.width, header.height)
+        assert img.width <= s.grid_width and img.height <= s.grid_height
+        assert _close_to(img, RED), img.convert("RGB").getpixel((img.width // 2, img.height // 2))
+        tabs = await until(lambda: teacher.tabs, 10, "a tab list at the dashboard")
+        assert tabs[-1] == [{"title": "Rood vlak", "url": rig.base + "/red", "active": True,
+                             "window": tabs[-1][0]["window"]}]
+
+        await teacher.command({"type": "focus", "id": 2, "student_id": rig.sid})
+        focus = await until(
+            lambda: [f for f in teacher.frames if f[1].kind == p.FrameKind.FOCUS], 20, "a focus frame")
+        assert focus[0][1].width > s.grid_width
+        all_tabs = await until(lambda: [t for t in teacher.tabs if len(t) >= 2], 10, "all tabs")
+        urls = {t["url"]: t["active"] for t in all_tabs[-1]}
+        assert urls[rig.base + "/red"] is True and urls[rig.base + "/green"] is False
+    finally:
+        await teacher.close()
+
+
+async def test_watch_and_unwatch_switch_frames_and_badge(rig: Rig) -> None:
+    """Nobody watching: no frames and no badge; watched: frames and ON naming the teacher;
+    the teacher leaves: badge cleared and no more frames."""
+    await asyncio.sleep(3)
+    assert rig.spy.frames == [] and rig.spy.tabs == []
+    assert (await rig.agent.badge())["text"] == ""
+
+    teacher = await rig.teacher()
+    await teacher.command({"type": "subscribe", "id": 1, "class_id": rig.ids["class_id"]})
+    await until(lambda: rig.spy.frames, 20, "frames at the server")
+    await rig.agent.wait_status(lambda s: s["mode"] == "grid")
+    badge = await rig.agent.badge()
+    assert badge["text"] == "ON" and TEACHER_NAME in badge["title"]
+
+    await teacher.close()
+    await rig.agent.wait_status(lambda s: s["mode"] == "off")
+    assert (await rig.agent.badge())["text"] == ""
+    settled = time.monotonic() + 1.0
+    page = rig.agent.context.pages[-1]
+    await page.evaluate(f"document.body.style.background = {_hex(GREEN)!r}")  # a change nobody asked for
+    await asyncio.sleep(4)
+    assert rig.spy.frames_since(settled) == []
+
+
+async def test_survives_the_server_going_away(pages: str, tmp_path: Path) -> None:
+    """Server stopped and started again on the same port: the extension reconnects and
+    the teacher gets thumbnails again."""
+    server = await start_live_server(tmp_path)
+    ids = await server.add_class("7B", [STUDENT], teacher=TEACHER, teacher_name=TEACHER_NAME)
+    sid = ids["students"][STUDENT[0]]
+    try:
+        async with running_agent(tmp_path, server_url=server.agent_url, token=server.token,
+                                 account=STUDENT[0]) as agent:
+            await agent.open_page(pages + "/red")
+            await until(lambda: sid in server.hub.agents, 30, "first connection")
+            port = server.port
+            await server.stop()
+            await agent.wait_status(lambda s: not s["connected"], timeout=15)
+            await asyncio.sleep(2)  # it keeps trying while the server is down
+
+            app = init_app(server.settings)  # same database file: same roster
+            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            server = LiveServer(app, runner, port, server.settings)
+            await until(lambda: sid in server.hub.agents, 30, "reconnection after restart")
+
+            client = await server.login(TEACHER)
+            teacher = Teacher(await server.dashboard(client))
+            try:
+                await teacher.command({"type": "subscribe", "id": 1, "class_id": ids["class_id"]})
+                await until(lambda: teacher.frames, 20, "a thumbnail after the restart")
+                assert _close_to(Image.open(io.BytesIO(teacher.frames[0][2])), RED)
+            finally:
+                await teacher.close()
+    finally:
+        await server.stop()

@@ -1,0 +1,109 @@
+"""The extension's pure protocol module: node's unit tests, and its output checked by the
+Python reference implementation (klasblik.protocol)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from klasblik import protocol
+
+REPO = Path(__file__).resolve().parents[2]
+PROTOCOL_JS = REPO / "agent" / "chrome" / "protocol.js"
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed: the Debian nodejs package runs the extension's unit tests")
+    return node
+
+
+def _run_js(script: str) -> str:
+    """Run an ES module snippet that imports the extension's protocol module as P."""
+    source = f"import * as P from {json.dumps(PROTOCOL_JS.as_uri())};\n{script}"
+    done = subprocess.run(
+        [_node(), "--input-type=module", "-e", source],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_node_unit_tests_pass() -> None:
+    """`node --test agent/chrome/test/` exits 0 (every JS unit test passes)."""
+    done = subprocess.run(
+        [_node(), "--test", "agent/chrome/test/"],
+        cwd=REPO, capture_output=True, text=True, timeout=100, check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "# fail 0" in done.stdout
+
+
+def test_js_frame_is_accepted_by_python_decode_frame() -> None:
+    """A frame built by the extension decodes with klasblik.protocol.decode_frame, field by field."""
+    from PIL import Image
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 36), (200, 30, 40)).save(buf, "JPEG", quality=80)
+    jpeg = buf.getvalue()
+    out = _run_js(
+        f"const img = Uint8Array.from({json.dumps(list(jpeg))});\n"
+        "const f = P.buildFrame({kind: 2, encoding: P.Encoding.JPEG, width: 64, height: 36,"
+        " seq: 4294967301, capturedAt: 1795414408927}, img);\n"
+        "process.stdout.write(Buffer.from(f).toString('hex'));"
+    )
+    frame = bytes.fromhex(out)
+    header = protocol.decode_frame(frame)
+    assert header == protocol.FrameHeader(
+        kind=protocol.FrameKind.FOCUS, encoding=protocol.Encoding.JPEG, width=64, height=36,
+        seq=5, captured_at_ms=1795414408927,
+    )
+    assert frame[protocol.FRAME_HEADER_SIZE:] == jpeg
+    assert protocol.encode_frame(header, jpeg) == frame
+
+
+def test_js_messages_pass_python_validation() -> None:
+    """hello, heartbeat, tabs and capture_error from the JS module pass the agent schema."""
+    out = _run_js(
+        "const s = new P.AgentSession();\n"
+        "s.receive(JSON.stringify({type: 'watch', mode: 'focus', width: 1280, height: 720,"
+        " interval_ms: 500, quality: 70, encoding: 'webp', tabs: 'all', viewers: []}));\n"
+        "const raw = [{title: 'x'.repeat(900), url: 'https://e.org/' + 'y'.repeat(5000),"
+        " active: true, windowId: 3}, {title: 'B', url: 'chrome://newtab/', active: false, windowId: 4}];\n"
+        "const msgs = [P.buildHello({token: 't', account: 'a@school.example', deviceId: 'dev-1',"
+        " os: 'Linux', agentVersion: '0.1.0'}), s.nextHeartbeat(), s.tabsFor(raw),"
+        " P.buildCaptureError(P.NOT_CAPTURABLE)];\n"
+        "process.stdout.write(JSON.stringify(msgs));"
+    )
+    messages = json.loads(out)
+    for msg in messages:
+        protocol.decode_message(json.dumps(msg), "agent")
+    assert [m["type"] for m in messages] == ["hello", "heartbeat", "tabs", "capture_error"]
+    assert messages[0]["device"]["kind"] == "chromebook"
+    tabs = messages[2]["tabs"]
+    assert [len(tabs[0]["title"]), len(tabs[0]["url"])] == [512, 2048]
+    assert [t["window"] for t in tabs] == [3, 4]
+
+
+def test_js_accepts_what_python_server_sends() -> None:
+    """welcome and watch encoded by klasblik.protocol are accepted by the JS session."""
+    welcome = {"type": "welcome", "protocol": 1, "session": "abc", "display_name": "Anna B.",
+               "heartbeat_s": 20, "max_frame_bytes": 1048576}
+    watch = {"type": "watch", "mode": "grid", "width": 400, "height": 225, "interval_ms": 2000,
+             "quality": 55, "encoding": "jpeg", "tabs": "active", "viewers": ["M. de Vries"]}
+    texts = [protocol.encode_message(m, "server_agent") for m in (welcome, watch)]
+    out = _run_js(
+        f"const s = new P.AgentSession(); const texts = {json.dumps(texts)};\n"
+        "const kinds = texts.map((t) => s.receive(t).kind);\n"
+        "process.stdout.write(JSON.stringify({kinds, mode: s.watch.mode, badge: P.badgeFor(s.watch, true)}));"
+    )
+    result = json.loads(out)
+    assert result["kinds"] == ["welcome", "watch"]
+    assert result["mode"] == "grid"
+    assert "M. de Vries" in result["badge"]["title"]

@@ -1,0 +1,307 @@
+"""A local EMULATOR of the parts of Microsoft Graph that roster sync reads. It is not
+Microsoft Graph: it follows Microsoft's documented request and response shapes so that the
+real client (``klasblik.server.graph``) can be tested on loopback.
+
+Shapes followed: collections in ``value``; paging by ``@odata.nextLink`` (``$skiptoken``);
+``/users/delta`` and ``/groups/delta`` rounds ending in ``@odata.deltaLink``
+(``$deltatoken``), with deleted users as ``{"id", "@removed": {"reason": "deleted"}}`` and
+member changes in ``members@delta`` (removed members carry ``@removed``); the education
+API of School Data Sync (``/education/schools``, ``/education/schools/{id}/users``,
+``/education/schools/{id}/classes``, ``/education/classes/{id}/members`` and
+``/teachers``); a bearer token on every request (401 ``InvalidAuthenticationToken``
+otherwise); throttling as 429 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from yarl import URL
+
+__all__ = ["GraphEmulator", "start_graph_emulator"]
+
+
+@dataclass
+class _User:
+    id: str
+    upn: str
+    given: str
+    surname: str
+    role: str  # "student" | "teacher"
+    schools: set[str]
+    enabled: bool = True
+
+    def shape(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "displayName": f"{self.given} {self.surname}".strip(),
+            "givenName": self.given,
+            "surname": self.surname,
+            "userPrincipalName": self.upn,
+            "accountEnabled": self.enabled,
+            "primaryRole": self.role,
+        }
+
+
+@dataclass
+class _Class:
+    id: str
+    name: str
+    school: str
+    members: set[str] = field(default_factory=set)
+    teachers: set[str] = field(default_factory=set)
+
+
+@dataclass
+class GraphEmulator:
+    token: str = "emulator-token"
+    page_size: int = 2
+    base_url: str = ""
+    schools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    users: dict[str, _User] = field(default_factory=dict)
+    classes: dict[str, _Class] = field(default_factory=dict)
+    version: int = 0
+    #: user id -> version of its last change; deleted users keep an entry here
+    user_changes: dict[str, int] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
+    #: (version, class id, member id, removed)
+    member_events: list[tuple[int, str, str, bool]] = field(default_factory=list)
+    #: delta tokens below this answer 410 Gone (expired), as Graph does after a while
+    oldest_delta_token: int = 0
+    #: answer the next N requests with 429
+    throttle_next: int = 0
+    retry_after_s: int = 1
+    #: (monotonic time, path, status) of every request
+    requests: list[tuple[float, str, int]] = field(default_factory=list)
+
+    # ---- set-up and changes, as an admin would make them in Microsoft 365 ----------
+
+    def _bump(self) -> int:
+        self.version += 1
+        return self.version
+
+    def add_school(self, name: str, school_number: str) -> str:
+        sid = str(uuid.uuid4())
+        self.schools[sid] = {
+            "id": sid,
+            "displayName": name,
+            "schoolNumber": school_number,
+            "externalId": school_number,
+            "address": {"city": "Utrecht", "countryOrRegion": "NL"},
+        }
+        return sid
+
+    def add_user(self, upn: str, given: str, surname: str, role: str, school: str) -> str:
+        uid = str(uuid.uuid4())
+        self.users[uid] = _User(uid, upn, given, surname, role, {school})
+        self.user_changes[uid] = self._bump()
+        return uid
+
+    def add_class(self, name: str, school: str, students: list[str], teachers: list[str]) -> str:
+        cid = str(uuid.uuid4())
+        self.classes[cid] = _Class(cid, name, school)
+        for uid in students:
+            self.add_member(cid, uid)
+        for uid in teachers:
+            self.classes[cid].teachers.add(uid)
+            self.add_member(cid, uid)
+        return cid
+
+    def add_member(self, cid: str, uid: str) -> None:
+        self.classes[cid].members.add(uid)
+        self.member_events.append((self._bump(), cid, uid, False))
+
+    def remove_member(self, cid: str, uid: str) -> None:
+        cls = self.classes[cid]
+        cls.members.discard(uid)
+        cls.teachers.discard(uid)
+        self.member_events.append((self._bump(), cid, uid, True))
+
+    def expire_delta_links(self) -> None:
+        """Every delta link handed out so far stops working (410 Gone)."""
+        self.oldest_delta_token = self.version + 1
+
+    def disable_user(self, uid: str) -> None:
+        self.users[uid].enabled = False
+        self.user_changes[uid] = self._bump()
+
+    def delete_user(self, uid: str) -> None:
+        user = self.users.pop(uid)
+        self.deleted.add(uid)
+        self.user_changes[uid] = self._bump()
+        for cls in self.classes.values():
+            if uid in cls.members or uid in cls.teachers:
+                cls.members.discard(uid)
+                cls.teachers.discard(uid)
+                self.member_events.append((self._bump(), cls.id, user.id, True))
+
+    # ---- HTTP ------------------------------------------------------------------------
+
+    @web.middleware
+    async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            resp: web.StreamResponse = _error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
+        elif self.throttle_next > 0:
+            self.throttle_next -= 1
+            resp = _error(429, "TooManyRequests", "Too many requests.")
+            resp.headers["Retry-After"] = str(self.retry_after_s)
+        else:
+            try:
+                resp = await handler(request)
+            except web.HTTPException as exc:
+                resp = exc
+        self.requests.append((time.monotonic(), request.path_qs, resp.status))
+        return resp
+
+    def _page(self, request: web.Request, items: list[dict[str, Any]], last: dict[str, Any] | None = None) -> web.Response:
+        try:
+            skip = int(request.query.get("$skiptoken", "0"))
+        except ValueError:
+            return _error(400, "BadRequest", "Invalid $skiptoken")
+        chunk = items[skip: skip + self.page_size]
+        body: dict[str, Any] = {"@odata.context": f"{self.base_url}/$metadata", "value": chunk}
+        if skip + self.page_size < len(items):
+            url = URL(self.base_url.rsplit("/v1.0", 1)[0] + request.path_qs)
+            body["@odata.nextLink"] = str(url.update_query({"$skiptoken": str(skip + self.page_size)}))
+        elif last:
+            body.update(last)
+        return web.json_response(body)
+
+    def _delta_link(self, path: str) -> dict[str, str]:
+        return {"@odata.deltaLink": f"{self.base_url}{path}?$deltatoken={self.version}"}
+
+    def _since(self, request: web.Request) -> int | None:
+        token = request.query.get("$deltatoken")
+        if token is None:
+            return None
+        if int(token) < self.oldest_delta_token:
+            raise web.HTTPGone(
+                text='{"error":{"code":"syncStateNotFound","message":"delta token expired"}}',
+                content_type="application/json",
+            )
+        return int(token)
+
+    async def schools_list(self, request: web.Request) -> web.Response:
+        return self._page(request, list(self.schools.values()))
+
+    async def school_users(self, request: web.Request) -> web.Response:
+        sid = request.match_info["id"]
+        if sid not in self.schools:
+            return _error(404, "ResourceNotFound", "school not found")
+        return self._page(request, [u.shape() for u in self.users.values() if sid in u.schools])
+
+    async def school_classes(self, request: web.Request) -> web.Response:
+        sid = request.match_info["id"]
+        return self._page(request, [
+            {"id": c.id, "displayName": c.name, "mailNickname": c.name.replace(" ", ""), "externalId": c.id}
+            for c in self.classes.values() if c.school == sid
+        ])
+
+    async def class_members(self, request: web.Request) -> web.Response:
+        cls = self.classes.get(request.match_info["id"])
+        if cls is None:
+            return _error(404, "ResourceNotFound", "class not found")
+        return self._page(request, [self.users[u].shape() for u in sorted(cls.members) if u in self.users])
+
+    async def class_teachers(self, request: web.Request) -> web.Response:
+        cls = self.classes.get(request.match_info["id"])
+        if cls is None:
+            return _error(404, "ResourceNotFound", "class not found")
+        return self._page(request, [self.users[u].shape() for u in sorted(cls.teachers) if u in self.users])
+
+    async def users_delta(self, request: web.Request) -> web.Response:
+        since = self._since(request)
+        items: list[dict[str, Any]] = []
+        for uid, version in sorted(self.user_changes.items(), key=lambda kv: kv[1]):
+            if since is not None and version <= since:
+                continue
+            if uid in self.deleted:
+                if since is not None:
+                    items.append({"id": uid, "@removed": {"reason": "deleted"}})
+                continue
+            u = self.users[uid]
+            items.append({"id": uid, "displayName": u.shape()["displayName"],
+                          "userPrincipalName": u.upn, "accountEnabled": u.enabled})
+        return self._page(request, items, self._delta_link("/users/delta"))
+
+    async def groups_delta(self, request: web.Request) -> web.Response:
+        since = self._since(request)
+        changed: dict[str, list[dict[str, Any]]] = {}
+        if since is None:
+            for c in self.classes.values():
+                changed[c.id] = [{"@odata.type": "#microsoft.graph.user", "id": m} for m in sorted(c.members)]
+        else:
+            for version, cid, uid, removed in self.member_events:
+                if version <= since or cid not in self.classes:
+                    continue
+                entry: dict[str, Any] = {"@odata.type": "#microsoft.graph.user", "id": uid}
+                if removed:
+                    entry["@removed"] = {"reason": "deleted"}
+                changed.setdefault(cid, []).append(entry)
+        items = [
+            {"id": cid, "displayName": self.classes[cid].name, "members@delta": members}
+            for cid, members in changed.items()
+        ]
+        return self._page(request, items, self._delta_link("/groups/delta"))
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._gate])
+        r = app.router
+        r.add_get("/v1.0/education/schools", self.schools_list)
+        r.add_get("/v1.0/education/schools/{id}/users", self.school_users)
+        r.add_get("/v1.0/education/schools/{id}/classes", self.school_classes)
+        r.add_get("/v1.0/education/classes/{id}/members", self.class_members)
+        r.add_get("/v1.0/education/classes/{id}/teachers", self.class_teachers)
+        r.add_get("/v1.0/users/delta", self.users_delta)
+        r.add_get("/v1.0/groups/delta", self.groups_delta)
+        return app
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+async def start_graph_emulator(emulator: GraphEmulator | None = None) -> tuple[GraphEmulator, web.AppRunner]:
+    """Serve the emulator on 127.0.0.1 and a free port; ``base_url`` ends in /v1.0."""
+    emulator = emulator or GraphEmulator()
+    runner = web.AppRunner(emulator.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    emulator.base_url = f"http://127.0.0.1:{port}/v1.0"
+    return emulator, runner
+
+
+class EmulatorThread:
+    """The emulator on its own event loop in a thread, for tests of blocking code (the CLI)."""
+
+    def __init__(self, emulator: GraphEmulator | None = None) -> None:
+        import asyncio
+        import threading
+
+        self.emulator = emulator or GraphEmulator()
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> GraphEmulator:
+        import asyncio
+
+        self._thread.start()
+        fut = asyncio.run_coroutine_threadsafe(start_graph_emulator(self.emulator), self._loop)
+        _emulator, self._runner = fut.result(timeout=10)
+        return self.emulator
+
+    def __exit__(self, *exc: object) -> None:
+        import asyncio
+
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()

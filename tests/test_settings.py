@@ -1,0 +1,83 @@
+"""Settings: declared once, validated at start, errors name the setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from klasblik.server.settings import SETTINGS, SettingsError, load_settings
+
+BASE = {"KLASBLIK_ENROLLMENT_TOKEN": "t"}
+
+
+def _error(env=None, **kw):
+    with pytest.raises(SettingsError) as info:
+        load_settings(env={**BASE, **(env or {})}, **kw)
+    return str(info.value)
+
+
+def test_defaults_load():
+    """With only a token, every setting has its documented default."""
+    s = load_settings(env=BASE)
+    for setting in SETTINGS:
+        if setting.name != "enrollment_token":
+            assert getattr(s, setting.name) == setting.default, setting.name
+
+
+@pytest.mark.parametrize(
+    "env,words",
+    [
+        ({"KLASBLIK_PORT": "eighty"}, ["port", "KLASBLIK_PORT", "whole number", "eighty"]),
+        ({"KLASBLIK_PORT": "70000"}, ["port", "between"]),
+        ({"KLASBLIK_DEMO": "maybe"}, ["demo", "true or false"]),
+        ({"KLASBLIK_DATABASE_URL": "mysql://x"}, ["database_url", "sqlite+aiosqlite"]),
+        ({"KLASBLIK_BLOB_STORE": "s3:bucket"}, ["blob_store", "file:PATH"]),
+        ({"KLASBLIK_BLOB_STORE": "azure:c"}, ["azure_connection_string", "required"]),
+        ({"KLASBLIK_ENCODING": "gif"}, ["encoding", "jpeg"]),
+        ({"KLASBLIK_TRUSTED_PROXIES": "10.0.0.0/8 nonsense"}, ["trusted_proxies", "nonsense"]),
+        ({"KLASBLIK_GRID_WIDTH": "1900", "KLASBLIK_FOCUS_WIDTH": "800"}, ["grid_width", "focus_width"]),
+        ({"KLASBLIK_ENROLLMENT_TOKEN": ""}, ["enrollment_token", "required outside demo mode"]),
+    ],
+)
+def test_bad_values_name_the_setting(env, words):
+    """Each bad value is refused with a message naming the setting and the problem."""
+    message = _error(env)
+    for word in words:
+        assert word in message
+
+
+def test_demo_mode_makes_its_own_token():
+    """Demo mode needs no configured token: it makes a random one."""
+    s = load_settings(env={"KLASBLIK_DEMO": "1"})
+    assert s.enrollment_token.startswith("demo-") and len(s.enrollment_token) > 15
+
+
+def test_config_file_and_precedence(tmp_path):
+    """The TOML file sets values; the environment beats it; overrides beat both."""
+    cfg = tmp_path / "k.toml"
+    cfg.write_text('port = 9001\ngrid_quality = 40\ntrusted_proxies = ["10.0.0.1"]\n')
+    s = load_settings(env={**BASE, "KLASBLIK_GRID_QUALITY": "45"}, config_file=cfg)
+    assert (s.port, s.grid_quality, s.trusted_proxies) == (9001, 45, ("10.0.0.1/32",))
+    s = load_settings(env=BASE, config_file=cfg, overrides={"port": 9002})
+    assert s.port == 9002
+
+
+def test_config_file_problems(tmp_path):
+    """A missing file, broken TOML, unknown names and wrong types are each explained."""
+    assert "does not exist" in _error(config_file=tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("port = \n")
+    assert "not valid TOML" in _error(config_file=bad)
+    bad.write_text("prot = 8080\n")
+    assert "unknown setting(s): prot" in _error(config_file=bad)
+    bad.write_text('port = "8080x"\n')
+    assert "port" in _error(config_file=bad)
+    bad.write_text("demo = 1\n")
+    assert "demo" in _error(config_file=bad)
+
+
+def test_secrets_are_hidden_in_descriptions():
+    """describe() never shows a secret's value."""
+    s = load_settings(env={**BASE, "KLASBLIK_AZURE_CONNECTION_STRING": "AccountKey=sekrit"})
+    shown = s.describe()
+    assert shown["enrollment_token"] == "***"
+    assert "sekrit" not in repr(shown)
