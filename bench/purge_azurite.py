@@ -48,9 +48,10 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="expired blobs to purge")
     parser.add_argument("--concurrency", type=int, default=32, help="uploads in flight")
+    parser.add_argument("--azurite", type=Path, help="another azurite-blob executable to use")
     args = parser.parse_args()
 
-    azurite = Azurite()
+    azurite = Azurite(binary=args.azurite)
     try:
         azurite.start()
     except BaseException as exc:  # pytest.fail outside pytest

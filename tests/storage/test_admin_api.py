@@ -184,3 +184,17 @@ async def test_bad_erase_bodies_get_a_clear_error(live_server, body):
     r = await client.post(live_server.base_url + "/api/admin/students/erase", headers=headers, **kwargs)
     assert r.status == 400
     assert (await r.json())["error"]["code"] in ("invalid_format", "invalid_json")
+
+
+async def test_refused_thumbnail_request_is_audit_logged(live_server):
+    """A teacher asking for the stored thumbnail of a student not theirs gets 403, logged."""
+    await _admin(live_server)
+    other = await live_server.add_class("8C", [("cas@school.example", "Cas", "Smit")],
+                                        teacher="other@school.example", teacher_name="Other")
+    cas = other["students"]["cas@school.example"]
+    teacher = await live_server.login(TEACHER)
+    r = await teacher.get(f"{live_server.base_url}/api/students/{cas}/thumbnail")
+    assert r.status == 403
+    refused = await _actions(live_server, audit.Actions.VIEW_REFUSED)
+    assert [(e.actor, e.subject) for e in refused] == [(TEACHER, f"student:{cas}")]
+    assert refused[0].detail.startswith("stored thumbnail:")

@@ -41,8 +41,9 @@ def connection_string(port: int) -> str:
 class Azurite:
     """One Azurite blob service on 127.0.0.1, in-memory; ``stop()``/``start()`` keep the port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, binary: Path | None = None) -> None:
         self.port = port or free_port()
+        self.binary = binary or AZURITE_BIN
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -50,14 +51,14 @@ class Azurite:
         return connection_string(self.port)
 
     def start(self) -> None:
-        if not AZURITE_BIN.exists():
+        if not self.binary.exists():
             pytest.fail(
-                f"Azurite is not installed ({AZURITE_BIN} missing): run scripts/lib/node-packages "
+                f"Azurite is not installed ({self.binary} missing): run scripts/lib/node-packages "
                 "or scripts/test, which install it from tests/services/package.json"
             )
         self.proc = subprocess.Popen(
             [
-                str(AZURITE_BIN), "--skipApiVersionCheck", "--disableTelemetry",
+                str(self.binary), "--skipApiVersionCheck", "--disableTelemetry",
                 "--inMemoryPersistence", "--blobHost", "127.0.0.1",
                 "--blobPort", str(self.port), "--silent",
             ],
