@@ -90,6 +90,24 @@ async def test_school_year_end_removes_records_and_their_blobs(sm, store, settin
     assert links == [new_sid] and old_sid != new_sid
 
 
+async def test_school_year_purge_makes_the_next_roster_sync_read_everything(sm, store, settings):
+    """After removing last year's records, the roster's delta links are forgotten (so the
+    next sync lists continuing students again); other sync state stays."""
+    from klasblik.server.db import SyncState
+    from klasblik.server.roster_sync import GROUPS_DELTA_KEY, USERS_DELTA_KEY
+
+    await add_student(sm, "old@school.example", created_at=dt.datetime(2026, 7, 1, tzinfo=UTC))
+    async with sm() as session, session.begin():
+        for key in (GROUPS_DELTA_KEY, USERS_DELTA_KEY, "other.key"):
+            session.add(SyncState(key=key, value="https://graph.example/delta?token=1"))
+    await purge(sm, store, settings, lambda: dt.datetime(2026, 7, 31, 12, tzinfo=UTC))
+    async with sm() as session:
+        assert len(list(await session.scalars(select(SyncState.key)))) == 3
+    await purge(sm, store, settings, lambda: dt.datetime(2026, 8, 2, tzinfo=UTC))
+    async with sm() as session:
+        assert list(await session.scalars(select(SyncState.key))) == ["other.key"]
+
+
 async def test_audit_entries_older_than_six_months_go(sm, store, settings, clock):
     """An entry 6 months and a day old is removed; one 6 months less a day old stays."""
     now = clock()

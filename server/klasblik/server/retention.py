@@ -7,7 +7,8 @@ leaves nothing inconsistent and the next run finishes the work:
 1. expired dashboard sessions;
 2. audit entries older than ``audit_retention_months``;
 3. student records (their blobs first, then the rows) and teacher records created before
-   the end of the last school year;
+   the end of the last school year (and then the roster's delta links, so that the next
+   Microsoft 365 sync lists those who continue afresh);
 4. orphaned blobs (of students that no longer exist);
 5. the sweep.
 
@@ -29,7 +30,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik.server.blobstore import BlobStore, student_prefix, tabs_name, thumbnail_name
-from klasblik.server.db import AuditEntry, Staff, Student, WebSession, utcnow
+from klasblik.server.db import AuditEntry, Staff, Student, SyncState, WebSession, utcnow
 from klasblik.server.latest import LatestWriter
 from klasblik.server.settings import Settings
 
@@ -207,6 +208,8 @@ async def purge(
     if boundary is not None:
         await _purge_students(sm, store, boundary, report, dry_run, progress, latest)
         await _purge_staff(sm, boundary, report, dry_run, progress)
+        if (report.students or report.staff) and not dry_run:
+            await _restart_roster_sync(sm)
     await _purge_orphans(sm, store, report, dry_run, progress)
     report.expired_blob_count = await sweep(
         store,
@@ -319,6 +322,17 @@ async def _purge_staff(
         last_id = rows[-1][0]
         report.staff.extend(r[1] for r in rows)
         progress("staff records", len(report.staff))
+
+
+async def _restart_roster_sync(sm: async_sessionmaker[AsyncSession]) -> None:
+    """Forget the roster's Graph delta links, so that the next sync reads every class and
+    its members afresh and lists the students and teachers who continue."""
+    from klasblik.server.roster_sync import GROUPS_DELTA_KEY, USERS_DELTA_KEY
+
+    async with sm() as session, session.begin():
+        await session.execute(
+            delete(SyncState).where(SyncState.key.in_([GROUPS_DELTA_KEY, USERS_DELTA_KEY]))
+        )
 
 
 async def _purge_orphans(
