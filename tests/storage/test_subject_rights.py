@@ -106,3 +106,17 @@ async def test_unknown_student_is_a_clear_error(sm, store):
     """Export or erase of a username nobody has names the username."""
     with pytest.raises(UnknownStudent, match="nobody@school.example"):
         await erase_student(sm, store, "nobody@school.example", "it")
+
+
+def test_export_fields_cover_every_student_column():
+    """Every column of the students table is in the export (ids of school and location as
+    their names and codes), and every table that refers to students is handled by erasure."""
+    from klasblik.server.db import Base
+
+    columns = {c.name for c in Student.__table__.columns}
+    assert columns - {"school_id", "location_id"} | {"school", "location"} == set(STUDENT_FIELDS)
+    referring = sorted(
+        t.name for t in Base.metadata.sorted_tables
+        if any(fk.column.table.name == "students" for fk in t.foreign_keys)
+    )
+    assert referring == ["class_students"]
