@@ -3,7 +3,6 @@ but the record that it happened."""
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 import zipfile
