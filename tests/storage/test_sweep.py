@@ -83,3 +83,27 @@ def test_bad_retention_settings_name_the_setting(name, value, message):
     """A bad retention setting is refused with its name and what it should be."""
     with pytest.raises(SettingsError, match=f"{name}.*{message}"):
         load_settings(env={}, overrides={"enrollment_token": "t", name: value})
+
+
+async def test_running_server_sweeps_shortly_after_start(tmp_path):
+    """The scheduler in a running server sweeps within seconds of start: a 49-hour-old
+    stored thumbnail goes, a fresh one stays."""
+    import os
+    import time
+
+    from tests.support.live import start_live_server, wait_for
+
+    old = tmp_path / "blobs" / "students" / "1" / "thumbnail"
+    fresh = tmp_path / "blobs" / "students" / "2" / "thumbnail"
+    for path in (old, fresh):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"\xff\xd8\xff")
+    past = time.time() - 49 * 3600
+    os.utime(old, (past, past))
+    server = await start_live_server(tmp_path)
+    try:
+        assert server.ctx.extras["jobs"] is not None
+        await wait_for(lambda: not old.exists(), timeout=30, what="startup sweep")
+        assert fresh.exists()
+    finally:
+        await server.stop()
