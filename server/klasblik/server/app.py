@@ -16,6 +16,7 @@ from klasblik.server.roster_jobs import roster_jobs_ctx
 from klasblik.server.db import create_engine, sessionmaker, upgrade_database
 from klasblik.server.httpapi import middlewares, setup_routes
 from klasblik.server.hub import Hub
+from klasblik.server.jobs import jobs_ctx
 from klasblik.server.latest import LatestWriter
 from klasblik.server.netutil import parse_networks
 from klasblik.server.settings import REPO_ROOT, Settings
@@ -71,6 +72,7 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
             await ws.close(code=1001, message=b"server shutting down")
 
     app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(jobs_ctx)  # after resources: stopped before they close
     setup_m365_signin(app, settings)
     app.cleanup_ctx.append(roster_jobs_ctx(settings))
     app.on_shutdown.append(stop_connections)
