@@ -51,8 +51,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 class ProgressPrinter:
     """Progress lines on stderr, at most one per step every ``every_s`` seconds."""
 
-    def __init__(self, out: TextIO = sys.stderr, every_s: float = 1.0) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None, every_s: float = 1.0) -> None:
+        self.out = out  # None: whatever sys.stderr is when a line is printed
         self.every_s = every_s
         self._last: dict[str, float] = {}
 
@@ -60,7 +60,7 @@ class ProgressPrinter:
         now = time.monotonic()
         if now - self._last.get(step, float("-inf")) >= self.every_s:
             self._last[step] = now
-            print(f"purge: {step}: {done}", file=self.out, flush=True)
+            print(f"purge: {step}: {done}", file=self.out or sys.stderr, flush=True)
 
 
 def _actor() -> str:
