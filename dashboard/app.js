@@ -193,6 +193,7 @@ async function sendFocus(studentId) {
 }
 
 function renderHeader(me) {
+  $("admin-links").hidden = !me.user.is_admin;
   $("user-name").textContent = me.user.name;
   $("user-name").title = t("header.user", { name: me.user.username || me.user.name });
   const marker = $("demo-marker");

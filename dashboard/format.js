@@ -38,11 +38,13 @@ export function formatLastSeen(iso, now = new Date(), locale = undefined) {
 
 /**
  * What a tile says about a student's device: {kind, key, vars} where kind is one of
- * "online", "offline", "elsewhere" and key/vars select the i18n text.
+ * "online", "offline", "elsewhere" and key/vars select the i18n text. Outside lesson
+ * hours nothing is sent, so the tile says that rather than "online".
  */
 export function describeState(state, now = new Date(), locale = undefined) {
   const s = state || {};
   if (s.elsewhere) return { kind: "elsewhere", key: "tile.elsewhere", vars: {} };
+  if (s.outside_lesson_hours) return { kind: "offline", key: "tile.outsideHours", vars: {} };
   if (s.online) return { kind: "online", key: "tile.online", vars: {} };
   const time = s.last_seen ? formatLastSeen(s.last_seen, now, locale) : null;
   if (time) return { kind: "offline", key: "tile.lastSeen", vars: { time } };

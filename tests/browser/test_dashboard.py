@@ -79,6 +79,7 @@ async def test_demo_teacher_sees_live_grid_and_focus_then_signs_out(
     assert me["classes"], f"the demo teacher has no classes: {me}"
     first = me["classes"][0]
     assert await page.locator("#demo-marker").is_visible()
+    assert not await page.locator("#admin-links").is_visible()  # the demo teacher is no IT admin
     assert (await page.locator("#user-name").inner_text()).strip() == me["user"]["name"]
 
     # One tile per student of the class opened by default, each with a name.

@@ -19,6 +19,7 @@ from klasblik.server.hub import Hub
 from klasblik.server.lastseen import LastSeenWriter
 from klasblik.server.rosterlookup import StudentLookup
 from klasblik.server.silence import silence_ctx
+from klasblik.server.jobs import jobs_ctx
 from klasblik.server.latest import LatestWriter
 from klasblik.server.netutil import parse_networks
 from klasblik.server.settings import REPO_ROOT, Settings
@@ -88,6 +89,7 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
 
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(silence_ctx)
+    app.cleanup_ctx.append(jobs_ctx)  # after resources: stopped before they close
     setup_m365_signin(app, settings)
     app.cleanup_ctx.append(roster_jobs_ctx(settings))
     app.on_shutdown.append(stop_connections)

@@ -20,6 +20,11 @@ class Actions:
     SIGN_IN = "auth.sign_in"
     SIGN_IN_REFUSED = "auth.sign_in.refused"
     SIGN_OUT = "auth.sign_out"
+    STUDENT_EXPORT = "student.export"
+    STUDENT_ERASE = "student.erase"
+    AUDIT_EXPORT = "audit.export"
+    ADMIN_REFUSED = "admin.refused"
+    PURGE = "purge.run"
     LOCATION_SAVED = "location.saved"
     REMOTE_MODE_ON = "remote_mode.on"
     REMOTE_MODE_OFF = "remote_mode.off"
@@ -39,3 +44,4 @@ async def record(
         session.add(
             AuditEntry(actor=actor[:256], action=action, subject=subject[:256], detail=detail, ip=ip)
         )
+

@@ -1,5 +1,5 @@
-"""The ``klasblik`` command: ``serve``, ``db upgrade``, ``roster sync|import``, ``agent``
-(the desktop agent)."""
+"""The ``klasblik`` command: ``serve``, ``db upgrade``, ``roster sync|import``, ``purge``,
+``student export|erase``, ``agent`` (the desktop agent)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     db_sub = db_p.add_subparsers(dest="db_command", required=True)
     up = db_sub.add_parser("upgrade", help="apply database migrations (serve does this too)")
     up.add_argument("--config")
+
+    from klasblik.server.cli_retention import add_parsers as add_retention_parsers
+
+    add_retention_parsers(sub)
 
     sub.add_parser("agent", help="run the desktop agent (see `klasblik agent --help`)",
                    add_help=False)
@@ -129,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(upgrade())
         print("database is at the newest schema")
         return 0
+    if args.command in ("purge", "student"):
+        from klasblik.server.cli_retention import run as run_retention
+
+        return run_retention(args, settings)
     return 2
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "WebSession",
     "AuditEntry",
     "SyncState",
+    "JobRun",
     "PendingLogin",
     "class_students",
     "class_teachers",
@@ -220,7 +221,7 @@ class AuditEntry(Base):
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(256))
     action: Mapped[str] = mapped_column(String(64))
-    subject: Mapped[str] = mapped_column(String(256), default="")
+    subject: Mapped[str] = mapped_column(String(256), default="", index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
     ip: Mapped[str | None] = mapped_column(String(64))
 
@@ -234,6 +235,16 @@ class SyncState(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class JobRun(Base):
+    """One run of a scheduled job (e.g. the nightly purge of one night): started, and
+    finished when it completed. Lets several instances run each night's purge once."""
+
+    __tablename__ = "job_runs"
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    summary: Mapped[str] = mapped_column(Text, default="")
 class PendingLogin(Base):
     """A Microsoft 365 sign-in between redirect and callback: msal's flow (state, nonce,
     PKCE verifier), kept server-side; the browser holds only a random key (its hash here).

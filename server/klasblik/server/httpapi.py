@@ -11,12 +11,13 @@ from sqlalchemy import select, text
 
 from klasblik.server import audit
 from klasblik.server.access import authorize_student, classes_of
+from klasblik.server.adminapi import setup_admin_routes
 from klasblik.server.agent_ws import agent_ws
 from klasblik.server.blobstore import BlobStoreError, thumbnail_name
 from klasblik.server.context import CTX
 from klasblik.server.dashboard_ws import dashboard_ws
 from klasblik.server.db import Staff
-from klasblik.server.errors import ApiError, error_body
+from klasblik.server.errors import AccessDenied, ApiError, error_body
 from klasblik.server.locations import check_thumbnail_location, location_notices
 from klasblik.server.netutil import is_loopback
 from klasblik.server.webauth import check_csrf, check_origin, current_staff, require_staff
@@ -163,8 +164,15 @@ async def student_thumbnail(request: web.Request) -> web.StreamResponse:
         student_id = int(request.match_info["student_id"])
     except ValueError:
         raise ApiError("invalid_format", "student id must be a number", 400) from None
-    await authorize_student(ctx.sm, staff.id, student_id)
-    await check_thumbnail_location(request, staff, student_id)
+    try:
+        await authorize_student(ctx.sm, staff.id, student_id)
+        await check_thumbnail_location(request, staff, student_id)
+    except AccessDenied as exc:
+        await audit.record(
+            ctx.sm, staff.username, audit.Actions.VIEW_REFUSED, f"student:{student_id}",
+            f"stored thumbnail: {exc.message}", ctx.client_ip(request),
+        )
+        raise
     try:
         blob = await ctx.store.get(thumbnail_name(student_id))
     except BlobStoreError as exc:
@@ -220,4 +228,5 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/api/students/{student_id}/thumbnail", student_thumbnail)
     r.add_get("/ws/agent", agent_ws)
     r.add_get("/ws/dashboard", dashboard_ws)
+    setup_admin_routes(app)
     r.add_get(r"/{name:[A-Za-z0-9_-]+\.(?:js|mjs|css|svg|png|ico|webmanifest)}", asset)

@@ -88,6 +88,39 @@ def _one_of(*allowed: str) -> Callable[[Any], str | None]:
     return check
 
 
+def _hhmm(text: str) -> str:
+    hh, sep, mm = text.strip().partition(":")
+    if not sep or not (hh.isdigit() and mm.isdigit()) or int(hh) > 23 or int(mm) > 59:
+        raise ValueError("must be a time HH:MM (00:00 to 23:59)")
+    return f"{int(hh):02d}:{int(mm):02d}"
+
+
+def _tz(text: str) -> str:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(text.strip())
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError("must be an IANA time zone such as Europe/Amsterdam") from None
+    return text.strip()
+
+
+def _year_end(text: str) -> str:
+    import datetime as dt
+
+    value = text.strip()
+    try:
+        if len(value) == 5:
+            dt.date(2024, int(value[:2]), int(value[3:]))  # a leap year accepts 02-29
+            if value[2] != "-":
+                raise ValueError
+        else:
+            dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be MM-DD (every year) or YYYY-MM-DD (one date)") from None
+    return value
+
+
 def _db_url(value: Any) -> str | None:
     if value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         return None
@@ -221,6 +254,26 @@ SETTINGS: tuple[Setting, ...] = (
             _range(0.05, 3600)),
     Setting("log_level", "INFO", "Logging level.", str,
             _one_of("DEBUG", "INFO", "WARNING", "ERROR")),
+    # ---- retention (see docs/privacy.md for the 48-hour arithmetic) ----
+    Setting("jobs", True, "Run the retention jobs (blob sweep, nightly purge) in this process. "
+            "With several instances leave it on everywhere: a database lock makes each job "
+            "run once.", _bool),
+    Setting("sweep_interval_min", 15, "Minutes between two sweeps that delete stored "
+            "thumbnails and tab lists older than sweep_max_age_h.", _int, _range(1, 120)),
+    Setting("sweep_max_age_h", 47.25, "Age in hours at which the sweep deletes a stored "
+            "thumbnail or tab list. sweep_max_age_h + sweep_interval_min + sweep_budget_min "
+            "must stay under 48 hours.", _float, _range(1, 47.9)),
+    Setting("sweep_budget_min", 15, "Longest a sweep may take, in minutes; a slower sweep is "
+            "logged as an error. Part of the 48-hour arithmetic.", _int, _range(1, 240)),
+    Setting("purge_time", "03:30", "Local time (HH:MM, in timezone) of the nightly purge.",
+            _hhmm),
+    Setting("timezone", "Europe/Amsterdam", "Time zone of purge_time and school_year_end.",
+            _tz),
+    Setting("school_year_end", "07-31", "Last day of the school year (MM-DD, or a date "
+            "YYYY-MM-DD for one year): the first nightly purge after it removes student and "
+            "teacher records created before it.", _year_end),
+    Setting("audit_retention_months", 6, "Months an audit entry is kept before the nightly "
+            "purge removes it.", _int, _range(1, 24)),
     *M365_SETTINGS,
 )
 
@@ -330,6 +383,15 @@ def load_settings(
     if values["blob_store"].startswith("azure:") and not values["azure_connection_string"]:
         raise SettingsError(
             "azure_connection_string: required with blob_store = azure:CONTAINER"
+        )
+    budget_h = (
+        values["sweep_max_age_h"] + values["sweep_interval_min"] / 60
+        + values["sweep_budget_min"] / 60
+    )
+    if budget_h >= 48:
+        raise SettingsError(
+            f"sweep_max_age_h: sweep_max_age_h + sweep_interval_min + sweep_budget_min is "
+            f"{budget_h:.2f} h; it must stay under 48 h (see docs/privacy.md)"
         )
     if values["m365_tenant_id"] and not (values["m365_client_id"] and values["m365_client_secret"]):
         raise SettingsError(

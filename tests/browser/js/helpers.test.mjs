@@ -41,6 +41,7 @@ test("status: elsewhere wins, then online, then offline with last seen", () => {
   const seen = new Date(2026, 10, 23, 8, 31).toISOString();
   assert.equal(describeState({ online: true, elsewhere: true }, now).kind, "elsewhere");
   assert.equal(describeState({ online: true }, now).kind, "online");
+  assert.equal(describeState({ online: true, outside_lesson_hours: true }, now).key, "tile.outsideHours");
   const offline = describeState({ online: false, last_seen: seen }, now, "en-GB");
   assert.equal(offline.kind, "offline");
   assert.equal(t(offline.key, offline.vars), "offline — last seen 08:31");

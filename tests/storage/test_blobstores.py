@@ -1,0 +1,121 @@
+"""Both blob stores keep one blob per name, overwritten in place, with store timestamps."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+
+import pytest
+
+from klasblik.server.azure_blob import BATCH_LIMIT, AzureBlobStore
+from klasblik.server.blobstore import LocalBlobStore, tabs_name, thumbnail_name
+from klasblik.server.latest import LatestWriter
+
+
+async def _names(store, prefix=""):
+    return [b.name async for b in store.list(prefix)]
+
+
+async def test_put_overwrites_and_get_returns_the_newest(store):
+    """A second put replaces the first; get returns the new bytes with an aware UTC time."""
+    name = thumbnail_name(7)
+    await store.put(name, b"\xff\xd8\xff first")
+    await store.put(name, b"\xff\xd8\xff second")
+    blob = await store.get(name)
+    assert blob is not None and blob.data == b"\xff\xd8\xff second"
+    assert blob.content_type == "image/jpeg"
+    assert blob.last_modified.utcoffset() == dt.timedelta(0)
+    assert abs(dt.datetime.now(dt.UTC) - blob.last_modified) < dt.timedelta(minutes=2)
+    assert await _names(store) == [name]
+    assert await store.get(tabs_name(7)) is None
+
+
+async def test_no_second_copy_of_a_thumbnail_ever_exists(store):
+    """Many concurrent writes through the rate-limited writer leave exactly one thumbnail."""
+    writer = LatestWriter(store, interval_s=0)
+    name = thumbnail_name(3)
+    seen: list[list[str]] = []
+
+    async def watch() -> None:
+        for _ in range(20):
+            seen.append(await _names(store, "students/3/"))
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.create_task(watch())
+    for i in range(40):
+        writer.offer(name, b"\xff\xd8\xff" + bytes([i]) * 100)
+        await asyncio.sleep(0.005)
+    await writer.drain()
+    await watcher
+    assert all(listing in ([], [name]) for listing in seen)
+    assert await _names(store) == [name]
+    blob = await store.get(name)
+    assert blob is not None and blob.data == b"\xff\xd8\xff" + bytes([39]) * 100
+    if isinstance(store, LocalBlobStore):
+        files = [os.path.join(d, f) for d, _, fs in os.walk(store.root) for f in fs]
+        assert files == [str(store.root / name)]
+    await writer.close()
+
+
+async def test_writes_to_one_student_are_rate_limited(store):
+    """With an interval, a burst of frames becomes the first write and one trailing write."""
+    writer = LatestWriter(store, interval_s=0.5)
+    for i in range(10):
+        writer.offer(thumbnail_name(1), b"\xff\xd8\xff" + bytes([i]))
+        await asyncio.sleep(0.01)
+    await writer.drain()
+    assert writer.writes == 2
+    blob = await store.get(thumbnail_name(1))
+    assert blob is not None and blob.data == b"\xff\xd8\xff" + bytes([9])
+    await writer.close()
+
+
+async def test_delete_counts_and_chunks_past_the_batch_limit(store):
+    """Deleting more than one batch removes them all and counts only what existed."""
+    names = [tabs_name(i) for i in range(BATCH_LIMIT + 20)]
+    await asyncio.gather(*(store.put(n, b"[]") for n in names))
+    deleted = await store.delete(names + [tabs_name(99999)])
+    assert deleted == len(names)
+    assert await _names(store) == []
+
+
+async def test_azure_falls_back_to_single_deletes_where_batches_fail(azure_store):
+    """On Azurite, whose batch delete answers 400, deletes still happen (single requests)."""
+    names = [tabs_name(i) for i in range(10)]
+    await asyncio.gather(*(azure_store.put(n, b"[]") for n in names))
+    assert await azure_store.delete(names) == 10
+    assert azure_store.batch_delete_works is False
+    assert await _names(azure_store) == []
+
+
+async def test_azure_container_is_private(azure_store):
+    """The container Klasblik creates allows no anonymous access."""
+    props = await azure_store._container.get_container_properties()
+    assert props.public_access is None
+
+
+async def test_bad_blob_name_is_refused(store):
+    """A name that could escape the store's namespace is a clear error."""
+    with pytest.raises(ValueError, match="invalid blob name"):
+        await store.put("../etc/passwd", b"x")
+
+
+def test_azure_store_needs_a_valid_container_name():
+    """A container name Azure would refuse is refused up front, with the rule."""
+    with pytest.raises(ValueError, match="lower-case"):
+        AzureBlobStore("UseDevelopmentStorage=true", "Bad_Name")
+
+
+async def test_azure_refuses_to_write_to_a_public_container(azure_store):
+    """A container opened to anonymous reads fails the check, and writes are refused."""
+    from azure.storage.blob import PublicAccess
+
+    from klasblik.server.blobstore import BlobStoreError
+
+    await azure_store._container.set_container_access_policy({}, public_access=PublicAccess.BLOB)
+    with pytest.raises(BlobStoreError, match="public access"):
+        await azure_store.check()
+    with pytest.raises(BlobStoreError, match="writes refused"):
+        await azure_store.put(thumbnail_name(1), b"\xff\xd8\xff")
+    assert await azure_store.get(thumbnail_name(1)) is None

@@ -1,0 +1,109 @@
+"""The 48-hour promise: the sweep the guarantee relies on removes what is 48 hours old and
+keeps what is 47; the settings refuse a schedule that could break the promise."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from klasblik.server.blobstore import tabs_name, thumbnail_name
+from klasblik.server.db import create_engine, sessionmaker, upgrade_database
+from klasblik.server.jobs import JobRunner
+from klasblik.server.retention import sweep
+from klasblik.server.settings import SettingsError, load_settings
+
+
+async def test_47_hour_old_screenshot_kept_48_hour_old_gone(store, settings):
+    """With the default threshold, a sweep 47 h after a write keeps it, 48 h after removes it."""
+    await store.put(thumbnail_name(1), b"\xff\xd8\xff")
+    await store.put(tabs_name(1), b"[]")
+    stamps = [b.last_modified async for b in store.list()]
+    written = max(stamps)  # the store's own clock, not ours
+    max_age = dt.timedelta(hours=settings.sweep_max_age_h)
+
+    assert await sweep(store, lambda: written + dt.timedelta(hours=47), max_age) == 0
+    assert await store.get(thumbnail_name(1)) is not None
+    assert await sweep(store, lambda: written + dt.timedelta(hours=48), max_age) == 2
+    assert await store.get(thumbnail_name(1)) is None
+    assert [b async for b in store.list()] == []
+
+
+async def test_scheduled_sweep_job_uses_the_threshold(store, settings, tmp_path, clock):
+    """The job runner's sweep (what the scheduler calls) applies sweep_max_age_h."""
+    engine = create_engine(settings.database_url)
+    await upgrade_database(engine)
+    runner = JobRunner(engine, sessionmaker(engine), store, settings, now=clock)
+    try:
+        await store.put(thumbnail_name(5), b"\xff\xd8\xff")
+        clock.offset = dt.timedelta(hours=47)
+        assert await runner.run_sweep() == "done"
+        assert await store.get(thumbnail_name(5)) is not None
+        clock.offset = dt.timedelta(hours=48, minutes=1)
+        assert await runner.run_sweep() == "done"
+        assert await store.get(thumbnail_name(5)) is None
+    finally:
+        await engine.dispose()
+
+
+def test_worst_case_age_stays_under_48_hours_with_the_defaults():
+    """Threshold + interval + sweep budget, as configured by default, is under 48 hours."""
+    s = load_settings(env={}, overrides={"enrollment_token": "t"})
+    worst = (
+        dt.timedelta(hours=s.sweep_max_age_h)
+        + dt.timedelta(minutes=s.sweep_interval_min)
+        + dt.timedelta(minutes=s.sweep_budget_min)
+    )
+    assert worst < dt.timedelta(hours=48)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"sweep_max_age_h": 47, "sweep_interval_min": 60},
+        {"sweep_max_age_h": 46, "sweep_interval_min": 60, "sweep_budget_min": 60},
+        {"sweep_max_age_h": 47.5, "sweep_budget_min": 20},
+    ],
+)
+def test_settings_refuse_a_schedule_that_breaks_the_promise(overrides):
+    """A threshold, interval and budget that add up to 48 h or more stop the server."""
+    with pytest.raises(SettingsError, match="under 48 h"):
+        load_settings(env={}, overrides={"enrollment_token": "t", **overrides})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("purge_time", "25:00", "HH:MM"),
+        ("school_year_end", "13-01", "MM-DD"),
+        ("timezone", "Mars/Olympus", "IANA"),
+    ],
+)
+def test_bad_retention_settings_name_the_setting(name, value, message):
+    """A bad retention setting is refused with its name and what it should be."""
+    with pytest.raises(SettingsError, match=f"{name}.*{message}"):
+        load_settings(env={}, overrides={"enrollment_token": "t", name: value})
+
+
+async def test_running_server_sweeps_shortly_after_start(tmp_path):
+    """The scheduler in a running server sweeps within seconds of start: a 49-hour-old
+    stored thumbnail goes, a fresh one stays."""
+    import os
+    import time
+
+    from tests.support.live import start_live_server, wait_for
+
+    old = tmp_path / "blobs" / "students" / "1" / "thumbnail"
+    fresh = tmp_path / "blobs" / "students" / "2" / "thumbnail"
+    for path in (old, fresh):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"\xff\xd8\xff")
+    past = time.time() - 49 * 3600
+    os.utime(old, (past, past))
+    server = await start_live_server(tmp_path)
+    try:
+        assert server.ctx.extras["jobs"] is not None
+        await wait_for(lambda: not old.exists(), timeout=30, what="startup sweep")
+        assert fresh.exists()
+    finally:
+        await server.stop()

@@ -1,0 +1,94 @@
+"""Azurite, Microsoft's Azure Storage emulator, started from tests/services for a test and
+killed afterwards. Missing Azurite is a test failure that says how to install it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+__all__ = ["Azurite", "AZURITE_BIN", "free_port", "connection_string"]
+
+#: The blob service alone: ``azurite`` would also open the queue and table services on fixed
+#: ports (10001, 10002), which collide when several Azurites run at once.
+AZURITE_BIN = (
+    Path(__file__).resolve().parents[1] / "services" / "node_modules" / ".bin" / "azurite-blob"
+)
+ACCOUNT = "devstoreaccount1"
+KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+#: Azurite is a Node process: starting it takes a second or two on a busy machine.
+START_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def connection_string(port: int) -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"
+    )
+
+
+class Azurite:
+    """One Azurite blob service on 127.0.0.1, in-memory; ``stop()``/``start()`` keep the port."""
+
+    def __init__(self, port: int | None = None, binary: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.binary = binary or AZURITE_BIN
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return connection_string(self.port)
+
+    def start(self) -> None:
+        if not self.binary.exists():
+            pytest.fail(
+                f"Azurite is not installed ({self.binary} missing): run scripts/lib/node-packages "
+                "or scripts/test, which install it from tests/services/package.json"
+            )
+        self.proc = subprocess.Popen(
+            [
+                str(self.binary), "--skipApiVersionCheck", "--disableTelemetry",
+                "--inMemoryPersistence", "--blobHost", "127.0.0.1",
+                "--blobPort", str(self.port), "--silent",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                pytest.fail(f"Azurite exited at start (code {self.proc.returncode}): {err[-500:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        pytest.fail(f"Azurite did not listen on port {self.port} within {START_TIMEOUT_S} s")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
