@@ -49,6 +49,7 @@ _RANK = {"off": 0, "grid": 1, "focus": 2}
 _MAX_PENDING_BYTES = 16 * 1024 * 1024
 _MAX_PENDING_ITEMS = 100_000
 _BACKOFF_MAX_S = 5.0
+_SLICE = 256  # commands per Redis pipeline
 _DELETE_IF_OWNER = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
@@ -350,9 +351,13 @@ class Cluster:
             self._flush_demand()
             if not self._queue:
                 continue
-            batch = list(self._queue)
-            self._queue.clear()
-            self._queued_bytes = 0
+            # in slices: a presence refresh of thousands of agents must not hold the event
+            # loop (and the frames queued behind it) for one long burst
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), _SLICE))]
+            self._queued_bytes = max(0, self._queued_bytes - sum(
+                len(item[2]) for item in batch if item[0] == "pub"))
+            if self._queue:
+                self._wake.set()
             async with client.pipeline(transaction=False) as pipe:
                 for item in batch:
                     op = item[0]
