@@ -72,8 +72,6 @@ async def test_it_admin_role_marks_admin_but_grants_no_class(m365_server, provid
     """The IT admin app role sets is_admin; it gives no class and no student."""
     ids = await _roster(m365_server)
     await m365_server.add_class("8C", [("x@school.example", "X", "Y")], teacher="it@school.example")
-    async with m365_server.ctx.sm() as s, s.begin():
-        it = await s.scalar(select(Staff).where(Staff.username == "it@school.example"))
     sub = provider.add_user("it@school.example", roles=["Klasblik.Admin"])
     async with f.new_client() as http:
         out = await f.sign_in(http, m365_server, provider, sub)

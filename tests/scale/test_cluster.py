@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
 from sqlalchemy import text
 
 from klasblik import protocol as p

@@ -37,6 +37,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from klasblik.server.hub import Hub
+from klasblik.server.tasks import cancel_and_wait
 
 __all__ = ["Cluster", "DEMAND_CHANNEL", "student_channel", "presence_key"]
 
@@ -124,11 +125,8 @@ class Cluster:
         self._task = asyncio.create_task(self._supervise(), name="cluster")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._client is not None:
             with contextlib.suppress(RedisError, OSError):
                 # say goodbye: others drop this instance's demand and presence at once

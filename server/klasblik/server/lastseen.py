@@ -9,7 +9,6 @@ transactions instead of two per agent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 
@@ -17,6 +16,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik.server.db import Student, utcnow
+from klasblik.server.tasks import cancel_and_wait
 
 __all__ = ["LastSeenWriter"]
 
@@ -66,9 +66,6 @@ class LastSeenWriter:
             log.exception("could not record last-seen of %d students", len(rows))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self.flush()

@@ -19,6 +19,7 @@ import logging
 import time
 
 from klasblik.server.blobstore import BlobStore, BlobStoreError
+from klasblik.server.tasks import cancel_and_wait
 
 __all__ = ["LatestWriter"]
 
@@ -115,8 +116,5 @@ class LatestWriter:
             await asyncio.wait([task], timeout=0.05)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

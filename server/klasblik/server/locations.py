@@ -42,6 +42,7 @@ from klasblik.server.lessonhours import (
 )
 from klasblik.server.location_resolver import LocationResolver, parse_location_networks
 from klasblik.server.netutil import Network
+from klasblik.server.tasks import cancel_and_wait
 
 __all__ = [
     "LOCATIONS",
@@ -393,11 +394,7 @@ async def locations_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        await cancel_and_wait(task)
         ctx.hub.gate = None
 
 

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from klasblik import protocol as p
 from klasblik.server.hub import AgentConn, Hub
+from klasblik.server.tasks import cancel_and_wait
 
 __all__ = ["silence_ctx", "sweep"]
 
@@ -59,8 +60,4 @@ async def silence_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        await cancel_and_wait(task)
