@@ -114,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"klasblik: configuration error: {exc}", file=sys.stderr)
         return 2
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # job bookkeeping, not news
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

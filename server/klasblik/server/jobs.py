@@ -157,20 +157,20 @@ async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     scheduler.add_job(
         _guarded("blob sweep", tasks, runner.run_sweep),
         IntervalTrigger(minutes=settings.sweep_interval_min, timezone=tz),
-        id=SWEEP, replace_existing=True, coalesce=True, max_instances=1,
+        id=SWEEP, name="blob sweep", replace_existing=True, coalesce=True, max_instances=1,
         next_run_time=now + dt.timedelta(seconds=5),
     )
     scheduler.add_job(
         _guarded("nightly purge", tasks, runner.run_nightly),
         CronTrigger(hour=hh, minute=mm, timezone=tz),
-        id=NIGHTLY, replace_existing=True, coalesce=True, max_instances=1,
+        id=NIGHTLY, name="nightly purge", replace_existing=True, coalesce=True, max_instances=1,
         misfire_grace_time=3600,
     )
     # A night missed while no instance ran is caught up shortly after start.
     scheduler.add_job(
         _guarded("nightly purge (catch-up)", tasks, runner.run_nightly),
         "date", run_date=now + dt.timedelta(seconds=60), id=NIGHTLY + "-catch-up",
-        replace_existing=True,
+        name="nightly purge (catch-up)", replace_existing=True,
     )
     scheduler.start()
     try:

@@ -104,11 +104,11 @@ def roster_jobs_ctx(
         if settings.m365_tenant_id and settings.roster_sync_interval_min:
             scheduler.add_job(
                 sync_job, IntervalTrigger(minutes=settings.roster_sync_interval_min),
-                id=SYNC_JOB, replace_existing=True, max_instances=1, coalesce=True,
+                id=SYNC_JOB, name="roster sync", replace_existing=True, max_instances=1, coalesce=True,
             )
         scheduler.add_job(
             access_job, IntervalTrigger(seconds=settings.access_check_s),
-            id=ACCESS_JOB, replace_existing=True, max_instances=1, coalesce=True,
+            id=ACCESS_JOB, name="access check", replace_existing=True, max_instances=1, coalesce=True,
         )
         scheduler.start()
         state.extras[SCHEDULER] = scheduler
