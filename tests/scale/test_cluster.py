@@ -268,3 +268,50 @@ async def test_redis_restart_degrades_to_local_and_recovers(tmp_path, pg_url):
             await remote.close()
             await local.close()
             await agent.close()
+
+
+async def test_new_remote_viewer_gets_tabs_and_status_without_a_resend(tmp_path, pg_url):
+    """Agent on A, watched at A, sent its tabs and a capture error once; a viewer opening the
+    grid on B gets those tabs and the agent's real status without the agent resending."""
+    async with cluster(tmp_path, pg_url) as c:
+        a, b = c["a"], c["b"]
+        anna = c["roster"]["students"][ANNA[0]]
+        agent = await _agent_on(a, ANNA[0])
+        sender = asyncio.create_task(pump(agent, (10, 120, 200)))
+        local = await _viewer_on(c, a)
+        remote = await _viewer_on(c, b)
+        try:
+            await local.command(type="subscribe", class_id=c["roster"]["class_id"])
+            await wait_for(lambda: agent.mode == "grid", 10, "grid watch on the agent at A")
+            await agent.send(json.dumps({"type": "tabs", "tabs": [
+                {"title": "Taal", "url": "https://taal.example/", "active": True}]}))
+            await agent.send(json.dumps({"type": "capture_error", "reason": "no_display"}))
+            await wait_for(lambda: any(m.get("type") == "tabs" for m in local.messages), 10,
+                           "tabs at A's viewer")
+            await wait_for(
+                lambda: (local.last_status(anna) or {}).get("capture_error") == "no_display",
+                10, "capture error at A's viewer")
+
+            result = await remote.command(type="subscribe", class_id=c["roster"]["class_id"])
+            entry = next(s for s in result["students"] if s["id"] == anna)
+
+            def remote_tabs() -> list[dict[str, Any]]:
+                found = [m["tabs"] for m in remote.messages
+                         if m.get("type") == "tabs" and m.get("student_id") == anna]
+                return entry["tabs"] or (found[-1] if found else [])
+
+            await wait_for(lambda: bool(remote_tabs()), 3, "A's current tabs at B's new viewer")
+            assert remote_tabs()[0]["title"] == "Taal"
+
+            def remote_status() -> dict[str, Any]:
+                return remote.last_status(anna) or entry["state"]
+
+            await wait_for(lambda: remote_status().get("capture_error") == "no_display", 3,
+                           "A's current status (capture error) at B's new viewer")
+            assert remote_status()["online"] is True
+            assert remote_status()["mode"] == "grid"
+        finally:
+            sender.cancel()
+            await local.close()
+            await remote.close()
+            await agent.close()

@@ -10,7 +10,9 @@ per-viewer outboxes do the sending.
   for three periods) and merges it into the watch it sends to the agents it holds.
 - **Frames, tabs, status.** The instance holding an agent publishes what the agent sends
   on ``kb:s:<student id>``, only while another instance wants that student; instances with
-  viewers subscribe to those channels and relay the same bytes to their viewers.
+  viewers subscribe to those channels and relay the same bytes to their viewers. Once
+  subscribed to a new student, an instance asks for the current state (``"ask"`` in its
+  demand message), and the holding instance answers with the agent's tabs and status.
 - **Presence.** ``kb:p:<student id>`` names the instance holding the agent, with a TTL of
   three periods refreshed while the agent stays connected; an instance that dies lets its
   keys expire, so the grid shows those students offline until they reconnect elsewhere.
@@ -335,6 +337,14 @@ class Cluster:
         demand = {sid: self._local_demand(sid) for sid in self.hub.watchers}
         self._enqueue(("pub", DEMAND_CHANNEL, self._demand_message(demand, full=True)))
 
+    def _ask_state(self, ids: list[int]) -> None:
+        """Now that their channels are subscribed, ask the instances holding these agents
+        for their current tabs and status (sent with the demand, so it arrives first)."""
+        demand = {sid: self._local_demand(sid) for sid in ids}
+        body = {"i": self.instance, "full": False, "ask": True,
+                "d": {str(k): v for k, v in demand.items()}}
+        self._enqueue(("pub", DEMAND_CHANNEL, json.dumps(body, separators=(",", ":")).encode()))
+
     def _flush_demand(self) -> None:
         if not self._demand_dirty:
             return
@@ -385,6 +395,7 @@ class Cluster:
                 if client is not None and ids:
                     owners = await client.mget([presence_key(s) for s in ids])
                     self._apply_presence(ids, owners, broadcast=True)
+                    self._ask_state(ids)
             if gone:
                 await pubsub.unsubscribe(*(student_channel(s) for s in gone))
                 self._subscribed -= gone
@@ -458,12 +469,20 @@ class Cluster:
             if wants.get(inst) != entries:
                 wants[inst] = entries
                 changed.add(sid)
+        asked = {int(key) for key in body["d"]} if body.get("ask") else set()
         for sid in changed:
             conn = self.hub.agents.get(sid)
             if conn is not None:
                 self.hub.refresh_watch(sid)
-                if conn.tabs:  # a new viewer elsewhere gets the tabs known so far
+                if conn.tabs and sid not in asked:  # a new viewer elsewhere: tabs so far
                     self.publish_tabs(conn, _tabs_text(sid, conn.tabs))
+        for sid in asked:  # an instance that just subscribed: its current tabs and status
+            conn = self.hub.agents.get(sid)
+            if conn is None or inst not in self._remote.get(sid, {}):
+                continue
+            if conn.tabs:
+                self.publish_tabs(conn, _tabs_text(sid, conn.tabs))
+            self.publish_status(conn, self.hub.status(sid))
 
     def _expire_instances(self) -> None:
         limit = time.monotonic() - 3 * self.refresh_s
