@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 
@@ -25,6 +26,22 @@ async def _subscribe(ws, class_id, msg_id=1):
             d = json.loads(m.data)
             if d["type"] == "result" and d["id"] == msg_id:
                 return d
+
+
+@contextlib.asynccontextmanager
+async def _watched(server, students=(ANNA,)):
+    """A class with an agent for its first student, and a teacher's dashboard watching it."""
+    ids = await server.add_class("7B", list(students))
+    agent = TestAgent(server, students[0][0])
+    client = await server.login("teacher@school.example")
+    try:
+        await agent.connect()
+        ws = await server.dashboard(client)
+        result = await _subscribe(ws, ids["class_id"])
+        await wait_for(lambda: agent.mode == "grid", what="grid watch")
+        yield ids, agent, ws, result
+    finally:
+        await agent.close()
 
 
 async def _next_frame(ws, timeout=5.0):
@@ -100,37 +117,21 @@ async def test_no_viewer_means_no_frames_requested(live_server):
 
 async def test_viewer_joining_starts_frames_and_leaving_stops_them(live_server):
     """Subscribe → agent asked for grid frames that reach the viewer; leave → mode off."""
-    ids = await live_server.add_class("7B", [ANNA, BRAM])
-    agent = TestAgent(live_server, ANNA[0])
-    client = await live_server.login("teacher@school.example")
-    try:
-        await agent.connect()
-        ws = await live_server.dashboard(client)
-        result = await _subscribe(ws, ids["class_id"])
+    async with _watched(live_server, (ANNA, BRAM)) as (ids, agent, ws, result):
         assert result["success"] is True
         names = [s["display_name"] for s in result["result"]["students"]]
         assert names == ["Anna B.", "Bram d."]
-        await wait_for(lambda: agent.mode == "grid", what="grid watch")
         assert agent.watches[-1]["viewers"] == ["M. de Vries"]
         await agent.send(frame(seq=5))
         sid, header, _image = await _next_frame(ws)
         assert (sid, header.seq) == (ids["students"][ANNA[0]], 5)
         await ws.close()
         await wait_for(lambda: agent.mode == "off", what="mode off after viewer left")
-    finally:
-        await agent.close()
 
 
 async def test_frames_are_relayed_byte_for_byte(live_server):
     """What the viewer gets after the prefix is exactly what the agent sent."""
-    ids = await live_server.add_class("7B", [ANNA])
-    agent = TestAgent(live_server, ANNA[0])
-    client = await live_server.login("teacher@school.example")
-    try:
-        await agent.connect()
-        ws = await live_server.dashboard(client)
-        await _subscribe(ws, ids["class_id"])
-        await wait_for(lambda: agent.mode == "grid")
+    async with _watched(live_server) as (ids, agent, ws, _result):
         sent = frame(seq=9, color=(10, 200, 10))
         await agent.send(sent)
         while True:
@@ -138,21 +139,12 @@ async def test_frames_are_relayed_byte_for_byte(live_server):
             if m.type == aiohttp.WSMsgType.BINARY:
                 break
         assert m.data == p.viewer_frame_prefix(ids["students"][ANNA[0]]) + sent
-    finally:
-        await agent.close()
 
 
 async def test_focus_raises_the_rate_and_unfocus_lowers_it(live_server):
     """Focus asks the agent for larger, faster frames and all tabs; unfocus drops back."""
-    ids = await live_server.add_class("7B", [ANNA])
-    sid = ids["students"][ANNA[0]]
-    agent = TestAgent(live_server, ANNA[0])
-    client = await live_server.login("teacher@school.example")
-    try:
-        await agent.connect()
-        ws = await live_server.dashboard(client)
-        await _subscribe(ws, ids["class_id"])
-        await wait_for(lambda: agent.mode == "grid")
+    async with _watched(live_server) as (ids, agent, ws, _result):
+        sid = ids["students"][ANNA[0]]
         await ws.send_str(json.dumps({"type": "focus", "id": 2, "student_id": sid}))
         await wait_for(lambda: agent.mode == "focus", what="focus watch")
         focus = agent.watches[-1]
@@ -161,8 +153,6 @@ async def test_focus_raises_the_rate_and_unfocus_lowers_it(live_server):
         assert focus["interval_ms"] < s.grid_interval_ms
         await ws.send_str(json.dumps({"type": "unfocus", "id": 3, "student_id": sid}))
         await wait_for(lambda: agent.mode == "grid", what="back to grid")
-    finally:
-        await agent.close()
 
 
 async def test_stalled_viewer_does_not_delay_another(tmp_path):
@@ -202,15 +192,8 @@ async def test_stalled_viewer_does_not_delay_another(tmp_path):
 
 async def test_latest_thumbnail_is_replaced_not_accumulated(live_server):
     """Each stored thumbnail overwrites the last: one blob per student, the newest."""
-    ids = await live_server.add_class("7B", [ANNA])
-    sid = ids["students"][ANNA[0]]
-    agent = TestAgent(live_server, ANNA[0])
-    client = await live_server.login("teacher@school.example")
-    try:
-        await agent.connect()
-        ws = await live_server.dashboard(client)
-        await _subscribe(ws, ids["class_id"])
-        await wait_for(lambda: agent.mode == "grid")
+    async with _watched(live_server) as (ids, agent, ws, _result):
+        sid = ids["students"][ANNA[0]]
         store = live_server.ctx.store
         for seq, color in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255)], start=1):
             sent = frame(seq=seq, color=color)
@@ -223,20 +206,11 @@ async def test_latest_thumbnail_is_replaced_not_accumulated(live_server):
         assert names == [thumbnail_name(sid)]
         files = list((live_server.ctx.store.root / "students" / str(sid)).iterdir())  # type: ignore[attr-defined]
         assert [f.name for f in files] == ["thumbnail"]
-    finally:
-        await agent.close()
 
 
 async def test_bad_agent_messages_get_codes_and_keep_the_socket(live_server):
     """Malformed JSON, unknown types, bad frames: coded errors, connection stays usable."""
-    ids = await live_server.add_class("7B", [ANNA])
-    agent = TestAgent(live_server, ANNA[0])
-    client = await live_server.login("teacher@school.example")
-    try:
-        await agent.connect()
-        ws = await live_server.dashboard(client)
-        await _subscribe(ws, ids["class_id"])
-        await wait_for(lambda: agent.mode == "grid")
+    async with _watched(live_server) as (ids, agent, ws, _result):
         await agent.send("{oops")
         await agent.send('{"type":"dance"}')
         await agent.send('{"type":"tabs"}')
@@ -252,8 +226,6 @@ async def test_bad_agent_messages_get_codes_and_keep_the_socket(live_server):
         await agent.send(frame(seq=77))
         _sid, header, _ = await _next_frame(ws)
         assert header.seq == 77
-    finally:
-        await agent.close()
 
 
 async def test_oversized_frame_gets_frame_too_large(tmp_path):
