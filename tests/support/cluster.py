@@ -27,7 +27,7 @@ from yarl import URL
 from klasblik.server.db import Staff, create_engine, sessionmaker, upgrade_database
 from klasblik.server.settings import load_settings
 from klasblik.server.websession import COOKIE, create_session
-from tests.support.live import TOKEN, LiveServer
+from tests.support.live import TOKEN, LiveServer, LoopbackUrls
 
 __all__ = ["free_port", "RedisProcess", "ServerProcess", "SharedDatabase"]
 
@@ -81,7 +81,7 @@ class RedisProcess:
 
 
 @dataclass
-class ServerProcess:
+class ServerProcess(LoopbackUrls):
     """``klasblik serve`` as a subprocess (a real instance, as operators run it)."""
 
     name: str
@@ -91,18 +91,6 @@ class ServerProcess:
     token: str = TOKEN
     proc: subprocess.Popen[bytes] | None = None
     _clients: list[aiohttp.ClientSession] = field(default_factory=list)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def agent_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/agent"
-
-    @property
-    def dashboard_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/dashboard"
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -28,14 +28,10 @@ from klasblik.server.websession import COOKIE, create_session
 TOKEN = "test-enrollment-token"
 
 
-@dataclass
-class LiveServer:
-    app: web.Application
-    runner: web.AppRunner
+class LoopbackUrls:
+    """The addresses of a Klasblik server listening on 127.0.0.1 at ``self.port``."""
+
     port: int
-    settings: Settings
-    token: str = TOKEN
-    _sessions: list[aiohttp.ClientSession] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
@@ -48,6 +44,16 @@ class LiveServer:
     @property
     def dashboard_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/dashboard"
+
+
+@dataclass
+class LiveServer(LoopbackUrls):
+    app: web.Application
+    runner: web.AppRunner
+    port: int
+    settings: Settings
+    token: str = TOKEN
+    _sessions: list[aiohttp.ClientSession] = field(default_factory=list)
 
     @property
     def ctx(self) -> AppContext:
