@@ -11,8 +11,8 @@ import ipaddress
 import time
 from typing import Any
 
-from klasblik.server.lessonhours import parse_lesson_hours
-from klasblik.server.locations import LocationInfo, LocationPolicy, LocationResolver, RemoteInfo
+from klasblik.server.locations.lessonhours import parse_lesson_hours
+from klasblik.server.locations.policy import LocationInfo, LocationPolicy, LocationResolver, RemoteInfo
 
 
 class _Pair:

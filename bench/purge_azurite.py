@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from klasblik.server.azure_blob import AzureBlobStore  # noqa: E402
-from klasblik.server.blobstore import tabs_name, thumbnail_name  # noqa: E402
-from klasblik.server.retention import sweep  # noqa: E402
+from klasblik.server.storage.blobs.azure import AzureBlobStore  # noqa: E402
+from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name  # noqa: E402
+from klasblik.server.retention.purge import sweep  # noqa: E402
 from tests.support.azurite import Azurite  # noqa: E402
 
 PAYLOAD = b"\xff\xd8\xff" + b"\x00" * 2048  # a small "thumbnail": the count matters here

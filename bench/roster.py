@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from klasblik.server.db import create_engine, sessionmaker, upgrade_database  # noqa: E402
-from klasblik.server.graph import GraphClient  # noqa: E402
-from klasblik.server.roster_csv import import_students_csv  # noqa: E402
-from klasblik.server.roster_sync import sync_roster  # noqa: E402
+from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database  # noqa: E402
+from klasblik.server.roster.graph import GraphClient  # noqa: E402
+from klasblik.server.roster.csv_import import import_students_csv  # noqa: E402
+from klasblik.server.roster.sync import sync_roster  # noqa: E402
 from tests.support.graph_emulator import GraphEmulator, start_graph_emulator  # noqa: E402
 
 

@@ -86,12 +86,12 @@ async def seed(url: str, agents: int, class_size: int, dashboards: int) -> dict[
     teacher per class, and a signed-in session for each of the first ``dashboards``."""
     from sqlalchemy import insert, text
 
-    from klasblik.server.db import (
+    from klasblik.server.storage.models import (
         Location, School, SchoolClass, Staff, Student, class_students, class_teachers,
         create_engine, sessionmaker, upgrade_database,
     )
     from klasblik.server.settings import load_settings
-    from klasblik.server.websession import create_session
+    from klasblik.server.auth.sessions import create_session
 
     engine = create_engine(url)
     await upgrade_database(engine)

@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import inspect, select
 
-from klasblik.server import access, audit
-from klasblik.server.db import (
+from klasblik.server.access import rules as access
+from klasblik.server.access import audit
+from klasblik.server.storage.models import (
     AuditEntry,
     School,
     SchoolClass,
@@ -22,7 +23,7 @@ from klasblik.server.db import (
 )
 from klasblik.server.errors import AccessDenied
 from klasblik.server.settings import load_settings
-from klasblik.server.websession import create_session, lookup_session
+from klasblik.server.auth.sessions import create_session, lookup_session
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ async def test_migrations_create_every_table_and_are_idempotent(db_url):
         await upgrade_database(engine)
         async with engine.connect() as conn:
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
-        from klasblik.server.db import Base
+        from klasblik.server.storage.models import Base
 
         assert set(Base.metadata.tables) <= tables
         assert "alembic_version" in tables
@@ -156,7 +157,7 @@ async def test_migrations_match_the_models(tmp_path):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from klasblik.server.db import Base
+    from klasblik.server.storage.models import Base
 
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/m.db")
     try:

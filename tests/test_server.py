@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from klasblik import protocol as p
-from klasblik.server.blobstore import thumbnail_name
+from klasblik.server.storage.blobs.base import thumbnail_name
 from tests.support.live import TestAgent, frame, start_live_server, wait_for
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")

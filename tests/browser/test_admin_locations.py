@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from klasblik.server import audit
-from klasblik.server.db import RemoteMode, Staff
-from klasblik.server.websession import COOKIE, create_session
+from klasblik.server.access import audit
+from klasblik.server.storage.models import RemoteMode, Staff
+from klasblik.server.auth.sessions import COOKIE, create_session
 from tests.locations.conftest import make_school
 from tests.support.live import start_live_server
 from tests.support.sourced import audit_entries

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from klasblik.server import audit
+from klasblik.server.access import audit
 from tests.locations.conftest import ANNA, TEACHER
 from tests.support.live import wait_for
 from tests.support.sourced import AT_A, FakeClock, SourcedAgent, audit_entries, client_at, policy

@@ -7,9 +7,9 @@ import datetime as dt
 
 from sqlalchemy import select, update
 
-from klasblik.server import audit
-from klasblik.server.db import Location, RemoteMode, Student
-from klasblik.server.locations import iso
+from klasblik.server.access import audit
+from klasblik.server.storage.models import Location, RemoteMode, Student
+from klasblik.server.locations.policy import iso
 from tests.locations.conftest import ANNA, BRAM, TEACHER, School, make_school
 from tests.support.live import frame, start_live_server, wait_for
 from tests.support.sourced import (

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from klasblik.server.lessonhours import LessonHoursError, parse_lesson_hours
-from klasblik.server.locations import LocationInfo, LocationResolver, parse_location_networks
+from klasblik.server.locations.lessonhours import LessonHoursError, parse_lesson_hours
+from klasblik.server.locations.policy import LocationInfo, LocationResolver, parse_location_networks
 
 AMS = ZoneInfo("Europe/Amsterdam")
 

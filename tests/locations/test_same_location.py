@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from klasblik.server import audit
+from klasblik.server.access import audit
 from tests.locations.conftest import ANNA, BRAM, TEACHER, make_school
 from tests.support.live import frame, start_live_server, wait_for
 from tests.support.sourced import (

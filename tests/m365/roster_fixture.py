@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from klasblik.server.graph import GraphClient
+from klasblik.server.roster.graph import GraphClient
 from tests.support.graph_emulator import GraphEmulator
 
 T1 = "m.devries@school.example"

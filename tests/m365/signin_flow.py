@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 from sqlalchemy import func, select
 
-from klasblik.server.db import Staff, WebSession
+from klasblik.server.storage.models import Staff, WebSession
 from tests.support.live import LiveServer
 from tests.support.oidc import OidcProvider
 

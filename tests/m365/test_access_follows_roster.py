@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from klasblik import protocol as p
-from klasblik.server.db import Location, SchoolClass, Staff
-from klasblik.server.locations import policy_of
-from klasblik.server.roster_jobs import run_sync
+from klasblik.server.storage.models import Location, SchoolClass, Staff
+from klasblik.server.locations.policy import policy_of
+from klasblik.server.roster.jobs import run_sync
 from tests.m365.roster_fixture import ANNA, CHRIS, T1, fill
 from tests.support.graph_emulator import GraphEmulator, start_graph_emulator
 from tests.support.live import TestAgent, start_live_server
@@ -193,8 +193,8 @@ async def test_it_admin_cannot_view_a_class_they_do_not_teach(setup):
 async def test_scheduled_sync_job_syncs_and_closes_views(tmp_path, monkeypatch):
     """The server schedules roster.sync at roster_sync_interval_min; its run syncs the
     roster and closes the views of a teacher removed in Microsoft 365."""
-    from klasblik.server import roster_jobs
-    from klasblik.server.graph import GraphClient
+    from klasblik.server.roster import jobs as roster_jobs
+    from klasblik.server.roster.graph import GraphClient
 
     graph, runner = await start_graph_emulator()
     school = fill(graph)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 
-from klasblik.server import cli, roster_jobs
-from klasblik.server.graph import GraphClient
+from klasblik.server import cli
+from klasblik.server.roster import jobs as roster_jobs
+from klasblik.server.roster.graph import GraphClient
 from tests.m365.roster_fixture import fill
 from tests.support.graph_emulator import EmulatorThread
 from tests.support.process import KLASBLIK

@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import func, select
 
-from klasblik.server.db import (
+from klasblik.server.storage.models import (
     Location, School, SchoolClass, Student, class_students, create_engine, sessionmaker,
     upgrade_database,
 )
-from klasblik.server.names import student_display_name
-from klasblik.server.roster_csv import CsvImportError, import_students_csv
+from klasblik.server.roster.names import student_display_name
+from klasblik.server.roster.csv_import import CsvImportError, import_students_csv
 
 HEADER = "Leerlingnummer;Roepnaam;Tussenvoegsel;Achternaam;Groep;M365 gebruikersnaam;BRIN;Vestiging\n"
 GOOD = HEADER + (

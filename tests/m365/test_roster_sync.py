@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from klasblik.server.db import (
+from klasblik.server.storage.models import (
     Location, School, SchoolClass, Staff, Student, SyncState, class_students, class_teachers,
     create_engine, sessionmaker, upgrade_database,
 )
-from klasblik.server.roster_sync import GROUPS_DELTA_KEY, USERS_DELTA_KEY, sync_roster
+from klasblik.server.roster.sync import GROUPS_DELTA_KEY, USERS_DELTA_KEY, sync_roster
 from tests.m365.roster_fixture import ANNA, BRAM, CHRIS, T1, T2, fill
 from tests.support.graph_emulator import GraphEmulator, start_graph_emulator
 
@@ -134,7 +134,7 @@ async def test_throttled_requests_wait_for_retry_after(school, sm):
 
 async def test_graph_failure_changes_nothing(school, sm):
     """A sync whose token Graph refuses changes nothing in the database."""
-    from klasblik.server.graph import GraphError
+    from klasblik.server.roster.graph import GraphError
 
     with pytest.raises(GraphError, match="401"):
         async with school.client("a-token-graph-refuses") as graph:

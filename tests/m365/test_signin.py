@@ -9,7 +9,7 @@ from urllib.parse import urlencode, urlsplit, parse_qsl
 
 from sqlalchemy import select
 
-from klasblik.server.db import AuditEntry, Staff
+from klasblik.server.storage.models import AuditEntry, Staff
 from tests.m365 import signin_flow as f
 from tests.support.live import start_live_server
 from tests.support.oidc import run_provider
@@ -242,7 +242,7 @@ async def test_flow_is_kept_server_side_and_used_once(m365_server, provider):
     database row that the callback deletes."""
     from sqlalchemy import func
 
-    from klasblik.server.db import PendingLogin
+    from klasblik.server.storage.models import PendingLogin
 
     async def pending():
         async with m365_server.ctx.sm() as s:

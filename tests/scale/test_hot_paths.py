@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy import select
 
-from klasblik.server.db import Student
+from klasblik.server.storage.models import Student
 from tests.support.live import TestAgent, start_live_server, wait_for
 
 STUDENTS = [(f"leerling{i}@school.example", f"Leerling{i}", "Test") for i in range(12)]
@@ -40,7 +40,7 @@ async def test_connection_storm_is_recorded_in_few_transactions(tmp_path, db_url
 
 async def test_local_store_lists_a_prefix_without_other_folders(tmp_path):
     """Listing one student's prefix finds exactly that student's blobs, however many others."""
-    from klasblik.server.blobstore import LocalBlobStore, student_prefix, thumbnail_name
+    from klasblik.server.storage.blobs.base import LocalBlobStore, student_prefix, thumbnail_name
 
     store = LocalBlobStore(tmp_path / "blobs")
     for sid in range(1, 30):
@@ -84,7 +84,7 @@ class _CountingStore:
         self.fail = False
 
     async def put_many(self, blobs):
-        from klasblik.server.blobstore import BlobStoreError
+        from klasblik.server.storage.blobs.base import BlobStoreError
 
         self.batches.append(dict(blobs))
         if self.fail:
@@ -95,7 +95,7 @@ class _CountingStore:
 async def test_latest_writer_batches_and_keeps_the_last_state(tmp_path):
     """Offers for many blobs land in few batches; within the interval only the newest data
     of a blob is written (trailing write); a failing store shows as degraded, then recovers."""
-    from klasblik.server.latest import LatestWriter
+    from klasblik.server.storage.latest import LatestWriter
 
     store = _CountingStore()
     writer = LatestWriter(store, interval_s=0.3)  # type: ignore[arg-type]

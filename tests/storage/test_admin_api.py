@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 from sqlalchemy import select, update
 
-from klasblik.server import audit
-from klasblik.server.blobstore import thumbnail_name
-from klasblik.server.db import AuditEntry, Staff, Student
+from klasblik.server.access import audit
+from klasblik.server.storage.blobs.base import thumbnail_name
+from klasblik.server.storage.models import AuditEntry, Staff, Student
 from tests.support.live import TestAgent, frame, wait_for
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")

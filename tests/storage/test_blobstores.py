@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from klasblik.server.azure_blob import BATCH_LIMIT, AzureBlobStore
-from klasblik.server.blobstore import LocalBlobStore, tabs_name, thumbnail_name
-from klasblik.server.latest import LatestWriter
+from klasblik.server.storage.blobs.azure import BATCH_LIMIT, AzureBlobStore
+from klasblik.server.storage.blobs.base import LocalBlobStore, tabs_name, thumbnail_name
+from klasblik.server.storage.latest import LatestWriter
 
 
 async def _names(store, prefix=""):
@@ -111,7 +111,7 @@ async def test_azure_refuses_to_write_to_a_public_container(azure_store):
     """A container opened to anonymous reads fails the check, and writes are refused."""
     from azure.storage.blob import PublicAccess
 
-    from klasblik.server.blobstore import BlobStoreError
+    from klasblik.server.storage.blobs.base import BlobStoreError
 
     await azure_store._container.set_container_access_policy({}, public_access=PublicAccess.BLOB)
     with pytest.raises(BlobStoreError, match="public access"):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from klasblik.server.blobstore import LocalBlobStore, tabs_name, thumbnail_name
+from klasblik.server.storage.blobs.base import LocalBlobStore, tabs_name, thumbnail_name
 from klasblik.server.cli import main
-from klasblik.server.db import Student, create_engine, sessionmaker, upgrade_database
+from klasblik.server.storage.models import Student, create_engine, sessionmaker, upgrade_database
 from tests.support.roster import add_student
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,9 +9,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from klasblik.server import retention
-from klasblik.server.blobstore import tabs_name, thumbnail_name
-from klasblik.server.db import (
+from klasblik.server.retention import purge as retention
+from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
+from klasblik.server.storage.models import (
     AuditEntry,
     JobRun,
     Staff,
@@ -22,8 +22,8 @@ from klasblik.server.db import (
     sessionmaker,
     upgrade_database,
 )
-from klasblik.server.jobs import NIGHTLY, JobRunner
-from klasblik.server.retention import months_before, purge, school_year_boundary
+from klasblik.server.retention.schedule import NIGHTLY, JobRunner
+from klasblik.server.retention.purge import months_before, purge, school_year_boundary
 from tests.storage.conftest import Clock
 from tests.support.roster import add_audit, add_staff, add_student
 
@@ -93,8 +93,8 @@ async def test_school_year_end_removes_records_and_their_blobs(sm, store, settin
 async def test_school_year_purge_makes_the_next_roster_sync_read_everything(sm, store, settings):
     """After removing last year's records, the roster's delta links are forgotten (so the
     next sync lists continuing students again); other sync state stays."""
-    from klasblik.server.db import SyncState
-    from klasblik.server.roster_sync import GROUPS_DELTA_KEY, USERS_DELTA_KEY
+    from klasblik.server.storage.models import SyncState
+    from klasblik.server.roster.sync import GROUPS_DELTA_KEY, USERS_DELTA_KEY
 
     await add_student(sm, "old@school.example", created_at=dt.datetime(2026, 7, 1, tzinfo=UTC))
     async with sm() as session, session.begin():
@@ -228,7 +228,7 @@ async def test_nightly_job_runs_once_per_night_and_redoes_a_cut_off_run(store, s
 
 async def test_two_instances_starting_the_nightly_job_together_run_it_once(pg_url, tmp_path):
     """Two engines and job runners on one PostgreSQL database fire at once: one purges."""
-    from klasblik.server.blobstore import LocalBlobStore
+    from klasblik.server.storage.blobs.base import LocalBlobStore
     from klasblik.server.settings import load_settings
 
     settings = load_settings(env={}, overrides={

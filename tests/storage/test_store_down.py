@@ -10,7 +10,7 @@ import time
 import aiohttp
 
 from klasblik import protocol as p
-from klasblik.server.blobstore import thumbnail_name
+from klasblik.server.storage.blobs.base import thumbnail_name
 from tests.support.azurite import Azurite
 from tests.support.live import TestAgent, frame, start_live_server, wait_for
 

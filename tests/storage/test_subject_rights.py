@@ -10,10 +10,10 @@ import zipfile
 import pytest
 from sqlalchemy import func, select
 
-from klasblik.server import audit
-from klasblik.server.blobstore import tabs_name, thumbnail_name
-from klasblik.server.db import AuditEntry, SchoolClass, Student, class_students
-from klasblik.server.subject_rights import (
+from klasblik.server.access import audit
+from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
+from klasblik.server.storage.models import AuditEntry, SchoolClass, Student, class_students
+from klasblik.server.retention.subject_rights import (
     STUDENT_FIELDS,
     UnknownStudent,
     erase_student,
@@ -110,7 +110,7 @@ async def test_unknown_student_is_a_clear_error(sm, store):
 def test_export_fields_cover_every_student_column():
     """Every column of the students table is in the export (ids of school and location as
     their names and codes), and every table that refers to students is handled by erasure."""
-    from klasblik.server.db import Base
+    from klasblik.server.storage.models import Base
 
     columns = {c.name for c in Student.__table__.columns}
     assert columns - {"school_id", "location_id"} | {"school", "location"} == set(STUDENT_FIELDS)

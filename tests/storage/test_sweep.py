@@ -7,10 +7,10 @@ import datetime as dt
 
 import pytest
 
-from klasblik.server.blobstore import tabs_name, thumbnail_name
-from klasblik.server.db import create_engine, sessionmaker, upgrade_database
-from klasblik.server.jobs import JobRunner
-from klasblik.server.retention import sweep
+from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
+from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database
+from klasblik.server.retention.schedule import JobRunner
+from klasblik.server.retention.purge import sweep
 from klasblik.server.settings import SettingsError, load_settings
 
 

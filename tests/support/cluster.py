@@ -24,9 +24,9 @@ import pytest
 from sqlalchemy import select
 from yarl import URL
 
-from klasblik.server.db import Staff, create_engine, sessionmaker, upgrade_database
+from klasblik.server.storage.models import Staff, create_engine, sessionmaker, upgrade_database
 from klasblik.server.settings import load_settings
-from klasblik.server.websession import COOKIE, create_session
+from klasblik.server.auth.sessions import COOKIE, create_session
 from tests.support.live import TOKEN, LiveServer, LoopbackUrls
 
 __all__ = ["free_port", "RedisProcess", "ServerProcess", "SharedDatabase"]

@@ -1,6 +1,6 @@
 """A local EMULATOR of the parts of Microsoft Graph that roster sync reads. It is not
 Microsoft Graph: it follows Microsoft's documented request and response shapes so that the
-real client (``klasblik.server.graph``) can be tested on loopback.
+real client (``klasblik.server.roster.graph``) can be tested on loopback.
 
 Shapes followed: collections in ``value``; paging by ``@odata.nextLink`` (``$skiptoken``);
 ``/users/delta`` and ``/groups/delta`` rounds ending in ``@odata.deltaLink``

@@ -19,11 +19,11 @@ from yarl import URL
 
 from klasblik import protocol as p
 from klasblik.server.app import init_app
-from klasblik.server.context import CTX, AppContext
-from klasblik.server.db import Location, School, SchoolClass, Staff, Student
-from klasblik.server.hub import Hub
+from klasblik.server.keys import CTX, AppContext
+from klasblik.server.storage.models import Location, School, SchoolClass, Staff, Student
+from klasblik.server.live.hub import Hub
 from klasblik.server.settings import Settings, load_settings
-from klasblik.server.websession import COOKIE, create_session
+from klasblik.server.auth.sessions import COOKIE, create_session
 
 TOKEN = "test-enrollment-token"
 
@@ -113,7 +113,7 @@ class LiveServer(LoopbackUrls):
                 "school_id": school.id,
                 "students": {u: s.id for u, s in ids.items()},
             }
-        from klasblik.server.locations import LOCATIONS
+        from klasblik.server.locations.policy import LOCATIONS
 
         if LOCATIONS in self.app:  # the location rules read locations into memory
             await self.app[LOCATIONS].reload()

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from klasblik.server.db import AuditEntry, Location, School, SchoolClass, Staff, Student
+from klasblik.server.storage.models import AuditEntry, Location, School, SchoolClass, Staff, Student
 
 __all__ = ["seed_school", "add_student", "add_staff", "add_audit"]
 

@@ -22,9 +22,9 @@ from sqlalchemy import select
 from yarl import URL
 
 from klasblik import protocol as p
-from klasblik.server.db import AuditEntry, Location, Staff
-from klasblik.server.locations import LOCATIONS, LocationPolicy
-from klasblik.server.websession import COOKIE, create_session
+from klasblik.server.storage.models import AuditEntry, Location, Staff
+from klasblik.server.locations.policy import LOCATIONS, LocationPolicy
+from klasblik.server.auth.sessions import COOKIE, create_session
 from tests.support.live import LiveServer, TestAgent
 
 __all__ = [
@@ -60,7 +60,7 @@ async def setup_locations(
 ) -> dict[str, int]:
     """Give the school locations A and B (networks above); return their ids. With
     ``home="A"``, every staff member and student of the school gets A as home location."""
-    from klasblik.server.db import Student
+    from klasblik.server.storage.models import Student
 
     async with server.ctx.sm() as session, session.begin():
         a = await session.scalar(select(Location).where(Location.school_id == school_id))

@@ -9,26 +9,29 @@ from pathlib import Path
 
 from aiohttp import web
 
-from klasblik.server.blobstore import BlobStoreError, open_blob_store
-from klasblik.server.context import CTX, AppContext
-from klasblik.server.m365_auth import setup_m365_signin
-from klasblik.server.roster_jobs import roster_jobs_ctx
-from klasblik.server.db import create_engine, sessionmaker, upgrade_database
-from klasblik.server.httpapi import middlewares, setup_routes
-from klasblik.server.hub import Hub
-from klasblik.server.lastseen import LastSeenWriter
-from klasblik.server.rosterlookup import StudentLookup
-from klasblik.server.silence import silence_ctx
-from klasblik.server.jobs import jobs_ctx
-from klasblik.server.latest import LatestWriter
-from klasblik.server.netutil import parse_networks
-from klasblik.server.settings import REPO_ROOT, Settings
+import klasblik.dashboard
+
+from klasblik.server.storage.blobs.base import BlobStoreError, open_blob_store
+from klasblik.server.keys import CTX, AppContext
+from klasblik.server.auth.m365.routes import setup_m365_signin
+from klasblik.server.roster.jobs import roster_jobs_ctx
+from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database
+from klasblik.server.web.routes import middlewares, setup_routes
+from klasblik.server.live.hub import Hub
+from klasblik.server.live.lastseen import LastSeenWriter
+from klasblik.server.roster.lookup import StudentLookup
+from klasblik.server.live.silence import silence_ctx
+from klasblik.server.retention.schedule import jobs_ctx
+from klasblik.server.storage.latest import LatestWriter
+from klasblik.server.net import parse_networks
+from klasblik.server.settings import Settings
 
 __all__ = ["init_app", "DASHBOARD_DIR"]
 
 log = logging.getLogger(__name__)
 
-DASHBOARD_DIR = REPO_ROOT / "dashboard"
+#: The dashboard's files, shipped inside the package (``klasblik.dashboard``).
+DASHBOARD_DIR = Path(klasblik.dashboard.__file__).resolve().parent
 
 
 def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Application:
@@ -48,7 +51,7 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
         hub = Hub(settings, latest)
         cluster = None
         if settings.redis_url:
-            from klasblik.server.cluster import Cluster
+            from klasblik.server.live.cluster.link import Cluster
 
             cluster = Cluster(hub, settings.redis_url, settings.cluster_refresh_s)
             cluster.start()
@@ -94,11 +97,11 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
     app.cleanup_ctx.append(roster_jobs_ctx(settings))
     app.on_shutdown.append(stop_connections)
     if settings.demo:
-        from klasblik.server.demo import demo_ctx
+        from klasblik.server.demo.mode import demo_ctx
 
         app.cleanup_ctx.append(demo_ctx)
-    from klasblik.server.admin_locations import setup_admin_routes
-    from klasblik.server.locations import locations_ctx
+    from klasblik.server.web.admin_locations import setup_admin_routes
+    from klasblik.server.locations.policy import locations_ctx
 
     app.cleanup_ctx.append(locations_ctx)  # after the demo seed: it reads the locations
     setup_admin_routes(app)

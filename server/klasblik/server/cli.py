@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from klasblik.server.roster_cli import add_roster_parser, run_roster_command
+from klasblik.server.roster.cli import add_roster_parser, run_roster_command
 from klasblik.server.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main", "serve"]
@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     up = db_sub.add_parser("upgrade", help="apply database migrations (serve does this too)")
     up.add_argument("--config")
 
-    from klasblik.server.cli_retention import add_parsers as add_retention_parsers
+    from klasblik.server.retention.cli import add_parsers as add_retention_parsers
 
     add_retention_parsers(sub)
 
@@ -77,7 +77,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     host = settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
     print(f"Klasblik is running. Dashboard: http://{host}:{port}/", flush=True)
     if settings.demo:
-        from klasblik.server.demo import start_demo_agents
+        from klasblik.server.demo.mode import start_demo_agents
 
         await start_demo_agents(app, f"ws://127.0.0.1:{port}/ws/agent")
         print(
@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "roster":
         return run_roster_command(args, settings)
     if args.command == "db":
-        from klasblik.server.db import create_engine, upgrade_database
+        from klasblik.server.storage.models import create_engine, upgrade_database
 
         async def upgrade() -> None:
             engine = create_engine(settings.database_url)
@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("database is at the newest schema")
         return 0
     if args.command in ("purge", "student"):
-        from klasblik.server.cli_retention import run as run_retention
+        from klasblik.server.retention.cli import run as run_retention
 
         return run_retention(args, settings)
     return 2

@@ -20,7 +20,6 @@ from typing import Any
 
 __all__ = ["Setting", "SETTINGS", "Settings", "SettingsError", "load_settings"]
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 class SettingsError(ValueError):

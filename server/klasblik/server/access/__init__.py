@@ -1,0 +1,1 @@
+"""Who may see whom, revocation when the roster says so, and the audit log (writing and reading)."""

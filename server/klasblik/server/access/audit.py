@@ -1,0 +1,47 @@
+"""The audit log: appended, never edited. Writing the entry for a view is part of opening
+the view: if it cannot be written, the caller must not open the view."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from klasblik.server.storage.models import AuditEntry
+
+__all__ = ["record", "Actions"]
+
+
+class Actions:
+    VIEW_GRID_START = "view.grid.start"
+    VIEW_GRID_END = "view.grid.end"
+    VIEW_FOCUS_START = "view.focus.start"
+    VIEW_FOCUS_END = "view.focus.end"
+    VIEW_REFUSED = "view.refused"
+    AGENT_REFUSED = "agent.refused"
+    SIGN_IN = "auth.sign_in"
+    SIGN_IN_REFUSED = "auth.sign_in.refused"
+    SIGN_OUT = "auth.sign_out"
+    STUDENT_EXPORT = "student.export"
+    STUDENT_ERASE = "student.erase"
+    AUDIT_EXPORT = "audit.export"
+    ADMIN_REFUSED = "admin.refused"
+    PURGE = "purge.run"
+    LOCATION_SAVED = "location.saved"
+    REMOTE_MODE_ON = "remote_mode.on"
+    REMOTE_MODE_OFF = "remote_mode.off"
+    REMOTE_MODE_EXPIRED = "remote_mode.expired"
+
+
+async def record(
+    sm: async_sessionmaker[AsyncSession],
+    actor: str,
+    action: str,
+    subject: str = "",
+    detail: str = "",
+    ip: str | None = None,
+) -> None:
+    """Append one entry and commit it; raises when the database refuses."""
+    async with sm() as session, session.begin():
+        session.add(
+            AuditEntry(actor=actor[:256], action=action, subject=subject[:256], detail=detail, ip=ip)
+        )
+

@@ -1,0 +1,55 @@
+"""Access follows the roster: staff who lost access (disabled or removed in Microsoft 365)
+lose their sessions and open dashboard views, and every open view is checked again, from the
+database, against who may see whom now (``access.py``)."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from klasblik import protocol as p
+from klasblik.server.access.rules import authorize_class
+from klasblik.server.errors import AccessDenied
+from klasblik.server.live.hub import Hub
+from klasblik.server.auth.sessions import end_sessions_of
+
+__all__ = ["revoke_lost_access", "recheck_viewers"]
+
+log = logging.getLogger(__name__)
+
+
+async def revoke_lost_access(
+    sm: async_sessionmaker[AsyncSession], hub: Hub | None, staff_ids: set[int]
+) -> int:
+    """End the sessions of these staff members and close their views; return views closed."""
+    closed = 0
+    for staff_id in sorted(staff_ids):
+        await end_sessions_of(sm, staff_id)
+        if hub is not None:
+            closed += await hub.revoke_staff(
+                staff_id, "your account is no longer active in the school's roster"
+            )
+    return closed
+
+
+async def recheck_viewers(sm: async_sessionmaker[AsyncSession], hub: Hub) -> int:
+    """Close every open view whose staff member may no longer see a class it shows, or
+    that shows a student who left the class; return how many were closed."""
+    closed = 0
+    for viewer in list(hub.viewers):
+        for class_id, shown in list(viewer.classes.items()):
+            reason = None
+            try:
+                view = await authorize_class(sm, viewer.staff_id, class_id)
+            except AccessDenied as exc:
+                reason = exc.message
+            else:
+                if shown - {s.id for s in view.students}:
+                    reason = "the class roster changed; open the class again"
+            if reason is not None:
+                log.info("closing view %s of staff %s: %s", viewer.id, viewer.staff_id, reason)
+                await hub.close_viewer(viewer, p.ErrorCode.FORBIDDEN, reason, p.CloseCode.ACCESS_REVOKED)
+                closed += 1
+                break
+    return closed

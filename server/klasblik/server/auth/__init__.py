@@ -1,0 +1,1 @@
+"""Who is asking: dashboard sessions, request identity, and the Microsoft 365 sign-in."""

@@ -1,0 +1,85 @@
+"""Server-side dashboard sessions. The browser holds only a random token in an HttpOnly
+cookie; the database holds its SHA-256, the staff member, a CSRF token and the times that
+bound its life (``session_lifetime_s``, ``session_idle_s``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from klasblik.server.storage.models import Staff, WebSession, utcnow
+from klasblik.server.settings import Settings
+
+__all__ = ["COOKIE", "create_session", "lookup_session", "end_session", "end_sessions_of", "csrf_ok"]
+
+COOKIE = "klasblik_session"
+_TOUCH_EVERY = dt.timedelta(seconds=60)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create_session(
+    sm: async_sessionmaker[AsyncSession], staff_id: int, ip: str | None, settings: Settings
+) -> tuple[str, WebSession]:
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    row = WebSession(
+        id=_hash(token),
+        staff_id=staff_id,
+        csrf_token=secrets.token_urlsafe(24),
+        created_at=now,
+        last_used_at=now,
+        expires_at=now + dt.timedelta(seconds=settings.session_lifetime_s),
+        ip=ip,
+    )
+    async with sm() as session, session.begin():
+        session.add(row)
+    return token, row
+
+
+async def lookup_session(
+    sm: async_sessionmaker[AsyncSession], token: str | None, settings: Settings
+) -> tuple[WebSession, Staff] | None:
+    """The live session and its active staff member, or None (expired, idle, unknown,
+    staff disabled). Expired and idle sessions are deleted on sight."""
+    if not token or len(token) > 200:
+        return None
+    now = utcnow()
+    async with sm() as session, session.begin():
+        row = await session.get(WebSession, _hash(token))
+        if row is None:
+            return None
+        idle_limit = row.last_used_at + dt.timedelta(seconds=settings.session_idle_s)
+        if now >= row.expires_at or now >= idle_limit:
+            await session.delete(row)
+            return None
+        staff = await session.get(Staff, row.staff_id)
+        if staff is None or not staff.active:
+            await session.delete(row)
+            return None
+        if now - row.last_used_at >= _TOUCH_EVERY:
+            row.last_used_at = now
+        return row, staff
+
+
+async def end_session(sm: async_sessionmaker[AsyncSession], token: str) -> None:
+    async with sm() as session, session.begin():
+        await session.execute(delete(WebSession).where(WebSession.id == _hash(token)))
+
+
+async def end_sessions_of(sm: async_sessionmaker[AsyncSession], staff_id: int) -> None:
+    async with sm() as session, session.begin():
+        await session.execute(delete(WebSession).where(WebSession.staff_id == staff_id))
+
+
+def csrf_ok(row: WebSession, presented: str | None) -> bool:
+    return bool(presented) and hmac.compare_digest(row.csrf_token, presented or "")
+
+

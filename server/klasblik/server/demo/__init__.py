@@ -1,0 +1,1 @@
+"""Demo mode: a demo school and simulated agents."""

@@ -1,0 +1,1 @@
+"""The live part: the hub, agent and dashboard WebSocket endpoints, outboxes, the silence sweep, and the cluster link over Redis."""

@@ -1,0 +1,223 @@
+"""The agent endpoint, ``/ws/agent``: hello within the deadline, then heartbeats, tabs and
+frames, relayed through the hub. A bad message gets a coded error and the socket stays
+open; only authentication failures close it."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+
+from aiohttp import WSMsgType, web
+
+from klasblik import protocol as p
+from klasblik.server.access import audit
+from klasblik.server.access.rules import agent_student
+from klasblik.server.keys import CTX, AppContext
+from klasblik.server.storage.models import Student, utcnow
+from klasblik.server.errors import AccessDenied
+from klasblik.server.live.hub import AgentConn
+from klasblik.server.locations.policy import home_of, locate
+from klasblik.server.live.outbox import Outbox
+
+__all__ = ["agent_ws"]
+
+log = logging.getLogger(__name__)
+
+_CLOSE_FOR = {
+    p.ErrorCode.NOT_A_STUDENT: p.CloseCode.FORBIDDEN,
+    p.ErrorCode.AUTH_TIMEOUT: p.CloseCode.AUTH_TIMEOUT,
+    p.ErrorCode.UNSUPPORTED_VERSION: p.CloseCode.UNSUPPORTED_VERSION,
+}
+
+
+async def _refuse(ws: web.WebSocketResponse, code: str, message: str) -> web.WebSocketResponse:
+    if not ws.closed:
+        try:
+            await ws.send_str(p.encode_message(p.error_message(code, message)))
+            await ws.close(code=_CLOSE_FOR.get(code, p.CloseCode.AUTH_FAILED), message=code.encode())
+        except (ConnectionError, RuntimeError):
+            pass
+    return ws
+
+
+async def _send_error(ws: web.WebSocketResponse, exc: p.ProtocolError) -> None:
+    try:
+        await ws.send_str(p.encode_message(p.error_message(exc.code, exc.message)))
+    except (ConnectionError, RuntimeError):
+        pass
+
+
+async def agent_ws(request: web.Request) -> web.WebSocketResponse:
+    ctx: AppContext = request.app[CTX]
+    location_id = locate(request.app, ctx.client_ip(request))
+    app = request.app
+    s = ctx.settings
+    ws = web.WebSocketResponse(
+        max_msg_size=2 * s.max_frame_bytes, autoping=True, heartbeat=None, compress=False
+    )
+    await ws.prepare(request)
+    ip = ctx.client_ip(request)
+    ctx.agent_ws.add(ws)
+    try:
+        return await _serve(ctx, ws, ip, location_id, app)
+    finally:
+        ctx.agent_ws.discard(ws)
+
+
+async def _serve(
+    ctx: AppContext,
+    ws: web.WebSocketResponse,
+    ip: str,
+    location_id: int | None = None,
+    app: web.Application | None = None,
+) -> web.WebSocketResponse:
+    s = ctx.settings
+    try:
+        msg = await ws.receive(timeout=s.auth_timeout_s)
+    except TimeoutError:
+        return await _refuse(
+            ws, p.ErrorCode.AUTH_TIMEOUT, f"no hello within {s.auth_timeout_s:g} seconds"
+        )
+    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+        return ws
+    if msg.type != WSMsgType.TEXT:
+        return await _refuse(ws, p.ErrorCode.NOT_AUTHENTICATED, "the first message must be hello")
+    try:
+        hello = p.decode_message(msg.data, "agent")
+    except p.ProtocolError as exc:
+        return await _refuse(ws, exc.code, exc.message)
+    if hello["type"] != "hello":
+        return await _refuse(ws, p.ErrorCode.NOT_AUTHENTICATED, "the first message must be hello")
+    if hello["protocol"] != p.PROTOCOL_VERSION:
+        return await _refuse(
+            ws,
+            p.ErrorCode.UNSUPPORTED_VERSION,
+            f"protocol {hello['protocol']} not supported; this server speaks {p.PROTOCOL_VERSION}",
+        )
+    if not hmac.compare_digest(hello["token"].encode(), s.enrollment_token.encode()):
+        await _audit_refusal(ctx, hello["account"], "wrong enrollment token", ip)
+        return await _refuse(ws, p.ErrorCode.AUTH_FAILED, "enrollment token not accepted")
+    try:
+        if ctx.students is not None:  # batched with the other agents saying hello now
+            student = await ctx.students.student(hello["account"])
+        else:
+            student = await agent_student(ctx.sm, hello["account"])
+    except AccessDenied as exc:
+        await _audit_refusal(ctx, hello["account"], exc.message, ip)
+        return await _refuse(ws, exc.code, exc.message)
+
+    conn = AgentConn(
+        student_id=student.id,
+        display_name=student.display_name,
+        ws=ws,
+        outbox=Outbox(ws, maxsize=64),
+        ip=ip,
+        device_kind=hello["device"]["kind"],
+        location_id=location_id,
+        home_location_id=(
+            home_of(app, student.school_id, student.location_id) if app else student.location_id
+        ),
+    )
+    conn.outbox.start()
+    conn.outbox.put(
+        p.encode_message(
+            {
+                "type": "welcome",
+                "protocol": p.PROTOCOL_VERSION,
+                "session": secrets.token_hex(8),
+                "display_name": student.display_name,
+                "heartbeat_s": s.heartbeat_s,
+                "max_frame_bytes": s.max_frame_bytes,
+            },
+            "server_agent",
+        )
+    )
+    await _remember(ctx, student.id, ip)
+    old = ctx.hub.attach_agent(conn)
+    if old is not None:
+        asyncio.create_task(_close_replaced(old))
+    log.info("agent of student %s connected from %s (%s)", student.id, ip, conn.device_kind)
+    try:
+        await _loop(ctx, ws, conn)
+    finally:
+        ctx.hub.detach_agent(conn)
+        await conn.outbox.close()
+        await _remember(ctx, student.id, ip)
+        log.info("agent of student %s disconnected", student.id)
+    return ws
+
+
+async def _loop(ctx: AppContext, ws: web.WebSocketResponse, conn: AgentConn) -> None:
+    s = ctx.settings
+    hub = ctx.hub
+    while True:
+        # no timer per message: silence.py closes agents silent for three heartbeats
+        msg = await ws.receive()
+        if msg.type == WSMsgType.BINARY:
+            hub.touch(conn)
+            try:
+                header = p.decode_frame(msg.data, s.max_frame_bytes)
+            except p.ProtocolError as exc:
+                await _send_error(ws, exc)
+                continue
+            hub.on_frame(conn, msg.data, header)
+        elif msg.type == WSMsgType.TEXT:
+            hub.touch(conn)
+            try:
+                m = p.decode_message(msg.data, "agent")
+            except p.ProtocolError as exc:
+                await _send_error(ws, exc)
+                continue
+            kind = m["type"]
+            if kind == "heartbeat":
+                continue
+            if kind == "tabs":
+                hub.on_tabs(conn, m["tabs"])
+            elif kind == "capture_error":
+                hub.on_capture_error(conn, m["reason"])
+            elif kind == "hello":
+                await _send_error(
+                    ws, p.ProtocolError(p.ErrorCode.UNEXPECTED, "already authenticated")
+                )
+        elif msg.type == WSMsgType.ERROR:
+            log.info("agent of student %s: connection error %s", conn.student_id, ws.exception())
+            return
+        else:  # CLOSE, CLOSING, CLOSED
+            return
+
+
+async def _close_replaced(old: AgentConn) -> None:
+    await old.outbox.close()
+    try:
+        await old.ws.send_str(
+            p.encode_message(
+                p.error_message(p.ErrorCode.REPLACED, "a newer connection took over")
+            )
+        )
+        await old.ws.close(code=p.CloseCode.REPLACED, message=b"replaced")
+    except (ConnectionError, RuntimeError):
+        pass
+
+
+async def _remember(ctx: AppContext, student_id: int, ip: str) -> None:
+    """Keep the student's last IP address and last-seen time (DESIGN: both are held)."""
+    if ctx.last_seen is not None:  # batched: a connection storm costs a few transactions
+        ctx.last_seen.note(student_id, ip)
+        return
+    try:
+        async with ctx.sm() as session, session.begin():
+            student = await session.get(Student, student_id)
+            if student is not None:
+                student.last_ip = ip
+                student.last_seen = utcnow()
+    except Exception:  # a database hiccup must not drop a live agent
+        log.exception("could not record last-seen of student %s", student_id)
+
+
+async def _audit_refusal(ctx: AppContext, account: str, why: str, ip: str) -> None:
+    try:
+        await audit.record(ctx.sm, account, audit.Actions.AGENT_REFUSED, "agent", why, ip)
+    except Exception:
+        log.exception("could not audit-log a refused agent")

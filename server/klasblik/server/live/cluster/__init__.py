@@ -1,0 +1,1 @@
+"""Routing between several server instances through Redis."""

@@ -1,0 +1,570 @@
+"""Routing between several server instances through Redis (``redis_url``).
+
+Each instance keeps its own :class:`~klasblik.server.live.hub.Hub`; this module connects the
+hubs. Nothing here ever waits for a WebSocket: Redis messages are handed to the hub, whose
+per-viewer outboxes do the sending.
+
+- **Demand.** An instance with viewers publishes, on ``kb:demand``, the mode and viewer
+  names it wants per student, on every change and in full every ``cluster_refresh_s``.
+  Every instance keeps the demand of the others (dropped when an instance stays silent
+  for three periods) and merges it into the watch it sends to the agents it holds.
+- **Frames, tabs, status.** The instance holding an agent publishes what the agent sends
+  on ``kb:s:<student id>``, only while another instance wants that student; instances with
+  viewers subscribe to those channels and relay the same bytes to their viewers. Once
+  subscribed to a new student, an instance asks for the current state (``"ask"`` in its
+  demand message), and the holding instance answers with the agent's tabs and status.
+- **Presence.** ``kb:p:<student id>`` names the instance holding the agent, with a TTL of
+  three periods refreshed while the agent stays connected; an instance that dies lets its
+  keys expire, so the grid shows those students offline until they reconnect elsewhere.
+
+Redis going away leaves every instance serving its own agents and viewers (local-only),
+reports ``redis: down`` in ``/healthz``, and reconnects with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import struct
+import time
+from typing import Any, NamedTuple
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from klasblik.server.live.hub import Hub
+from klasblik.server.tasks import cancel_and_wait
+
+__all__ = ["Cluster", "DEMAND_CHANNEL", "student_channel", "presence_key"]
+
+log = logging.getLogger(__name__)
+
+DEMAND_CHANNEL = b"kb:demand"
+_RANK = {"off": 0, "grid": 1, "focus": 2}
+#: published frames waiting for Redis beyond this many bytes are dropped (pub/sub has no
+#: replay anyway; a viewer misses a frame rather than everyone waiting)
+_MAX_PENDING_BYTES = 16 * 1024 * 1024
+_MAX_PENDING_ITEMS = 100_000
+_BACKOFF_MAX_S = 5.0
+_SLICE = 256  # commands per Redis pipeline
+_DELETE_IF_OWNER = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+_PLACE = struct.Struct(">ii")  # the device's current and home location (-1: none)
+
+
+class Place(NamedTuple):
+    """Where a viewer or a device is, as the location rule (``hub.gate``) reads it."""
+
+    location_id: int | None
+    home_location_id: int | None
+
+
+def _pack_place(obj: Any) -> bytes:
+    loc, home = obj.location_id, obj.home_location_id
+    return _PLACE.pack(-1 if loc is None else loc, -1 if home is None else home)
+
+
+def _unpack_place(data: bytes) -> Place:
+    loc, home = _PLACE.unpack_from(data, 1)
+    return Place(None if loc < 0 else loc, None if home < 0 else home)
+
+
+def student_channel(student_id: int) -> bytes:
+    return b"kb:s:%d" % student_id
+
+
+def presence_key(student_id: int) -> bytes:
+    return b"kb:p:%d" % student_id
+
+
+class Cluster:
+    """The Redis link of one instance; the hub calls its hooks, which never block."""
+
+    def __init__(self, hub: Hub, url: str, refresh_s: float) -> None:
+        self.hub = hub
+        self.url = url
+        self.refresh_s = refresh_s
+        self.ttl_ms = max(1000, int(refresh_s * 3000))
+        self.instance = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._me = self.instance.encode()
+        self.up = False
+        self.last_error: str | None = "not connected yet"
+        #: student id -> instance -> its viewers' (mode, name, location, home location)
+        self._remote: dict[int, dict[str, tuple[tuple[str, str, int | None, int | None], ...]]] = {}
+        self._instance_seen: dict[str, float] = {}
+        #: student id -> (holding instance, status dict) for agents held elsewhere
+        self._remote_state: dict[int, tuple[str, dict[str, Any]]] = {}
+        #: student id -> where the device held elsewhere is (for the location rule)
+        self._remote_place: dict[int, Place] = {}
+        #: student id -> presence value of the agents held here ("instance loc home")
+        self._presence: dict[int, bytes] = {}
+        self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._queued_bytes = 0
+        self._wake = asyncio.Event()
+        self._subs_changed = asyncio.Event()
+        self._subscribed: set[int] = set()
+        self._demand_dirty: set[int] = set()
+        self._client: aioredis.Redis | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+        self.received = 0
+        self.dropped = 0
+        hub.cluster = self
+
+    # ---- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name="cluster")
+
+    async def close(self) -> None:
+        await cancel_and_wait(self._task)
+        self._task = None
+        if self._client is not None:
+            with contextlib.suppress(RedisError, OSError):
+                # say goodbye: others drop this instance's demand and presence at once
+                async with self._client.pipeline(transaction=False) as pipe:
+                    pipe.publish(DEMAND_CHANNEL, self._demand_message({}, full=True))
+                    for sid, value in self._presence.items():
+                        pipe.eval(_DELETE_IF_OWNER, 1, presence_key(sid), value)
+                    await asyncio.wait_for(pipe.execute(), timeout=2)
+            with contextlib.suppress(RedisError, OSError):
+                await self._client.aclose()
+            self._client = None
+        self.hub.cluster = None
+
+    @property
+    def health(self) -> str:
+        return "ok" if self.up else f"down: {self.last_error}"
+
+    async def _supervise(self) -> None:
+        backoff = 0.2
+        while True:
+            # RESP2: redis-py's RESP3 parser formats every pub/sub message (each frame's
+            # bytes) into a debug string, even with debug logging off
+            client = aioredis.Redis.from_url(
+                self.url, protocol=2, socket_connect_timeout=2, socket_timeout=5,
+                health_check_interval=0,
+            )
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await client.ping()
+                await pubsub.subscribe(DEMAND_CHANNEL)
+                self._subscribed = set()
+                self._client = client
+                self._queue.clear()
+                self._queued_bytes = 0
+                self.up = True
+                self.last_error = None
+                backoff = 0.2
+                log.info("cluster: connected to Redis as instance %s", self.instance)
+                self._on_connected()
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._reader(pubsub))
+                    tg.create_task(self._subscriber(pubsub))
+                    tg.create_task(self._publisher(client))
+                    tg.create_task(self._refresher(client))
+            except asyncio.CancelledError:
+                self.up = False
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                raise
+            except (RedisError, OSError, ExceptionGroup) as exc:
+                self._went_down(exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            self._client = None
+            with contextlib.suppress(Exception):
+                await client.aclose()
+            await asyncio.sleep(backoff)
+            backoff = min(_BACKOFF_MAX_S, backoff * 2)
+
+    def _went_down(self, exc: BaseException) -> None:
+        while isinstance(exc, ExceptionGroup):
+            exc = exc.exceptions[0]
+        reason = f"{type(exc).__name__}: {exc}"[:200]
+        if self.up or self.last_error != reason:
+            log.warning("cluster: Redis unavailable, serving local viewers only (%s)", reason)
+        self.up = False
+        self.last_error = reason
+        self._queue.clear()
+        self._queued_bytes = 0
+        # forget what only Redis can keep current: other instances' demand and agents
+        demanded = list(self._remote)
+        states = list(self._remote_state)
+        self._remote.clear()
+        self._instance_seen.clear()
+        self._remote_state.clear()
+        for sid in demanded:
+            self.hub.refresh_watch(sid)
+        for sid in states:
+            self.hub.broadcast_status(sid)
+
+    def _on_connected(self) -> None:
+        self._subs_changed.set()
+        self._send_full_demand()
+        for sid, value in self._presence.items():
+            self._enqueue(("set", presence_key(sid), value))
+
+    # ---- hooks called by the hub (never block) -------------------------------------
+
+    def agent_attached(self, conn: Any) -> None:
+        sid = conn.student_id
+        self._remote_state.pop(sid, None)
+        self._remote_place.pop(sid, None)
+        loc, home = conn.location_id, conn.home_location_id
+        value = b"%s %d %d" % (self._me, -1 if loc is None else loc, -1 if home is None else home)
+        self._presence[sid] = value
+        self._enqueue(("set", presence_key(sid), value))
+
+    def agent_detached(self, sid: int) -> None:
+        value = self._presence.pop(sid, None)
+        if value is not None:
+            self._enqueue(("delown", presence_key(sid), value))
+
+    def remote_device(self, sid: int) -> Place:
+        """Where the device of a student held elsewhere is (unknown: off-site)."""
+        return self._remote_place.get(sid) or Place(None, None)
+
+    def demand_changed(self, sid: int) -> None:
+        self._demand_dirty.add(sid)
+        self._subs_changed.set()
+        self._wake.set()
+
+    def remote_demand(self, conn: Any) -> tuple[str, frozenset[str]]:
+        """The mode and viewer names other instances want of this agent, counting only
+        viewers the location rule lets see it now."""
+        wants = self._remote.get(conn.student_id)
+        if not wants:
+            return "off", frozenset()
+        mode = "off"
+        names: set[str] = set()
+        for entries in wants.values():
+            for m, name, loc, home in entries:
+                if self.hub.blocked(Place(loc, home), conn):
+                    continue
+                if _RANK[m] > _RANK[mode]:
+                    mode = m
+                names.add(name)
+        return mode, frozenset(names)
+
+    def _remote_allowed(self, conn: Any) -> bool:
+        wants = self._remote.get(conn.student_id)
+        if not wants:
+            return False
+        return any(
+            not self.hub.blocked(Place(loc, home), conn)
+            for entries in wants.values()
+            for _m, _n, loc, home in entries
+        )
+
+    def remote_status(self, sid: int) -> dict[str, Any] | None:
+        held = self._remote_state.get(sid)
+        return held[1] if held else None
+
+    def publish_frame(self, conn: Any, data: bytes) -> bool:
+        """Send a frame to the instances that want it; False when none may see it."""
+        if not self.up or not self._remote_allowed(conn):
+            return False
+        if self._queued_bytes > _MAX_PENDING_BYTES:
+            self.dropped += 1
+            return True
+        self._queued_bytes += len(data)
+        message = b"F" + _pack_place(conn) + data
+        self._enqueue(("pub", student_channel(conn.student_id), message))
+        return True
+
+    def publish_tabs(self, conn: Any, text: str) -> bool:
+        if not self.up or not self._remote_allowed(conn):
+            return False
+        message = b"T" + _pack_place(conn) + text.encode()
+        self._enqueue(("pub", student_channel(conn.student_id), message))
+        return True
+
+    def publish_status(self, conn: Any, state: dict[str, Any]) -> None:
+        body = {"i": self.instance, "s": state, "d": [conn.location_id, conn.home_location_id]}
+        text = json.dumps(body, separators=(",", ":"))
+        self._enqueue(("pub", student_channel(conn.student_id), b"S" + text.encode()))
+
+    async def load_presence(self, student_ids: list[int]) -> None:
+        """Learn which of these students' agents other instances hold (before a grid opens)."""
+        client = self._client
+        ids = [sid for sid in student_ids if sid not in self.hub.agents]
+        if client is None or not self.up or not ids:
+            return
+        try:
+            owners = await asyncio.wait_for(client.mget([presence_key(s) for s in ids]), 2)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("cluster: presence lookup failed: %s", exc)
+            return
+        self._apply_presence(ids, owners, broadcast=False)
+
+    # ---- internals -----------------------------------------------------------------
+
+    def _enqueue(self, item: tuple[Any, ...]) -> None:
+        if not self.up:
+            return
+        if len(self._queue) >= _MAX_PENDING_ITEMS:
+            self.dropped += 1
+            return
+        self._queue.append(item)
+        self._wake.set()
+
+    def _local_demand(self, sid: int) -> list[Any]:
+        """This instance's viewers of ``sid``: [mode, name, location, home location] each."""
+        entries = {
+            (mode, v.staff_name, v.location_id, v.home_location_id)
+            for v, mode in self.hub.watchers.get(sid, {}).items()
+        }
+        return [list(e) for e in sorted(entries, key=repr)]
+
+    def _demand_message(self, demand: dict[int, list[Any]], full: bool) -> bytes:
+        body = {"i": self.instance, "full": full, "d": {str(k): v for k, v in demand.items()}}
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def _send_full_demand(self) -> None:
+        self._demand_dirty.clear()
+        demand = {sid: self._local_demand(sid) for sid in self.hub.watchers}
+        self._enqueue(("pub", DEMAND_CHANNEL, self._demand_message(demand, full=True)))
+
+    def _ask_state(self, ids: list[int]) -> None:
+        """Now that their channels are subscribed, ask the instances holding these agents
+        for their current tabs and status (sent with the demand, so it arrives first)."""
+        demand = {sid: self._local_demand(sid) for sid in ids}
+        body = {"i": self.instance, "full": False, "ask": True,
+                "d": {str(k): v for k, v in demand.items()}}
+        self._enqueue(("pub", DEMAND_CHANNEL, json.dumps(body, separators=(",", ":")).encode()))
+
+    def _flush_demand(self) -> None:
+        if not self._demand_dirty:
+            return
+        demand = {sid: self._local_demand(sid) for sid in self._demand_dirty}
+        self._demand_dirty.clear()
+        self._enqueue(("pub", DEMAND_CHANNEL, self._demand_message(demand, full=False)))
+
+    async def _publisher(self, client: aioredis.Redis) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._flush_demand()
+            if not self._queue:
+                continue
+            # in slices: a presence refresh of thousands of agents must not hold the event
+            # loop (and the frames queued behind it) for one long burst
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), _SLICE))]
+            self._queued_bytes = max(0, self._queued_bytes - sum(
+                len(item[2]) for item in batch if item[0] == "pub"))
+            if self._queue:
+                self._wake.set()
+            async with client.pipeline(transaction=False) as pipe:
+                for item in batch:
+                    op = item[0]
+                    if op == "pub":
+                        pipe.publish(item[1], item[2])
+                    elif op == "set":
+                        pipe.set(item[1], item[2], px=self.ttl_ms)
+                    else:  # "delown"
+                        pipe.eval(_DELETE_IF_OWNER, 1, item[1], item[2])
+                await pipe.execute()
+            self.published += len(batch)
+
+    async def _subscriber(self, pubsub: Any) -> None:
+        """Keep one channel subscription per student this instance has viewers for."""
+        while True:
+            await self._subs_changed.wait()
+            self._subs_changed.clear()
+            wanted = set(self.hub.watchers)
+            new = wanted - self._subscribed
+            gone = self._subscribed - wanted
+            if new:
+                await pubsub.subscribe(*(student_channel(s) for s in new))
+                self._subscribed |= new
+                # students seen for the first time here: learn where their agents are
+                client = self._client
+                ids = [s for s in new if s not in self.hub.agents]
+                if client is not None and ids:
+                    owners = await client.mget([presence_key(s) for s in ids])
+                    self._apply_presence(ids, owners, broadcast=True)
+                    self._ask_state(ids)
+            if gone:
+                await pubsub.unsubscribe(*(student_channel(s) for s in gone))
+                self._subscribed -= gone
+                for sid in gone:
+                    if sid not in self.hub.watchers:
+                        self._remote_state.pop(sid, None)
+                        self._remote_place.pop(sid, None)
+
+    async def _reader(self, pubsub: Any) -> None:
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if msg is None:
+                if not pubsub.connection or not pubsub.connection.is_connected:
+                    raise ConnectionError("pub/sub connection lost")
+                continue
+            if msg["type"] != "message":
+                continue
+            self.received += 1
+            channel: bytes = msg["channel"]
+            data: bytes = msg["data"]
+            try:
+                if channel == DEMAND_CHANNEL:
+                    self._on_demand(data)
+                else:
+                    self._on_student_message(int(channel[5:]), data)
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                log.warning("cluster: ignored a bad message on %r: %s", channel, exc)
+
+    async def _refresher(self, client: aioredis.Redis) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            await client.ping()
+            self._send_full_demand()
+            for sid, value in self._presence.items():
+                self._enqueue(("set", presence_key(sid), value))
+            self._expire_instances()
+            remote = [s for s in self.hub.watchers if s not in self.hub.agents]
+            if remote:
+                owners = await client.mget([presence_key(s) for s in remote])
+                self._apply_presence(remote, owners, broadcast=True)
+
+    def _on_demand(self, data: bytes) -> None:
+        body = json.loads(data)
+        inst = body["i"]
+        if inst == self.instance:
+            return
+        self._instance_seen[inst] = time.monotonic()
+        changed: set[int] = set()
+        if body["full"]:
+            for sid, wants in list(self._remote.items()):
+                if inst in wants and str(sid) not in body["d"]:
+                    del wants[inst]
+                    changed.add(sid)
+                    if not wants:
+                        del self._remote[sid]
+        for key, raw in body["d"].items():
+            sid = int(key)
+            entries = tuple(
+                (str(m), str(name), _opt_int(loc), _opt_int(home)) for m, name, loc, home in raw
+            )
+            if any(e[0] not in ("grid", "focus") for e in entries):
+                raise ValueError(f"unknown mode in {raw!r}")
+            wants = self._remote.get(sid)
+            if not entries:
+                if wants and wants.pop(inst, None) is not None:
+                    changed.add(sid)
+                    if not wants:
+                        del self._remote[sid]
+                continue
+            wants = self._remote.setdefault(sid, {})
+            if wants.get(inst) != entries:
+                wants[inst] = entries
+                changed.add(sid)
+        asked = {int(key) for key in body["d"]} if body.get("ask") else set()
+        for sid in changed:
+            conn = self.hub.agents.get(sid)
+            if conn is not None:
+                self.hub.refresh_watch(sid)
+                if conn.tabs and sid not in asked:  # a new viewer elsewhere: tabs so far
+                    self.publish_tabs(conn, _tabs_text(sid, conn.tabs))
+        for sid in asked:  # an instance that just subscribed: its current tabs and status
+            conn = self.hub.agents.get(sid)
+            if conn is None or inst not in self._remote.get(sid, {}):
+                continue
+            if conn.tabs:
+                self.publish_tabs(conn, _tabs_text(sid, conn.tabs))
+            self.publish_status(conn, self.hub.status(sid))
+
+    def _expire_instances(self) -> None:
+        limit = time.monotonic() - 3 * self.refresh_s
+        for inst in [i for i, seen in self._instance_seen.items() if seen < limit]:
+            del self._instance_seen[inst]
+            log.info("cluster: instance %s went silent; dropping its demand", inst)
+            for sid, wants in list(self._remote.items()):
+                if wants.pop(inst, None) is not None:
+                    if not wants:
+                        del self._remote[sid]
+                    self.hub.refresh_watch(sid)
+
+    def _on_student_message(self, sid: int, data: bytes) -> None:
+        if sid in self.hub.agents:
+            return  # the agent is here now; a message from its old instance is stale
+        kind = data[:1]
+        if kind == b"F":
+            place = _unpack_place(data)
+            self._remote_place[sid] = place
+            frame = data[1 + _PLACE.size :]
+            self.hub.relay_frame(sid, frame, frame[5] if len(frame) > 5 else 0, place)
+        elif kind == b"T":
+            place = _unpack_place(data)
+            self._remote_place[sid] = place
+            self.hub.relay_text(sid, data[1 + _PLACE.size :].decode(), place)
+        elif kind == b"S":
+            body = json.loads(data[1:])
+            inst, state = body["i"], body["s"]
+            held = self._remote_state.get(sid)
+            if not state.get("online") and held is not None and held[0] != inst:
+                return  # an old instance saying goodbye after the agent moved on
+            if state.get("online"):
+                self._remote_state[sid] = (inst, state)
+                self._remote_place[sid] = Place(_opt_int(body["d"][0]), _opt_int(body["d"][1]))
+            else:
+                self._remote_state.pop(sid, None)
+                self.hub._offline_seen[sid] = _parse_seen(state.get("last_seen"))
+            self.hub.broadcast_status(sid)
+
+    def _apply_presence(self, ids: list[int], owners: list[bytes | None], broadcast: bool) -> None:
+        for sid, owner in zip(ids, owners, strict=True):
+            if sid in self.hub.agents:
+                continue
+            held = self._remote_state.get(sid)
+            if owner is None or owner.startswith(self._me + b" "):
+                if held is not None:
+                    self._remote_state.pop(sid, None)
+                    last = held[1].get("last_seen")
+                    self.hub._offline_seen[sid] = _parse_seen(last)
+                    if broadcast:
+                        self.hub.broadcast_status(sid)
+                continue
+            inst, loc, home = owner.decode().split(" ")
+            self._remote_place[sid] = Place(_opt_int(int(loc)), _opt_int(int(home)))
+            if held is None or held[0] != inst:
+                state = {
+                    "online": True,
+                    "last_seen": held[1].get("last_seen") if held else None,
+                    "capture_error": None,
+                    "elsewhere": False,
+                    "mode": held[1].get("mode", "off") if held else "off",
+                }
+                self._remote_state[sid] = (inst, state)
+                if broadcast:
+                    self.hub.broadcast_status(sid)
+
+
+def _opt_int(value: Any) -> int | None:
+    if value is None or int(value) < 0:
+        return None
+    return int(value)
+
+
+def _tabs_text(sid: int, tabs: list[dict[str, Any]]) -> str:
+    from klasblik import protocol as p
+
+    return p.encode_message({"type": "tabs", "student_id": sid, "tabs": tabs})
+
+
+def _parse_seen(value: Any) -> Any:
+    import datetime as dt
+
+    if not value:
+        return dt.datetime.now(dt.UTC)
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))

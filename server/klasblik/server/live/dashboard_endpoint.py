@@ -1,0 +1,220 @@
+"""The dashboard endpoint, ``/ws/dashboard``: a signed-in staff member's live view.
+
+Every ``subscribe`` and ``focus`` is authorised from the database at that moment and
+audit-logged before the view opens; if the audit entry cannot be written, the view does
+not open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from klasblik import protocol as p
+from klasblik.server.access import audit
+from klasblik.server.access.rules import authorize_class, authorize_student
+from klasblik.server.storage.blobs.base import BlobStoreError, student_prefix, thumbnail_name
+from klasblik.server.keys import CTX, AppContext
+from klasblik.server.errors import AccessDenied, ApiError
+from klasblik.server.live.hub import Viewer
+from klasblik.server.locations.policy import home_of, locate, policy_of
+from klasblik.server.live.outbox import Outbox
+from klasblik.server.auth.identity import check_origin, require_staff
+
+__all__ = ["dashboard_ws"]
+
+log = logging.getLogger(__name__)
+
+
+async def dashboard_ws(request: web.Request) -> web.WebSocketResponse:
+    ctx: AppContext = request.app[CTX]
+    _session, staff = await require_staff(request)
+    check_origin(request)
+    ws = web.WebSocketResponse(max_msg_size=p.MAX_TEXT_BYTES, heartbeat=30, compress=False)
+    await ws.prepare(request)
+    ip = ctx.client_ip(request)
+    viewer = Viewer(
+        staff_id=staff.id,
+        staff_name=staff.name,
+        ws=ws,
+        outbox=Outbox(ws, maxsize=ctx.settings.viewer_queue_frames),
+        ip=ip,
+        location_id=locate(request.app, ip),
+        home_location_id=home_of(request.app, staff.school_id, staff.location_id),
+    )
+    viewer.outbox.on_overflow = lambda: ctx.hub.viewer_too_slow(viewer)
+    viewer.outbox.start()
+    ctx.hub.add_viewer(viewer)
+    handler = _Commands(ctx, viewer, staff.username)
+    handler.policy = policy_of(request.app)
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                reply = await handler.handle(msg.data)
+                if reply is not None:
+                    viewer.outbox.put(p.encode_message(reply))
+            elif msg.type == WSMsgType.BINARY:
+                viewer.outbox.put(
+                    p.encode_message(
+                        p.error_message(p.ErrorCode.UNEXPECTED, "dashboards send no binary messages")
+                    )
+                )
+    finally:
+        await handler.end_all()
+        ctx.hub.remove_viewer(viewer)
+        await viewer.outbox.close()
+    return ws
+
+
+class _Commands:
+    def __init__(self, ctx: AppContext, viewer: Viewer, username: str) -> None:
+        self.ctx = ctx
+        self.viewer = viewer
+        self.username = username
+        self.policy: Any = None
+
+    async def _check_location(self, subject: str) -> None:
+        """Refuse (``elsewhere``, ``outside_lesson_hours``) a teacher who may not view
+        from where they are now; audit-logged like every refusal."""
+        if self.policy is None:
+            return
+        try:
+            self.policy.check_viewer(
+                self.viewer.location_id, self.viewer.home_location_id, self.viewer.ip
+            )
+        except AccessDenied as exc:
+            await self._audit(audit.Actions.VIEW_REFUSED, subject, exc.message)
+            raise
+
+    async def handle(self, data: str) -> dict[str, Any] | None:
+        msg_id: int | None = None
+        try:
+            raw = json.loads(data) if len(data) <= p.MAX_TEXT_BYTES else None
+            if isinstance(raw, dict) and isinstance(raw.get("id"), int):
+                msg_id = raw["id"]
+            msg = p.decode_message(data, "dashboard")
+            result = await getattr(self, "cmd_" + msg["type"])(msg)
+        except p.ProtocolError as exc:
+            return p.error_message(exc.code, exc.message, msg_id)
+        except (ValueError, UnicodeDecodeError):
+            return p.error_message(p.ErrorCode.INVALID_JSON, "not valid JSON", msg_id)
+        except ApiError as exc:
+            return p.error_message(exc.code, exc.message, msg_id)
+        return {"type": "result", "id": msg_id, "success": True, "result": result}
+
+    async def _audit(self, action: str, subject: str, detail: str = "") -> None:
+        try:
+            await audit.record(
+                self.ctx.sm, self.username, action, subject, detail, self.viewer.ip
+            )
+        except Exception as exc:
+            log.exception("audit write failed")
+            raise ApiError(
+                p.ErrorCode.INTERNAL, "the view was not opened: the audit log cannot be written"
+            ) from exc
+
+    async def cmd_ping(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    async def cmd_subscribe(self, msg: dict[str, Any]) -> dict[str, Any]:
+        class_id = msg["class_id"]
+        await self._check_location(f"class:{class_id}")
+        try:
+            cls = await authorize_class(self.ctx.sm, self.viewer.staff_id, class_id)
+        except AccessDenied as exc:
+            await self._audit(audit.Actions.VIEW_REFUSED, f"class:{class_id}", exc.message)
+            raise
+        if class_id not in self.viewer.classes:
+            await self._audit(audit.Actions.VIEW_GRID_START, f"class:{class_id}", cls.name)
+        hub = self.ctx.hub
+        if hub.cluster is not None:  # agents held by other instances
+            await hub.cluster.load_presence([st.id for st in cls.students])
+        hub.subscribe(self.viewer, class_id, [st.id for st in cls.students])
+        thumbs = await asyncio.gather(*(self._has_thumbnail(st.id) for st in cls.students))
+        students = []
+        for st, has_thumb in zip(cls.students, thumbs, strict=True):
+            conn = hub.agents.get(st.id)
+            students.append(
+                {
+                    "id": st.id,
+                    "display_name": st.display_name,
+                    "state": hub.status(st.id, None, self.viewer) if conn else _offline(hub, st),
+                    "tabs": conn.tabs if conn and not hub.blocked(self.viewer, conn) else [],
+                    "has_thumbnail": has_thumb and not hub.blocked(self.viewer, conn),
+                }
+            )
+        return {
+            "class": {"id": cls.id, "name": cls.name},
+            "students": students,
+            "grid": {"interval_ms": self.ctx.settings.grid_interval_ms},
+        }
+
+    async def _has_thumbnail(self, student_id: int) -> bool:
+        try:
+            async for info in self.ctx.store.list(student_prefix(student_id)):
+                if info.name == thumbnail_name(student_id):
+                    return True
+        except BlobStoreError:
+            return False
+        return False
+
+    async def cmd_unsubscribe(self, msg: dict[str, Any]) -> dict[str, Any]:
+        class_id = msg["class_id"]
+        if class_id in self.viewer.classes:
+            self.ctx.hub.unsubscribe(self.viewer, class_id)
+            await self._audit(audit.Actions.VIEW_GRID_END, f"class:{class_id}")
+        return {}
+
+    async def cmd_focus(self, msg: dict[str, Any]) -> dict[str, Any]:
+        sid = msg["student_id"]
+        if not any(sid in ids for ids in self.viewer.classes.values()):
+            raise AccessDenied(p.ErrorCode.FORBIDDEN, "subscribe to the student's class first")
+        await self._check_location(f"student:{sid}")
+        try:
+            student = await authorize_student(self.ctx.sm, self.viewer.staff_id, sid)
+        except AccessDenied as exc:
+            await self._audit(audit.Actions.VIEW_REFUSED, f"student:{sid}", exc.message)
+            raise
+        if sid not in self.viewer.focus:
+            await self._audit(audit.Actions.VIEW_FOCUS_START, f"student:{sid}", student.display_name)
+        self.ctx.hub.set_focus(self.viewer, sid, True)
+        conn = self.ctx.hub.agents.get(sid)
+        return {
+            "student": {
+                "id": sid,
+                "display_name": student.display_name,
+                "state": self.ctx.hub.status(sid, student.last_seen, self.viewer),
+                "tabs": conn.tabs if conn and not self.ctx.hub.blocked(self.viewer, conn) else [],
+            }
+        }
+
+    async def cmd_unfocus(self, msg: dict[str, Any]) -> dict[str, Any]:
+        sid = msg["student_id"]
+        if sid in self.viewer.focus:
+            self.ctx.hub.set_focus(self.viewer, sid, False)
+            await self._audit(audit.Actions.VIEW_FOCUS_END, f"student:{sid}")
+        return {}
+
+    async def end_all(self) -> None:
+        """Close the audit trail of every view still open when the socket goes."""
+        for sid in list(self.viewer.focus):
+            await self._quiet_audit(audit.Actions.VIEW_FOCUS_END, f"student:{sid}")
+        for class_id in list(self.viewer.classes):
+            await self._quiet_audit(audit.Actions.VIEW_GRID_END, f"class:{class_id}")
+
+    async def _quiet_audit(self, action: str, subject: str) -> None:
+        try:
+            await self._audit(action, subject, "connection closed")
+        except ApiError:
+            pass
+
+
+def _offline(hub: Any, st: Any) -> dict[str, Any]:
+    state: dict[str, Any] = hub.status(st.id, None)
+    if state["last_seen"] is None and st.last_seen_iso:
+        state["last_seen"] = st.last_seen_iso
+    return state

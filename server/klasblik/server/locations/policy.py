@@ -1,0 +1,445 @@
+"""Where teachers and devices are, and whether a teacher may see a device from there.
+
+A connection's location follows from its source address (``AppContext.client_ip``, which
+believes forwarding headers from trusted proxies only): the location whose networks hold
+that address, or none (off-site). The rule the hub applies to every viewer-device pair:
+
+- same location: the teacher's and the device's current locations are the same one; or
+- remote-lesson mode: it is on for a location R (until its end time, by the clock, not by a
+  job), the teacher belongs to R (home or current location) and so does the student;
+- and, when the governing location has lesson hours, it is within them now.
+
+:class:`LocationPolicy` holds the locations and active remote-lesson periods in memory
+(reloaded from the database when IT changes them and at every tick), so the per-frame check
+costs a few dictionary look-ups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from klasblik.protocol import ErrorCode
+from klasblik.server.access import audit
+from klasblik.server.storage.models import Location, RemoteMode, utcnow
+from klasblik.server.errors import AccessDenied
+from klasblik.server.live.hub import AgentConn, Hub, Viewer
+from klasblik.server.locations.lessonhours import (
+    LessonHours,
+    LessonHoursError,
+    parse_lesson_hours,
+    parse_timezone,
+)
+from klasblik.server.locations.resolver import LocationResolver, parse_location_networks
+from klasblik.server.net import Network
+from klasblik.server.tasks import cancel_and_wait
+
+__all__ = [
+    "LOCATIONS",
+    "LocationInfo",
+    "RemoteInfo",
+    "LocationResolver",
+    "LocationPolicy",
+    "locations_ctx",
+    "locate",
+    "home_of",
+    "policy_of",
+    "parse_location_networks",
+    "iso",
+    "location_notices",
+    "check_thumbnail_location",
+]
+
+log = logging.getLogger(__name__)
+
+ELSEWHERE = ErrorCode.ELSEWHERE
+OUTSIDE = ErrorCode.OUTSIDE_LESSON_HOURS
+
+
+def iso(ts: dt.datetime) -> str:
+    return ts.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class LocationInfo:
+    id: int
+    school_id: int
+    school_name: str
+    name: str
+    code: str
+    networks: tuple[Network, ...]
+    hours: LessonHours | None
+    timezone: str
+
+
+@dataclass(frozen=True)
+class RemoteInfo:
+    id: int
+    location_id: int
+    started_at: dt.datetime
+    until: dt.datetime
+    reason: str
+    started_by: str
+
+    def active(self, now: dt.datetime) -> bool:
+        return self.started_at <= now < self.until
+
+
+class LocationPolicy:
+    """Locations, remote-lesson periods and lesson hours, and the viewing rule built on them."""
+
+    def __init__(
+        self,
+        sm: async_sessionmaker[AsyncSession],
+        hub: Hub,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.sm = sm
+        self.hub = hub
+        #: the time source of every rule here; tests replace it
+        self.clock = clock
+        self.locations: dict[int, LocationInfo] = {}
+        self.remote: dict[int, RemoteInfo] = {}
+        self.resolver = LocationResolver(())
+        self._networks_key: tuple[Any, ...] = ()
+        self._signature: tuple[Any, ...] | None = None
+        self._open_cache: dict[int, tuple[int, bool]] = {}
+        self._only_location: dict[int, int] = {}
+
+    # ---- loading ----------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """Read locations and open remote-lesson periods; re-apply the rule if anything
+        that matters changed (connections re-located, agents told, tiles updated)."""
+        async with self.sm() as session:
+            rows = list(
+                await session.scalars(select(Location).options(selectinload(Location.school)))
+            )
+            modes = list(
+                await session.scalars(select(RemoteMode).where(RemoteMode.ended_at.is_(None)))
+            )
+        infos: dict[int, LocationInfo] = {}
+        for row in rows:
+            try:
+                nets = parse_location_networks(row.networks or "")
+            except ValueError as exc:
+                log.error("location %s (%s): networks ignored: %s", row.code, row.name, exc)
+                nets = ()
+            try:
+                hours = parse_lesson_hours(
+                    row.lesson_hours or "", row.timezone or "Europe/Amsterdam"
+                )
+            except LessonHoursError as exc:
+                # unreadable lesson hours must not open monitoring at all hours
+                log.error("location %s (%s): lesson hours unusable: %s", row.code, row.name, exc)
+                hours = LessonHours(((),) * 7, parse_timezone("UTC"), "never (unreadable)")
+            infos[row.id] = LocationInfo(
+                row.id, row.school_id, row.school.name, row.name, row.code, nets, hours,
+                row.timezone or "Europe/Amsterdam",
+            )
+        remote: dict[int, RemoteInfo] = {}
+        for m in modes:
+            info = RemoteInfo(m.id, m.location_id, m.started_at, m.until, m.reason, m.started_by)
+            if m.location_id not in remote or remote[m.location_id].started_at < m.started_at:
+                remote[m.location_id] = info
+        self.locations = infos
+        per_school: dict[int, list[int]] = {}
+        for loc_info in infos.values():
+            per_school.setdefault(loc_info.school_id, []).append(loc_info.id)
+        self._only_location = {s: ids[0] for s, ids in per_school.items() if len(ids) == 1}
+        self.remote = remote
+        self._open_cache.clear()
+        key = tuple(sorted((i.id, i.networks) for i in infos.values()))
+        if key != self._networks_key:
+            self._networks_key = key
+            self.resolver = LocationResolver(infos.values())
+            self._relocate()
+            self._signature = None  # force re-evaluation
+        self.apply()
+
+    def _relocate(self) -> None:
+        for conn in self.hub.agents.values():
+            conn.location_id = self.resolver.resolve(conn.ip)
+        for viewer in self.hub.viewers:
+            viewer.location_id = self.resolver.resolve(viewer.ip)
+
+    def apply(self) -> bool:
+        """Tell agents and dashboards when the outcome of the rule may have changed
+        (remote-lesson mode began or ended, a lesson-hours boundary passed)."""
+        now = self.clock()
+        sig = (
+            frozenset(i for i in self.locations if self._open(i, now)),
+            frozenset(r.location_id for r in self.remote.values() if r.active(now)),
+            self._networks_key,
+        )
+        if sig == self._signature:
+            return False
+        self._signature = sig
+        self.hub.reevaluate()
+        return True
+
+    async def tick(self) -> None:
+        """Close remote-lesson periods whose end time has passed (audit-logged once, even
+        with several instances), reload and re-apply. Runs every minute."""
+        now = self.clock()
+        async with self.sm() as session:
+            overdue = list(
+                await session.scalars(
+                    select(RemoteMode).where(RemoteMode.ended_at.is_(None), RemoteMode.until <= now)
+                )
+            )
+        for mode in overdue:
+            async with self.sm() as session, session.begin():
+                res = await session.execute(
+                    update(RemoteMode)
+                    .where(RemoteMode.id == mode.id, RemoteMode.ended_at.is_(None))
+                    .values(ended_at=mode.until, ended_by="system", end_note="expired")
+                )
+            if res.rowcount == 1:  # type: ignore[attr-defined]
+                loc = self.locations.get(mode.location_id)
+                await audit.record(
+                    self.sm,
+                    "system",
+                    audit.Actions.REMOTE_MODE_EXPIRED,
+                    f"location:{mode.location_id}",
+                    f"remote-lesson mode of {loc.name if loc else mode.location_id} ended by "
+                    f"itself at {iso(mode.until)} (switched on by {mode.started_by}; "
+                    f"reason: {mode.reason})",
+                )
+        await self.reload()
+
+    # ---- the rule -----------------------------------------------------------------------
+
+    def resolve(self, ip: str) -> int | None:
+        return self.resolver.resolve(ip)
+
+    def home(self, school_id: int, location_id: int | None) -> int | None:
+        """A person's home location: the roster's, or else the school's only location."""
+        if location_id is not None:
+            return location_id
+        return self._only_location.get(school_id)
+
+    def remote_on(
+        self, location_id: int | None, now: dt.datetime | None = None
+    ) -> RemoteInfo | None:
+        if location_id is None:
+            return None
+        info = self.remote.get(location_id)
+        if info is not None and info.active(now or self.clock()):
+            return info
+        return None
+
+    def _open(self, location_id: int, now: dt.datetime) -> bool:
+        info = self.locations.get(location_id)
+        if info is None or info.hours is None:
+            return True
+        minute = int(now.timestamp() // 60)
+        cached = self._open_cache.get(location_id)
+        if cached is not None and cached[0] == minute:
+            return cached[1]
+        value = info.hours.is_open(now)
+        self._open_cache[location_id] = (minute, value)
+        return value
+
+    def governing(
+        self,
+        viewer_loc: int | None,
+        viewer_home: int | None,
+        device_loc: int | None,
+        device_home: int | None,
+        now: dt.datetime,
+    ) -> int | None:
+        """The location whose rules allow this pair, or None (elsewhere)."""
+        if viewer_loc is not None and viewer_loc == device_loc:
+            return viewer_loc
+        for loc in (viewer_home, viewer_loc):
+            if loc is not None and loc in (device_home, device_loc) and self.remote_on(loc, now):
+                return loc
+        return None
+
+    def gate(self, viewer: Viewer, conn: AgentConn) -> str | None:
+        """None when this viewer may see this device now, else why not (a protocol code)."""
+        now = self.clock()
+        loc = self.governing(
+            viewer.location_id,
+            viewer.home_location_id,
+            conn.location_id,
+            conn.home_location_id,
+            now,
+        )
+        if loc is None:
+            return ELSEWHERE
+        if not self._open(loc, now):
+            return OUTSIDE
+        return None
+
+    def viewer_locations(self, location_id: int | None, home_id: int | None) -> list[int]:
+        """Locations under whose rules a teacher here may view anything now."""
+        now = self.clock()
+        out: list[int] = [] if location_id is None else [location_id]
+        for loc in (home_id, location_id):
+            if loc is not None and loc not in out and self.remote_on(loc, now):
+                out.append(loc)
+        return out
+
+    def check_viewer(self, location_id: int | None, home_id: int | None, ip: str) -> None:
+        """Raise AccessDenied (``elsewhere`` or ``outside_lesson_hours``) when a teacher at
+        this address may not open any view now."""
+        locs = self.viewer_locations(location_id, home_id)
+        if not locs:
+            raise AccessDenied(
+                ELSEWHERE,
+                f"you are not at a school location (your address {ip} is in none of its "
+                "networks); viewing from elsewhere needs remote-lesson mode, which IT switches on",
+            )
+        now = self.clock()
+        if not any(self._open(loc, now) for loc in locs):
+            hours = "; ".join(
+                f"{info.name}: {info.hours.describe()}"
+                for info in (self.locations.get(loc) for loc in locs)
+                if info is not None and info.hours is not None
+            )
+            raise AccessDenied(
+                OUTSIDE, f"monitoring is allowed only during lesson hours ({hours})"
+            )
+
+    def notices(
+        self, location_id: int | None, home_id: int | None, ip: str
+    ) -> list[dict[str, Any]]:
+        """Banner entries for a teacher's dashboard pages (GET /api/me)."""
+        now = self.clock()
+        out: list[dict[str, Any]] = []
+        seen: set[int] = set()
+        for loc in (home_id, location_id):
+            info = self.remote_on(loc, now)
+            if info is None or info.location_id in seen:
+                continue
+            seen.add(info.location_id)
+            loc_info = self.locations.get(info.location_id)
+            name = loc_info.name if loc_info else "?"
+            until = self.local_text(info.location_id, info.until)
+            out.append(
+                {
+                    "kind": "remote_mode",
+                    "text": f"Remote-lesson mode is on for {name} until {until}: teachers"
+                    " of this location may view their students wherever they are.",
+                    "until": iso(info.until),
+                    "location": name,
+                }
+            )
+        try:
+            self.check_viewer(location_id, home_id, ip)
+        except AccessDenied as exc:
+            out.append({"kind": exc.code, "text": exc.message})
+        return out
+
+    def local_text(self, location_id: int, when: dt.datetime) -> str:
+        info = self.locations.get(location_id)
+        zone = info.hours.zone if info and info.hours else None
+        if zone is None:
+            zone = parse_timezone(info.timezone if info else "Europe/Amsterdam")
+        return when.astimezone(zone).strftime("%Y-%m-%d %H:%M") + f" ({zone.key})"
+
+
+LOCATIONS: web.AppKey[LocationPolicy] = web.AppKey("klasblik.locations", LocationPolicy)
+
+
+def policy_of(app: web.Application) -> LocationPolicy | None:
+    return app.get(LOCATIONS)
+
+
+def locate(app: web.Application, ip: str) -> int | None:
+    """The current location of a connection from ``ip``, or None (off-site)."""
+    policy = app.get(LOCATIONS)
+    return policy.resolve(ip) if policy is not None else None
+
+
+def home_of(app: web.Application, school_id: int, location_id: int | None) -> int | None:
+    """A teacher's or student's home location (see :meth:`LocationPolicy.home`)."""
+    policy = app.get(LOCATIONS)
+    return policy.home(school_id, location_id) if policy is not None else location_id
+
+
+async def _ticker(policy: LocationPolicy, interval: float) -> None:
+    while True:
+        # wake just after whole intervals, so lesson-hour boundaries (whole minutes) are
+        # applied within a fraction of a second
+        await asyncio.sleep(interval - (time.time() % interval) + 0.05)
+        try:
+            await policy.tick()
+        except Exception:
+            log.exception("location check failed; retrying at the next tick")
+
+
+async def locations_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Load the locations, install the rule in the hub, re-check it every minute."""
+    from klasblik.server.keys import CTX
+
+    ctx = app[CTX]
+    policy = LocationPolicy(ctx.sm, ctx.hub)
+    await policy.reload()
+    ctx.hub.gate = policy.gate
+    app[LOCATIONS] = policy
+    task = asyncio.create_task(_ticker(policy, ctx.settings.location_check_interval_s))
+    try:
+        yield
+    finally:
+        await cancel_and_wait(task)
+        ctx.hub.gate = None
+
+
+
+def location_notices(request: web.Request, staff: Any) -> list[dict[str, Any]]:
+    """The location banners for this teacher's dashboard pages (remote-lesson mode on and
+    until when; not on-site; outside lesson hours)."""
+    from klasblik.server.keys import CTX
+
+    policy = policy_of(request.app)
+    if policy is None:
+        return []
+    ip = request.app[CTX].client_ip(request)
+    return policy.notices(policy.resolve(ip), policy.home(staff.school_id, staff.location_id), ip)
+
+
+async def check_thumbnail_location(request: web.Request, staff: Any, student_id: int) -> None:
+    """The stored thumbnail follows the live rule: refused to a teacher who may not view
+    from here; while the student's device is online, refused where the live view would be;
+    while it is offline, a teacher off-site sees it only under remote-lesson mode that
+    covers the student's home location."""
+    from klasblik.server.keys import CTX
+    from klasblik.server.storage.models import Student
+
+    policy = policy_of(request.app)
+    if policy is None:
+        return
+    ctx = request.app[CTX]
+    ip = ctx.client_ip(request)
+    here = policy.resolve(ip)
+    staff_home = policy.home(staff.school_id, staff.location_id)
+    policy.check_viewer(here, staff_home, ip)
+    conn = ctx.hub.agents.get(student_id)
+    if conn is not None:
+        probe = Viewer(staff.id, staff.name, None, None, ip, here, staff_home)  # type: ignore[arg-type]
+        why = policy.gate(probe, conn)
+        if why:
+            raise AccessDenied(why, "this student's device is not where you may view it now")
+        return
+    if here is not None:
+        return
+    async with ctx.sm() as session:
+        student = await session.get(Student, student_id)
+    home = policy.home(student.school_id, student.location_id) if student is not None else None
+    if policy.governing(None, staff_home, None, home, policy.clock()) is None:
+        raise AccessDenied(
+            ELSEWHERE, "remote-lesson mode of your location does not cover this student"
+        )

@@ -1,0 +1,171 @@
+"""Data-subject rights for one student, named by Microsoft 365 username: an export of
+everything held about them as one zip archive, and an erasure of it all.
+
+The archive holds ``data.json`` (the student record, their classes, the audit entries about
+them), ``thumbnail.<ext>`` (the latest stored screenshot, when there is one) and
+``tabs.json`` (the latest stored tab list, when there is one).
+
+Erasure deletes the blobs first, then the rows (the student and their class memberships), and
+appends an audit entry that says an erasure happened: the student's number, no name.
+Audit entries already written about the student stay until the audit retention ends them:
+they record who looked, which the school must be able to show, and the log is never edited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from klasblik.server.access import audit
+from klasblik.server.access.audit_query import AuditFilter, entry_json, iter_entries
+from klasblik.server.storage.blobs.base import BlobStore, student_prefix, tabs_name, thumbnail_name
+from klasblik.server.storage.models import Location, School, Student, class_students
+from klasblik.server.storage.latest import LatestWriter
+
+__all__ = [
+    "UnknownStudent",
+    "ErasureResult",
+    "STUDENT_FIELDS",
+    "find_student",
+    "export_student",
+    "erase_student",
+]
+
+#: The student fields an export carries: everything the database holds about a student.
+STUDENT_FIELDS = (
+    "id", "username", "display_name", "m365_id", "active", "last_ip", "last_seen",
+    "created_at", "school", "location",
+)
+_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+
+
+class UnknownStudent(LookupError):
+    """No student has that username."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__(f"no student with username {username!r}")
+        self.username = username
+
+
+@dataclass(frozen=True)
+class ErasureResult:
+    student_id: int
+    blobs_deleted: int
+    class_memberships: int
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+async def find_student(sm: async_sessionmaker[AsyncSession], username: str) -> Student:
+    username = username.strip()
+    if not username or len(username) > 256:
+        raise ValueError("a student username (Microsoft 365 sign-in name) is needed")
+    async with sm() as session:
+        student = await session.scalar(
+            select(Student)
+            .where(Student.username == username)
+            .options(selectinload(Student.classes))
+        )
+    if student is None:
+        raise UnknownStudent(username)
+    return student
+
+
+async def export_student(
+    sm: async_sessionmaker[AsyncSession],
+    store: BlobStore,
+    username: str,
+    actor: str,
+    ip: str | None = None,
+    now: dt.datetime | None = None,
+) -> bytes:
+    """The zip archive of everything held about the student; the export is audit-logged
+    first (no log entry, no export)."""
+    student = await find_student(sm, username)
+    subject = f"student:{student.id}"
+    await audit.record(sm, actor, audit.Actions.STUDENT_EXPORT, subject, "export archive", ip)
+    async with sm() as session:
+        school = await session.get(School, student.school_id)
+        location = (
+            await session.get(Location, student.location_id) if student.location_id else None
+        )
+    record: dict[str, Any] = {
+        "id": student.id,
+        "username": student.username,
+        "display_name": student.display_name,
+        "m365_id": student.m365_id,
+        "active": student.active,
+        "last_ip": student.last_ip,
+        "last_seen": _iso(student.last_seen),
+        "created_at": _iso(student.created_at),
+        "school": {"name": school.name, "brin": school.brin} if school else None,
+        "location": {"name": location.name, "code": location.code} if location else None,
+    }
+    assert tuple(record) == STUDENT_FIELDS
+    entries = [entry_json(e) async for e in iter_entries(sm, AuditFilter(subject=subject))]
+    thumb = await store.get(thumbnail_name(student.id))
+    tabs = await store.get(tabs_name(student.id))
+    files: dict[str, Any] = {}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        if thumb is not None:
+            name = "thumbnail." + _EXTENSIONS.get(thumb.content_type, "bin")
+            zf.writestr(name, thumb.data)
+            files["thumbnail"] = {"file": name, "stored_at": _iso(thumb.last_modified)}
+        if tabs is not None:
+            zf.writestr("tabs.json", tabs.data)
+            files["tabs"] = {"file": "tabs.json", "stored_at": _iso(tabs.last_modified)}
+        data = {
+            "exported_at": _iso(now or dt.datetime.now(dt.UTC)),
+            "student": record,
+            "classes": sorted(c.name for c in student.classes),
+            "latest": files,
+            "audit": entries,
+        }
+        zf.writestr("data.json", json.dumps(data, ensure_ascii=False, indent=2))
+    return buf.getvalue()
+
+
+async def erase_student(
+    sm: async_sessionmaker[AsyncSession],
+    store: BlobStore,
+    username: str,
+    actor: str,
+    ip: str | None = None,
+    latest: LatestWriter | None = None,
+) -> ErasureResult:
+    """Erase the student's blobs and rows; return what went. Safe to run again after an
+    interruption: blobs go first, and a second run finds the rest."""
+    student = await find_student(sm, username)
+    sid = student.id
+    if latest is not None:
+        latest.forget(student_prefix(sid))
+    names = [thumbnail_name(sid), tabs_name(sid)]
+    names += [b.name async for b in store.list(student_prefix(sid)) if b.name not in names]
+    blobs = await store.delete(names)
+    async with sm() as session, session.begin():
+        links = await session.execute(
+            delete(class_students).where(class_students.c.student_id == sid)
+        )
+        await session.execute(delete(Student).where(Student.id == sid))
+        memberships = int(links.rowcount or 0)  # type: ignore[attr-defined]
+    # A frame that was on its way while the rows went may have been stored: clear again.
+    if latest is not None:
+        latest.forget(student_prefix(sid))
+    blobs += await store.delete([b.name async for b in store.list(student_prefix(sid))])
+    await audit.record(
+        sm, actor, audit.Actions.STUDENT_ERASE, f"student:{sid}",
+        f"erased on request: record, {memberships} class membership(s), {blobs} stored blob(s)",
+        ip,
+    )
+    return ErasureResult(sid, blobs, memberships)

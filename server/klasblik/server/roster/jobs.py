@@ -1,0 +1,121 @@
+"""Running roster sync: on demand (``klasblik roster sync``) and on a schedule inside the
+server (APScheduler, job ids ``roster.sync`` and ``roster.access_check``), followed each
+time by taking access away from staff who lost it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from klasblik.server.keys import CTX
+from klasblik.server.roster.graph import GraphClient
+from klasblik.server.live.hub import Hub
+from klasblik.server.auth.m365.client import M365Client
+from klasblik.server.access.revocation import recheck_viewers, revoke_lost_access
+from klasblik.server.roster.sync import Progress, SyncBusy, SyncSummary, sync_roster
+from klasblik.server.settings import Settings
+
+__all__ = ["graph_client_for", "run_sync", "roster_jobs_ctx", "SYNC_JOB", "ACCESS_JOB", "SCHEDULER"]
+
+log = logging.getLogger(__name__)
+
+SYNC_JOB = "roster.sync"
+ACCESS_JOB = "roster.access_check"
+#: Where ``AppContext.extras`` keeps this module's scheduler (its jobs only).
+SCHEDULER = "roster_scheduler"
+
+
+def graph_client_for(settings: Settings) -> GraphClient:
+    """A Graph client authenticated as the app (msal client credentials)."""
+    if not settings.m365_tenant_id:
+        raise ValueError(
+            "m365_tenant_id is not set: roster sync from Microsoft 365 needs the app "
+            "registration (docs/microsoft365.md)"
+        )
+    m365 = M365Client(settings)
+    return GraphClient(settings.graph_url, m365.graph_token, ca_file=settings.m365_ca_file)
+
+
+async def run_sync(
+    settings: Settings,
+    sm: async_sessionmaker[AsyncSession],
+    hub: Hub | None = None,
+    progress: Progress = lambda _m: None,
+    graph: GraphClient | None = None,
+) -> SyncSummary:
+    """One sync, then access follows it: sessions and views of staff who lost access end,
+    and open views are checked again."""
+    client = graph or graph_client_for(settings)
+    try:
+        summary = await sync_roster(sm, client, progress)
+    finally:
+        if graph is None:
+            await client.close()
+    closed = await revoke_lost_access(sm, hub, summary.lost_access)
+    if hub is not None:
+        closed += await recheck_viewers(sm, hub)
+    if closed:
+        progress(f"closed {closed} dashboard view(s) of staff who lost access")
+    return summary
+
+
+async def _reload_locations(app: web.Application) -> None:
+    """Let the location rules know locations the sync may have added or renamed."""
+    from klasblik.server.locations.policy import policy_of
+
+    policy = policy_of(app)
+    if policy is not None:
+        await policy.reload()
+
+
+def roster_jobs_ctx(
+    settings: Settings,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx generator that runs the scheduled sync and the access check."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        state = app[CTX]
+        scheduler = AsyncIOScheduler(timezone=dt.UTC)
+
+        async def sync_job() -> None:
+            try:
+                summary = await run_sync(settings, state.sm, state.hub, log.info)
+                log.info("roster sync done: %s", summary.text())
+                await _reload_locations(app)
+            except SyncBusy as exc:
+                log.info("roster sync skipped: %s", exc)
+            except Exception:
+                log.exception("roster sync failed; the roster is unchanged")
+
+        async def access_job() -> None:
+            if not state.hub.viewers:
+                return
+            try:
+                await recheck_viewers(state.sm, state.hub)
+            except Exception:
+                log.exception("access check of open dashboard views failed")
+
+        if settings.m365_tenant_id and settings.roster_sync_interval_min:
+            scheduler.add_job(
+                sync_job, IntervalTrigger(minutes=settings.roster_sync_interval_min),
+                id=SYNC_JOB, name="roster sync", replace_existing=True, max_instances=1, coalesce=True,
+            )
+        scheduler.add_job(
+            access_job, IntervalTrigger(seconds=settings.access_check_s),
+            id=ACCESS_JOB, name="access check", replace_existing=True, max_instances=1, coalesce=True,
+        )
+        scheduler.start()
+        state.extras[SCHEDULER] = scheduler
+        try:
+            yield
+        finally:
+            state.extras.pop(SCHEDULER, None)
+            scheduler.shutdown(wait=False)
+
+    return ctx

@@ -1,0 +1,229 @@
+"""The blob store in Azure Blob Storage, through ``azure-storage-blob``'s async client.
+
+The container is private: it is created without public access when missing, and a
+container that allows anonymous reads is refused by :meth:`AzureBlobStore.check`. The
+dashboard gets images only through the server, after authorisation.
+
+Deletes go in batches of at most 256 (the service's limit; the SDK does not chunk). Where
+batch delete is not available (Azurite answers every sub-request with 400), the store falls
+back to single deletes with bounded concurrency, and remembers that for the next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import ContentSettings
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
+
+from klasblik.server.storage.blobs.base import (
+    Blob,
+    BlobInfo,
+    BlobStoreError,
+    _check_name,
+    sniff_content_type,
+)
+
+__all__ = ["AzureBlobStore", "BATCH_LIMIT"]
+
+log = logging.getLogger(__name__)
+
+#: Most sub-requests one blob batch may carry (Azure's limit).
+BATCH_LIMIT = 256
+#: Single deletes in flight at once when batches are not available.
+SINGLE_DELETE_CONCURRENCY = 32
+
+
+def _why(exc: BaseException) -> str:
+    code = getattr(exc, "error_code", None)
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{code}: {text}" if code else text
+
+
+class AzureBlobStore:
+    """Blobs in one private Azure container; the same interface as ``LocalBlobStore``."""
+
+    def __init__(
+        self,
+        connection_string: str,
+        container: str,
+        *,
+        retry_total: int = 2,
+        connection_timeout: float = 5,
+        read_timeout: float = 30,
+    ) -> None:
+        if not connection_string:
+            raise ValueError("an Azure connection string is needed for the azure blob store")
+        if not (3 <= len(container) <= 63) or not all(
+            c.isdigit() or (c.isascii() and c.islower()) or c == "-" for c in container
+        ):
+            raise ValueError(
+                f"invalid Azure container name {container!r}: 3-63 lower-case letters, "
+                "digits and hyphens"
+            )
+        self.container_name = container
+        # Short back-offs: a write that cannot land soon is dropped (the next frame brings a
+        # newer one); the SDK's default waits 15 s and more between tries.
+        self._service = BlobServiceClient.from_connection_string(
+            connection_string,
+            retry_policy=ExponentialRetry(
+                initial_backoff=0.5, increment_base=2, retry_total=retry_total,
+                random_jitter_range=0.5,
+            ),
+            connection_timeout=connection_timeout,
+            read_timeout=read_timeout,
+        )
+        self._container: ContainerClient = self._service.get_container_client(container)
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+        #: None until the first batch tells whether batch delete works here.
+        self.batch_delete_works: bool | None = None
+        #: Set by :meth:`check` when the container allows anonymous reads: no writes then.
+        self.public_access: str | None = None
+
+    async def _ensure_container(self, force: bool = False) -> None:
+        if self._ready and not force:
+            return
+        async with self._ready_lock:
+            if self._ready and not force:
+                return
+            try:
+                await self._container.create_container()  # no public_access: private
+                log.info("created private blob container %s", self.container_name)
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise BlobStoreError(f"azure container {self.container_name}: {_why(exc)}") from exc
+            self._ready = True
+
+    async def put(self, name: str, data: bytes) -> None:
+        _check_name(name)
+        if self.public_access:
+            raise BlobStoreError(
+                f"azure container {self.container_name} allows public access "
+                f"({self.public_access}); writes refused until it is private"
+            )
+        await self._ensure_container()
+        settings = ContentSettings(content_type=sniff_content_type(data))
+        for attempt in (1, 2):
+            try:
+                await self._container.upload_blob(
+                    name, data, overwrite=True, content_settings=settings
+                )
+                return
+            except ResourceNotFoundError as exc:
+                # The container went away (emulator restarted, deleted by hand): make it again.
+                if attempt == 2:
+                    raise BlobStoreError(f"cannot write {name}: {_why(exc)}") from exc
+                await self._ensure_container(force=True)
+            except AzureError as exc:
+                self._ready = False
+                raise BlobStoreError(f"cannot write {name}: {_why(exc)}") from exc
+
+    async def get(self, name: str) -> Blob | None:
+        _check_name(name)
+        try:
+            downloader = await self._container.download_blob(name)
+            data = await downloader.readall()
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise BlobStoreError(f"cannot read {name}: {_why(exc)}") from exc
+        props = downloader.properties
+        content_type = props.content_settings.content_type or sniff_content_type(data)
+        return Blob(data, content_type, props.last_modified)
+
+    async def delete(self, names: Iterable[str]) -> int:
+        todo = list(dict.fromkeys(names))
+        for name in todo:
+            _check_name(name)
+        deleted = 0
+        for start in range(0, len(todo), BATCH_LIMIT):
+            deleted += await self._delete_chunk(todo[start : start + BATCH_LIMIT])
+        return deleted
+
+    async def _delete_chunk(self, chunk: list[str]) -> int:
+        if not chunk:
+            return 0
+        if self.batch_delete_works is not False and len(chunk) > 1:
+            try:
+                responses = [
+                    r
+                    async for r in await self._container.delete_blobs(
+                        *chunk, raise_on_any_failure=False
+                    )
+                ]
+            except ResourceNotFoundError:
+                return 0  # no container: nothing to delete
+            except AzureError as exc:
+                if not _looks_unsupported(exc):
+                    raise BlobStoreError(f"batch delete failed: {_why(exc)}") from exc
+                responses = []
+            statuses = [getattr(r, "status_code", 0) for r in responses]
+            if len(statuses) == len(chunk) and all(s in (202, 404) for s in statuses):
+                self.batch_delete_works = True
+                return sum(1 for s in statuses if s == 202)
+            if self.batch_delete_works is None:
+                log.warning(
+                    "blob batch delete is not available here (sub-request answers %s); "
+                    "using single deletes",
+                    sorted(set(statuses)) or "none",
+                )
+                self.batch_delete_works = False
+            # Whatever the batch did not delete is deleted one by one (404 counts as gone).
+            chunk = [n for n, s in zip(chunk, statuses + [0] * len(chunk)) if s not in (202, 404)]
+        return await self._delete_singles(chunk)
+
+    async def _delete_singles(self, names: list[str]) -> int:
+        sem = asyncio.Semaphore(SINGLE_DELETE_CONCURRENCY)
+
+        async def one(name: str) -> int:
+            async with sem:
+                try:
+                    await self._container.delete_blob(name)
+                    return 1
+                except ResourceNotFoundError:
+                    return 0
+
+        try:
+            results = await asyncio.gather(*(one(n) for n in names))
+        except AzureError as exc:
+            raise BlobStoreError(f"delete failed: {_why(exc)}") from exc
+        return sum(results)
+
+    async def list(self, prefix: str = "") -> AsyncIterator[BlobInfo]:
+        try:
+            async for item in self._container.list_blobs(name_starts_with=prefix or None):
+                yield BlobInfo(item.name, int(item.size or 0), item.last_modified)
+        except ResourceNotFoundError:
+            return  # no container yet: no blobs
+        except AzureError as exc:
+            raise BlobStoreError(f"cannot list blobs: {_why(exc)}") from exc
+
+    async def check(self) -> None:
+        await self._ensure_container()
+        try:
+            props: Any = await self._container.get_container_properties()
+        except AzureError as exc:
+            self._ready = False
+            raise BlobStoreError(f"azure container {self.container_name}: {_why(exc)}") from exc
+        self.public_access = props.public_access or None
+        if props.public_access:
+            raise BlobStoreError(
+                f"azure container {self.container_name} allows public access "
+                f"({props.public_access}); set it to private"
+            )
+
+    async def close(self) -> None:
+        await self._container.close()
+        await self._service.close()
+
+
+def _looks_unsupported(exc: AzureError) -> bool:
+    """True when a whole batch request was refused as a request shape the service lacks."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status in (400, 404, 405, 501) or "batch" in str(exc).lower()

@@ -1,0 +1,364 @@
+"""IT's location screens and API: define locations (name, BRIN + location code, networks,
+lesson hours), switch remote-lesson mode on and off, download the letter to parents.
+
+Every route needs a signed-in, active IT admin (``Staff.is_admin``) of the school the
+location belongs to; every change needs the CSRF token and is audit-logged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from klasblik.server.access import audit
+from klasblik.server.keys import CTX, AppContext
+from klasblik.server.storage.models import Location, RemoteMode, School, Staff, WebSession
+from klasblik.server.errors import ApiError
+from klasblik.server.locations.lessonhours import LessonHoursError, parse_lesson_hours, parse_timezone
+from klasblik.server.locations.letters import LANGUAGES, RemoteModeLetter, render_remote_mode_letter
+from klasblik.server.locations.policy import LOCATIONS, LocationPolicy, iso, parse_location_networks
+from klasblik.server.auth.identity import check_csrf, current_staff, require_staff
+
+__all__ = ["setup_admin_routes"]
+
+MAX_REASON = 500
+
+
+async def _admin(request: web.Request, change: bool = False) -> tuple[WebSession, Staff]:
+    session, staff = await require_staff(request)
+    if change:
+        check_csrf(request, session)
+    if not staff.active or not staff.is_admin:
+        raise ApiError("forbidden", "only IT admins may manage locations", 403)
+    return session, staff
+
+
+def _policy(request: web.Request) -> LocationPolicy:
+    return request.app[LOCATIONS]
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError("invalid_json", "the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise ApiError("invalid_json", "the body must be a JSON object")
+    return data
+
+
+def _location_json(loc: Location, policy: LocationPolicy) -> dict[str, Any]:
+    remote = policy.remote_on(loc.id)
+    return {
+        "id": loc.id,
+        "school_id": loc.school_id,
+        "name": loc.name,
+        "code": loc.code,
+        "networks": (loc.networks or "").split(),
+        "lesson_hours": loc.lesson_hours or "",
+        "timezone": loc.timezone,
+        "remote_mode": None
+        if remote is None
+        else {
+            "until": iso(remote.until),
+            "until_local": policy.local_text(loc.id, remote.until),
+            "started_at": iso(remote.started_at),
+            "started_by": remote.started_by,
+            "reason": remote.reason,
+            "letter": {
+                lang: f"/api/admin/locations/{loc.id}/remote-mode/letter?lang={lang}"
+                for lang in LANGUAGES
+            },
+        },
+    }
+
+
+async def _location(ctx: AppContext, staff: Staff, location_id: str) -> Location:
+    try:
+        lid = int(location_id)
+    except ValueError:
+        raise ApiError("invalid_format", "location id must be a number") from None
+    async with ctx.sm() as session:
+        loc = await session.get(Location, lid, options=[selectinload(Location.school)])
+    if loc is None or loc.school_id != staff.school_id:
+        raise ApiError("not_found", f"location {lid} does not exist at your school", 404)
+    return loc
+
+
+# ---- pages and listing ----------------------------------------------------------------
+
+
+async def admin_page(request: web.Request) -> web.StreamResponse:
+    found = await current_staff(request)
+    if found is None:
+        raise web.HTTPSeeOther("/signin")
+    if not found[1].is_admin or not found[1].active:
+        raise ApiError("forbidden", "this page is for IT admins", 403)
+    path = request.app[CTX].dashboard_dir / "admin-locations.html"
+    if not path.is_file():
+        raise ApiError("not_found", "dashboard file admin-locations.html is missing", 404)
+    return web.FileResponse(path, headers={"Cache-Control": "no-store"})
+
+
+async def list_locations(request: web.Request) -> web.Response:
+    _session, staff = await _admin(request)
+    ctx = request.app[CTX]
+    policy = _policy(request)
+    async with ctx.sm() as session:
+        school = await session.get(School, staff.school_id)
+        rows = list(
+            await session.scalars(
+                select(Location).where(Location.school_id == staff.school_id).order_by(Location.code)
+            )
+        )
+    ip = ctx.client_ip(request)
+    return web.json_response(
+        {
+            "school": (
+                {"id": school.id, "name": school.name, "brin": school.brin} if school else None
+            ),
+            "locations": [_location_json(r, policy) for r in rows],
+            "remote_mode_max_hours": ctx.settings.remote_mode_max_hours,
+            "your_address": ip,
+            "your_location_id": policy.resolve(ip),
+            "now": iso(policy.clock()),
+        }
+    )
+
+
+# ---- create / update --------------------------------------------------------------------
+
+
+def _text(data: dict[str, Any], key: str, limit: int, required: bool = True) -> str:
+    value = data.get(key, "")
+    if not isinstance(value, str):
+        raise ApiError("invalid_format", f"{key} must be a string")
+    value = value.strip()
+    if required and not value:
+        raise ApiError("invalid_format", f"{key} is required")
+    if len(value) > limit:
+        raise ApiError("invalid_format", f"{key} is longer than {limit} characters")
+    return value
+
+
+async def save_location(request: web.Request) -> web.Response:
+    _session, staff = await _admin(request, change=True)
+    ctx = request.app[CTX]
+    data = await _body(request)
+    name = _text(data, "name", 200)
+    code = _text(data, "code", 8).upper()
+    raw_nets = data.get("networks", "")
+    if isinstance(raw_nets, list) and all(isinstance(n, str) for n in raw_nets):
+        raw_nets = " ".join(raw_nets)
+    if not isinstance(raw_nets, str):
+        raise ApiError("invalid_format", "networks must be a list of CIDR strings")
+    try:
+        nets = parse_location_networks(raw_nets)
+    except ValueError as exc:
+        raise ApiError("invalid_network", str(exc)) from None
+    timezone = _text(data, "timezone", 64, required=False) or "Europe/Amsterdam"
+    lesson_hours = _text(data, "lesson_hours", 1000, required=False)
+    try:
+        parse_timezone(timezone)
+        parsed_hours = parse_lesson_hours(lesson_hours, timezone)
+    except LessonHoursError as exc:
+        raise ApiError("invalid_lesson_hours", str(exc)) from None
+    loc_id = data.get("id")
+    if loc_id is not None and (not isinstance(loc_id, int) or isinstance(loc_id, bool)):
+        raise ApiError("invalid_format", "id must be a number (or left out to create)")
+
+    async with ctx.sm() as session, session.begin():
+        school = await session.get(School, staff.school_id)
+        assert school is not None
+        if not re.fullmatch(re.escape(school.brin.upper()) + r"\d{2}", code):
+            raise ApiError(
+                "invalid_code",
+                f"code must be the school's BRIN {school.brin} followed by the two-digit "
+                f"location code (e.g. {school.brin}00); got {code}",
+            )
+        others = list(await session.scalars(select(Location).where(Location.id != (loc_id or -1))))
+        for other in others:
+            if other.code.upper() == code:
+                raise ApiError(
+                    "duplicate_code", f"location code {code} is already used by {other.name}", 409
+                )
+            for theirs in parse_location_networks(other.networks or ""):
+                for mine in nets:
+                    if mine.version == theirs.version and mine.overlaps(theirs):  # type: ignore[arg-type]
+                        raise ApiError(
+                            "overlapping_networks",
+                            f"{mine} overlaps {theirs} of location {other.name} ({other.code}): "
+                            "an address must belong to one location only",
+                            409,
+                        )
+        if loc_id is None:
+            loc = Location(school_id=school.id)
+            session.add(loc)
+            created = True
+        else:
+            found = await session.get(Location, loc_id)
+            if found is None or found.school_id != school.id:
+                raise ApiError("not_found", f"location {loc_id} does not exist at your school", 404)
+            loc = found
+            created = False
+        loc.name = name
+        loc.code = code
+        loc.networks = " ".join(str(n) for n in nets)
+        loc.lesson_hours = parsed_hours.text if parsed_hours else ""
+        loc.timezone = timezone
+        await session.flush()
+        loc_id = loc.id
+    await audit.record(
+        ctx.sm,
+        staff.username,
+        audit.Actions.LOCATION_SAVED,
+        f"location:{loc_id}",
+        f"{'created' if created else 'updated'} {name} ({code}); networks: "
+        f"{loc.networks or '(none)'}; lesson hours: {loc.lesson_hours or '(any time)'} {timezone}",
+        ctx.client_ip(request),
+    )
+    policy = _policy(request)
+    await policy.reload()
+    return web.json_response(_location_json(loc, policy), status=201 if created else 200)
+
+
+# ---- remote-lesson mode -----------------------------------------------------------------
+
+
+def _parse_until(value: Any, zone_name: str) -> dt.datetime:
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError("invalid_format", "until is required: the date and time remote-lesson mode ends")
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiError(
+            "invalid_format", f"until {value!r} is not a date and time like 2026-11-27T15:30"
+        ) from None
+    if when.tzinfo is None:  # a wall-clock time at the location
+        when = when.replace(tzinfo=parse_timezone(zone_name))
+    return when.astimezone(dt.UTC)
+
+
+async def remote_mode_on(request: web.Request) -> web.Response:
+    _session, staff = await _admin(request, change=True)
+    ctx = request.app[CTX]
+    policy = _policy(request)
+    loc = await _location(ctx, staff, request.match_info["location_id"])
+    data = await _body(request)
+    reason = _text(data, "reason", MAX_REASON)
+    until = _parse_until(data.get("until"), loc.timezone)
+    await policy.tick()  # close a period that has just expired, with its audit entry
+    now = policy.clock()
+    limit = ctx.settings.remote_mode_max_hours
+    if until <= now:
+        raise ApiError("invalid_until", "until must be in the future")
+    if until > now + dt.timedelta(hours=limit):
+        raise ApiError(
+            "invalid_until",
+            f"until may be at most {limit} hours from now (the remote_mode_max_hours policy)",
+        )
+    replaced = None
+    async with ctx.sm() as session, session.begin():
+        for old in await session.scalars(
+            select(RemoteMode).where(RemoteMode.location_id == loc.id, RemoteMode.ended_at.is_(None))
+        ):
+            old.ended_at, old.ended_by, old.end_note = now, staff.username, "replaced"
+            replaced = old.until
+        session.add(
+            RemoteMode(
+                location_id=loc.id, started_at=now, until=until, reason=reason,
+                started_by=staff.username,
+            )
+        )
+    detail = (
+        f"remote-lesson mode on for {loc.name} ({loc.code}) from {iso(now)} until {iso(until)}"
+        f"{f' (replaces the period until {iso(replaced)})' if replaced else ''}; reason: {reason}"
+    )
+    await audit.record(
+        ctx.sm, staff.username, audit.Actions.REMOTE_MODE_ON, f"location:{loc.id}", detail,
+        ctx.client_ip(request),
+    )
+    await policy.reload()
+    return web.json_response(_location_json(loc, policy))
+
+
+async def remote_mode_off(request: web.Request) -> web.Response:
+    _session, staff = await _admin(request, change=True)
+    ctx = request.app[CTX]
+    policy = _policy(request)
+    loc = await _location(ctx, staff, request.match_info["location_id"])
+    await policy.tick()
+    now = policy.clock()
+    ended = []
+    async with ctx.sm() as session, session.begin():
+        for mode in await session.scalars(
+            select(RemoteMode).where(RemoteMode.location_id == loc.id, RemoteMode.ended_at.is_(None))
+        ):
+            mode.ended_at, mode.ended_by, mode.end_note = now, staff.username, "ended early"
+            ended.append(mode)
+    if not ended:
+        raise ApiError("not_on", f"remote-lesson mode is not on for {loc.name}", 409)
+    await audit.record(
+        ctx.sm, staff.username, audit.Actions.REMOTE_MODE_OFF, f"location:{loc.id}",
+        f"remote-lesson mode of {loc.name} ({loc.code}) ended early at {iso(now)}, "
+        f"before {iso(ended[0].until)} (switched on by {ended[0].started_by}; "
+        f"reason: {ended[0].reason})",
+        ctx.client_ip(request),
+    )
+    await policy.reload()
+    return web.json_response(_location_json(loc, policy))
+
+
+async def remote_mode_letter(request: web.Request) -> web.Response:
+    _session, staff = await _admin(request)
+    ctx = request.app[CTX]
+    policy = _policy(request)
+    loc = await _location(ctx, staff, request.match_info["location_id"])
+    lang = request.query.get("lang", "nl")
+    if lang not in LANGUAGES:
+        raise ApiError("invalid_format", f"lang must be one of {', '.join(LANGUAGES)}; got {lang!r}")
+    remote = policy.remote_on(loc.id)
+    if remote is None:
+        raise ApiError(
+            "not_on", f"remote-lesson mode is not on for {loc.name}: there is no letter to send", 404
+        )
+    text = render_remote_mode_letter(
+        RemoteModeLetter(
+            school=loc.school.name,
+            location=loc.name,
+            location_code=loc.code,
+            start=remote.started_at,
+            until=remote.until,
+            reason=remote.reason,
+            zone=parse_timezone(loc.timezone),
+            lesson_hours=loc.lesson_hours or "",
+        ),
+        lang,
+    )
+    return web.Response(
+        text=text,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={
+            "Content-Disposition": (
+                f'attachment; filename="klasblik-remote-lessons-{loc.code}-{lang}.txt"'
+            )
+        },
+    )
+
+
+def setup_admin_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/admin/locations", admin_page)
+    r.add_get("/api/admin/locations", list_locations)
+    r.add_post("/api/admin/locations", save_location)
+    r.add_post("/api/admin/locations/{location_id}/remote-mode", remote_mode_on)
+    r.add_delete("/api/admin/locations/{location_id}/remote-mode", remote_mode_off)
+    r.add_get("/api/admin/locations/{location_id}/remote-mode/letter", remote_mode_letter)

@@ -1,0 +1,206 @@
+"""The IT admin API: the audit log (JSON pages and CSV), and a student's export and erasure.
+
+Only signed-in staff with ``is_admin`` may use it; anyone else gets 403 and the refusal is
+audit-logged. Changes (export, erase) are POSTs with the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from klasblik import protocol as p
+from klasblik.server.access import audit
+from klasblik.server.access.audit_query import (
+    csv_rows,
+    entry_json,
+    iter_entries,
+    page,
+    parse_filter,
+)
+from klasblik.server.storage.blobs.base import BlobStoreError
+from klasblik.server.keys import CTX, AppContext
+from klasblik.server.storage.models import Staff, WebSession
+from klasblik.server.errors import ApiError
+from klasblik.server.retention.subject_rights import (
+    UnknownStudent,
+    erase_student,
+    export_student,
+    find_student,
+)
+from klasblik.server.auth.identity import check_csrf, require_staff
+
+__all__ = ["setup_admin_routes"]
+
+log = logging.getLogger(__name__)
+
+
+async def _require_admin(request: web.Request) -> tuple[WebSession, Staff]:
+    session, staff = await require_staff(request)
+    if not staff.is_admin:
+        ctx = request.app[CTX]
+        await audit.record(
+            ctx.sm, staff.username, audit.Actions.ADMIN_REFUSED,
+            f"{request.method} {request.path}"[:256], "not an administrator",
+            ctx.client_ip(request),
+        )
+        raise ApiError("forbidden", "this needs an IT administrator", 403)
+    return session, staff
+
+
+def _filter(request: web.Request) -> Any:
+    try:
+        return parse_filter(request.query)
+    except ValueError as exc:
+        raise ApiError("invalid_format", str(exc), 400) from None
+
+
+def _int_param(request: web.Request, name: str, default: int | None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError("invalid_format", f"{name} must be a whole number", 400) from None
+
+
+async def audit_json(request: web.Request) -> web.Response:
+    await _require_admin(request)
+    ctx = request.app[CTX]
+    flt = _filter(request)
+    limit = _int_param(request, "limit", 100)
+    before = _int_param(request, "before_id", None)
+    try:
+        rows, next_id = await page(ctx.sm, flt, 100 if limit is None else limit, before)
+    except ValueError as exc:
+        raise ApiError("invalid_format", str(exc), 400) from None
+    return web.json_response(
+        {"entries": [entry_json(e) for e in rows], "next_before_id": next_id}
+    )
+
+
+async def audit_csv(request: web.Request) -> web.StreamResponse:
+    _session, staff = await _require_admin(request)
+    ctx = request.app[CTX]
+    flt = _filter(request)
+    await audit.record(
+        ctx.sm, staff.username, audit.Actions.AUDIT_EXPORT, "audit",
+        json.dumps({k: v for k, v in request.query.items() if k in
+                    ("actor", "action", "subject", "since", "until")}),
+        ctx.client_ip(request),
+    )
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": 'attachment; filename="klasblik-audit.csv"',
+        }
+    )
+    await resp.prepare(request)
+    batch: list[Any] = []
+    header = True
+    async for entry in iter_entries(ctx.sm, flt):
+        batch.append(entry)
+        if len(batch) >= 500:
+            await resp.write(csv_rows(batch, header).encode())
+            header, batch = False, []
+    await resp.write(csv_rows(batch, header).encode())
+    await resp.write_eof()
+    return resp
+
+
+async def _username(request: web.Request) -> str:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError("invalid_json", "the body must be JSON", 400) from None
+    name = body.get("username") if isinstance(body, dict) else None
+    if not isinstance(name, str) or not name.strip() or len(name) > 256:
+        raise ApiError("invalid_format", "username (the student's Microsoft 365 name) is needed", 400)
+    return name.strip()
+
+
+async def student_export(request: web.Request) -> web.Response:
+    session, staff = await _require_admin(request)
+    check_csrf(request, session)
+    ctx = request.app[CTX]
+    username = await _username(request)
+    try:
+        archive = await export_student(
+            ctx.sm, ctx.store, username, staff.username, ctx.client_ip(request)
+        )
+    except UnknownStudent as exc:
+        raise ApiError("not_found", str(exc), 404) from None
+    except BlobStoreError as exc:
+        raise ApiError("unavailable", f"blob store unavailable, try again: {exc}", 503) from None
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in username)[:80]
+    return web.Response(
+        body=archive,
+        content_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="klasblik-{safe}.zip"'},
+    )
+
+
+async def student_erase(request: web.Request) -> web.Response:
+    session, staff = await _require_admin(request)
+    check_csrf(request, session)
+    ctx = request.app[CTX]
+    username = await _username(request)
+    try:
+        student = await find_student(ctx.sm, username)
+        await _disconnect_agent(ctx, student.id)
+        result = await erase_student(
+            ctx.sm, ctx.store, username, staff.username, ctx.client_ip(request), ctx.latest
+        )
+    except UnknownStudent as exc:
+        raise ApiError("not_found", str(exc), 404) from None
+    except BlobStoreError as exc:
+        raise ApiError(
+            "unavailable", f"blob store unavailable; nothing was erased from it, try again: {exc}",
+            503,
+        ) from None
+    return web.json_response(
+        {
+            "erased": True,
+            "student_id": result.student_id,
+            "blobs_deleted": result.blobs_deleted,
+            "class_memberships": result.class_memberships,
+        }
+    )
+
+
+async def _disconnect_agent(ctx: AppContext, student_id: int) -> None:
+    conn = ctx.hub.agents.get(student_id)
+    if conn is None:
+        return
+    ctx.hub.detach_agent(conn)
+    await conn.outbox.close()
+    if not conn.ws.closed:
+        try:
+            await asyncio.wait_for(
+                conn.ws.close(code=p.CloseCode.ACCESS_REVOKED, message=b"student erased"),
+                timeout=2,
+            )
+        except (TimeoutError, ConnectionError, RuntimeError):
+            pass
+
+
+async def audit_page(request: web.Request) -> web.StreamResponse:
+    await _require_admin(request)
+    path = request.app[CTX].dashboard_dir / "admin-audit.html"
+    if not path.is_file():
+        raise ApiError("not_found", "dashboard file admin-audit.html is missing", 404)
+    return web.FileResponse(path, headers={"Cache-Control": "no-store"})
+
+
+def setup_admin_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/admin/audit", audit_page)
+    r.add_get("/api/admin/audit", audit_json)
+    r.add_get("/api/admin/audit.csv", audit_csv)
+    r.add_post("/api/admin/students/export", student_export)
+    r.add_post("/api/admin/students/erase", student_erase)
