@@ -16,16 +16,16 @@ import io
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests" / "agent"))
 
+from agent_xscreen import XPainter, start_xvfb  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from agent_xscreen import XPainter, start_xvfb  # noqa: E402
 from klasblik.agent import imaging  # noqa: E402
 from klasblik.agent.capture import ScreenGrabber  # noqa: E402
 from klasblik.agent.client import Watch, choose_encoding  # noqa: E402
@@ -49,8 +49,14 @@ def _content(width: int, height: int, rounds: int) -> dict[str, list[Image.Image
     }
 
 
-def _measure(painter: XPainter, grabber: ScreenGrabber, frames: list[Image.Image], rounds: int,
-             run: Callable[[ChangeDetector], int | None], changed: bool) -> tuple[float, float, int]:
+def _measure(
+    painter: XPainter,
+    grabber: ScreenGrabber,
+    frames: list[Image.Image],
+    rounds: int,
+    run: Callable[[ChangeDetector], int | None],
+    changed: bool,
+) -> tuple[float, float, int]:
     """Average CPU ms and bytes per capture; and how many captures produced a frame."""
     cpu = 0.0
     total = 0
@@ -134,9 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=12, help="captures per row (default 12)")
     args = parser.parse_args(argv)
     rounds = args.rounds
-    print("command: .venv/bin/python bench/agent_capture.py" + (f" --rounds {rounds}" if argv else ""))
-    print(f"source: real mss capture of an Xvfb screen of each size; Pillow {Image.__version__}; "
-          f"webp method {imaging.WEBP_METHOD}; {rounds} captures per row")
+    print(
+        "command: .venv/bin/python bench/agent_capture.py" + (f" --rounds {rounds}" if argv else "")
+    )
+    print(
+        f"source: real mss capture of an Xvfb screen of each size; Pillow {Image.__version__}; "
+        f"webp method {imaging.WEBP_METHOD}; {rounds} captures per row"
+    )
     print()
     header = f"{'screen':>9} {'content':7} {'mode':9} {'enc':5} {'CPU ms':>7} {'bytes/frame':>11} {'frames':>6}"
     print(header)
@@ -151,15 +161,31 @@ def main(argv: list[str] | None = None) -> int:
             for name, frames in content.items():
                 for mode, (box, quality) in MODES.items():
                     for enc in ("jpeg", "webp"):
-                        cpu, size, n = _measure(painter, grabber, frames, rounds,
-                                                _agent_run(grabber, box, enc, quality), True)
+                        cpu, size, n = _measure(
+                            painter,
+                            grabber,
+                            frames,
+                            rounds,
+                            _agent_run(grabber, box, enc, quality),
+                            True,
+                        )
                         default = choose_encoding(DEFAULT_ENCODING, Watch())
                         mark = " (default)" if default == enc else ""
-                        print(f"{width}x{height:<4} {name:7} {mode:9} {enc:5} {cpu:7.2f} {size:11.0f} {n:6d}{mark}")
+                        print(
+                            f"{width}x{height:<4} {name:7} {mode:9} {enc:5} {cpu:7.2f} {size:11.0f} {n:6d}{mark}"
+                        )
                         if (width, mode, default) == (1920, "thumbnail", enc) and cpu > GOAL_CPU_MS:
-                            failures.append(f"{name} {width}x{height} thumbnail {enc}: {cpu:.1f} ms CPU > {GOAL_CPU_MS}")
-                        if (name, mode, default) == ("text", "thumbnail", enc) and size > GOAL_TEXT_THUMB_BYTES:
-                            failures.append(f"text {width}x{height} thumbnail {enc}: {size:.0f} B > 10 KB")
+                            failures.append(
+                                f"{name} {width}x{height} thumbnail {enc}: {cpu:.1f} ms CPU > {GOAL_CPU_MS}"
+                            )
+                        if (name, mode, default) == (
+                            "text",
+                            "thumbnail",
+                            enc,
+                        ) and size > GOAL_TEXT_THUMB_BYTES:
+                            failures.append(
+                                f"text {width}x{height} thumbnail {enc}: {size:.0f} B > 10 KB"
+                            )
             # An unchanged screen: the same page captured again and again.
             for mode, (box, quality) in MODES.items():
                 enc = DEFAULT_ENCODING
@@ -178,15 +204,25 @@ def main(argv: list[str] | None = None) -> int:
                     if size is not None:
                         total += size
                         n += 1
-                print(f"{width}x{height:<4} {'same':7} {mode:9} {enc:5} {cpu / rounds * 1000:7.2f} "
-                      f"{total / rounds:11.0f} {n:6d}  (unchanged screen; first frame {first} B)")
+                print(
+                    f"{width}x{height:<4} {'same':7} {mode:9} {enc:5} {cpu / rounds * 1000:7.2f} "
+                    f"{total / rounds:11.0f} {n:6d}  (unchanged screen; first frame {first} B)"
+                )
                 if total:
                     failures.append(f"unchanged {width}x{height} {mode}: {total} bytes sent")
             # The textbook path, for comparison with the agent's.
-            cpu, size, n = _measure(painter, grabber, content["text"], rounds,
-                                    _naive_run(grabber, (400, 225), "jpeg", 55), True)
-            print(f"{width}x{height:<4} {'text':7} {'thumbnail':9} {'jpeg':5} {cpu:7.2f} {size:11.0f} "
-                  f"{n:6d}  (naive: RGB copy + crc32 of grab + one BILINEAR resize)")
+            cpu, size, n = _measure(
+                painter,
+                grabber,
+                content["text"],
+                rounds,
+                _naive_run(grabber, (400, 225), "jpeg", 55),
+                True,
+            )
+            print(
+                f"{width}x{height:<4} {'text':7} {'thumbnail':9} {'jpeg':5} {cpu:7.2f} {size:11.0f} "
+                f"{n:6d}  (naive: RGB copy + crc32 of grab + one BILINEAR resize)"
+            )
             grabber.close()
             painter.close()
     _encoder_options(rounds)
@@ -196,8 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         for f in failures:
             print("  " + f)
         return 1
-    print(f"goals met: ≤ {GOAL_CPU_MS:.0f} ms CPU per 1920x1080 capture→thumbnail, "
-          "≤ 10 KB per text-page thumbnail, 0 bytes on an unchanged screen")
+    print(
+        f"goals met: ≤ {GOAL_CPU_MS:.0f} ms CPU per 1920x1080 capture→thumbnail, "
+        "≤ 10 KB per text-page thumbnail, 0 bytes on an unchanged screen"
+    )
     return 0
 
 

@@ -17,7 +17,7 @@ import struct
 
 from aiohttp import WSMsgType, web
 
-__all__ = ["make_app", "main"]
+__all__ = ["main", "make_app"]
 
 _VIEWER = struct.Struct(">4sH")
 

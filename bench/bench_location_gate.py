@@ -12,7 +12,12 @@ import time
 from typing import Any
 
 from klasblik.server.locations.lessonhours import parse_lesson_hours
-from klasblik.server.locations.policy import LocationInfo, LocationPolicy, LocationResolver, RemoteInfo
+from klasblik.server.locations.policy import (
+    LocationInfo,
+    LocationPolicy,
+    LocationResolver,
+    RemoteInfo,
+)
 
 
 class _Pair:
@@ -31,9 +36,16 @@ def _per_call(fn: Any, n: int) -> float:
 def main() -> None:
     hours = parse_lesson_hours("mon-fri 08:15-15:30")
     locs = [
-        LocationInfo(i, 1, "S", f"L{i}", f"12AB{i:02d}",
-                     (ipaddress.ip_network(f"10.{i}.0.0/16"), ipaddress.ip_network(f"2001:db8:{i:x}::/48")),
-                     hours if i % 2 else None, "Europe/Amsterdam")
+        LocationInfo(
+            i,
+            1,
+            "S",
+            f"L{i}",
+            f"12AB{i:02d}",
+            (ipaddress.ip_network(f"10.{i}.0.0/16"), ipaddress.ip_network(f"2001:db8:{i:x}::/48")),
+            hours if i % 2 else None,
+            "Europe/Amsterdam",
+        )
         for i in range(1, 51)
     ]
     policy = LocationPolicy(None, None)  # type: ignore[arg-type]
@@ -62,8 +74,10 @@ def main() -> None:
     print(f"  cached                             {cached:8.0f} ns")
     print(f"  first look-up (linear scan)        {uncached:8.0f} ns")
     checks = 1000 * 2 * 0.5  # 1000 watched devices, 2 viewers each, a grid frame every 2 s
-    print(f"  {checks:.0f} checks/s (1000 devices, 2 viewers, 0.5 frames/s): "
-          f"{checks * hours_ns / 1e6:.2f} ms of CPU per second")
+    print(
+        f"  {checks:.0f} checks/s (1000 devices, 2 viewers, 0.5 frames/s): "
+        f"{checks * hours_ns / 1e6:.2f} ms of CPU per second"
+    )
 
 
 _V1, _D1 = _Pair(1, 1), _Pair(1, 1)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.chrome.extension import running_agent  # noqa: E402
-from tests.chrome.pages import serve_pages  # noqa: E402
-from tests.conformance.probe import WATCH_OFF, ProbeServer, watch_message  # noqa: E402
+from tests.chrome.extension import running_agent
+from tests.chrome.pages import serve_pages
+from tests.conformance.probe import WATCH_OFF, ProbeServer, watch_message
 
 SECONDS = 8
 CHANGING_PAGE = """<!doctype html><html><head><title>bench</title><style>
@@ -29,14 +29,24 @@ document.getElementById('t').textContent='frame '+n+' '+'lorem ipsum '.repeat(n%
 </body></html>"""
 
 CASES = [
-    ("grid 400x225 jpeg q55 every 2000 ms",
-     watch_message("grid", width=400, height=225, interval_ms=2000, quality=55)),
-    ("grid 400x225 jpeg q55 every 500 ms",
-     watch_message("grid", width=400, height=225, interval_ms=500, quality=55)),
-    ("focus 1280x720 jpeg q70 every 500 ms",
-     watch_message("focus", width=1280, height=720, interval_ms=500, quality=70)),
-    ("focus 1280x720 webp q70 every 500 ms",
-     watch_message("focus", width=1280, height=720, interval_ms=500, quality=70, encoding="webp")),
+    (
+        "grid 400x225 jpeg q55 every 2000 ms",
+        watch_message("grid", width=400, height=225, interval_ms=2000, quality=55),
+    ),
+    (
+        "grid 400x225 jpeg q55 every 500 ms",
+        watch_message("grid", width=400, height=225, interval_ms=500, quality=55),
+    ),
+    (
+        "focus 1280x720 jpeg q70 every 500 ms",
+        watch_message("focus", width=1280, height=720, interval_ms=500, quality=70),
+    ),
+    (
+        "focus 1280x720 webp q70 every 500 ms",
+        watch_message(
+            "focus", width=1280, height=720, interval_ms=500, quality=70, encoding="webp"
+        ),
+    ),
 ]
 
 
@@ -45,13 +55,16 @@ async def main() -> None:
     await probe.start()
     with tempfile.TemporaryDirectory() as tmp:
         async with serve_pages({"/": CHANGING_PAGE}) as base:
-            async with running_agent(Path(tmp), server_url=probe.url, token="bench",
-                                     account="bench@school.example") as agent:
+            async with running_agent(
+                Path(tmp), server_url=probe.url, token="bench", account="bench@school.example"
+            ) as agent:
                 await agent.open_page(base + "/")
                 conn = await probe.next_connection(timeout=30)
                 await conn.wait_for(lambda: conn.hello, 10, "hello")
                 await conn.welcome()
-                print(f"{'watch':40} {'fps':>5} {'KiB/frame':>10} {'capture→arrival ms median':>26} {'max':>6}")
+                print(
+                    f"{'watch':40} {'fps':>5} {'KiB/frame':>10} {'capture→arrival ms median':>26} {'max':>6}"
+                )
                 for label, watch in CASES:
                     await conn.send(watch)
                     await asyncio.sleep(1.0)
@@ -64,11 +77,15 @@ async def main() -> None:
                         print(f"{label:40} no frames")
                         continue
                     offset = time.time() - time.monotonic()  # arrival as wall-clock time
-                    delays = [(r.at + offset) * 1000 - r.header.captured_at_ms  # type: ignore[union-attr]
-                              for r in frames]
+                    delays = [
+                        (r.at + offset) * 1000 - r.header.captured_at_ms  # type: ignore[union-attr]
+                        for r in frames
+                    ]
                     sizes = [len(r.image) / 1024 for r in frames]
-                    print(f"{label:40} {len(frames) / SECONDS:5.2f} {statistics.median(sizes):10.1f} "
-                          f"{statistics.median(delays):26.0f} {max(delays):6.0f}")
+                    print(
+                        f"{label:40} {len(frames) / SECONDS:5.2f} {statistics.median(sizes):10.1f} "
+                        f"{statistics.median(delays):26.0f} {max(delays):6.0f}"
+                    )
     await probe.stop()
 
 

@@ -72,10 +72,17 @@ class Worker:
             async with gate:
                 try:
                     ws = await self.http.ws_connect(url, autoping=True, max_msg_size=0)
-                    await ws.send_str(json.dumps({
-                        "type": "hello", "protocol": 1, "token": self.cfg["token"],
-                        "account": account, "device": {"id": str(sid), "kind": "desktop"},
-                    }))
+                    await ws.send_str(
+                        json.dumps(
+                            {
+                                "type": "hello",
+                                "protocol": 1,
+                                "token": self.cfg["token"],
+                                "account": account,
+                                "device": {"id": str(sid), "kind": "desktop"},
+                            }
+                        )
+                    )
                     first = json.loads(await ws.receive_str(timeout=60))
                     if first.get("type") != "welcome":
                         raise RuntimeError(f"refused: {first}")
@@ -88,8 +95,12 @@ class Worker:
             self.tasks.append(asyncio.create_task(self._agent(ws, first.get("heartbeat_s", 20))))
 
         await asyncio.gather(*(one(s) for s in self.cfg["agents"]))
-        return {"connected": len(self.agents), "failed": failed,
-                "seconds": round(time.monotonic() - t0, 2), "errors": self.stats.errors}
+        return {
+            "connected": len(self.agents),
+            "failed": failed,
+            "seconds": round(time.monotonic() - t0, 2),
+            "errors": self.stats.errors,
+        }
 
     async def _agent(self, ws: aiohttp.ClientWebSocketResponse, heartbeat_s: float) -> None:
         mode = ["off"]
@@ -132,15 +143,21 @@ class Worker:
     async def _open_dashboard(self, spec: dict[str, Any]) -> int:
         try:
             ws = await self.http.ws_connect(
-                spec["url"], origin=spec["origin"], max_msg_size=0,
-                headers={"Cookie": f"klasblik_session={spec['cookie']}"} if spec["cookie"] else None,
+                spec["url"],
+                origin=spec["origin"],
+                max_msg_size=0,
+                headers={"Cookie": f"klasblik_session={spec['cookie']}"}
+                if spec["cookie"]
+                else None,
             )
             if self.target == "bare":
-                await ws.send_str(json.dumps({"type": "subscribe", "id": 1,
-                                              "students": spec["students"]}))
+                await ws.send_str(
+                    json.dumps({"type": "subscribe", "id": 1, "students": spec["students"]})
+                )
             else:
-                await ws.send_str(json.dumps({"type": "subscribe", "id": 1,
-                                              "class_id": spec["class_id"]}))
+                await ws.send_str(
+                    json.dumps({"type": "subscribe", "id": 1, "class_id": spec["class_id"]})
+                )
             while True:  # measure relaying only once the view is open
                 msg = await ws.receive(timeout=120)
                 if msg.type == aiohttp.WSMsgType.TEXT:
@@ -207,16 +224,22 @@ async def _serve(cfg: dict[str, Any]) -> None:
             worker.stats = Stats(dashboards_closed=closed_before)
             await asyncio.sleep(float(cmd["seconds"]))
             s = worker.stats
-            answer({"frames_in": s.frames_in, "frames_out": s.frames_out,
-                    "latencies": s.latencies, "dashboards_closed": s.dashboards_closed,
-                    "errors": s.errors[:5]})
+            answer(
+                {
+                    "frames_in": s.frames_in,
+                    "frames_out": s.frames_out,
+                    "latencies": s.latencies,
+                    "dashboards_closed": s.dashboards_closed,
+                    "errors": s.errors[:5],
+                }
+            )
         elif cmd["cmd"] == "quit":
             break
     await worker.close()
 
 
 def main() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with open(sys.argv[1], encoding="utf-8") as f:  # the config file server_load.py wrote
         cfg = json.load(f)

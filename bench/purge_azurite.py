@@ -18,10 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from klasblik.server.storage.blobs.azure import AzureBlobStore  # noqa: E402
-from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name  # noqa: E402
-from klasblik.server.retention.purge import sweep  # noqa: E402
-from tests.support.azurite import Azurite  # noqa: E402
+from tests.support.azurite import Azurite
+
+from klasblik.server.retention.purge import sweep
+from klasblik.server.storage.blobs.azure import AzureBlobStore
+from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
 
 PAYLOAD = b"\xff\xd8\xff" + b"\x00" * 2048  # a small "thumbnail": the count matters here
 
@@ -75,10 +76,15 @@ async def main() -> None:
         deleted = await sweep(store, lambda: later, dt.timedelta(hours=47.25), progress=progress)
         took = time.monotonic() - started
         left = [b async for b in store.list()]
-        mode = {True: "batch delete", False: "single deletes (batch delete unavailable)",
-                None: "unknown"}[store.batch_delete_works]
-        print(f"purged N={deleted} expired blobs in {took:.1f} s: {deleted / took:.0f} blobs/s "
-              f"via {mode}; {len(left)} left; goal for 100,000: <= 60 s")
+        mode = {
+            True: "batch delete",
+            False: "single deletes (batch delete unavailable)",
+            None: "unknown",
+        }[store.batch_delete_works]
+        print(
+            f"purged N={deleted} expired blobs in {took:.1f} s: {deleted / took:.0f} blobs/s "
+            f"via {mode}; {len(left)} left; goal for 100,000: <= 60 s"
+        )
     finally:
         await store.close()
         azurite.stop()

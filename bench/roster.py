@@ -15,11 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database  # noqa: E402
-from klasblik.server.roster.graph import GraphClient  # noqa: E402
-from klasblik.server.roster.csv_import import import_students_csv  # noqa: E402
-from klasblik.server.roster.sync import sync_roster  # noqa: E402
-from tests.support.graph_emulator import GraphEmulator, start_graph_emulator  # noqa: E402
+from tests.support.graph_emulator import GraphEmulator, start_graph_emulator
+
+from klasblik.server.roster.csv_import import import_students_csv
+from klasblik.server.roster.graph import GraphClient
+from klasblik.server.roster.sync import sync_roster
+from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database
 
 
 def _school(graph: GraphEmulator, students: int, classes: int) -> None:
@@ -51,9 +52,16 @@ async def main(students: int, classes: int, page_size: int) -> None:
                 t0 = time.perf_counter()
                 summary = await sync_roster(sm, client)
                 dt = time.perf_counter() - t0
-                print(f"{label}: {dt:.2f} s, {len(graph.requests) - n0} Graph requests; {summary.text()}")
-        rows = ["Leerlingnummer;Roepnaam;Tussenvoegsel;Achternaam;Groep;M365 gebruikersnaam;BRIN;Vestiging"]
-        rows += [f"{i};Kind{i};de;Vries;C{i % classes};csv{i}@school.example;34CD;00" for i in range(students)]
+                print(
+                    f"{label}: {dt:.2f} s, {len(graph.requests) - n0} Graph requests; {summary.text()}"
+                )
+        rows = [
+            "Leerlingnummer;Roepnaam;Tussenvoegsel;Achternaam;Groep;M365 gebruikersnaam;BRIN;Vestiging"
+        ]
+        rows += [
+            f"{i};Kind{i};de;Vries;C{i % classes};csv{i}@school.example;34CD;00"
+            for i in range(students)
+        ]
         data = ("\n".join(rows) + "\n").encode()
         t0 = time.perf_counter()
         result = await import_students_csv(sm, data)

@@ -6,13 +6,61 @@ import random
 
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["text_page", "photo", "video_frames"]
+__all__ = ["photo", "text_page", "video_frames"]
 
-_WORDS = (
-    "de het een en van in is dat op te met voor zijn niet aan er maar om ook als dan bij "
-    "nog uit wel naar kan tot door over heeft hij zij we jullie rekenen taal lezen blok "
-    "opdracht antwoord vraag tabel breuk procent som schrift les groep klas toets"
-).split()
+_WORDS = [
+    "de",
+    "het",
+    "een",
+    "en",
+    "van",
+    "in",
+    "is",
+    "dat",
+    "op",
+    "te",
+    "met",
+    "voor",
+    "zijn",
+    "niet",
+    "aan",
+    "er",
+    "maar",
+    "om",
+    "ook",
+    "als",
+    "dan",
+    "bij",
+    "nog",
+    "uit",
+    "wel",
+    "naar",
+    "kan",
+    "tot",
+    "door",
+    "over",
+    "heeft",
+    "hij",
+    "zij",
+    "we",
+    "jullie",
+    "rekenen",
+    "taal",
+    "lezen",
+    "blok",
+    "opdracht",
+    "antwoord",
+    "vraag",
+    "tabel",
+    "breuk",
+    "procent",
+    "som",
+    "schrift",
+    "les",
+    "groep",
+    "klas",
+    "toets",
+]
 
 
 def text_page(width: int, height: int, seed: int = 1) -> Image.Image:

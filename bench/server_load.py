@@ -32,10 +32,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -86,38 +87,87 @@ async def seed(url: str, agents: int, class_size: int, dashboards: int) -> dict[
     teacher per class, and a signed-in session for each of the first ``dashboards``."""
     from sqlalchemy import insert, text
 
-    from klasblik.server.storage.models import (
-        Location, School, SchoolClass, Staff, Student, class_students, class_teachers,
-        create_engine, sessionmaker, upgrade_database,
-    )
-    from klasblik.server.settings import load_settings
     from klasblik.server.auth.sessions import create_session
+    from klasblik.server.settings import load_settings
+    from klasblik.server.storage.models import (
+        Location,
+        School,
+        SchoolClass,
+        Staff,
+        Student,
+        class_students,
+        class_teachers,
+        create_engine,
+        sessionmaker,
+        upgrade_database,
+    )
 
     engine = create_engine(url)
     await upgrade_database(engine)
     n_classes = -(-agents // class_size)
     async with engine.begin() as conn:
         await conn.execute(insert(School), [{"id": 1, "name": "Bench school", "brin": "99ZZ"}])
-        await conn.execute(insert(Location), [{"id": 1, "school_id": 1, "name": "Main",
-                                               "code": "99ZZ00", "networks": "127.0.0.0/8"}])
-        await conn.execute(insert(Student), [
-            {"id": i, "school_id": 1, "location_id": 1, "username": f"s{i}@bench.example",
-             "display_name": f"Student{i} B."} for i in range(1, agents + 1)])
-        await conn.execute(insert(Staff), [
-            {"id": c, "school_id": 1, "location_id": 1, "username": f"t{c}@bench.example",
-             "name": f"Teacher {c}"} for c in range(1, n_classes + 1)])
-        await conn.execute(insert(SchoolClass), [
-            {"id": c, "school_id": 1, "name": f"Class {c}"} for c in range(1, n_classes + 1)])
-        await conn.execute(insert(class_teachers), [
-            {"class_id": c, "staff_id": c} for c in range(1, n_classes + 1)])
-        await conn.execute(insert(class_students), [
-            {"class_id": (i - 1) // class_size + 1, "student_id": i}
-            for i in range(1, agents + 1)])
+        await conn.execute(
+            insert(Location),
+            [
+                {
+                    "id": 1,
+                    "school_id": 1,
+                    "name": "Main",
+                    "code": "99ZZ00",
+                    "networks": "127.0.0.0/8",
+                }
+            ],
+        )
+        await conn.execute(
+            insert(Student),
+            [
+                {
+                    "id": i,
+                    "school_id": 1,
+                    "location_id": 1,
+                    "username": f"s{i}@bench.example",
+                    "display_name": f"Student{i} B.",
+                }
+                for i in range(1, agents + 1)
+            ],
+        )
+        await conn.execute(
+            insert(Staff),
+            [
+                {
+                    "id": c,
+                    "school_id": 1,
+                    "location_id": 1,
+                    "username": f"t{c}@bench.example",
+                    "name": f"Teacher {c}",
+                }
+                for c in range(1, n_classes + 1)
+            ],
+        )
+        await conn.execute(
+            insert(SchoolClass),
+            [{"id": c, "school_id": 1, "name": f"Class {c}"} for c in range(1, n_classes + 1)],
+        )
+        await conn.execute(
+            insert(class_teachers),
+            [{"class_id": c, "staff_id": c} for c in range(1, n_classes + 1)],
+        )
+        await conn.execute(
+            insert(class_students),
+            [
+                {"class_id": (i - 1) // class_size + 1, "student_id": i}
+                for i in range(1, agents + 1)
+            ],
+        )
         if engine.dialect.name == "postgresql":
             for table in ("students", "staff", "classes", "schools", "locations"):
-                await conn.execute(text(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                    f"(SELECT max(id) FROM {table}))"))
+                await conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"(SELECT max(id) FROM {table}))"
+                    )
+                )
     settings = load_settings(env={}, overrides={"enrollment_token": TOKEN})
     sm = sessionmaker(engine)
     cookies = []
@@ -125,8 +175,10 @@ async def seed(url: str, agents: int, class_size: int, dashboards: int) -> dict[
         token, _ = await create_session(sm, c, "127.0.0.1", settings)
         cookies.append(token)
     await engine.dispose()
-    classes = {c: list(range((c - 1) * class_size + 1, min(agents, c * class_size) + 1))
-               for c in range(1, n_classes + 1)}
+    classes = {
+        c: list(range((c - 1) * class_size + 1, min(agents, c * class_size) + 1))
+        for c in range(1, n_classes + 1)
+    }
     return {"cookies": cookies, "classes": classes}
 
 
@@ -165,8 +217,9 @@ def start_klasblik(name: str, workdir: Path, env: dict[str, str], cprofile: str 
     cmd += ["-m", "klasblik.server.cli", "serve", "--port", str(port)]
     workdir.mkdir(parents=True, exist_ok=True)
     log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-    popen = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=workdir, stdout=log,
-                             stderr=subprocess.STDOUT)
+    popen = subprocess.Popen(
+        cmd, env={**os.environ, **env}, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
+    )
     proc = Proc(name, popen, port)
     wait_http(proc)
     return proc
@@ -174,8 +227,9 @@ def start_klasblik(name: str, workdir: Path, env: dict[str, str], cprofile: str 
 
 def start_bare(workdir: Path) -> Proc:
     port = free_port()
-    popen = subprocess.Popen([sys.executable, str(HERE / "bare_relay.py"), "--port", str(port)],
-                             cwd=workdir)
+    popen = subprocess.Popen(
+        [sys.executable, str(HERE / "bare_relay.py"), "--port", str(port)], cwd=workdir
+    )
     proc = Proc("bare", popen, port)
     wait_http(proc)
     return proc
@@ -184,8 +238,21 @@ def start_bare(workdir: Path) -> Proc:
 def start_redis(workdir: Path) -> Proc:
     port = free_port()
     popen = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL)
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     proc = Proc("redis", popen, port)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -216,9 +283,14 @@ class Workers:
         for i, cfg in enumerate(configs):
             path = workdir / f"worker{i}.json"
             path.write_text(json.dumps(cfg))
-            self.procs.append(subprocess.Popen(
-                [sys.executable, str(HERE / "loadgen.py"), str(path)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, str(HERE / "loadgen.py"), str(path)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
 
     def ask(self, cmd: dict[str, Any], timeout: float = 300) -> list[dict[str, Any]]:
         for p in self.procs:
@@ -271,8 +343,9 @@ def percentile(values: list[int], q: float) -> float:
     return float(values[min(len(values) - 1, int(q * len(values)))])
 
 
-def run_target(target: str, args: argparse.Namespace, roster: dict[str, Any], db_url: str,
-               workdir: Path) -> Result:
+def run_target(
+    target: str, args: argparse.Namespace, roster: dict[str, Any], db_url: str, workdir: Path
+) -> Result:
     workdir.mkdir(parents=True, exist_ok=True)
     servers: list[Proc] = []
     extra: list[Proc] = []
@@ -302,22 +375,32 @@ def run_target(target: str, args: argparse.Namespace, roster: dict[str, Any], db
 
         n_workers = args.workers
         configs: list[dict[str, Any]] = [
-            {"target": target, "token": TOKEN, "frame_bytes": args.frame_bytes,
-             "agents": [], "dashboards": []} for _ in range(n_workers)]
+            {
+                "target": target,
+                "token": TOKEN,
+                "frame_bytes": args.frame_bytes,
+                "agents": [],
+                "dashboards": [],
+            }
+            for _ in range(n_workers)
+        ]
         for i in range(1, args.agents + 1):
             srv = servers[i % len(servers)]
             configs[i % n_workers]["agents"].append(
-                [f"ws://127.0.0.1:{srv.port}/ws/agent", f"s{i}@bench.example", i])
+                [f"ws://127.0.0.1:{srv.port}/ws/agent", f"s{i}@bench.example", i]
+            )
         for j, cookie in enumerate(roster["cookies"]):
             srv = servers[j % len(servers)]
             class_id = j + 1
-            configs[j % n_workers]["dashboards"].append({
-                "url": f"ws://127.0.0.1:{srv.port}/ws/dashboard",
-                "origin": f"http://127.0.0.1:{srv.port}",
-                "cookie": cookie if target != "bare" else "",
-                "class_id": class_id,
-                "students": roster["classes"][class_id],
-            })
+            configs[j % n_workers]["dashboards"].append(
+                {
+                    "url": f"ws://127.0.0.1:{srv.port}/ws/dashboard",
+                    "origin": f"http://127.0.0.1:{srv.port}",
+                    "cookie": cookie if target != "bare" else "",
+                    "class_id": class_id,
+                    "students": roster["classes"][class_id],
+                }
+            )
         workers = Workers(configs, workdir)
         try:
             t0 = time.monotonic()
@@ -342,10 +425,21 @@ def run_target(target: str, args: argparse.Namespace, roster: dict[str, Any], db
                 spy = None
                 if args.py_spy and target != "bare":
                     spy = subprocess.Popen(
-                        ["py-spy", "record", "--pid", str(servers[0].pid), "--format", "raw",
-                         "--duration", str(int(args.seconds)), "-o",
-                         f"{args.py_spy}-{target}-{phase}.txt"],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        [
+                            "py-spy",
+                            "record",
+                            "--pid",
+                            str(servers[0].pid),
+                            "--format",
+                            "raw",
+                            "--duration",
+                            str(int(args.seconds)),
+                            "-o",
+                            f"{args.py_spy}-{target}-{phase}.txt",
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
                 answers = workers.ask({"cmd": "measure", "seconds": args.seconds})
                 if spy is not None:
                     spy.wait(timeout=60)
@@ -377,23 +471,29 @@ def run_target(target: str, args: argparse.Namespace, roster: dict[str, Any], db
 def report(results: list[Result], args: argparse.Namespace) -> None:
     print()
     print("command: " + shlex.join(["python", "bench/server_load.py", *sys.argv[1:]]))
-    print(f"resolved: agents={args.agents} dashboards={args.dashboards} "
-          f"class_size={args.class_size} fps={args.fps} max_fps={args.max_fps} "
-          f"frame_bytes={args.frame_bytes} workers={args.workers} seconds={args.seconds} "
-          f"cpus={os.cpu_count()}")
+    print(
+        f"resolved: agents={args.agents} dashboards={args.dashboards} "
+        f"class_size={args.class_size} fps={args.fps} max_fps={args.max_fps} "
+        f"frame_bytes={args.frame_bytes} workers={args.workers} seconds={args.seconds} "
+        f"cpus={os.cpu_count()}"
+    )
     print()
-    head = (f"{'target':8} {'agents':>6} {'conn s':>6} {'RSS/agent':>10} {'dash':>5} "
-            f"{'phase':6} {'sent/s':>7} {'relayed/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-            f"{'srv CPU%':>8} {'us/frame':>8} {'cut':>4}")
+    head = (
+        f"{'target':8} {'agents':>6} {'conn s':>6} {'RSS/agent':>10} {'dash':>5} "
+        f"{'phase':6} {'sent/s':>7} {'relayed/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'srv CPU%':>8} {'us/frame':>8} {'cut':>4}"
+    )
     print(head)
     print("-" * len(head))
     for r in results:
         per_agent = (r.rss_kb - r.rss_base_kb) / r.agents if r.agents else float("nan")
         for phase, ph in r.phases.items():
-            print(f"{r.target:8} {r.agents:6d} {r.connect_s:6.1f} {per_agent:7.1f} KB "
-                  f"{r.dashboards:5d} {phase:6} {ph['sent_per_s']:7d} {ph['relayed_per_s']:9d} "
-                  f"{ph['p50_ms']:7.0f} {ph['p99_ms']:7.0f} {ph['server_cpu_pct']:8d} "
-                  f"{ph['server_cpu_us_per_frame'] or 0:8d} {ph['dashboards_closed']:4d}")
+            print(
+                f"{r.target:8} {r.agents:6d} {r.connect_s:6.1f} {per_agent:7.1f} KB "
+                f"{r.dashboards:5d} {phase:6} {ph['sent_per_s']:7d} {ph['relayed_per_s']:9d} "
+                f"{ph['p50_ms']:7.0f} {ph['p99_ms']:7.0f} {ph['server_cpu_pct']:8d} "
+                f"{ph['server_cpu_us_per_frame'] or 0:8d} {ph['dashboards_closed']:4d}"
+            )
     by = {r.target: r for r in results}
     if "bare" in by:
         bare = by["bare"].phases.get("max", {}).get("relayed_per_s")
@@ -402,11 +502,13 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
                 ratio = by[name].phases["max"]["relayed_per_s"] / bare
                 print(f"throughput {name}/bare at max load: {ratio:.2f}")
     for r in results:
-        print(f"{r.target}: server RSS {r.rss_base_kb / 1024:.0f} MB idle, "
-              f"{r.rss_kb / 1024:.0f} MB with {r.agents} agents "
-              f"({r.rss_kb / max(1, r.agents):.1f} KB/agent all in); "
-              f"server CPU {r.connect_cpu_ms} ms per agent connect; "
-              f"{r.dashboards} dashboards subscribed in {r.view_s} s")
+        print(
+            f"{r.target}: server RSS {r.rss_base_kb / 1024:.0f} MB idle, "
+            f"{r.rss_kb / 1024:.0f} MB with {r.agents} agents "
+            f"({r.rss_kb / max(1, r.agents):.1f} KB/agent all in); "
+            f"server CPU {r.connect_cpu_ms} ms per agent connect; "
+            f"{r.dashboards} dashboards subscribed in {r.view_s} s"
+        )
         for e in sorted(set(r.errors))[:5]:
             print(f"  {r.target} error: {e}")
 
@@ -416,10 +518,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--agents", type=int, default=10000)
     parser.add_argument("--dashboards", type=int, default=100)
     parser.add_argument("--class-size", type=int, default=30)
-    parser.add_argument("--fps", type=float, default=1.0,
-                        help="frames per second per watched agent at the target load")
-    parser.add_argument("--max-fps", type=float, default=3.0,
-                        help="frames per second per watched agent for the throughput phase")
+    parser.add_argument(
+        "--fps",
+        type=float,
+        default=1.0,
+        help="frames per second per watched agent at the target load",
+    )
+    parser.add_argument(
+        "--max-fps",
+        type=float,
+        default=3.0,
+        help="frames per second per watched agent for the throughput phase",
+    )
     parser.add_argument("--frame-bytes", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=2, help="load generator processes")
     parser.add_argument("--seconds", type=float, default=8, help="length of each measurement")
@@ -427,20 +537,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--targets", default="single,bare,cluster")
     parser.add_argument("--database-url", help="default: a fresh PostgreSQL database")
     parser.add_argument("--cprofile", help="write a cProfile of the single server here")
-    parser.add_argument("--py-spy", help="record py-spy profiles of the measured phases to "
-                        "PREFIX-TARGET-PHASE.txt (raw format)")
-    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="extra environment for the Klasblik servers (repeatable)")
+    parser.add_argument(
+        "--py-spy",
+        help="record py-spy profiles of the measured phases to "
+        "PREFIX-TARGET-PHASE.txt (raw format)",
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the Klasblik servers (repeatable)",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard < args.agents + 1000:
         print(f"warning: open-file limit {hard} is low for {args.agents} agents", file=sys.stderr)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="klasblik-bench-") as tmp:
-        with (postgres_database() if not args.database_url else _given(args.database_url)) as url:
+        with postgres_database() if not args.database_url else _given(args.database_url) as url:
             roster = asyncio.run(seed(url, args.agents, args.class_size, args.dashboards))
             results = []
             for target in targets:

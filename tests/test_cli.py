@@ -40,7 +40,10 @@ def test_bad_setting_exits_2_naming_it(tmp_path):
     done = subprocess.run(
         [KLASBLIK, "serve"],
         env={"KLASBLIK_ENROLLMENT_TOKEN": "x", "KLASBLIK_PORT": "eighty", "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert done.returncode == 2
     assert "configuration error: port (KLASBLIK_PORT)" in done.stderr
@@ -50,8 +53,12 @@ def test_bad_setting_exits_2_naming_it(tmp_path):
 def test_serve_without_token_refuses_outside_demo(tmp_path):
     """Outside demo mode an enrollment token is required."""
     done = subprocess.run(
-        [KLASBLIK, "serve"], env={"PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        [KLASBLIK, "serve"],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert done.returncode == 2 and "enrollment_token" in done.stderr
 
@@ -60,9 +67,15 @@ def test_db_upgrade(tmp_path):
     """`klasblik db upgrade` creates the schema and says so."""
     done = subprocess.run(
         [KLASBLIK, "db", "upgrade"],
-        env={"PATH": "/usr/bin:/bin", "KLASBLIK_ENROLLMENT_TOKEN": "x",
-             "KLASBLIK_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/k.db"},
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "KLASBLIK_ENROLLMENT_TOKEN": "x",
+            "KLASBLIK_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/k.db",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert "newest schema" in done.stdout

@@ -7,8 +7,11 @@ import datetime as dt
 import pytest
 from sqlalchemy import inspect, select
 
-from klasblik.server.access import rules as access
 from klasblik.server.access import audit
+from klasblik.server.access import rules as access
+from klasblik.server.auth.sessions import create_session, lookup_session
+from klasblik.server.errors import AccessDenied
+from klasblik.server.settings import load_settings
 from klasblik.server.storage.models import (
     AuditEntry,
     School,
@@ -21,9 +24,6 @@ from klasblik.server.storage.models import (
     upgrade_database,
     utcnow,
 )
-from klasblik.server.errors import AccessDenied
-from klasblik.server.settings import load_settings
-from klasblik.server.auth.sessions import create_session, lookup_session
 
 
 @pytest.fixture
@@ -49,8 +49,14 @@ async def _roster(sm):
         c2 = SchoolClass(school_id=school.id, name="8A", teachers=[t2], students=[bram])
         s.add_all([t1, t2, anna, bram, c1, c2])
         await s.flush()
-        return {"t1": t1.id, "t2": t2.id, "anna": anna.id, "bram": bram.id,
-                "c1": c1.id, "c2": c2.id}
+        return {
+            "t1": t1.id,
+            "t2": t2.id,
+            "anna": anna.id,
+            "bram": bram.id,
+            "c1": c1.id,
+            "c2": c2.id,
+        }
 
 
 async def test_migrations_create_every_table_and_are_idempotent(db_url):
@@ -106,7 +112,10 @@ async def test_agent_accounts(sm):
     """Students are found case-insensitively; staff and strangers are refused with codes."""
     await _roster(sm)
     assert (await access.agent_student(sm, "ANNA@school.example")).display_name == "Anna B."
-    for account, code in [("t1@school.example", "not_a_student"), ("x@y.example", "unknown_account")]:
+    for account, code in [
+        ("t1@school.example", "not_a_student"),
+        ("x@y.example", "unknown_account"),
+    ]:
         with pytest.raises(AccessDenied) as info:
             await access.agent_student(sm, account)
         assert info.value.code == code

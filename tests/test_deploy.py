@@ -13,8 +13,11 @@ SERVER_ENV = {s.env for s in SETTINGS} | {"KLASBLIK_CONFIG"}
 
 def test_deploy_files_use_real_server_settings():
     """Every KLASBLIK_* variable in deploy/ (not the agent's) is a server setting."""
-    files = [p for p in (ROOT / "deploy").rglob("*") if p.is_file() and "agent" not in p.parts
-             and "chromebook" not in p.parts]
+    files = [
+        p
+        for p in (ROOT / "deploy").rglob("*")
+        if p.is_file() and "agent" not in p.parts and "chromebook" not in p.parts
+    ]
     found = set()
     for path in files:
         for name in re.findall(r"KLASBLIK_[A-Z0-9_]+", path.read_text(errors="replace")):

@@ -22,14 +22,32 @@ EXAMPLES = {
         HELLO,
         {"type": "heartbeat", "seq": 3},
         {"type": "heartbeat"},
-        {"type": "tabs", "tabs": [{"title": "A", "url": "https://a.example", "active": True, "window": 1}]},
+        {
+            "type": "tabs",
+            "tabs": [{"title": "A", "url": "https://a.example", "active": True, "window": 1}],
+        },
         {"type": "capture_error", "reason": "no display"},
     ],
     "server_agent": [
-        {"type": "welcome", "protocol": 1, "session": "s", "display_name": "Anna B.",
-         "heartbeat_s": 20, "max_frame_bytes": 1048576},
-        {"type": "watch", "mode": "grid", "width": 400, "height": 225, "interval_ms": 2000,
-         "quality": 55, "encoding": "jpeg", "tabs": "active", "viewers": ["M. de Vries"]},
+        {
+            "type": "welcome",
+            "protocol": 1,
+            "session": "s",
+            "display_name": "Anna B.",
+            "heartbeat_s": 20,
+            "max_frame_bytes": 1048576,
+        },
+        {
+            "type": "watch",
+            "mode": "grid",
+            "width": 400,
+            "height": 225,
+            "interval_ms": 2000,
+            "quality": 55,
+            "encoding": "jpeg",
+            "tabs": "active",
+            "viewers": ["M. de Vries"],
+        },
         {"type": "error", "error": {"code": "auth_failed", "message": "no"}},
     ],
     "dashboard": [
@@ -49,7 +67,8 @@ EXAMPLES = {
 
 
 @pytest.mark.parametrize(
-    "direction,msg", [(d, m) for d, ms in EXAMPLES.items() for m in ms],
+    "direction,msg",
+    [(d, m) for d, ms in EXAMPLES.items() for m in ms],
     ids=lambda v: v if isinstance(v, str) else v["type"],
 )
 def test_every_message_type_round_trips(direction, msg):
@@ -142,9 +161,13 @@ def test_frame_round_trip():
     data = frame(seq=42, kind=p.FrameKind.FOCUS)
     header = p.decode_frame(data)
     assert (header.kind, header.encoding, header.width, header.height, header.seq) == (
-        p.FrameKind.FOCUS, p.Encoding.JPEG, 64, 36, 42,
+        p.FrameKind.FOCUS,
+        p.Encoding.JPEG,
+        64,
+        36,
+        42,
     )
-    assert data[p.FRAME_HEADER_SIZE:] == jpeg()
+    assert data[p.FRAME_HEADER_SIZE :] == jpeg()
     assert p.FRAME_HEADER_SIZE == 24
 
 
@@ -183,11 +206,14 @@ def test_viewer_frame_keeps_the_agent_frame_bytes():
 def test_error_message_shapes():
     """Errors have one shape: under result (with an id) or error (without)."""
     assert p.error_message("forbidden", "no", 3) == {
-        "type": "result", "id": 3, "success": False,
+        "type": "result",
+        "id": 3,
+        "success": False,
         "error": {"code": "forbidden", "message": "no"},
     }
     assert p.error_message("auth_failed", "no") == {
-        "type": "error", "error": {"code": "auth_failed", "message": "no"},
+        "type": "error",
+        "error": {"code": "auth_failed", "message": "no"},
     }
 
 

@@ -82,7 +82,10 @@ async def test_agent_refusals(live_server, account, token, code, close):
     agent = TestAgent(live_server, account)
     try:
         answer = await agent.connect(token=token)
-        assert answer == {"type": "error", "error": {"code": code, "message": answer["error"]["message"]}}
+        assert answer == {
+            "type": "error",
+            "error": {"code": code, "message": answer["error"]["message"]},
+        }
         await agent.ws.receive(timeout=5)
         assert agent.ws.close_code == close
     finally:
@@ -174,7 +177,7 @@ async def test_stalled_viewer_does_not_delay_another(tmp_path):
         slow_ws._response.connection.transport.pause_reading()  # type: ignore[union-attr]
         await wait_for(lambda: agent.mode == "grid")
         big = frame(seq=1)
-        big_image = big[:p.FRAME_HEADER_SIZE] + big[p.FRAME_HEADER_SIZE:] + b"\0" * 200_000
+        big_image = big[: p.FRAME_HEADER_SIZE] + big[p.FRAME_HEADER_SIZE :] + b"\0" * 200_000
         received = 0
         for seq in range(1, 61):
             data = bytearray(big_image)
@@ -201,7 +204,7 @@ async def test_latest_thumbnail_is_replaced_not_accumulated(live_server):
             await _next_frame(ws)
             await live_server.ctx.latest.drain()
             blob = await store.get(thumbnail_name(sid))
-            assert blob is not None and blob.data == sent[p.FRAME_HEADER_SIZE:]
+            assert blob is not None and blob.data == sent[p.FRAME_HEADER_SIZE :]
         names = [b.name async for b in store.list(f"students/{sid}/")]
         assert names == [thumbnail_name(sid)]
         files = list((live_server.ctx.store.root / "students" / str(sid)).iterdir())  # type: ignore[attr-defined]
@@ -210,17 +213,30 @@ async def test_latest_thumbnail_is_replaced_not_accumulated(live_server):
 
 async def test_bad_agent_messages_get_codes_and_keep_the_socket(live_server):
     """Malformed JSON, unknown types, bad frames: coded errors, connection stays usable."""
-    async with _watched(live_server) as (ids, agent, ws, _result):
+    async with _watched(live_server) as (_ids, agent, ws, _result):
         await agent.send("{oops")
         await agent.send('{"type":"dance"}')
         await agent.send('{"type":"tabs"}')
         await agent.send(b"JUNK" + b"\0" * 40)
         await agent.send(frame()[:20])
-        await agent.send(json.dumps({"type": "hello", "protocol": 1, "token": "x",
-                                     "account": "y", "device": {"id": "d", "kind": "demo"}}))
+        await agent.send(
+            json.dumps(
+                {
+                    "type": "hello",
+                    "protocol": 1,
+                    "token": "x",
+                    "account": "y",
+                    "device": {"id": "d", "kind": "demo"},
+                }
+            )
+        )
         await wait_for(lambda: len(agent.errors) == 6, what="six errors")
         assert [e["code"] for e in agent.errors] == [
-            "invalid_json", "unknown_type", "invalid_format", "bad_magic", "bad_frame",
+            "invalid_json",
+            "unknown_type",
+            "invalid_format",
+            "bad_magic",
+            "bad_frame",
             "unexpected",
         ]
         await agent.send(frame(seq=77))
@@ -296,8 +312,11 @@ async def test_dashboard_needs_session_and_same_origin(live_server):
 async def test_demo_sign_in_refused_outside_demo_mode(live_server):
     """Without demo mode there is no demo sign-in and no open dashboard."""
     async with aiohttp.ClientSession() as http:
-        r = await http.post(live_server.base_url + "/auth/demo",
-                            headers={"Origin": live_server.base_url}, allow_redirects=False)
+        r = await http.post(
+            live_server.base_url + "/auth/demo",
+            headers={"Origin": live_server.base_url},
+            allow_redirects=False,
+        )
         assert r.status == 403
         options = await (await http.get(live_server.base_url + "/api/auth/options")).json()
         assert options == {"demo": False, "microsoft": False}
@@ -332,10 +351,15 @@ async def test_demo_sign_in_only_from_loopback(tmp_path):
             r = await http.post(server.base_url + "/auth/demo", headers=far, allow_redirects=False)
             assert r.status == 403
             assert "this machine" in (await r.json())["error"]["message"]
-            options = await (await http.get(server.base_url + "/api/auth/options", headers=far)).json()
+            options = await (
+                await http.get(server.base_url + "/api/auth/options", headers=far)
+            ).json()
             assert options["demo"] is False
-            r = await http.post(server.base_url + "/auth/demo",
-                                headers={"Origin": server.base_url}, allow_redirects=False)
+            r = await http.post(
+                server.base_url + "/auth/demo",
+                headers={"Origin": server.base_url},
+                allow_redirects=False,
+            )
             assert (r.status, r.headers["Location"]) == (303, "/")
             me = await (await http.get(server.base_url + "/api/me")).json()
             assert me["user"]["name"] == "Demo Teacher" and me["demo"] is True
@@ -352,6 +376,8 @@ async def test_state_changing_requests_need_csrf(live_server):
     me = await (await client.get(url + "/api/me")).json()
     r = await client.post(url + "/auth/signout", headers={"Origin": url})
     assert r.status == 403 and (await r.json())["error"]["code"] == "csrf_failed"
-    r = await client.post(url + "/auth/signout", headers={"Origin": url, "X-CSRF-Token": me["csrf_token"]})
+    r = await client.post(
+        url + "/auth/signout", headers={"Origin": url, "X-CSRF-Token": me["csrf_token"]}
+    )
     assert r.status == 200
     assert (await client.get(url + "/api/me")).status == 401

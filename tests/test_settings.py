@@ -34,7 +34,10 @@ def test_defaults_load():
         ({"KLASBLIK_BLOB_STORE": "azure:c"}, ["azure_connection_string", "required"]),
         ({"KLASBLIK_ENCODING": "gif"}, ["encoding", "jpeg"]),
         ({"KLASBLIK_TRUSTED_PROXIES": "10.0.0.0/8 nonsense"}, ["trusted_proxies", "nonsense"]),
-        ({"KLASBLIK_GRID_WIDTH": "1900", "KLASBLIK_FOCUS_WIDTH": "800"}, ["grid_width", "focus_width"]),
+        (
+            {"KLASBLIK_GRID_WIDTH": "1900", "KLASBLIK_FOCUS_WIDTH": "800"},
+            ["grid_width", "focus_width"],
+        ),
         ({"KLASBLIK_ENROLLMENT_TOKEN": ""}, ["enrollment_token", "required outside demo mode"]),
     ],
 )

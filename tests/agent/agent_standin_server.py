@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 
 from klasblik.protocol import FrameHeader, decode_frame, decode_message, encode_message
 
-__all__ = ["StandInServer", "AgentConn", "standin_server", "WAIT_S"]
+__all__ = ["WAIT_S", "AgentConn", "StandInServer", "standin_server"]
 
 #: Upper bound for "soon" in these tests: generous, since two cores are shared.
 WAIT_S = 10.0
@@ -41,17 +41,40 @@ class AgentConn:
         await self.ws.send_str(encode_message(msg, "server_agent"))
 
     async def welcome(self, heartbeat_s: int = 20, max_frame_bytes: int = 1024 * 1024) -> None:
-        await self.send({"type": "welcome", "protocol": 1, "session": "s1",
-                         "display_name": "Anna B.", "heartbeat_s": heartbeat_s,
-                         "max_frame_bytes": max_frame_bytes})
+        await self.send(
+            {
+                "type": "welcome",
+                "protocol": 1,
+                "session": "s1",
+                "display_name": "Anna B.",
+                "heartbeat_s": heartbeat_s,
+                "max_frame_bytes": max_frame_bytes,
+            }
+        )
 
-    async def watch(self, mode: str, width: int = 400, height: int = 225,
-                    interval_ms: int = 100, quality: int = 55, encoding: str = "jpeg",
-                    tabs: str = "none") -> None:
-        await self.send({"type": "watch", "mode": mode, "width": width, "height": height,
-                         "interval_ms": interval_ms, "quality": quality,
-                         "encoding": encoding, "tabs": tabs,
-                         "viewers": [] if mode == "off" else ["M. de Vries"]})
+    async def watch(
+        self,
+        mode: str,
+        width: int = 400,
+        height: int = 225,
+        interval_ms: int = 100,
+        quality: int = 55,
+        encoding: str = "jpeg",
+        tabs: str = "none",
+    ) -> None:
+        await self.send(
+            {
+                "type": "watch",
+                "mode": mode,
+                "width": width,
+                "height": height,
+                "interval_ms": interval_ms,
+                "quality": quality,
+                "encoding": encoding,
+                "tabs": tabs,
+                "viewers": [] if mode == "off" else ["M. de Vries"],
+            }
+        )
 
     async def wait_for(self, cond: Callable[[], bool], timeout: float = WAIT_S) -> None:
         """Wait until ``cond()`` holds; fail the test after ``timeout``."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-__all__ = ["XvfbMissing", "Xvfb", "start_xvfb", "XPainter"]
+__all__ = ["XPainter", "Xvfb", "XvfbMissing", "start_xvfb"]
 
 
 class XvfbMissing(RuntimeError):
@@ -37,11 +37,22 @@ def start_xvfb(width: int = 1280, height: int = 720) -> Iterator[Xvfb]:
     """Run ``Xvfb`` on a free display number (it picks one: -displayfd) for the block."""
     exe = shutil.which("Xvfb")
     if exe is None:
-        raise XvfbMissing("Xvfb is not installed (Debian package xvfb; scripts/lib/system-packages)")
+        raise XvfbMissing(
+            "Xvfb is not installed (Debian package xvfb; scripts/lib/system-packages)"
+        )
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
-        [exe, "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x24",
-         "-nolisten", "tcp", "-noreset"],
+        [
+            exe,
+            "-displayfd",
+            str(write_fd),
+            "-screen",
+            "0",
+            f"{width}x{height}x24",
+            "-nolisten",
+            "tcp",
+            "-noreset",
+        ],
         pass_fds=(write_fd,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -83,7 +94,9 @@ class XPainter:
         x.XOpenDisplay.restype = ctypes.c_void_p
         x.XOpenDisplay.argtypes = [ctypes.c_char_p]
         for name in ("XDefaultScreen", "XDefaultDepth"):
-            getattr(x, name).argtypes = [ctypes.c_void_p] + ([ctypes.c_int] if name != "XDefaultScreen" else [])
+            getattr(x, name).argtypes = [ctypes.c_void_p] + (
+                [ctypes.c_int] if name != "XDefaultScreen" else []
+            )
         x.XDefaultScreen.restype = ctypes.c_int
         x.XDefaultDepth.restype = ctypes.c_int
         x.XRootWindow.restype = ctypes.c_ulong
@@ -93,24 +106,58 @@ class XPainter:
         x.XDefaultVisual.restype = ctypes.c_void_p
         x.XDefaultVisual.argtypes = [ctypes.c_void_p, ctypes.c_int]
         x.XCreateImage.restype = ctypes.c_void_p
-        x.XCreateImage.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int,
-                                   ctypes.c_int, ctypes.c_char_p, ctypes.c_uint, ctypes.c_uint,
-                                   ctypes.c_int, ctypes.c_int]
-        x.XPutImage.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_void_p,
-                                ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                                ctypes.c_uint, ctypes.c_uint]
+        x.XCreateImage.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
+        x.XPutImage.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_ulong,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+        ]
         x.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
         x.XFree.argtypes = [ctypes.c_void_p]
         x.XCloseDisplay.argtypes = [ctypes.c_void_p]
         x.XCreateSimpleWindow.restype = ctypes.c_ulong
-        x.XCreateSimpleWindow.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_int,
-                                          ctypes.c_uint, ctypes.c_uint, ctypes.c_uint,
-                                          ctypes.c_ulong, ctypes.c_ulong]
+        x.XCreateSimpleWindow.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_ulong,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_ulong,
+            ctypes.c_ulong,
+        ]
         x.XStoreName.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_char_p]
         x.XInternAtom.restype = ctypes.c_ulong
         x.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
-        x.XChangeProperty.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                                      ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+        x.XChangeProperty.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_ulong,
+            ctypes.c_ulong,
+            ctypes.c_ulong,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_int,
+        ]
         self._x = x
         self._dpy = x.XOpenDisplay(display.encode())
         if not self._dpy:
@@ -125,14 +172,32 @@ class XPainter:
         data = image.convert("RGB").tobytes("raw", "BGRX")
         buf = ctypes.create_string_buffer(data, len(data))
         ximage = x.XCreateImage(
-            self._dpy, x.XDefaultVisual(self._dpy, self._screen),
-            x.XDefaultDepth(self._dpy, self._screen), _ZPIXMAP, 0, buf, width, height, 32, 0,
+            self._dpy,
+            x.XDefaultVisual(self._dpy, self._screen),
+            x.XDefaultDepth(self._dpy, self._screen),
+            _ZPIXMAP,
+            0,
+            buf,
+            width,
+            height,
+            32,
+            0,
         )
         if not ximage:
             raise RuntimeError("XCreateImage failed")
         try:
-            x.XPutImage(self._dpy, self._root, x.XDefaultGC(self._dpy, self._screen), ximage,
-                        0, 0, 0, 0, width, height)
+            x.XPutImage(
+                self._dpy,
+                self._root,
+                x.XDefaultGC(self._dpy, self._screen),
+                ximage,
+                0,
+                0,
+                0,
+                0,
+                width,
+                height,
+            )
             x.XSync(self._dpy, 0)
         finally:
             x.XFree(ximage)  # the struct only; the pixels belong to ``buf``
@@ -144,12 +209,28 @@ class XPainter:
         utf8 = x.XInternAtom(self._dpy, b"UTF8_STRING", 0)
         net_name = x.XInternAtom(self._dpy, b"_NET_WM_NAME", 0)
         encoded = title.encode("utf-8")
-        x.XChangeProperty(self._dpy, win, net_name, utf8, 8, _PROP_MODE_REPLACE,
-                          ctypes.c_char_p(encoded), len(encoded))
+        x.XChangeProperty(
+            self._dpy,
+            win,
+            net_name,
+            utf8,
+            8,
+            _PROP_MODE_REPLACE,
+            ctypes.c_char_p(encoded),
+            len(encoded),
+        )
         active = x.XInternAtom(self._dpy, b"_NET_ACTIVE_WINDOW", 0)
         value = ctypes.c_ulong(win)
-        x.XChangeProperty(self._dpy, self._root, active, _XA_WINDOW, 32, _PROP_MODE_REPLACE,
-                          ctypes.byref(value), 1)
+        x.XChangeProperty(
+            self._dpy,
+            self._root,
+            active,
+            _XA_WINDOW,
+            32,
+            _PROP_MODE_REPLACE,
+            ctypes.byref(value),
+            1,
+        )
         x.XSync(self._dpy, 0)
         return int(win)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import logging
 import random
 from collections.abc import AsyncIterator, Iterator
@@ -15,13 +16,13 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.agent.agent_standin_server import WAIT_S, StandInServer, standin_server
-from tests.agent.agent_xscreen import XPainter, Xvfb
 from klasblik.agent.capture import CaptureError, CaptureWorker, Grab, ScreenGrabber
 from klasblik.agent.client import AgentClient
 from klasblik.agent.pacing import Backoff
 from klasblik.agent.settings import AgentSettings, load_agent_settings
 from klasblik.protocol import Encoding, FrameKind
+from tests.agent.agent_standin_server import WAIT_S, StandInServer, standin_server
+from tests.agent.agent_xscreen import XPainter, Xvfb
 
 pytestmark = pytest.mark.xvfb
 
@@ -64,8 +65,17 @@ async def server() -> AsyncIterator[StandInServer]:
 
 
 def _settings(server: StandInServer, tmp_path: Path, **extra: str) -> AgentSettings:
-    return load_agent_settings({"server": server.url, "token": "tok", "account": "anna@school.example",
-                                "state_dir": str(tmp_path), "capture_retry_s": "1", **extra}, env={})
+    return load_agent_settings(
+        {
+            "server": server.url,
+            "token": "tok",
+            "account": "anna@school.example",
+            "state_dir": str(tmp_path),
+            "capture_retry_s": "1",
+            **extra,
+        },
+        env={},
+    )
 
 
 class Running:
@@ -111,8 +121,9 @@ async def test_hello_first_then_heartbeats(server: StandInServer, tmp_path: Path
         await agent.finish()
 
 
-async def test_grid_frames_then_focus_then_off(server: StandInServer, tmp_path: Path,
-                                               screen: tuple[Xvfb, XPainter]) -> None:
+async def test_grid_frames_then_focus_then_off(
+    server: StandInServer, tmp_path: Path, screen: tuple[Xvfb, XPainter]
+) -> None:
     """grid gives thumbnails, focus larger frames (JPEG by default); an unchanged screen and off give none."""
     xvfb, painter = screen
     grabber = CountingGrabber(ScreenGrabber(display=xvfb.display))
@@ -138,15 +149,21 @@ async def test_grid_frames_then_focus_then_off(server: StandInServer, tmp_path: 
         page = Image.new("RGB", (1280, 720), (30, 90, 200))
         painter.show(page)
         await conn.wait_for(lambda: len(conn.frames) >= 2)
-        assert Image.open(io.BytesIO(conn.frames[1][1])).convert("RGB").getpixel((200, 100))[2] > 150
+        assert (
+            Image.open(io.BytesIO(conn.frames[1][1])).convert("RGB").getpixel((200, 100))[2] > 150
+        )
 
         await conn.watch("focus", 1280, 720, interval_ms=300, quality=70)
         await conn.wait_for(lambda: any(h.kind == FrameKind.FOCUS for h, _, _ in conn.frames))
         focus = [(h, t) for h, _, t in conn.frames if h.kind == FrameKind.FOCUS]
-        assert (focus[0][0].width, focus[0][0].height, focus[0][0].encoding) == (1280, 720, Encoding.JPEG)
+        assert (focus[0][0].width, focus[0][0].height, focus[0][0].encoding) == (
+            1280,
+            720,
+            Encoding.JPEG,
+        )
         # The interval (200 ms, then 300 ms) holds between the grabs of any two frames.
         times = [h.captured_at_ms for h, _, _ in conn.frames]
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert min(gaps) >= 198, gaps
 
         await conn.watch("off")
@@ -162,13 +179,17 @@ async def test_grid_frames_then_focus_then_off(server: StandInServer, tmp_path: 
         await agent.finish()
 
 
-async def test_window_title_sent_as_one_tab_when_changed(server: StandInServer, tmp_path: Path,
-                                                         screen: tuple[Xvfb, XPainter]) -> None:
+async def test_window_title_sent_as_one_tab_when_changed(
+    server: StandInServer, tmp_path: Path, screen: tuple[Xvfb, XPainter]
+) -> None:
     """With tabs active the window title goes out as one tab, once per change; with none never."""
     xvfb, _ = screen
     titles = iter(["Word – verslag"] * 3 + ["Rekenen – blok 3"] * 100)
-    client = AgentClient(_settings(server, tmp_path), CaptureWorker(ScreenGrabber(display=xvfb.display)),
-                         window_title=lambda: next(titles))
+    client = AgentClient(
+        _settings(server, tmp_path),
+        CaptureWorker(ScreenGrabber(display=xvfb.display)),
+        window_title=lambda: next(titles),
+    )
     agent = Running(client)
     try:
         conn = await server.next_connection()
@@ -208,16 +229,27 @@ async def test_capture_error_once_per_reason(server: StandInServer, tmp_path: Pa
 
 
 async def test_refused_account_is_logged_and_retried_with_backoff(
-        server: StandInServer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    server: StandInServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """An error + close 4001 is logged with its code and message; the agent comes back later."""
     caplog.set_level(logging.INFO, "klasblik.agent")
     backoff = Backoff(start_s=0.2, rng=random.Random(4))
-    agent = Running(AgentClient(_settings(server, tmp_path), CaptureWorker(FailingGrabber(["x"])),
-                                backoff=backoff))
+    agent = Running(
+        AgentClient(
+            _settings(server, tmp_path), CaptureWorker(FailingGrabber(["x"])), backoff=backoff
+        )
+    )
     try:
         conn = await server.next_connection()
-        await conn.send({"type": "error", "error": {"code": "unknown_account",
-                                                    "message": "anna@school.example is not in the roster"}})
+        await conn.send(
+            {
+                "type": "error",
+                "error": {
+                    "code": "unknown_account",
+                    "message": "anna@school.example is not in the roster",
+                },
+            }
+        )
         await conn.ws.close(code=4001)
         again = await server.next_connection()
         await again.wait_for(lambda: len(again.messages) >= 1)
@@ -229,12 +261,18 @@ async def test_refused_account_is_logged_and_retried_with_backoff(
         await agent.finish()
 
 
-async def test_staff_refusal_waits_an_hour(server: StandInServer, tmp_path: Path,
-                                           caplog: pytest.LogCaptureFixture) -> None:
+async def test_staff_refusal_waits_an_hour(
+    server: StandInServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """After close 4003 the agent does not come back soon (it waits at least an hour)."""
     caplog.set_level(logging.INFO, "klasblik.agent")
-    agent = Running(AgentClient(_settings(server, tmp_path), CaptureWorker(FailingGrabber(["x"])),
-                                backoff=Backoff(start_s=0.05)))
+    agent = Running(
+        AgentClient(
+            _settings(server, tmp_path),
+            CaptureWorker(FailingGrabber(["x"])),
+            backoff=Backoff(start_s=0.05),
+        )
+    )
     try:
         conn = await server.next_connection()
         await conn.send({"type": "error", "error": {"code": "not_a_student", "message": "staff"}})
@@ -251,17 +289,28 @@ async def test_dropped_connection_and_missing_server_do_not_crash(tmp_path: Path
     """No server at all, then a server that drops the socket: the agent keeps trying."""
     async with standin_server() as first:
         url = first.url
-    settings = load_agent_settings({"server": url, "token": "tok", "account": "a@b.example",
-                                    "state_dir": str(tmp_path)}, env={})
-    agent = Running(AgentClient(settings, CaptureWorker(FailingGrabber(["x"])),
-                                backoff=Backoff(start_s=0.05, max_s=0.2)))
+    settings = load_agent_settings(
+        {"server": url, "token": "tok", "account": "a@b.example", "state_dir": str(tmp_path)},
+        env={},
+    )
+    agent = Running(
+        AgentClient(
+            settings, CaptureWorker(FailingGrabber(["x"])), backoff=Backoff(start_s=0.05, max_s=0.2)
+        )
+    )
     try:
         await asyncio.sleep(0.5)  # connection refused a few times
         assert not agent.task.done()
         async with standin_server() as server:
             agent.client.settings = load_agent_settings(
-                {"server": server.url, "token": "tok", "account": "a@b.example",
-                 "state_dir": str(tmp_path)}, env={})
+                {
+                    "server": server.url,
+                    "token": "tok",
+                    "account": "a@b.example",
+                    "state_dir": str(tmp_path),
+                },
+                env={},
+            )
             conn = await server.next_connection()
             await conn.welcome()
             transport = conn.ws._req.transport  # type: ignore[union-attr]
@@ -275,12 +324,15 @@ async def test_dropped_connection_and_missing_server_do_not_crash(tmp_path: Path
         await agent.finish()
 
 
-async def test_encoding_server_follows_the_watch(server: StandInServer, tmp_path: Path,
-                                                 screen: tuple[Xvfb, XPainter]) -> None:
+async def test_encoding_server_follows_the_watch(
+    server: StandInServer, tmp_path: Path, screen: tuple[Xvfb, XPainter]
+) -> None:
     """With encoding=server the agent sends what the watch asks: WebP, then JPEG."""
-    xvfb, painter = screen
-    client = AgentClient(_settings(server, tmp_path, encoding="server"),
-                         CaptureWorker(ScreenGrabber(display=xvfb.display)))
+    xvfb, _painter = screen
+    client = AgentClient(
+        _settings(server, tmp_path, encoding="server"),
+        CaptureWorker(ScreenGrabber(display=xvfb.display)),
+    )
     agent = Running(client)
     try:
         conn = await server.next_connection()
@@ -314,7 +366,9 @@ async def test_unusable_grab_is_a_capture_error(server: StandInServer, tmp_path:
         await conn.watch("grid", interval_ms=100)
         await conn.wait_for(lambda: len(conn.of_type("capture_error")) >= 1)
         reason = conn.of_type("capture_error")[0]["reason"]
-        assert reason.startswith("could not process the screen image: grab of 16 bytes is too small")
+        assert reason.startswith(
+            "could not process the screen image: grab of 16 bytes is too small"
+        )
         await conn.wait_for(lambda: len(conn.of_type("heartbeat")) >= 1)
         assert not agent.task.done()
     finally:
@@ -324,16 +378,20 @@ async def test_unusable_grab_is_a_capture_error(server: StandInServer, tmp_path:
 async def test_replaced_connection_keeps_backing_off(server: StandInServer, tmp_path: Path) -> None:
     """After close 4009 (replaced) the backoff is not reset, so two devices do not flap."""
     backoff = Backoff(start_s=0.05, max_s=0.2, rng=random.Random(2))
-    agent = Running(AgentClient(_settings(server, tmp_path), CaptureWorker(FailingGrabber(["x"])),
-                                backoff=backoff))
+    agent = Running(
+        AgentClient(
+            _settings(server, tmp_path), CaptureWorker(FailingGrabber(["x"])), backoff=backoff
+        )
+    )
     try:
         for expected in (1, 2):
             conn = await server.next_connection()
             await conn.welcome()
-            await conn.wait_for(lambda: agent.client.session is not None
-                                and agent.client.session.welcomed.is_set())
+            await conn.wait_for(
+                lambda: agent.client.session is not None and agent.client.session.welcomed.is_set()
+            )
             await conn.ws.close(code=4009)
-            await conn.wait_for(lambda: backoff.attempts >= expected)
+            await conn.wait_for(lambda expected=expected: backoff.attempts >= expected)
         conn = await server.next_connection()
         await conn.welcome()
         await conn.ws.close(code=1001)  # an ordinary close after a welcome starts afresh

@@ -18,12 +18,12 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from tests.agent.agent_xscreen import XPainter, Xvfb
 from klasblik import protocol as p
 from klasblik.agent.capture import CaptureWorker, Grab, ScreenGrabber
 from klasblik.agent.client import AgentClient
 from klasblik.agent.pacing import Backoff
 from klasblik.agent.settings import load_agent_settings
+from tests.agent.agent_xscreen import XPainter, Xvfb
 from tests.support.live import LiveServer, wait_for
 
 pytestmark = pytest.mark.xvfb
@@ -76,8 +76,11 @@ class Dashboard:
         self._id += 1
         await self.ws.send_str(json.dumps({"type": kind, "id": self._id, **fields}))
         msg_id = self._id
-        await wait_for(lambda: any(e["type"] == "result" and e["id"] == msg_id for e in self.events),
-                       WAIT_S, f"answer to {kind}")
+        await wait_for(
+            lambda: any(e["type"] == "result" and e["id"] == msg_id for e in self.events),
+            WAIT_S,
+            f"answer to {kind}",
+        )
         return next(e for e in self.events if e["type"] == "result" and e["id"] == msg_id)
 
     def tabs(self) -> list[list[dict[str, Any]]]:
@@ -97,20 +100,37 @@ def _quadrants(tl: tuple[int, int, int]) -> Image.Image:
 
 
 def _close(a: tuple[int, ...], b: tuple[int, ...], tol: int = 16) -> bool:
-    return all(abs(x - y) <= tol for x, y in zip(a, b))
+    return all(abs(x - y) <= tol for x, y in zip(a, b, strict=False))
 
 
-def _agent(live_server: LiveServer, tmp_path: Path, account: str, grabber: Any,
-           backoff: Backoff | None = None) -> tuple[AgentClient, asyncio.Event, asyncio.Task[None]]:
-    settings = load_agent_settings({"server": live_server.agent_url, "token": live_server.token,
-                                    "account": account, "state_dir": str(tmp_path / "agent")}, env={})
+def _agent(
+    live_server: LiveServer,
+    tmp_path: Path,
+    account: str,
+    grabber: Any,
+    backoff: Backoff | None = None,
+) -> tuple[AgentClient, asyncio.Event, asyncio.Task[None]]:
+    settings = load_agent_settings(
+        {
+            "server": live_server.agent_url,
+            "token": live_server.token,
+            "account": account,
+            "state_dir": str(tmp_path / "agent"),
+        },
+        env={},
+    )
     client = AgentClient(settings, CaptureWorker(grabber), backoff=backoff)
     stop = asyncio.Event()
     return client, stop, asyncio.create_task(client.run(stop))
 
 
-async def test_agent_serves_a_real_teacher_view(live_server: LiveServer, xvfb: Xvfb, painter: XPainter,
-                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_agent_serves_a_real_teacher_view(
+    live_server: LiveServer,
+    xvfb: Xvfb,
+    painter: XPainter,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Nobody watching: no capture; grid: the screen's thumbnail and window title reach the
     teacher; unchanged screen: no frames; focus: larger focus frames; teacher leaves: capture stops."""
     monkeypatch.setenv("DISPLAY", xvfb.display)
@@ -119,7 +139,7 @@ async def test_agent_serves_a_real_teacher_view(live_server: LiveServer, xvfb: X
     painter.show(_quadrants((230, 30, 40)))
     painter.set_active_window_title("Rekenen – blok 3")
     grabber = CountingGrabber(ScreenGrabber(display=xvfb.display))
-    client, stop, task = _agent(live_server, tmp_path, ANNA[0], grabber)
+    _client, stop, task = _agent(live_server, tmp_path, ANNA[0], grabber)
     dash: Dashboard | None = None
     try:
         await wait_for(lambda: sid in live_server.hub.agents, WAIT_S, "agent attached")
@@ -136,11 +156,17 @@ async def test_agent_serves_a_real_teacher_view(live_server: LiveServer, xvfb: X
         assert ref == sid and header.kind == p.FrameKind.GRID
         assert (header.width, header.height) == (400, 225) == (s.grid_width, s.grid_height)
         thumb = Image.open(io.BytesIO(image)).convert("RGB")
-        for xy, colour in {(50, 50): (230, 30, 40), (350, 50): (20, 180, 60),
-                           (50, 180): (30, 60, 220), (350, 180): (250, 240, 30)}.items():
+        for xy, colour in {
+            (50, 50): (230, 30, 40),
+            (350, 50): (20, 180, 60),
+            (50, 180): (30, 60, 220),
+            (350, 180): (250, 240, 30),
+        }.items():
             assert _close(thumb.getpixel(xy), colour), (xy, thumb.getpixel(xy))
         await wait_for(lambda: dash.tabs(), WAIT_S, "the window title as a tab")
-        assert dash.tabs()[0] == [{"title": "Rekenen – blok 3", "url": "", "active": True, "window": 1}]
+        assert dash.tabs()[0] == [
+            {"title": "Rekenen – blok 3", "url": "", "active": True, "window": 1}
+        ]
 
         # Unchanged screen: the agent keeps looking but sends nothing new.
         count, grabs = len(dash.frames), grabber.grabs
@@ -154,8 +180,11 @@ async def test_agent_serves_a_real_teacher_view(live_server: LiveServer, xvfb: X
         assert _close(newest.getpixel((50, 50)), (240, 240, 240))
 
         assert (await dash.command("focus", student_id=sid))["success"] is True
-        await wait_for(lambda: any(h.kind == p.FrameKind.FOCUS for _, h, _ in dash.frames),
-                       WAIT_S, "a focus frame")
+        await wait_for(
+            lambda: any(h.kind == p.FrameKind.FOCUS for _, h, _ in dash.frames),
+            WAIT_S,
+            "a focus frame",
+        )
         focus = next(h for _, h, _ in dash.frames if h.kind == p.FrameKind.FOCUS)
         assert (focus.width, focus.height) == (1280, 720)  # the whole 1280x720 screen, not upscaled
 
@@ -175,13 +204,19 @@ async def test_agent_serves_a_real_teacher_view(live_server: LiveServer, xvfb: X
         await asyncio.wait_for(task, WAIT_S)
 
 
-async def test_unknown_account_is_logged_and_retried(live_server: LiveServer, tmp_path: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+async def test_unknown_account_is_logged_and_retried(
+    live_server: LiveServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The server's unknown_account refusal is logged with its code; the agent keeps retrying."""
     caplog.set_level(logging.INFO, "klasblik.agent")
     await live_server.add_class("7B", [ANNA])
-    client, stop, task = _agent(live_server, tmp_path, "nobody@school.example", NoScreen(),
-                                backoff=Backoff(start_s=0.1, max_s=0.2, rng=random.Random(1)))
+    client, stop, task = _agent(
+        live_server,
+        tmp_path,
+        "nobody@school.example",
+        NoScreen(),
+        backoff=Backoff(start_s=0.1, max_s=0.2, rng=random.Random(1)),
+    )
     try:
         await wait_for(lambda: client.backoff.attempts >= 2, WAIT_S, "two attempts")
         assert "server error unknown_account" in caplog.text
@@ -192,13 +227,15 @@ async def test_unknown_account_is_logged_and_retried(live_server: LiveServer, tm
         await asyncio.wait_for(task, WAIT_S)
 
 
-async def test_staff_account_waits_an_hour(live_server: LiveServer, tmp_path: Path,
-                                           caplog: pytest.LogCaptureFixture) -> None:
+async def test_staff_account_waits_an_hour(
+    live_server: LiveServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A staff account's agent is refused with 4003 and does not try again within the test."""
     caplog.set_level(logging.INFO, "klasblik.agent")
     await live_server.add_class("7B", [ANNA], teacher="teacher@school.example")
-    client, stop, task = _agent(live_server, tmp_path, "teacher@school.example",
-                                NoScreen(), backoff=Backoff(start_s=0.05))
+    client, stop, task = _agent(
+        live_server, tmp_path, "teacher@school.example", NoScreen(), backoff=Backoff(start_s=0.05)
+    )
     try:
         await wait_for(lambda: client.backoff.attempts >= 1, WAIT_S, "the refusal")
         await asyncio.sleep(1.0)

@@ -9,16 +9,24 @@ import pytest
 from klasblik.agent.cli import main
 from klasblik.agent.settings import AGENT_SETTINGS, AgentConfigError, load_agent_settings
 
-GOOD = {"server": "wss://klasblik.school.example/ws/agent", "token": "T0KEN", "account": "anna@school.example"}
+GOOD = {
+    "server": "wss://klasblik.school.example/ws/agent",
+    "token": "T0KEN",
+    "account": "anna@school.example",
+}
 
 
 def test_flags_override_environment_override_file(tmp_path: Path) -> None:
     """A flag beats the environment, which beats the TOML file, which beats the default."""
     cfg = tmp_path / "agent.toml"
-    cfg.write_text('[agent]\nserver = "wss://file.example/ws/agent"\ntoken = "filetoken"\n'
-                   'account = "file@school.example"\nencoding = "jpeg"\n')
+    cfg.write_text(
+        '[agent]\nserver = "wss://file.example/ws/agent"\ntoken = "filetoken"\n'
+        'account = "file@school.example"\nencoding = "jpeg"\n'
+    )
     env = {"KLASBLIK_AGENT_TOKEN": "envtoken", "KLASBLIK_AGENT_ACCOUNT": "env@school.example"}
-    s = load_agent_settings({"account": "flag@school.example", "state_dir": str(tmp_path)}, env, cfg)
+    s = load_agent_settings(
+        {"account": "flag@school.example", "state_dir": str(tmp_path)}, env, cfg
+    )
     assert s.server == "wss://file.example/ws/agent"
     assert s.token == "envtoken"
     assert s.account == "flag@school.example"
@@ -39,12 +47,21 @@ def test_device_id_is_made_once_and_kept(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "needle"),
     [
-        ({"server": "http://klasblik.example/ws/agent"}, "setting server (--server, KLASBLIK_AGENT_SERVER)"),
+        (
+            {"server": "http://klasblik.example/ws/agent"},
+            "setting server (--server, KLASBLIK_AGENT_SERVER)",
+        ),
         ({"server": "ws://klasblik.example/ws/agent"}, "use wss:// for klasblik.example"),
         ({"server": "wss:///ws/agent"}, "has no host name"),
-        ({"token": "  "}, "setting token (--token, KLASBLIK_AGENT_TOKEN) from the flag: must not be empty"),
+        (
+            {"token": "  "},
+            "setting token (--token, KLASBLIK_AGENT_TOKEN) from the flag: must not be empty",
+        ),
         ({"token": "a b"}, "must not contain spaces"),
-        ({"account": ""}, "setting account (--account, KLASBLIK_AGENT_ACCOUNT) from the flag: must not be empty"),
+        (
+            {"account": ""},
+            "setting account (--account, KLASBLIK_AGENT_ACCOUNT) from the flag: must not be empty",
+        ),
         ({"encoding": "gif"}, "setting encoding"),
         ({"capture_retry_s": "0"}, "setting capture_retry_s"),
         ({"device_id": "x" * 129}, "setting device_id"),
@@ -59,7 +76,9 @@ def test_bad_values_name_the_setting(tmp_path: Path, override: dict[str, str], n
 
 def test_ws_on_loopback_is_allowed(tmp_path: Path) -> None:
     """Plain ws:// is accepted for loopback addresses (development and tests)."""
-    s = load_agent_settings({**GOOD, "server": "ws://127.0.0.1:8080/ws/agent", "state_dir": str(tmp_path)})
+    s = load_agent_settings(
+        {**GOOD, "server": "ws://127.0.0.1:8080/ws/agent", "state_dir": str(tmp_path)}
+    )
     assert s.server == "ws://127.0.0.1:8080/ws/agent"
 
 
@@ -79,14 +98,23 @@ def test_unknown_key_in_config_file(tmp_path: Path) -> None:
         load_agent_settings({}, {}, cfg)
 
 
-def test_cli_exits_2_on_bad_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exits_2_on_bad_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The CLI prints the setting's problem and exits with code 2."""
     for s in AGENT_SETTINGS:
         monkeypatch.delenv(s.env, raising=False)
     monkeypatch.setenv("KLASBLIK_AGENT_TOKEN", "")
-    code = main(["--server", "ws://127.0.0.1:1/ws/agent", "--account", "a@b.example",
-                 "--state-dir", str(tmp_path)])
+    code = main(
+        [
+            "--server",
+            "ws://127.0.0.1:1/ws/agent",
+            "--account",
+            "a@b.example",
+            "--state-dir",
+            str(tmp_path),
+        ]
+    )
     assert code == 2
     assert "setting token" in capsys.readouterr().err
 
@@ -100,25 +128,45 @@ def test_every_setting_is_documented() -> None:
 
 def test_account_from_upn_fills_a_missing_account(tmp_path: Path) -> None:
     """With account_from_upn and no account, the signed-in UPN is the account; an account given wins."""
-    flags = {"server": GOOD["server"], "token": "t", "state_dir": str(tmp_path), "account_from_upn": True}
+    flags = {
+        "server": GOOD["server"],
+        "token": "t",
+        "state_dir": str(tmp_path),
+        "account_from_upn": True,
+    }
     s = load_agent_settings(flags, env={}, upn_reader=lambda: "anna.bakker@school.example")
     assert s.account == "anna.bakker@school.example"
-    s = load_agent_settings({**flags, "account": "bram@school.example"}, env={},
-                            upn_reader=lambda: "anna.bakker@school.example")
+    s = load_agent_settings(
+        {**flags, "account": "bram@school.example"},
+        env={},
+        upn_reader=lambda: "anna.bakker@school.example",
+    )
     assert s.account == "bram@school.example"
     env = {"KLASBLIK_AGENT_ACCOUNT_FROM_UPN": "yes"}
-    s = load_agent_settings({k: v for k, v in flags.items() if k != "account_from_upn"}, env=env,
-                            upn_reader=lambda: "cas@school.example")
+    s = load_agent_settings(
+        {k: v for k, v in flags.items() if k != "account_from_upn"},
+        env=env,
+        upn_reader=lambda: "cas@school.example",
+    )
     assert s.account == "cas@school.example"
 
 
 def test_account_from_upn_without_a_upn_is_a_clear_error(tmp_path: Path) -> None:
     """When no UPN can be read (not Windows, local account) the agent refuses to guess."""
-    flags = {"server": GOOD["server"], "token": "t", "state_dir": str(tmp_path), "account_from_upn": True}
-    with pytest.raises(AgentConfigError, match="setting account .* could not read a Microsoft 365 username"):
+    flags = {
+        "server": GOOD["server"],
+        "token": "t",
+        "state_dir": str(tmp_path),
+        "account_from_upn": True,
+    }
+    with pytest.raises(
+        AgentConfigError, match="setting account .* could not read a Microsoft 365 username"
+    ):
         load_agent_settings(flags, env={}, upn_reader=lambda: None)
     with pytest.raises(AgentConfigError, match="setting account_from_upn .* must be true or false"):
-        load_agent_settings({**flags, "account_from_upn": "perhaps"}, env={}, upn_reader=lambda: None)
+        load_agent_settings(
+            {**flags, "account_from_upn": "perhaps"}, env={}, upn_reader=lambda: None
+        )
 
 
 def test_cli_switch_and_log_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,10 +192,23 @@ def test_cli_process_logs_to_file_and_stops_on_sigterm(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
     log = tmp_path / "agent.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KLASBLIK_AGENT_")}
-    env.update(KLASBLIK_AGENT_SERVER=f"ws://127.0.0.1:{port}/ws/agent",
-               KLASBLIK_AGENT_TOKEN="s3cret-token", KLASBLIK_AGENT_ACCOUNT="anna@school.example")
-    proc = subprocess.Popen([sys.executable, "-m", "klasblik.agent.cli", "--log-file", str(log),
-                             "--state-dir", str(tmp_path / "state")], env=env)
+    env.update(
+        KLASBLIK_AGENT_SERVER=f"ws://127.0.0.1:{port}/ws/agent",
+        KLASBLIK_AGENT_TOKEN="s3cret-token",
+        KLASBLIK_AGENT_ACCOUNT="anna@school.example",
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "klasblik.agent.cli",
+            "--log-file",
+            str(log),
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -155,7 +216,9 @@ def test_cli_process_logs_to_file_and_stops_on_sigterm(tmp_path: Path) -> None:
                 break
             time.sleep(0.1)
         else:
-            raise AssertionError(f"no retries logged: {log.read_text() if log.exists() else '(no log)'}")
+            raise AssertionError(
+                f"no retries logged: {log.read_text() if log.exists() else '(no log)'}"
+            )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from klasblik.server.access import audit
-from klasblik.server.storage.models import RemoteMode, Staff
 from klasblik.server.auth.sessions import COOKIE, create_session
+from klasblik.server.storage.models import RemoteMode, Staff
 from tests.locations.conftest import make_school
 from tests.support.live import start_live_server
 from tests.support.sourced import audit_entries
@@ -32,7 +32,11 @@ async def test_admin_switches_remote_mode_on_and_off_in_the_browser(tmp_path, br
         page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
         page.on(
             "console",
-            lambda msg: problems.append(msg.text) if msg.type == "error" and "favicon" not in msg.text else None,
+            lambda msg: (
+                problems.append(msg.text)
+                if msg.type == "error" and "favicon" not in msg.text
+                else None
+            ),
         )
         await page.goto(server.base_url + "/admin/locations")
         await page.wait_for_selector("#locations tr >> nth=1")
@@ -41,7 +45,11 @@ async def test_admin_switches_remote_mode_on_and_off_in_the_browser(tmp_path, br
         assert "Dependance" in rows[1]
         assert "127.0.0.1" in await page.inner_text("#whereami")
 
-        await page.locator("#locations tr").first.get_by_role("button", name="Remote-lesson mode").click()
+        await (
+            page.locator("#locations tr")
+            .first.get_by_role("button", name="Remote-lesson mode")
+            .click()
+        )
         until = (dt.datetime.now(ZoneInfo("Europe/Amsterdam")) + dt.timedelta(days=2)).replace(
             second=0, microsecond=0
         )

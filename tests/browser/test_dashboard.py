@@ -189,8 +189,9 @@ async def test_demo_teacher_sees_live_grid_and_focus_then_signs_out(
         )
         # Reloaded, the grid first shows each student's last stored thumbnail.
         async with page.expect_response(
-            lambda r: re.search(r"/api/students/\d+/thumbnail$", r.url) is not None
-            and r.status == 200,
+            lambda r: (
+                re.search(r"/api/students/\d+/thumbnail$", r.url) is not None and r.status == 200
+            ),
             timeout=FRAME_WAIT_MS,
         ) as stored:
             await page.reload()

@@ -107,7 +107,9 @@ def frame_vectors() -> dict:
 def _node() -> str:
     node = shutil.which("node")
     if node is None:
-        pytest.fail("node (Debian package nodejs) is missing: scripts/lib/system-packages installs it")
+        pytest.fail(
+            "node (Debian package nodejs) is missing: scripts/lib/system-packages installs it"
+        )
     return node
 
 
@@ -126,7 +128,11 @@ def test_dashboard_js_modules(tmp_path: Path) -> None:
     proc = subprocess.run(
         [node, "--test", *tests],
         cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "KLASBLIK_FRAME_VECTORS": str(vectors), "TZ": "Europe/Amsterdam"},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "KLASBLIK_FRAME_VECTORS": str(vectors),
+            "TZ": "Europe/Amsterdam",
+        },
         capture_output=True,
         text=True,
         timeout=60,

@@ -30,13 +30,13 @@ import pytest
 
 __all__ = [
     "CHROMIUM",
-    "EXTENSION_SRC",
     "EXTENSION_ID",
+    "EXTENSION_SRC",
     "POLICY_DIR",
     "ChromeAgent",
     "extension_id",
-    "managed_policy",
     "make_test_build",
+    "managed_policy",
     "running_agent",
 ]
 
@@ -77,7 +77,7 @@ def managed_policy(config: dict[str, Any]) -> Iterator[Path]:
         pytest.fail(
             f"cannot write Chromium policy to {POLICY_DIR} ({exc}); the extension tests "
             "supply the managed configuration the real way and need write access there "
-            "(run as root, or once: sudo install -d -o \"$USER\" "
+            '(run as root, or once: sudo install -d -o "$USER" '
             f"{POLICY_DIR})"
         )
     try:
@@ -168,9 +168,7 @@ async def running_agent(
                 ],
             )
             try:
-                worker = next(
-                    (w for w in context.service_workers if EXTENSION_ID in w.url), None
-                )
+                worker = next((w for w in context.service_workers if EXTENSION_ID in w.url), None)
                 if worker is None:
                     worker = await context.wait_for_event("serviceworker", timeout=15000)
                 assert EXTENSION_ID in worker.url, f"unexpected service worker {worker.url}"

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-__all__ = ["solid_page_html", "serve_pages"]
+__all__ = ["serve_pages", "solid_page_html"]
 
 
 def solid_page_html(title: str, colour: str, text: str = "") -> str:

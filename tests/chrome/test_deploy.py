@@ -52,13 +52,19 @@ def test_pack_makes_a_signed_crx_without_test_hooks(tmp_path: Path) -> None:
     assert not (EXT / "test-hooks.json").exists(), "agent/chrome must not contain test-hooks.json"
     done = subprocess.run(
         [str(DEPLOY / "pack.sh"), str(key), str(tmp_path / "out"), "https://k.example/cb/"],
-        capture_output=True, text=True, timeout=90, check=False,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     ext_id = re.search(r"extension id: ([a-p]{32})", done.stdout)
     assert ext_id, done.stdout
-    der = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
-                         check=True, capture_output=True).stdout
+    der = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
     want = "".join(chr(ord("a") + int(c, 16)) for c in hashlib.sha256(der).hexdigest()[:32])
     assert ext_id.group(1) == want
     version = json.loads((EXT / "manifest.json").read_text())["version"]
@@ -68,7 +74,14 @@ def test_pack_makes_a_signed_crx_without_test_hooks(tmp_path: Path) -> None:
     with zipfile.ZipFile(crx) as z:
         names = set(z.namelist())
         manifest = json.loads(z.read("manifest.json"))
-    assert {"manifest.json", "worker.js", "protocol.js", "capture.js", "options.html", "schema.json"} <= names
+    assert {
+        "manifest.json",
+        "worker.js",
+        "protocol.js",
+        "capture.js",
+        "options.html",
+        "schema.json",
+    } <= names
     assert not any(n.startswith("test") or n == "package.json" for n in names), names
     assert "key" not in manifest
     updates = (tmp_path / "out" / "updates.xml").read_text()

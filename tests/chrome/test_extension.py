@@ -39,11 +39,15 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     """The extension connected to a probe server, welcomed, mode off, a red page open."""
     probe = ProbeServer()
     await probe.start()
-    pages = {"/red": solid_page_html("Rood vlak", RED), "/blue": solid_page_html("Blauw vlak", BLUE)}
+    pages = {
+        "/red": solid_page_html("Rood vlak", RED),
+        "/blue": solid_page_html("Blauw vlak", BLUE),
+    }
     try:
         async with serve_pages(pages) as base:
-            async with running_agent(tmp_path, server_url=probe.url, token="tok",
-                                     account=ACCOUNT) as agent:
+            async with running_agent(
+                tmp_path, server_url=probe.url, token="tok", account=ACCOUNT
+            ) as agent:
                 await agent.open_page(base + "/red")
                 conn = await probe.next_connection(timeout=30)
                 await conn.wait_for(lambda: conn.hello, 10, "hello")
@@ -60,8 +64,8 @@ def centre_colour(image: bytes) -> tuple[int, int, int]:
 
 
 def close_to(rgb: tuple[int, int, int], hex_colour: str, tol: int = 40) -> bool:
-    want = tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
-    return all(abs(a - b) <= tol for a, b in zip(rgb, want))
+    want = tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return all(abs(a - b) <= tol for a, b in zip(rgb, want, strict=False))
 
 
 async def test_thumbnail_shows_the_page_and_tabs_list_it(rig: Rig) -> None:
@@ -79,8 +83,9 @@ async def test_thumbnail_shows_the_page_and_tabs_list_it(rig: Rig) -> None:
 
 async def test_webp_and_focus_frames(rig: Rig) -> None:
     """Focus mode sends kind 2 frames in WebP when asked, larger than the grid size."""
-    await rig.conn.send(watch_message("focus", width=1280, height=720, interval_ms=500,
-                                      encoding="webp", quality=70))
+    await rig.conn.send(
+        watch_message("focus", width=1280, height=720, interval_ms=500, encoding="webp", quality=70)
+    )
     frames = await rig.conn.wait_for(rig.conn.frames, 15, "a focus frame")
     header = frames[0].header
     assert header is not None
@@ -127,12 +132,16 @@ async def test_options_page_shows_status(rig: Rig) -> None:
     assert "M. de Vries" in (await page.text_content("#watched") or "")
 
 
-@pytest.mark.parametrize("url", ["chrome://version/", f"chrome-extension://{EXTENSION_ID}/options.html"])
+@pytest.mark.parametrize(
+    "url", ["chrome://version/", f"chrome-extension://{EXTENSION_ID}/options.html"]
+)
 async def test_uncapturable_page_sends_capture_error(rig: Rig, url: str) -> None:
     """On a page Chrome will not capture, the agent says so instead of sending frames."""
     await rig.agent.open_page(url)
     await rig.conn.send(watch_message("grid", interval_ms=500))
-    errors = await rig.conn.wait_for(lambda: rig.conn.messages("capture_error"), 10, "capture_error")
+    errors = await rig.conn.wait_for(
+        lambda: rig.conn.messages("capture_error"), 10, "capture_error"
+    )
     assert errors[0]["reason"] == "page cannot be captured"
     await asyncio.sleep(2)
     assert rig.conn.frames() == []
@@ -163,7 +172,9 @@ async def test_without_managed_config_it_does_nothing(tmp_path: Path) -> None:
         assert status["configured"] is False
         assert "not configured" in status["configError"]
         page = await agent.open_page(f"chrome-extension://{EXTENSION_ID}/options.html")
-        await page.wait_for_function("document.getElementById('configured').textContent.startsWith('no')")
+        await page.wait_for_function(
+            "document.getElementById('configured').textContent.startsWith('no')"
+        )
         assert "not configured" in (await page.text_content("#configured") or "")
         assert (await agent.badge())["text"] == ""
 
@@ -193,7 +204,9 @@ async def test_close_codes_decide_when_to_reconnect(rig: Rig) -> None:
     await second.welcome()
     await rig.agent.wait_status(lambda s: s["connected"])
     await second.ws.close(4003, "not_a_student")
-    status = await rig.agent.wait_status(lambda s: s["lastClose"] and s["lastClose"]["code"] == 4003)
+    status = await rig.agent.wait_status(
+        lambda s: s["lastClose"] and s["lastClose"]["code"] == 4003
+    )
     wait_s = (status["nextAttemptAt"] - status["lastClose"]["at"]) / 1000
     assert 3600 <= wait_s <= 3601, wait_s
     stored = await rig.agent.evaluate("chrome.storage.local.get('forbiddenUntil')")

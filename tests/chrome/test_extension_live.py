@@ -35,12 +35,12 @@ GREEN = (16, 160, 48)
 
 
 def _hex(rgb: tuple[int, int, int]) -> str:
-    return "#%02x%02x%02x" % rgb
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 def _close_to(img: Image.Image, rgb: tuple[int, int, int], tol: int = 40) -> bool:
     got = img.convert("RGB").getpixel((img.width // 2, img.height // 2))
-    return all(abs(a - b) <= tol for a, b in zip(got, rgb))  # type: ignore[arg-type]
+    return all(abs(a - b) <= tol for a, b in zip(got, rgb, strict=False))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -136,8 +136,10 @@ class Rig:
 
 @pytest.fixture
 async def pages() -> AsyncIterator[str]:
-    html = {"/red": solid_page_html("Rood vlak", _hex(RED), "Rekenen"),
-            "/green": solid_page_html("Groen vlak", _hex(GREEN))}
+    html = {
+        "/red": solid_page_html("Rood vlak", _hex(RED), "Rekenen"),
+        "/green": solid_page_html("Groen vlak", _hex(GREEN)),
+    }
     async with serve_pages(html) as base:
         yield base
 
@@ -148,8 +150,9 @@ async def rig(live_server: LiveServer, pages: str, tmp_path: Path) -> AsyncItera
     ids = await live_server.add_class("7B", [STUDENT], teacher=TEACHER, teacher_name=TEACHER_NAME)
     spy = HubSpy()
     spy.attach(live_server)
-    async with running_agent(tmp_path, server_url=live_server.agent_url,
-                             token=live_server.token, account=STUDENT[0]) as agent:
+    async with running_agent(
+        tmp_path, server_url=live_server.agent_url, token=live_server.token, account=STUDENT[0]
+    ) as agent:
         await agent.open_page(pages + "/green")
         await agent.open_page(pages + "/red")
         r = Rig(live_server, agent, spy, ids, pages)
@@ -172,12 +175,21 @@ async def test_teacher_gets_thumbnail_and_tabs(rig: Rig) -> None:
         assert img.width <= s.grid_width and img.height <= s.grid_height
         assert _close_to(img, RED), img.convert("RGB").getpixel((img.width // 2, img.height // 2))
         tabs = await until(lambda: teacher.tabs, 10, "a tab list at the dashboard")
-        assert tabs[-1] == [{"title": "Rood vlak", "url": rig.base + "/red", "active": True,
-                             "window": tabs[-1][0]["window"]}]
+        assert tabs[-1] == [
+            {
+                "title": "Rood vlak",
+                "url": rig.base + "/red",
+                "active": True,
+                "window": tabs[-1][0]["window"],
+            }
+        ]
 
         await teacher.command({"type": "focus", "id": 2, "student_id": rig.sid})
         focus = await until(
-            lambda: [f for f in teacher.frames if f[1].kind == p.FrameKind.FOCUS], 20, "a focus frame")
+            lambda: [f for f in teacher.frames if f[1].kind == p.FrameKind.FOCUS],
+            20,
+            "a focus frame",
+        )
         assert focus[0][1].width > s.grid_width
         all_tabs = await until(lambda: [t for t in teacher.tabs if len(t) >= 2], 10, "all tabs")
         urls = {t["url"]: t["active"] for t in all_tabs[-1]}
@@ -205,7 +217,9 @@ async def test_watch_and_unwatch_switch_frames_and_badge(rig: Rig) -> None:
     assert (await rig.agent.badge())["text"] == ""
     settled = time.monotonic() + 1.0
     page = rig.agent.context.pages[-1]
-    await page.evaluate(f"document.body.style.background = {_hex(GREEN)!r}")  # a change nobody asked for
+    await page.evaluate(
+        f"document.body.style.background = {_hex(GREEN)!r}"
+    )  # a change nobody asked for
     await asyncio.sleep(4)
     assert rig.spy.frames_since(settled) == []
 
@@ -217,8 +231,9 @@ async def test_survives_the_server_going_away(pages: str, tmp_path: Path) -> Non
     ids = await server.add_class("7B", [STUDENT], teacher=TEACHER, teacher_name=TEACHER_NAME)
     sid = ids["students"][STUDENT[0]]
     try:
-        async with running_agent(tmp_path, server_url=server.agent_url, token=server.token,
-                                 account=STUDENT[0]) as agent:
+        async with running_agent(
+            tmp_path, server_url=server.agent_url, token=server.token, account=STUDENT[0]
+        ) as agent:
             await agent.open_page(pages + "/red")
             await until(lambda: sid in server.hub.agents, 30, "first connection")
             port = server.port

@@ -19,7 +19,9 @@ PROTOCOL_JS = REPO / "agent" / "chrome" / "protocol.js"
 def _node() -> str:
     node = shutil.which("node")
     if node is None:
-        pytest.fail("node is not installed: the Debian nodejs package runs the extension's unit tests")
+        pytest.fail(
+            "node is not installed: the Debian nodejs package runs the extension's unit tests"
+        )
     return node
 
 
@@ -28,7 +30,10 @@ def _run_js(script: str) -> str:
     source = f"import * as P from {json.dumps(PROTOCOL_JS.as_uri())};\n{script}"
     done = subprocess.run(
         [_node(), "--input-type=module", "-e", source],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -38,7 +43,11 @@ def test_node_unit_tests_pass() -> None:
     """`node --test agent/chrome/test/` exits 0 (every JS unit test passes)."""
     done = subprocess.run(
         [_node(), "--test", "agent/chrome/test/"],
-        cwd=REPO, capture_output=True, text=True, timeout=100, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "# fail 0" in done.stdout
@@ -46,8 +55,9 @@ def test_node_unit_tests_pass() -> None:
 
 def test_js_frame_is_accepted_by_python_decode_frame() -> None:
     """A frame built by the extension decodes with klasblik.protocol.decode_frame, field by field."""
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     buf = io.BytesIO()
     Image.new("RGB", (64, 36), (200, 30, 40)).save(buf, "JPEG", quality=80)
@@ -61,10 +71,14 @@ def test_js_frame_is_accepted_by_python_decode_frame() -> None:
     frame = bytes.fromhex(out)
     header = protocol.decode_frame(frame)
     assert header == protocol.FrameHeader(
-        kind=protocol.FrameKind.FOCUS, encoding=protocol.Encoding.JPEG, width=64, height=36,
-        seq=5, captured_at_ms=1795414408927,
+        kind=protocol.FrameKind.FOCUS,
+        encoding=protocol.Encoding.JPEG,
+        width=64,
+        height=36,
+        seq=5,
+        captured_at_ms=1795414408927,
     )
-    assert frame[protocol.FRAME_HEADER_SIZE:] == jpeg
+    assert frame[protocol.FRAME_HEADER_SIZE :] == jpeg
     assert protocol.encode_frame(header, jpeg) == frame
 
 
@@ -93,10 +107,25 @@ def test_js_messages_pass_python_validation() -> None:
 
 def test_js_accepts_what_python_server_sends() -> None:
     """welcome and watch encoded by klasblik.protocol are accepted by the JS session."""
-    welcome = {"type": "welcome", "protocol": 1, "session": "abc", "display_name": "Anna B.",
-               "heartbeat_s": 20, "max_frame_bytes": 1048576}
-    watch = {"type": "watch", "mode": "grid", "width": 400, "height": 225, "interval_ms": 2000,
-             "quality": 55, "encoding": "jpeg", "tabs": "active", "viewers": ["M. de Vries"]}
+    welcome = {
+        "type": "welcome",
+        "protocol": 1,
+        "session": "abc",
+        "display_name": "Anna B.",
+        "heartbeat_s": 20,
+        "max_frame_bytes": 1048576,
+    }
+    watch = {
+        "type": "watch",
+        "mode": "grid",
+        "width": 400,
+        "height": 225,
+        "interval_ms": 2000,
+        "quality": 55,
+        "encoding": "jpeg",
+        "tabs": "active",
+        "viewers": ["M. de Vries"],
+    }
     texts = [protocol.encode_message(m, "server_agent") for m in (welcome, watch)]
     out = _run_js(
         f"const s = new P.AgentSession(); const texts = {json.dumps(texts)};\n"

@@ -24,7 +24,7 @@ from ..chrome.extension import running_agent
 from ..chrome.pages import serve_pages, solid_page_html
 from .xwindow import ActiveWindow
 
-__all__ = ["AgentDriver", "ChromeExtensionDriver", "DesktopAgentDriver", "DRIVERS"]
+__all__ = ["DRIVERS", "AgentDriver", "ChromeExtensionDriver", "DesktopAgentDriver"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,8 +34,9 @@ class AgentDriver(Protocol):
 
     name: str
 
-    def run(self, tmp_path: Path, server_url: str, token: str,
-            account: str) -> contextlib.AbstractAsyncContextManager[None]: ...
+    def run(
+        self, tmp_path: Path, server_url: str, token: str, account: str
+    ) -> contextlib.AbstractAsyncContextManager[None]: ...
 
 
 class ChromeExtensionDriver:
@@ -44,12 +45,14 @@ class ChromeExtensionDriver:
     name = "chrome-extension"
 
     @contextlib.asynccontextmanager
-    async def run(self, tmp_path: Path, server_url: str, token: str,
-                  account: str) -> AsyncIterator[None]:
+    async def run(
+        self, tmp_path: Path, server_url: str, token: str, account: str
+    ) -> AsyncIterator[None]:
         page = solid_page_html("Conformance page", "#2e7d32", "Klasblik")
         async with serve_pages({"/": page}) as base:
-            async with running_agent(tmp_path, server_url=server_url, token=token,
-                                     account=account) as agent:
+            async with running_agent(
+                tmp_path, server_url=server_url, token=token, account=account
+            ) as agent:
                 await agent.open_page(base + "/")
                 yield
 
@@ -62,9 +65,19 @@ def _xvfb(width: int = 1280, height: int = 720) -> Iterator[str]:
         pytest.fail("Xvfb is not installed (Debian package xvfb; scripts/lib/system-packages)")
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
-        [exe, "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x24",
-         "-nolisten", "tcp"],
-        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            exe,
+            "-displayfd",
+            str(write_fd),
+            "-screen",
+            "0",
+            f"{width}x{height}x24",
+            "-nolisten",
+            "tcp",
+        ],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     os.close(write_fd)
     try:
@@ -88,17 +101,28 @@ class DesktopAgentDriver:
     name = "desktop-agent"
 
     @contextlib.asynccontextmanager
-    async def run(self, tmp_path: Path, server_url: str, token: str,
-                  account: str) -> AsyncIterator[None]:
+    async def run(
+        self, tmp_path: Path, server_url: str, token: str, account: str
+    ) -> AsyncIterator[None]:
         with _xvfb() as display:
             window = ActiveWindow(display, "Conformance window")
             env = {**os.environ, "DISPLAY": display}
             log = (tmp_path / "desktop-agent.log").open("wb")  # read it when a check fails
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "import sys; from klasblik.agent.cli import main; sys.exit(main())",
-                "--server", server_url, "--token", token, "--account", account,
-                "--state-dir", str(tmp_path / "agent-state"),
-                env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log,
+                sys.executable,
+                "-c",
+                "import sys; from klasblik.agent.cli import main; sys.exit(main())",
+                "--server",
+                server_url,
+                "--token",
+                token,
+                "--account",
+                account,
+                "--state-dir",
+                str(tmp_path / "agent-state"),
+                env=env,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
             )
             try:
                 yield

@@ -18,18 +18,34 @@ from websockets.exceptions import ConnectionClosed
 
 from klasblik import protocol
 
-__all__ = ["Received", "ProbeConnection", "ProbeServer", "WATCH_OFF", "watch_message"]
+__all__ = ["WATCH_OFF", "ProbeConnection", "ProbeServer", "Received", "watch_message"]
 
 WATCH_OFF: dict[str, Any] = {
-    "type": "watch", "mode": "off", "width": 0, "height": 0, "interval_ms": 0,
-    "quality": 1, "encoding": "jpeg", "tabs": "none", "viewers": [],
+    "type": "watch",
+    "mode": "off",
+    "width": 0,
+    "height": 0,
+    "interval_ms": 0,
+    "quality": 1,
+    "encoding": "jpeg",
+    "tabs": "none",
+    "viewers": [],
 }
 
 
 def watch_message(mode: str, **fields: Any) -> dict[str, Any]:
     """A watch message with sensible grid defaults; ``fields`` override them."""
-    msg = {"type": "watch", "mode": mode, "width": 400, "height": 225, "interval_ms": 1000,
-           "quality": 60, "encoding": "jpeg", "tabs": "none", "viewers": ["T. Eacher"]}
+    msg = {
+        "type": "watch",
+        "mode": mode,
+        "width": 400,
+        "height": 225,
+        "interval_ms": 1000,
+        "quality": 60,
+        "encoding": "jpeg",
+        "tabs": "none",
+        "viewers": ["T. Eacher"],
+    }
     msg.update(fields)
     protocol.validate_message(msg, "server_agent")
     return msg
@@ -61,8 +77,11 @@ class ProbeConnection:
         return first.message if first else None
 
     def messages(self, msg_type: str, since: float = 0.0) -> list[dict[str, Any]]:
-        return [r.message for r in self.received
-                if r.message is not None and r.message["type"] == msg_type and r.at >= since]
+        return [
+            r.message
+            for r in self.received
+            if r.message is not None and r.message["type"] == msg_type and r.at >= since
+        ]
 
     def frames(self, since: float = 0.0) -> list[Received]:
         return [r for r in self.received if r.header is not None and r.at >= since]
@@ -74,9 +93,16 @@ class ProbeConnection:
         await self.ws.send(protocol.encode_message(msg, "server_agent"))
 
     async def welcome(self, heartbeat_s: int = 20, max_frame_bytes: int = 1 << 20) -> None:
-        await self.send({"type": "welcome", "protocol": 1, "session": "probe",
-                         "display_name": "Probe S.", "heartbeat_s": heartbeat_s,
-                         "max_frame_bytes": max_frame_bytes})
+        await self.send(
+            {
+                "type": "welcome",
+                "protocol": 1,
+                "session": "probe",
+                "display_name": "Probe S.",
+                "heartbeat_s": heartbeat_s,
+                "max_frame_bytes": max_frame_bytes,
+            }
+        )
 
     async def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         """Wait until ``predicate()`` is truthy; fail naming ``what`` after ``timeout`` s."""
@@ -87,8 +113,10 @@ class ProbeConnection:
                 return result
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}; "
-                                     f"received {[self._describe(r) for r in self.received][-12:]}")
+                raise AssertionError(
+                    f"timed out after {timeout} s waiting for {what}; "
+                    f"received {[self._describe(r) for r in self.received][-12:]}"
+                )
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), min(left, 0.5))
@@ -111,7 +139,8 @@ class ProbeConnection:
             else:
                 header = protocol.decode_frame(data)
                 self.received.append(
-                    Received(now, header=header, image=bytes(data[protocol.FRAME_HEADER_SIZE:])))
+                    Received(now, header=header, image=bytes(data[protocol.FRAME_HEADER_SIZE :]))
+                )
         except protocol.ProtocolError as exc:
             self.received.append(Received(now, error=f"{exc.code}: {exc.message}"))
         self.changed.set()

@@ -41,7 +41,9 @@ async def probe() -> AsyncIterator[ProbeServer]:
 
 
 @pytest.fixture
-async def conn(driver: AgentDriver, probe: ProbeServer, tmp_path: Path) -> AsyncIterator[ProbeConnection]:
+async def conn(
+    driver: AgentDriver, probe: ProbeServer, tmp_path: Path
+) -> AsyncIterator[ProbeConnection]:
     """An agent connected to the probe, welcomed (heartbeat_s=1) and told mode off."""
     async with driver.run(tmp_path, probe.url, TOKEN, ACCOUNT):
         c = await probe.next_connection(timeout=30)

@@ -27,16 +27,31 @@ class ActiveWindow:
         x.XDefaultRootWindow.restype = ctypes.c_ulong
         x.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
         x.XCreateSimpleWindow.restype = ctypes.c_ulong
-        x.XCreateSimpleWindow.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int,
-                                          ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
-                                          ctypes.c_uint, ctypes.c_ulong, ctypes.c_ulong]
+        x.XCreateSimpleWindow.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_ulong,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_ulong,
+            ctypes.c_ulong,
+        ]
         x.XStoreName.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_char_p]
         x.XMapWindow.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
         x.XInternAtom.restype = ctypes.c_ulong
         x.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
-        x.XChangeProperty.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong,
-                                      ctypes.c_ulong, ctypes.c_int, ctypes.c_int,
-                                      ctypes.c_void_p, ctypes.c_int]
+        x.XChangeProperty.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_ulong,
+            ctypes.c_ulong,
+            ctypes.c_ulong,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_int,
+        ]
         x.XFlush.argtypes = [ctypes.c_void_p]
         x.XCloseDisplay.argtypes = [ctypes.c_void_p]
         self._x = x
@@ -49,8 +64,9 @@ class ActiveWindow:
         x.XMapWindow(self._dpy, win)
         active = x.XInternAtom(self._dpy, b"_NET_ACTIVE_WINDOW", 0)
         data = ctypes.c_ulong(win)
-        x.XChangeProperty(self._dpy, root, active, _XA_WINDOW, 32, _PROP_MODE_REPLACE,
-                          ctypes.byref(data), 1)
+        x.XChangeProperty(
+            self._dpy, root, active, _XA_WINDOW, 32, _PROP_MODE_REPLACE, ctypes.byref(data), 1
+        )
         x.XFlush(self._dpy)
 
     def close(self) -> None:

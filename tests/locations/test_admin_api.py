@@ -20,7 +20,11 @@ AMS = ZoneInfo("Europe/Amsterdam")
     [
         ("GET", "/api/admin/locations", None),
         ("POST", "/api/admin/locations", {"name": "X", "code": "12AB05", "networks": []}),
-        ("POST", "/api/admin/locations/{A}/remote-mode", {"until": "2030-01-01T00:00Z", "reason": "x"}),
+        (
+            "POST",
+            "/api/admin/locations/{A}/remote-mode",
+            {"until": "2030-01-01T00:00Z", "reason": "x"},
+        ),
         ("DELETE", "/api/admin/locations/{A}/remote-mode", None),
         ("GET", "/api/admin/locations/{A}/remote-mode/letter?lang=nl", None),
         ("GET", "/admin/locations", None),
@@ -42,7 +46,9 @@ async def test_signed_out_and_csrf_less_requests_are_refused(school):
         assert status == 401 and body["error"]["code"] == "not_authenticated"
     async with client_at(school.server, school.admin, AT_A) as it:
         status, body = await it.request(
-            "POST", "/api/admin/locations", {"name": "X", "code": "12AB05"},
+            "POST",
+            "/api/admin/locations",
+            {"name": "X", "code": "12AB05"},
             headers={"X-CSRF-Token": "wrong"},
         )
         assert status == 403 and body["error"]["code"] == "csrf_failed"
@@ -97,16 +103,24 @@ async def test_changing_networks_relocates_connected_devices(school):
     anna = SourcedAgent(school.server, ANNA[0], "127.0.0.9")
     try:
         await anna.connect()
-        async with client_at(school.server, TEACHER, AT_A) as teacher, client_at(
-            school.server, school.admin, AT_A
-        ) as it:
+        async with (
+            client_at(school.server, TEACHER, AT_A) as teacher,
+            client_at(school.server, school.admin, AT_A) as it,
+        ):
             dash = await teacher.dashboard()
             res = await dash.command("subscribe", class_id=school.class_id)
-            assert {s["id"]: s["state"]["elsewhere"] for s in res["result"]["students"]}[school.anna]
+            assert {s["id"]: s["state"]["elsewhere"] for s in res["result"]["students"]}[
+                school.anna
+            ]
             status, body = await it.request(
-                "POST", "/api/admin/locations",
-                {"id": school.loc["A"], "name": "Hoofdgebouw", "code": "12AB00",
-                 "networks": "127.0.0.0/30 127.0.0.8/30"},
+                "POST",
+                "/api/admin/locations",
+                {
+                    "id": school.loc["A"],
+                    "name": "Hoofdgebouw",
+                    "code": "12AB00",
+                    "networks": "127.0.0.0/30 127.0.0.8/30",
+                },
             )
             assert status == 200, body
             await wait_for(lambda: anna.mode == "grid", what="device now on-site")
@@ -133,11 +147,15 @@ async def test_remote_mode_input_is_checked(school):
         for body, code in cases:
             status, answer = await it.request("POST", url, body)
             assert (status, answer["error"]["code"]) == (400, code), body
-        status, answer = await it.request("POST", url, {"until": "2026-11-27T15:30", "reason": "Storm"})
+        status, answer = await it.request(
+            "POST", url, {"until": "2026-11-27T15:30", "reason": "Storm"}
+        )
         assert status == 200, answer
         assert answer["remote_mode"]["until"] == "2026-11-27T14:30:00Z"  # 15:30 in Amsterdam
         status, answer = await it.request(
-            "POST", "/api/admin/locations/99999/remote-mode", {"until": "2026-11-24T09:00Z", "reason": "x"}
+            "POST",
+            "/api/admin/locations/99999/remote-mode",
+            {"until": "2026-11-24T09:00Z", "reason": "x"},
         )
         assert status == 404
 
@@ -160,7 +178,7 @@ async def test_letter_to_parents_in_dutch_and_english(school):
         assert status == 200
         status, en = await it.request("GET", base + "/letter?lang=en")
         assert status == 200
-        status, bad = await it.request("GET", base + "/letter?lang=de")
+        status, _bad = await it.request("GET", base + "/letter?lang=de")
         assert status == 400
     for text in (nl, en):
         assert "School 12AB" in text and "Hoofdgebouw" in text and "12AB00" in text

@@ -8,8 +8,8 @@ import datetime as dt
 from sqlalchemy import select, update
 
 from klasblik.server.access import audit
-from klasblik.server.storage.models import Location, RemoteMode, Student
 from klasblik.server.locations.policy import iso
+from klasblik.server.storage.models import Location, RemoteMode, Student
 from tests.locations.conftest import ANNA, BRAM, TEACHER, School, make_school
 from tests.support.live import frame, start_live_server, wait_for
 from tests.support.sourced import (
@@ -52,13 +52,15 @@ async def test_remote_mode_lets_teachers_of_the_location_view_anywhere(school):
         await bram.connect()
         async with client_at(server, TEACHER, OFF_SITE) as teacher:
             dash = await teacher.dashboard()
-            assert (await dash.command("subscribe", class_id=school.class_id))["error"]["code"] == "elsewhere"
+            assert (await dash.command("subscribe", class_id=school.class_id))["error"][
+                "code"
+            ] == "elsewhere"
 
             until = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).replace(microsecond=0)
             body = await _switch_on(school, until)
             assert body["remote_mode"]["until"] == iso(until)
 
-            status, me = await teacher.request("GET", "/api/me")
+            _status, me = await teacher.request("GET", "/api/me")
             notices = [n for n in me["notices"] if n["kind"] == "remote_mode"]
             assert len(notices) == 1 and notices[0]["until"] == iso(until)
             assert "Hoofdgebouw" in notices[0]["text"]
@@ -110,7 +112,9 @@ async def test_remote_mode_expires_by_the_clock_and_is_audit_logged_once(school)
             assert dash.last_state(school.anna)["elsewhere"] is True
             _, me = await teacher.request("GET", "/api/me")
             assert "remote_mode" not in [n["kind"] for n in me["notices"]]
-            assert (await dash.command("focus", student_id=school.anna))["error"]["code"] == "elsewhere"
+            assert (await dash.command("focus", student_id=school.anna))["error"][
+                "code"
+            ] == "elsewhere"
 
             await policy(server).tick()
             await policy(server).tick()
@@ -133,20 +137,25 @@ async def test_remote_mode_can_be_ended_early(school):
     anna = SourcedAgent(server, ANNA[0], OFF_SITE2)
     try:
         await anna.connect()
-        async with client_at(server, TEACHER, OFF_SITE) as teacher, client_at(
-            server, school.admin, AT_A
-        ) as it:
+        async with (
+            client_at(server, TEACHER, OFF_SITE) as teacher,
+            client_at(server, school.admin, AT_A) as it,
+        ):
             dash = await teacher.dashboard()
             assert (await dash.command("subscribe", class_id=school.class_id))["success"]
             await wait_for(lambda: anna.mode == "grid")
-            status, body = await it.request("DELETE", f"/api/admin/locations/{school.loc['A']}/remote-mode")
+            status, body = await it.request(
+                "DELETE", f"/api/admin/locations/{school.loc['A']}/remote-mode"
+            )
             assert status == 200 and body["remote_mode"] is None
             await wait_for(lambda: anna.mode == "off", what="agent quiet after the end")
             await wait_for(lambda: (dash.last_state(school.anna) or {}).get("elsewhere") is True)
             await anna.send(frame(1))
             await asyncio.sleep(0.2)
             assert dash.frames[school.anna] == []
-            status, body = await it.request("DELETE", f"/api/admin/locations/{school.loc['A']}/remote-mode")
+            status, body = await it.request(
+                "DELETE", f"/api/admin/locations/{school.loc['A']}/remote-mode"
+            )
             assert status == 409 and body["error"]["code"] == "not_on"
             await dash.close()
     finally:
@@ -203,14 +212,22 @@ async def test_single_location_school_needs_no_home_locations(tmp_path):
             await session.execute(update(Location).values(networks=A_NET))
             loc_id = await session.scalar(select(Location.id))
         await policy(server).reload()
-        school = School(server, ids["class_id"], ids["students"][ANNA[0]], 0, {"A": loc_id},
-                        await add_admin(server, ids["school_id"]))
+        school = School(
+            server,
+            ids["class_id"],
+            ids["students"][ANNA[0]],
+            0,
+            {"A": loc_id},
+            await add_admin(server, ids["school_id"]),
+        )
         anna = SourcedAgent(server, ANNA[0], OFF_SITE2)
         try:
             await anna.connect()
             async with client_at(server, TEACHER, OFF_SITE) as teacher:
                 dash = await teacher.dashboard()
-                assert (await dash.command("subscribe", class_id=school.class_id))["error"]["code"] == "elsewhere"
+                assert (await dash.command("subscribe", class_id=school.class_id))["error"][
+                    "code"
+                ] == "elsewhere"
                 await _switch_on(school, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
                 assert (await dash.command("subscribe", class_id=school.class_id))["success"]
                 await wait_for(lambda: anna.mode == "grid")

@@ -77,15 +77,23 @@ def test_unknown_time_zone_is_refused():
 
 def _loc(loc_id: int, *nets: str) -> LocationInfo:
     return LocationInfo(
-        loc_id, 1, "School", f"L{loc_id}", f"12AB0{loc_id}",
-        tuple(ipaddress.ip_network(n) for n in nets), None, "Europe/Amsterdam",
+        loc_id,
+        1,
+        "School",
+        f"L{loc_id}",
+        f"12AB0{loc_id}",
+        tuple(ipaddress.ip_network(n) for n in nets),
+        None,
+        "Europe/Amsterdam",
     )
 
 
 def test_resolver_maps_ipv4_ipv6_and_mapped_addresses():
     """IPv4 and IPv6 networks resolve, an IPv4-mapped IPv6 address counts as IPv4, the
     most specific network wins, and an unknown or malformed address is off-site."""
-    r = LocationResolver([_loc(1, "198.51.100.0/24", "2001:db8:10::/48"), _loc(2, "198.51.100.128/25")])
+    r = LocationResolver(
+        [_loc(1, "198.51.100.0/24", "2001:db8:10::/48"), _loc(2, "198.51.100.128/25")]
+    )
     assert r.resolve("198.51.100.7") == 1
     assert r.resolve("198.51.100.200") == 2
     assert r.resolve("2001:db8:10:5::1") == 1

@@ -136,9 +136,10 @@ async def test_spoofed_forwarded_for_from_untrusted_peer_is_ignored(school):
     bram = SourcedAgent(school.server, BRAM[0], OFF_SITE, headers=spoof)
     try:
         await bram.connect()
-        async with client_at(school.server, TEACHER, OFF_SITE) as home, client_at(
-            school.server, TEACHER, AT_A
-        ) as site:
+        async with (
+            client_at(school.server, TEACHER, OFF_SITE) as home,
+            client_at(school.server, TEACHER, AT_A) as site,
+        ):
             dash = await home.dashboard(headers=spoof)
             res = await dash.command("subscribe", class_id=school.class_id)
             assert res["error"]["code"] == "elsewhere"
@@ -148,7 +149,7 @@ async def test_spoofed_forwarded_for_from_untrusted_peer_is_ignored(school):
             assert states[school.bram]["elsewhere"] is True
             await asyncio.sleep(0.2)
             assert bram.mode == "off"
-            status, me = await home.request("GET", "/api/me", headers=spoof)
+            _status, me = await home.request("GET", "/api/me", headers=spoof)
             assert "elsewhere" in [n["kind"] for n in me["notices"]]
             await dash.close()
             await dash2.close()

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from klasblik import protocol as p
-from klasblik.server.storage.models import Location, SchoolClass, Staff
 from klasblik.server.locations.policy import policy_of
 from klasblik.server.roster.jobs import run_sync
+from klasblik.server.storage.models import Location, SchoolClass, Staff
 from tests.m365.roster_fixture import ANNA, CHRIS, T1, fill
 from tests.support.graph_emulator import GraphEmulator, start_graph_emulator
 from tests.support.live import TestAgent, start_live_server
@@ -181,7 +181,9 @@ async def test_it_admin_cannot_view_a_class_they_do_not_teach(setup):
         t2.is_admin = True
     client = await server.login("j.jansen@school.example")
     ws = await server.dashboard(client)
-    await ws.send_str(json.dumps({"type": "subscribe", "id": 1, "class_id": await _class_id(server, "7B")}))
+    await ws.send_str(
+        json.dumps({"type": "subscribe", "id": 1, "class_id": await _class_id(server, "7B")})
+    )
     while True:
         msg = json.loads((await ws.receive(timeout=5)).data)
         if msg["type"] == "result":
@@ -207,8 +209,12 @@ async def test_scheduled_sync_job_syncs_and_closes_views(tmp_path, monkeypatch):
 
     monkeypatch.setattr(roster_jobs, "graph_client_for", client_for)
     server = await start_live_server(
-        tmp_path, m365_tenant_id="t", m365_client_id="c", m365_client_secret="s",
-        roster_sync_interval_min=15, access_check_s=3600,
+        tmp_path,
+        m365_tenant_id="t",
+        m365_client_id="c",
+        m365_client_secret="s",
+        roster_sync_interval_min=15,
+        access_check_s=3600,
     )
     try:
         scheduler = server.ctx.extras[roster_jobs.SCHEDULER]

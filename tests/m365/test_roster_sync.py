@@ -8,11 +8,20 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from klasblik.server.storage.models import (
-    Location, School, SchoolClass, Staff, Student, SyncState, class_students, class_teachers,
-    create_engine, sessionmaker, upgrade_database,
-)
 from klasblik.server.roster.sync import GROUPS_DELTA_KEY, USERS_DELTA_KEY, sync_roster
+from klasblik.server.storage.models import (
+    Location,
+    School,
+    SchoolClass,
+    Staff,
+    Student,
+    SyncState,
+    class_students,
+    class_teachers,
+    create_engine,
+    sessionmaker,
+    upgrade_database,
+)
 from tests.m365.roster_fixture import ANNA, BRAM, CHRIS, T1, T2, fill
 from tests.support.graph_emulator import GraphEmulator, start_graph_emulator
 
@@ -44,12 +53,24 @@ async def _sync(school, sm):
 async def _members(sm, class_name):
     async with sm() as s:
         cls = await s.scalar(select(SchoolClass).where(SchoolClass.name == class_name))
-        students = set((await s.execute(
-            select(Student.username).join(class_students, class_students.c.student_id == Student.id)
-            .where(class_students.c.class_id == cls.id))).scalars())
-        teachers = set((await s.execute(
-            select(Staff.username).join(class_teachers, class_teachers.c.staff_id == Staff.id)
-            .where(class_teachers.c.class_id == cls.id))).scalars())
+        students = set(
+            (
+                await s.execute(
+                    select(Student.username)
+                    .join(class_students, class_students.c.student_id == Student.id)
+                    .where(class_students.c.class_id == cls.id)
+                )
+            ).scalars()
+        )
+        teachers = set(
+            (
+                await s.execute(
+                    select(Staff.username)
+                    .join(class_teachers, class_teachers.c.staff_id == Staff.id)
+                    .where(class_teachers.c.class_id == cls.id)
+                )
+            ).scalars()
+        )
     return students, teachers
 
 

@@ -5,7 +5,7 @@ nothing for that account."""
 from __future__ import annotations
 
 import datetime as dt
-from urllib.parse import urlencode, urlsplit, parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from sqlalchemy import select
 
@@ -92,7 +92,9 @@ async def test_it_admin_group_marks_admin(tmp_path, provider):
     try:
         await _roster(server)
         sub = provider.add_user(TEACHER)
-        provider.put_user(sub, oid=sub, tid=provider.tenant, preferred_username=TEACHER, groups=[group])
+        provider.put_user(
+            sub, oid=sub, tid=provider.tenant, preferred_username=TEACHER, groups=[group]
+        )
         async with f.new_client() as http:
             assert (await f.sign_in(http, server, provider, sub)).location == "/"
             async with http.get(server.base_url + "/api/me") as resp:
@@ -135,7 +137,9 @@ async def test_unknown_account_refused(m365_server, provider):
     assert await f.count_staff(m365_server) == staff_before
     assert await f.count_sessions(m365_server) == 0
     async with m365_server.ctx.sm() as s:
-        entry = await s.scalar(select(AuditEntry).where(AuditEntry.action == "auth.sign_in.refused"))
+        entry = await s.scalar(
+            select(AuditEntry).where(AuditEntry.action == "auth.sign_in.refused")
+        )
     assert entry.actor == "stranger@school.example" and entry.detail == "unknown_account"
 
 
@@ -189,7 +193,9 @@ async def test_replayed_state_refused(m365_server, provider):
     sub = provider.add_user(TEACHER)
     async with f.new_client() as http:
         authorize_url = await f.start(http, m365_server)
-        cookie = http.cookie_jar.filter_cookies(m365_server.base_url + "/auth/callback")["klasblik_login"].value
+        cookie = http.cookie_jar.filter_cookies(m365_server.base_url + "/auth/callback")[
+            "klasblik_login"
+        ].value
         url = await f.provider_login(provider, authorize_url, sub)
         first = await f.callback(http, url)
         assert first.location == "/"
@@ -252,7 +258,9 @@ async def test_flow_is_kept_server_side_and_used_once(m365_server, provider):
     sub = provider.add_user(TEACHER)
     async with f.new_client() as http:
         authorize_url = await f.start(http, m365_server)
-        key = http.cookie_jar.filter_cookies(m365_server.base_url + "/auth/callback")["klasblik_login"].value
+        key = http.cookie_jar.filter_cookies(m365_server.base_url + "/auth/callback")[
+            "klasblik_login"
+        ].value
         async with m365_server.ctx.sm() as s:
             flow = await s.scalar(select(PendingLogin.flow))
         assert await pending() == 1
@@ -270,8 +278,12 @@ async def test_unreachable_authority_is_a_clear_refusal(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = await start_live_server(
-        tmp_path, m365_tenant_id="t", m365_client_id="c", m365_client_secret="s",
-        m365_authority=f"https://127.0.0.1:{port}/t/v2.0", roster_sync_interval_min=0,
+        tmp_path,
+        m365_tenant_id="t",
+        m365_client_id="c",
+        m365_client_secret="s",
+        m365_authority=f"https://127.0.0.1:{port}/t/v2.0",
+        roster_sync_interval_min=0,
     )
     try:
         async with f.new_client() as http:

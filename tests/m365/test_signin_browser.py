@@ -11,8 +11,13 @@ from tests.m365 import signin_flow as f
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
     "--ignore-certificate-errors",
 ]
 TEACHER = "m.devries@school.example"
@@ -36,8 +41,12 @@ async def browser():
 
 async def test_teacher_signs_in_with_microsoft_in_chromium(m365_server, provider, browser):
     """Click "Sign in with Microsoft 365", sign in at the provider, land on / signed in."""
-    await m365_server.add_class("7B", [("anna.bakker@school.example", "Anna", "Bakker")],
-                                teacher=TEACHER, teacher_name="M. de Vries")
+    await m365_server.add_class(
+        "7B",
+        [("anna.bakker@school.example", "Anna", "Bakker")],
+        teacher=TEACHER,
+        teacher_name="M. de Vries",
+    )
     sub = provider.add_user(TEACHER, "M. de Vries")
     context = await browser.new_context(ignore_https_errors=True, locale="en-GB")
     page = await context.new_page()

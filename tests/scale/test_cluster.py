@@ -46,8 +46,11 @@ class Watcher:
         found: list[dict[str, Any]] = []
 
         def answered() -> bool:
-            found.extend(m for m in self.messages if m.get("type") in ("result", "error")
-                         and m.get("id") == msg_id)
+            found.extend(
+                m
+                for m in self.messages
+                if m.get("type") in ("result", "error") and m.get("id") == msg_id
+            )
             return bool(found)
 
         await wait_for(answered, 10, f"answer to {body}")
@@ -58,8 +61,11 @@ class Watcher:
         return [f for f in self.frames if f[0] == sid]
 
     def last_status(self, sid: int) -> dict[str, Any] | None:
-        states = [m["state"] for m in self.messages
-                  if m.get("type") == "status" and m.get("student_id") == sid]
+        states = [
+            m["state"]
+            for m in self.messages
+            if m.get("type") == "status" and m.get("student_id") == sid
+        ]
         return states[-1] if states else None
 
     async def close(self) -> None:
@@ -144,9 +150,15 @@ async def test_two_processes_migrate_an_empty_database_once(tmp_path, pg_url):
 
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "klasblik.server.cli", "db", "upgrade",
-            env={**os.environ, **env}, cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            sys.executable,
+            "-m",
+            "klasblik.server.cli",
+            "db",
+            "upgrade",
+            env={**os.environ, **env},
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         for _ in range(2)
     ]
@@ -157,9 +169,9 @@ async def test_two_processes_migrate_an_empty_database_once(tmp_path, pg_url):
     try:
         async with db.engine.connect() as conn:
             rows = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
-            tables = await conn.scalar(text(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'students'"
-            ))
+            tables = await conn.scalar(
+                text("SELECT count(*) FROM information_schema.tables WHERE table_name = 'students'")
+            )
         assert len(rows) == 1
         assert tables == 1
     finally:
@@ -183,14 +195,23 @@ async def test_dashboard_on_one_instance_views_agent_on_the_other(tmp_path, pg_u
             await wait_for(lambda: agent.mode == "grid", 10, "grid watch on the agent at A")
             assert "M. de Vries" in agent.watches[-1]["viewers"]
             await wait_for(lambda: len(viewer.frames_of(anna)) >= 3, 10, "frames at B")
-            sid, header, image = viewer.frames_of(anna)[-1]
+            _sid, header, image = viewer.frames_of(anna)[-1]
             assert header.kind == p.FrameKind.GRID
-            assert image == frame(1, (10, 200, 30))[p.FRAME_HEADER_SIZE:]
+            assert image == frame(1, (10, 200, 30))[p.FRAME_HEADER_SIZE :]
 
-            await agent.send(json.dumps({"type": "tabs", "tabs": [
-                {"title": "Rekenen", "url": "https://rekenen.example/", "active": True}]}))
-            await wait_for(lambda: any(m.get("type") == "tabs" for m in viewer.messages), 10,
-                           "tabs at B")
+            await agent.send(
+                json.dumps(
+                    {
+                        "type": "tabs",
+                        "tabs": [
+                            {"title": "Rekenen", "url": "https://rekenen.example/", "active": True}
+                        ],
+                    }
+                )
+            )
+            await wait_for(
+                lambda: any(m.get("type") == "tabs" for m in viewer.messages), 10, "tabs at B"
+            )
 
             await viewer.command(type="focus", student_id=anna)
             await wait_for(lambda: agent.mode == "focus", 10, "focus watch on the agent at A")
@@ -215,19 +236,28 @@ async def test_instance_killed_mid_view_recovers(tmp_path, pg_url):
             await viewer.command(type="subscribe", class_id=c["roster"]["class_id"])
             await wait_for(lambda: len(viewer.frames_of(anna)) >= 2, 10, "frames at B via A")
             a.kill()
-            await wait_for(lambda: (viewer.last_status(anna) or {}).get("online") is False,
-                           10, "B shows the student offline after A died")
+            await wait_for(
+                lambda: (viewer.last_status(anna) or {}).get("online") is False,
+                10,
+                "B shows the student offline after A died",
+            )
             sender.cancel()
             await agent.close()
 
             agent = await _agent_on(b, ANNA[0])  # what the real agent's reconnect does
             sender = asyncio.create_task(pump(agent, (20, 20, 220)))
             await wait_for(lambda: agent.mode == "grid", 10, "B asks the moved agent for frames")
-            await wait_for(lambda: (viewer.last_status(anna) or {}).get("online") is True,
-                           10, "B shows the student online again")
-            blue = frame(1, (20, 20, 220))[p.FRAME_HEADER_SIZE:]
-            await wait_for(lambda: any(f[2] == blue for f in viewer.frames_of(anna)), 10,
-                           "frames of the moved agent at B")
+            await wait_for(
+                lambda: (viewer.last_status(anna) or {}).get("online") is True,
+                10,
+                "B shows the student online again",
+            )
+            blue = frame(1, (20, 20, 220))[p.FRAME_HEADER_SIZE :]
+            await wait_for(
+                lambda: any(f[2] == blue for f in viewer.frames_of(anna)),
+                10,
+                "frames of the moved agent at B",
+            )
             assert (await b.health())["status"] == "ok"
         finally:
             sender.cancel()
@@ -254,15 +284,21 @@ async def test_redis_restart_degrades_to_local_and_recovers(tmp_path, pg_url):
             await _wait_health(b, "down:", "degraded")
             await local.command(type="subscribe", class_id=c["roster"]["class_id"])
             before = len(local.frames_of(anna))
-            await wait_for(lambda: len(local.frames_of(anna)) >= before + 3, 10,
-                           "local viewing at A while Redis is down")
+            await wait_for(
+                lambda: len(local.frames_of(anna)) >= before + 3,
+                10,
+                "local viewing at A while Redis is down",
+            )
 
             c["redis"].start()
             await _wait_health(a, "ok", "ok", 20)
             await _wait_health(b, "ok", "ok", 20)
             count = len(remote.frames_of(anna))
-            await wait_for(lambda: len(remote.frames_of(anna)) >= count + 3, 15,
-                           "frames at B again after Redis came back")
+            await wait_for(
+                lambda: len(remote.frames_of(anna)) >= count + 3,
+                15,
+                "frames at B again after Redis came back",
+            )
         finally:
             sender.cancel()
             await remote.close()
@@ -283,21 +319,35 @@ async def test_new_remote_viewer_gets_tabs_and_status_without_a_resend(tmp_path,
         try:
             await local.command(type="subscribe", class_id=c["roster"]["class_id"])
             await wait_for(lambda: agent.mode == "grid", 10, "grid watch on the agent at A")
-            await agent.send(json.dumps({"type": "tabs", "tabs": [
-                {"title": "Taal", "url": "https://taal.example/", "active": True}]}))
+            await agent.send(
+                json.dumps(
+                    {
+                        "type": "tabs",
+                        "tabs": [{"title": "Taal", "url": "https://taal.example/", "active": True}],
+                    }
+                )
+            )
             await agent.send(json.dumps({"type": "capture_error", "reason": "no_display"}))
-            await wait_for(lambda: any(m.get("type") == "tabs" for m in local.messages), 10,
-                           "tabs at A's viewer")
+            await wait_for(
+                lambda: any(m.get("type") == "tabs" for m in local.messages),
+                10,
+                "tabs at A's viewer",
+            )
             await wait_for(
                 lambda: (local.last_status(anna) or {}).get("capture_error") == "no_display",
-                10, "capture error at A's viewer")
+                10,
+                "capture error at A's viewer",
+            )
 
             result = await remote.command(type="subscribe", class_id=c["roster"]["class_id"])
             entry = next(s for s in result["students"] if s["id"] == anna)
 
             def remote_tabs() -> list[dict[str, Any]]:
-                found = [m["tabs"] for m in remote.messages
-                         if m.get("type") == "tabs" and m.get("student_id") == anna]
+                found = [
+                    m["tabs"]
+                    for m in remote.messages
+                    if m.get("type") == "tabs" and m.get("student_id") == anna
+                ]
                 return entry["tabs"] or (found[-1] if found else [])
 
             await wait_for(lambda: bool(remote_tabs()), 3, "A's current tabs at B's new viewer")
@@ -306,8 +356,11 @@ async def test_new_remote_viewer_gets_tabs_and_status_without_a_resend(tmp_path,
             def remote_status() -> dict[str, Any]:
                 return remote.last_status(anna) or entry["state"]
 
-            await wait_for(lambda: remote_status().get("capture_error") == "no_display", 3,
-                           "A's current status (capture error) at B's new viewer")
+            await wait_for(
+                lambda: remote_status().get("capture_error") == "no_display",
+                3,
+                "A's current status (capture error) at B's new viewer",
+            )
             assert remote_status()["online"] is True
             assert remote_status()["mode"] == "grid"
         finally:

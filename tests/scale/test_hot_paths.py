@@ -24,9 +24,11 @@ async def test_connection_storm_is_recorded_in_few_transactions(tmp_path, db_url
 
         async def recorded() -> bool:
             async with server.ctx.sm() as session:
-                rows = (await session.scalars(
-                    select(Student).where(Student.id.in_(roster["students"].values()))
-                )).all()
+                rows = (
+                    await session.scalars(
+                        select(Student).where(Student.id.in_(roster["students"].values()))
+                    )
+                ).all()
             return all(r.last_ip == "127.0.0.1" and r.last_seen is not None for r in rows)
 
         await wait_for(recorded, 10, "last_ip and last_seen of every student")

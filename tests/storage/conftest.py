@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from klasblik.server.settings import Settings, load_settings
 from klasblik.server.storage.blobs.azure import AzureBlobStore
 from klasblik.server.storage.blobs.base import BlobStore, LocalBlobStore
 from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database
-from klasblik.server.settings import Settings, load_settings
 from tests.support.azurite import Azurite
 
 

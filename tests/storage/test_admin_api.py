@@ -54,7 +54,9 @@ async def test_admin_api_is_for_administrators_only(live_server):
         assert r.status == 403, path
         assert (await r.json())["error"]["code"] == "forbidden"
     headers = await _csrf(live_server, teacher)
-    r = await teacher.post(base + "/api/admin/students/erase", json={"username": ANNA[0]}, headers=headers)
+    r = await teacher.post(
+        base + "/api/admin/students/erase", json={"username": ANNA[0]}, headers=headers
+    )
     assert r.status == 403
     refused = await _actions(live_server, audit.Actions.ADMIN_REFUSED)
     assert [e.actor for e in refused] == [TEACHER] * 4
@@ -67,7 +69,9 @@ async def test_audit_json_pages_newest_first_and_filters(live_server):
     """limit/before_id walk the log newest first without gaps; action=view.* filters."""
     client = await _admin(live_server)
     for n in range(5):
-        await audit.record(live_server.ctx.sm, TEACHER, "view.grid.start", f"class:{n}", "", "192.0.2.1")
+        await audit.record(
+            live_server.ctx.sm, TEACHER, "view.grid.start", f"class:{n}", "", "192.0.2.1"
+        )
     await audit.record(live_server.ctx.sm, IT, "student.export", "student:1", "", "192.0.2.2")
     base = live_server.base_url + "/api/admin/audit"
     seen: list[int] = []
@@ -90,7 +94,9 @@ async def test_audit_json_pages_newest_first_and_filters(live_server):
 async def test_audit_csv_download_is_complete_and_logged(live_server):
     """The CSV has a header and one row per entry (formulas defused); the download is logged."""
     client = await _admin(live_server)
-    await audit.record(live_server.ctx.sm, TEACHER, "view.focus.start", "student:1", "=HYPERLINK(1)", "192.0.2.1")
+    await audit.record(
+        live_server.ctx.sm, TEACHER, "view.focus.start", "student:1", "=HYPERLINK(1)", "192.0.2.1"
+    )
     r = await client.get(live_server.base_url + "/api/admin/audit.csv", params={"actor": TEACHER})
     assert r.status == 200
     assert r.headers["Content-Type"].startswith("text/csv")
@@ -122,22 +128,29 @@ async def test_export_and_erase_need_csrf_and_erase_disconnects_the_agent(live_s
     sid = live_server.ids["students"][ANNA[0]]
     base = live_server.base_url
     await live_server.ctx.store.put(thumbnail_name(sid), frame()[16:])
-    r = await client.post(base + "/api/admin/students/export", json={"username": ANNA[0]},
-                          headers={"Origin": base})
+    r = await client.post(
+        base + "/api/admin/students/export", json={"username": ANNA[0]}, headers={"Origin": base}
+    )
     assert r.status == 403 and (await r.json())["error"]["code"] == "csrf_failed"
     headers = await _csrf(live_server, client)
-    r = await client.post(base + "/api/admin/students/export", json={"username": ANNA[0]}, headers=headers)
+    r = await client.post(
+        base + "/api/admin/students/export", json={"username": ANNA[0]}, headers=headers
+    )
     assert r.status == 200 and r.headers["Content-Type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(await r.read())) as zf:
         assert "data.json" in zf.namelist()
-    r = await client.post(base + "/api/admin/students/export", json={"username": "x@y"}, headers=headers)
+    r = await client.post(
+        base + "/api/admin/students/export", json={"username": "x@y"}, headers=headers
+    )
     assert r.status == 404
 
     agent = TestAgent(live_server, ANNA[0])
     try:
         await agent.connect()
         await wait_for(lambda: sid in live_server.hub.agents, what="agent attached")
-        r = await client.post(base + "/api/admin/students/erase", json={"username": ANNA[0]}, headers=headers)
+        r = await client.post(
+            base + "/api/admin/students/erase", json={"username": ANNA[0]}, headers=headers
+        )
         assert r.status == 200
         assert (await r.json())["erased"] is True
         await wait_for(lambda: agent.ws.closed, what="agent disconnected")
@@ -149,7 +162,9 @@ async def test_export_and_erase_need_csrf_and_erase_disconnects_the_agent(live_s
     async with live_server.ctx.sm() as session:
         assert await session.get(Student, sid) is None
     assert len(await _actions(live_server, audit.Actions.STUDENT_EXPORT)) == 1
-    assert [e.subject for e in await _actions(live_server, audit.Actions.STUDENT_ERASE)] == [f"student:{sid}"]
+    assert [e.subject for e in await _actions(live_server, audit.Actions.STUDENT_ERASE)] == [
+        f"student:{sid}"
+    ]
 
 
 async def test_a_view_whose_audit_entry_cannot_be_written_does_not_open(live_server, monkeypatch):
@@ -181,7 +196,9 @@ async def test_bad_erase_bodies_get_a_clear_error(live_server, body):
     client = await _admin(live_server)
     headers = await _csrf(live_server, client)
     kwargs = {"data": body} if isinstance(body, str) else {"json": body}
-    r = await client.post(live_server.base_url + "/api/admin/students/erase", headers=headers, **kwargs)
+    r = await client.post(
+        live_server.base_url + "/api/admin/students/erase", headers=headers, **kwargs
+    )
     assert r.status == 400
     assert (await r.json())["error"]["code"] in ("invalid_format", "invalid_json")
 
@@ -189,8 +206,12 @@ async def test_bad_erase_bodies_get_a_clear_error(live_server, body):
 async def test_refused_thumbnail_request_is_audit_logged(live_server):
     """A teacher asking for the stored thumbnail of a student not theirs gets 403, logged."""
     await _admin(live_server)
-    other = await live_server.add_class("8C", [("cas@school.example", "Cas", "Smit")],
-                                        teacher="other@school.example", teacher_name="Other")
+    other = await live_server.add_class(
+        "8C",
+        [("cas@school.example", "Cas", "Smit")],
+        teacher="other@school.example",
+        teacher_name="Other",
+    )
     cas = other["students"]["cas@school.example"]
     teacher = await live_server.login(TEACHER)
     r = await teacher.get(f"{live_server.base_url}/api/students/{cas}/thumbnail")

@@ -75,7 +75,7 @@ async def test_delete_counts_and_chunks_past_the_batch_limit(store):
     """Deleting more than one batch removes them all and counts only what existed."""
     names = [tabs_name(i) for i in range(BATCH_LIMIT + 20)]
     await asyncio.gather(*(store.put(n, b"[]") for n in names))
-    deleted = await store.delete(names + [tabs_name(99999)])
+    deleted = await store.delete([*names, tabs_name(99999)])
     assert deleted == len(names)
     assert await _names(store) == []
 

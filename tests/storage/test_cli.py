@@ -13,8 +13,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from klasblik.server.storage.blobs.base import LocalBlobStore, tabs_name, thumbnail_name
 from klasblik.server.cli import main
+from klasblik.server.storage.blobs.base import LocalBlobStore, tabs_name, thumbnail_name
 from klasblik.server.storage.models import Student, create_engine, sessionmaker, upgrade_database
 from tests.support.roster import add_student
 
@@ -62,8 +62,10 @@ def _students(tmp_path: Path) -> list[str]:
 
 def test_purge_dry_run_lists_then_purge_removes_and_summarises(tmp_path, capsys):
     """--dry-run names the expired student and removes nothing; purge removes and sums up."""
-    ids = _seed(tmp_path, {"old@school.example": dt.datetime(2020, 7, 1, tzinfo=dt.UTC),
-                           "new@school.example": None})
+    ids = _seed(
+        tmp_path,
+        {"old@school.example": dt.datetime(2020, 7, 1, tzinfo=dt.UTC), "new@school.example": None},
+    )
     cfg = str(_config(tmp_path))
     assert main(["purge", "--dry-run", "--config", cfg]) == 0
     out = capsys.readouterr()
@@ -77,8 +79,11 @@ def test_purge_dry_run_lists_then_purge_removes_and_summarises(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "removed:" in out and "1 student record(s) with 2 blob(s)" in out
     assert _students(tmp_path) == ["new@school.example"]
-    left = sorted(p.relative_to(tmp_path / "blobs").as_posix()
-                  for p in (tmp_path / "blobs").rglob("*") if p.is_file())
+    left = sorted(
+        p.relative_to(tmp_path / "blobs").as_posix()
+        for p in (tmp_path / "blobs").rglob("*")
+        if p.is_file()
+    )
     sid = ids["new@school.example"]
     assert left == [tabs_name(sid), thumbnail_name(sid)]
 
@@ -88,12 +93,18 @@ def test_student_export_then_erase(tmp_path, capsys):
     ids = _seed(tmp_path, {"anna@school.example": None})
     cfg = str(_config(tmp_path))
     out_file = tmp_path / "anna.zip"
-    assert main(["student", "export", "anna@school.example", "--out", str(out_file), "--config", cfg]) == 0
+    assert (
+        main(["student", "export", "anna@school.example", "--out", str(out_file), "--config", cfg])
+        == 0
+    )
     with zipfile.ZipFile(io.BytesIO(out_file.read_bytes())) as zf:
         assert sorted(zf.namelist()) == ["data.json", "tabs.json", "thumbnail.jpg"]
         data = json.loads(zf.read("data.json"))
     assert data["student"]["username"] == "anna@school.example"
-    assert main(["student", "export", "anna@school.example", "--out", str(out_file), "--config", cfg]) == 2
+    assert (
+        main(["student", "export", "anna@school.example", "--out", str(out_file), "--config", cfg])
+        == 2
+    )
     assert "exists" in capsys.readouterr().err
 
     assert main(["student", "erase", "anna@school.example", "--config", cfg]) == 2
@@ -111,9 +122,19 @@ def test_purge_command_runs_as_a_real_process(tmp_path):
     """`klasblik purge --dry-run` as installed: exit 0 and a summary line."""
     _config(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "klasblik.server.cli", "purge", "--dry-run",
-         "--config", str(tmp_path / "klasblik.toml")],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "klasblik.server.cli",
+            "purge",
+            "--dry-run",
+            "--config",
+            str(tmp_path / "klasblik.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr
     assert "would remove: 0 expired session(s)" in done.stdout

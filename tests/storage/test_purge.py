@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from klasblik.server.retention import purge as retention
+from klasblik.server.retention.purge import months_before, purge, school_year_boundary
+from klasblik.server.retention.schedule import NIGHTLY, JobRunner
 from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
 from klasblik.server.storage.models import (
     AuditEntry,
@@ -22,8 +24,6 @@ from klasblik.server.storage.models import (
     sessionmaker,
     upgrade_database,
 )
-from klasblik.server.retention.schedule import NIGHTLY, JobRunner
-from klasblik.server.retention.purge import months_before, purge, school_year_boundary
 from tests.storage.conftest import Clock
 from tests.support.roster import add_audit, add_staff, add_student
 
@@ -53,26 +53,45 @@ async def _student_with_blobs(sm, store, username, created_at, class_name=None) 
 
 def test_school_year_boundary_is_the_day_after_the_end_in_local_time():
     """07-31 ends the year at local midnight; before it passes, last year's end counts."""
-    after = school_year_boundary(dt.datetime(2026, 8, 1, 3, tzinfo=UTC), "07-31", "Europe/Amsterdam")
+    after = school_year_boundary(
+        dt.datetime(2026, 8, 1, 3, tzinfo=UTC), "07-31", "Europe/Amsterdam"
+    )
     assert after == dt.datetime(2026, 7, 31, 22, tzinfo=UTC)  # 1 August 00:00 CEST
-    before = school_year_boundary(dt.datetime(2026, 7, 31, 12, tzinfo=UTC), "07-31", "Europe/Amsterdam")
+    before = school_year_boundary(
+        dt.datetime(2026, 7, 31, 12, tzinfo=UTC), "07-31", "Europe/Amsterdam"
+    )
     assert before == dt.datetime(2025, 7, 31, 22, tzinfo=UTC)
-    assert school_year_boundary(dt.datetime(2026, 7, 1, tzinfo=UTC), "2026-07-31", "Europe/Amsterdam") is None
+    assert (
+        school_year_boundary(dt.datetime(2026, 7, 1, tzinfo=UTC), "2026-07-31", "Europe/Amsterdam")
+        is None
+    )
 
 
 def test_months_before_clamps_to_the_end_of_the_month():
     """Six months before 31 August is 28 February; before 23 November is 23 May."""
-    assert months_before(dt.datetime(2026, 8, 31, 5, tzinfo=UTC), 6) == dt.datetime(2026, 2, 28, 5, tzinfo=UTC)
-    assert months_before(dt.datetime(2026, 11, 23, tzinfo=UTC), 6) == dt.datetime(2026, 5, 23, tzinfo=UTC)
-    assert months_before(dt.datetime(2026, 3, 15, tzinfo=UTC), 6) == dt.datetime(2025, 9, 15, tzinfo=UTC)
+    assert months_before(dt.datetime(2026, 8, 31, 5, tzinfo=UTC), 6) == dt.datetime(
+        2026, 2, 28, 5, tzinfo=UTC
+    )
+    assert months_before(dt.datetime(2026, 11, 23, tzinfo=UTC), 6) == dt.datetime(
+        2026, 5, 23, tzinfo=UTC
+    )
+    assert months_before(dt.datetime(2026, 3, 15, tzinfo=UTC), 6) == dt.datetime(
+        2025, 9, 15, tzinfo=UTC
+    )
 
 
 async def test_school_year_end_removes_records_and_their_blobs(sm, store, settings):
     """After 31 July, students and staff created before it go with their blobs; newer stay."""
-    old_sid = await _student_with_blobs(sm, store, "old@school.example", dt.datetime(2026, 7, 15, tzinfo=UTC), "7B")
-    new_sid = await _student_with_blobs(sm, store, "new@school.example", dt.datetime(2026, 8, 1, 8, tzinfo=UTC), "7B")
+    old_sid = await _student_with_blobs(
+        sm, store, "old@school.example", dt.datetime(2026, 7, 15, tzinfo=UTC), "7B"
+    )
+    new_sid = await _student_with_blobs(
+        sm, store, "new@school.example", dt.datetime(2026, 8, 1, 8, tzinfo=UTC), "7B"
+    )
     await add_staff(sm, "oldteacher@school.example", created_at=dt.datetime(2026, 1, 5, tzinfo=UTC))
-    await add_staff(sm, "newteacher@school.example", created_at=dt.datetime(2026, 8, 1, 9, tzinfo=UTC))
+    await add_staff(
+        sm, "newteacher@school.example", created_at=dt.datetime(2026, 8, 1, 9, tzinfo=UTC)
+    )
 
     # On 31 July the year has not ended yet: nothing goes.
     report = await purge(sm, store, settings, lambda: dt.datetime(2026, 7, 31, 12, tzinfo=UTC))
@@ -93,8 +112,8 @@ async def test_school_year_end_removes_records_and_their_blobs(sm, store, settin
 async def test_school_year_purge_makes_the_next_roster_sync_read_everything(sm, store, settings):
     """After removing last year's records, the roster's delta links are forgotten (so the
     next sync lists continuing students again); other sync state stays."""
-    from klasblik.server.storage.models import SyncState
     from klasblik.server.roster.sync import GROUPS_DELTA_KEY, USERS_DELTA_KEY
+    from klasblik.server.storage.models import SyncState
 
     await add_student(sm, "old@school.example", created_at=dt.datetime(2026, 7, 1, tzinfo=UTC))
     async with sm() as session, session.begin():
@@ -127,12 +146,28 @@ async def test_orphaned_blobs_and_expired_sessions_go(sm, store, settings, clock
     staff_id = await add_staff(sm, "t@school.example")
     now = clock()
     async with sm() as session, session.begin():
-        session.add(WebSession(id="a" * 64, staff_id=staff_id, csrf_token="x", ip=None,
-                               created_at=now, last_used_at=now,
-                               expires_at=now - dt.timedelta(seconds=1)))
-        session.add(WebSession(id="b" * 64, staff_id=staff_id, csrf_token="x", ip=None,
-                               created_at=now, last_used_at=now,
-                               expires_at=now + dt.timedelta(hours=1)))
+        session.add(
+            WebSession(
+                id="a" * 64,
+                staff_id=staff_id,
+                csrf_token="x",
+                ip=None,
+                created_at=now,
+                last_used_at=now,
+                expires_at=now - dt.timedelta(seconds=1),
+            )
+        )
+        session.add(
+            WebSession(
+                id="b" * 64,
+                staff_id=staff_id,
+                csrf_token="x",
+                ip=None,
+                created_at=now,
+                last_used_at=now,
+                expires_at=now + dt.timedelta(hours=1),
+            )
+        )
     report = await purge(sm, store, settings, clock)
     assert report.orphaned_blobs == [thumbnail_name(sid + 1000)]
     assert report.sessions == 1
@@ -176,11 +211,15 @@ class _Breaking:
 
 
 @pytest.mark.parametrize("mode", ["raise", "cancel"])
-async def test_purge_cut_off_halfway_finishes_on_the_next_run(sm, store, settings, monkeypatch, mode):
+async def test_purge_cut_off_halfway_finishes_on_the_next_run(
+    sm, store, settings, monkeypatch, mode
+):
     """A purge that dies after its first batch leaves only whole records; the next run ends it."""
     monkeypatch.setattr(retention, "BATCH", 2)
     year_ago = dt.datetime(2026, 7, 1, tzinfo=UTC)
-    sids = [await _student_with_blobs(sm, store, f"s{i}@school.example", year_ago) for i in range(5)]
+    sids = [
+        await _student_with_blobs(sm, store, f"s{i}@school.example", year_ago) for i in range(5)
+    ]
     when = lambda: dt.datetime(2026, 8, 2, tzinfo=UTC)  # noqa: E731
     broken = _Breaking(store, good=1, mode=mode)
     task = asyncio.create_task(purge(sm, broken, settings, when))
@@ -228,17 +267,25 @@ async def test_nightly_job_runs_once_per_night_and_redoes_a_cut_off_run(store, s
 
 async def test_two_instances_starting_the_nightly_job_together_run_it_once(pg_url, tmp_path):
     """Two engines and job runners on one PostgreSQL database fire at once: one purges."""
-    from klasblik.server.storage.blobs.base import LocalBlobStore
     from klasblik.server.settings import load_settings
+    from klasblik.server.storage.blobs.base import LocalBlobStore
 
-    settings = load_settings(env={}, overrides={
-        "enrollment_token": "t", "database_url": pg_url, "blob_store": f"file:{tmp_path}/b"})
+    settings = load_settings(
+        env={},
+        overrides={
+            "enrollment_token": "t",
+            "database_url": pg_url,
+            "blob_store": f"file:{tmp_path}/b",
+        },
+    )
     engines = [create_engine(pg_url), create_engine(pg_url)]
     await upgrade_database(engines[0])
     store = LocalBlobStore(tmp_path / "b")
     sms = [sessionmaker(e) for e in engines]
     for i in range(3):
-        await _student_with_blobs(sms[0], store, f"s{i}@school.example", dt.datetime(2026, 7, 1, tzinfo=UTC))
+        await _student_with_blobs(
+            sms[0], store, f"s{i}@school.example", dt.datetime(2026, 7, 1, tzinfo=UTC)
+        )
 
     class _Slow:
         """Keeps the winner busy long enough that the other really overlaps it."""
@@ -251,7 +298,9 @@ async def test_two_instances_starting_the_nightly_job_together_run_it_once(pg_ur
             return getattr(store, name)
 
     when = lambda: dt.datetime(2026, 8, 2, 2, tzinfo=UTC)  # noqa: E731
-    runners = [JobRunner(e, s, _Slow(), settings, now=when) for e, s in zip(engines, sms)]
+    runners = [
+        JobRunner(e, s, _Slow(), settings, now=when) for e, s in zip(engines, sms, strict=False)
+    ]
     start = asyncio.Barrier(2)
 
     async def fire(runner):
@@ -266,7 +315,8 @@ async def test_two_instances_starting_the_nightly_job_together_run_it_once(pg_ur
         async with sms[1]() as session:
             runs = (await session.execute(select(JobRun.run_key, JobRun.finished_at))).all()
             purges = await session.scalar(
-                select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "purge.run"))
+                select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "purge.run")
+            )
         assert len(runs) == 1 and runs[0][1] is not None
         assert purges == 1
     finally:

@@ -75,7 +75,10 @@ async def test_store_down_frames_flow_healthz_degraded_then_recovers(tmp_path):
         await server.ctx.latest.drain()
         assert (await _health(server))["status"] == "ok"
         blob = await server.ctx.store.get(thumbnail_name(sid))
-        assert blob is not None and blob.data == frame(seq=20, color=(0, 0, 255))[p.FRAME_HEADER_SIZE:]
+        assert (
+            blob is not None
+            and blob.data == frame(seq=20, color=(0, 0, 255))[p.FRAME_HEADER_SIZE :]
+        )
     finally:
         await agent.close()
         await server.stop()

@@ -11,14 +11,14 @@ import pytest
 from sqlalchemy import func, select
 
 from klasblik.server.access import audit
-from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
-from klasblik.server.storage.models import AuditEntry, SchoolClass, Student, class_students
 from klasblik.server.retention.subject_rights import (
     STUDENT_FIELDS,
     UnknownStudent,
     erase_student,
     export_student,
 )
+from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
+from klasblik.server.storage.models import AuditEntry, SchoolClass, Student, class_students
 from tests.support.roster import add_student
 
 JPEG = b"\xff\xd8\xff\xe0 a jpeg"
@@ -27,14 +27,27 @@ TABS = json.dumps([{"title": "Wiskunde", "url": "https://example.org/", "active"
 
 async def _anna(sm, store) -> int:
     sid = await add_student(
-        sm, "anna@school.example", class_name="7B", display_name="Anna B.",
-        last_ip="192.0.2.7", m365_id="m365-anna",
+        sm,
+        "anna@school.example",
+        class_name="7B",
+        display_name="Anna B.",
+        last_ip="192.0.2.7",
+        m365_id="m365-anna",
     )
     await add_student(sm, "bram@school.example", class_name="7B", display_name="Bram d.")
     await store.put(thumbnail_name(sid), JPEG)
     await store.put(tabs_name(sid), TABS)
-    await audit.record(sm, "teacher@school.example", audit.Actions.VIEW_FOCUS_START, f"student:{sid}", "Anna B.", "192.0.2.1")
-    await audit.record(sm, "teacher@school.example", audit.Actions.VIEW_GRID_START, "class:1", "7B", "192.0.2.1")
+    await audit.record(
+        sm,
+        "teacher@school.example",
+        audit.Actions.VIEW_FOCUS_START,
+        f"student:{sid}",
+        "Anna B.",
+        "192.0.2.1",
+    )
+    await audit.record(
+        sm, "teacher@school.example", audit.Actions.VIEW_GRID_START, "class:1", "7B", "192.0.2.1"
+    )
     return sid
 
 
@@ -51,12 +64,23 @@ async def test_export_contains_exactly_the_listed_fields(sm, store):
     assert set(data) == {"exported_at", "student", "classes", "latest", "audit"}
     assert tuple(data["student"]) == STUDENT_FIELDS
     assert set(STUDENT_FIELDS) == {
-        "id", "username", "display_name", "m365_id", "active", "last_ip", "last_seen",
-        "created_at", "school", "location",
+        "id",
+        "username",
+        "display_name",
+        "m365_id",
+        "active",
+        "last_ip",
+        "last_seen",
+        "created_at",
+        "school",
+        "location",
     }
     student = data["student"]
     assert (student["username"], student["display_name"], student["last_ip"]) == (
-        "anna@school.example", "Anna B.", "192.0.2.7")
+        "anna@school.example",
+        "Anna B.",
+        "192.0.2.7",
+    )
     assert student["school"] == {"name": "School 12AB", "brin": "12AB"}
     assert student["location"] == {"name": "Main", "code": "12AB00"}
     assert data["classes"] == ["7B"]
@@ -84,18 +108,28 @@ async def test_erasure_leaves_no_blob_and_no_row_behind(sm, store):
     assert (result.student_id, result.blobs_deleted, result.class_memberships) == (sid, 2, 1)
     async with sm() as session:
         assert await session.get(Student, sid) is None
-        links = list(await session.scalars(
-            select(class_students.c.student_id).where(class_students.c.student_id == sid)))
+        links = list(
+            await session.scalars(
+                select(class_students.c.student_id).where(class_students.c.student_id == sid)
+            )
+        )
         assert links == []
         assert await session.scalar(select(func.count()).select_from(SchoolClass)) == 1
-        erasures = list(await session.scalars(
-            select(AuditEntry).where(AuditEntry.action == audit.Actions.STUDENT_ERASE)))
+        erasures = list(
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.action == audit.Actions.STUDENT_ERASE)
+            )
+        )
         others = list(await session.scalars(select(Student.username)))
     assert [b.name async for b in store.list(f"students/{sid}/")] == []
     assert others == ["bram@school.example"]
     assert len(erasures) == 1
     entry = erasures[0]
-    assert (entry.actor, entry.subject, entry.ip) == ("it@school.example", f"student:{sid}", "192.0.2.9")
+    assert (entry.actor, entry.subject, entry.ip) == (
+        "it@school.example",
+        f"student:{sid}",
+        "192.0.2.9",
+    )
     assert "anna" not in entry.detail.lower()
     with pytest.raises(UnknownStudent):
         await export_student(sm, store, "anna@school.example", "it")
@@ -115,7 +149,8 @@ def test_export_fields_cover_every_student_column():
     columns = {c.name for c in Student.__table__.columns}
     assert columns - {"school_id", "location_id"} | {"school", "location"} == set(STUDENT_FIELDS)
     referring = sorted(
-        t.name for t in Base.metadata.sorted_tables
+        t.name
+        for t in Base.metadata.sorted_tables
         if any(fk.column.table.name == "students" for fk in t.foreign_keys)
     )
     assert referring == ["class_students"]

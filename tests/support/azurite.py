@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["Azurite", "AZURITE_BIN", "free_port", "connection_string"]
+__all__ = ["AZURITE_BIN", "Azurite", "connection_string", "free_port"]
 
 #: The blob service alone: ``azurite`` would also open the queue and table services on fixed
 #: ports (10001, 10002), which collide when several Azurites run at once.
@@ -58,9 +58,15 @@ class Azurite:
             )
         self.proc = subprocess.Popen(
             [
-                str(self.binary), "--skipApiVersionCheck", "--disableTelemetry",
-                "--inMemoryPersistence", "--blobHost", "127.0.0.1",
-                "--blobPort", str(self.port), "--silent",
+                str(self.binary),
+                "--skipApiVersionCheck",
+                "--disableTelemetry",
+                "--inMemoryPersistence",
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(self.port),
+                "--silent",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -24,12 +24,12 @@ import pytest
 from sqlalchemy import select
 from yarl import URL
 
-from klasblik.server.storage.models import Staff, create_engine, sessionmaker, upgrade_database
-from klasblik.server.settings import load_settings
 from klasblik.server.auth.sessions import COOKIE, create_session
+from klasblik.server.settings import load_settings
+from klasblik.server.storage.models import Staff, create_engine, sessionmaker, upgrade_database
 from tests.support.live import TOKEN, LiveServer, LoopbackUrls
 
-__all__ = ["free_port", "RedisProcess", "ServerProcess", "SharedDatabase"]
+__all__ = ["RedisProcess", "ServerProcess", "SharedDatabase", "free_port"]
 
 
 def free_port() -> int:
@@ -54,8 +54,19 @@ class RedisProcess:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

@@ -144,7 +144,9 @@ class GraphEmulator:
     @web.middleware
     async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
-            resp: web.StreamResponse = _error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
+            resp: web.StreamResponse = _error(
+                401, "InvalidAuthenticationToken", "Access token is empty or invalid."
+            )
         elif self.throttle_next > 0:
             self.throttle_next -= 1
             resp = _error(429, "TooManyRequests", "Too many requests.")
@@ -157,16 +159,20 @@ class GraphEmulator:
         self.requests.append((time.monotonic(), request.path_qs, resp.status))
         return resp
 
-    def _page(self, request: web.Request, items: list[dict[str, Any]], last: dict[str, Any] | None = None) -> web.Response:
+    def _page(
+        self, request: web.Request, items: list[dict[str, Any]], last: dict[str, Any] | None = None
+    ) -> web.Response:
         try:
             skip = int(request.query.get("$skiptoken", "0"))
         except ValueError:
             return _error(400, "BadRequest", "Invalid $skiptoken")
-        chunk = items[skip: skip + self.page_size]
+        chunk = items[skip : skip + self.page_size]
         body: dict[str, Any] = {"@odata.context": f"{self.base_url}/$metadata", "value": chunk}
         if skip + self.page_size < len(items):
             url = URL(self.base_url.rsplit("/v1.0", 1)[0] + request.path_qs)
-            body["@odata.nextLink"] = str(url.update_query({"$skiptoken": str(skip + self.page_size)}))
+            body["@odata.nextLink"] = str(
+                url.update_query({"$skiptoken": str(skip + self.page_size)})
+            )
         elif last:
             body.update(last)
         return web.json_response(body)
@@ -196,22 +202,35 @@ class GraphEmulator:
 
     async def school_classes(self, request: web.Request) -> web.Response:
         sid = request.match_info["id"]
-        return self._page(request, [
-            {"id": c.id, "displayName": c.name, "mailNickname": c.name.replace(" ", ""), "externalId": c.id}
-            for c in self.classes.values() if c.school == sid
-        ])
+        return self._page(
+            request,
+            [
+                {
+                    "id": c.id,
+                    "displayName": c.name,
+                    "mailNickname": c.name.replace(" ", ""),
+                    "externalId": c.id,
+                }
+                for c in self.classes.values()
+                if c.school == sid
+            ],
+        )
 
     async def class_members(self, request: web.Request) -> web.Response:
         cls = self.classes.get(request.match_info["id"])
         if cls is None:
             return _error(404, "ResourceNotFound", "class not found")
-        return self._page(request, [self.users[u].shape() for u in sorted(cls.members) if u in self.users])
+        return self._page(
+            request, [self.users[u].shape() for u in sorted(cls.members) if u in self.users]
+        )
 
     async def class_teachers(self, request: web.Request) -> web.Response:
         cls = self.classes.get(request.match_info["id"])
         if cls is None:
             return _error(404, "ResourceNotFound", "class not found")
-        return self._page(request, [self.users[u].shape() for u in sorted(cls.teachers) if u in self.users])
+        return self._page(
+            request, [self.users[u].shape() for u in sorted(cls.teachers) if u in self.users]
+        )
 
     async def users_delta(self, request: web.Request) -> web.Response:
         since = self._since(request)
@@ -224,8 +243,14 @@ class GraphEmulator:
                     items.append({"id": uid, "@removed": {"reason": "deleted"}})
                 continue
             u = self.users[uid]
-            items.append({"id": uid, "displayName": u.shape()["displayName"],
-                          "userPrincipalName": u.upn, "accountEnabled": u.enabled})
+            items.append(
+                {
+                    "id": uid,
+                    "displayName": u.shape()["displayName"],
+                    "userPrincipalName": u.upn,
+                    "accountEnabled": u.enabled,
+                }
+            )
         return self._page(request, items, self._delta_link("/users/delta"))
 
     async def groups_delta(self, request: web.Request) -> web.Response:
@@ -233,7 +258,9 @@ class GraphEmulator:
         changed: dict[str, list[dict[str, Any]]] = {}
         if since is None:
             for c in self.classes.values():
-                changed[c.id] = [{"@odata.type": "#microsoft.graph.user", "id": m} for m in sorted(c.members)]
+                changed[c.id] = [
+                    {"@odata.type": "#microsoft.graph.user", "id": m} for m in sorted(c.members)
+                ]
         else:
             for version, cid, uid, removed in self.member_events:
                 if version <= since or cid not in self.classes:
@@ -265,7 +292,9 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-async def start_graph_emulator(emulator: GraphEmulator | None = None) -> tuple[GraphEmulator, web.AppRunner]:
+async def start_graph_emulator(
+    emulator: GraphEmulator | None = None,
+) -> tuple[GraphEmulator, web.AppRunner]:
     """Serve the emulator on 127.0.0.1 and a free port; ``base_url`` ends in /v1.0."""
     emulator = emulator or GraphEmulator()
     runner = web.AppRunner(emulator.app(), access_log=None)

@@ -19,11 +19,11 @@ from yarl import URL
 
 from klasblik import protocol as p
 from klasblik.server.app import init_app
+from klasblik.server.auth.sessions import COOKIE, create_session
 from klasblik.server.keys import CTX, AppContext
-from klasblik.server.storage.models import Location, School, SchoolClass, Staff, Student
 from klasblik.server.live.hub import Hub
 from klasblik.server.settings import Settings, load_settings
-from klasblik.server.auth.sessions import COOKIE, create_session
+from klasblik.server.storage.models import Location, School, SchoolClass, Staff, Student
 
 TOKEN = "test-enrollment-token"
 
@@ -82,7 +82,9 @@ class LiveServer(LoopbackUrls):
                 await session.flush()
                 session.add(
                     Location(
-                        school_id=school.id, name="Main", code=brin + "00",
+                        school_id=school.id,
+                        name="Main",
+                        code=brin + "00",
                         networks="127.0.0.0/8 ::1/128",  # the test clients are on this machine
                     )
                 )

@@ -31,7 +31,14 @@ from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import make_server
 
-__all__ = ["OidcProvider", "run_provider", "make_localhost_cert", "TENANT", "CLIENT_ID", "CLIENT_SECRET"]
+__all__ = [
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+    "TENANT",
+    "OidcProvider",
+    "make_localhost_cert",
+    "run_provider",
+]
 
 TENANT = "5f0c2a1e-7b4d-4c3e-9a11-2b8c6d0e4f70"
 CLIENT_ID = "9d2f6a3b-1c4e-4f5a-8b7c-0e1d2c3b4a59"
@@ -125,7 +132,10 @@ class OidcProvider:
     def authorize(self, authorize_url: str, sub: str) -> str:
         """Complete the provider's login form as ``sub``; return the redirect (callback) URL."""
         resp = self._http.post(
-            authorize_url, data={"sub": sub}, allow_redirects=False, timeout=10,
+            authorize_url,
+            data={"sub": sub},
+            allow_redirects=False,
+            timeout=10,
             verify=str(self.ca_file),
         )
         assert resp.status_code == 302, f"provider answered {resp.status_code}: {resp.text[:300]}"
@@ -178,7 +188,9 @@ def run_provider(
     ref: list[OidcProvider] = []
     wsgi = _Tamper(DispatcherMiddleware(NotFound(), {f"/{tenant}/v2.0": flask_app}), ref)
     server = make_server("127.0.0.1", 0, wsgi, threaded=True, ssl_context=(str(cert), str(key)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     provider = OidcProvider(port=server.server_port, ca_file=cert, tenant=tenant)
     ref.append(provider)
@@ -188,4 +200,3 @@ def run_provider(
         server.shutdown()
         thread.join(timeout=5)
         provider._http.close()
-

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik.server.storage.models import AuditEntry, Location, School, SchoolClass, Staff, Student
 
-__all__ = ["seed_school", "add_student", "add_staff", "add_audit"]
+__all__ = ["add_audit", "add_staff", "add_student", "seed_school"]
 
 
 async def seed_school(sm: async_sessionmaker[AsyncSession], brin: str = "12AB") -> int:
@@ -73,11 +73,16 @@ async def add_staff(
 
 
 async def add_audit(
-    sm: async_sessionmaker[AsyncSession], at: dt.datetime, action: str = "view.grid.start",
-    subject: str = "class:1", actor: str = "teacher@school.example",
+    sm: async_sessionmaker[AsyncSession],
+    at: dt.datetime,
+    action: str = "view.grid.start",
+    subject: str = "class:1",
+    actor: str = "teacher@school.example",
 ) -> int:
     async with sm() as session, session.begin():
-        row = AuditEntry(at=at, actor=actor, action=action, subject=subject, detail="", ip="127.0.0.1")
+        row = AuditEntry(
+            at=at, actor=actor, action=action, subject=subject, detail="", ip="127.0.0.1"
+        )
         session.add(row)
         await session.flush()
         return row.id

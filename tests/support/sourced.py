@@ -22,15 +22,27 @@ from sqlalchemy import select
 from yarl import URL
 
 from klasblik import protocol as p
-from klasblik.server.storage.models import AuditEntry, Location, Staff
-from klasblik.server.locations.policy import LOCATIONS, LocationPolicy
 from klasblik.server.auth.sessions import COOKIE, create_session
+from klasblik.server.locations.policy import LOCATIONS, LocationPolicy
+from klasblik.server.storage.models import AuditEntry, Location, Staff
 from tests.support.live import LiveServer, TestAgent
 
 __all__ = [
-    "A_NET", "B_NET", "AT_A", "AT_A2", "AT_B", "OFF_SITE", "OFF_SITE2",
-    "setup_locations", "client_at", "SourcedAgent", "Dashboard", "FakeClock",
-    "add_admin", "audit_entries", "policy",
+    "AT_A",
+    "AT_A2",
+    "AT_B",
+    "A_NET",
+    "B_NET",
+    "OFF_SITE",
+    "OFF_SITE2",
+    "Dashboard",
+    "FakeClock",
+    "SourcedAgent",
+    "add_admin",
+    "audit_entries",
+    "client_at",
+    "policy",
+    "setup_locations",
 ]
 
 A_NET, B_NET = "127.0.0.0/30", "127.0.0.4/30"
@@ -66,7 +78,9 @@ async def setup_locations(
         a = await session.scalar(select(Location).where(Location.school_id == school_id))
         assert a is not None
         a.name, a.networks, a.lesson_hours = "Hoofdgebouw", A_NET, lesson_hours
-        b = Location(school_id=school_id, name="Dependance", code=a.code[:-2] + "01", networks=B_NET)
+        b = Location(
+            school_id=school_id, name="Dependance", code=a.code[:-2] + "01", networks=B_NET
+        )
         session.add(b)
         await session.flush()
         ids = {"A": a.id, "B": b.id}
@@ -130,7 +144,8 @@ class _Client:
         assert self.http is not None
         change = method not in ("GET", "HEAD")
         async with self.http.request(
-            method, self.server.base_url + path,
+            method,
+            self.server.base_url + path,
             json=body if body is not None else None,
             headers=self._headers(headers, change),
         ) as resp:

@@ -21,12 +21,12 @@ from klasblik.agent.pacing import ChangeDetector
 
 __all__ = [
     "CaptureError",
+    "CaptureWorker",
+    "CapturedFrame",
     "Grab",
     "Grabber",
     "ScreenGrabber",
     "display_problem",
-    "CaptureWorker",
-    "CapturedFrame",
 ]
 
 
@@ -61,7 +61,9 @@ def display_problem(platform: str = sys.platform, env: dict[str, str] | None = N
         if env.get("DISPLAY"):
             return None
         if env.get("WAYLAND_DISPLAY") or env.get("XDG_SESSION_TYPE") == "wayland":
-            return "Wayland session without X: screen capture needs an X11 session (DISPLAY not set)"
+            return (
+                "Wayland session without X: screen capture needs an X11 session (DISPLAY not set)"
+            )
         return "no display to capture (DISPLAY not set)"
     return None
 

@@ -19,7 +19,7 @@ from klasblik.agent.settings import (
     load_agent_settings,
 )
 
-__all__ = ["main", "build_parser", "settings_from_args"]
+__all__ = ["build_parser", "main", "settings_from_args"]
 
 log = logging.getLogger("klasblik.agent")
 
@@ -40,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
         "env KLASBLIK_AGENT_CONFIG. Flags and environment override it.",
     )
     for setting in AGENT_SETTINGS:
-        extra = " Required." if setting.required else (
-            f" Default: {setting.default}." if setting.default is not None else ""
+        extra = (
+            " Required."
+            if setting.required
+            else (f" Default: {setting.default}." if setting.default is not None else "")
         )
         if setting.switch:
             parser.add_argument(
@@ -101,8 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             encoding="utf-8",
         )
     except OSError as exc:
-        print(f"klasblik-agent: error: setting log_file: cannot write {settings.log_file}: {exc}",
-              file=sys.stderr)
+        print(
+            f"klasblik-agent: error: setting log_file: cannot write {settings.log_file}: {exc}",
+            file=sys.stderr,
+        )
         return 2
     log.info("starting with %s", settings.redacted())
     try:

@@ -35,7 +35,7 @@ from klasblik.protocol import (
     encode_message,
 )
 
-__all__ = ["AgentClient", "Watch", "OFF", "choose_encoding", "tabs_message"]
+__all__ = ["OFF", "AgentClient", "Watch", "choose_encoding", "tabs_message"]
 
 log = logging.getLogger("klasblik.agent")
 
@@ -137,7 +137,8 @@ class AgentClient:
                     delay = self.backoff.forbidden_delay()
                     log.error(
                         "server refused this account as staff (close 4003): staff screens "
-                        "are never viewed; trying again in %.0f minutes", delay / 60
+                        "are never viewed; trying again in %.0f minutes",
+                        delay / 60,
                     )
                 else:
                     delay = self.backoff.next_delay()
@@ -172,17 +173,16 @@ class AgentClient:
                 asyncio.create_task(self._frames(session), name="frames"),
             ]
             stopper = asyncio.create_task(stop.wait(), name="stop")
-            done, _ = await asyncio.wait(
-                [*tasks, stopper], return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
             for task in done:
                 if task is stopper or task.cancelled():
                     continue
                 failure = task.exception()
                 if failure is not None and not isinstance(failure, ConnectionClosed):
-                    log.error("agent task %s failed; reconnecting", task.get_name(),
-                              exc_info=failure)
+                    log.error(
+                        "agent task %s failed; reconnecting", task.get_name(), exc_info=failure
+                    )
         except ConnectionClosed:
             pass
         finally:
@@ -197,8 +197,12 @@ class AgentClient:
             log.warning("connection closed (code %s%s)", code, f": {reason}" if reason else "")
         else:
             err_code, message = session.server_error
-            log.warning("connection closed by the server (code %s) after error %s: %s",
-                        code, err_code, message)
+            log.warning(
+                "connection closed by the server (code %s) after error %s: %s",
+                code,
+                err_code,
+                message,
+            )
         if code == CloseCode.REPLACED:
             # The same student connected from elsewhere: keep backing off (no reset), so two
             # devices of one account do not take the connection from each other every second.
@@ -247,7 +251,11 @@ class AgentClient:
             if watch != session.watch:
                 log.info(
                     "watch: mode %s, %dx%d every %d ms, tabs %s, viewers %s",
-                    watch.mode, watch.width, watch.height, watch.interval_ms, watch.tabs,
+                    watch.mode,
+                    watch.width,
+                    watch.height,
+                    watch.interval_ms,
+                    watch.tabs,
                     ", ".join(watch.viewers) or "none",
                 )
             session.watch = watch
@@ -356,7 +364,8 @@ class AgentClient:
         if len(data) > session.max_frame_bytes:
             log.warning(
                 "frame of %d bytes is over the server's limit of %d; not sent",
-                len(data), session.max_frame_bytes,
+                len(data),
+                session.max_frame_bytes,
             )
             return False
         await session.ws.send(data)

@@ -8,7 +8,7 @@ import sys
 import uuid
 from pathlib import Path
 
-__all__ = ["default_state_dir", "load_device_id", "os_description", "signed_in_upn", "AGENT_NAME"]
+__all__ = ["AGENT_NAME", "default_state_dir", "load_device_id", "os_description", "signed_in_upn"]
 
 AGENT_NAME = "klasblik-agent/0.1.0"
 

@@ -19,12 +19,12 @@ from klasblik.protocol import Encoding
 __all__ = [
     "ENCODINGS",
     "WEBP_METHOD",
+    "EncodedImage",
+    "encode_image",
     "fit_size",
     "reduce_factor",
-    "EncodedImage",
-    "shrink",
-    "encode_image",
     "render_frame",
+    "shrink",
 ]
 
 #: A screen grab's bytes (mss gives a bytearray).

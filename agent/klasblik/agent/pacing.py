@@ -9,19 +9,19 @@ from __future__ import annotations
 import random
 import zlib
 from dataclasses import dataclass, field
-from typing import Final, Union
+from typing import Final
 
 #: Anything zlib.crc32 accepts.
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 __all__ = [
-    "BACKOFF_START_S",
-    "BACKOFF_MAX_S",
     "BACKOFF_JITTER",
+    "BACKOFF_MAX_S",
+    "BACKOFF_START_S",
     "FORBIDDEN_WAIT_S",
     "Backoff",
-    "FramePacer",
     "ChangeDetector",
+    "FramePacer",
     "ReasonFilter",
 ]
 

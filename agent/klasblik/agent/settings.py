@@ -18,7 +18,13 @@ from urllib.parse import urlsplit
 
 from klasblik.agent.device import default_state_dir, load_device_id, signed_in_upn
 
-__all__ = ["AgentSetting", "AGENT_SETTINGS", "AgentSettings", "AgentConfigError", "load_agent_settings"]
+__all__ = [
+    "AGENT_SETTINGS",
+    "AgentConfigError",
+    "AgentSetting",
+    "AgentSettings",
+    "load_agent_settings",
+]
 
 ENCODING_CHOICES = ("jpeg", "webp", "server")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -139,31 +145,72 @@ def _path(value: Any) -> Path:
 
 
 AGENT_SETTINGS: tuple[AgentSetting, ...] = (
-    AgentSetting("server", "WebSocket address of the Klasblik server, e.g. "
-                 "wss://klasblik.school.example/ws/agent.", required=True, parse=_server_url),
-    AgentSetting("token", "The school's enrollment token (pushed by device management). "
-                 "A wrong token is refused by the server.", required=True, parse=_token,
-                 secret=True),
-    AgentSetting("account", "Microsoft 365 username of the student signed in on this device. "
-                 "The server accepts only students of its roster.", required=True,
-                 parse=_account),
-    AgentSetting("account_from_upn", "Windows: when no account is given, use the signed-in "
-                 "user's Microsoft 365 username (the UPN of an Entra ID or AD account).",
-                 default=False, parse=_bool, switch=True),
-    AgentSetting("device_id", "Stable id of this device (not personal). Default: a random id "
-                 "made once and kept in the state folder.", parse=_device_id),
-    AgentSetting("state_dir", "Folder for the agent's state (the device id). Default: the "
-                 "per-user state folder of the OS.", parse=_path),
-    AgentSetting("encoding", "Image encoding: jpeg (fastest; see docs/agent.md for the "
-                 "figures), webp (fewer bytes, more CPU) or server (what the server asks for).",
-                 default="jpeg", parse=_choice(ENCODING_CHOICES)),
-    AgentSetting("capture_retry_s", "Seconds between attempts when the screen cannot be "
-                 "captured.", default=10.0, parse=_seconds),
-    AgentSetting("log_level", "How much to log: debug, info, warning or error.",
-                 default="info", parse=_choice(LOG_LEVELS)),
-    AgentSetting("log_file", "Append the log to this file instead of standard error "
-                 "(useful where the agent runs without a console, as pythonw on Windows).",
-                 parse=_path),
+    AgentSetting(
+        "server",
+        "WebSocket address of the Klasblik server, e.g. wss://klasblik.school.example/ws/agent.",
+        required=True,
+        parse=_server_url,
+    ),
+    AgentSetting(
+        "token",
+        "The school's enrollment token (pushed by device management). "
+        "A wrong token is refused by the server.",
+        required=True,
+        parse=_token,
+        secret=True,
+    ),
+    AgentSetting(
+        "account",
+        "Microsoft 365 username of the student signed in on this device. "
+        "The server accepts only students of its roster.",
+        required=True,
+        parse=_account,
+    ),
+    AgentSetting(
+        "account_from_upn",
+        "Windows: when no account is given, use the signed-in "
+        "user's Microsoft 365 username (the UPN of an Entra ID or AD account).",
+        default=False,
+        parse=_bool,
+        switch=True,
+    ),
+    AgentSetting(
+        "device_id",
+        "Stable id of this device (not personal). Default: a random id "
+        "made once and kept in the state folder.",
+        parse=_device_id,
+    ),
+    AgentSetting(
+        "state_dir",
+        "Folder for the agent's state (the device id). Default: the "
+        "per-user state folder of the OS.",
+        parse=_path,
+    ),
+    AgentSetting(
+        "encoding",
+        "Image encoding: jpeg (fastest; see docs/agent.md for the "
+        "figures), webp (fewer bytes, more CPU) or server (what the server asks for).",
+        default="jpeg",
+        parse=_choice(ENCODING_CHOICES),
+    ),
+    AgentSetting(
+        "capture_retry_s",
+        "Seconds between attempts when the screen cannot be captured.",
+        default=10.0,
+        parse=_seconds,
+    ),
+    AgentSetting(
+        "log_level",
+        "How much to log: debug, info, warning or error.",
+        default="info",
+        parse=_choice(LOG_LEVELS),
+    ),
+    AgentSetting(
+        "log_file",
+        "Append the log to this file instead of standard error "
+        "(useful where the agent runs without a console, as pythonw on Windows).",
+        parse=_path,
+    ),
 )
 
 _BY_NAME = {s.name: s for s in AGENT_SETTINGS}
@@ -189,7 +236,9 @@ class AgentSettings:
     def redacted(self) -> dict[str, Any]:
         """The settings for a log line, secrets hidden."""
         return {
-            name: ("***" if _BY_NAME[name].secret else str(value) if isinstance(value, Path) else value)
+            name: (
+                "***" if _BY_NAME[name].secret else str(value) if isinstance(value, Path) else value
+            )
             for name, value in self.__dict__.items()
         }
 
@@ -223,7 +272,9 @@ def _account_from_upn(
     try:
         return bool(_bool(raw))
     except ValueError as exc:
-        raise AgentConfigError(f"setting account_from_upn ({setting.flag}, {setting.env}): {exc}") from None
+        raise AgentConfigError(
+            f"setting account_from_upn ({setting.flag}, {setting.env}): {exc}"
+        ) from None
 
 
 def _upn_account(upn_reader: Callable[[], str | None]) -> str:

@@ -22,28 +22,28 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = [
-    "PROTOCOL_VERSION",
-    "ErrorCode",
-    "ProtocolError",
-    "FrameKind",
-    "Encoding",
-    "FrameHeader",
+    "DEFAULT_MAX_FRAME_BYTES",
     "FRAME_HEADER_SIZE",
     "FRAME_MAGIC",
-    "VIEWER_MAGIC",
-    "DEFAULT_MAX_FRAME_BYTES",
     "MAX_TEXT_BYTES",
-    "WATCH_MODES",
-    "TAB_SCOPES",
+    "PROTOCOL_VERSION",
     "SCHEMAS",
+    "TAB_SCOPES",
+    "VIEWER_MAGIC",
+    "WATCH_MODES",
     "CloseCode",
-    "encode_message",
-    "decode_message",
-    "error_message",
-    "encode_frame",
+    "Encoding",
+    "ErrorCode",
+    "FrameHeader",
+    "FrameKind",
+    "ProtocolError",
     "decode_frame",
-    "encode_viewer_frame",
+    "decode_message",
     "decode_viewer_frame",
+    "encode_frame",
+    "encode_message",
+    "encode_viewer_frame",
+    "error_message",
     "viewer_frame_prefix",
 ]
 
@@ -265,9 +265,7 @@ def validate_message(msg: Any, direction: str) -> dict[str, Any]:
     for name, (kind, required) in schema.items():
         if name not in msg:
             if required:
-                raise ProtocolError(
-                    ErrorCode.INVALID_FORMAT, f"{msg_type}: missing field: {name}"
-                )
+                raise ProtocolError(ErrorCode.INVALID_FORMAT, f"{msg_type}: missing field: {name}")
             continue
         expected = _check_type(kind, msg[name])
         if expected is not None:
@@ -398,9 +396,7 @@ def decode_frame(data: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Frame
         raise ProtocolError(ErrorCode.BAD_MAGIC, "binary message must start with KBF1")
     if len(data) <= FRAME_HEADER_SIZE:
         raise ProtocolError(ErrorCode.BAD_FRAME, "frame has no image after its header")
-    _, version, kind, encoding, flags, width, height, seq, ts = _FRAME_STRUCT.unpack_from(
-        data
-    )
+    _, version, kind, encoding, flags, width, height, seq, ts = _FRAME_STRUCT.unpack_from(data)
     if version != 1:
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_VERSION, f"frame header version {version} not supported"

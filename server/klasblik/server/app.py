@@ -10,23 +10,22 @@ from pathlib import Path
 from aiohttp import web
 
 import klasblik.dashboard
-
-from klasblik.server.storage.blobs.base import BlobStoreError, open_blob_store
-from klasblik.server.keys import CTX, AppContext
 from klasblik.server.auth.m365.routes import setup_m365_signin
-from klasblik.server.roster.jobs import roster_jobs_ctx
-from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database
-from klasblik.server.web.routes import middlewares, setup_routes
+from klasblik.server.keys import CTX, AppContext
 from klasblik.server.live.hub import Hub
 from klasblik.server.live.lastseen import LastSeenWriter
-from klasblik.server.roster.lookup import StudentLookup
 from klasblik.server.live.silence import silence_ctx
-from klasblik.server.retention.schedule import jobs_ctx
-from klasblik.server.storage.latest import LatestWriter
 from klasblik.server.net import parse_networks
+from klasblik.server.retention.schedule import jobs_ctx
+from klasblik.server.roster.jobs import roster_jobs_ctx
+from klasblik.server.roster.lookup import StudentLookup
 from klasblik.server.settings import Settings
+from klasblik.server.storage.blobs.base import BlobStoreError, open_blob_store
+from klasblik.server.storage.latest import LatestWriter
+from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database
+from klasblik.server.web.routes import middlewares, setup_routes
 
-__all__ = ["init_app", "DASHBOARD_DIR"]
+__all__ = ["DASHBOARD_DIR", "init_app"]
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +99,8 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
         from klasblik.server.demo.mode import demo_ctx
 
         app.cleanup_ctx.append(demo_ctx)
-    from klasblik.server.web.admin_locations import setup_admin_routes
     from klasblik.server.locations.policy import locations_ctx
+    from klasblik.server.web.admin_locations import setup_admin_routes
 
     app.cleanup_ctx.append(locations_ctx)  # after the demo seed: it reads the locations
     setup_admin_routes(app)

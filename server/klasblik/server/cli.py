@@ -51,8 +51,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_retention_parsers(sub)
 
-    sub.add_parser("agent", help="run the desktop agent (see `klasblik agent --help`)",
-                   add_help=False)
+    sub.add_parser(
+        "agent", help="run the desktop agent (see `klasblik agent --help`)", add_help=False
+    )
     add_roster_parser(sub)
     return parser
 

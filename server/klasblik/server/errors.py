@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-__all__ = ["ApiError", "AccessDenied", "error_body"]
+__all__ = ["AccessDenied", "ApiError", "error_body"]
 
 
 class ApiError(Exception):

@@ -10,15 +10,15 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from klasblik.server.storage.blobs.base import BlobStore
 from klasblik.server.live.hub import Hub
 from klasblik.server.live.lastseen import LastSeenWriter
-from klasblik.server.roster.lookup import StudentLookup
-from klasblik.server.storage.latest import LatestWriter
 from klasblik.server.net import Network, client_ip
+from klasblik.server.roster.lookup import StudentLookup
 from klasblik.server.settings import Settings
+from klasblik.server.storage.blobs.base import BlobStore
+from klasblik.server.storage.latest import LatestWriter
 
-__all__ = ["AppContext", "CTX"]
+__all__ = ["CTX", "AppContext"]
 
 
 @dataclass

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Setting", "SETTINGS", "Settings", "SettingsError", "load_settings"]
-
+__all__ = ["SETTINGS", "Setting", "Settings", "SettingsError", "load_settings"]
 
 
 class SettingsError(ValueError):
@@ -152,127 +151,313 @@ def _graph_url(value: Any) -> str | None:
 
 #: Microsoft 365 sign-in and roster sync (docs/microsoft365.md).
 M365_SETTINGS: tuple[Setting, ...] = (
-    Setting("m365_tenant_id", "", "Directory (tenant) id of the school's Microsoft 365. Only "
-            "accounts of this tenant can sign in. Empty: Microsoft 365 sign-in and sync are off."),
+    Setting(
+        "m365_tenant_id",
+        "",
+        "Directory (tenant) id of the school's Microsoft 365. Only "
+        "accounts of this tenant can sign in. Empty: Microsoft 365 sign-in and sync are off.",
+    ),
     Setting("m365_client_id", "", "Application (client) id of Klasblik's app registration."),
-    Setting("m365_client_secret", "", "Client secret of the app registration (used for "
-            "sign-in and for reading rosters from Microsoft Graph).", secret=True),
-    Setting("m365_authority", "", "Sign-in authority; empty means "
-            "https://login.microsoftonline.com/TENANT/v2.0. Must be https.", str, _https_url),
-    Setting("m365_ca_file", "", "PEM file of the certificate authorities to trust for the "
-            "sign-in authority and Graph instead of the system's (for a TLS-inspecting proxy). "
-            "Empty: the system's."),
-    Setting("m365_admin_role", "Klasblik.Admin", "App role (value) that makes a signed-in "
-            "staff member an IT admin. Being IT admin does not grant viewing any student."),
-    Setting("m365_admin_group", "", "Object id of a Microsoft 365 group whose members are IT "
-            "admins (needs the groups claim in the ID token); empty: only the app role counts."),
-    Setting("graph_url", "https://graph.microsoft.com/v1.0", "Microsoft Graph endpoint used "
-            "for roster sync (https; plain http only to this machine, for tests).", str,
-            _graph_url),
-    Setting("roster_sync_interval_min", 60, "Minutes between two roster syncs from Microsoft "
-            "365 (0: only on demand with `klasblik roster sync`). A teacher disabled or removed "
-            "in Microsoft 365 loses access at the next sync.", _int, _range(0, 7 * 24 * 60)),
-    Setting("access_check_s", 30, "Seconds between two checks that every open dashboard view "
-            "still belongs to active staff (catches roster changes made by another process).",
-            _int, _range(1, 3600)),
+    Setting(
+        "m365_client_secret",
+        "",
+        "Client secret of the app registration (used for "
+        "sign-in and for reading rosters from Microsoft Graph).",
+        secret=True,
+    ),
+    Setting(
+        "m365_authority",
+        "",
+        "Sign-in authority; empty means "
+        "https://login.microsoftonline.com/TENANT/v2.0. Must be https.",
+        str,
+        _https_url,
+    ),
+    Setting(
+        "m365_ca_file",
+        "",
+        "PEM file of the certificate authorities to trust for the "
+        "sign-in authority and Graph instead of the system's (for a TLS-inspecting proxy). "
+        "Empty: the system's.",
+    ),
+    Setting(
+        "m365_admin_role",
+        "Klasblik.Admin",
+        "App role (value) that makes a signed-in "
+        "staff member an IT admin. Being IT admin does not grant viewing any student.",
+    ),
+    Setting(
+        "m365_admin_group",
+        "",
+        "Object id of a Microsoft 365 group whose members are IT "
+        "admins (needs the groups claim in the ID token); empty: only the app role counts.",
+    ),
+    Setting(
+        "graph_url",
+        "https://graph.microsoft.com/v1.0",
+        "Microsoft Graph endpoint used "
+        "for roster sync (https; plain http only to this machine, for tests).",
+        str,
+        _graph_url,
+    ),
+    Setting(
+        "roster_sync_interval_min",
+        60,
+        "Minutes between two roster syncs from Microsoft "
+        "365 (0: only on demand with `klasblik roster sync`). A teacher disabled or removed "
+        "in Microsoft 365 loses access at the next sync.",
+        _int,
+        _range(0, 7 * 24 * 60),
+    ),
+    Setting(
+        "access_check_s",
+        30,
+        "Seconds between two checks that every open dashboard view "
+        "still belongs to active staff (catches roster changes made by another process).",
+        _int,
+        _range(1, 3600),
+    ),
 )
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("host", "127.0.0.1", "Address to listen on. The default, 127.0.0.1, means only "
-            "this machine can connect; use 0.0.0.0 behind a reverse proxy or in a container."),
+    Setting(
+        "host",
+        "127.0.0.1",
+        "Address to listen on. The default, 127.0.0.1, means only "
+        "this machine can connect; use 0.0.0.0 behind a reverse proxy or in a container.",
+    ),
     Setting("port", 8080, "TCP port to listen on (0: any free port).", _int, _range(0, 65535)),
-    Setting("public_url", "", "The address teachers and agents use (https://klasblik.school.example). "
-            "Used for the Microsoft 365 redirect and the dashboard Origin check; empty means "
-            "http://HOST:PORT."),
-    Setting("database_url", "sqlite+aiosqlite:///klasblik-data/klasblik.db",
-            "SQLAlchemy URL of the database. SQLite (the default, a file under klasblik-data/) "
-            "serves one school on one machine; use postgresql+asyncpg://user@host/db for several "
-            "instances.", str, _db_url, secret=True),
-    Setting("blob_store", "file:klasblik-data/blobs", "Where the latest thumbnail and tab list "
-            "of each student are kept: file:PATH for a local folder, azure:CONTAINER for Azure "
-            "Blob Storage.", str, _blob_url),
-    Setting("azure_connection_string", "", "Azure Storage connection string, used with "
-            "blob_store = azure:CONTAINER. Keep the account in an EU region.", secret=True),
-    Setting("enrollment_token", "", "The school's enrollment token: agents must present it. "
-            "Required outside demo mode; push it to devices with your device management.",
-            secret=True),
-    Setting("demo", False, "Demo mode: seeds a demo school and class, runs simulated agents, "
-            "and allows the demo sign-in from this machine (loopback) only. Never in production.",
-            _bool),
-    Setting("demo_students", 24, "Number of simulated students in demo mode.", _int,
-            _range(1, 500)),
-    Setting("auth_timeout_s", 10.0, "Seconds an agent has to send hello before it is closed.",
-            _float, _range(0.1, 120)),
-    Setting("heartbeat_s", 20, "Seconds between agent heartbeats; an agent silent for three "
-            "periods is offline.", _int, _range(1, 300)),
-    Setting("max_frame_bytes", 1024 * 1024, "Largest accepted agent frame (header + image) in "
-            "bytes.", _int, _range(4096, 16 * 1024 * 1024)),
-    Setting("grid_width", 400, "Largest thumbnail width in the class grid.", _int,
-            _range(64, 1920)),
-    Setting("grid_height", 225, "Largest thumbnail height in the class grid.", _int,
-            _range(36, 1080)),
-    Setting("grid_interval_ms", 2000, "Time between two thumbnails of one student in the grid.",
-            _int, _range(250, 60000)),
+    Setting(
+        "public_url",
+        "",
+        "The address teachers and agents use (https://klasblik.school.example). "
+        "Used for the Microsoft 365 redirect and the dashboard Origin check; empty means "
+        "http://HOST:PORT.",
+    ),
+    Setting(
+        "database_url",
+        "sqlite+aiosqlite:///klasblik-data/klasblik.db",
+        "SQLAlchemy URL of the database. SQLite (the default, a file under klasblik-data/) "
+        "serves one school on one machine; use postgresql+asyncpg://user@host/db for several "
+        "instances.",
+        str,
+        _db_url,
+        secret=True,
+    ),
+    Setting(
+        "blob_store",
+        "file:klasblik-data/blobs",
+        "Where the latest thumbnail and tab list "
+        "of each student are kept: file:PATH for a local folder, azure:CONTAINER for Azure "
+        "Blob Storage.",
+        str,
+        _blob_url,
+    ),
+    Setting(
+        "azure_connection_string",
+        "",
+        "Azure Storage connection string, used with "
+        "blob_store = azure:CONTAINER. Keep the account in an EU region.",
+        secret=True,
+    ),
+    Setting(
+        "enrollment_token",
+        "",
+        "The school's enrollment token: agents must present it. "
+        "Required outside demo mode; push it to devices with your device management.",
+        secret=True,
+    ),
+    Setting(
+        "demo",
+        False,
+        "Demo mode: seeds a demo school and class, runs simulated agents, "
+        "and allows the demo sign-in from this machine (loopback) only. Never in production.",
+        _bool,
+    ),
+    Setting(
+        "demo_students", 24, "Number of simulated students in demo mode.", _int, _range(1, 500)
+    ),
+    Setting(
+        "auth_timeout_s",
+        10.0,
+        "Seconds an agent has to send hello before it is closed.",
+        _float,
+        _range(0.1, 120),
+    ),
+    Setting(
+        "heartbeat_s",
+        20,
+        "Seconds between agent heartbeats; an agent silent for three periods is offline.",
+        _int,
+        _range(1, 300),
+    ),
+    Setting(
+        "max_frame_bytes",
+        1024 * 1024,
+        "Largest accepted agent frame (header + image) in bytes.",
+        _int,
+        _range(4096, 16 * 1024 * 1024),
+    ),
+    Setting(
+        "grid_width", 400, "Largest thumbnail width in the class grid.", _int, _range(64, 1920)
+    ),
+    Setting(
+        "grid_height", 225, "Largest thumbnail height in the class grid.", _int, _range(36, 1080)
+    ),
+    Setting(
+        "grid_interval_ms",
+        2000,
+        "Time between two thumbnails of one student in the grid.",
+        _int,
+        _range(250, 60000),
+    ),
     Setting("grid_quality", 55, "JPEG/WebP quality of grid thumbnails.", _int, _range(1, 100)),
-    Setting("focus_width", 1280, "Largest frame width in the focus view.", _int,
-            _range(160, 3840)),
-    Setting("focus_height", 720, "Largest frame height in the focus view.", _int,
-            _range(90, 2160)),
-    Setting("focus_interval_ms", 500, "Time between two frames of the student in focus.", _int,
-            _range(100, 60000)),
+    Setting("focus_width", 1280, "Largest frame width in the focus view.", _int, _range(160, 3840)),
+    Setting("focus_height", 720, "Largest frame height in the focus view.", _int, _range(90, 2160)),
+    Setting(
+        "focus_interval_ms",
+        500,
+        "Time between two frames of the student in focus.",
+        _int,
+        _range(100, 60000),
+    ),
     Setting("focus_quality", 70, "JPEG/WebP quality of focus frames.", _int, _range(1, 100)),
-    Setting("encoding", "jpeg", "Image encoding asked of agents: jpeg or webp.", str,
-            _one_of("jpeg", "webp")),
-    Setting("viewer_queue_frames", 64, "Messages a dashboard may have waiting before it is "
-            "cut off as too slow.", _int, _range(4, 10000)),
-    Setting("store_interval_s", 10.0, "Least time between two writes of one student's stored "
-            "thumbnail or tab list; live frames still flow at full rate.", _float,
-            _range(0, 3600)),
-    Setting("session_lifetime_s", 12 * 3600, "Longest a dashboard sign-in lasts.", _int,
-            _range(60, 7 * 24 * 3600)),
-    Setting("session_idle_s", 2 * 3600, "A dashboard sign-in ends after this long without "
-            "use.", _int, _range(60, 7 * 24 * 3600)),
-    Setting("trusted_proxies", (), "Addresses or networks (CIDR, comma- or space-separated) of "
-            "reverse proxies whose X-Forwarded-For/Forwarded header is believed. Empty: the "
-            "header is ignored and the direct peer address counts.", _cidrs),
-    Setting("redis_url", "", "Redis URL (redis://host:6379/0) that several instances share to "
-            "route frames, watch commands and presence between them. Empty: this process "
-            "serves only its own agents and dashboards (one instance).", str, _redis_url,
-            secret=True),
-    Setting("cluster_refresh_s", 5.0, "With redis_url: seconds between re-announcing which "
-            "students this instance has viewers for and which agents it holds. An instance "
-            "silent for three periods counts as gone; its agents show offline until they "
-            "reconnect elsewhere.", _float, _range(0.2, 60)),
-    Setting("remote_mode_max_hours", 168, "Longest period IT may switch remote-lesson mode on "
-            "for in one go (hours). It always ends by itself at the end time IT sets.", _int,
-            _range(1, 2160)),
-    Setting("location_check_interval_s", 60.0, "Seconds between two checks of lesson-hour "
-            "boundaries, remote-lesson end times and location changes made on other instances. "
-            "The rules themselves are applied on every frame by the clock.", _float,
-            _range(0.05, 3600)),
-    Setting("log_level", "INFO", "Logging level.", str,
-            _one_of("DEBUG", "INFO", "WARNING", "ERROR")),
+    Setting(
+        "encoding",
+        "jpeg",
+        "Image encoding asked of agents: jpeg or webp.",
+        str,
+        _one_of("jpeg", "webp"),
+    ),
+    Setting(
+        "viewer_queue_frames",
+        64,
+        "Messages a dashboard may have waiting before it is cut off as too slow.",
+        _int,
+        _range(4, 10000),
+    ),
+    Setting(
+        "store_interval_s",
+        10.0,
+        "Least time between two writes of one student's stored "
+        "thumbnail or tab list; live frames still flow at full rate.",
+        _float,
+        _range(0, 3600),
+    ),
+    Setting(
+        "session_lifetime_s",
+        12 * 3600,
+        "Longest a dashboard sign-in lasts.",
+        _int,
+        _range(60, 7 * 24 * 3600),
+    ),
+    Setting(
+        "session_idle_s",
+        2 * 3600,
+        "A dashboard sign-in ends after this long without use.",
+        _int,
+        _range(60, 7 * 24 * 3600),
+    ),
+    Setting(
+        "trusted_proxies",
+        (),
+        "Addresses or networks (CIDR, comma- or space-separated) of "
+        "reverse proxies whose X-Forwarded-For/Forwarded header is believed. Empty: the "
+        "header is ignored and the direct peer address counts.",
+        _cidrs,
+    ),
+    Setting(
+        "redis_url",
+        "",
+        "Redis URL (redis://host:6379/0) that several instances share to "
+        "route frames, watch commands and presence between them. Empty: this process "
+        "serves only its own agents and dashboards (one instance).",
+        str,
+        _redis_url,
+        secret=True,
+    ),
+    Setting(
+        "cluster_refresh_s",
+        5.0,
+        "With redis_url: seconds between re-announcing which "
+        "students this instance has viewers for and which agents it holds. An instance "
+        "silent for three periods counts as gone; its agents show offline until they "
+        "reconnect elsewhere.",
+        _float,
+        _range(0.2, 60),
+    ),
+    Setting(
+        "remote_mode_max_hours",
+        168,
+        "Longest period IT may switch remote-lesson mode on "
+        "for in one go (hours). It always ends by itself at the end time IT sets.",
+        _int,
+        _range(1, 2160),
+    ),
+    Setting(
+        "location_check_interval_s",
+        60.0,
+        "Seconds between two checks of lesson-hour "
+        "boundaries, remote-lesson end times and location changes made on other instances. "
+        "The rules themselves are applied on every frame by the clock.",
+        _float,
+        _range(0.05, 3600),
+    ),
+    Setting(
+        "log_level", "INFO", "Logging level.", str, _one_of("DEBUG", "INFO", "WARNING", "ERROR")
+    ),
     # ---- retention (see docs/privacy.md for the 48-hour arithmetic) ----
-    Setting("jobs", True, "Run the retention jobs (blob sweep, nightly purge) in this process. "
-            "With several instances leave it on everywhere: a database lock makes each job "
-            "run once.", _bool),
-    Setting("sweep_interval_min", 15, "Minutes between two sweeps that delete stored "
-            "thumbnails and tab lists older than sweep_max_age_h.", _int, _range(1, 120)),
-    Setting("sweep_max_age_h", 47.25, "Age in hours at which the sweep deletes a stored "
-            "thumbnail or tab list. sweep_max_age_h + sweep_interval_min + sweep_budget_min "
-            "must stay under 48 hours.", _float, _range(1, 47.9)),
-    Setting("sweep_budget_min", 15, "Longest a sweep may take, in minutes; a slower sweep is "
-            "logged as an error. Part of the 48-hour arithmetic.", _int, _range(1, 240)),
-    Setting("purge_time", "03:30", "Local time (HH:MM, in timezone) of the nightly purge.",
-            _hhmm),
-    Setting("timezone", "Europe/Amsterdam", "Time zone of purge_time and school_year_end.",
-            _tz),
-    Setting("school_year_end", "07-31", "Last day of the school year (MM-DD, or a date "
-            "YYYY-MM-DD for one year): the first nightly purge after it removes student and "
-            "teacher records created before it.", _year_end),
-    Setting("audit_retention_months", 6, "Months an audit entry is kept before the nightly "
-            "purge removes it.", _int, _range(1, 24)),
+    Setting(
+        "jobs",
+        True,
+        "Run the retention jobs (blob sweep, nightly purge) in this process. "
+        "With several instances leave it on everywhere: a database lock makes each job "
+        "run once.",
+        _bool,
+    ),
+    Setting(
+        "sweep_interval_min",
+        15,
+        "Minutes between two sweeps that delete stored "
+        "thumbnails and tab lists older than sweep_max_age_h.",
+        _int,
+        _range(1, 120),
+    ),
+    Setting(
+        "sweep_max_age_h",
+        47.25,
+        "Age in hours at which the sweep deletes a stored "
+        "thumbnail or tab list. sweep_max_age_h + sweep_interval_min + sweep_budget_min "
+        "must stay under 48 hours.",
+        _float,
+        _range(1, 47.9),
+    ),
+    Setting(
+        "sweep_budget_min",
+        15,
+        "Longest a sweep may take, in minutes; a slower sweep is "
+        "logged as an error. Part of the 48-hour arithmetic.",
+        _int,
+        _range(1, 240),
+    ),
+    Setting("purge_time", "03:30", "Local time (HH:MM, in timezone) of the nightly purge.", _hhmm),
+    Setting("timezone", "Europe/Amsterdam", "Time zone of purge_time and school_year_end.", _tz),
+    Setting(
+        "school_year_end",
+        "07-31",
+        "Last day of the school year (MM-DD, or a date "
+        "YYYY-MM-DD for one year): the first nightly purge after it removes student and "
+        "teacher records created before it.",
+        _year_end,
+    ),
+    Setting(
+        "audit_retention_months",
+        6,
+        "Months an audit entry is kept before the nightly purge removes it.",
+        _int,
+        _range(1, 24),
+    ),
     *M365_SETTINGS,
 )
 
@@ -380,11 +565,10 @@ def load_settings(
             "enrollment_token: required outside demo mode (set KLASBLIK_ENROLLMENT_TOKEN)"
         )
     if values["blob_store"].startswith("azure:") and not values["azure_connection_string"]:
-        raise SettingsError(
-            "azure_connection_string: required with blob_store = azure:CONTAINER"
-        )
+        raise SettingsError("azure_connection_string: required with blob_store = azure:CONTAINER")
     budget_h = (
-        values["sweep_max_age_h"] + values["sweep_interval_min"] / 60
+        values["sweep_max_age_h"]
+        + values["sweep_interval_min"] / 60
         + values["sweep_budget_min"] / 60
     )
     if budget_h >= 48:
@@ -394,7 +578,6 @@ def load_settings(
         )
     if values["m365_tenant_id"] and not (values["m365_client_id"] and values["m365_client_secret"]):
         raise SettingsError(
-            "m365_client_id: m365_client_id and m365_client_secret are required with "
-            "m365_tenant_id"
+            "m365_client_id: m365_client_id and m365_client_secret are required with m365_tenant_id"
         )
     return Settings(values)

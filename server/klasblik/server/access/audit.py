@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik.server.storage.models import AuditEntry
 
-__all__ = ["record", "Actions"]
+__all__ = ["Actions", "record"]
 
 
 class Actions:
@@ -42,6 +42,7 @@ async def record(
     """Append one entry and commit it; raises when the database refuses."""
     async with sm() as session, session.begin():
         session.add(
-            AuditEntry(actor=actor[:256], action=action, subject=subject[:256], detail=detail, ip=ip)
+            AuditEntry(
+                actor=actor[:256], action=action, subject=subject[:256], detail=detail, ip=ip
+            )
         )
-

@@ -15,7 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik.server.storage.models import AuditEntry
 
-__all__ = ["AuditFilter", "parse_filter", "page", "iter_entries", "entry_json", "CSV_COLUMNS", "csv_rows"]
+__all__ = [
+    "CSV_COLUMNS",
+    "AuditFilter",
+    "csv_rows",
+    "entry_json",
+    "iter_entries",
+    "page",
+    "parse_filter",
+]
 
 MAX_LIMIT = 500
 CSV_COLUMNS = ("id", "at", "actor", "action", "subject", "detail", "ip")

@@ -10,11 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik import protocol as p
 from klasblik.server.access.rules import authorize_class
+from klasblik.server.auth.sessions import end_sessions_of
 from klasblik.server.errors import AccessDenied
 from klasblik.server.live.hub import Hub
-from klasblik.server.auth.sessions import end_sessions_of
 
-__all__ = ["revoke_lost_access", "recheck_viewers"]
+__all__ = ["recheck_viewers", "revoke_lost_access"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,9 @@ async def recheck_viewers(sm: async_sessionmaker[AsyncSession], hub: Hub) -> int
                     reason = "the class roster changed; open the class again"
             if reason is not None:
                 log.info("closing view %s of staff %s: %s", viewer.id, viewer.staff_id, reason)
-                await hub.close_viewer(viewer, p.ErrorCode.FORBIDDEN, reason, p.CloseCode.ACCESS_REVOKED)
+                await hub.close_viewer(
+                    viewer, p.ErrorCode.FORBIDDEN, reason, p.CloseCode.ACCESS_REVOKED
+                )
                 closed += 1
                 break
     return closed

@@ -9,16 +9,22 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik.protocol import ErrorCode
-from klasblik.server.storage.models import SchoolClass, Staff, Student, class_students, class_teachers
 from klasblik.server.errors import AccessDenied
+from klasblik.server.storage.models import (
+    SchoolClass,
+    Staff,
+    Student,
+    class_students,
+    class_teachers,
+)
 
 __all__ = [
-    "StudentView",
     "ClassView",
+    "StudentView",
     "agent_student",
-    "classes_of",
     "authorize_class",
     "authorize_student",
+    "classes_of",
 ]
 
 

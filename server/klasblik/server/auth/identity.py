@@ -7,12 +7,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from klasblik.server.auth.sessions import COOKIE, csrf_ok, lookup_session
+from klasblik.server.errors import ApiError
 from klasblik.server.keys import CTX
 from klasblik.server.storage.models import Staff, WebSession
-from klasblik.server.errors import ApiError
-from klasblik.server.auth.sessions import COOKIE, csrf_ok, lookup_session
 
-__all__ = ["current_staff", "require_staff", "check_origin", "check_csrf", "same_origin"]
+__all__ = ["check_csrf", "check_origin", "current_staff", "require_staff", "same_origin"]
 
 _STAFF_KEY: web.RequestKey[tuple[WebSession, Staff] | None] = web.RequestKey(
     "klasblik.staff", object

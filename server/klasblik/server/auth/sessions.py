@@ -12,10 +12,17 @@ import secrets
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from klasblik.server.storage.models import Staff, WebSession, utcnow
 from klasblik.server.settings import Settings
+from klasblik.server.storage.models import Staff, WebSession, utcnow
 
-__all__ = ["COOKIE", "create_session", "lookup_session", "end_session", "end_sessions_of", "csrf_ok"]
+__all__ = [
+    "COOKIE",
+    "create_session",
+    "csrf_ok",
+    "end_session",
+    "end_sessions_of",
+    "lookup_session",
+]
 
 COOKIE = "klasblik_session"
 _TOUCH_EVERY = dt.timedelta(seconds=60)
@@ -81,5 +88,3 @@ async def end_sessions_of(sm: async_sessionmaker[AsyncSession], staff_id: int) -
 
 def csrf_ok(row: WebSession, presented: str | None) -> bool:
     return bool(presented) and hmac.compare_digest(row.csrf_token, presented or "")
-
-

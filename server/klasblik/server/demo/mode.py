@@ -26,16 +26,43 @@ from klasblik import protocol as p
 from klasblik.server.keys import CTX
 from klasblik.server.storage.models import Location, School, SchoolClass, Staff, Student
 
-__all__ = ["demo_ctx", "seed_demo", "DemoAgent", "start_demo_agents", "DEMO_TEACHER"]
+__all__ = ["DEMO_TEACHER", "DemoAgent", "demo_ctx", "seed_demo", "start_demo_agents"]
 
 log = logging.getLogger(__name__)
 
 DEMO_DOMAIN = "demo.klasblik.invalid"
 DEMO_TEACHER = f"demo.teacher@{DEMO_DOMAIN}"
 _FIRST = [
-    "Anna", "Bram", "Chloé", "Daan", "Emma", "Finn", "Gijs", "Hanna", "Ilse", "Jesse",
-    "Lotte", "Milan", "Noor", "Owen", "Puck", "Quinten", "Roos", "Sem", "Tess", "Umut",
-    "Vera", "Wout", "Yara", "Zoë", "Lucas", "Sara", "Mees", "Fenna", "Thijs", "Liv",
+    "Anna",
+    "Bram",
+    "Chloé",
+    "Daan",
+    "Emma",
+    "Finn",
+    "Gijs",
+    "Hanna",
+    "Ilse",
+    "Jesse",
+    "Lotte",
+    "Milan",
+    "Noor",
+    "Owen",
+    "Puck",
+    "Quinten",
+    "Roos",
+    "Sem",
+    "Tess",
+    "Umut",
+    "Vera",
+    "Wout",
+    "Yara",
+    "Zoë",
+    "Lucas",
+    "Sara",
+    "Mees",
+    "Fenna",
+    "Thijs",
+    "Liv",
 ]
 _LAST = "BDJKMPSVWHTGLRNC"
 
@@ -60,7 +87,9 @@ async def seed_demo(ctx: Any, students: int) -> str:
         session.add(school)
         await session.flush()
         location = Location(
-            school_id=school.id, name="Hoofdlocatie", code="99XX00",
+            school_id=school.id,
+            name="Hoofdlocatie",
+            code="99XX00",
             networks="127.0.0.0/8 ::1/128",  # demo agents and teacher are on this machine
         )
         session.add(location)
@@ -132,23 +161,55 @@ class DemoAgent:
         title, url = ACTIVITIES[self.activity]
         hue = (self.activity * 47) % 256
         d.rectangle((0, 0, width, int(40 * scale) + 1), fill=(40, 44, 52))
-        d.rectangle((int(8 * scale), int(6 * scale), int(420 * scale), int(40 * scale)),
-                    fill=(245, 246, 248))
-        d.text((int(20 * scale), int(12 * scale)), title[:40], fill=(20, 20, 20),
-               font=self._font(max(8, int(18 * scale))))
-        d.rectangle((int(10 * scale), int(50 * scale), width - int(10 * scale),
-                     int(84 * scale)), fill=(255, 255, 255), outline=(200, 200, 200))
-        d.text((int(24 * scale), int(56 * scale)), url, fill=(60, 60, 60),
-               font=self._font(max(8, int(18 * scale))))
+        d.rectangle(
+            (int(8 * scale), int(6 * scale), int(420 * scale), int(40 * scale)),
+            fill=(245, 246, 248),
+        )
+        d.text(
+            (int(20 * scale), int(12 * scale)),
+            title[:40],
+            fill=(20, 20, 20),
+            font=self._font(max(8, int(18 * scale))),
+        )
+        d.rectangle(
+            (int(10 * scale), int(50 * scale), width - int(10 * scale), int(84 * scale)),
+            fill=(255, 255, 255),
+            outline=(200, 200, 200),
+        )
+        d.text(
+            (int(24 * scale), int(56 * scale)),
+            url,
+            fill=(60, 60, 60),
+            font=self._font(max(8, int(18 * scale))),
+        )
         body_top = int(100 * scale)
         d.rectangle((0, body_top, width, height), fill=(255, 255, 255))
-        d.rectangle((0, body_top, width, body_top + int(70 * scale)),
-                    fill=(hue, 120, 255 - hue))
-        d.text((int(30 * scale), body_top + int(16 * scale)), title, fill=(255, 255, 255),
-               font=self._font(max(9, int(32 * scale))))
+        d.rectangle((0, body_top, width, body_top + int(70 * scale)), fill=(hue, 120, 255 - hue))
+        d.text(
+            (int(30 * scale), body_top + int(16 * scale)),
+            title,
+            fill=(255, 255, 255),
+            font=self._font(max(9, int(32 * scale))),
+        )
         line_font = self._font(max(7, int(20 * scale)))
-        words = ["de", "het", "een", "som", "antwoord", "vraag", "kaart", "zin", "woord",
-                 "oefening", "stad", "rivier", "land", "getal", "breuk", "tijd"]
+        words = [
+            "de",
+            "het",
+            "een",
+            "som",
+            "antwoord",
+            "vraag",
+            "kaart",
+            "zin",
+            "woord",
+            "oefening",
+            "stad",
+            "rivier",
+            "land",
+            "getal",
+            "breuk",
+            "tijd",
+        ]
         rng = random.Random(self.activity)
         for i in range(12):
             y = body_top + int((100 + i * 38) * scale)
@@ -164,8 +225,12 @@ class DemoAgent:
             clock = time.strftime("%H:%M:%S", time.localtime(now))
         else:
             clock = "idle"
-        d.text((width - int(150 * scale), height - int(36 * scale)), clock, fill=(90, 90, 90),
-               font=self._font(max(8, int(22 * scale))))
+        d.text(
+            (width - int(150 * scale), height - int(36 * scale)),
+            clock,
+            fill=(90, 90, 90),
+            font=self._font(max(8, int(22 * scale))),
+        )
         return img
 
     def frame(self, now: float) -> bytes | None:
@@ -199,10 +264,12 @@ class DemoAgent:
         backoff = 0.5
         while not self.stopped:
             try:
-                async with session.ws_connect(self.url, heartbeat=None, max_msg_size=p.MAX_TEXT_BYTES) as ws:
+                async with session.ws_connect(
+                    self.url, heartbeat=None, max_msg_size=p.MAX_TEXT_BYTES
+                ) as ws:
                     backoff = 0.5
                     await self._converse(ws)
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 log.debug("demo agent %s: %s", self.account, exc)
             if self.stopped:
                 return
@@ -260,8 +327,11 @@ class DemoAgent:
                 continue
             if self.behaviour == "locked":
                 if not reported_error:
-                    await ws.send_str(p.encode_message(
-                        {"type": "capture_error", "reason": "screen locked (demo)"}, "agent"))
+                    await ws.send_str(
+                        p.encode_message(
+                            {"type": "capture_error", "reason": "screen locked (demo)"}, "agent"
+                        )
+                    )
                     reported_error = True
                 await asyncio.sleep(0.5)
                 continue
@@ -324,4 +394,3 @@ async def demo_ctx(app: web.Application) -> AsyncIterator[None]:
     stop = ctx.extras.pop("demo_stop", None)
     if stop is not None:
         await stop()
-

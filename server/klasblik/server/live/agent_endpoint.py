@@ -4,7 +4,6 @@ open; only authentication failures close it."""
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import secrets
@@ -14,12 +13,12 @@ from aiohttp import WSMsgType, web
 from klasblik import protocol as p
 from klasblik.server.access import audit
 from klasblik.server.access.rules import agent_student
-from klasblik.server.keys import CTX, AppContext
-from klasblik.server.storage.models import Student, utcnow
 from klasblik.server.errors import AccessDenied
+from klasblik.server.keys import CTX, AppContext
 from klasblik.server.live.hub import AgentConn
-from klasblik.server.locations.policy import home_of, locate
 from klasblik.server.live.outbox import Outbox
+from klasblik.server.locations.policy import home_of, locate
+from klasblik.server.storage.models import Student, utcnow
 
 __all__ = ["agent_ws"]
 
@@ -36,7 +35,9 @@ async def _refuse(ws: web.WebSocketResponse, code: str, message: str) -> web.Web
     if not ws.closed:
         try:
             await ws.send_str(p.encode_message(p.error_message(code, message)))
-            await ws.close(code=_CLOSE_FOR.get(code, p.CloseCode.AUTH_FAILED), message=code.encode())
+            await ws.close(
+                code=_CLOSE_FOR.get(code, p.CloseCode.AUTH_FAILED), message=code.encode()
+            )
         except (ConnectionError, RuntimeError):
             pass
     return ws
@@ -137,7 +138,7 @@ async def _serve(
     await _remember(ctx, student.id, ip)
     old = ctx.hub.attach_agent(conn)
     if old is not None:
-        asyncio.create_task(_close_replaced(old))
+        ctx.hub.tasks.spawn(_close_replaced(old), f"close replaced agent of {student.id}")
     log.info("agent of student %s connected from %s (%s)", student.id, ip, conn.device_kind)
     try:
         await _loop(ctx, ws, conn)
@@ -192,9 +193,7 @@ async def _close_replaced(old: AgentConn) -> None:
     await old.outbox.close()
     try:
         await old.ws.send_str(
-            p.encode_message(
-                p.error_message(p.ErrorCode.REPLACED, "a newer connection took over")
-            )
+            p.encode_message(p.error_message(p.ErrorCode.REPLACED, "a newer connection took over"))
         )
         await old.ws.close(code=p.CloseCode.REPLACED, message=b"replaced")
     except (ConnectionError, RuntimeError):

@@ -17,13 +17,13 @@ from aiohttp import WSMsgType, web
 from klasblik import protocol as p
 from klasblik.server.access import audit
 from klasblik.server.access.rules import authorize_class, authorize_student
-from klasblik.server.storage.blobs.base import BlobStoreError, student_prefix, thumbnail_name
-from klasblik.server.keys import CTX, AppContext
-from klasblik.server.errors import AccessDenied, ApiError
-from klasblik.server.live.hub import Viewer
-from klasblik.server.locations.policy import home_of, locate, policy_of
-from klasblik.server.live.outbox import Outbox
 from klasblik.server.auth.identity import check_origin, require_staff
+from klasblik.server.errors import AccessDenied, ApiError
+from klasblik.server.keys import CTX, AppContext
+from klasblik.server.live.hub import Viewer
+from klasblik.server.live.outbox import Outbox
+from klasblik.server.locations.policy import home_of, locate, policy_of
+from klasblik.server.storage.blobs.base import BlobStoreError, student_prefix, thumbnail_name
 
 __all__ = ["dashboard_ws"]
 
@@ -60,7 +60,9 @@ async def dashboard_ws(request: web.Request) -> web.WebSocketResponse:
             elif msg.type == WSMsgType.BINARY:
                 viewer.outbox.put(
                     p.encode_message(
-                        p.error_message(p.ErrorCode.UNEXPECTED, "dashboards send no binary messages")
+                        p.error_message(
+                            p.ErrorCode.UNEXPECTED, "dashboards send no binary messages"
+                        )
                     )
                 )
     finally:
@@ -108,9 +110,7 @@ class _Commands:
 
     async def _audit(self, action: str, subject: str, detail: str = "") -> None:
         try:
-            await audit.record(
-                self.ctx.sm, self.username, action, subject, detail, self.viewer.ip
-            )
+            await audit.record(self.ctx.sm, self.username, action, subject, detail, self.viewer.ip)
         except Exception as exc:
             log.exception("audit write failed")
             raise ApiError(
@@ -180,7 +180,9 @@ class _Commands:
             await self._audit(audit.Actions.VIEW_REFUSED, f"student:{sid}", exc.message)
             raise
         if sid not in self.viewer.focus:
-            await self._audit(audit.Actions.VIEW_FOCUS_START, f"student:{sid}", student.display_name)
+            await self._audit(
+                audit.Actions.VIEW_FOCUS_START, f"student:{sid}", student.display_name
+            )
         self.ctx.hub.set_focus(self.viewer, sid, True)
         conn = self.ctx.hub.agents.get(sid)
         return {

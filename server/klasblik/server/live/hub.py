@@ -22,17 +22,21 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from klasblik import protocol as p
-from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
-from klasblik.server.storage.latest import LatestWriter
 from klasblik.server.live.outbox import Outbox
 from klasblik.server.settings import Settings
+from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
+from klasblik.server.storage.latest import LatestWriter
+from klasblik.server.tasks import TaskOwner
 
-__all__ = ["AgentConn", "Viewer", "Hub"]
+if TYPE_CHECKING:
+    from klasblik.server.live.cluster.link import Cluster
+
+__all__ = ["AgentConn", "Hub", "Viewer"]
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +122,18 @@ class Hub:
         self._grid_gap = settings.grid_interval_ms / 1000 * 0.9
         #: None when this viewer may see this device now, else why not (a protocol code)
         self.gate: Callable[[Viewer, AgentConn], str | None] | None = None
-        #: routing between instances (``cluster.py``); None: this process only
-        self.cluster: Any = None
+        #: routing between instances (``live/cluster``); None: this process only
+        self.cluster: Cluster | None = None
+        #: short-lived tasks: closing a replaced agent, a silent one, a slow viewer
+        self.tasks = TaskOwner("hub")
 
     def blocked(self, viewer: Viewer, conn: AgentConn | None) -> str | None:
-        if self.gate is None or conn is None:
+        """None when ``viewer`` may see ``conn`` now, else why not. Fails closed: with no
+        location rule installed, nothing is shown."""
+        if conn is None:
             return None
+        if self.gate is None:
+            return p.ErrorCode.ELSEWHERE
         return self.gate(viewer, conn)
 
     # ---- agents -------------------------------------------------------------------
@@ -314,7 +324,9 @@ class Hub:
         """Close every dashboard of a staff member who lost access; return how many."""
         victims = [v for v in self.viewers if v.staff_id == staff_id]
         for viewer in victims:
-            await self.close_viewer(viewer, p.ErrorCode.FORBIDDEN, reason, p.CloseCode.ACCESS_REVOKED)
+            await self.close_viewer(
+                viewer, p.ErrorCode.FORBIDDEN, reason, p.CloseCode.ACCESS_REVOKED
+            )
         return len(victims)
 
     async def close_viewer(self, viewer: Viewer, code: str, message: str, close_code: int) -> None:
@@ -324,7 +336,9 @@ class Hub:
             try:
                 await asyncio.wait_for(
                     viewer.ws.send_str(
-                        p.encode_message({"type": "closed", "error": {"code": code, "message": message}})
+                        p.encode_message(
+                            {"type": "closed", "error": {"code": code, "message": message}}
+                        )
                     ),
                     timeout=1,
                 )
@@ -338,14 +352,17 @@ class Hub:
                 pass
 
     def viewer_too_slow(self, viewer: Viewer) -> None:
-        log.warning("dashboard %s of staff %s fell behind; disconnecting", viewer.id, viewer.staff_id)
-        asyncio.get_running_loop().create_task(
+        log.warning(
+            "dashboard %s of staff %s fell behind; disconnecting", viewer.id, viewer.staff_id
+        )
+        self.tasks.spawn(
             self.close_viewer(
                 viewer,
                 p.ErrorCode.TOO_SLOW,
                 "this dashboard could not keep up and was disconnected",
                 p.CloseCode.TOO_SLOW,
-            )
+            ),
+            f"close slow viewer {viewer.id}",
         )
 
     # ---- watch commands ------------------------------------------------------------
@@ -364,11 +381,18 @@ class Hub:
         s = self.settings
         if mode == "focus":
             width, height, interval, quality, tabs = (
-                s.focus_width, s.focus_height, s.focus_interval_ms, s.focus_quality, "all"
+                s.focus_width,
+                s.focus_height,
+                s.focus_interval_ms,
+                s.focus_quality,
+                "all",
             )
         else:
             width, height, interval, quality, tabs = (
-                s.grid_width, s.grid_height, s.grid_interval_ms, s.grid_quality,
+                s.grid_width,
+                s.grid_height,
+                s.grid_interval_ms,
+                s.grid_quality,
                 "active" if mode == "grid" else "none",
             )
         return {
@@ -430,6 +454,7 @@ class Hub:
 
     async def close_all(self) -> None:
         """Close every connection (server shutting down): agents will reconnect."""
+        await self.tasks.close()
         for viewer in list(self.viewers):
             await self.close_viewer(
                 viewer, "going_away", "server shutting down", p.CloseCode.GOING_AWAY
@@ -445,4 +470,3 @@ class Hub:
                 except (TimeoutError, ConnectionError, RuntimeError):
                     pass
         self.agents.clear()
-

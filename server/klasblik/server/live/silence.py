@@ -17,7 +17,7 @@ from aiohttp import web
 
 from klasblik import protocol as p
 from klasblik.server.live.hub import AgentConn, Hub
-from klasblik.server.tasks import cancel_and_wait
+from klasblik.server.tasks import TaskOwner, cancel_and_wait
 
 __all__ = ["silence_ctx", "sweep"]
 
@@ -47,6 +47,7 @@ async def silence_ctx(app: web.Application) -> AsyncIterator[None]:
     silence_s = 3 * ctx.settings.heartbeat_s
 
     closing: weakref.WeakSet[AgentConn] = weakref.WeakSet()
+    closers = TaskOwner("silence sweep")
 
     async def run() -> None:
         while True:
@@ -54,10 +55,11 @@ async def silence_ctx(app: web.Application) -> AsyncIterator[None]:
             for conn in sweep(ctx.hub, silence_s):
                 if conn not in closing:
                     closing.add(conn)
-                    asyncio.create_task(_close(conn, silence_s))
+                    closers.spawn(_close(conn, silence_s), f"close silent agent {conn.student_id}")
 
     task = asyncio.create_task(run(), name="silence sweep")
     try:
         yield
     finally:
         await cancel_and_wait(task)
+        await closers.close()

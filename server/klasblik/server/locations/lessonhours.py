@@ -17,8 +17,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 __all__ = ["LessonHours", "LessonHoursError", "parse_lesson_hours", "parse_timezone"]
 
 _DAYS = {
-    "mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6,
-    "ma": 0, "di": 1, "wo": 2, "do": 3, "vr": 4, "za": 5, "zo": 6,
+    "mon": 0,
+    "tue": 1,
+    "wed": 2,
+    "thu": 3,
+    "fri": 4,
+    "sat": 5,
+    "sun": 6,
+    "ma": 0,
+    "di": 1,
+    "wo": 2,
+    "do": 3,
+    "vr": 4,
+    "za": 5,
+    "zo": 6,
 }
 _DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TIME = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
@@ -80,9 +92,7 @@ def _days(text: str, rule: str) -> list[int]:
         elif part in _DAYS:
             out.append(_DAYS[part])
         else:
-            raise LessonHoursError(
-                f"{part!r} in {rule!r} is not a day (mon..sun or ma..zo)"
-            )
+            raise LessonHoursError(f"{part!r} in {rule!r} is not a day (mon..sun or ma..zo)")
     return out
 
 

@@ -31,7 +31,6 @@ from sqlalchemy.orm import selectinload
 
 from klasblik.protocol import ErrorCode
 from klasblik.server.access import audit
-from klasblik.server.storage.models import Location, RemoteMode, utcnow
 from klasblik.server.errors import AccessDenied
 from klasblik.server.live.hub import AgentConn, Hub, Viewer
 from klasblik.server.locations.lessonhours import (
@@ -42,22 +41,23 @@ from klasblik.server.locations.lessonhours import (
 )
 from klasblik.server.locations.resolver import LocationResolver, parse_location_networks
 from klasblik.server.net import Network
+from klasblik.server.storage.models import Location, RemoteMode, utcnow
 from klasblik.server.tasks import cancel_and_wait
 
 __all__ = [
     "LOCATIONS",
     "LocationInfo",
-    "RemoteInfo",
-    "LocationResolver",
     "LocationPolicy",
-    "locations_ctx",
-    "locate",
-    "home_of",
-    "policy_of",
-    "parse_location_networks",
-    "iso",
-    "location_notices",
+    "LocationResolver",
+    "RemoteInfo",
     "check_thumbnail_location",
+    "home_of",
+    "iso",
+    "locate",
+    "location_notices",
+    "locations_ctx",
+    "parse_location_networks",
+    "policy_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,13 @@ class LocationPolicy:
                 log.error("location %s (%s): lesson hours unusable: %s", row.code, row.name, exc)
                 hours = LessonHours(((),) * 7, parse_timezone("UTC"), "never (unreadable)")
             infos[row.id] = LocationInfo(
-                row.id, row.school_id, row.school.name, row.name, row.code, nets, hours,
+                row.id,
+                row.school_id,
+                row.school.name,
+                row.name,
+                row.code,
+                nets,
+                hours,
                 row.timezone or "Europe/Amsterdam",
             )
         remote: dict[int, RemoteInfo] = {}
@@ -309,9 +315,7 @@ class LocationPolicy:
                 for info in (self.locations.get(loc) for loc in locs)
                 if info is not None and info.hours is not None
             )
-            raise AccessDenied(
-                OUTSIDE, f"monitoring is allowed only during lesson hours ({hours})"
-            )
+            raise AccessDenied(OUTSIDE, f"monitoring is allowed only during lesson hours ({hours})")
 
     def notices(
         self, location_id: int | None, home_id: int | None, ip: str
@@ -396,7 +400,6 @@ async def locations_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await cancel_and_wait(task)
         ctx.hub.gate = None
-
 
 
 def location_notices(request: web.Request, staff: Any) -> list[dict[str, Any]]:

@@ -10,15 +10,15 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from klasblik.server.retention.joblock import job_lock
+from klasblik.server.retention.purge import PurgeReport, purge
+from klasblik.server.retention.schedule import NIGHTLY
+from klasblik.server.retention.subject_rights import UnknownStudent, erase_student, export_student
+from klasblik.server.settings import Settings
 from klasblik.server.storage.blobs.base import BlobStoreError, open_blob_store
 from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database
-from klasblik.server.retention.joblock import job_lock
-from klasblik.server.retention.schedule import NIGHTLY
-from klasblik.server.retention.purge import PurgeReport, purge
-from klasblik.server.settings import Settings
-from klasblik.server.retention.subject_rights import UnknownStudent, erase_student, export_student
 
-__all__ = ["add_parsers", "run", "ProgressPrinter"]
+__all__ = ["ProgressPrinter", "add_parsers", "run"]
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,7 +29,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     purge_p.add_argument("--config", help="TOML settings file")
     purge_p.add_argument(
-        "--dry-run", action="store_true",
+        "--dry-run",
+        action="store_true",
         help="list what would be removed and remove nothing",
     )
     student_p = sub.add_parser("student", help="data-subject rights for one student")
@@ -73,8 +74,10 @@ def _actor() -> str:
 def _print_report(report: PurgeReport, listing: bool) -> None:
     if listing:
         if report.school_year_boundary:
-            print(f"school year ended: records created before "
-                  f"{report.school_year_boundary.isoformat()} go")
+            print(
+                f"school year ended: records created before "
+                f"{report.school_year_boundary.isoformat()} go"
+            )
         for name in report.students:
             print(f"student record: {name}")
         for name in report.staff:
@@ -84,8 +87,10 @@ def _print_report(report: PurgeReport, listing: bool) -> None:
         for name in report.expired_blobs:
             print(f"expired blob: {name}")
         if report.audit_entries:
-            print(f"audit entries before {report.audit_cutoff.isoformat() if report.audit_cutoff else '?'}: "
-                  f"{report.audit_entries}")
+            print(
+                f"audit entries before {report.audit_cutoff.isoformat() if report.audit_cutoff else '?'}: "
+                f"{report.audit_entries}"
+            )
         if report.sessions:
             print(f"expired sessions: {report.sessions}")
     print(report.summary())
@@ -100,20 +105,23 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "purge":
             async with job_lock(engine, NIGHTLY) as got:
                 if not got:
-                    print("klasblik: a purge is running elsewhere right now; try later",
-                          file=sys.stderr)
+                    print(
+                        "klasblik: a purge is running elsewhere right now; try later",
+                        file=sys.stderr,
+                    )
                     return 1
-                report = await purge(sm, store, settings, dry_run=args.dry_run,
-                                     progress=ProgressPrinter())
+                report = await purge(
+                    sm, store, settings, dry_run=args.dry_run, progress=ProgressPrinter()
+                )
             _print_report(report, listing=args.dry_run)
             return 0
         if args.student_command == "export":
             out = Path(args.out)
-            if out.exists():
+            if await asyncio.to_thread(out.exists):
                 print(f"klasblik: {out} exists; choose a new file name", file=sys.stderr)
                 return 2
             data = await export_student(sm, store, args.username, _actor())
-            out.write_bytes(data)
+            await asyncio.to_thread(out.write_bytes, data)
             print(f"wrote {out} ({len(data)} bytes)")
             return 0
         if not args.yes:
@@ -131,8 +139,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"klasblik: {exc}", file=sys.stderr)
         return 1
     except BlobStoreError as exc:
-        print(f"klasblik: blob store unavailable: {exc}; nothing is lost, run it again",
-              file=sys.stderr)
+        print(
+            f"klasblik: blob store unavailable: {exc}; nothing is lost, run it again",
+            file=sys.stderr,
+        )
         return 1
     finally:
         await store.close()

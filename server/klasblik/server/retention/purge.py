@@ -29,20 +29,20 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from klasblik.server.storage.blobs.base import BlobStore, student_prefix, tabs_name, thumbnail_name
-from klasblik.server.storage.models import AuditEntry, Staff, Student, SyncState, WebSession, utcnow
-from klasblik.server.storage.latest import LatestWriter
 from klasblik.server.settings import Settings
+from klasblik.server.storage.blobs.base import BlobStore, student_prefix, tabs_name, thumbnail_name
+from klasblik.server.storage.latest import LatestWriter
+from klasblik.server.storage.models import AuditEntry, Staff, Student, SyncState, WebSession, utcnow
 
 __all__ = [
+    "BATCH",
     "Clock",
     "Progress",
     "PurgeReport",
-    "sweep",
+    "months_before",
     "purge",
     "school_year_boundary",
-    "months_before",
-    "BATCH",
+    "sweep",
 ]
 
 log = logging.getLogger(__name__)
@@ -348,9 +348,11 @@ async def _purge_orphans(
     async def settle(items: list[tuple[str, int | None]]) -> None:
         wanted = {sid for _, sid in items if sid is not None}
         async with sm() as session:
-            existing = set(
-                await session.scalars(select(Student.id).where(Student.id.in_(wanted)))
-            ) if wanted else set()
+            existing = (
+                set(await session.scalars(select(Student.id).where(Student.id.in_(wanted))))
+                if wanted
+                else set()
+            )
         orphans = [name for name, sid in items if sid is None or sid not in existing]
         if orphans and not dry_run:
             await store.delete(orphans)

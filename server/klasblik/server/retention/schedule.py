@@ -25,15 +25,15 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from klasblik.server.access import audit
-from klasblik.server.storage.blobs.base import BlobStore, BlobStoreError
 from klasblik.server.keys import CTX
-from klasblik.server.storage.models import JobRun, utcnow
 from klasblik.server.retention.joblock import job_lock
-from klasblik.server.storage.latest import LatestWriter
 from klasblik.server.retention.purge import Clock, PurgeReport, purge, sweep
 from klasblik.server.settings import Settings
+from klasblik.server.storage.blobs.base import BlobStore, BlobStoreError
+from klasblik.server.storage.latest import LatestWriter
+from klasblik.server.storage.models import JobRun, utcnow
 
-__all__ = ["JobRunner", "jobs_ctx", "NIGHTLY", "SWEEP"]
+__all__ = ["NIGHTLY", "SWEEP", "JobRunner", "jobs_ctx"]
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ class JobRunner:
                 log.error(
                     "blob sweep took %.0f s, over sweep_budget_min (%s min): the 48-hour "
                     "promise depends on it; see docs/operations.md",
-                    took, self.settings.sweep_budget_min,
+                    took,
+                    self.settings.sweep_budget_min,
                 )
             if deleted:
                 log.info("blob sweep deleted %d blob(s) in %.1f s", deleted, took)
@@ -115,7 +116,11 @@ class JobRunner:
                 row.finished_at = self.now()
                 row.summary = summary
             await audit.record(
-                self.sm, "system", audit.Actions.PURGE, "", json.dumps({"night": key, "summary": summary})
+                self.sm,
+                "system",
+                audit.Actions.PURGE,
+                "",
+                json.dumps({"night": key, "summary": summary}),
             )
             log.info("nightly purge %s %s", key, summary)
             return "done"
@@ -157,20 +162,31 @@ async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     scheduler.add_job(
         _guarded("blob sweep", tasks, runner.run_sweep),
         IntervalTrigger(minutes=settings.sweep_interval_min, timezone=tz),
-        id=SWEEP, name="blob sweep", replace_existing=True, coalesce=True, max_instances=1,
+        id=SWEEP,
+        name="blob sweep",
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
         next_run_time=now + dt.timedelta(seconds=5),
     )
     scheduler.add_job(
         _guarded("nightly purge", tasks, runner.run_nightly),
         CronTrigger(hour=hh, minute=mm, timezone=tz),
-        id=NIGHTLY, name="nightly purge", replace_existing=True, coalesce=True, max_instances=1,
+        id=NIGHTLY,
+        name="nightly purge",
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
         misfire_grace_time=3600,
     )
     # A night missed while no instance ran is caught up shortly after start.
     scheduler.add_job(
         _guarded("nightly purge (catch-up)", tasks, runner.run_nightly),
-        "date", run_date=now + dt.timedelta(seconds=60), id=NIGHTLY + "-catch-up",
-        name="nightly purge (catch-up)", replace_existing=True,
+        "date",
+        run_date=now + dt.timedelta(seconds=60),
+        id=NIGHTLY + "-catch-up",
+        name="nightly purge (catch-up)",
+        replace_existing=True,
     )
     scheduler.start()
     try:

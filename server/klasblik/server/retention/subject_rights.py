@@ -27,22 +27,30 @@ from sqlalchemy.orm import selectinload
 from klasblik.server.access import audit
 from klasblik.server.access.audit_query import AuditFilter, entry_json, iter_entries
 from klasblik.server.storage.blobs.base import BlobStore, student_prefix, tabs_name, thumbnail_name
-from klasblik.server.storage.models import Location, School, Student, class_students
 from klasblik.server.storage.latest import LatestWriter
+from klasblik.server.storage.models import Location, School, Student, class_students
 
 __all__ = [
-    "UnknownStudent",
-    "ErasureResult",
     "STUDENT_FIELDS",
-    "find_student",
-    "export_student",
+    "ErasureResult",
+    "UnknownStudent",
     "erase_student",
+    "export_student",
+    "find_student",
 ]
 
 #: The student fields an export carries: everything the database holds about a student.
 STUDENT_FIELDS = (
-    "id", "username", "display_name", "m365_id", "active", "last_ip", "last_seen",
-    "created_at", "school", "location",
+    "id",
+    "username",
+    "display_name",
+    "m365_id",
+    "active",
+    "last_ip",
+    "last_seen",
+    "created_at",
+    "school",
+    "location",
 )
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
@@ -96,9 +104,7 @@ async def export_student(
     await audit.record(sm, actor, audit.Actions.STUDENT_EXPORT, subject, "export archive", ip)
     async with sm() as session:
         school = await session.get(School, student.school_id)
-        location = (
-            await session.get(Location, student.location_id) if student.location_id else None
-        )
+        location = await session.get(Location, student.location_id) if student.location_id else None
     record: dict[str, Any] = {
         "id": student.id,
         "username": student.username,
@@ -164,7 +170,10 @@ async def erase_student(
         latest.forget(student_prefix(sid))
     blobs += await store.delete([b.name async for b in store.list(student_prefix(sid))])
     await audit.record(
-        sm, actor, audit.Actions.STUDENT_ERASE, f"student:{sid}",
+        sm,
+        actor,
+        audit.Actions.STUDENT_ERASE,
+        f"student:{sid}",
         f"erased on request: record, {memberships} class membership(s), {blobs} stored blob(s)",
         ip,
     )

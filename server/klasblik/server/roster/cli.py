@@ -52,8 +52,8 @@ def run_roster_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sync(settings: Settings) -> int:
-    from klasblik.server.roster.graph import GraphError
     from klasblik.server.auth.m365.client import M365Error
+    from klasblik.server.roster.graph import GraphError
     from klasblik.server.roster.jobs import run_sync
     from klasblik.server.roster.sync import SyncBusy, SyncSummary
 

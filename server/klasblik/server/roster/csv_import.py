@@ -18,10 +18,23 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from klasblik.server.storage.models import Location, School, SchoolClass, Staff, Student, class_students
 from klasblik.server.roster.names import student_display_name
+from klasblik.server.storage.models import (
+    Location,
+    School,
+    SchoolClass,
+    Staff,
+    Student,
+    class_students,
+)
 
-__all__ = ["CsvImportError", "ImportSummary", "import_students_csv", "parse_students_csv", "COLUMNS"]
+__all__ = [
+    "COLUMNS",
+    "CsvImportError",
+    "ImportSummary",
+    "import_students_csv",
+    "parse_students_csv",
+]
 
 #: Column -> accepted header names (compared lower-case, spaces/underscores/dashes ignored).
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -30,8 +43,14 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "prefix": ("tussenvoegsel", "tussenvoegsels", "prefix"),
     "surname": ("achternaam", "surname", "lastname"),
     "group": ("groep", "klas", "class", "group", "stamgroep"),
-    "username": ("m365gebruikersnaam", "gebruikersnaam", "m365username", "username",
-                 "userprincipalname", "upn"),
+    "username": (
+        "m365gebruikersnaam",
+        "gebruikersnaam",
+        "m365username",
+        "username",
+        "userprincipalname",
+        "upn",
+    ),
     "brin": ("brin", "schoolbrin", "brinnummer"),
     "location": ("vestiging", "location", "locatie", "vestigingscode"),
 }
@@ -77,8 +96,11 @@ class ImportSummary:
             return f"{label} {sum(c.values())}" + (f" ({detail})" if detail else "")
 
         return f"{self.lines} lines; " + "; ".join(
-            [part("created", self.created), part("updated", self.updated),
-             part("removed from class", self.removed)]
+            [
+                part("created", self.created),
+                part("updated", self.updated),
+                part("removed from class", self.removed),
+            ]
         )
 
 
@@ -135,15 +157,22 @@ def parse_students_csv(data: bytes) -> list[Row]:
             problems.append(f"BRIN {v['brin']!r} is not two digits and two letters (12AB)")
         username = v.get("username", "").lower()
         if v.get("username") and not _USERNAME.match(username):
-            problems.append(f"username {v['username']!r} is not a Microsoft 365 username (name@school.nl)")
+            problems.append(
+                f"username {v['username']!r} is not a Microsoft 365 username (name@school.nl)"
+            )
         surname = " ".join(p for p in (v.get("prefix", ""), v.get("surname", "")) if p)
         if problems:
             errors.append(f"line {line}: " + "; ".join(problems))
             continue
         row = Row(line, v["first_name"], surname, v["group"][:120], username, brin, v["location"])
         earlier = seen.get(username)
-        if earlier is not None and (earlier.brin, earlier.display_name) != (row.brin, row.display_name):
-            errors.append(f"line {line}: {username} is also on line {earlier.line} with another name or school")
+        if earlier is not None and (earlier.brin, earlier.display_name) != (
+            row.brin,
+            row.display_name,
+        ):
+            errors.append(
+                f"line {line}: {username} is also on line {earlier.line} with another name or school"
+            )
             continue
         seen.setdefault(username, row)
         rows.append(row)
@@ -156,8 +185,9 @@ def parse_students_csv(data: bytes) -> list[Row]:
     return rows
 
 
-async def _location(s: AsyncSession, school: School, row: Row, summary: ImportSummary,
-                    errors: list[str]) -> Location | None:
+async def _location(
+    s: AsyncSession, school: School, row: Row, summary: ImportSummary, errors: list[str]
+) -> Location | None:
     text = row.location.upper().replace(" ", "")
     code = None
     if re.fullmatch(r"[0-9]{2}", text):
@@ -222,21 +252,30 @@ async def import_students_csv(sm: async_sessionmaker[AsyncSession], data: bytes)
             loc = locations[lkey]
             if loc is None:
                 if not any(e.startswith(f"line {row.line}:") for e in errors):
-                    errors.append(f"line {row.line}: location {row.location!r} is not usable (see above)")
+                    errors.append(
+                        f"line {row.line}: location {row.location!r} is not usable (see above)"
+                    )
                 continue
             if row.username in staff_names:
                 errors.append(f"line {row.line}: {row.username} is a staff account in the roster")
                 continue
             student = students.get(row.username)
             if student is None:
-                student = Student(username=row.username, display_name=row.display_name,
-                                  school_id=school.id, location_id=loc.id, active=True)
+                student = Student(
+                    username=row.username,
+                    display_name=row.display_name,
+                    school_id=school.id,
+                    location_id=loc.id,
+                    active=True,
+                )
                 s.add(student)
                 await s.flush()
                 students[row.username] = student
                 summary.created["student"] += 1
             elif (student.display_name, student.school_id, student.location_id) != (
-                row.display_name, school.id, loc.id
+                row.display_name,
+                school.id,
+                loc.id,
             ):
                 student.display_name = row.display_name
                 student.school_id, student.location_id = school.id, loc.id
@@ -246,7 +285,8 @@ async def import_students_csv(sm: async_sessionmaker[AsyncSession], data: bytes)
             if cls is None:
                 cls = await s.scalar(
                     select(SchoolClass).where(
-                        SchoolClass.school_id == school.id, func.lower(SchoolClass.name) == row.group.lower()
+                        SchoolClass.school_id == school.id,
+                        func.lower(SchoolClass.name) == row.group.lower(),
                     )
                 )
                 if cls is None:
@@ -261,13 +301,24 @@ async def import_students_csv(sm: async_sessionmaker[AsyncSession], data: bytes)
         for cls in classes.values():
             want = members.get(cls.id, set())
             have = set(
-                (await s.execute(select(class_students.c.student_id).where(class_students.c.class_id == cls.id))).scalars()
+                (
+                    await s.execute(
+                        select(class_students.c.student_id).where(
+                            class_students.c.class_id == cls.id
+                        )
+                    )
+                ).scalars()
             )
             added, gone = want - have, (have - want if cls.m365_id is None else set())
             if gone:
-                await s.execute(delete(class_students).where(
-                    class_students.c.class_id == cls.id, class_students.c.student_id.in_(gone)))
+                await s.execute(
+                    delete(class_students).where(
+                        class_students.c.class_id == cls.id, class_students.c.student_id.in_(gone)
+                    )
+                )
                 summary.removed["student"] += len(gone)
             if added:
-                await s.execute(insert(class_students), [{"class_id": cls.id, "student_id": i} for i in added])
+                await s.execute(
+                    insert(class_students), [{"class_id": cls.id, "student_id": i} for i in added]
+                )
     return summary

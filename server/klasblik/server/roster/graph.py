@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-__all__ = ["GraphClient", "GraphError", "DeltaExpired", "DeltaResult"]
+__all__ = ["DeltaExpired", "DeltaResult", "GraphClient", "GraphError"]
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,18 @@ class GraphClient:
         """One GET, retried after ``Retry-After`` when throttled."""
         url = self.url(path_or_url)
         for attempt in range(self.max_retries + 1):
-            headers = {"Authorization": f"Bearer {await self._token()}", "Accept": "application/json"}
+            headers = {
+                "Authorization": f"Bearer {await self._token()}",
+                "Accept": "application/json",
+            }
             try:
                 async with self._http.get(url, headers=headers) as resp:
                     if resp.status in (429, 503) and attempt < self.max_retries:
                         wait = _retry_after(resp.headers.get("Retry-After"), attempt)
                         self.throttled += 1
-                        log.info("Graph throttled %s (%s); retrying in %.1fs", url, resp.status, wait)
+                        log.info(
+                            "Graph throttled %s (%s); retrying in %.1fs", url, resp.status, wait
+                        )
                         await asyncio.sleep(min(wait, self.max_wait_s))
                         continue
                     if resp.status == 410:
@@ -143,4 +148,4 @@ def _retry_after(header: str | None, attempt: int) -> float:
             return max(0.0, float(header))
         except ValueError:
             pass
-    return float(min(2 ** attempt, 60))
+    return float(min(2**attempt, 60))

@@ -13,15 +13,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from klasblik.server.keys import CTX
-from klasblik.server.roster.graph import GraphClient
-from klasblik.server.live.hub import Hub
-from klasblik.server.auth.m365.client import M365Client
 from klasblik.server.access.revocation import recheck_viewers, revoke_lost_access
+from klasblik.server.auth.m365.client import M365Client
+from klasblik.server.keys import CTX
+from klasblik.server.live.hub import Hub
+from klasblik.server.roster.graph import GraphClient
 from klasblik.server.roster.sync import Progress, SyncBusy, SyncSummary, sync_roster
 from klasblik.server.settings import Settings
 
-__all__ = ["graph_client_for", "run_sync", "roster_jobs_ctx", "SYNC_JOB", "ACCESS_JOB", "SCHEDULER"]
+__all__ = ["ACCESS_JOB", "SCHEDULER", "SYNC_JOB", "graph_client_for", "roster_jobs_ctx", "run_sync"]
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +103,22 @@ def roster_jobs_ctx(
 
         if settings.m365_tenant_id and settings.roster_sync_interval_min:
             scheduler.add_job(
-                sync_job, IntervalTrigger(minutes=settings.roster_sync_interval_min),
-                id=SYNC_JOB, name="roster sync", replace_existing=True, max_instances=1, coalesce=True,
+                sync_job,
+                IntervalTrigger(minutes=settings.roster_sync_interval_min),
+                id=SYNC_JOB,
+                name="roster sync",
+                replace_existing=True,
+                max_instances=1,
+                coalesce=True,
             )
         scheduler.add_job(
-            access_job, IntervalTrigger(seconds=settings.access_check_s),
-            id=ACCESS_JOB, name="access check", replace_existing=True, max_instances=1, coalesce=True,
+            access_job,
+            IntervalTrigger(seconds=settings.access_check_s),
+            id=ACCESS_JOB,
+            name="access check",
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
         )
         scheduler.start()
         state.extras[SCHEDULER] = scheduler

@@ -4,14 +4,49 @@ initial of the main surname, never more. Dutch surname prefixes (tussenvoegsels 
 
 from __future__ import annotations
 
-__all__ = ["student_display_name", "split_prefix", "PREFIXES"]
+__all__ = ["PREFIXES", "split_prefix", "student_display_name"]
 
 #: Words that may precede the main surname (lower case).
 PREFIXES = frozenset(
     {
-        "van", "de", "der", "den", "het", "te", "ter", "ten", "in", "op", "aan", "bij",
-        "uit", "voor", "onder", "over", "'t", "’t", "t", "d'", "l'", "la", "le", "du", "des",
-        "di", "da", "del", "dos", "von", "zu", "vom", "am", "im", "af", "el", "al", "'s",
+        "van",
+        "de",
+        "der",
+        "den",
+        "het",
+        "te",
+        "ter",
+        "ten",
+        "in",
+        "op",
+        "aan",
+        "bij",
+        "uit",
+        "voor",
+        "onder",
+        "over",
+        "'t",
+        "’t",
+        "t",
+        "d'",
+        "l'",
+        "la",
+        "le",
+        "du",
+        "des",
+        "di",
+        "da",
+        "del",
+        "dos",
+        "von",
+        "zu",
+        "vom",
+        "am",
+        "im",
+        "af",
+        "el",
+        "al",
+        "'s",
     }
 )
 

@@ -28,6 +28,8 @@ from typing import Any
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from klasblik.server.roster.graph import DeltaExpired, DeltaResult, GraphClient
+from klasblik.server.roster.names import student_display_name
 from klasblik.server.storage.models import (
     Location,
     School,
@@ -39,10 +41,8 @@ from klasblik.server.storage.models import (
     class_teachers,
     utcnow,
 )
-from klasblik.server.roster.graph import DeltaExpired, DeltaResult, GraphClient
-from klasblik.server.roster.names import student_display_name
 
-__all__ = ["SyncSummary", "sync_roster", "SyncBusy", "USERS_DELTA_KEY", "GROUPS_DELTA_KEY"]
+__all__ = ["GROUPS_DELTA_KEY", "USERS_DELTA_KEY", "SyncBusy", "SyncSummary", "sync_roster"]
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,9 @@ USERS_DELTA_KEY = "graph.users.delta"
 GROUPS_DELTA_KEY = "graph.groups.delta"
 USERS_DELTA = "/users/delta?$select=id,displayName,userPrincipalName,accountEnabled"
 GROUPS_DELTA = "/groups/delta?$select=displayName,members"
-EDU_USER_SELECT = "$select=id,displayName,givenName,surname,userPrincipalName,accountEnabled,primaryRole"
+EDU_USER_SELECT = (
+    "$select=id,displayName,givenName,surname,userPrincipalName,accountEnabled,primaryRole"
+)
 _SYNC_LOCK = 7243365
 _BRIN = re.compile(r"^[0-9]{2}[A-Z]{2}$")
 
@@ -136,11 +138,15 @@ class _Roster:
         else:
             self.summary.disabled[kind] += 1
 
-    async def user(self, u: dict[str, Any], school: School, location: Location | None) -> Student | Staff | None:
+    async def user(
+        self, u: dict[str, Any], school: School, location: Location | None
+    ) -> Student | Staff | None:
         oid = str(u.get("id") or "")
         upn = str(u.get("userPrincipalName") or "").strip()
         if not oid or not upn:
-            self.summary.warnings.append(f"user {oid or '?'} has no id or userPrincipalName; skipped")
+            self.summary.warnings.append(
+                f"user {oid or '?'} has no id or userPrincipalName; skipped"
+            )
             return None
         self.seen.add(oid)
         enabled = u.get("accountEnabled") is not False
@@ -148,8 +154,15 @@ class _Roster:
             return await self._student(u, oid, upn, enabled, school, location)
         return await self._staff(u, oid, upn, enabled, school, location)
 
-    async def _student(self, u: dict[str, Any], oid: str, upn: str, enabled: bool,
-                       school: School, location: Location | None) -> Student | None:
+    async def _student(
+        self,
+        u: dict[str, Any],
+        oid: str,
+        upn: str,
+        enabled: bool,
+        school: School,
+        location: Location | None,
+    ) -> Student | None:
         given = str(u.get("givenName") or "").strip()
         surname = str(u.get("surname") or "").strip()
         if not given:
@@ -162,24 +175,45 @@ class _Roster:
             row = other
         if row is None:
             if other is not None:
-                self.summary.warnings.append(f"{upn} is staff in the roster and a student in Microsoft 365; skipped")
+                self.summary.warnings.append(
+                    f"{upn} is staff in the roster and a student in Microsoft 365; skipped"
+                )
                 return None
-            row = Student(username=upn, display_name=display, m365_id=oid, school_id=school.id,
-                          location_id=location.id if location else None, active=enabled)
+            row = Student(
+                username=upn,
+                display_name=display,
+                m365_id=oid,
+                school_id=school.id,
+                location_id=location.id if location else None,
+                active=enabled,
+            )
             self.s.add(row)
             await self.s.flush()
             self.summary.created["student"] += 1
         else:
-            self._change(row, "student", username=upn, display_name=display, m365_id=oid,
-                         school_id=school.id,
-                         location_id=location.id if location else row.location_id)
+            self._change(
+                row,
+                "student",
+                username=upn,
+                display_name=display,
+                m365_id=oid,
+                school_id=school.id,
+                location_id=location.id if location else row.location_id,
+            )
             self.set_active(row, "student", enabled, "disabled")
         self.students[oid] = row
         self.by_name[upn.lower()] = row
         return row
 
-    async def _staff(self, u: dict[str, Any], oid: str, upn: str, enabled: bool,
-                     school: School, location: Location | None) -> Staff | None:
+    async def _staff(
+        self,
+        u: dict[str, Any],
+        oid: str,
+        upn: str,
+        enabled: bool,
+        school: School,
+        location: Location | None,
+    ) -> Staff | None:
         name = str(u.get("displayName") or upn).strip()[:200]
         row = self.staff.get(oid)
         other = self.by_name.get(upn.lower())
@@ -187,10 +221,18 @@ class _Roster:
             row = other
         if row is None:
             if other is not None:
-                self.summary.warnings.append(f"{upn} is a student in the roster and staff in Microsoft 365; skipped")
+                self.summary.warnings.append(
+                    f"{upn} is a student in the roster and staff in Microsoft 365; skipped"
+                )
                 return None
-            row = Staff(username=upn, name=name, m365_id=oid, school_id=school.id,
-                        location_id=location.id if location else None, active=enabled)
+            row = Staff(
+                username=upn,
+                name=name,
+                m365_id=oid,
+                school_id=school.id,
+                location_id=location.id if location else None,
+                active=enabled,
+            )
             self.s.add(row)
             await self.s.flush()
             self.was_active[row.id] = False
@@ -210,8 +252,12 @@ class _Roster:
         return None
 
 
-async def _school(s: AsyncSession, item: dict[str, Any], summary: SyncSummary) -> tuple[School, Location] | None:
-    number = re.sub(r"\s+", "", str(item.get("schoolNumber") or item.get("externalId") or "")).upper()
+async def _school(
+    s: AsyncSession, item: dict[str, Any], summary: SyncSummary
+) -> tuple[School, Location] | None:
+    number = re.sub(
+        r"\s+", "", str(item.get("schoolNumber") or item.get("externalId") or "")
+    ).upper()
     brin = number[:4]
     if not _BRIN.match(brin) or len(number) not in (4, 6):
         summary.warnings.append(
@@ -246,10 +292,14 @@ async def _school(s: AsyncSession, item: dict[str, Any], summary: SyncSummary) -
     return school, loc
 
 
-async def _set_members(s: AsyncSession, table: Any, col: str, class_id: int, want: set[int]) -> tuple[set[int], set[int]]:
+async def _set_members(
+    s: AsyncSession, table: Any, col: str, class_id: int, want: set[int]
+) -> tuple[set[int], set[int]]:
     """Make the class's rows in ``table`` exactly ``want``; return (added, removed)."""
     have = set(
-        (await s.execute(select(getattr(table.c, col)).where(table.c.class_id == class_id))).scalars()
+        (
+            await s.execute(select(getattr(table.c, col)).where(table.c.class_id == class_id))
+        ).scalars()
     )
     added, gone = want - have, have - want
     if gone:
@@ -261,7 +311,9 @@ async def _set_members(s: AsyncSession, table: Any, col: str, class_id: int, wan
     return added, gone
 
 
-async def _delta(graph: GraphClient, start: str, link: str | None, progress: Progress) -> DeltaResult:
+async def _delta(
+    graph: GraphClient, start: str, link: str | None, progress: Progress
+) -> DeltaResult:
     try:
         return await graph.delta(start, link)
     except DeltaExpired:
@@ -327,7 +379,9 @@ async def sync_roster(
     async with sm() as s:
         state = {r.key: r.value for r in await s.scalars(select(SyncState))}
         known = set(
-            (await s.execute(select(SchoolClass.m365_id).where(SchoolClass.m365_id.is_not(None)))).scalars()
+            (
+                await s.execute(select(SchoolClass.m365_id).where(SchoolClass.m365_id.is_not(None)))
+            ).scalars()
         )
     snap = await _fetch(graph, state, known, progress)
     progress("writing the roster")
@@ -394,7 +448,9 @@ async def sync_roster(
         # Accounts and classes synced before that Microsoft 365 no longer lists.
         for oid, row in list(roster.students.items()) + list(roster.staff.items()):
             if oid not in roster.seen:
-                roster.set_active(row, "student" if isinstance(row, Student) else "staff", False, "removed")
+                roster.set_active(
+                    row, "student" if isinstance(row, Student) else "staff", False, "removed"
+                )
         gone = (
             await s.scalars(
                 select(SchoolClass).where(
@@ -408,7 +464,8 @@ async def sync_roster(
             await s.delete(cls)
 
         for key, value in (
-            (GROUPS_DELTA_KEY, snap.groups.delta_link), (USERS_DELTA_KEY, snap.users.delta_link)
+            (GROUPS_DELTA_KEY, snap.groups.delta_link),
+            (USERS_DELTA_KEY, snap.users.delta_link),
         ):
             await s.merge(SyncState(key=key, value=value, updated_at=utcnow()))
         summary.lost_access = {

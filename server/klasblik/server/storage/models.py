@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
-    Index,
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Table,
@@ -31,23 +31,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
+    "AuditEntry",
     "Base",
-    "School",
+    "JobRun",
     "Location",
+    "PendingLogin",
     "RemoteMode",
+    "School",
+    "SchoolClass",
     "Staff",
     "Student",
-    "SchoolClass",
-    "WebSession",
-    "AuditEntry",
     "SyncState",
-    "JobRun",
-    "PendingLogin",
+    "WebSession",
     "class_students",
     "class_teachers",
-    "utcnow",
     "create_engine",
     "upgrade_database",
+    "utcnow",
 ]
 
 
@@ -144,9 +144,7 @@ class Staff(Base):
     __tablename__ = "staff"
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
-    location_id: Mapped[int | None] = mapped_column(
-        ForeignKey("locations.id", ondelete="SET NULL")
-    )
+    location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id", ondelete="SET NULL"))
     username: Mapped[str] = mapped_column(String(256), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     m365_id: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -163,9 +161,7 @@ class Student(Base):
     __tablename__ = "students"
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
-    location_id: Mapped[int | None] = mapped_column(
-        ForeignKey("locations.id", ondelete="SET NULL")
-    )
+    location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id", ondelete="SET NULL"))
     username: Mapped[str] = mapped_column(String(256), unique=True)
     #: First name + initial of the surname ("Anna B."): nothing more is needed.
     display_name: Mapped[str] = mapped_column(String(120))
@@ -195,9 +191,7 @@ class SchoolClass(Base):
     students: Mapped[list[Student]] = relationship(
         secondary=class_students, back_populates="classes"
     )
-    teachers: Mapped[list[Staff]] = relationship(
-        secondary=class_teachers, back_populates="classes"
-    )
+    teachers: Mapped[list[Staff]] = relationship(secondary=class_teachers, back_populates="classes")
 
 
 class WebSession(Base):
@@ -245,6 +239,8 @@ class JobRun(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     summary: Mapped[str] = mapped_column(Text, default="")
+
+
 class PendingLogin(Base):
     """A Microsoft 365 sign-in between redirect and callback: msal's flow (state, nonce,
     PKCE verifier), kept server-side; the browser holds only a random key (its hash here).

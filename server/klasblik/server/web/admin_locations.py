@@ -17,13 +17,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from klasblik.server.access import audit
-from klasblik.server.keys import CTX, AppContext
-from klasblik.server.storage.models import Location, RemoteMode, School, Staff, WebSession
+from klasblik.server.auth.identity import check_csrf, current_staff, require_staff
 from klasblik.server.errors import ApiError
-from klasblik.server.locations.lessonhours import LessonHoursError, parse_lesson_hours, parse_timezone
+from klasblik.server.keys import CTX, AppContext
+from klasblik.server.locations.lessonhours import (
+    LessonHoursError,
+    parse_lesson_hours,
+    parse_timezone,
+)
 from klasblik.server.locations.letters import LANGUAGES, RemoteModeLetter, render_remote_mode_letter
 from klasblik.server.locations.policy import LOCATIONS, LocationPolicy, iso, parse_location_networks
-from klasblik.server.auth.identity import check_csrf, current_staff, require_staff
+from klasblik.server.storage.models import Location, RemoteMode, School, Staff, WebSession
 
 __all__ = ["setup_admin_routes"]
 
@@ -114,7 +118,9 @@ async def list_locations(request: web.Request) -> web.Response:
         school = await session.get(School, staff.school_id)
         rows = list(
             await session.scalars(
-                select(Location).where(Location.school_id == staff.school_id).order_by(Location.code)
+                select(Location)
+                .where(Location.school_id == staff.school_id)
+                .order_by(Location.code)
             )
         )
     ip = ctx.client_ip(request)
@@ -233,7 +239,9 @@ async def save_location(request: web.Request) -> web.Response:
 
 def _parse_until(value: Any, zone_name: str) -> dt.datetime:
     if not isinstance(value, str) or not value.strip():
-        raise ApiError("invalid_format", "until is required: the date and time remote-lesson mode ends")
+        raise ApiError(
+            "invalid_format", "until is required: the date and time remote-lesson mode ends"
+        )
     text = value.strip().replace("Z", "+00:00")
     try:
         when = dt.datetime.fromisoformat(text)
@@ -267,13 +275,18 @@ async def remote_mode_on(request: web.Request) -> web.Response:
     replaced = None
     async with ctx.sm() as session, session.begin():
         for old in await session.scalars(
-            select(RemoteMode).where(RemoteMode.location_id == loc.id, RemoteMode.ended_at.is_(None))
+            select(RemoteMode).where(
+                RemoteMode.location_id == loc.id, RemoteMode.ended_at.is_(None)
+            )
         ):
             old.ended_at, old.ended_by, old.end_note = now, staff.username, "replaced"
             replaced = old.until
         session.add(
             RemoteMode(
-                location_id=loc.id, started_at=now, until=until, reason=reason,
+                location_id=loc.id,
+                started_at=now,
+                until=until,
+                reason=reason,
                 started_by=staff.username,
             )
         )
@@ -282,7 +295,11 @@ async def remote_mode_on(request: web.Request) -> web.Response:
         f"{f' (replaces the period until {iso(replaced)})' if replaced else ''}; reason: {reason}"
     )
     await audit.record(
-        ctx.sm, staff.username, audit.Actions.REMOTE_MODE_ON, f"location:{loc.id}", detail,
+        ctx.sm,
+        staff.username,
+        audit.Actions.REMOTE_MODE_ON,
+        f"location:{loc.id}",
+        detail,
         ctx.client_ip(request),
     )
     await policy.reload()
@@ -299,14 +316,19 @@ async def remote_mode_off(request: web.Request) -> web.Response:
     ended = []
     async with ctx.sm() as session, session.begin():
         for mode in await session.scalars(
-            select(RemoteMode).where(RemoteMode.location_id == loc.id, RemoteMode.ended_at.is_(None))
+            select(RemoteMode).where(
+                RemoteMode.location_id == loc.id, RemoteMode.ended_at.is_(None)
+            )
         ):
             mode.ended_at, mode.ended_by, mode.end_note = now, staff.username, "ended early"
             ended.append(mode)
     if not ended:
         raise ApiError("not_on", f"remote-lesson mode is not on for {loc.name}", 409)
     await audit.record(
-        ctx.sm, staff.username, audit.Actions.REMOTE_MODE_OFF, f"location:{loc.id}",
+        ctx.sm,
+        staff.username,
+        audit.Actions.REMOTE_MODE_OFF,
+        f"location:{loc.id}",
         f"remote-lesson mode of {loc.name} ({loc.code}) ended early at {iso(now)}, "
         f"before {iso(ended[0].until)} (switched on by {ended[0].started_by}; "
         f"reason: {ended[0].reason})",
@@ -323,11 +345,15 @@ async def remote_mode_letter(request: web.Request) -> web.Response:
     loc = await _location(ctx, staff, request.match_info["location_id"])
     lang = request.query.get("lang", "nl")
     if lang not in LANGUAGES:
-        raise ApiError("invalid_format", f"lang must be one of {', '.join(LANGUAGES)}; got {lang!r}")
+        raise ApiError(
+            "invalid_format", f"lang must be one of {', '.join(LANGUAGES)}; got {lang!r}"
+        )
     remote = policy.remote_on(loc.id)
     if remote is None:
         raise ApiError(
-            "not_on", f"remote-lesson mode is not on for {loc.name}: there is no letter to send", 404
+            "not_on",
+            f"remote-lesson mode is not on for {loc.name}: there is no letter to send",
+            404,
         )
     text = render_remote_mode_letter(
         RemoteModeLetter(

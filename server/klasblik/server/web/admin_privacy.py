@@ -22,17 +22,17 @@ from klasblik.server.access.audit_query import (
     page,
     parse_filter,
 )
-from klasblik.server.storage.blobs.base import BlobStoreError
-from klasblik.server.keys import CTX, AppContext
-from klasblik.server.storage.models import Staff, WebSession
+from klasblik.server.auth.identity import check_csrf, require_staff
 from klasblik.server.errors import ApiError
+from klasblik.server.keys import CTX, AppContext
 from klasblik.server.retention.subject_rights import (
     UnknownStudent,
     erase_student,
     export_student,
     find_student,
 )
-from klasblik.server.auth.identity import check_csrf, require_staff
+from klasblik.server.storage.blobs.base import BlobStoreError
+from klasblik.server.storage.models import Staff, WebSession
 
 __all__ = ["setup_admin_routes"]
 
@@ -44,8 +44,11 @@ async def _require_admin(request: web.Request) -> tuple[WebSession, Staff]:
     if not staff.is_admin:
         ctx = request.app[CTX]
         await audit.record(
-            ctx.sm, staff.username, audit.Actions.ADMIN_REFUSED,
-            f"{request.method} {request.path}"[:256], "not an administrator",
+            ctx.sm,
+            staff.username,
+            audit.Actions.ADMIN_REFUSED,
+            f"{request.method} {request.path}"[:256],
+            "not an administrator",
             ctx.client_ip(request),
         )
         raise ApiError("forbidden", "this needs an IT administrator", 403)
@@ -79,9 +82,7 @@ async def audit_json(request: web.Request) -> web.Response:
         rows, next_id = await page(ctx.sm, flt, 100 if limit is None else limit, before)
     except ValueError as exc:
         raise ApiError("invalid_format", str(exc), 400) from None
-    return web.json_response(
-        {"entries": [entry_json(e) for e in rows], "next_before_id": next_id}
-    )
+    return web.json_response({"entries": [entry_json(e) for e in rows], "next_before_id": next_id})
 
 
 async def audit_csv(request: web.Request) -> web.StreamResponse:
@@ -89,9 +90,17 @@ async def audit_csv(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
     flt = _filter(request)
     await audit.record(
-        ctx.sm, staff.username, audit.Actions.AUDIT_EXPORT, "audit",
-        json.dumps({k: v for k, v in request.query.items() if k in
-                    ("actor", "action", "subject", "since", "until")}),
+        ctx.sm,
+        staff.username,
+        audit.Actions.AUDIT_EXPORT,
+        "audit",
+        json.dumps(
+            {
+                k: v
+                for k, v in request.query.items()
+                if k in ("actor", "action", "subject", "since", "until")
+            }
+        ),
         ctx.client_ip(request),
     )
     resp = web.StreamResponse(
@@ -120,7 +129,9 @@ async def _username(request: web.Request) -> str:
         raise ApiError("invalid_json", "the body must be JSON", 400) from None
     name = body.get("username") if isinstance(body, dict) else None
     if not isinstance(name, str) or not name.strip() or len(name) > 256:
-        raise ApiError("invalid_format", "username (the student's Microsoft 365 name) is needed", 400)
+        raise ApiError(
+            "invalid_format", "username (the student's Microsoft 365 name) is needed", 400
+        )
     return name.strip()
 
 
@@ -160,7 +171,8 @@ async def student_erase(request: web.Request) -> web.Response:
         raise ApiError("not_found", str(exc), 404) from None
     except BlobStoreError as exc:
         raise ApiError(
-            "unavailable", f"blob store unavailable; nothing was erased from it, try again: {exc}",
+            "unavailable",
+            f"blob store unavailable; nothing was erased from it, try again: {exc}",
             503,
         ) from None
     return web.json_response(

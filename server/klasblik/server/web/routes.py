@@ -11,19 +11,19 @@ from sqlalchemy import select, text
 
 from klasblik.server.access import audit
 from klasblik.server.access.rules import authorize_student, classes_of
-from klasblik.server.web.admin_privacy import setup_admin_routes
-from klasblik.server.live.agent_endpoint import agent_ws
-from klasblik.server.storage.blobs.base import BlobStoreError, thumbnail_name
-from klasblik.server.keys import CTX
-from klasblik.server.live.dashboard_endpoint import dashboard_ws
-from klasblik.server.storage.models import Staff
-from klasblik.server.errors import AccessDenied, ApiError, error_body
-from klasblik.server.locations.policy import check_thumbnail_location, location_notices
-from klasblik.server.net import is_loopback
 from klasblik.server.auth.identity import check_csrf, check_origin, current_staff, require_staff
 from klasblik.server.auth.sessions import COOKIE, create_session, end_session
+from klasblik.server.errors import AccessDenied, ApiError, error_body
+from klasblik.server.keys import CTX
+from klasblik.server.live.agent_endpoint import agent_ws
+from klasblik.server.live.dashboard_endpoint import dashboard_ws
+from klasblik.server.locations.policy import check_thumbnail_location, location_notices
+from klasblik.server.net import is_loopback
+from klasblik.server.storage.blobs.base import BlobStoreError, thumbnail_name
+from klasblik.server.storage.models import Staff
+from klasblik.server.web.admin_privacy import setup_admin_routes
 
-__all__ = ["setup_routes", "middlewares", "CSP"]
+__all__ = ["CSP", "middlewares", "setup_routes"]
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +147,7 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "user": {"name": staff.name, "username": staff.username, "is_admin": staff.is_admin},
-            "classes": [
-                {"id": c.id, "name": c.name, "student_count": n} for c, n in classes
-            ],
+            "classes": [{"id": c.id, "name": c.name, "student_count": n} for c, n in classes],
             "csrf_token": session.csrf_token,
             "demo": bool(ctx.settings.demo),
             "notices": ctx.extras.get("notices", []) + location_notices(request, staff),
@@ -169,8 +167,12 @@ async def student_thumbnail(request: web.Request) -> web.StreamResponse:
         await check_thumbnail_location(request, staff, student_id)
     except AccessDenied as exc:
         await audit.record(
-            ctx.sm, staff.username, audit.Actions.VIEW_REFUSED, f"student:{student_id}",
-            f"stored thumbnail: {exc.message}", ctx.client_ip(request),
+            ctx.sm,
+            staff.username,
+            audit.Actions.VIEW_REFUSED,
+            f"student:{student_id}",
+            f"stored thumbnail: {exc.message}",
+            ctx.client_ip(request),
         )
         raise
     try:

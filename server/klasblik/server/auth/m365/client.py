@@ -12,12 +12,12 @@ import time
 from typing import Any
 
 import msal
-from msal.exceptions import MsalServiceError
 import requests
+from msal.exceptions import MsalServiceError
 
 from klasblik.server.settings import Settings
 
-__all__ = ["M365Client", "M365Error", "GRAPH_SCOPE", "SIGNIN_SCOPES", "authority_of"]
+__all__ = ["GRAPH_SCOPE", "SIGNIN_SCOPES", "M365Client", "M365Error", "authority_of"]
 
 #: Client credentials for Microsoft Graph: the application permissions granted to the app.
 GRAPH_SCOPE = ["https://graph.microsoft.com/.default"]

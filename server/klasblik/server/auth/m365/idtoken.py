@@ -34,7 +34,9 @@ async def validate_id_token(client: M365Client, id_token: str | None) -> dict[st
     except jwt.PyJWTError:
         raise TokenRefused("invalid_token", "the ID token is not a valid JWT") from None
     if header.get("alg") not in _ALGORITHMS:
-        raise TokenRefused("invalid_token", f"ID token algorithm {header.get('alg')!r} not accepted")
+        raise TokenRefused(
+            "invalid_token", f"ID token algorithm {header.get('alg')!r} not accepted"
+        )
     jwk = await client.key_for(header.get("kid"))
     if jwk is None:
         raise TokenRefused("invalid_token", "the ID token is signed with an unknown key")

@@ -15,16 +15,16 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from klasblik.server.access import audit
-from klasblik.server.keys import CTX
-from klasblik.server.storage.models import Staff, Student
-from klasblik.server.auth.m365.idtoken import TokenRefused, validate_id_token
 from klasblik.server.auth.m365.client import M365Client, M365Error
+from klasblik.server.auth.m365.idtoken import TokenRefused, validate_id_token
 from klasblik.server.auth.m365.pending import COOKIE as LOGIN_COOKIE
 from klasblik.server.auth.m365.pending import LIFETIME, put_flow, take_flow
-from klasblik.server.settings import Settings
 from klasblik.server.auth.sessions import create_session
+from klasblik.server.keys import CTX
+from klasblik.server.settings import Settings
+from klasblik.server.storage.models import Staff, Student
 
-__all__ = ["setup_m365_signin", "M365_CLIENT", "microsoft_client", "SignInRefused"]
+__all__ = ["M365_CLIENT", "SignInRefused", "microsoft_client", "setup_m365_signin"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         flow = await client.start_flow(_redirect_uri(request))
     except M365Error as exc:
         log.warning("sign-in could not start: %s", exc)
-        raise _to_signin("unavailable", "Microsoft 365 cannot be reached; try again later") from None
+        raise _to_signin(
+            "unavailable", "Microsoft 365 cannot be reached; try again later"
+        ) from None
     key = await put_flow(ctx.sm, flow)
     resp = web.HTTPFound(str(flow["auth_uri"]))
     resp.set_cookie(
@@ -98,7 +100,9 @@ async def _redeem(request: web.Request, client: M365Client) -> dict[str, Any]:
     if "error" in params:
         _fail("provider_refused", params.get("error_description") or params["error"])
     if not params.get("state"):
-        _fail("missing_state", "the answer from Microsoft carried no state; start the sign-in again")
+        _fail(
+            "missing_state", "the answer from Microsoft carried no state; start the sign-in again"
+        )
     if flow is None:
         _fail(
             "invalid_state",
@@ -164,7 +168,9 @@ async def _staff_for(request: web.Request, claims: dict[str, Any]) -> Staff:
         if not staff.active:
             _fail("account_disabled", "your account is disabled in the school's roster", actor)
         if oid and staff.m365_id and staff.m365_id != oid:
-            _fail("account_mismatch", "this username belongs to another account in the roster", actor)
+            _fail(
+                "account_mismatch", "this username belongs to another account in the roster", actor
+            )
         if oid:
             staff.m365_id = oid
         staff.last_ip = ctx.client_ip(request)
@@ -190,8 +196,12 @@ async def callback(request: web.Request) -> web.StreamResponse:
         raise _to_signin(exc.code, exc.message) from None
     token, _row = await create_session(ctx.sm, staff.id, ip, ctx.settings)
     await audit.record(
-        ctx.sm, staff.username, audit.Actions.SIGN_IN, "microsoft",
-        "it admin" if staff.is_admin else "", ip,
+        ctx.sm,
+        staff.username,
+        audit.Actions.SIGN_IN,
+        "microsoft",
+        "it admin" if staff.is_admin else "",
+        ip,
     )
     from klasblik.server.web.routes import set_session_cookie
 

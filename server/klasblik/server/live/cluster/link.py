@@ -41,7 +41,7 @@ from redis.exceptions import RedisError
 from klasblik.server.live.hub import Hub
 from klasblik.server.tasks import cancel_and_wait
 
-__all__ = ["Cluster", "DEMAND_CHANNEL", "student_channel", "presence_key"]
+__all__ = ["DEMAND_CHANNEL", "Cluster", "presence_key", "student_channel"]
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,10 @@ class Cluster:
             # RESP2: redis-py's RESP3 parser formats every pub/sub message (each frame's
             # bytes) into a debug string, even with debug logging off
             client = aioredis.Redis.from_url(
-                self.url, protocol=2, socket_connect_timeout=2, socket_timeout=5,
+                self.url,
+                protocol=2,
+                socket_connect_timeout=2,
+                socket_timeout=5,
                 health_check_interval=0,
             )
             pubsub = client.pubsub(ignore_subscribe_messages=True)
@@ -341,8 +344,12 @@ class Cluster:
         """Now that their channels are subscribed, ask the instances holding these agents
         for their current tabs and status (sent with the demand, so it arrives first)."""
         demand = {sid: self._local_demand(sid) for sid in ids}
-        body = {"i": self.instance, "full": False, "ask": True,
-                "d": {str(k): v for k, v in demand.items()}}
+        body = {
+            "i": self.instance,
+            "full": False,
+            "ask": True,
+            "d": {str(k): v for k, v in demand.items()},
+        }
         self._enqueue(("pub", DEMAND_CHANNEL, json.dumps(body, separators=(",", ":")).encode()))
 
     def _flush_demand(self) -> None:
@@ -362,8 +369,9 @@ class Cluster:
             # in slices: a presence refresh of thousands of agents must not hold the event
             # loop (and the frames queued behind it) for one long burst
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), _SLICE))]
-            self._queued_bytes = max(0, self._queued_bytes - sum(
-                len(item[2]) for item in batch if item[0] == "pub"))
+            self._queued_bytes = max(
+                0, self._queued_bytes - sum(len(item[2]) for item in batch if item[0] == "pub")
+            )
             if self._queue:
                 self._wake.set()
             async with client.pipeline(transaction=False) as pipe:

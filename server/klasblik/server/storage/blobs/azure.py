@@ -28,7 +28,7 @@ from klasblik.server.storage.blobs.base import (
     sniff_content_type,
 )
 
-__all__ = ["AzureBlobStore", "BATCH_LIMIT"]
+__all__ = ["BATCH_LIMIT", "AzureBlobStore"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,9 @@ class AzureBlobStore:
         self._service = BlobServiceClient.from_connection_string(
             connection_string,
             retry_policy=ExponentialRetry(
-                initial_backoff=0.5, increment_base=2, retry_total=retry_total,
+                initial_backoff=0.5,
+                increment_base=2,
+                retry_total=retry_total,
                 random_jitter_range=0.5,
             ),
             connection_timeout=connection_timeout,
@@ -175,7 +177,11 @@ class AzureBlobStore:
                 )
                 self.batch_delete_works = False
             # Whatever the batch did not delete is deleted one by one (404 counts as gone).
-            chunk = [n for n, s in zip(chunk, statuses + [0] * len(chunk)) if s not in (202, 404)]
+            chunk = [
+                n
+                for n, s in zip(chunk, statuses + [0] * len(chunk), strict=False)
+                if s not in (202, 404)
+            ]
         return await self._delete_singles(chunk)
 
     async def _delete_singles(self, names: list[str]) -> int:

@@ -11,23 +11,23 @@ import asyncio
 import datetime as dt
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 __all__ = [
-    "BlobInfo",
     "Blob",
+    "BlobInfo",
     "BlobStore",
     "BlobStoreError",
     "LocalBlobStore",
-    "thumbnail_name",
-    "tabs_name",
-    "student_prefix",
-    "sniff_content_type",
     "open_blob_store",
+    "sniff_content_type",
+    "student_prefix",
+    "tabs_name",
+    "thumbnail_name",
 ]
 
 

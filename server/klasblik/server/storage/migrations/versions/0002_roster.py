@@ -3,9 +3,9 @@
 Revision ID: 0002
 Revises: 0003 (written on 0001; placed after 0003 when main brought that revision)
 """
-from alembic import op
-import sqlalchemy as sa
 
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0002"
 down_revision = "0003"
