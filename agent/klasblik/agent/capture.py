@@ -18,6 +18,7 @@ import mss
 
 from klasblik.agent.imaging import EncodedImage, render_frame
 from klasblik.agent.pacing import ChangeDetector
+from klasblik.protocol.errors import KlasblikError
 
 __all__ = [
     "CaptureError",
@@ -30,8 +31,10 @@ __all__ = [
 ]
 
 
-class CaptureError(Exception):
+class CaptureError(KlasblikError):
     """The screen cannot be captured now; ``reason`` is shown to the teacher."""
+
+    code = "capture_failed"
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from klasblik.agent.device import default_state_dir, load_device_id, signed_in_upn
+from klasblik.protocol.errors import KlasblikError
 
 __all__ = [
     "AGENT_SETTINGS",
@@ -30,8 +31,10 @@ ENCODING_CHOICES = ("jpeg", "webp", "server")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-class AgentConfigError(ValueError):
+class AgentConfigError(KlasblikError, ValueError):
     """A setting has a value the agent cannot use; the message names the setting."""
+
+    code = "invalid_setting"
 
 
 @dataclass(frozen=True)

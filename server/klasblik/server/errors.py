@@ -1,20 +1,23 @@
-"""HTTP errors carry their status and code, and are rendered in one JSON shape:
+"""The server's errors answered over HTTP (all derive from :class:`KlasblikError`, the
+project's one root, see ``klasblik.protocol.errors``). HTTP errors carry their status and code, and are rendered in one JSON shape:
 ``{"error": {"code": "...", "message": "..."}}`` (the same shape as protocol errors)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from klasblik.protocol.errors import KlasblikError
+
 __all__ = ["AccessDenied", "ApiError", "error_body"]
 
 
-class ApiError(Exception):
+class ApiError(KlasblikError):
+    """An error answered over HTTP: ``status``, and ``code`` + ``message`` in the body."""
+
     status = 400
 
     def __init__(self, code: str, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code)
         if status is not None:
             self.status = status
 

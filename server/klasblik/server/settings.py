@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from klasblik.protocol.errors import KlasblikError
+
 __all__ = ["SETTINGS", "Setting", "Settings", "SettingsError", "load_settings"]
 
 
-class SettingsError(ValueError):
+class SettingsError(KlasblikError, ValueError):
     """A setting has a value Klasblik cannot use; the message names the setting."""
+
+    code = "invalid_setting"
 
 
 @dataclass(frozen=True)

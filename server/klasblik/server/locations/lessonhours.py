@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from klasblik.protocol.errors import KlasblikError
+
 __all__ = ["LessonHours", "LessonHoursError", "parse_lesson_hours", "parse_timezone"]
 
 _DAYS = {
@@ -36,8 +38,11 @@ _DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TIME = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
 
 
-class LessonHoursError(ValueError):
+class LessonHoursError(KlasblikError, ValueError):
     """Lesson hours or time zone that cannot be used; the message says what is wrong."""
+
+    code = "invalid_lesson_hours"
+    status = 400
 
 
 def parse_timezone(name: str) -> ZoneInfo:

@@ -24,6 +24,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from klasblik.protocol.errors import KlasblikError
 from klasblik.server.access import audit
 from klasblik.server.access.audit_query import AuditFilter, entry_json, iter_entries
 from klasblik.server.storage.blobs.base import BlobStore, student_prefix, tabs_name, thumbnail_name
@@ -55,8 +56,11 @@ STUDENT_FIELDS = (
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
 
-class UnknownStudent(LookupError):
+class UnknownStudent(KlasblikError, LookupError):
     """No student has that username."""
+
+    code = "not_found"
+    status = 404
 
     def __init__(self, username: str) -> None:
         super().__init__(f"no student with username {username!r}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from klasblik.protocol.errors import KlasblikError
 from klasblik.server.roster.names import student_display_name
 from klasblik.server.storage.models import (
     Location,
@@ -60,8 +61,11 @@ _USERNAME = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_ERRORS = 50
 
 
-class CsvImportError(ValueError):
+class CsvImportError(KlasblikError, ValueError):
     """The file was refused; nothing was changed. ``errors`` are "line N: ..." texts."""
+
+    code = "invalid_csv"
+    status = 400
 
     def __init__(self, errors: list[str]) -> None:
         super().__init__("; ".join(errors[:5]) + (" ..." if len(errors) > 5 else ""))

@@ -12,6 +12,8 @@ from typing import Any
 
 import aiohttp
 
+from klasblik.protocol.errors import KlasblikError
+
 __all__ = ["DeltaExpired", "DeltaResult", "GraphClient", "GraphError"]
 
 log = logging.getLogger(__name__)
@@ -19,12 +21,17 @@ log = logging.getLogger(__name__)
 TokenSource = Callable[[], Awaitable[str]]
 
 
-class GraphError(Exception):
+class GraphError(KlasblikError):
     """Graph answered something the sync cannot use; the message names the request."""
+
+    code = "graph_error"
+    status = 502
 
 
 class DeltaExpired(GraphError):
     """A stored delta link is no longer valid (410 Gone): start a full round."""
+
+    code = "delta_expired"
 
 
 class DeltaResult:

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from klasblik.protocol.errors import KlasblikError
 from klasblik.server.roster.graph import DeltaExpired, DeltaResult, GraphClient
 from klasblik.server.roster.names import student_display_name
 from klasblik.server.storage.models import (
@@ -59,8 +60,11 @@ _BRIN = re.compile(r"^[0-9]{2}[A-Z]{2}$")
 Progress = Callable[[str], None]
 
 
-class SyncBusy(Exception):
+class SyncBusy(KlasblikError):
     """Another instance is syncing the roster right now."""
+
+    code = "sync_busy"
+    status = 409
 
 
 @dataclass

@@ -15,6 +15,7 @@ import msal
 import requests
 from msal.exceptions import MsalServiceError
 
+from klasblik.protocol.errors import KlasblikError
 from klasblik.server.settings import Settings
 
 __all__ = ["GRAPH_SCOPE", "SIGNIN_SCOPES", "M365Client", "M365Error", "authority_of"]
@@ -35,8 +36,11 @@ class _Session(requests.Session):
         return super().request(*args, **kwargs)
 
 
-class M365Error(Exception):
+class M365Error(KlasblikError):
     """The sign-in authority or Graph could not be used; the message says why."""
+
+    code = "m365_unavailable"
+    status = 502
 
 
 def authority_of(settings: Settings) -> str:

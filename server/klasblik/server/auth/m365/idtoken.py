@@ -8,6 +8,7 @@ from typing import Any
 
 import jwt
 
+from klasblik.protocol.errors import KlasblikError
 from klasblik.server.auth.m365.client import M365Client
 
 __all__ = ["TokenRefused", "validate_id_token"]
@@ -16,8 +17,11 @@ _ALGORITHMS = ["RS256"]
 _LEEWAY_S = 60
 
 
-class TokenRefused(Exception):
+class TokenRefused(KlasblikError):
     """The ID token must not be believed. ``code`` is stable, the message is for people."""
+
+    code = "id_token_refused"
+    status = 401
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

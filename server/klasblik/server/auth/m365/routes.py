@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from sqlalchemy import func, select
 
+from klasblik.protocol.errors import KlasblikError
 from klasblik.server.access import audit
 from klasblik.server.auth.m365.client import M365Client, M365Error
 from klasblik.server.auth.m365.idtoken import TokenRefused, validate_id_token
@@ -32,7 +33,10 @@ log = logging.getLogger(__name__)
 M365_CLIENT = "microsoft"
 
 
-class SignInRefused(Exception):
+class SignInRefused(KlasblikError):
+    code = "sign_in_refused"
+    status = 403
+
     def __init__(self, code: str, message: str, actor: str = "(unknown)") -> None:
         super().__init__(message)
         self.code = code

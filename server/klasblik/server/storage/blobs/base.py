@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from klasblik.protocol.errors import KlasblikError
+
 __all__ = [
     "Blob",
     "BlobInfo",
@@ -31,8 +33,11 @@ __all__ = [
 ]
 
 
-class BlobStoreError(Exception):
+class BlobStoreError(KlasblikError):
     """The blob store could not do what was asked (down, refused, misconfigured)."""
+
+    code = "blob_store_unavailable"
+    status = 503
 
 
 @dataclass(frozen=True, slots=True)
