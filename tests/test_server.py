@@ -113,7 +113,7 @@ async def test_no_viewer_means_no_frames_requested(live_server):
         await agent.send(frame())
         await asyncio.sleep(0.2)
         assert live_server.hub.frames_relayed == 0
-        assert await live_server.ctx.store.get(thumbnail_name(1)) is None  # never kept
+        assert await live_server.store.get(thumbnail_name(1)) is None  # never kept
     finally:
         await agent.close()
 
@@ -197,17 +197,17 @@ async def test_latest_thumbnail_is_replaced_not_accumulated(live_server):
     """Each stored thumbnail overwrites the last: one blob per student, the newest."""
     async with _watched(live_server) as (ids, agent, ws, _result):
         sid = ids["students"][ANNA[0]]
-        store = live_server.ctx.store
+        store = live_server.store
         for seq, color in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255)], start=1):
             sent = frame(seq=seq, color=color)
             await agent.send(sent)
             await _next_frame(ws)
-            await live_server.ctx.latest.drain()
+            await live_server.latest.drain()
             blob = await store.get(thumbnail_name(sid))
             assert blob is not None and blob.data == sent[p.FRAME_HEADER_SIZE :]
         names = [b.name async for b in store.list(f"students/{sid}/")]
         assert names == [thumbnail_name(sid)]
-        files = list((live_server.ctx.store.root / "students" / str(sid)).iterdir())  # type: ignore[attr-defined]
+        files = list((live_server.store.root / "students" / str(sid)).iterdir())  # type: ignore[attr-defined]
         assert [f.name for f in files] == ["thumbnail"]
 
 

@@ -24,7 +24,7 @@ async def test_admin_switches_remote_mode_on_and_off_in_the_browser(tmp_path, br
     try:
         school = await make_school(server)
         staff_id = await _staff_id(server, school.admin)
-        token, _ = await create_session(server.ctx.sm, staff_id, "127.0.0.1", server.settings)
+        token, _ = await create_session(server.sm, staff_id, "127.0.0.1", server.settings)
         context = await browser.new_context()
         await context.add_cookies([{"name": COOKIE, "value": token, "url": server.base_url}])
         page = await context.new_page()
@@ -59,7 +59,7 @@ async def test_admin_switches_remote_mode_on_and_off_in_the_browser(tmp_path, br
         await page.wait_for_selector("#remote-on:not([hidden])")
         assert "lang=nl" in (await page.get_attribute("#letter-nl", "href") or "")
         assert "on until" in (await page.locator("#locations tr").first.inner_text())
-        async with server.ctx.sm() as session:
+        async with server.sm() as session:
             mode = await session.scalar(select(RemoteMode))
         assert mode is not None and mode.until == until.astimezone(dt.UTC)
         assert mode.reason == "Schoolgebouw gesloten"
@@ -75,7 +75,7 @@ async def test_admin_switches_remote_mode_on_and_off_in_the_browser(tmp_path, br
 
 
 async def _staff_id(server: Any, username: str) -> int:
-    async with server.ctx.sm() as session:
+    async with server.sm() as session:
         staff = await session.scalar(select(Staff).where(Staff.username == username))
     assert staff is not None
     return staff.id

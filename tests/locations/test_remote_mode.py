@@ -8,7 +8,7 @@ import datetime as dt
 from sqlalchemy import select, update
 
 from klasblik.server.access import audit
-from klasblik.server.locations.policy import iso
+from klasblik.server.locations.rule import iso
 from klasblik.server.storage.models import Location, RemoteMode, Student
 from tests.locations.conftest import ANNA, BRAM, TEACHER, School, make_school
 from tests.support.live import frame, start_live_server, wait_for
@@ -41,7 +41,7 @@ async def test_remote_mode_lets_teachers_of_the_location_view_anywhere(school):
     """While on for location A, a teacher of A at home sees a student of A at home; a
     student of location B at home stays elsewhere; pages show the mode and its end."""
     server = school.server
-    async with server.ctx.sm() as session, session.begin():
+    async with server.sm() as session, session.begin():
         await session.execute(
             update(Student).where(Student.id == school.bram).values(location_id=school.loc["B"])
         )
@@ -124,7 +124,7 @@ async def test_remote_mode_expires_by_the_clock_and_is_audit_logged_once(school)
     expired = await audit_entries(server, audit.Actions.REMOTE_MODE_EXPIRED)
     assert len(expired) == 1
     assert expired[0].actor == "system" and "storm damage" in expired[0].detail
-    async with server.ctx.sm() as session:
+    async with server.sm() as session:
         row = await session.scalar(select(RemoteMode))
     assert row.end_note == "expired" and row.ended_at == until
 
@@ -188,7 +188,7 @@ async def test_stored_thumbnail_follows_remote_mode(school):
     """Off-site under remote-lesson mode of A, the teacher may fetch the stored thumbnail
     of an offline student of A (none stored: 404) but not of a student of B (403)."""
     server = school.server
-    async with server.ctx.sm() as session, session.begin():
+    async with server.sm() as session, session.begin():
         await session.execute(
             update(Student).where(Student.id == school.bram).values(location_id=school.loc["B"])
         )
@@ -208,7 +208,7 @@ async def test_single_location_school_needs_no_home_locations(tmp_path):
     server = await start_live_server(tmp_path)
     try:
         ids = await server.add_class("7B", [ANNA], teacher=TEACHER)
-        async with server.ctx.sm() as session, session.begin():
+        async with server.sm() as session, session.begin():
             await session.execute(update(Location).values(networks=A_NET))
             loc_id = await session.scalar(select(Location.id))
         await policy(server).reload()

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from klasblik.server.locations.lessonhours import LessonHoursError, parse_lesson_hours
-from klasblik.server.locations.policy import LocationInfo, LocationResolver, parse_location_networks
+from klasblik.server.locations.resolver import LocationResolver, parse_location_networks
+from klasblik.server.locations.rule import LocationInfo
 
 AMS = ZoneInfo("Europe/Amsterdam")
 

@@ -57,10 +57,10 @@ async def sign_in(http, server, provider, sub) -> Outcome:
 
 
 async def count_sessions(server: LiveServer) -> int:
-    async with server.ctx.sm() as s:
+    async with server.sm() as s:
         return int(await s.scalar(select(func.count()).select_from(WebSession)))
 
 
 async def count_staff(server: LiveServer) -> int:
-    async with server.ctx.sm() as s:
+    async with server.sm() as s:
         return int(await s.scalar(select(func.count()).select_from(Staff)))

@@ -35,13 +35,13 @@ async def _sync(server, school):
     """Sync, then put every location on this machine's network (the test clients are
     here) and let the location rules reload, as IT would after defining networks."""
     async with school.client() as graph:
-        summary = await run_sync(server.settings, server.ctx.sm, server.hub, graph=graph)
+        summary = await run_sync(server.sm, graph, server.hub)
     await _on_site(server)
     return summary
 
 
 async def _on_site(server):
-    async with server.ctx.sm() as s, s.begin():
+    async with server.sm() as s, s.begin():
         for loc in await s.scalars(select(Location)):
             loc.networks = "127.0.0.0/8 ::1/128"
     policy = policy_of(server.app)
@@ -50,7 +50,7 @@ async def _on_site(server):
 
 
 async def _class_id(server, name):
-    async with server.ctx.sm() as s:
+    async with server.sm() as s:
         return await s.scalar(select(SchoolClass.id).where(SchoolClass.name == name))
 
 
@@ -132,7 +132,7 @@ async def test_periodic_check_closes_views_after_sync_elsewhere(tmp_path):
         school = fill(graph)
         await _sync(server, school)
         _client, ws = await _open_view(server, T1, "7B")
-        async with server.ctx.sm() as s, s.begin():
+        async with server.sm() as s, s.begin():
             staff = await s.scalar(select(Staff).where(Staff.username == T1))
             staff.active = False
         _closed_msg, code = await _closed(ws)
@@ -176,7 +176,7 @@ async def test_it_admin_cannot_view_a_class_they_do_not_teach(setup):
     """Being IT admin grants no class: subscribing to another teacher's class is forbidden."""
     server, school = setup
     await _sync(server, school)
-    async with server.ctx.sm() as s, s.begin():
+    async with server.sm() as s, s.begin():
         t2 = await s.scalar(select(Staff).where(Staff.username == "j.jansen@school.example"))
         t2.is_admin = True
     client = await server.login("j.jansen@school.example")
@@ -195,21 +195,21 @@ async def test_it_admin_cannot_view_a_class_they_do_not_teach(setup):
 async def test_scheduled_sync_job_syncs_and_closes_views(tmp_path, monkeypatch):
     """The server schedules roster.sync at roster_sync_interval_min; its run syncs the
     roster and closes the views of a teacher removed in Microsoft 365."""
+    from klasblik.server.auth.m365.client import M365Client
+    from klasblik.server.keys import ROSTER_JOBS
     from klasblik.server.roster import jobs as roster_jobs
-    from klasblik.server.roster.graph import GraphClient
 
     graph, runner = await start_graph_emulator()
     school = fill(graph)
 
-    def client_for(settings):
-        async def token():
-            return graph.token
+    async def app_token(self):
+        return graph.token
 
-        return GraphClient(graph.base_url, token)
-
-    monkeypatch.setattr(roster_jobs, "graph_client_for", client_for)
+    # the Graph emulator stands in for Graph; the app token for the emulator's own
+    monkeypatch.setattr(M365Client, "graph_token", app_token)
     server = await start_live_server(
         tmp_path,
+        graph_url=graph.base_url,
         m365_tenant_id="t",
         m365_client_id="c",
         m365_client_secret="s",
@@ -217,7 +217,7 @@ async def test_scheduled_sync_job_syncs_and_closes_views(tmp_path, monkeypatch):
         access_check_s=3600,
     )
     try:
-        scheduler = server.ctx.extras[roster_jobs.SCHEDULER]
+        scheduler = server.app[ROSTER_JOBS]
         job = scheduler.get_job(roster_jobs.SYNC_JOB)
         assert job.trigger.interval.total_seconds() == 15 * 60
         await job.func()

@@ -6,8 +6,7 @@ import os
 import subprocess
 
 from klasblik.server import cli
-from klasblik.server.roster import jobs as roster_jobs
-from klasblik.server.roster.graph import GraphClient
+from klasblik.server.auth.m365.client import M365Client
 from tests.m365.roster_fixture import fill
 from tests.support.graph_emulator import EmulatorThread
 from tests.support.process import KLASBLIK
@@ -77,16 +76,21 @@ def test_roster_sync_prints_progress_and_summary(tmp_path, monkeypatch, capsys):
     with EmulatorThread() as graph:
         school = fill(graph)
 
-        def client_for(settings):
-            async def token():
-                return graph.token
+        async def app_token(self):
+            return graph.token
 
-            return GraphClient(graph.base_url, token)
-
-        monkeypatch.setattr(roster_jobs, "graph_client_for", client_for)
+        # the Graph emulator stands in for Graph; the app token for the emulator's own
+        monkeypatch.setattr(M365Client, "graph_token", app_token)
         for k in [k for k in os.environ if k.startswith("KLASBLIK_")]:
             monkeypatch.delenv(k)
-        for k, v in _env(tmp_path).items():
+        env = {
+            **_env(tmp_path),
+            "KLASBLIK_M365_TENANT_ID": "t",
+            "KLASBLIK_M365_CLIENT_ID": "c",
+            "KLASBLIK_M365_CLIENT_SECRET": "s",
+            "KLASBLIK_GRAPH_URL": graph.base_url,
+        }
+        for k, v in env.items():
             if k.startswith("KLASBLIK_"):
                 monkeypatch.setenv(k, v)
         assert cli.main(["roster", "sync"]) == 0

@@ -49,7 +49,7 @@ async def test_teacher_signs_in(m365_server, provider):
             me = await resp.json()
         assert me["user"]["username"] == TEACHER and me["user"]["is_admin"] is False
         assert [c["name"] for c in me["classes"]] == ["7B"]
-    async with m365_server.ctx.sm() as s:
+    async with m365_server.sm() as s:
         staff = await s.scalar(select(Staff).where(Staff.username == TEACHER))
     assert staff.m365_id == sub
 
@@ -136,7 +136,7 @@ async def test_unknown_account_refused(m365_server, provider):
     await _refused(m365_server, provider, sub, "unknown_account")
     assert await f.count_staff(m365_server) == staff_before
     assert await f.count_sessions(m365_server) == 0
-    async with m365_server.ctx.sm() as s:
+    async with m365_server.sm() as s:
         entry = await s.scalar(
             select(AuditEntry).where(AuditEntry.action == "auth.sign_in.refused")
         )
@@ -154,7 +154,7 @@ async def test_student_account_refused(m365_server, provider):
 async def test_disabled_staff_refused(m365_server, provider):
     """A staff member disabled in the roster is refused: account_disabled."""
     ids = await _roster(m365_server)
-    async with m365_server.ctx.sm() as s, s.begin():
+    async with m365_server.sm() as s, s.begin():
         (await s.get(Staff, ids["teacher_id"])).active = False
     sub = provider.add_user(TEACHER)
     await _refused(m365_server, provider, sub, "account_disabled")
@@ -251,7 +251,7 @@ async def test_flow_is_kept_server_side_and_used_once(m365_server, provider):
     from klasblik.server.storage.models import PendingLogin
 
     async def pending():
-        async with m365_server.ctx.sm() as s:
+        async with m365_server.sm() as s:
             return await s.scalar(select(func.count()).select_from(PendingLogin))
 
     await _roster(m365_server)
@@ -261,7 +261,7 @@ async def test_flow_is_kept_server_side_and_used_once(m365_server, provider):
         key = http.cookie_jar.filter_cookies(m365_server.base_url + "/auth/callback")[
             "klasblik_login"
         ].value
-        async with m365_server.ctx.sm() as s:
+        async with m365_server.sm() as s:
             flow = await s.scalar(select(PendingLogin.flow))
         assert await pending() == 1
         assert key not in flow and "code_verifier" in flow and "nonce" in flow

@@ -23,7 +23,7 @@ async def test_connection_storm_is_recorded_in_few_transactions(tmp_path, db_url
         assert all(a["type"] == "welcome" for a in answers)
 
         async def recorded() -> bool:
-            async with server.ctx.sm() as session:
+            async with server.sm() as session:
                 rows = (
                     await session.scalars(
                         select(Student).where(Student.id.in_(roster["students"].values()))
@@ -32,8 +32,8 @@ async def test_connection_storm_is_recorded_in_few_transactions(tmp_path, db_url
             return all(r.last_ip == "127.0.0.1" and r.last_seen is not None for r in rows)
 
         await wait_for(recorded, 10, "last_ip and last_seen of every student")
-        assert 1 <= server.ctx.last_seen.batches < len(STUDENTS)
-        assert 1 <= server.ctx.students.queries < len(STUDENTS)
+        assert 1 <= server.last_seen.batches < len(STUDENTS)
+        assert 1 <= server.students.queries < len(STUDENTS)
     finally:
         for agent in agents:
             await agent.close()

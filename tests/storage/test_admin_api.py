@@ -26,7 +26,7 @@ TEACHER = "teacher@school.example"
 async def _admin(server) -> aiohttp.ClientSession:
     ids = await server.add_class("7B", [ANNA])
     await server.add_class("IT", [], teacher=IT, teacher_name="IT Beheer")
-    async with server.ctx.sm() as session, session.begin():
+    async with server.sm() as session, session.begin():
         await session.execute(update(Staff).where(Staff.username == IT).values(is_admin=True))
     server.ids = ids
     return await server.login(IT)
@@ -38,7 +38,7 @@ async def _csrf(server, client) -> dict[str, str]:
 
 
 async def _actions(server, action):
-    async with server.ctx.sm() as session:
+    async with server.sm() as session:
         return list(await session.scalars(select(AuditEntry).where(AuditEntry.action == action)))
 
 
@@ -61,7 +61,7 @@ async def test_admin_api_is_for_administrators_only(live_server):
     refused = await _actions(live_server, audit.Actions.ADMIN_REFUSED)
     assert [e.actor for e in refused] == [TEACHER] * 4
     assert refused[-1].subject == "POST /api/admin/students/erase"
-    async with live_server.ctx.sm() as session:
+    async with live_server.sm() as session:
         assert await session.scalar(select(Student).where(Student.username == ANNA[0])) is not None
 
 
@@ -70,9 +70,9 @@ async def test_audit_json_pages_newest_first_and_filters(live_server):
     client = await _admin(live_server)
     for n in range(5):
         await audit.record(
-            live_server.ctx.sm, TEACHER, "view.grid.start", f"class:{n}", "", "192.0.2.1"
+            live_server.sm, TEACHER, "view.grid.start", f"class:{n}", "", "192.0.2.1"
         )
-    await audit.record(live_server.ctx.sm, IT, "student.export", "student:1", "", "192.0.2.2")
+    await audit.record(live_server.sm, IT, "student.export", "student:1", "", "192.0.2.2")
     base = live_server.base_url + "/api/admin/audit"
     seen: list[int] = []
     before = None
@@ -95,7 +95,7 @@ async def test_audit_csv_download_is_complete_and_logged(live_server):
     """The CSV has a header and one row per entry (formulas defused); the download is logged."""
     client = await _admin(live_server)
     await audit.record(
-        live_server.ctx.sm, TEACHER, "view.focus.start", "student:1", "=HYPERLINK(1)", "192.0.2.1"
+        live_server.sm, TEACHER, "view.focus.start", "student:1", "=HYPERLINK(1)", "192.0.2.1"
     )
     r = await client.get(live_server.base_url + "/api/admin/audit.csv", params={"actor": TEACHER})
     assert r.status == 200
@@ -127,7 +127,7 @@ async def test_export_and_erase_need_csrf_and_erase_disconnects_the_agent(live_s
     client = await _admin(live_server)
     sid = live_server.ids["students"][ANNA[0]]
     base = live_server.base_url
-    await live_server.ctx.store.put(thumbnail_name(sid), frame()[16:])
+    await live_server.store.put(thumbnail_name(sid), frame()[16:])
     r = await client.post(
         base + "/api/admin/students/export", json={"username": ANNA[0]}, headers={"Origin": base}
     )
@@ -158,8 +158,8 @@ async def test_export_and_erase_need_csrf_and_erase_disconnects_the_agent(live_s
         assert sid not in live_server.hub.agents
     finally:
         await agent.close()
-    assert [b.name async for b in live_server.ctx.store.list(f"students/{sid}/")] == []
-    async with live_server.ctx.sm() as session:
+    assert [b.name async for b in live_server.store.list(f"students/{sid}/")] == []
+    async with live_server.sm() as session:
         assert await session.get(Student, sid) is None
     assert len(await _actions(live_server, audit.Actions.STUDENT_EXPORT)) == 1
     assert [e.subject for e in await _actions(live_server, audit.Actions.STUDENT_ERASE)] == [

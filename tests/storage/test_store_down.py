@@ -51,8 +51,8 @@ async def test_store_down_frames_flow_healthz_degraded_then_recovers(tmp_path):
         await wait_for(lambda: agent.mode == "grid", what="grid watch")
         await agent.send(frame(seq=1))
         assert (await _next_frame(ws))[1].seq == 1
-        await server.ctx.latest.drain()
-        assert await server.ctx.store.get(thumbnail_name(sid)) is not None
+        await server.latest.drain()
+        assert await server.store.get(thumbnail_name(sid)) is not None
         assert (await _health(server))["status"] == "ok"
 
         azurite.stop()
@@ -63,18 +63,18 @@ async def test_store_down_frames_flow_healthz_degraded_then_recovers(tmp_path):
             assert header.seq == seq
             assert time.monotonic() - started < 1.0, "a frame waited for the blob store"
             await asyncio.sleep(0.1)
-        await server.ctx.latest.drain()
+        await server.latest.drain()
         health = await _health(server)
         assert health["status"] == "degraded"
         assert health["blob_store"].startswith("degraded:")
-        assert server.ctx.latest.failures >= 1
+        assert server.latest.failures >= 1
 
         azurite.start()  # same port, empty: the store must make its container again
         await agent.send(frame(seq=20, color=(0, 0, 255)))
         assert (await _next_frame(ws))[1].seq == 20
-        await server.ctx.latest.drain()
+        await server.latest.drain()
         assert (await _health(server))["status"] == "ok"
-        blob = await server.ctx.store.get(thumbnail_name(sid))
+        blob = await server.store.get(thumbnail_name(sid))
         assert (
             blob is not None
             and blob.data == frame(seq=20, color=(0, 0, 255))[p.FRAME_HEADER_SIZE :]

@@ -7,6 +7,7 @@ import datetime as dt
 
 import pytest
 
+from klasblik.server.keys import RETENTION_JOBS
 from klasblik.server.retention.purge import sweep
 from klasblik.server.retention.schedule import JobRunner
 from klasblik.server.settings import SettingsError, load_settings
@@ -102,7 +103,7 @@ async def test_running_server_sweeps_shortly_after_start(tmp_path):
     os.utime(old, (past, past))
     server = await start_live_server(tmp_path)
     try:
-        assert server.ctx.extras["jobs"] is not None
+        assert server.app[RETENTION_JOBS] is not None
         await wait_for(lambda: not old.exists(), timeout=30, what="startup sweep")
         assert fresh.exists()
     finally:

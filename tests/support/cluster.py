@@ -178,7 +178,7 @@ class SharedDatabase:
         await upgrade_database(self.engine)
 
     async def add_class(self, name: str, students: list[tuple[str, str, str]]) -> dict[str, Any]:
-        shim = SimpleNamespace(ctx=SimpleNamespace(sm=self.sm), app={})
+        shim = SimpleNamespace(sm=self.sm, app={})
         return await LiveServer.add_class(shim, name, students)  # type: ignore[arg-type]
 
     async def session_token(self, username: str) -> str:

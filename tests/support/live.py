@@ -15,14 +15,19 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from PIL import Image
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from yarl import URL
 
 from klasblik import protocol as p
 from klasblik.server.app import init_app
 from klasblik.server.auth.sessions import COOKIE, create_session
-from klasblik.server.keys import CTX, AppContext
+from klasblik.server.keys import DB, HUB, LAST_SEEN, LATEST, LOCATIONS, STORE, STUDENTS
 from klasblik.server.live.hub import Hub
+from klasblik.server.live.lastseen import LastSeenWriter
+from klasblik.server.roster.lookup import StudentLookup
 from klasblik.server.settings import Settings, load_settings
+from klasblik.server.storage.blobs.base import BlobStore
+from klasblik.server.storage.latest import LatestWriter
 from klasblik.server.storage.models import Location, School, SchoolClass, Staff, Student
 
 TOKEN = "test-enrollment-token"
@@ -56,12 +61,28 @@ class LiveServer(LoopbackUrls):
     _sessions: list[aiohttp.ClientSession] = field(default_factory=list)
 
     @property
-    def ctx(self) -> AppContext:
-        return self.app[CTX]
+    def sm(self) -> async_sessionmaker[AsyncSession]:
+        return self.app[DB]
+
+    @property
+    def store(self) -> BlobStore:
+        return self.app[STORE]
+
+    @property
+    def latest(self) -> LatestWriter:
+        return self.app[LATEST]
 
     @property
     def hub(self) -> Hub:
-        return self.ctx.hub
+        return self.app[HUB]
+
+    @property
+    def last_seen(self) -> LastSeenWriter:
+        return self.app[LAST_SEEN]
+
+    @property
+    def students(self) -> StudentLookup:
+        return self.app[STUDENTS]
 
     async def add_class(
         self,
@@ -74,7 +95,7 @@ class LiveServer(LoopbackUrls):
         """Create (or reuse) school, teacher and students; return their ids."""
         from sqlalchemy import select
 
-        async with self.ctx.sm() as session, session.begin():
+        async with self.sm() as session, session.begin():
             school = await session.scalar(select(School).where(School.brin == brin))
             if school is None:
                 school = School(name=f"School {brin}", brin=brin)
@@ -115,8 +136,6 @@ class LiveServer(LoopbackUrls):
                 "school_id": school.id,
                 "students": {u: s.id for u, s in ids.items()},
             }
-        from klasblik.server.locations.policy import LOCATIONS
-
         if LOCATIONS in self.app:  # the location rules read locations into memory
             await self.app[LOCATIONS].reload()
         return result
@@ -125,10 +144,10 @@ class LiveServer(LoopbackUrls):
         """An HTTP client signed in as this staff member (a real server-side session)."""
         from sqlalchemy import select
 
-        async with self.ctx.sm() as session:
+        async with self.sm() as session:
             staff = await session.scalar(select(Staff).where(Staff.username == username))
         assert staff is not None, f"no staff member {username}"
-        token, _ = await create_session(self.ctx.sm, staff.id, "127.0.0.1", self.settings)
+        token, _ = await create_session(self.sm, staff.id, "127.0.0.1", self.settings)
         jar = aiohttp.CookieJar(unsafe=True)
         jar.update_cookies({COOKIE: token}, response_url=URL(self.base_url))
         client = aiohttp.ClientSession(cookie_jar=jar)

@@ -23,7 +23,8 @@ from yarl import URL
 
 from klasblik import protocol as p
 from klasblik.server.auth.sessions import COOKIE, create_session
-from klasblik.server.locations.policy import LOCATIONS, LocationPolicy
+from klasblik.server.keys import LOCATIONS
+from klasblik.server.locations.policy import LocationPolicy
 from klasblik.server.storage.models import AuditEntry, Location, Staff
 from tests.support.live import LiveServer, TestAgent
 
@@ -74,7 +75,7 @@ async def setup_locations(
     ``home="A"``, every staff member and student of the school gets A as home location."""
     from klasblik.server.storage.models import Student
 
-    async with server.ctx.sm() as session, session.begin():
+    async with server.sm() as session, session.begin():
         a = await session.scalar(select(Location).where(Location.school_id == school_id))
         assert a is not None
         a.name, a.networks, a.lesson_hours = "Hoofdgebouw", A_NET, lesson_hours
@@ -93,7 +94,7 @@ async def setup_locations(
 
 
 async def add_admin(server: LiveServer, school_id: int, username: str = "it@school.example") -> str:
-    async with server.ctx.sm() as session, session.begin():
+    async with server.sm() as session, session.begin():
         session.add(Staff(school_id=school_id, username=username, name="IT", is_admin=True))
     return username
 
@@ -114,11 +115,11 @@ class _Client:
     async def __aenter__(self) -> _Client:
         jar = aiohttp.CookieJar(unsafe=True)
         if self.username is not None:
-            async with self.server.ctx.sm() as session:
+            async with self.server.sm() as session:
                 staff = await session.scalar(select(Staff).where(Staff.username == self.username))
             assert staff is not None, f"no staff member {self.username}"
             token, row = await create_session(
-                self.server.ctx.sm, staff.id, self.address, self.server.settings
+                self.server.sm, staff.id, self.address, self.server.settings
             )
             self.csrf = row.csrf_token
             jar.update_cookies({COOKIE: token}, response_url=URL(self.server.base_url))
@@ -247,7 +248,7 @@ class SourcedAgent(TestAgent):
 
 
 async def audit_entries(server: LiveServer, action: str) -> list[AuditEntry]:
-    async with server.ctx.sm() as session:
+    async with server.sm() as session:
         return list(
             await session.scalars(
                 select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)

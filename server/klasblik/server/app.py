@@ -3,18 +3,34 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
-import klasblik.dashboard
 from klasblik.server.auth.m365.routes import setup_m365_signin
-from klasblik.server.keys import CTX, AppContext
+from klasblik.server.keys import (
+    AGENT_SOCKETS,
+    DASHBOARD_FILES,
+    DB,
+    DEMO,
+    ENGINE,
+    HUB,
+    LAST_SEEN,
+    LATEST,
+    NOTICES,
+    PROXIES,
+    SETTINGS,
+    STORE,
+    STUDENTS,
+)
 from klasblik.server.live.hub import Hub
 from klasblik.server.live.lastseen import LastSeenWriter
 from klasblik.server.live.silence import silence_ctx
+from klasblik.server.locations.policy import locations_ctx
 from klasblik.server.net import parse_networks
 from klasblik.server.retention.schedule import jobs_ctx
 from klasblik.server.roster.jobs import roster_jobs_ctx
@@ -23,6 +39,7 @@ from klasblik.server.settings import Settings
 from klasblik.server.storage.blobs.base import BlobStoreError, open_blob_store
 from klasblik.server.storage.latest import LatestWriter
 from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database
+from klasblik.server.web.admin_locations import setup_location_admin_routes
 from klasblik.server.web.routes import middlewares, setup_routes
 
 __all__ = ["DASHBOARD_DIR", "init_app"]
@@ -30,11 +47,17 @@ __all__ = ["DASHBOARD_DIR", "init_app"]
 log = logging.getLogger(__name__)
 
 #: The dashboard's files, shipped inside the package (``klasblik.dashboard``).
-DASHBOARD_DIR = Path(klasblik.dashboard.__file__).resolve().parent
+DASHBOARD_DIR = Path(str(importlib.resources.files("klasblik.dashboard")))
 
 
 def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
+    app[SETTINGS] = settings
+    app[DASHBOARD_FILES] = dashboard_dir or DASHBOARD_DIR
+    app[PROXIES] = parse_networks(settings.trusted_proxies)
+    hello_phase: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+    app[AGENT_SOCKETS] = hello_phase
+    app[NOTICES] = []
     setup_routes(app)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -54,54 +77,48 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
 
             cluster = Cluster(hub, settings.redis_url, settings.cluster_refresh_s)
             cluster.start()
-        ctx = AppContext(
-            settings=settings,
-            engine=engine,
-            sm=sessionmaker(engine),
-            store=store,
-            latest=latest,
-            hub=hub,
-            dashboard_dir=dashboard_dir or DASHBOARD_DIR,
-            proxies=parse_networks(settings.trusted_proxies),
-        )
-        ctx.last_seen = LastSeenWriter(ctx.sm)
-        ctx.students = StudentLookup(ctx.sm)
-        app[CTX] = ctx
+        sm = sessionmaker(engine)
+        app[ENGINE] = engine
+        app[DB] = sm
+        app[STORE] = store
+        app[LATEST] = latest
+        app[HUB] = hub
+        app[LAST_SEEN] = last_seen = LastSeenWriter(sm)
+        app[STUDENTS] = students = StudentLookup(sm)
         try:
             yield
         finally:
             if cluster is not None:
                 await cluster.close()
             await hub.close_all()
+            await students.close()
             await latest.close()
-            await ctx.last_seen.close()
+            await last_seen.close()
             await store.close()
             await engine.dispose()
 
     async def stop_connections(app: web.Application) -> None:
-        ctx = app[CTX]
-        stop_demo = ctx.extras.pop("demo_stop", None)
-        if stop_demo is not None:
-            await stop_demo()
-        if ctx.hub.cluster is not None:  # say goodbye to the other instances first
-            await ctx.hub.cluster.close()
-        await ctx.hub.close_all()
-        for ws in list(ctx.agent_ws):  # agents still in their hello phase
+        demo = app.get(DEMO)
+        if demo is not None:
+            await demo.close()
+        hub = app[HUB]
+        if hub.cluster is not None:  # say goodbye to the other instances first
+            await hub.cluster.close()
+        await hub.close_all()
+        hello_phase = app[AGENT_SOCKETS]
+        for ws in list(hello_phase):  # agents still in their hello phase
             await ws.close(code=1001, message=b"server shutting down")
 
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(silence_ctx)
     app.cleanup_ctx.append(jobs_ctx)  # after resources: stopped before they close
     setup_m365_signin(app, settings)
-    app.cleanup_ctx.append(roster_jobs_ctx(settings))
+    app.cleanup_ctx.append(roster_jobs_ctx(settings))  # after the Microsoft 365 client
     app.on_shutdown.append(stop_connections)
     if settings.demo:
         from klasblik.server.demo.mode import demo_ctx
 
         app.cleanup_ctx.append(demo_ctx)
-    from klasblik.server.locations.policy import locations_ctx
-    from klasblik.server.web.admin_locations import setup_admin_routes
-
     app.cleanup_ctx.append(locations_ctx)  # after the demo seed: it reads the locations
-    setup_admin_routes(app)
+    setup_location_admin_routes(app)
     return app

@@ -1,43 +1,81 @@
-"""Typed application state: everything the handlers share, owned by the app."""
+"""Typed application state: one ``web.AppKey`` per service the handlers share, owned by
+the app (opened and closed in ``app.py``'s cleanup contexts).
+
+This module is a leaf: it imports the services' types for the type checker only, so every
+folder may use the keys without depending on the folders that provide the services.
+"""
 
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from klasblik.server.live.hub import Hub
-from klasblik.server.live.lastseen import LastSeenWriter
-from klasblik.server.net import Network, client_ip
-from klasblik.server.roster.lookup import StudentLookup
-from klasblik.server.settings import Settings
-from klasblik.server.storage.blobs.base import BlobStore
-from klasblik.server.storage.latest import LatestWriter
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-__all__ = ["CTX", "AppContext"]
+    from klasblik.server.auth.m365.client import M365Client
+    from klasblik.server.demo.mode import DemoState
+    from klasblik.server.live.hub import Hub
+    from klasblik.server.live.lastseen import LastSeenWriter
+    from klasblik.server.locations.policy import LocationPolicy
+    from klasblik.server.net import Network
+    from klasblik.server.retention.schedule import JobRunner
+    from klasblik.server.roster.lookup import StudentLookup
+    from klasblik.server.settings import Settings
+    from klasblik.server.storage.blobs.base import BlobStore
+    from klasblik.server.storage.latest import LatestWriter
 
+__all__ = [
+    "AGENT_SOCKETS",
+    "DASHBOARD_FILES",
+    "DB",
+    "DEMO",
+    "ENGINE",
+    "HUB",
+    "LAST_SEEN",
+    "LATEST",
+    "LOCATIONS",
+    "M365",
+    "NOTICES",
+    "PROXIES",
+    "RETENTION_JOBS",
+    "ROSTER_JOBS",
+    "SETTINGS",
+    "STORE",
+    "STUDENTS",
+]
 
-@dataclass
-class AppContext:
-    settings: Settings
-    engine: AsyncEngine
-    sm: async_sessionmaker[AsyncSession]
-    store: BlobStore
-    latest: LatestWriter
-    hub: Hub
-    dashboard_dir: Path
-    proxies: tuple[Network, ...] = ()
-    agent_ws: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
-    extras: dict[str, Any] = field(default_factory=dict)
-    last_seen: LastSeenWriter | None = None
-    students: StudentLookup | None = None
-
-    def client_ip(self, request: web.BaseRequest) -> str:
-        return client_ip(request, self.proxies)
-
-
-CTX: web.AppKey[AppContext] = web.AppKey("klasblik", AppContext)
+#: every setting, checked at start (``settings.py``)
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+#: the database engine and the session factory on it (``storage/``)
+ENGINE: web.AppKey[AsyncEngine] = web.AppKey("engine", AsyncEngine)
+DB: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("db")
+#: the blob store and the writer of each student's latest thumbnail and tab list
+STORE: web.AppKey[BlobStore] = web.AppKey("store")
+LATEST: web.AppKey[LatestWriter] = web.AppKey("latest")
+#: this process's agent and dashboard connections (``live/hub.py``)
+HUB: web.AppKey[Hub] = web.AppKey("hub")
+#: agent sockets still in their hello phase, closed at shutdown
+AGENT_SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("agent_sockets")
+#: batched writes of last IP and last-seen time, and batched roster look-ups of hellos
+LAST_SEEN: web.AppKey[LastSeenWriter] = web.AppKey("last_seen")
+STUDENTS: web.AppKey[StudentLookup] = web.AppKey("students")
+#: the location rule, remote-lesson mode and lesson hours (``locations/``)
+LOCATIONS: web.AppKey[LocationPolicy] = web.AppKey("locations")
+#: the trusted reverse proxies whose forwarding headers are believed
+PROXIES: web.AppKey[tuple[Network, ...]] = web.AppKey("proxies")
+#: where the dashboard's files are (package data)
+DASHBOARD_FILES: web.AppKey[Path] = web.AppKey("dashboard_dir", Path)
+#: the Microsoft 365 client; absent when sign-in with Microsoft 365 is not configured
+M365: web.AppKey[M365Client] = web.AppKey("m365")
+#: the retention jobs (sweep, nightly purge) and the scheduled roster sync
+RETENTION_JOBS: web.AppKey[JobRunner] = web.AppKey("retention_jobs")
+ROSTER_JOBS: web.AppKey[AsyncIOScheduler] = web.AppKey("roster_jobs")
+#: demo mode's teacher and simulated agents; absent outside demo mode
+DEMO: web.AppKey[DemoState] = web.AppKey("demo")
+#: banners shown on every teacher's page (demo mode says so)
+NOTICES: web.AppKey[list[dict[str, Any]]] = web.AppKey("notices")

@@ -10,7 +10,9 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-__all__ = ["client_ip", "is_loopback", "parse_networks"]
+from klasblik.server.keys import PROXIES
+
+__all__ = ["client_ip", "forwarded_client_ip", "is_loopback", "parse_networks"]
 
 _FORWARDED_FOR = re.compile(r'for="?\[?([^\]";,]+)\]?(?::\d+)?"?', re.IGNORECASE)
 
@@ -38,7 +40,12 @@ def _trusted(addr: object, proxies: tuple[Network, ...]) -> bool:
     return any(addr in net for net in proxies)
 
 
-def client_ip(request: web.BaseRequest, proxies: tuple[Network, ...]) -> str:
+def client_ip(request: web.Request) -> str:
+    """The client's address for ``request``, believing only the app's trusted proxies."""
+    return forwarded_client_ip(request, request.app[PROXIES])
+
+
+def forwarded_client_ip(request: web.BaseRequest, proxies: tuple[Network, ...]) -> str:
     peer = _ip(request.remote or "")
     if peer is None:
         return request.remote or "unknown"

@@ -9,21 +9,19 @@ from aiohttp import web
 
 from klasblik.server.auth.sessions import COOKIE, csrf_ok, lookup_session
 from klasblik.server.errors import ApiError
-from klasblik.server.keys import CTX
+from klasblik.server.keys import DB, SETTINGS
 from klasblik.server.storage.models import Staff, WebSession
 
 __all__ = ["check_csrf", "check_origin", "current_staff", "require_staff", "same_origin"]
 
-_STAFF_KEY: web.RequestKey[tuple[WebSession, Staff] | None] = web.RequestKey(
-    "klasblik.staff", object
-)
+_STAFF_KEY: web.RequestKey[tuple[WebSession, Staff] | None] = web.RequestKey("klasblik.staff")
 
 
 async def current_staff(request: web.Request) -> tuple[WebSession, Staff] | None:
     if _STAFF_KEY in request:
         return request[_STAFF_KEY]
-    ctx = request.app[CTX]
-    found = await lookup_session(ctx.sm, request.cookies.get(COOKIE), ctx.settings)
+    app = request.app
+    found = await lookup_session(app[DB], request.cookies.get(COOKIE), app[SETTINGS])
     request[_STAFF_KEY] = found
     return found
 
@@ -39,7 +37,7 @@ def same_origin(request: web.Request, origin: str | None) -> bool:
     """True when ``origin`` is this server as the browser sees it."""
     if not origin:
         return False
-    public = request.app[CTX].settings.public_url
+    public = request.app[SETTINGS].public_url
     if public:
         want = urlsplit(public)
         return origin.rstrip("/") == f"{want.scheme}://{want.netloc}"

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import secrets
 
+from aiohttp import web
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,6 +23,7 @@ __all__ = [
     "end_session",
     "end_sessions_of",
     "lookup_session",
+    "set_session_cookie",
 ]
 
 COOKIE = "klasblik_session"
@@ -88,3 +90,16 @@ async def end_sessions_of(sm: async_sessionmaker[AsyncSession], staff_id: int) -
 
 def csrf_ok(row: WebSession, presented: str | None) -> bool:
     return bool(presented) and hmac.compare_digest(row.csrf_token, presented or "")
+
+
+def set_session_cookie(resp: web.StreamResponse, token: str, settings: Settings) -> None:
+    """Give the browser its session token: HttpOnly, Secure behind https, SameSite=Lax."""
+    resp.set_cookie(
+        COOKIE,
+        token,
+        max_age=settings.session_lifetime_s,
+        httponly=True,
+        secure=settings.effective_public_url.startswith("https:"),
+        samesite="Lax",
+        path="/",
+    )

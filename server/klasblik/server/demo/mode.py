@@ -14,7 +14,8 @@ import io
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -23,10 +24,10 @@ from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy import select
 
 from klasblik import protocol as p
-from klasblik.server.keys import CTX
+from klasblik.server.keys import DB, DEMO, NOTICES, SETTINGS
 from klasblik.server.storage.models import Location, School, SchoolClass, Staff, Student
 
-__all__ = ["DEMO_TEACHER", "DemoAgent", "demo_ctx", "seed_demo", "start_demo_agents"]
+__all__ = ["DEMO_TEACHER", "DemoAgent", "DemoState", "demo_ctx", "seed_demo", "start_demo_agents"]
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +78,9 @@ ACTIVITIES = [
 ]
 
 
-async def seed_demo(ctx: Any, students: int) -> str:
+async def seed_demo(app: web.Application, students: int) -> str:
     """Create the demo school, classes, teacher and students once; return the teacher."""
-    async with ctx.sm() as session, session.begin():
+    async with app[DB]() as session, session.begin():
         school = await session.scalar(select(School).where(School.brin == "99XX"))
         if school is not None:
             return DEMO_TEACHER
@@ -118,6 +119,21 @@ async def seed_demo(ctx: Any, students: int) -> str:
             session.add(st)
         session.add_all([first_class, second_class])
     return DEMO_TEACHER
+
+
+@dataclass
+class DemoState:
+    """Demo mode's teacher and simulated agents, owned by the app (``keys.DEMO``)."""
+
+    teacher: str
+    agents: list[DemoAgent] = field(default_factory=list)
+    stop: Callable[[], Awaitable[None]] | None = None
+
+    async def close(self) -> None:
+        """Stop the simulated agents (once; later calls do nothing)."""
+        stop, self.stop = self.stop, None
+        if stop is not None:
+            await stop()
 
 
 class DemoAgent:
@@ -260,6 +276,9 @@ class DemoAgent:
         )
         return p.encode_frame(header, data)
 
+    def stopping(self) -> bool:
+        return self.stopped
+
     async def run(self, session: aiohttp.ClientSession) -> None:
         backoff = 0.5
         while not self.stopped:
@@ -271,7 +290,7 @@ class DemoAgent:
                     await self._converse(ws)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 log.debug("demo agent %s: %s", self.account, exc)
-            if self.stopped:
+            if self.stopping():
                 return
             await asyncio.sleep(backoff * (0.5 + self.rng.random()))
             backoff = min(backoff * 2, 10)
@@ -353,8 +372,8 @@ class DemoAgent:
 
 async def start_demo_agents(app: web.Application, agent_url: str) -> list[DemoAgent]:
     """Start one simulated agent per demo student except one, left offline on purpose."""
-    ctx = app[CTX]
-    async with ctx.sm() as session:
+
+    async with app[DB]() as session:
         accounts = list(
             await session.scalars(
                 select(Student.username)
@@ -365,7 +384,7 @@ async def start_demo_agents(app: web.Application, agent_url: str) -> list[DemoAg
     agents = []
     for i, account in enumerate(accounts[:-1]):  # the last student stays offline
         behaviour = "idle" if i % 11 == 5 else "locked" if i == 7 else "active"
-        agents.append(DemoAgent(agent_url, ctx.settings.enrollment_token, account, i, behaviour))
+        agents.append(DemoAgent(agent_url, app[SETTINGS].enrollment_token, account, i, behaviour))
     http = aiohttp.ClientSession()
     tasks = [asyncio.create_task(a.run(http), name=f"demo agent {a.account}") for a in agents]
 
@@ -377,20 +396,18 @@ async def start_demo_agents(app: web.Application, agent_url: str) -> list[DemoAg
         await asyncio.gather(*tasks, return_exceptions=True)
         await http.close()
 
-    ctx.extras["demo_stop"] = stop
-    ctx.extras["demo_agents"] = agents
+    app[DEMO].agents = agents
+    app[DEMO].stop = stop
     log.info("demo: %d simulated agents started, 1 student left offline", len(agents))
     return agents
 
 
 async def demo_ctx(app: web.Application) -> AsyncIterator[None]:
     """Seed the demo data at start; stop the simulated agents at the end."""
-    ctx = app[CTX]
-    ctx.extras["demo_teacher"] = await seed_demo(ctx, ctx.settings.demo_students)
-    ctx.extras.setdefault("notices", []).append(
-        {"kind": "demo", "text": "Demo mode: simulated students, no real screens."}
-    )
-    yield
-    stop = ctx.extras.pop("demo_stop", None)
-    if stop is not None:
-        await stop()
+
+    app[DEMO] = DemoState(teacher=await seed_demo(app, app[SETTINGS].demo_students))
+    app[NOTICES].append({"kind": "demo", "text": "Demo mode: simulated students, no real screens."})
+    try:
+        yield
+    finally:
+        await app[DEMO].close()

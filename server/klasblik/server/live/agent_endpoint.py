@@ -12,13 +12,12 @@ from aiohttp import WSMsgType, web
 
 from klasblik import protocol as p
 from klasblik.server.access import audit
-from klasblik.server.access.rules import agent_student
 from klasblik.server.errors import AccessDenied
-from klasblik.server.keys import CTX, AppContext
+from klasblik.server.keys import AGENT_SOCKETS, DB, HUB, LAST_SEEN, SETTINGS, STUDENTS
 from klasblik.server.live.hub import AgentConn
 from klasblik.server.live.outbox import Outbox
 from klasblik.server.locations.policy import home_of, locate
-from klasblik.server.storage.models import Student, utcnow
+from klasblik.server.net import client_ip
 
 __all__ = ["agent_ws"]
 
@@ -51,30 +50,28 @@ async def _send_error(ws: web.WebSocketResponse, exc: p.ProtocolError) -> None:
 
 
 async def agent_ws(request: web.Request) -> web.WebSocketResponse:
-    ctx: AppContext = request.app[CTX]
-    location_id = locate(request.app, ctx.client_ip(request))
     app = request.app
-    s = ctx.settings
+    ip = client_ip(request)
+    location_id = locate(app, ip)
+    s = app[SETTINGS]
     ws = web.WebSocketResponse(
         max_msg_size=2 * s.max_frame_bytes, autoping=True, heartbeat=None, compress=False
     )
     await ws.prepare(request)
-    ip = ctx.client_ip(request)
-    ctx.agent_ws.add(ws)
+    app[AGENT_SOCKETS].add(ws)
     try:
-        return await _serve(ctx, ws, ip, location_id, app)
+        return await _serve(app, ws, ip, location_id)
     finally:
-        ctx.agent_ws.discard(ws)
+        app[AGENT_SOCKETS].discard(ws)
 
 
 async def _serve(
-    ctx: AppContext,
+    app: web.Application,
     ws: web.WebSocketResponse,
     ip: str,
-    location_id: int | None = None,
-    app: web.Application | None = None,
+    location_id: int | None,
 ) -> web.WebSocketResponse:
-    s = ctx.settings
+    s = app[SETTINGS]
     try:
         msg = await ws.receive(timeout=s.auth_timeout_s)
     except TimeoutError:
@@ -98,15 +95,13 @@ async def _serve(
             f"protocol {hello['protocol']} not supported; this server speaks {p.PROTOCOL_VERSION}",
         )
     if not hmac.compare_digest(hello["token"].encode(), s.enrollment_token.encode()):
-        await _audit_refusal(ctx, hello["account"], "wrong enrollment token", ip)
+        await _audit_refusal(app, hello["account"], "wrong enrollment token", ip)
         return await _refuse(ws, p.ErrorCode.AUTH_FAILED, "enrollment token not accepted")
     try:
-        if ctx.students is not None:  # batched with the other agents saying hello now
-            student = await ctx.students.student(hello["account"])
-        else:
-            student = await agent_student(ctx.sm, hello["account"])
+        # batched with the other agents saying hello now
+        student = await app[STUDENTS].student(hello["account"])
     except AccessDenied as exc:
-        await _audit_refusal(ctx, hello["account"], exc.message, ip)
+        await _audit_refusal(app, hello["account"], exc.message, ip)
         return await _refuse(ws, exc.code, exc.message)
 
     conn = AgentConn(
@@ -117,9 +112,7 @@ async def _serve(
         ip=ip,
         device_kind=hello["device"]["kind"],
         location_id=location_id,
-        home_location_id=(
-            home_of(app, student.school_id, student.location_id) if app else student.location_id
-        ),
+        home_location_id=home_of(app, student.school_id, student.location_id),
     )
     conn.outbox.start()
     conn.outbox.put(
@@ -135,24 +128,24 @@ async def _serve(
             "server_agent",
         )
     )
-    await _remember(ctx, student.id, ip)
-    old = ctx.hub.attach_agent(conn)
+    _remember(app, student.id, ip)
+    old = app[HUB].attach_agent(conn)
     if old is not None:
-        ctx.hub.tasks.spawn(_close_replaced(old), f"close replaced agent of {student.id}")
+        app[HUB].tasks.spawn(_close_replaced(old), f"close replaced agent of {student.id}")
     log.info("agent of student %s connected from %s (%s)", student.id, ip, conn.device_kind)
     try:
-        await _loop(ctx, ws, conn)
+        await _loop(app, ws, conn)
     finally:
-        ctx.hub.detach_agent(conn)
+        app[HUB].detach_agent(conn)
         await conn.outbox.close()
-        await _remember(ctx, student.id, ip)
+        _remember(app, student.id, ip)
         log.info("agent of student %s disconnected", student.id)
     return ws
 
 
-async def _loop(ctx: AppContext, ws: web.WebSocketResponse, conn: AgentConn) -> None:
-    s = ctx.settings
-    hub = ctx.hub
+async def _loop(app: web.Application, ws: web.WebSocketResponse, conn: AgentConn) -> None:
+    s = app[SETTINGS]
+    hub = app[HUB]
     while True:
         # no timer per message: silence.py closes agents silent for three heartbeats
         msg = await ws.receive()
@@ -200,23 +193,14 @@ async def _close_replaced(old: AgentConn) -> None:
         pass
 
 
-async def _remember(ctx: AppContext, student_id: int, ip: str) -> None:
-    """Keep the student's last IP address and last-seen time (DESIGN: both are held)."""
-    if ctx.last_seen is not None:  # batched: a connection storm costs a few transactions
-        ctx.last_seen.note(student_id, ip)
-        return
-    try:
-        async with ctx.sm() as session, session.begin():
-            student = await session.get(Student, student_id)
-            if student is not None:
-                student.last_ip = ip
-                student.last_seen = utcnow()
-    except Exception:  # a database hiccup must not drop a live agent
-        log.exception("could not record last-seen of student %s", student_id)
+def _remember(app: web.Application, student_id: int, ip: str) -> None:
+    """Keep the student's last IP address and last-seen time (DESIGN: both are held),
+    batched: a connection storm costs a few transactions."""
+    app[LAST_SEEN].note(student_id, ip)
 
 
-async def _audit_refusal(ctx: AppContext, account: str, why: str, ip: str) -> None:
+async def _audit_refusal(app: web.Application, account: str, why: str, ip: str) -> None:
     try:
-        await audit.record(ctx.sm, account, audit.Actions.AGENT_REFUSED, "agent", why, ip)
+        await audit.record(app[DB], account, audit.Actions.AGENT_REFUSED, "agent", why, ip)
     except Exception:
         log.exception("could not audit-log a refused agent")

@@ -19,10 +19,11 @@ from klasblik.server.access import audit
 from klasblik.server.access.rules import authorize_class, authorize_student
 from klasblik.server.auth.identity import check_origin, require_staff
 from klasblik.server.errors import AccessDenied, ApiError
-from klasblik.server.keys import CTX, AppContext
+from klasblik.server.keys import DB, HUB, SETTINGS, STORE
 from klasblik.server.live.hub import Viewer
 from klasblik.server.live.outbox import Outbox
-from klasblik.server.locations.policy import home_of, locate, policy_of
+from klasblik.server.locations.policy import LocationPolicy, home_of, locate, policy_of
+from klasblik.server.net import client_ip
 from klasblik.server.storage.blobs.base import BlobStoreError, student_prefix, thumbnail_name
 
 __all__ = ["dashboard_ws"]
@@ -31,26 +32,25 @@ log = logging.getLogger(__name__)
 
 
 async def dashboard_ws(request: web.Request) -> web.WebSocketResponse:
-    ctx: AppContext = request.app[CTX]
+    app = request.app
     _session, staff = await require_staff(request)
     check_origin(request)
     ws = web.WebSocketResponse(max_msg_size=p.MAX_TEXT_BYTES, heartbeat=30, compress=False)
     await ws.prepare(request)
-    ip = ctx.client_ip(request)
+    ip = client_ip(request)
     viewer = Viewer(
         staff_id=staff.id,
         staff_name=staff.name,
         ws=ws,
-        outbox=Outbox(ws, maxsize=ctx.settings.viewer_queue_frames),
+        outbox=Outbox(ws, maxsize=app[SETTINGS].viewer_queue_frames),
         ip=ip,
         location_id=locate(request.app, ip),
         home_location_id=home_of(request.app, staff.school_id, staff.location_id),
     )
-    viewer.outbox.on_overflow = lambda: ctx.hub.viewer_too_slow(viewer)
+    viewer.outbox.on_overflow = lambda: app[HUB].viewer_too_slow(viewer)
     viewer.outbox.start()
-    ctx.hub.add_viewer(viewer)
-    handler = _Commands(ctx, viewer, staff.username)
-    handler.policy = policy_of(request.app)
+    app[HUB].add_viewer(viewer)
+    handler = _Commands(app, viewer, staff.username)
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -67,24 +67,26 @@ async def dashboard_ws(request: web.Request) -> web.WebSocketResponse:
                 )
     finally:
         await handler.end_all()
-        ctx.hub.remove_viewer(viewer)
+        app[HUB].remove_viewer(viewer)
         await viewer.outbox.close()
     return ws
 
 
 class _Commands:
-    def __init__(self, ctx: AppContext, viewer: Viewer, username: str) -> None:
-        self.ctx = ctx
+    def __init__(self, app: web.Application, viewer: Viewer, username: str) -> None:
+        self.app = app
         self.viewer = viewer
         self.username = username
-        self.policy: Any = None
+        self.policy: LocationPolicy | None = policy_of(app)
 
     async def _check_location(self, subject: str) -> None:
         """Refuse (``elsewhere``, ``outside_lesson_hours``) a teacher who may not view
         from where they are now; audit-logged like every refusal."""
-        if self.policy is None:
-            return
         try:
+            if self.policy is None:  # fail closed: no rule installed, nothing is shown
+                raise AccessDenied(
+                    p.ErrorCode.ELSEWHERE, "no location rule is installed: nothing can be viewed"
+                )
             self.policy.check_viewer(
                 self.viewer.location_id, self.viewer.home_location_id, self.viewer.ip
             )
@@ -110,7 +112,7 @@ class _Commands:
 
     async def _audit(self, action: str, subject: str, detail: str = "") -> None:
         try:
-            await audit.record(self.ctx.sm, self.username, action, subject, detail, self.viewer.ip)
+            await audit.record(self.app[DB], self.username, action, subject, detail, self.viewer.ip)
         except Exception as exc:
             log.exception("audit write failed")
             raise ApiError(
@@ -124,13 +126,13 @@ class _Commands:
         class_id = msg["class_id"]
         await self._check_location(f"class:{class_id}")
         try:
-            cls = await authorize_class(self.ctx.sm, self.viewer.staff_id, class_id)
+            cls = await authorize_class(self.app[DB], self.viewer.staff_id, class_id)
         except AccessDenied as exc:
             await self._audit(audit.Actions.VIEW_REFUSED, f"class:{class_id}", exc.message)
             raise
         if class_id not in self.viewer.classes:
             await self._audit(audit.Actions.VIEW_GRID_START, f"class:{class_id}", cls.name)
-        hub = self.ctx.hub
+        hub = self.app[HUB]
         if hub.cluster is not None:  # agents held by other instances
             await hub.cluster.load_presence([st.id for st in cls.students])
         hub.subscribe(self.viewer, class_id, [st.id for st in cls.students])
@@ -150,12 +152,12 @@ class _Commands:
         return {
             "class": {"id": cls.id, "name": cls.name},
             "students": students,
-            "grid": {"interval_ms": self.ctx.settings.grid_interval_ms},
+            "grid": {"interval_ms": self.app[SETTINGS].grid_interval_ms},
         }
 
     async def _has_thumbnail(self, student_id: int) -> bool:
         try:
-            async for info in self.ctx.store.list(student_prefix(student_id)):
+            async for info in self.app[STORE].list(student_prefix(student_id)):
                 if info.name == thumbnail_name(student_id):
                     return True
         except BlobStoreError:
@@ -165,7 +167,7 @@ class _Commands:
     async def cmd_unsubscribe(self, msg: dict[str, Any]) -> dict[str, Any]:
         class_id = msg["class_id"]
         if class_id in self.viewer.classes:
-            self.ctx.hub.unsubscribe(self.viewer, class_id)
+            self.app[HUB].unsubscribe(self.viewer, class_id)
             await self._audit(audit.Actions.VIEW_GRID_END, f"class:{class_id}")
         return {}
 
@@ -175,7 +177,7 @@ class _Commands:
             raise AccessDenied(p.ErrorCode.FORBIDDEN, "subscribe to the student's class first")
         await self._check_location(f"student:{sid}")
         try:
-            student = await authorize_student(self.ctx.sm, self.viewer.staff_id, sid)
+            student = await authorize_student(self.app[DB], self.viewer.staff_id, sid)
         except AccessDenied as exc:
             await self._audit(audit.Actions.VIEW_REFUSED, f"student:{sid}", exc.message)
             raise
@@ -183,21 +185,21 @@ class _Commands:
             await self._audit(
                 audit.Actions.VIEW_FOCUS_START, f"student:{sid}", student.display_name
             )
-        self.ctx.hub.set_focus(self.viewer, sid, True)
-        conn = self.ctx.hub.agents.get(sid)
+        self.app[HUB].set_focus(self.viewer, sid, True)
+        conn = self.app[HUB].agents.get(sid)
         return {
             "student": {
                 "id": sid,
                 "display_name": student.display_name,
-                "state": self.ctx.hub.status(sid, student.last_seen, self.viewer),
-                "tabs": conn.tabs if conn and not self.ctx.hub.blocked(self.viewer, conn) else [],
+                "state": self.app[HUB].status(sid, student.last_seen, self.viewer),
+                "tabs": conn.tabs if conn and not self.app[HUB].blocked(self.viewer, conn) else [],
             }
         }
 
     async def cmd_unfocus(self, msg: dict[str, Any]) -> dict[str, Any]:
         sid = msg["student_id"]
         if sid in self.viewer.focus:
-            self.ctx.hub.set_focus(self.viewer, sid, False)
+            self.app[HUB].set_focus(self.viewer, sid, False)
             await self._audit(audit.Actions.VIEW_FOCUS_END, f"student:{sid}")
         return {}
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from klasblik import protocol as p
+from klasblik.server.keys import HUB, SETTINGS
 from klasblik.server.live.hub import AgentConn, Hub
 from klasblik.server.tasks import TaskOwner, cancel_and_wait
 
@@ -41,10 +42,8 @@ async def _close(conn: AgentConn, silence_s: float) -> None:
 
 
 async def silence_ctx(app: web.Application) -> AsyncIterator[None]:
-    from klasblik.server.keys import CTX
 
-    ctx = app[CTX]
-    silence_s = 3 * ctx.settings.heartbeat_s
+    silence_s = 3 * app[SETTINGS].heartbeat_s
 
     closing: weakref.WeakSet[AgentConn] = weakref.WeakSet()
     closers = TaskOwner("silence sweep")
@@ -52,7 +51,7 @@ async def silence_ctx(app: web.Application) -> AsyncIterator[None]:
     async def run() -> None:
         while True:
             await asyncio.sleep(max(0.05, silence_s / 6))
-            for conn in sweep(ctx.hub, silence_s):
+            for conn in sweep(app[HUB], silence_s):
                 if conn not in closing:
                     closing.add(conn)
                     closers.spawn(_close(conn, silence_s), f"close silent agent {conn.student_id}")

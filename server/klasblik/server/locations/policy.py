@@ -20,19 +20,17 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from aiohttp import web
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
-from klasblik.protocol import ErrorCode
 from klasblik.server.access import audit
 from klasblik.server.errors import AccessDenied
-from klasblik.server.live.hub import AgentConn, Hub, Viewer
+from klasblik.server.keys import DB, HUB, LOCATIONS, SETTINGS
 from klasblik.server.locations.lessonhours import (
     LessonHours,
     LessonHoursError,
@@ -40,21 +38,28 @@ from klasblik.server.locations.lessonhours import (
     parse_timezone,
 )
 from klasblik.server.locations.resolver import LocationResolver, parse_location_networks
-from klasblik.server.net import Network
+from klasblik.server.locations.rule import (
+    ELSEWHERE,
+    OUTSIDE,
+    LocationInfo,
+    Placed,
+    RemoteInfo,
+    governing,
+    iso,
+    verdict,
+)
 from klasblik.server.storage.models import Location, RemoteMode, utcnow
 from klasblik.server.tasks import cancel_and_wait
 
 __all__ = [
-    "LOCATIONS",
+    "Connections",
     "LocationInfo",
     "LocationPolicy",
     "LocationResolver",
     "RemoteInfo",
-    "check_thumbnail_location",
     "home_of",
     "iso",
     "locate",
-    "location_notices",
     "locations_ctx",
     "parse_location_networks",
     "policy_of",
@@ -62,37 +67,23 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ELSEWHERE = ErrorCode.ELSEWHERE
-OUTSIDE = ErrorCode.OUTSIDE_LESSON_HOURS
+
+class _Located(Protocol):
+    ip: str
+    location_id: int | None
 
 
-def iso(ts: dt.datetime) -> str:
-    return ts.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+class Connections(Protocol):
+    """What the policy needs of the hub: the connections to re-locate, and a way to make
+    it apply the rule again."""
 
+    @property
+    def agents(self) -> Mapping[int, _Located]: ...
 
-@dataclass(frozen=True)
-class LocationInfo:
-    id: int
-    school_id: int
-    school_name: str
-    name: str
-    code: str
-    networks: tuple[Network, ...]
-    hours: LessonHours | None
-    timezone: str
+    @property
+    def viewers(self) -> Iterable[_Located]: ...
 
-
-@dataclass(frozen=True)
-class RemoteInfo:
-    id: int
-    location_id: int
-    started_at: dt.datetime
-    until: dt.datetime
-    reason: str
-    started_by: str
-
-    def active(self, now: dt.datetime) -> bool:
-        return self.started_at <= now < self.until
+    def reevaluate(self) -> None: ...
 
 
 class LocationPolicy:
@@ -101,7 +92,7 @@ class LocationPolicy:
     def __init__(
         self,
         sm: async_sessionmaker[AsyncSession],
-        hub: Hub,
+        hub: Connections,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.sm = sm
@@ -266,28 +257,23 @@ class LocationPolicy:
         now: dt.datetime,
     ) -> int | None:
         """The location whose rules allow this pair, or None (elsewhere)."""
-        if viewer_loc is not None and viewer_loc == device_loc:
-            return viewer_loc
-        for loc in (viewer_home, viewer_loc):
-            if loc is not None and loc in (device_home, device_loc) and self.remote_on(loc, now):
-                return loc
-        return None
+        return governing(
+            viewer_loc,
+            viewer_home,
+            device_loc,
+            device_home,
+            lambda loc: bool(self.remote_on(loc, now)),
+        )
 
-    def gate(self, viewer: Viewer, conn: AgentConn) -> str | None:
+    def gate(self, viewer: Placed, conn: Placed) -> str | None:
         """None when this viewer may see this device now, else why not (a protocol code)."""
         now = self.clock()
-        loc = self.governing(
-            viewer.location_id,
-            viewer.home_location_id,
-            conn.location_id,
-            conn.home_location_id,
-            now,
+        return verdict(
+            viewer,
+            conn,
+            lambda loc: bool(self.remote_on(loc, now)),
+            lambda loc: self._open(loc, now),
         )
-        if loc is None:
-            return ELSEWHERE
-        if not self._open(loc, now):
-            return OUTSIDE
-        return None
 
     def viewer_locations(self, location_id: int | None, home_id: int | None) -> list[int]:
         """Locations under whose rules a teacher here may view anything now."""
@@ -355,9 +341,6 @@ class LocationPolicy:
         return when.astimezone(zone).strftime("%Y-%m-%d %H:%M") + f" ({zone.key})"
 
 
-LOCATIONS: web.AppKey[LocationPolicy] = web.AppKey("klasblik.locations", LocationPolicy)
-
-
 def policy_of(app: web.Application) -> LocationPolicy | None:
     return app.get(LOCATIONS)
 
@@ -387,62 +370,16 @@ async def _ticker(policy: LocationPolicy, interval: float) -> None:
 
 async def locations_ctx(app: web.Application) -> AsyncIterator[None]:
     """Load the locations, install the rule in the hub, re-check it every minute."""
-    from klasblik.server.keys import CTX
 
-    ctx = app[CTX]
-    policy = LocationPolicy(ctx.sm, ctx.hub)
+    policy = LocationPolicy(app[DB], app[HUB])
     await policy.reload()
-    ctx.hub.gate = policy.gate
+    app[HUB].gate = policy.gate
     app[LOCATIONS] = policy
-    task = asyncio.create_task(_ticker(policy, ctx.settings.location_check_interval_s))
+    task = asyncio.create_task(
+        _ticker(policy, app[SETTINGS].location_check_interval_s), name="location ticker"
+    )
     try:
         yield
     finally:
         await cancel_and_wait(task)
-        ctx.hub.gate = None
-
-
-def location_notices(request: web.Request, staff: Any) -> list[dict[str, Any]]:
-    """The location banners for this teacher's dashboard pages (remote-lesson mode on and
-    until when; not on-site; outside lesson hours)."""
-    from klasblik.server.keys import CTX
-
-    policy = policy_of(request.app)
-    if policy is None:
-        return []
-    ip = request.app[CTX].client_ip(request)
-    return policy.notices(policy.resolve(ip), policy.home(staff.school_id, staff.location_id), ip)
-
-
-async def check_thumbnail_location(request: web.Request, staff: Any, student_id: int) -> None:
-    """The stored thumbnail follows the live rule: refused to a teacher who may not view
-    from here; while the student's device is online, refused where the live view would be;
-    while it is offline, a teacher off-site sees it only under remote-lesson mode that
-    covers the student's home location."""
-    from klasblik.server.keys import CTX
-    from klasblik.server.storage.models import Student
-
-    policy = policy_of(request.app)
-    if policy is None:
-        return
-    ctx = request.app[CTX]
-    ip = ctx.client_ip(request)
-    here = policy.resolve(ip)
-    staff_home = policy.home(staff.school_id, staff.location_id)
-    policy.check_viewer(here, staff_home, ip)
-    conn = ctx.hub.agents.get(student_id)
-    if conn is not None:
-        probe = Viewer(staff.id, staff.name, None, None, ip, here, staff_home)  # type: ignore[arg-type]
-        why = policy.gate(probe, conn)
-        if why:
-            raise AccessDenied(why, "this student's device is not where you may view it now")
-        return
-    if here is not None:
-        return
-    async with ctx.sm() as session:
-        student = await session.get(Student, student_id)
-    home = policy.home(student.school_id, student.location_id) if student is not None else None
-    if policy.governing(None, staff_home, None, home, policy.clock()) is None:
-        raise AccessDenied(
-            ELSEWHERE, "remote-lesson mode of your location does not cover this student"
-        )
+        app[HUB].gate = None

@@ -25,7 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from klasblik.server.access import audit
-from klasblik.server.keys import CTX
+from klasblik.server.keys import DB, ENGINE, LATEST, RETENTION_JOBS, SETTINGS, STORE
 from klasblik.server.retention.joblock import job_lock
 from klasblik.server.retention.purge import Clock, PurgeReport, purge, sweep
 from klasblik.server.settings import Settings
@@ -147,13 +147,13 @@ def _guarded(name: str, tasks: set[asyncio.Task[Any]], fn: Any) -> Any:
 
 async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: start the scheduler after the resources exist; stop it before they go."""
-    ctx = app[CTX]
-    settings = ctx.settings
+
+    settings = app[SETTINGS]
     if not settings.jobs:
         yield
         return
-    runner = JobRunner(ctx.engine, ctx.sm, ctx.store, settings, latest=ctx.latest)
-    ctx.extras["jobs"] = runner
+    runner = JobRunner(app[ENGINE], app[DB], app[STORE], settings, latest=app[LATEST])
+    app[RETENTION_JOBS] = runner
     tasks: set[asyncio.Task[Any]] = set()
     tz = zoneinfo.ZoneInfo(settings.timezone)
     hh, mm = (int(x) for x in settings.purge_time.split(":"))

@@ -52,16 +52,22 @@ def run_roster_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sync(settings: Settings) -> int:
-    from klasblik.server.auth.m365.client import M365Error
+    from klasblik.server.auth.m365.client import M365Client, M365Error
     from klasblik.server.roster.graph import GraphError
-    from klasblik.server.roster.jobs import run_sync
+    from klasblik.server.roster.jobs import graph_for, require_tenant, run_sync
     from klasblik.server.roster.sync import SyncBusy, SyncSummary
 
     def progress(message: str) -> None:
         print(f"roster sync: {message}", flush=True)
 
     async def job(sm: Any) -> SyncSummary:
-        return await run_sync(settings, sm, None, progress)
+        require_tenant(settings)
+        m365 = M365Client(settings)
+        try:
+            async with graph_for(settings, m365) as graph:
+                return await run_sync(sm, graph, None, progress)
+        finally:
+            m365.close()
 
     try:
         summary = asyncio.run(_with_db(settings, job))

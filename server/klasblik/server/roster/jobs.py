@@ -4,6 +4,7 @@ time by taking access away from staff who lost it."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -13,50 +14,51 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from klasblik.server.access.revocation import recheck_viewers, revoke_lost_access
 from klasblik.server.auth.m365.client import M365Client
-from klasblik.server.keys import CTX
+from klasblik.server.keys import DB, HUB, M365, ROSTER_JOBS
 from klasblik.server.live.hub import Hub
 from klasblik.server.roster.graph import GraphClient
+from klasblik.server.roster.revocation import recheck_viewers, revoke_lost_access
 from klasblik.server.roster.sync import Progress, SyncBusy, SyncSummary, sync_roster
 from klasblik.server.settings import Settings
 
-__all__ = ["ACCESS_JOB", "SCHEDULER", "SYNC_JOB", "graph_client_for", "roster_jobs_ctx", "run_sync"]
+__all__ = ["ACCESS_JOB", "SYNC_JOB", "graph_for", "require_tenant", "roster_jobs_ctx", "run_sync"]
 
 log = logging.getLogger(__name__)
 
 SYNC_JOB = "roster.sync"
 ACCESS_JOB = "roster.access_check"
-#: Where ``AppContext.extras`` keeps this module's scheduler (its jobs only).
-SCHEDULER = "roster_scheduler"
 
 
-def graph_client_for(settings: Settings) -> GraphClient:
-    """A Graph client authenticated as the app (msal client credentials)."""
+@contextlib.asynccontextmanager
+async def graph_for(settings: Settings, m365: M365Client) -> AsyncIterator[GraphClient]:
+    """A Graph client on the app token of ``m365`` (msal client credentials, cached by
+    msal), closed when the block ends. The server passes its one client (``keys.M365``);
+    the CLI the one it opened for its run."""
+    graph = GraphClient(settings.graph_url, m365.graph_token, ca_file=settings.m365_ca_file)
+    try:
+        yield graph
+    finally:
+        await graph.close()
+
+
+def require_tenant(settings: Settings) -> None:
     if not settings.m365_tenant_id:
         raise ValueError(
             "m365_tenant_id is not set: roster sync from Microsoft 365 needs the app "
             "registration (docs/microsoft365.md)"
         )
-    m365 = M365Client(settings)
-    return GraphClient(settings.graph_url, m365.graph_token, ca_file=settings.m365_ca_file)
 
 
 async def run_sync(
-    settings: Settings,
     sm: async_sessionmaker[AsyncSession],
+    graph: GraphClient,
     hub: Hub | None = None,
     progress: Progress = lambda _m: None,
-    graph: GraphClient | None = None,
 ) -> SyncSummary:
     """One sync, then access follows it: sessions and views of staff who lost access end,
     and open views are checked again."""
-    client = graph or graph_client_for(settings)
-    try:
-        summary = await sync_roster(sm, client, progress)
-    finally:
-        if graph is None:
-            await client.close()
+    summary = await sync_roster(sm, graph, progress)
     closed = await revoke_lost_access(sm, hub, summary.lost_access)
     if hub is not None:
         closed += await recheck_viewers(sm, hub)
@@ -80,12 +82,13 @@ def roster_jobs_ctx(
     """A cleanup_ctx generator that runs the scheduled sync and the access check."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        state = app[CTX]
+
         scheduler = AsyncIOScheduler(timezone=dt.UTC)
 
         async def sync_job() -> None:
             try:
-                summary = await run_sync(settings, state.sm, state.hub, log.info)
+                async with graph_for(settings, app[M365]) as graph:
+                    summary = await run_sync(app[DB], graph, app[HUB], log.info)
                 log.info("roster sync done: %s", summary.text())
                 await _reload_locations(app)
             except SyncBusy as exc:
@@ -94,10 +97,10 @@ def roster_jobs_ctx(
                 log.exception("roster sync failed; the roster is unchanged")
 
         async def access_job() -> None:
-            if not state.hub.viewers:
+            if not app[HUB].viewers:
                 return
             try:
-                await recheck_viewers(state.sm, state.hub)
+                await recheck_viewers(app[DB], app[HUB])
             except Exception:
                 log.exception("access check of open dashboard views failed")
 
@@ -121,11 +124,11 @@ def roster_jobs_ctx(
             coalesce=True,
         )
         scheduler.start()
-        state.extras[SCHEDULER] = scheduler
+        app[ROSTER_JOBS] = scheduler
         try:
             yield
         finally:
-            state.extras.pop(SCHEDULER, None)
+            del app[ROSTER_JOBS]
             scheduler.shutdown(wait=False)
 
     return ctx

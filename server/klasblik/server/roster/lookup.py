@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik.server.access.rules import agent_student
 from klasblik.server.storage.models import Student
+from klasblik.server.tasks import cancel_and_wait
 
 __all__ = ["StudentLookup"]
 
@@ -66,3 +67,11 @@ class StudentLookup:
                 for fut in futs:
                     if not fut.done():
                         fut.set_result(found.get(name))
+
+    async def close(self) -> None:
+        """Stop the batch task (at shutdown); hellos still waiting get ``CancelledError``."""
+        await cancel_and_wait(self._task)
+        for futs in self._waiting.values():
+            for fut in futs:
+                fut.cancel()
+        self._waiting.clear()

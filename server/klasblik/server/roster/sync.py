@@ -382,15 +382,17 @@ async def sync_roster(
     summary = SyncSummary()
     async with sm() as s:
         state = {r.key: r.value for r in await s.scalars(select(SyncState))}
-        known = set(
-            (
+        known = {
+            m365_id
+            for m365_id in (
                 await s.execute(select(SchoolClass.m365_id).where(SchoolClass.m365_id.is_not(None)))
             ).scalars()
-        )
+            if m365_id is not None
+        }
     snap = await _fetch(graph, state, known, progress)
     progress("writing the roster")
     async with sm() as s, s.begin():
-        if s.bind.dialect.name == "postgresql":
+        if s.get_bind().dialect.name == "postgresql":
             got = await s.scalar(text(f"SELECT pg_try_advisory_xact_lock({_SYNC_LOCK})"))
             if not got:
                 raise SyncBusy("another instance is syncing the roster now")

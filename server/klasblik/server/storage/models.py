@@ -71,7 +71,8 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=dt.UTC)
+        stored: dt.datetime = value
+        return stored.replace(tzinfo=dt.UTC)
 
 
 class Base(DeclarativeBase):

@@ -19,17 +19,18 @@ from sqlalchemy.orm import selectinload
 from klasblik.server.access import audit
 from klasblik.server.auth.identity import check_csrf, current_staff, require_staff
 from klasblik.server.errors import ApiError
-from klasblik.server.keys import CTX, AppContext
+from klasblik.server.keys import DASHBOARD_FILES, DB, LOCATIONS, SETTINGS
 from klasblik.server.locations.lessonhours import (
     LessonHoursError,
     parse_lesson_hours,
     parse_timezone,
 )
 from klasblik.server.locations.letters import LANGUAGES, RemoteModeLetter, render_remote_mode_letter
-from klasblik.server.locations.policy import LOCATIONS, LocationPolicy, iso, parse_location_networks
+from klasblik.server.locations.policy import LocationPolicy, iso, parse_location_networks
+from klasblik.server.net import client_ip
 from klasblik.server.storage.models import Location, RemoteMode, School, Staff, WebSession
 
-__all__ = ["setup_admin_routes"]
+__all__ = ["setup_location_admin_routes"]
 
 MAX_REASON = 500
 
@@ -83,12 +84,12 @@ def _location_json(loc: Location, policy: LocationPolicy) -> dict[str, Any]:
     }
 
 
-async def _location(ctx: AppContext, staff: Staff, location_id: str) -> Location:
+async def _location(app: web.Application, staff: Staff, location_id: str) -> Location:
     try:
         lid = int(location_id)
     except ValueError:
         raise ApiError("invalid_format", "location id must be a number") from None
-    async with ctx.sm() as session:
+    async with app[DB]() as session:
         loc = await session.get(Location, lid, options=[selectinload(Location.school)])
     if loc is None or loc.school_id != staff.school_id:
         raise ApiError("not_found", f"location {lid} does not exist at your school", 404)
@@ -104,7 +105,7 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther("/signin")
     if not found[1].is_admin or not found[1].active:
         raise ApiError("forbidden", "this page is for IT admins", 403)
-    path = request.app[CTX].dashboard_dir / "admin-locations.html"
+    path = request.app[DASHBOARD_FILES] / "admin-locations.html"
     if not path.is_file():
         raise ApiError("not_found", "dashboard file admin-locations.html is missing", 404)
     return web.FileResponse(path, headers={"Cache-Control": "no-store"})
@@ -112,9 +113,9 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
 
 async def list_locations(request: web.Request) -> web.Response:
     _session, staff = await _admin(request)
-    ctx = request.app[CTX]
+    app = request.app
     policy = _policy(request)
-    async with ctx.sm() as session:
+    async with app[DB]() as session:
         school = await session.get(School, staff.school_id)
         rows = list(
             await session.scalars(
@@ -123,14 +124,14 @@ async def list_locations(request: web.Request) -> web.Response:
                 .order_by(Location.code)
             )
         )
-    ip = ctx.client_ip(request)
+    ip = client_ip(request)
     return web.json_response(
         {
             "school": (
                 {"id": school.id, "name": school.name, "brin": school.brin} if school else None
             ),
             "locations": [_location_json(r, policy) for r in rows],
-            "remote_mode_max_hours": ctx.settings.remote_mode_max_hours,
+            "remote_mode_max_hours": app[SETTINGS].remote_mode_max_hours,
             "your_address": ip,
             "your_location_id": policy.resolve(ip),
             "now": iso(policy.clock()),
@@ -155,7 +156,7 @@ def _text(data: dict[str, Any], key: str, limit: int, required: bool = True) -> 
 
 async def save_location(request: web.Request) -> web.Response:
     _session, staff = await _admin(request, change=True)
-    ctx = request.app[CTX]
+    app = request.app
     data = await _body(request)
     name = _text(data, "name", 200)
     code = _text(data, "code", 8).upper()
@@ -179,7 +180,7 @@ async def save_location(request: web.Request) -> web.Response:
     if loc_id is not None and (not isinstance(loc_id, int) or isinstance(loc_id, bool)):
         raise ApiError("invalid_format", "id must be a number (or left out to create)")
 
-    async with ctx.sm() as session, session.begin():
+    async with app[DB]() as session, session.begin():
         school = await session.get(School, staff.school_id)
         assert school is not None
         if not re.fullmatch(re.escape(school.brin.upper()) + r"\d{2}", code):
@@ -196,7 +197,7 @@ async def save_location(request: web.Request) -> web.Response:
                 )
             for theirs in parse_location_networks(other.networks or ""):
                 for mine in nets:
-                    if mine.version == theirs.version and mine.overlaps(theirs):  # type: ignore[arg-type]
+                    if mine.version == theirs.version and mine.overlaps(theirs):
                         raise ApiError(
                             "overlapping_networks",
                             f"{mine} overlaps {theirs} of location {other.name} ({other.code}): "
@@ -221,13 +222,13 @@ async def save_location(request: web.Request) -> web.Response:
         await session.flush()
         loc_id = loc.id
     await audit.record(
-        ctx.sm,
+        app[DB],
         staff.username,
         audit.Actions.LOCATION_SAVED,
         f"location:{loc_id}",
         f"{'created' if created else 'updated'} {name} ({code}); networks: "
         f"{loc.networks or '(none)'}; lesson hours: {loc.lesson_hours or '(any time)'} {timezone}",
-        ctx.client_ip(request),
+        client_ip(request),
     )
     policy = _policy(request)
     await policy.reload()
@@ -256,15 +257,15 @@ def _parse_until(value: Any, zone_name: str) -> dt.datetime:
 
 async def remote_mode_on(request: web.Request) -> web.Response:
     _session, staff = await _admin(request, change=True)
-    ctx = request.app[CTX]
+    app = request.app
     policy = _policy(request)
-    loc = await _location(ctx, staff, request.match_info["location_id"])
+    loc = await _location(app, staff, request.match_info["location_id"])
     data = await _body(request)
     reason = _text(data, "reason", MAX_REASON)
     until = _parse_until(data.get("until"), loc.timezone)
     await policy.tick()  # close a period that has just expired, with its audit entry
     now = policy.clock()
-    limit = ctx.settings.remote_mode_max_hours
+    limit = app[SETTINGS].remote_mode_max_hours
     if until <= now:
         raise ApiError("invalid_until", "until must be in the future")
     if until > now + dt.timedelta(hours=limit):
@@ -273,7 +274,7 @@ async def remote_mode_on(request: web.Request) -> web.Response:
             f"until may be at most {limit} hours from now (the remote_mode_max_hours policy)",
         )
     replaced = None
-    async with ctx.sm() as session, session.begin():
+    async with app[DB]() as session, session.begin():
         for old in await session.scalars(
             select(RemoteMode).where(
                 RemoteMode.location_id == loc.id, RemoteMode.ended_at.is_(None)
@@ -295,12 +296,12 @@ async def remote_mode_on(request: web.Request) -> web.Response:
         f"{f' (replaces the period until {iso(replaced)})' if replaced else ''}; reason: {reason}"
     )
     await audit.record(
-        ctx.sm,
+        app[DB],
         staff.username,
         audit.Actions.REMOTE_MODE_ON,
         f"location:{loc.id}",
         detail,
-        ctx.client_ip(request),
+        client_ip(request),
     )
     await policy.reload()
     return web.json_response(_location_json(loc, policy))
@@ -308,13 +309,13 @@ async def remote_mode_on(request: web.Request) -> web.Response:
 
 async def remote_mode_off(request: web.Request) -> web.Response:
     _session, staff = await _admin(request, change=True)
-    ctx = request.app[CTX]
+    app = request.app
     policy = _policy(request)
-    loc = await _location(ctx, staff, request.match_info["location_id"])
+    loc = await _location(app, staff, request.match_info["location_id"])
     await policy.tick()
     now = policy.clock()
     ended = []
-    async with ctx.sm() as session, session.begin():
+    async with app[DB]() as session, session.begin():
         for mode in await session.scalars(
             select(RemoteMode).where(
                 RemoteMode.location_id == loc.id, RemoteMode.ended_at.is_(None)
@@ -325,14 +326,14 @@ async def remote_mode_off(request: web.Request) -> web.Response:
     if not ended:
         raise ApiError("not_on", f"remote-lesson mode is not on for {loc.name}", 409)
     await audit.record(
-        ctx.sm,
+        app[DB],
         staff.username,
         audit.Actions.REMOTE_MODE_OFF,
         f"location:{loc.id}",
         f"remote-lesson mode of {loc.name} ({loc.code}) ended early at {iso(now)}, "
         f"before {iso(ended[0].until)} (switched on by {ended[0].started_by}; "
         f"reason: {ended[0].reason})",
-        ctx.client_ip(request),
+        client_ip(request),
     )
     await policy.reload()
     return web.json_response(_location_json(loc, policy))
@@ -340,9 +341,9 @@ async def remote_mode_off(request: web.Request) -> web.Response:
 
 async def remote_mode_letter(request: web.Request) -> web.Response:
     _session, staff = await _admin(request)
-    ctx = request.app[CTX]
+    app = request.app
     policy = _policy(request)
-    loc = await _location(ctx, staff, request.match_info["location_id"])
+    loc = await _location(app, staff, request.match_info["location_id"])
     lang = request.query.get("lang", "nl")
     if lang not in LANGUAGES:
         raise ApiError(
@@ -380,7 +381,7 @@ async def remote_mode_letter(request: web.Request) -> web.Response:
     )
 
 
-def setup_admin_routes(app: web.Application) -> None:
+def setup_location_admin_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/admin/locations", admin_page)
     r.add_get("/api/admin/locations", list_locations)

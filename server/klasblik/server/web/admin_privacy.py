@@ -24,7 +24,8 @@ from klasblik.server.access.audit_query import (
 )
 from klasblik.server.auth.identity import check_csrf, require_staff
 from klasblik.server.errors import ApiError
-from klasblik.server.keys import CTX, AppContext
+from klasblik.server.keys import DASHBOARD_FILES, DB, HUB, LATEST, STORE
+from klasblik.server.net import client_ip
 from klasblik.server.retention.subject_rights import (
     UnknownStudent,
     erase_student,
@@ -34,7 +35,7 @@ from klasblik.server.retention.subject_rights import (
 from klasblik.server.storage.blobs.base import BlobStoreError
 from klasblik.server.storage.models import Staff, WebSession
 
-__all__ = ["setup_admin_routes"]
+__all__ = ["setup_privacy_admin_routes"]
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,14 @@ log = logging.getLogger(__name__)
 async def _require_admin(request: web.Request) -> tuple[WebSession, Staff]:
     session, staff = await require_staff(request)
     if not staff.is_admin:
-        ctx = request.app[CTX]
+        app = request.app
         await audit.record(
-            ctx.sm,
+            app[DB],
             staff.username,
             audit.Actions.ADMIN_REFUSED,
             f"{request.method} {request.path}"[:256],
             "not an administrator",
-            ctx.client_ip(request),
+            client_ip(request),
         )
         raise ApiError("forbidden", "this needs an IT administrator", 403)
     return session, staff
@@ -74,12 +75,12 @@ def _int_param(request: web.Request, name: str, default: int | None) -> int | No
 
 async def audit_json(request: web.Request) -> web.Response:
     await _require_admin(request)
-    ctx = request.app[CTX]
+    app = request.app
     flt = _filter(request)
     limit = _int_param(request, "limit", 100)
     before = _int_param(request, "before_id", None)
     try:
-        rows, next_id = await page(ctx.sm, flt, 100 if limit is None else limit, before)
+        rows, next_id = await page(app[DB], flt, 100 if limit is None else limit, before)
     except ValueError as exc:
         raise ApiError("invalid_format", str(exc), 400) from None
     return web.json_response({"entries": [entry_json(e) for e in rows], "next_before_id": next_id})
@@ -87,10 +88,10 @@ async def audit_json(request: web.Request) -> web.Response:
 
 async def audit_csv(request: web.Request) -> web.StreamResponse:
     _session, staff = await _require_admin(request)
-    ctx = request.app[CTX]
+    app = request.app
     flt = _filter(request)
     await audit.record(
-        ctx.sm,
+        app[DB],
         staff.username,
         audit.Actions.AUDIT_EXPORT,
         "audit",
@@ -101,7 +102,7 @@ async def audit_csv(request: web.Request) -> web.StreamResponse:
                 if k in ("actor", "action", "subject", "since", "until")
             }
         ),
-        ctx.client_ip(request),
+        client_ip(request),
     )
     resp = web.StreamResponse(
         headers={
@@ -112,7 +113,7 @@ async def audit_csv(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     batch: list[Any] = []
     header = True
-    async for entry in iter_entries(ctx.sm, flt):
+    async for entry in iter_entries(app[DB], flt):
         batch.append(entry)
         if len(batch) >= 500:
             await resp.write(csv_rows(batch, header).encode())
@@ -138,11 +139,11 @@ async def _username(request: web.Request) -> str:
 async def student_export(request: web.Request) -> web.Response:
     session, staff = await _require_admin(request)
     check_csrf(request, session)
-    ctx = request.app[CTX]
+    app = request.app
     username = await _username(request)
     try:
         archive = await export_student(
-            ctx.sm, ctx.store, username, staff.username, ctx.client_ip(request)
+            app[DB], app[STORE], username, staff.username, client_ip(request)
         )
     except UnknownStudent as exc:
         raise ApiError("not_found", str(exc), 404) from None
@@ -159,13 +160,13 @@ async def student_export(request: web.Request) -> web.Response:
 async def student_erase(request: web.Request) -> web.Response:
     session, staff = await _require_admin(request)
     check_csrf(request, session)
-    ctx = request.app[CTX]
+    app = request.app
     username = await _username(request)
     try:
-        student = await find_student(ctx.sm, username)
-        await _disconnect_agent(ctx, student.id)
+        student = await find_student(app[DB], username)
+        await _disconnect_agent(app, student.id)
         result = await erase_student(
-            ctx.sm, ctx.store, username, staff.username, ctx.client_ip(request), ctx.latest
+            app[DB], app[STORE], username, staff.username, client_ip(request), app[LATEST]
         )
     except UnknownStudent as exc:
         raise ApiError("not_found", str(exc), 404) from None
@@ -185,11 +186,11 @@ async def student_erase(request: web.Request) -> web.Response:
     )
 
 
-async def _disconnect_agent(ctx: AppContext, student_id: int) -> None:
-    conn = ctx.hub.agents.get(student_id)
+async def _disconnect_agent(app: web.Application, student_id: int) -> None:
+    conn = app[HUB].agents.get(student_id)
     if conn is None:
         return
-    ctx.hub.detach_agent(conn)
+    app[HUB].detach_agent(conn)
     await conn.outbox.close()
     if not conn.ws.closed:
         try:
@@ -203,13 +204,13 @@ async def _disconnect_agent(ctx: AppContext, student_id: int) -> None:
 
 async def audit_page(request: web.Request) -> web.StreamResponse:
     await _require_admin(request)
-    path = request.app[CTX].dashboard_dir / "admin-audit.html"
+    path = request.app[DASHBOARD_FILES] / "admin-audit.html"
     if not path.is_file():
         raise ApiError("not_found", "dashboard file admin-audit.html is missing", 404)
     return web.FileResponse(path, headers={"Cache-Control": "no-store"})
 
 
-def setup_admin_routes(app: web.Application) -> None:
+def setup_privacy_admin_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/admin/audit", audit_page)
     r.add_get("/api/admin/audit", audit_json)

@@ -31,7 +31,7 @@ class _Session(requests.Session):
     """A requests session whose own ``verify`` wins over REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE
     (requests otherwise lets those variables replace a session's CA file)."""
 
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("verify", self.verify)
         return super().request(*args, **kwargs)
 
@@ -117,20 +117,26 @@ class M365Client:
                 self._keys = {str(k.get("kid")): k for k in jwks.get("keys", [])}
                 self._keys_at = time.monotonic()
             if kid is None and len(self._keys) == 1:
-                return next(iter(self._keys.values()))
-            if kid in self._keys:
-                return self._keys[kid]  # type: ignore[index]
+                only: dict[str, Any] = next(iter(self._keys.values()))
+                return only
+            if kid is not None and kid in self._keys:
+                found: dict[str, Any] = self._keys[kid]
+                return found
         return None
 
     def _start(self, redirect_uri: str) -> dict[str, Any]:
         try:
-            return self._msal().initiate_auth_code_flow(SIGNIN_SCOPES, redirect_uri=redirect_uri)
+            flow: dict[str, Any] = self._msal().initiate_auth_code_flow(
+                SIGNIN_SCOPES, redirect_uri=redirect_uri
+            )
+            return flow
         except (requests.RequestException, MsalServiceError) as exc:
             raise M365Error(f"sign-in authority unreachable: {exc}") from exc
 
     def _finish(self, flow: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
         try:
-            return self._msal().acquire_token_by_auth_code_flow(flow, params)
+            result: dict[str, Any] = self._msal().acquire_token_by_auth_code_flow(flow, params)
+            return result
         except (requests.RequestException, MsalServiceError) as exc:
             raise M365Error(f"sign-in authority unreachable: {exc}") from exc
 

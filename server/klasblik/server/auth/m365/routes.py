@@ -20,17 +20,15 @@ from klasblik.server.auth.m365.client import M365Client, M365Error
 from klasblik.server.auth.m365.idtoken import TokenRefused, validate_id_token
 from klasblik.server.auth.m365.pending import COOKIE as LOGIN_COOKIE
 from klasblik.server.auth.m365.pending import LIFETIME, put_flow, take_flow
-from klasblik.server.auth.sessions import create_session
-from klasblik.server.keys import CTX
+from klasblik.server.auth.sessions import create_session, set_session_cookie
+from klasblik.server.keys import DB, M365, SETTINGS
+from klasblik.server.net import client_ip
 from klasblik.server.settings import Settings
 from klasblik.server.storage.models import Staff, Student
 
-__all__ = ["M365_CLIENT", "SignInRefused", "microsoft_client", "setup_m365_signin"]
+__all__ = ["SignInRefused", "microsoft_client", "setup_m365_signin"]
 
 log = logging.getLogger(__name__)
-
-#: Where ``AppContext.extras`` keeps the configured client (absent: sign-in is off).
-M365_CLIENT = "microsoft"
 
 
 class SignInRefused(KlasblikError):
@@ -45,8 +43,8 @@ class SignInRefused(KlasblikError):
 
 
 def microsoft_client(app: web.Application) -> M365Client | None:
-    client = app[CTX].extras.get(M365_CLIENT)
-    return client if isinstance(client, M365Client) else None
+    """The application's one Microsoft 365 client, or None when sign-in is not configured."""
+    return app.get(M365)
 
 
 def _secure(settings: Settings) -> bool:
@@ -54,7 +52,7 @@ def _secure(settings: Settings) -> bool:
 
 
 def _redirect_uri(request: web.Request) -> str:
-    public = request.app[CTX].settings.public_url
+    public = request.app[SETTINGS].public_url
     base = str(public).rstrip("/") if public else f"{request.scheme}://{request.host}"
     return base + "/auth/callback"
 
@@ -67,7 +65,7 @@ def _to_signin(code: str, message: str) -> web.HTTPSeeOther:
 
 async def login(request: web.Request) -> web.StreamResponse:
     """Start the sign-in: keep msal's flow server-side, send the browser to Microsoft."""
-    ctx = request.app[CTX]
+    app = request.app
     client = microsoft_client(request.app)
     if client is None:
         raise _to_signin("not_configured", "Microsoft 365 sign-in is not set up on this server")
@@ -78,14 +76,14 @@ async def login(request: web.Request) -> web.StreamResponse:
         raise _to_signin(
             "unavailable", "Microsoft 365 cannot be reached; try again later"
         ) from None
-    key = await put_flow(ctx.sm, flow)
+    key = await put_flow(app[DB], flow)
     resp = web.HTTPFound(str(flow["auth_uri"]))
     resp.set_cookie(
         LOGIN_COOKIE,
         key,
         max_age=int(LIFETIME.total_seconds()),
         httponly=True,
-        secure=_secure(ctx.settings),
+        secure=_secure(app[SETTINGS]),
         samesite="Lax",
         path="/auth",
     )
@@ -98,9 +96,9 @@ def _fail(code: str, message: str, actor: str = "(unknown)") -> NoReturn:
 
 async def _redeem(request: web.Request, client: M365Client) -> dict[str, Any]:
     """The verified ID-token claims of this callback, or SignInRefused."""
-    ctx = request.app[CTX]
+    app = request.app
     params = dict(request.query)
-    flow = await take_flow(ctx.sm, request.cookies.get(LOGIN_COOKIE))
+    flow = await take_flow(app[DB], request.cookies.get(LOGIN_COOKIE))
     if "error" in params:
         _fail("provider_refused", params.get("error_description") or params["error"])
     if not params.get("state"):
@@ -144,23 +142,23 @@ def _is_admin(settings: Settings, claims: dict[str, Any]) -> bool:
 
 async def _staff_for(request: web.Request, claims: dict[str, Any]) -> Staff:
     """The active staff member behind the claims, updated; or SignInRefused."""
-    ctx = request.app[CTX]
+    app = request.app
     oid = str(claims.get("oid") or "")
     upn = str(claims.get("preferred_username") or "").strip().lower()
     actor = upn or oid
-    async with ctx.sm() as session, session.begin():
+    async with app[DB]() as session, session.begin():
 
-        async def find(model: Any) -> Any:
+        async def find(model: type[Staff] | type[Student]) -> Staff | Student | None:
             """By object id first (stable), else by username (first sign-in)."""
+            row: Staff | Student | None = None
             if oid:
                 row = await session.scalar(select(model).where(model.m365_id == oid))
-                if row is not None:
-                    return row
-            if upn:
-                return await session.scalar(select(model).where(func.lower(model.username) == upn))
-            return None
+            if row is None and upn:
+                row = await session.scalar(select(model).where(func.lower(model.username) == upn))
+            return row
 
-        staff = await find(Staff)
+        found = await find(Staff)
+        staff = found if isinstance(found, Staff) else None
         if staff is None:
             if await find(Student) is not None:
                 _fail("student_account", "students cannot open the dashboard", actor)
@@ -177,15 +175,15 @@ async def _staff_for(request: web.Request, claims: dict[str, Any]) -> Staff:
             )
         if oid:
             staff.m365_id = oid
-        staff.last_ip = ctx.client_ip(request)
-        staff.is_admin = _is_admin(ctx.settings, claims)
+        staff.last_ip = client_ip(request)
+        staff.is_admin = _is_admin(app[SETTINGS], claims)
     return staff
 
 
 async def callback(request: web.Request) -> web.StreamResponse:
     """The redirect URI: finish the sign-in or send the browser back with the reason."""
-    ctx = request.app[CTX]
-    ip = ctx.client_ip(request)
+    app = request.app
+    ip = client_ip(request)
     client = microsoft_client(request.app)
     if client is None:
         raise _to_signin("not_configured", "Microsoft 365 sign-in is not set up on this server")
@@ -195,22 +193,21 @@ async def callback(request: web.Request) -> web.StreamResponse:
     except SignInRefused as exc:
         log.info("sign-in refused (%s): %s", exc.code, exc.message)
         await audit.record(
-            ctx.sm, exc.actor, audit.Actions.SIGN_IN_REFUSED, "microsoft", exc.code, ip
+            app[DB], exc.actor, audit.Actions.SIGN_IN_REFUSED, "microsoft", exc.code, ip
         )
         raise _to_signin(exc.code, exc.message) from None
-    token, _row = await create_session(ctx.sm, staff.id, ip, ctx.settings)
+    token, _row = await create_session(app[DB], staff.id, ip, app[SETTINGS])
     await audit.record(
-        ctx.sm,
+        app[DB],
         staff.username,
         audit.Actions.SIGN_IN,
         "microsoft",
         "it admin" if staff.is_admin else "",
         ip,
     )
-    from klasblik.server.web.routes import set_session_cookie
 
     resp = web.HTTPSeeOther("/")
-    set_session_cookie(request, resp, token)
+    set_session_cookie(resp, token, request.app[SETTINGS])
     resp.del_cookie(LOGIN_COOKIE, path="/auth")
     raise resp
 
@@ -224,11 +221,11 @@ def setup_m365_signin(app: web.Application, settings: Settings) -> None:
 
     async def client_ctx(app: web.Application) -> AsyncIterator[None]:
         client = M365Client(settings)
-        app[CTX].extras[M365_CLIENT] = client
+        app[M365] = client
         try:
             yield
         finally:
-            app[CTX].extras.pop(M365_CLIENT, None)
+            del app[M365]
             client.close()
 
     app.cleanup_ctx.append(client_ctx)

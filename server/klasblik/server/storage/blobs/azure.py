@@ -71,10 +71,10 @@ class AzureBlobStore:
         self._service = BlobServiceClient.from_connection_string(
             connection_string,
             retry_policy=ExponentialRetry(
-                initial_backoff=0.5,
+                initial_backoff=0.5,  # type: ignore[arg-type]  # seconds; the SDK takes floats
                 increment_base=2,
                 retry_total=retry_total,
-                random_jitter_range=0.5,
+                random_jitter_range=0.5,  # type: ignore[arg-type]
             ),
             connection_timeout=connection_timeout,
             read_timeout=read_timeout,

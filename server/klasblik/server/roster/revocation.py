@@ -1,6 +1,6 @@
 """Access follows the roster: staff who lost access (disabled or removed in Microsoft 365)
 lose their sessions and open dashboard views, and every open view is checked again, from the
-database, against who may see whom now (``access.py``)."""
+database, against who may see whom now (``access/rules.py``)."""
 
 from __future__ import annotations
 
