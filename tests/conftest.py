@@ -14,9 +14,30 @@ import pytest
 
 from tests.support.live import LiveServer, start_live_server
 from tests.support.services import postgres_database
+from tests.support.timing import ENV_VAR, TIMEOUT_FACTOR, timeout
 
 os.environ.pop("REQUESTS_CA_BUNDLE", None)  # requests would ignore verify= (see FACTS.md)
 os.environ.pop("CURL_CA_BUNDLE", None)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"timeouts x{TIMEOUT_FACTOR:g} ({ENV_VAR})"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """pytest-timeout's per-test limit (``timeout`` in pyproject.toml) scales with
+    KLASBLIK_TEST_TIMEOUT_FACTOR like every other timeout: each test without a timeout
+    marker of its own gets the scaled limit as its marker. A limit given for the run
+    (``--timeout``, PYTEST_TIMEOUT) is taken as given."""
+    if config.getoption("timeout", None) is not None or os.environ.get("PYTEST_TIMEOUT"):
+        return
+    ini = config.getini("timeout")
+    if not ini:
+        return
+    limit = pytest.mark.timeout(timeout(float(ini)))
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(limit)
 
 
 @pytest.fixture
