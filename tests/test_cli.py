@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.request
 
 from tests.support.process import KLASBLIK, ServerProcess
+from tests.support.timing import timeout, wait_for_sync
 
 
 def test_demo_server_starts_serves_and_stops_cleanly_on_sigterm(tmp_path):
@@ -15,15 +15,17 @@ def test_demo_server_starts_serves_and_stops_cleanly_on_sigterm(tmp_path):
     server = ServerProcess(tmp_path, "--demo", env={"KLASBLIK_DEMO_STUDENTS": "6"})
     try:
         server.wait_healthy()
-        deadline = time.monotonic() + 30
-        health = {}
-        while time.monotonic() < deadline:
-            with urllib.request.urlopen(server.base_url + "/healthz") as r:
+        health: dict = {}
+
+        def five_agents() -> bool:
+            nonlocal health
+            with urllib.request.urlopen(server.base_url + "/healthz", timeout=timeout(2)) as r:
                 health = json.loads(r.read())
-            if health["agents"] == 5:  # one demo student is left offline on purpose
-                break
-            time.sleep(0.2)
-        assert health["agents"] == 5, health
+            return health["agents"] == 5  # one demo student is left offline on purpose
+
+        wait_for_sync(
+            five_agents, timeout(30), lambda: f"5 demo agents; /healthz: {health}", interval=0.2
+        )
         with urllib.request.urlopen(server.base_url + "/api/auth/options") as r:
             assert json.loads(r.read()) == {"demo": True, "microsoft": False}
     finally:
@@ -42,7 +44,7 @@ def test_bad_setting_exits_2_naming_it(tmp_path):
         env={"KLASBLIK_ENROLLMENT_TOKEN": "x", "KLASBLIK_PORT": "eighty", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout(60),
         cwd=tmp_path,
     )
     assert done.returncode == 2
@@ -57,7 +59,7 @@ def test_serve_without_token_refuses_outside_demo(tmp_path):
         env={"PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout(60),
         cwd=tmp_path,
     )
     assert done.returncode == 2 and "enrollment_token" in done.stderr
@@ -74,7 +76,7 @@ def test_db_upgrade(tmp_path):
         },
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout(60),
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr

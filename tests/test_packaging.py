@@ -22,7 +22,6 @@ import sqlite3
 import subprocess
 import sys
 import sysconfig
-import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -32,6 +31,8 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 
 import pytest
+
+from tests.support.timing import timeout, wait_for_sync
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "dashboard"
@@ -66,7 +67,7 @@ _NOT_SOURCE = shutil.ignore_patterns(
 
 
 def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kwargs)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout(120), **kwargs)
     assert done.returncode == 0, (
         f"{what} failed ({done.returncode}): {' '.join(cmd)}\n{done.stdout}\n{done.stderr}"
     )
@@ -247,7 +248,7 @@ def _fetch(url: str, cookie: str = "", data: bytes | None = None, origin: str = 
         headers["Origin"] = origin
     req = urllib.request.Request(url, data=data, headers=headers)
     try:
-        with _opener.open(req, timeout=10) as r:
+        with _opener.open(req, timeout=timeout(10)) as r:
             return r.status, r.headers, r.read()
     except urllib.error.HTTPError as exc:
         with exc:
@@ -323,7 +324,7 @@ def test_a_plain_install_serves_every_dashboard_page_and_asset(install):
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(15)
+                proc.wait(timeout(15))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -337,11 +338,14 @@ def _log(path: Path) -> str:
     return path.read_text(errors="replace")
 
 
-def _wait_until_healthy(proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 30) -> str:
+def _wait_until_healthy(
+    proc: subprocess.Popen[bytes], log_path: Path, within: float = timeout(30)
+) -> str:
     """The server's address once it prints it and /healthz answers 200."""
-    deadline = time.monotonic() + timeout
     base = ""
-    while time.monotonic() < deadline:
+
+    def healthy() -> str:
+        nonlocal base
         if proc.poll() is not None:
             raise AssertionError(f"klasblik serve exited {proc.returncode}:\n{_log(log_path)}")
         if not base:
@@ -354,5 +358,11 @@ def _wait_until_healthy(proc: subprocess.Popen[bytes], log_path: Path, timeout: 
                     return base
             except OSError:
                 pass
-        time.sleep(0.1)
-    raise AssertionError(f"klasblik serve not healthy within {timeout} s:\n{_log(log_path)}")
+        return ""
+
+    return wait_for_sync(
+        healthy,
+        within,
+        lambda: f"klasblik serve to answer /healthz:\n{_log(log_path)}",
+        interval=0.1,
+    )

@@ -12,7 +12,8 @@ import pytest
 
 from klasblik import protocol as p
 from klasblik.server.storage.blobs.base import thumbnail_name
-from tests.support.live import TestAgent, frame, start_live_server, wait_for
+from tests.support.live import TestAgent, frame, start_live_server
+from tests.support.timing import wait_for
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
 BRAM = ("bram.de.jong@school.example", "Bram", "de Jong")
@@ -38,7 +39,7 @@ async def _watched(server, students=(ANNA,)):
         await agent.connect()
         ws = await server.dashboard(client)
         result = await _subscribe(ws, ids["class_id"])
-        await wait_for(lambda: agent.mode == "grid", what="grid watch")
+        await wait_for(lambda: agent.mode == "grid", message="grid watch")
         yield ids, agent, ws, result
     finally:
         await agent.close()
@@ -108,7 +109,7 @@ async def test_no_viewer_means_no_frames_requested(live_server):
     try:
         welcome = await agent.connect()
         assert welcome["type"] == "welcome" and welcome["display_name"] == "Anna B."
-        await wait_for(lambda: agent.watches, what="first watch")
+        await wait_for(lambda: agent.watches, message="first watch")
         assert agent.mode == "off"
         await agent.send(frame())
         await asyncio.sleep(0.2)
@@ -129,7 +130,7 @@ async def test_viewer_joining_starts_frames_and_leaving_stops_them(live_server):
         sid, header, _image = await _next_frame(ws)
         assert (sid, header.seq) == (ids["students"][ANNA[0]], 5)
         await ws.close()
-        await wait_for(lambda: agent.mode == "off", what="mode off after viewer left")
+        await wait_for(lambda: agent.mode == "off", message="mode off after viewer left")
 
 
 async def test_frames_are_relayed_byte_for_byte(live_server):
@@ -149,13 +150,13 @@ async def test_focus_raises_the_rate_and_unfocus_lowers_it(live_server):
     async with _watched(live_server) as (ids, agent, ws, _result):
         sid = ids["students"][ANNA[0]]
         await ws.send_str(json.dumps({"type": "focus", "id": 2, "student_id": sid}))
-        await wait_for(lambda: agent.mode == "focus", what="focus watch")
+        await wait_for(lambda: agent.mode == "focus", message="focus watch")
         focus = agent.watches[-1]
         s = live_server.settings
         assert (focus["width"], focus["tabs"]) == (s.focus_width, "all")
         assert focus["interval_ms"] < s.grid_interval_ms
         await ws.send_str(json.dumps({"type": "unfocus", "id": 3, "student_id": sid}))
-        await wait_for(lambda: agent.mode == "grid", what="back to grid")
+        await wait_for(lambda: agent.mode == "grid", message="back to grid")
 
 
 async def test_stalled_viewer_does_not_delay_another(tmp_path):
@@ -187,7 +188,7 @@ async def test_stalled_viewer_does_not_delay_another(tmp_path):
             assert header.seq == seq
             received += 1
         assert received == 60
-        await wait_for(lambda: len(server.hub.viewers) == 1, what="slow viewer dropped")
+        await wait_for(lambda: len(server.hub.viewers) == 1, message="slow viewer dropped")
     finally:
         await agent.close()
         await server.stop()
@@ -230,7 +231,7 @@ async def test_bad_agent_messages_get_codes_and_keep_the_socket(live_server):
                 }
             )
         )
-        await wait_for(lambda: len(agent.errors) == 6, what="six errors")
+        await wait_for(lambda: len(agent.errors) == 6, message="six errors")
         assert [e["code"] for e in agent.errors] == [
             "invalid_json",
             "unknown_type",
@@ -252,7 +253,7 @@ async def test_oversized_frame_gets_frame_too_large(tmp_path):
     try:
         await agent.connect()
         await agent.send(frame() + b"\0" * 9000)
-        await wait_for(lambda: agent.errors, what="an error")
+        await wait_for(lambda: agent.errors, message="an error")
         assert agent.errors[0]["code"] == "frame_too_large"
         await agent.send('{"type":"heartbeat"}')
         assert not agent.ws.closed
@@ -268,7 +269,7 @@ async def test_newer_agent_connection_replaces_older(live_server):
     try:
         await first.connect()
         await second.connect()
-        await wait_for(lambda: first.ws.closed, what="first closed")
+        await wait_for(lambda: first.ws.closed, message="first closed")
         assert first.ws.close_code == p.CloseCode.REPLACED
         assert live_server.hub.agents[1].ws is not None and not second.ws.closed
     finally:

@@ -17,11 +17,12 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from klasblik.protocol import FrameHeader, decode_frame, decode_message, encode_message
+from tests.support.timing import timeout, wait_for
 
 __all__ = ["WAIT_S", "AgentConn", "StandInServer", "standin_server"]
 
 #: Upper bound for "soon" in these tests: generous, since two cores are shared.
-WAIT_S = 10.0
+WAIT_S = timeout(10.0)
 
 
 @dataclass
@@ -32,7 +33,6 @@ class AgentConn:
     messages: list[dict[str, Any]] = field(default_factory=list)
     frames: list[tuple[FrameHeader, bytes, float]] = field(default_factory=list)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.messages if m["type"] == kind]
@@ -77,17 +77,8 @@ class AgentConn:
         )
 
     async def wait_for(self, cond: Callable[[], bool], timeout: float = WAIT_S) -> None:
-        """Wait until ``cond()`` holds; fail the test after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while not cond():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"condition not met in {timeout} s; got {self.messages!r}")
-            self.changed.clear()
-            try:
-                await asyncio.wait_for(self.changed.wait(), timeout=min(left, 0.2))
-            except TimeoutError:
-                pass
+        """Wait until ``cond()`` holds; fail the test after ``timeout`` (scaled) seconds."""
+        await wait_for(cond, timeout, lambda: f"the condition; the agent sent {self.messages!r}")
 
 
 class StandInServer:
@@ -109,10 +100,8 @@ class StandInServer:
                 elif msg.type == WSMsgType.BINARY:
                     header = decode_frame(msg.data)
                     conn.frames.append((header, msg.data[24:], time.monotonic()))
-                conn.changed.set()
         finally:
             conn.closed.set()
-            conn.changed.set()
         return ws
 
     async def next_connection(self, timeout: float = WAIT_S) -> AgentConn:

@@ -24,7 +24,8 @@ from klasblik.agent.client import AgentClient
 from klasblik.agent.pacing import Backoff
 from klasblik.agent.settings import load_agent_settings
 from tests.agent.agent_xscreen import XPainter, Xvfb
-from tests.support.live import LiveServer, wait_for
+from tests.support.live import LiveServer
+from tests.support.timing import wait_for
 
 pytestmark = pytest.mark.xvfb
 

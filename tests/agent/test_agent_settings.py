@@ -8,6 +8,7 @@ import pytest
 
 from klasblik.agent.cli import main
 from klasblik.agent.settings import AGENT_SETTINGS, AgentConfigError, load_agent_settings
+from tests.support.timing import timeout, wait_for_sync
 
 GOOD = {
     "server": "wss://klasblik.school.example/ws/agent",
@@ -185,7 +186,6 @@ def test_cli_process_logs_to_file_and_stops_on_sigterm(tmp_path: Path) -> None:
     import socket
     import subprocess
     import sys
-    import time
 
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
@@ -210,17 +210,14 @@ def test_cli_process_logs_to_file_and_stops_on_sigterm(tmp_path: Path) -> None:
         env=env,
     )
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if log.exists() and log.read_text().count("cannot connect") >= 2:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError(
-                f"no retries logged: {log.read_text() if log.exists() else '(no log)'}"
-            )
+        wait_for_sync(
+            lambda: log.exists() and log.read_text().count("cannot connect") >= 2,
+            timeout(20),
+            lambda: f"two retries logged: {log.read_text() if log.exists() else '(no log)'}",
+            interval=0.1,
+        )
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
+        assert proc.wait(timeout=timeout(20)) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

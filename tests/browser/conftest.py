@@ -7,13 +7,14 @@ import os
 import socket
 import sqlite3
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.timing import timeout, timeout_ms, wait_for_sync
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "DEMO_STUDENTS", "KlasblikServer"]
 
@@ -30,7 +31,7 @@ CHROMIUM_ARGS = [
 ]
 #: How long the server may take to answer /healthz after start (a loaded 2-core machine
 #: with other test runs: generous, the wait ends as soon as it answers).
-STARTUP_TIMEOUT_S = 45.0
+STARTUP_TIMEOUT_S = timeout(45.0)
 #: Demo students to seed; the demo puts two thirds in its first class.
 DEMO_STUDENTS = 45
 
@@ -71,25 +72,29 @@ class KlasblikServer:
 
 
 def _wait_healthy(server: KlasblikServer) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
     last_error = "no answer"
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
+        nonlocal last_error
         if server.process.poll() is not None:
             pytest.fail(
                 f"klasblik serve exited with {server.process.returncode} before /healthz "
                 f"answered; its log:\n{server.log_tail()}"
             )
         try:
-            with urllib.request.urlopen(server.base_url + "/healthz", timeout=2) as answer:
+            with urllib.request.urlopen(server.base_url + "/healthz", timeout=timeout(2)) as answer:
                 if answer.status == 200:
-                    return
+                    return True
                 last_error = f"HTTP {answer.status}"
         except (urllib.error.URLError, OSError) as exc:
             last_error = str(exc)
-        time.sleep(0.2)
-    pytest.fail(
-        f"klasblik serve did not answer /healthz within {STARTUP_TIMEOUT_S} s "
-        f"({last_error}); its log:\n{server.log_tail()}"
+        return False
+
+    wait_for_sync(
+        healthy,
+        STARTUP_TIMEOUT_S,
+        lambda: f"klasblik serve to answer /healthz ({last_error}); its log:\n{server.log_tail()}",
+        interval=0.2,
     )
 
 
@@ -122,10 +127,10 @@ def klasblik_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Klasbl
     finally:
         process.terminate()
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=timeout(10))
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait(timeout=10)
+            process.wait(timeout=timeout(10))
 
 
 @pytest.fixture
@@ -139,7 +144,9 @@ async def browser() -> AsyncIterator[object]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        instance = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        instance = await p.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=timeout_ms(30_000)
+        )
         try:
             yield instance
         finally:

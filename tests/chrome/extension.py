@@ -13,20 +13,20 @@ How the tests give the extension what a school gives it on a real Chromebook:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
 import json
 import os
 import shutil
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.timing import timeout, timeout_ms, wait_for
 
 __all__ = [
     "CHROMIUM",
@@ -126,15 +126,21 @@ class ChromeAgent:
         await page.bring_to_front()
         return page
 
-    async def wait_status(self, predicate: Any, timeout: float = 20.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        status: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            status = await self.status()
-            if predicate(status):
-                return status
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"extension status never matched; last: {status}")
+    async def wait_status(self, predicate: Any, timeout: float = timeout(20)) -> dict[str, Any]:
+        """The extension's status once ``predicate`` holds for it."""
+        last: dict[str, Any] = {}
+
+        async def matched() -> dict[str, Any] | None:
+            nonlocal last
+            last = await self.status()
+            return last if predicate(last) else None
+
+        return await wait_for(
+            matched,
+            timeout,
+            lambda: f"the extension's status to match; last: {last}",
+            interval=0.1,
+        )
 
 
 @contextlib.asynccontextmanager
@@ -161,16 +167,20 @@ async def running_agent(
                 str(tmp_path / "profile"),
                 executable_path=str(CHROMIUM),
                 headless=True,
+                timeout=timeout_ms(30_000),
                 args=[
                     *CHROMIUM_ARGS,
                     f"--disable-extensions-except={ext}",
                     f"--load-extension={ext}",
                 ],
             )
+            context.set_default_timeout(timeout_ms(30_000))  # Playwright's own default, scaled
             try:
                 worker = next((w for w in context.service_workers if EXTENSION_ID in w.url), None)
                 if worker is None:
-                    worker = await context.wait_for_event("serviceworker", timeout=15000)
+                    worker = await context.wait_for_event(
+                        "serviceworker", timeout=timeout_ms(15_000)
+                    )
                 assert EXTENSION_ID in worker.url, f"unexpected service worker {worker.url}"
                 yield ChromeAgent(context, worker, policy_path)
             finally:

@@ -17,6 +17,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from klasblik import protocol
+from tests.support.timing import timeout, wait_for
 
 __all__ = ["WATCH_OFF", "ProbeConnection", "ProbeServer", "Received", "watch_message"]
 
@@ -69,7 +70,6 @@ class ProbeConnection:
     ws: ServerConnection
     received: list[Received] = field(default_factory=list)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def hello(self) -> dict[str, Any] | None:
@@ -105,23 +105,13 @@ class ProbeConnection:
         )
 
     async def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-        """Wait until ``predicate()`` is truthy; fail naming ``what`` after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = predicate()
-            if result:
-                return result
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(
-                    f"timed out after {timeout} s waiting for {what}; "
-                    f"received {[self._describe(r) for r in self.received][-12:]}"
-                )
-            self.changed.clear()
-            try:
-                await asyncio.wait_for(self.changed.wait(), min(left, 0.5))
-            except TimeoutError:
-                pass
+        """Wait until ``predicate()`` is truthy and return it; fail naming ``what`` and what
+        arrived so far after ``timeout`` seconds (scaled: pass ``timeout(...)``)."""
+        return await wait_for(
+            predicate,
+            timeout,
+            lambda: f"{what}; received {[self._describe(r) for r in self.received][-12:]}",
+        )
 
     @staticmethod
     def _describe(r: Received) -> str:
@@ -143,7 +133,6 @@ class ProbeConnection:
                 )
         except protocol.ProtocolError as exc:
             self.received.append(Received(now, error=f"{exc.code}: {exc.message}"))
-        self.changed.set()
 
 
 class ProbeServer:
@@ -152,7 +141,6 @@ class ProbeServer:
     def __init__(self) -> None:
         self.connections: list[ProbeConnection] = []
         self._server: Server | None = None
-        self._new = asyncio.Event()
         self.port = 0
 
     @property
@@ -172,7 +160,6 @@ class ProbeServer:
     async def _handle(self, ws: ServerConnection) -> None:
         conn = ProbeConnection(ws)
         self.connections.append(conn)
-        self._new.set()
         try:
             async for data in ws:
                 conn.record(data)
@@ -180,18 +167,12 @@ class ProbeServer:
             pass
         finally:
             conn.closed.set()
-            conn.changed.set()
 
-    async def next_connection(self, timeout: float = 20.0, after: int = 0) -> ProbeConnection:
+    async def next_connection(
+        self, timeout: float = timeout(20), after: int = 0
+    ) -> ProbeConnection:
         """The first connection with index >= ``after``, waiting for it if needed."""
-        deadline = time.monotonic() + timeout
-        while len(self.connections) <= after:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no agent connected to {self.url} within {timeout} s")
-            self._new.clear()
-            try:
-                await asyncio.wait_for(self._new.wait(), min(left, 0.5))
-            except TimeoutError:
-                pass
+        await wait_for(
+            lambda: len(self.connections) > after, timeout, f"an agent to connect to {self.url}"
+        )
         return self.connections[after]

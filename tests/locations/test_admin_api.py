@@ -9,8 +9,8 @@ import pytest
 
 from klasblik.server.access import audit
 from tests.locations.conftest import ANNA, TEACHER
-from tests.support.live import wait_for
 from tests.support.sourced import AT_A, FakeClock, SourcedAgent, audit_entries, client_at, policy
+from tests.support.timing import wait_for
 
 AMS = ZoneInfo("Europe/Amsterdam")
 
@@ -123,7 +123,7 @@ async def test_changing_networks_relocates_connected_devices(school):
                 },
             )
             assert status == 200, body
-            await wait_for(lambda: anna.mode == "grid", what="device now on-site")
+            await wait_for(lambda: anna.mode == "grid", message="device now on-site")
             assert dash.last_state(school.anna)["elsewhere"] is False
             await dash.close()
     finally:

@@ -7,8 +7,9 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from tests.locations.conftest import ANNA, TEACHER, make_school
-from tests.support.live import frame, start_live_server, wait_for
+from tests.support.live import frame, start_live_server
 from tests.support.sourced import AT_A, AT_A2, FakeClock, SourcedAgent, client_at, policy
+from tests.support.timing import wait_for
 
 AMS = ZoneInfo("Europe/Amsterdam")
 
@@ -40,7 +41,7 @@ async def test_lesson_hours_start_and_stop_monitoring(tmp_path):
                 clock.now = _at(2026, 11, 25, 15, 30)
                 await anna.send(frame(2))
                 await policy(server).tick()
-                await wait_for(lambda: anna.mode == "off", what="agent quiet after hours")
+                await wait_for(lambda: anna.mode == "off", message="agent quiet after hours")
                 await wait_for(
                     lambda: (dash.last_state(school.anna) or {}).get("outside_lesson_hours") is True
                 )
@@ -60,7 +61,7 @@ async def test_lesson_hours_start_and_stop_monitoring(tmp_path):
 
                 clock.now = _at(2026, 11, 30, 8, 15)  # Monday, first minute
                 await policy(server).tick()
-                await wait_for(lambda: anna.mode == "grid", what="monitoring resumes")
+                await wait_for(lambda: anna.mode == "grid", message="monitoring resumes")
                 await anna.send(frame(3))
                 await wait_for(lambda: len(dash.frames[school.anna]) == 2)
                 assert dash.last_state(school.anna).get("outside_lesson_hours") is None

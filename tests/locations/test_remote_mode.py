@@ -11,7 +11,7 @@ from klasblik.server.access import audit
 from klasblik.server.locations.rule import iso
 from klasblik.server.storage.models import Location, RemoteMode, Student
 from tests.locations.conftest import ANNA, BRAM, TEACHER, School, make_school
-from tests.support.live import frame, start_live_server, wait_for
+from tests.support.live import frame, start_live_server
 from tests.support.sourced import (
     A_NET,
     AT_A,
@@ -24,6 +24,7 @@ from tests.support.sourced import (
     client_at,
     policy,
 )
+from tests.support.timing import wait_for
 
 
 async def _switch_on(school, until: dt.datetime, reason: str = "School closed: storm damage"):
@@ -106,7 +107,7 @@ async def test_remote_mode_expires_by_the_clock_and_is_audit_logged_once(school)
 
             clock.advance(hours=1)  # exactly the end time: over
             await anna.send(frame(2))
-            await wait_for(lambda: anna.mode == "off", what="agent told to go quiet")
+            await wait_for(lambda: anna.mode == "off", message="agent told to go quiet")
             await asyncio.sleep(0.2)
             assert len(dash.frames[school.anna]) == 1
             assert dash.last_state(school.anna)["elsewhere"] is True
@@ -148,7 +149,7 @@ async def test_remote_mode_can_be_ended_early(school):
                 "DELETE", f"/api/admin/locations/{school.loc['A']}/remote-mode"
             )
             assert status == 200 and body["remote_mode"] is None
-            await wait_for(lambda: anna.mode == "off", what="agent quiet after the end")
+            await wait_for(lambda: anna.mode == "off", message="agent quiet after the end")
             await wait_for(lambda: (dash.last_state(school.anna) or {}).get("elsewhere") is True)
             await anna.send(frame(1))
             await asyncio.sleep(0.2)

@@ -6,7 +6,7 @@ import asyncio
 
 from klasblik.server.access import audit
 from tests.locations.conftest import ANNA, BRAM, TEACHER, make_school
-from tests.support.live import frame, start_live_server, wait_for
+from tests.support.live import frame, start_live_server
 from tests.support.sourced import (
     AT_A,
     AT_A2,
@@ -16,6 +16,7 @@ from tests.support.sourced import (
     audit_entries,
     client_at,
 )
+from tests.support.timing import wait_for
 
 
 async def test_teacher_off_site_is_refused(school):
@@ -56,12 +57,12 @@ async def test_teacher_on_site_sees_only_devices_on_site(school):
             states = {s["id"]: s["state"] for s in res["result"]["students"]}
             assert states[school.anna]["elsewhere"] is False
             assert states[school.bram]["elsewhere"] is True
-            await wait_for(lambda: anna.mode == "grid", what="on-site agent asked for frames")
+            await wait_for(lambda: anna.mode == "grid", message="on-site agent asked for frames")
             await asyncio.sleep(0.2)
             assert bram.mode == "off"
             await anna.send(frame(1))
             await bram.send(frame(1))
-            await wait_for(lambda: len(dash.frames[school.anna]) == 1, what="on-site frame")
+            await wait_for(lambda: len(dash.frames[school.anna]) == 1, message="on-site frame")
             await asyncio.sleep(0.2)
             assert dash.frames[school.bram] == []
             focus = await dash.command("focus", student_id=school.bram)
@@ -109,7 +110,7 @@ async def test_device_moving_mid_view_stops_at_once(school):
             await moved.connect()  # the same student, now from home
             await wait_for(
                 lambda: (dash.last_state(school.anna) or {}).get("elsewhere") is True,
-                what="tile says elsewhere",
+                message="tile says elsewhere",
             )
             assert dash.last_state(school.anna)["online"] is True
             await moved.send(frame(2))
@@ -119,7 +120,7 @@ async def test_device_moving_mid_view_stops_at_once(school):
             assert [w["mode"] for w in moved.watches] == ["off"]
 
             await back.connect()
-            await wait_for(lambda: back.mode == "grid", what="back on-site: asked again")
+            await wait_for(lambda: back.mode == "grid", message="back on-site: asked again")
             assert dash.last_state(school.anna)["elsewhere"] is False
             await back.send(frame(3))
             await wait_for(lambda: len(dash.frames[school.anna]) == 2)

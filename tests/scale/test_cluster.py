@@ -14,7 +14,8 @@ from sqlalchemy import text
 
 from klasblik import protocol as p
 from tests.support.cluster import RedisProcess, ServerProcess, SharedDatabase
-from tests.support.live import TOKEN, TestAgent, frame, wait_for
+from tests.support.live import TOKEN, TestAgent, frame
+from tests.support.timing import wait_for
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
 BRAM = ("bram.de.jong@school.example", "Bram", "de Jong")

@@ -7,7 +7,8 @@ import asyncio
 from sqlalchemy import select
 
 from klasblik.server.storage.models import Student
-from tests.support.live import TestAgent, start_live_server, wait_for
+from tests.support.live import TestAgent, start_live_server
+from tests.support.timing import wait_for
 
 STUDENTS = [(f"leerling{i}@school.example", f"Leerling{i}", "Test") for i in range(12)]
 

@@ -16,7 +16,8 @@ from sqlalchemy import select, update
 from klasblik.server.access import audit
 from klasblik.server.storage.blobs.base import thumbnail_name
 from klasblik.server.storage.models import AuditEntry, Staff, Student
-from tests.support.live import TestAgent, frame, wait_for
+from tests.support.live import TestAgent, frame
+from tests.support.timing import wait_for
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
 IT = "it@school.example"
@@ -147,13 +148,13 @@ async def test_export_and_erase_need_csrf_and_erase_disconnects_the_agent(live_s
     agent = TestAgent(live_server, ANNA[0])
     try:
         await agent.connect()
-        await wait_for(lambda: sid in live_server.hub.agents, what="agent attached")
+        await wait_for(lambda: sid in live_server.hub.agents, message="agent attached")
         r = await client.post(
             base + "/api/admin/students/erase", json={"username": ANNA[0]}, headers=headers
         )
         assert r.status == 200
         assert (await r.json())["erased"] is True
-        await wait_for(lambda: agent.ws.closed, what="agent disconnected")
+        await wait_for(lambda: agent.ws.closed, message="agent disconnected")
         assert agent.ws.close_code == 4010
         assert sid not in live_server.hub.agents
     finally:

@@ -12,7 +12,8 @@ import aiohttp
 from klasblik import protocol as p
 from klasblik.server.storage.blobs.base import thumbnail_name
 from tests.support.azurite import Azurite
-from tests.support.live import TestAgent, frame, start_live_server, wait_for
+from tests.support.live import TestAgent, frame, start_live_server
+from tests.support.timing import wait_for
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
 
@@ -48,7 +49,7 @@ async def test_store_down_frames_flow_healthz_degraded_then_recovers(tmp_path):
         await agent.connect()
         ws = await server.dashboard(client)
         await ws.send_str(json.dumps({"type": "subscribe", "id": 1, "class_id": ids["class_id"]}))
-        await wait_for(lambda: agent.mode == "grid", what="grid watch")
+        await wait_for(lambda: agent.mode == "grid", message="grid watch")
         await agent.send(frame(seq=1))
         assert (await _next_frame(ws))[1].seq == 1
         await server.latest.drain()

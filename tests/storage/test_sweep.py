@@ -92,7 +92,8 @@ async def test_running_server_sweeps_shortly_after_start(tmp_path):
     import os
     import time
 
-    from tests.support.live import start_live_server, wait_for
+    from tests.support.live import start_live_server
+    from tests.support.timing import wait_for
 
     old = tmp_path / "blobs" / "students" / "1" / "thumbnail"
     fresh = tmp_path / "blobs" / "students" / "2" / "thumbnail"
@@ -104,7 +105,7 @@ async def test_running_server_sweeps_shortly_after_start(tmp_path):
     server = await start_live_server(tmp_path)
     try:
         assert server.app[RETENTION_JOBS] is not None
-        await wait_for(lambda: not old.exists(), timeout=30, what="startup sweep")
+        await wait_for(lambda: not old.exists(), timeout=30, message="startup sweep")
         assert fresh.exists()
     finally:
         await server.stop()

@@ -7,10 +7,11 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.timing import timeout, wait_for_sync
 
 __all__ = ["AZURITE_BIN", "Azurite", "connection_string", "free_port"]
 
@@ -22,7 +23,7 @@ AZURITE_BIN = (
 ACCOUNT = "devstoreaccount1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 #: Azurite is a Node process: starting it takes a second or two on a busy machine.
-START_TIMEOUT_S = 30
+START_TIMEOUT_S = timeout(30)
 
 
 def free_port() -> int:
@@ -72,18 +73,25 @@ class Azurite:
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
+
+        def listening() -> bool:
+            assert self.proc is not None
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
                 pytest.fail(f"Azurite exited at start (code {self.proc.returncode}): {err[-500:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
+                with socket.create_connection(("127.0.0.1", self.port), timeout=timeout(0.5)):
+                    return True
             except OSError:
-                time.sleep(0.1)
-        self.stop()
-        pytest.fail(f"Azurite did not listen on port {self.port} within {START_TIMEOUT_S} s")
+                return False
+
+        try:
+            wait_for_sync(
+                listening, START_TIMEOUT_S, f"Azurite to listen on port {self.port}", interval=0.1
+            )
+        except AssertionError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -94,7 +102,7 @@ class Azurite:
         except ProcessLookupError:
             return
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=timeout(10))
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+            proc.wait(timeout=timeout(10))

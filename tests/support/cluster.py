@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,6 +27,7 @@ from klasblik.server.auth.sessions import COOKIE, create_session
 from klasblik.server.settings import load_settings
 from klasblik.server.storage.models import Staff, create_engine, sessionmaker, upgrade_database
 from tests.support.live import TOKEN, LiveServer, LoopbackUrls
+from tests.support.timing import timeout, wait_for, wait_for_sync
 
 __all__ = ["RedisProcess", "ServerProcess", "SharedDatabase", "free_port"]
 
@@ -70,24 +70,27 @@ class RedisProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+
+        def answering() -> bool:
+            assert self.proc is not None
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
                 pytest.fail(f"redis-server on port {self.port} exited: {err}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=timeout(0.2)) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
+                    return s.recv(16).startswith(b"+PONG")
             except OSError:
-                time.sleep(0.05)
-        pytest.fail(f"redis-server on port {self.port} did not answer within 10 s")
+                return False
+
+        wait_for_sync(
+            answering, timeout(10), f"redis-server on port {self.port} to answer", interval=0.05
+        )
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=timeout(10))
         self.proc = None
 
 
@@ -113,19 +116,25 @@ class ServerProcess(LoopbackUrls):
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+
         async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
+
+            async def answering() -> bool:
+                assert self.proc is not None
                 if self.proc.poll() is not None:
                     pytest.fail(f"server {self.name} exited at start:\n{self.log_text()}")
                 try:
                     async with http.get(self.base_url + "/healthz") as r:
-                        if r.status in (200, 503):
-                            return
+                        return r.status in (200, 503)
                 except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        pytest.fail(f"server {self.name} did not answer /healthz within 30 s:\n{self.log_text()}")
+                    return False
+
+            await wait_for(
+                answering,
+                timeout(30),
+                lambda: f"server {self.name} to answer /healthz:\n{self.log_text()}",
+                interval=0.1,
+            )
 
     def log_text(self) -> str:
         return (self.workdir / f"{self.name}.log").read_text(errors="replace")[-4000:]
@@ -134,7 +143,7 @@ class ServerProcess(LoopbackUrls):
         """Die at once, as a crashed machine would (no goodbye to the other instances)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=timeout(10))
 
     async def stop(self) -> None:
         for client in self._clients:
@@ -142,10 +151,10 @@ class ServerProcess(LoopbackUrls):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.to_thread(self.proc.wait, 15)
+                await asyncio.to_thread(self.proc.wait, timeout(15))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=timeout(10))
         if hasattr(self, "_log"):
             self._log.close()
 

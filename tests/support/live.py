@@ -7,7 +7,7 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from klasblik.server.settings import Settings, load_settings
 from klasblik.server.storage.blobs.base import BlobStore
 from klasblik.server.storage.latest import LatestWriter
 from klasblik.server.storage.models import Location, School, SchoolClass, Staff, Student
+from tests.support.timing import timeout
 
 TOKEN = "test-enrollment-token"
 
@@ -227,7 +228,7 @@ class TestAgent:
                 }
             )
         )
-        first = json.loads(await self.ws.receive_str(timeout=5))
+        first = json.loads(await self.ws.receive_str(timeout=timeout(5)))
         if first["type"] == "welcome":
             self.welcome = first
             self._reader = asyncio.create_task(self._read())
@@ -258,21 +259,5 @@ class TestAgent:
         if self.ws is not None:
             await self.ws.close()
         if self._reader is not None:
-            await asyncio.wait([self._reader], timeout=2)
+            await asyncio.wait([self._reader], timeout=timeout(2))
         await self.http.close()
-
-
-async def wait_for(
-    predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0, what: str = ""
-) -> None:
-    """Poll until ``predicate`` holds; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
-            result = await result  # type: ignore[misc]
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        await asyncio.sleep(0.02)

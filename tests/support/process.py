@@ -7,9 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
+
+from tests.support.timing import timeout, wait_for_sync
 
 KLASBLIK = str(Path(sys.executable).with_name("klasblik"))
 
@@ -45,25 +46,31 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_healthy(self, timeout: float = 60) -> dict:
+    def wait_healthy(self, within: float = timeout(60)) -> dict:
+        """/healthz's answer once the server gives one; fail at once if it exits."""
         import json
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def health() -> dict | None:
             if self.proc.poll() is not None:
                 raise AssertionError(f"klasblik serve exited {self.proc.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(self.base_url + "/healthz", timeout=2) as r:
+                with urllib.request.urlopen(self.base_url + "/healthz", timeout=timeout(2)) as r:
                     return json.loads(r.read())
             except OSError:
-                time.sleep(0.2)
-        raise AssertionError(f"klasblik serve not healthy after {timeout}s:\n{self.log()}")
+                return None
 
-    def stop(self, timeout: float = 15) -> int:
+        return wait_for_sync(
+            health,
+            within,
+            lambda: f"klasblik serve to answer /healthz; its log:\n{self.log()}",
+            interval=0.2,
+        )
+
+    def stop(self, within: float = timeout(15)) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(within)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

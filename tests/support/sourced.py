@@ -27,6 +27,7 @@ from klasblik.server.keys import LOCATIONS
 from klasblik.server.locations.policy import LocationPolicy
 from klasblik.server.storage.models import AuditEntry, Location, Staff
 from tests.support.live import LiveServer, TestAgent
+from tests.support.timing import timeout, wait_for
 
 __all__ = [
     "AT_A",
@@ -195,11 +196,8 @@ class Dashboard:
         self._next += 1
         msg_id = self._next
         await self.ws.send_str(json.dumps({"type": kind, "id": msg_id, **fields}))
-        for _ in range(500):
-            if msg_id in self.results:
-                return self.results.pop(msg_id)
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"no answer to {kind}")
+        await wait_for(lambda: msg_id in self.results, timeout(5), f"an answer to {kind}")
+        return self.results.pop(msg_id)
 
     def last_state(self, student_id: int) -> dict[str, Any] | None:
         states = self.statuses.get(student_id)
@@ -207,7 +205,7 @@ class Dashboard:
 
     async def close(self) -> None:
         await self.ws.close()
-        await asyncio.wait([self._reader], timeout=2)
+        await asyncio.wait([self._reader], timeout=timeout(2))
 
 
 class SourcedAgent(TestAgent):
@@ -240,7 +238,7 @@ class SourcedAgent(TestAgent):
                 }
             )
         )
-        first = json.loads(await self.ws.receive_str(timeout=5))
+        first = json.loads(await self.ws.receive_str(timeout=timeout(5)))
         if first["type"] == "welcome":
             self.welcome = first
             self._reader = asyncio.create_task(self._read())
