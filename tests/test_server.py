@@ -13,7 +13,7 @@ import pytest
 from klasblik import protocol as p
 from klasblik.server.storage.blobs.base import thumbnail_name
 from tests.support.live import TestAgent, frame, start_live_server
-from tests.support.timing import wait_for
+from tests.support.timing import timeout, wait_for
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
 BRAM = ("bram.de.jong@school.example", "Bram", "de Jong")
@@ -22,7 +22,7 @@ BRAM = ("bram.de.jong@school.example", "Bram", "de Jong")
 async def _subscribe(ws, class_id, msg_id=1):
     await ws.send_str(json.dumps({"type": "subscribe", "id": msg_id, "class_id": class_id}))
     while True:
-        m = await ws.receive(timeout=5)
+        m = await ws.receive(timeout=timeout(5))
         if m.type == aiohttp.WSMsgType.TEXT:
             d = json.loads(m.data)
             if d["type"] == "result" and d["id"] == msg_id:
@@ -45,9 +45,9 @@ async def _watched(server, students=(ANNA,)):
         await agent.close()
 
 
-async def _next_frame(ws, timeout=5.0):
+async def _next_frame(ws, within: float = timeout(5)):
     while True:
-        m = await ws.receive(timeout=timeout)
+        m = await ws.receive(timeout=within)
         if m.type == aiohttp.WSMsgType.BINARY:
             return p.decode_viewer_frame(m.data)
         if m.type != aiohttp.WSMsgType.TEXT:
@@ -60,9 +60,9 @@ async def test_agent_without_hello_is_closed_after_deadline(tmp_path):
     try:
         async with aiohttp.ClientSession() as http:
             ws = await http.ws_connect(server.agent_url)
-            msg = await ws.receive(timeout=5)
+            msg = await ws.receive(timeout=timeout(5))
             assert json.loads(msg.data)["error"]["code"] == "auth_timeout"
-            closing = await ws.receive(timeout=5)
+            closing = await ws.receive(timeout=timeout(5))
             assert closing.type == aiohttp.WSMsgType.CLOSE
             assert ws.close_code == p.CloseCode.AUTH_TIMEOUT
     finally:
@@ -87,7 +87,7 @@ async def test_agent_refusals(live_server, account, token, code, close):
             "type": "error",
             "error": {"code": code, "message": answer["error"]["message"]},
         }
-        await agent.ws.receive(timeout=5)
+        await agent.ws.receive(timeout=timeout(5))
         assert agent.ws.close_code == close
     finally:
         await agent.close()
@@ -98,7 +98,7 @@ async def test_first_message_must_be_hello(live_server):
     async with aiohttp.ClientSession() as http:
         ws = await http.ws_connect(live_server.agent_url)
         await ws.send_str('{"type":"heartbeat"}')
-        msg = json.loads((await ws.receive(timeout=5)).data)
+        msg = json.loads((await ws.receive(timeout=timeout(5))).data)
         assert msg["error"]["code"] == "not_authenticated"
 
 
@@ -139,7 +139,7 @@ async def test_frames_are_relayed_byte_for_byte(live_server):
         sent = frame(seq=9, color=(10, 200, 10))
         await agent.send(sent)
         while True:
-            m = await ws.receive(timeout=5)
+            m = await ws.receive(timeout=timeout(5))
             if m.type == aiohttp.WSMsgType.BINARY:
                 break
         assert m.data == p.viewer_frame_prefix(ids["students"][ANNA[0]]) + sent
@@ -184,7 +184,7 @@ async def test_stalled_viewer_does_not_delay_another(tmp_path):
             data = bytearray(big_image)
             data[12:16] = seq.to_bytes(4, "big")
             await agent.send(bytes(data))
-            _sid, header, _ = await asyncio.wait_for(_next_frame(fast), timeout=5)
+            _sid, header, _ = await asyncio.wait_for(_next_frame(fast), timeout=timeout(5))
             assert header.seq == seq
             received += 1
         assert received == 60
@@ -288,7 +288,7 @@ async def test_teacher_cannot_subscribe_to_a_class_they_do_not_teach(live_server
     answer = await _subscribe(ws, 9999, msg_id=2)
     assert answer["error"]["code"] == "not_found"
     await ws.send_str(json.dumps({"type": "focus", "id": 3, "student_id": 2}))
-    focus = json.loads((await ws.receive(timeout=5)).data)
+    focus = json.loads((await ws.receive(timeout=timeout(5))).data)
     assert focus["error"]["code"] == "forbidden"
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from tests.support.timing import timeout
+
 __all__ = ["XPainter", "Xvfb", "XvfbMissing", "start_xvfb"]
 
 
@@ -63,14 +65,14 @@ def start_xvfb(width: int = 1280, height: int = 720) -> Iterator[Xvfb]:
             number = pipe.readline().strip()
         if not number:
             proc.kill()
-            err = proc.communicate(timeout=10)[1].decode(errors="replace")[-500:]
+            err = proc.communicate(timeout=timeout(10))[1].decode(errors="replace")[-500:]
             raise XvfbMissing(f"Xvfb did not start: {err}")
         yield Xvfb(f":{number.decode()}", width, height, proc)
     finally:
         if proc.poll() is None:
             proc.terminate()
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=timeout(10))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

@@ -11,6 +11,7 @@ from klasblik.agent.activewindow import active_window_title
 from klasblik.agent.capture import CaptureError, CaptureWorker, ScreenGrabber, display_problem
 from klasblik.agent.pacing import ChangeDetector
 from tests.agent.agent_xscreen import XPainter, Xvfb
+from tests.support.timing import timeout
 
 pytestmark = pytest.mark.xvfb
 
@@ -107,7 +108,7 @@ def test_display_that_went_away_is_a_capture_error(xvfb: Xvfb) -> None:
     grabber = ScreenGrabber(display=xvfb.display)
     grabber.grab()
     xvfb.process.terminate()
-    xvfb.process.wait(timeout=10)
+    xvfb.process.wait(timeout=timeout(10))
     with pytest.raises(CaptureError):
         grabber.grab()
     with pytest.raises(CaptureError, match="cannot open the screen"):

@@ -25,12 +25,12 @@ from klasblik.agent.pacing import Backoff
 from klasblik.agent.settings import load_agent_settings
 from tests.agent.agent_xscreen import XPainter, Xvfb
 from tests.support.live import LiveServer
-from tests.support.timing import wait_for
+from tests.support.timing import timeout, wait_for
 
 pytestmark = pytest.mark.xvfb
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
-WAIT_S = 10.0  # generous: two shared cores
+WAIT_S = timeout(10.0)  # generous: two shared cores
 
 
 class CountingGrabber:
@@ -89,7 +89,7 @@ class Dashboard:
 
     async def close(self) -> None:
         await self.ws.close()
-        await asyncio.wait([self._task], timeout=2)
+        await asyncio.wait([self._task], timeout=timeout(2))
 
 
 def _quadrants(tl: tuple[int, int, int]) -> Image.Image:

@@ -15,6 +15,7 @@ from klasblik.server.storage.models import RemoteMode, Staff
 from tests.locations.conftest import make_school
 from tests.support.live import start_live_server
 from tests.support.sourced import audit_entries
+from tests.support.timing import timeout_ms
 
 
 async def test_admin_switches_remote_mode_on_and_off_in_the_browser(tmp_path, browser: Any) -> None:
@@ -26,6 +27,7 @@ async def test_admin_switches_remote_mode_on_and_off_in_the_browser(tmp_path, br
         staff_id = await _staff_id(server, school.admin)
         token, _ = await create_session(server.sm, staff_id, "127.0.0.1", server.settings)
         context = await browser.new_context()
+        context.set_default_timeout(timeout_ms(30_000))  # Playwright's own default, scaled
         await context.add_cookies([{"name": COOKIE, "value": token, "url": server.base_url}])
         page = await context.new_page()
         problems: list[str] = []

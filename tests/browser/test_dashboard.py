@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.timing import timeout, timeout_ms
+
 pytestmark = pytest.mark.browser
 
 __all__: list[str] = []
@@ -19,7 +21,7 @@ __all__: list[str] = []
 #: Screenshots for people to look at (gitignored).
 ARTIFACTS = Path(__file__).resolve().parents[1] / ".artifacts"
 #: Longest wait for live frames; the grid rate is a few seconds, the machine is shared.
-FRAME_WAIT_MS = 15_000
+FRAME_WAIT_MS = timeout_ms(15_000)
 
 # Counts object URLs made and revoked by the page, to see that frames do not leak.
 COUNT_OBJECT_URLS = """
@@ -63,6 +65,7 @@ async def test_demo_teacher_sees_live_grid_and_focus_then_signs_out(
     """Demo sign-in shows a live tile per student, a focus view with tabs, and signs out."""
     base = klasblik_server.base_url
     context = await browser.new_context(viewport={"width": 1920, "height": 1080})
+    context.set_default_timeout(timeout_ms(30_000))  # Playwright's own default, scaled
     await context.add_init_script(COUNT_OBJECT_URLS)
     page = await context.new_page()
     problems = _watch_console(page)
@@ -70,7 +73,7 @@ async def test_demo_teacher_sees_live_grid_and_focus_then_signs_out(
 
     await page.goto(base + "/signin")
     demo = page.get_by_role("button", name=re.compile("Demo sign-in"))
-    await demo.wait_for(timeout=10_000)
+    await demo.wait_for(timeout=timeout_ms(10_000))
     await demo.click()
     await page.wait_for_url(re.compile(r"^" + re.escape(base) + r"/(#class=\d+)?$"))
 
@@ -87,7 +90,7 @@ async def test_demo_teacher_sees_live_grid_and_focus_then_signs_out(
     await page.wait_for_function(
         "n => document.querySelectorAll('#grid .tile[data-student-id]').length >= n",
         arg=max(1, first["student_count"]),
-        timeout=10_000,
+        timeout=timeout_ms(10_000),
     )
     assert await tiles.count() == first["student_count"]
     assert page.url.endswith(f"#class={first['id']}")
@@ -131,7 +134,7 @@ async def test_demo_teacher_sees_live_grid_and_focus_then_signs_out(
     tile_img_width = (await tile.locator("img").bounding_box())["width"]
     await tile.locator("button").click()
     focus = page.locator("#focus")
-    await focus.wait_for(state="visible", timeout=5_000)
+    await focus.wait_for(state="visible", timeout=timeout_ms(5_000))
     assert await focus.get_attribute("data-student-id") == live_id
     await page.wait_for_function(
         "() => { const img = document.getElementById('focus-image');"
@@ -147,15 +150,15 @@ async def test_demo_teacher_sees_live_grid_and_focus_then_signs_out(
     await page.screenshot(path=str(ARTIFACTS / "dashboard-focus.png"))
 
     await page.keyboard.press("Escape")
-    await focus.wait_for(state="hidden", timeout=5_000)
+    await focus.wait_for(state="hidden", timeout=timeout_ms(5_000))
 
     # Focus view by keyboard: Enter on a focused tile; closed with the close button.
     await tile.locator("button").focus()
     await page.keyboard.press("Enter")
-    await focus.wait_for(state="visible", timeout=5_000)
+    await focus.wait_for(state="visible", timeout=timeout_ms(5_000))
     assert await focus.get_attribute("data-student-id") == live_id
     await page.locator("#focus-close").click()
-    await focus.wait_for(state="hidden", timeout=5_000)
+    await focus.wait_for(state="hidden", timeout=timeout_ms(5_000))
 
     # Frames keep coming, and each replaced object URL is revoked.
     seqs = await page.evaluate(TILE_SEQS)
@@ -181,7 +184,7 @@ async def test_demo_teacher_sees_live_grid_and_focus_then_signs_out(
             "names => { const now = [...document.querySelectorAll('#grid .tile .tile-name')]"
             ".map((n) => n.textContent).sort(); return JSON.stringify(now) === JSON.stringify(names); }",
             arg=sorted(klasblik_server.class_student_names(second["id"])),
-            timeout=10_000,
+            timeout=timeout_ms(10_000),
         )
         await page.wait_for_function(
             "() => Object.values((" + TILE_SEQS + ")()).some((s) => s !== null)",
@@ -199,7 +202,7 @@ async def test_demo_teacher_sees_live_grid_and_focus_then_signs_out(
         await page.wait_for_function(
             "n => document.querySelectorAll('#grid .tile').length === n",
             arg=second["student_count"],
-            timeout=10_000,
+            timeout=timeout_ms(10_000),
         )
         assert await page.locator("#class-select").input_value() == str(second["id"])
         statuses = await page.locator("#grid .tile .tile-status").all_inner_texts()
@@ -209,7 +212,7 @@ async def test_demo_teacher_sees_live_grid_and_focus_then_signs_out(
 
     # Sign out: back at /signin, and the session is gone.
     await page.locator("#signout").click()
-    await page.wait_for_url(base + "/signin", timeout=10_000)
+    await page.wait_for_url(base + "/signin", timeout=timeout_ms(10_000))
     await page.goto(base + "/")
     assert page.url.startswith(base + "/signin"), page.url
 
@@ -229,26 +232,29 @@ async def test_dashboard_without_sign_in_redirects_to_signin(
     base = klasblik_server.base_url
     opener = urllib.request.build_opener(_NoRedirect)
     with pytest.raises(urllib.error.HTTPError) as answer:
-        opener.open(base + "/", timeout=10)
+        opener.open(base + "/", timeout=timeout(10))
     assert answer.value.code in (302, 303, 307), answer.value.code
     assert answer.value.headers["Location"].split("?")[0] in ("/signin", base + "/signin")
 
     with pytest.raises(urllib.error.HTTPError) as answer:
-        urllib.request.urlopen(base + "/api/me", timeout=10)
+        urllib.request.urlopen(base + "/api/me", timeout=timeout(10))
     assert answer.value.code == 401, answer.value.code
     assert "code" in json.loads(answer.value.read())["error"]
 
     context = await browser.new_context()
+    context.set_default_timeout(timeout_ms(30_000))  # Playwright's own default, scaled
     page = await context.new_page()
     problems = _watch_console(page)
     await page.goto(base + "/")
     assert page.url.startswith(base + "/signin"), page.url
-    await page.get_by_role("button", name=re.compile("Demo sign-in")).wait_for(timeout=10_000)
+    await page.get_by_role("button", name=re.compile("Demo sign-in")).wait_for(
+        timeout=timeout_ms(10_000)
+    )
 
     # A failed sign-in comes back with ?error=CODE&message=TEXT: the message is shown.
     await page.goto(base + "/signin?error=access_denied&message=Only%20staff%20can%20sign%20in")
     error = page.locator("#signin-error")
-    await error.wait_for(state="visible", timeout=5_000)
+    await error.wait_for(state="visible", timeout=timeout_ms(5_000))
     assert "Only staff can sign in" in await error.inner_text()
     assert not problems, "\n".join(problems)
     await context.close()

@@ -23,6 +23,7 @@ from klasblik.protocol import (
     encode_frame,
     encode_viewer_frame,
 )
+from tests.support.timing import ENV_VAR, TIMEOUT_FACTOR, timeout
 
 __all__: list[str] = []
 
@@ -132,10 +133,11 @@ def test_dashboard_js_modules(tmp_path: Path) -> None:
             "PATH": "/usr/bin:/bin",
             "KLASBLIK_FRAME_VECTORS": str(vectors),
             "TZ": "Europe/Amsterdam",
+            ENV_VAR: str(TIMEOUT_FACTOR),
         },
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout(60),
     )
     assert proc.returncode == 0, f"node --test failed:\n{proc.stdout}\n{proc.stderr}"
     assert "# fail 0" in proc.stdout and "# pass " in proc.stdout, proc.stdout

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.timing import timeout
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy" / "chromebook"
 EXT = REPO / "agent" / "chrome"
@@ -54,7 +56,7 @@ def test_pack_makes_a_signed_crx_without_test_hooks(tmp_path: Path) -> None:
         [str(DEPLOY / "pack.sh"), str(key), str(tmp_path / "out"), "https://k.example/cb/"],
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=timeout(90),
         check=False,
     )
     assert done.returncode == 0, done.stderr

@@ -16,6 +16,7 @@ from PIL import Image
 from klasblik import protocol
 
 from ..conformance.probe import WATCH_OFF, ProbeConnection, ProbeServer, watch_message
+from ..support.timing import timeout
 from .extension import EXTENSION_ID, ChromeAgent, running_agent
 from .pages import serve_pages, solid_page_html
 
@@ -49,8 +50,8 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
                 tmp_path, server_url=probe.url, token="tok", account=ACCOUNT
             ) as agent:
                 await agent.open_page(base + "/red")
-                conn = await probe.next_connection(timeout=30)
-                await conn.wait_for(lambda: conn.hello, 10, "hello")
+                conn = await probe.next_connection(timeout=timeout(30))
+                await conn.wait_for(lambda: conn.hello, timeout(10), "hello")
                 await conn.welcome(heartbeat_s=2)
                 await conn.send(WATCH_OFF)
                 yield Rig(agent, probe, conn, base)
@@ -71,11 +72,12 @@ def close_to(rgb: tuple[int, int, int], hex_colour: str, tol: int = 40) -> bool:
 async def test_thumbnail_shows_the_page_and_tabs_list_it(rig: Rig) -> None:
     """A grid watch brings a JPEG thumbnail of the red page and a tab list naming it."""
     await rig.conn.send(watch_message("grid", width=400, height=225, tabs="all"))
-    frames = await rig.conn.wait_for(rig.conn.frames, 15, "a frame")
+    frames = await rig.conn.wait_for(rig.conn.frames, timeout(15), "a frame")
     header = frames[0].header
     assert header is not None and header.encoding == protocol.Encoding.JPEG
     assert close_to(centre_colour(frames[0].image), RED), centre_colour(frames[0].image)
-    tabs = (await rig.conn.wait_for(lambda: rig.conn.messages("tabs"), 10, "tabs"))[-1]["tabs"]
+    lists = await rig.conn.wait_for(lambda: rig.conn.messages("tabs"), timeout(10), "tabs")
+    tabs = lists[-1]["tabs"]
     red = [t for t in tabs if t["url"] == rig.base + "/red"]
     assert red and red[0]["title"] == "Rood vlak" and red[0]["active"] is True
     assert all(isinstance(t["window"], int) for t in tabs)
@@ -86,7 +88,7 @@ async def test_webp_and_focus_frames(rig: Rig) -> None:
     await rig.conn.send(
         watch_message("focus", width=1280, height=720, interval_ms=500, encoding="webp", quality=70)
     )
-    frames = await rig.conn.wait_for(rig.conn.frames, 15, "a focus frame")
+    frames = await rig.conn.wait_for(rig.conn.frames, timeout(15), "a focus frame")
     header = frames[0].header
     assert header is not None
     assert (header.kind, header.encoding) == (protocol.FrameKind.FOCUS, protocol.Encoding.WEBP)
@@ -102,7 +104,9 @@ async def test_unchanged_screen_sends_no_new_frame(rig: Rig) -> None:
     assert len(rig.conn.frames()) == 1
     page = rig.agent.context.pages[-1]
     await page.evaluate(f"document.body.style.background = {BLUE!r}")
-    frames = await rig.conn.wait_for(lambda: rig.conn.frames()[1:], 10, "a frame after the change")
+    frames = await rig.conn.wait_for(
+        lambda: rig.conn.frames()[1:], timeout(10), "a frame after the change"
+    )
     assert close_to(centre_colour(frames[0].image), BLUE)
     assert frames[0].header is not None and frames[0].header.seq == 1
 
@@ -140,7 +144,7 @@ async def test_uncapturable_page_sends_capture_error(rig: Rig, url: str) -> None
     await rig.agent.open_page(url)
     await rig.conn.send(watch_message("grid", interval_ms=500))
     errors = await rig.conn.wait_for(
-        lambda: rig.conn.messages("capture_error"), 10, "capture_error"
+        lambda: rig.conn.messages("capture_error"), timeout(10), "capture_error"
     )
     assert errors[0]["reason"] == "page cannot be captured"
     await asyncio.sleep(2)
@@ -157,12 +161,12 @@ async def test_reconnects_when_the_server_comes_back(rig: Rig) -> None:
     await asyncio.sleep(2)  # a few failed attempts while it is down
     await rig.probe.start(port)
     started = time.monotonic()
-    conn = await rig.probe.next_connection(timeout=30, after=1)
-    hello = await conn.wait_for(lambda: conn.hello, 10, "hello after reconnect")
+    conn = await rig.probe.next_connection(timeout=timeout(30), after=1)
+    hello = await conn.wait_for(lambda: conn.hello, timeout(10), "hello after reconnect")
     assert hello["account"] == ACCOUNT
     assert rig.conn.hello is not None
     assert hello["device"]["id"] == rig.conn.hello["device"]["id"], "device id is stable"
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < timeout(30)
 
 
 async def test_without_managed_config_it_does_nothing(tmp_path: Path) -> None:
@@ -188,10 +192,12 @@ async def test_worker_stopped_by_chrome_comes_back(rig: Rig) -> None:
     cdp = await rig.agent.context.new_cdp_session(page)
     await cdp.send("ServiceWorker.enable")
     await cdp.send("ServiceWorker.stopAllWorkers")
-    await rig.conn.wait_for(rig.conn.closed.is_set, 10, "the socket to close with the worker")
+    await rig.conn.wait_for(
+        rig.conn.closed.is_set, timeout(10), "the socket to close with the worker"
+    )
     await rig.agent.open_page(rig.base + "/blue")  # tabs.onCreated wakes the worker
-    conn = await rig.probe.next_connection(timeout=20, after=1)
-    hello = await conn.wait_for(lambda: conn.hello, 10, "hello from the restarted worker")
+    conn = await rig.probe.next_connection(timeout=timeout(20), after=1)
+    hello = await conn.wait_for(lambda: conn.hello, timeout(10), "hello from the restarted worker")
     assert rig.conn.hello is not None
     assert hello["device"]["id"] == rig.conn.hello["device"]["id"]
 
@@ -199,8 +205,8 @@ async def test_worker_stopped_by_chrome_comes_back(rig: Rig) -> None:
 async def test_close_codes_decide_when_to_reconnect(rig: Rig) -> None:
     """After 1001 it reconnects within seconds; after 4003 (staff account) it waits an hour."""
     await rig.conn.ws.close(1001, "server shutting down")
-    second = await rig.probe.next_connection(timeout=15, after=1)
-    await second.wait_for(lambda: second.hello, 10, "hello after 1001")
+    second = await rig.probe.next_connection(timeout=timeout(15), after=1)
+    await second.wait_for(lambda: second.hello, timeout(10), "hello after 1001")
     await second.welcome()
     await rig.agent.wait_status(lambda s: s["connected"])
     await second.ws.close(4003, "not_a_student")
@@ -221,9 +227,10 @@ async def test_changed_managed_config_takes_effect(rig: Rig) -> None:
     await other.start()
     try:
         rig.agent.set_managed({"serverUrl": other.url, "enrollmentToken": "new-token"})
-        conn = await other.next_connection(timeout=30)  # Chromium re-reads policy files after ~5 s
-        hello = await conn.wait_for(lambda: conn.hello, 10, "hello at the new server")
+        # Chromium re-reads policy files after ~5 s
+        conn = await other.next_connection(timeout=timeout(30))
+        hello = await conn.wait_for(lambda: conn.hello, timeout(10), "hello at the new server")
         assert hello["token"] == "new-token"
-        await rig.conn.wait_for(rig.conn.closed.is_set, 5, "the old connection to close")
+        await rig.conn.wait_for(rig.conn.closed.is_set, timeout(5), "the old connection to close")
     finally:
         await other.stop()

@@ -22,7 +22,7 @@ from klasblik import protocol as p
 from klasblik.server.app import init_app
 
 from ..support.live import LiveServer, start_live_server
-from ..support.timing import wait_for
+from ..support.timing import timeout, wait_for
 from .extension import ChromeAgent, running_agent
 from .pages import serve_pages, solid_page_html
 
@@ -93,14 +93,14 @@ class Teacher:
 
     async def command(self, msg: dict[str, Any]) -> dict[str, Any]:
         await self.ws.send_str(json.dumps(msg))
-        await wait_for(lambda: msg["id"] in self.results, 10, f"answer to {msg['type']}")
+        await wait_for(lambda: msg["id"] in self.results, timeout(10), f"answer to {msg['type']}")
         answer = self.results[msg["id"]]
         assert answer["success"] is True, answer
         return answer
 
     async def close(self) -> None:
         await self.ws.close()
-        await asyncio.wait([self._reader], timeout=5)
+        await asyncio.wait([self._reader], timeout=timeout(5))
 
 
 @dataclass
@@ -145,7 +145,7 @@ async def rig(live_server: LiveServer, pages: str, tmp_path: Path) -> AsyncItera
         await agent.open_page(pages + "/green")
         await agent.open_page(pages + "/red")
         r = Rig(live_server, agent, spy, ids, pages)
-        await wait_for(r.connected, 30, "the extension to connect to the server")
+        await wait_for(r.connected, timeout(30), "the extension to connect to the server")
         yield r
 
 
@@ -154,7 +154,7 @@ async def test_teacher_gets_thumbnail_and_tabs(rig: Rig) -> None:
     teacher = await rig.teacher()
     try:
         await teacher.command({"type": "subscribe", "id": 1, "class_id": rig.ids["class_id"]})
-        await wait_for(lambda: teacher.frames, 20, "a thumbnail at the dashboard")
+        await wait_for(lambda: teacher.frames, timeout(20), "a thumbnail at the dashboard")
         sid, header, image = teacher.frames[0]
         assert sid == rig.sid
         assert header.kind == p.FrameKind.GRID
@@ -163,7 +163,7 @@ async def test_teacher_gets_thumbnail_and_tabs(rig: Rig) -> None:
         assert img.size == (header.width, header.height)
         assert img.width <= s.grid_width and img.height <= s.grid_height
         assert _close_to(img, RED), img.convert("RGB").getpixel((img.width // 2, img.height // 2))
-        tabs = await wait_for(lambda: teacher.tabs, 10, "a tab list at the dashboard")
+        tabs = await wait_for(lambda: teacher.tabs, timeout(10), "a tab list at the dashboard")
         assert tabs[-1] == [
             {
                 "title": "Rood vlak",
@@ -176,11 +176,13 @@ async def test_teacher_gets_thumbnail_and_tabs(rig: Rig) -> None:
         await teacher.command({"type": "focus", "id": 2, "student_id": rig.sid})
         focus = await wait_for(
             lambda: [f for f in teacher.frames if f[1].kind == p.FrameKind.FOCUS],
-            20,
+            timeout(20),
             "a focus frame",
         )
         assert focus[0][1].width > s.grid_width
-        all_tabs = await wait_for(lambda: [t for t in teacher.tabs if len(t) >= 2], 10, "all tabs")
+        all_tabs = await wait_for(
+            lambda: [t for t in teacher.tabs if len(t) >= 2], timeout(10), "all tabs"
+        )
         urls = {t["url"]: t["active"] for t in all_tabs[-1]}
         assert urls[rig.base + "/red"] is True and urls[rig.base + "/green"] is False
     finally:
@@ -196,7 +198,7 @@ async def test_watch_and_unwatch_switch_frames_and_badge(rig: Rig) -> None:
 
     teacher = await rig.teacher()
     await teacher.command({"type": "subscribe", "id": 1, "class_id": rig.ids["class_id"]})
-    await wait_for(lambda: rig.spy.frames, 20, "frames at the server")
+    await wait_for(lambda: rig.spy.frames, timeout(20), "frames at the server")
     await rig.agent.wait_status(lambda s: s["mode"] == "grid")
     badge = await rig.agent.badge()
     assert badge["text"] == "ON" and TEACHER_NAME in badge["title"]
@@ -224,7 +226,7 @@ async def test_survives_the_server_going_away(pages: str, tmp_path: Path) -> Non
             tmp_path, server_url=server.agent_url, token=server.token, account=STUDENT[0]
         ) as agent:
             await agent.open_page(pages + "/red")
-            await wait_for(lambda: sid in server.hub.agents, 30, "first connection")
+            await wait_for(lambda: sid in server.hub.agents, timeout(30), "first connection")
             port = server.port
             await server.stop()
             await agent.wait_status(lambda s: not s["connected"], timeout=15)
@@ -235,13 +237,15 @@ async def test_survives_the_server_going_away(pages: str, tmp_path: Path) -> Non
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", port).start()
             server = LiveServer(app, runner, port, server.settings)
-            await wait_for(lambda: sid in server.hub.agents, 30, "reconnection after restart")
+            await wait_for(
+                lambda: sid in server.hub.agents, timeout(30), "reconnection after restart"
+            )
 
             client = await server.login(TEACHER)
             teacher = Teacher(await server.dashboard(client))
             try:
                 await teacher.command({"type": "subscribe", "id": 1, "class_id": ids["class_id"]})
-                await wait_for(lambda: teacher.frames, 20, "a thumbnail after the restart")
+                await wait_for(lambda: teacher.frames, timeout(20), "a thumbnail after the restart")
                 assert _close_to(Image.open(io.BytesIO(teacher.frames[0][2])), RED)
             finally:
                 await teacher.close()

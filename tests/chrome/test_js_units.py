@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from klasblik import protocol
+from tests.support.timing import timeout
 
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOL_JS = REPO / "agent" / "chrome" / "protocol.js"
@@ -32,7 +33,7 @@ def _run_js(script: str) -> str:
         [_node(), "--input-type=module", "-e", source],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout(60),
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -46,7 +47,7 @@ def test_node_unit_tests_pass() -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=timeout(100),
         check=False,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

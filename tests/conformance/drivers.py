@@ -20,6 +20,8 @@ from typing import Protocol
 
 import pytest
 
+from tests.support.timing import timeout
+
 from ..chrome.extension import running_agent
 from ..chrome.pages import serve_pages, solid_page_html
 from .xwindow import ActiveWindow
@@ -89,7 +91,7 @@ def _xvfb(width: int = 1280, height: int = 720) -> Iterator[str]:
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=timeout(10))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -130,7 +132,7 @@ class DesktopAgentDriver:
                 if proc.returncode is None:
                     proc.send_signal(signal.SIGTERM)
                     try:
-                        await asyncio.wait_for(proc.wait(), 10)
+                        await asyncio.wait_for(proc.wait(), timeout(10))
                     except TimeoutError:
                         proc.kill()
                         await proc.wait()

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from klasblik import protocol
+from tests.support.timing import timeout
 
 from .drivers import DRIVERS, AgentDriver
 from .probe import WATCH_OFF, ProbeConnection, ProbeServer, watch_message
@@ -21,8 +22,9 @@ pytestmark = pytest.mark.browser
 
 TOKEN = "conformance-token"
 ACCOUNT = "anna.bakker@school.example"
-#: How long an agent may take to act on a watch (a capture pipeline is a few hundred ms).
-SETTLE_S = 1.0
+#: How long an agent may take to act on a watch (a capture pipeline is a few hundred ms);
+#: a tolerance, so it scales with the timeouts.
+SETTLE_S = timeout(1.0)
 
 
 @pytest.fixture(params=DRIVERS, ids=lambda d: d.name)
@@ -46,8 +48,8 @@ async def conn(
 ) -> AsyncIterator[ProbeConnection]:
     """An agent connected to the probe, welcomed (heartbeat_s=1) and told mode off."""
     async with driver.run(tmp_path, probe.url, TOKEN, ACCOUNT):
-        c = await probe.next_connection(timeout=30)
-        await c.wait_for(lambda: c.received, 10, "the first message")
+        c = await probe.next_connection(timeout=timeout(30))
+        await c.wait_for(lambda: c.received, timeout(10), "the first message")
         await c.welcome(heartbeat_s=1)
         await c.send(WATCH_OFF)
         yield c
@@ -75,7 +77,9 @@ async def test_hello_is_first_and_well_formed(conn: ProbeConnection) -> None:
 async def test_heartbeats_arrive_and_nothing_else_while_off(conn: ProbeConnection) -> None:
     """With mode off the agent sends heartbeats (every heartbeat_s) and no frames or tabs."""
     start = time.monotonic()
-    await conn.wait_for(lambda: len(conn.messages("heartbeat", start)) >= 3, 8, "3 heartbeats")
+    await conn.wait_for(
+        lambda: len(conn.messages("heartbeat", start)) >= 3, timeout(8), "3 heartbeats"
+    )
     assert conn.frames() == []
     assert conn.messages("tabs") == []
     assert conn.errors() == []
@@ -84,7 +88,7 @@ async def test_heartbeats_arrive_and_nothing_else_while_off(conn: ProbeConnectio
 async def test_grid_frames_are_valid_and_within_size(conn: ProbeConnection) -> None:
     """After a grid watch, frames have a valid header, decode, fit the size and say grid."""
     await conn.send(watch_message("grid", width=320, height=200, quality=50))
-    frames = await conn.wait_for(conn.frames, 15, "a grid frame")
+    frames = await conn.wait_for(conn.frames, timeout(15), "a grid frame")
     first = frames[0]
     assert first.header is not None
     assert first.header.kind == protocol.FrameKind.GRID
@@ -98,7 +102,7 @@ async def test_grid_frames_are_valid_and_within_size(conn: ProbeConnection) -> N
 async def test_no_frames_after_going_back_to_off(conn: ProbeConnection) -> None:
     """Once mode is off again, no frame arrives (after a short settling time)."""
     await conn.send(watch_message("grid", interval_ms=500))
-    await conn.wait_for(conn.frames, 15, "a grid frame")
+    await conn.wait_for(conn.frames, timeout(15), "a grid frame")
     await conn.send(WATCH_OFF)
     await asyncio.sleep(SETTLE_S)
     after = time.monotonic()
@@ -115,7 +119,7 @@ async def test_tabs_sent_only_when_asked(conn: ProbeConnection) -> None:
     assert conn.messages("tabs") == []
     asked = time.monotonic()
     await conn.send(watch_message("grid", tabs="active"))
-    tabs = await conn.wait_for(lambda: conn.messages("tabs", asked), 10, "a tabs message")
+    tabs = await conn.wait_for(lambda: conn.messages("tabs", asked), timeout(10), "a tabs message")
     listed = tabs[0]["tabs"]
     assert len(listed) == 1 and listed[0]["active"] is True
     assert isinstance(listed[0]["title"], str)

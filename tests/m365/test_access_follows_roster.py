@@ -17,6 +17,7 @@ from klasblik.server.storage.models import Location, SchoolClass, Staff
 from tests.m365.roster_fixture import ANNA, CHRIS, T1, fill
 from tests.support.graph_emulator import GraphEmulator, start_graph_emulator
 from tests.support.live import TestAgent, start_live_server
+from tests.support.timing import timeout
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ async def _open_view(server, username, class_name):
     class_id = await _class_id(server, class_name)
     await ws.send_str(json.dumps({"type": "subscribe", "id": 1, "class_id": class_id}))
     while True:
-        msg = json.loads((await ws.receive(timeout=5)).data)
+        msg = json.loads((await ws.receive(timeout=timeout(5))).data)
         if msg["type"] == "result":
             assert msg["success"], msg
             return client, ws
@@ -70,7 +71,7 @@ async def _closed(ws):
     """The 'closed' message and the close code a revoked view gets."""
     closed = None
     while True:
-        m = await ws.receive(timeout=5)
+        m = await ws.receive(timeout=timeout(5))
         if m.type == aiohttp.WSMsgType.TEXT:
             data = json.loads(m.data)
             if data["type"] == "closed":
@@ -185,7 +186,7 @@ async def test_it_admin_cannot_view_a_class_they_do_not_teach(setup):
         json.dumps({"type": "subscribe", "id": 1, "class_id": await _class_id(server, "7B")})
     )
     while True:
-        msg = json.loads((await ws.receive(timeout=5)).data)
+        msg = json.loads((await ws.receive(timeout=timeout(5))).data)
         if msg["type"] == "result":
             break
     assert msg["success"] is False and msg["error"]["code"] == "forbidden"

@@ -10,6 +10,7 @@ from klasblik.server.auth.m365.client import M365Client
 from tests.m365.roster_fixture import fill
 from tests.support.graph_emulator import EmulatorThread
 from tests.support.process import KLASBLIK
+from tests.support.timing import timeout
 
 HEADER = (
     "Leerlingnummer;Roepnaam;Tussenvoegsel;Achternaam;Groep;M365 gebruikersnaam;BRIN;Vestiging\n"
@@ -33,7 +34,7 @@ def test_roster_import_reports_counts(tmp_path):
         env=_env(tmp_path),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout(60),
     )
     assert done.returncode == 0, done.stderr
     assert (
@@ -55,7 +56,7 @@ def test_roster_import_broken_line_exits_1_naming_it(tmp_path):
         env=_env(tmp_path),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout(60),
     )
     assert done.returncode == 1
     assert "leerlingen.csv: line 3: groep is empty" in done.stderr
@@ -65,7 +66,11 @@ def test_roster_import_broken_line_exits_1_naming_it(tmp_path):
 def test_roster_sync_without_tenant_says_what_is_missing(tmp_path):
     """Without the app registration, sync exits 1 and names the missing setting."""
     done = subprocess.run(
-        [KLASBLIK, "roster", "sync"], env=_env(tmp_path), capture_output=True, text=True, timeout=60
+        [KLASBLIK, "roster", "sync"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout(60),
     )
     assert done.returncode == 1
     assert "m365_tenant_id is not set" in done.stderr

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from klasblik import protocol as p
 from tests.support.cluster import RedisProcess, ServerProcess, SharedDatabase
 from tests.support.live import TOKEN, TestAgent, frame
-from tests.support.timing import wait_for
+from tests.support.timing import timeout, wait_for
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
 BRAM = ("bram.de.jong@school.example", "Bram", "de Jong")
@@ -54,7 +54,7 @@ class Watcher:
             )
             return bool(found)
 
-        await wait_for(answered, 10, f"answer to {body}")
+        await wait_for(answered, timeout(10), f"answer to {body}")
         assert found[0]["type"] == "result", found[0]
         return dict(found[0]["result"])
 
@@ -72,7 +72,7 @@ class Watcher:
     async def close(self) -> None:
         await self.ws.close()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait([self._task], timeout=2)
+            await asyncio.wait([self._task], timeout=timeout(2))
 
 
 async def pump(agent: TestAgent, color: tuple[int, int, int]) -> None:
@@ -131,7 +131,9 @@ async def _viewer_on(c: dict[str, Any], server: ServerProcess) -> Watcher:
     return watcher
 
 
-async def _wait_health(server: ServerProcess, redis: str, status: str, timeout: float = 15) -> None:
+async def _wait_health(
+    server: ServerProcess, redis: str, status: str, within: float = timeout(15)
+) -> None:
     seen: list[dict[str, Any]] = []
 
     async def check() -> bool:
@@ -139,7 +141,7 @@ async def _wait_health(server: ServerProcess, redis: str, status: str, timeout: 
         return seen[-1].get("redis", "").startswith(redis) and seen[-1]["status"] == status
 
     try:
-        await wait_for(check, timeout, f"{server.name} health redis={redis} status={status}")
+        await wait_for(check, within, f"{server.name} health redis={redis} status={status}")
     except AssertionError as exc:
         raise AssertionError(f"{exc}; last /healthz: {seen[-1] if seen else None}") from None
 
@@ -193,9 +195,11 @@ async def test_dashboard_on_one_instance_views_agent_on_the_other(tmp_path, pg_u
             result = await viewer.command(type="subscribe", class_id=c["roster"]["class_id"])
             states = {s["id"]: s["state"] for s in result["students"]}
             assert states[anna]["online"] is True
-            await wait_for(lambda: agent.mode == "grid", 10, "grid watch on the agent at A")
+            await wait_for(
+                lambda: agent.mode == "grid", timeout(10), "grid watch on the agent at A"
+            )
             assert "M. de Vries" in agent.watches[-1]["viewers"]
-            await wait_for(lambda: len(viewer.frames_of(anna)) >= 3, 10, "frames at B")
+            await wait_for(lambda: len(viewer.frames_of(anna)) >= 3, timeout(10), "frames at B")
             _sid, header, image = viewer.frames_of(anna)[-1]
             assert header.kind == p.FrameKind.GRID
             assert image == frame(1, (10, 200, 30))[p.FRAME_HEADER_SIZE :]
@@ -211,13 +215,17 @@ async def test_dashboard_on_one_instance_views_agent_on_the_other(tmp_path, pg_u
                 )
             )
             await wait_for(
-                lambda: any(m.get("type") == "tabs" for m in viewer.messages), 10, "tabs at B"
+                lambda: any(m.get("type") == "tabs" for m in viewer.messages),
+                timeout(10),
+                "tabs at B",
             )
 
             await viewer.command(type="focus", student_id=anna)
-            await wait_for(lambda: agent.mode == "focus", 10, "focus watch on the agent at A")
+            await wait_for(
+                lambda: agent.mode == "focus", timeout(10), "focus watch on the agent at A"
+            )
             await viewer.command(type="unsubscribe", class_id=c["roster"]["class_id"])
-            await wait_for(lambda: agent.mode == "off", 10, "agent at A quiet again")
+            await wait_for(lambda: agent.mode == "off", timeout(10), "agent at A quiet again")
         finally:
             sender.cancel()
             await viewer.close()
@@ -235,11 +243,13 @@ async def test_instance_killed_mid_view_recovers(tmp_path, pg_url):
         viewer = await _viewer_on(c, b)
         try:
             await viewer.command(type="subscribe", class_id=c["roster"]["class_id"])
-            await wait_for(lambda: len(viewer.frames_of(anna)) >= 2, 10, "frames at B via A")
+            await wait_for(
+                lambda: len(viewer.frames_of(anna)) >= 2, timeout(10), "frames at B via A"
+            )
             a.kill()
             await wait_for(
                 lambda: (viewer.last_status(anna) or {}).get("online") is False,
-                10,
+                timeout(10),
                 "B shows the student offline after A died",
             )
             sender.cancel()
@@ -247,16 +257,18 @@ async def test_instance_killed_mid_view_recovers(tmp_path, pg_url):
 
             agent = await _agent_on(b, ANNA[0])  # what the real agent's reconnect does
             sender = asyncio.create_task(pump(agent, (20, 20, 220)))
-            await wait_for(lambda: agent.mode == "grid", 10, "B asks the moved agent for frames")
+            await wait_for(
+                lambda: agent.mode == "grid", timeout(10), "B asks the moved agent for frames"
+            )
             await wait_for(
                 lambda: (viewer.last_status(anna) or {}).get("online") is True,
-                10,
+                timeout(10),
                 "B shows the student online again",
             )
             blue = frame(1, (20, 20, 220))[p.FRAME_HEADER_SIZE :]
             await wait_for(
                 lambda: any(f[2] == blue for f in viewer.frames_of(anna)),
-                10,
+                timeout(10),
                 "frames of the moved agent at B",
             )
             assert (await b.health())["status"] == "ok"
@@ -278,7 +290,7 @@ async def test_redis_restart_degrades_to_local_and_recovers(tmp_path, pg_url):
         local = await _viewer_on(c, a)
         try:
             await remote.command(type="subscribe", class_id=c["roster"]["class_id"])
-            await wait_for(lambda: len(remote.frames_of(anna)) >= 2, 10, "frames at B")
+            await wait_for(lambda: len(remote.frames_of(anna)) >= 2, timeout(10), "frames at B")
 
             c["redis"].stop()
             await _wait_health(a, "down:", "degraded")
@@ -287,17 +299,17 @@ async def test_redis_restart_degrades_to_local_and_recovers(tmp_path, pg_url):
             before = len(local.frames_of(anna))
             await wait_for(
                 lambda: len(local.frames_of(anna)) >= before + 3,
-                10,
+                timeout(10),
                 "local viewing at A while Redis is down",
             )
 
             c["redis"].start()
-            await _wait_health(a, "ok", "ok", 20)
-            await _wait_health(b, "ok", "ok", 20)
+            await _wait_health(a, "ok", "ok", timeout(20))
+            await _wait_health(b, "ok", "ok", timeout(20))
             count = len(remote.frames_of(anna))
             await wait_for(
                 lambda: len(remote.frames_of(anna)) >= count + 3,
-                15,
+                timeout(15),
                 "frames at B again after Redis came back",
             )
         finally:
@@ -319,7 +331,9 @@ async def test_new_remote_viewer_gets_tabs_and_status_without_a_resend(tmp_path,
         remote = await _viewer_on(c, b)
         try:
             await local.command(type="subscribe", class_id=c["roster"]["class_id"])
-            await wait_for(lambda: agent.mode == "grid", 10, "grid watch on the agent at A")
+            await wait_for(
+                lambda: agent.mode == "grid", timeout(10), "grid watch on the agent at A"
+            )
             await agent.send(
                 json.dumps(
                     {
@@ -331,12 +345,12 @@ async def test_new_remote_viewer_gets_tabs_and_status_without_a_resend(tmp_path,
             await agent.send(json.dumps({"type": "capture_error", "reason": "no_display"}))
             await wait_for(
                 lambda: any(m.get("type") == "tabs" for m in local.messages),
-                10,
+                timeout(10),
                 "tabs at A's viewer",
             )
             await wait_for(
                 lambda: (local.last_status(anna) or {}).get("capture_error") == "no_display",
-                10,
+                timeout(10),
                 "capture error at A's viewer",
             )
 
@@ -351,7 +365,9 @@ async def test_new_remote_viewer_gets_tabs_and_status_without_a_resend(tmp_path,
                 ]
                 return entry["tabs"] or (found[-1] if found else [])
 
-            await wait_for(lambda: bool(remote_tabs()), 3, "A's current tabs at B's new viewer")
+            await wait_for(
+                lambda: bool(remote_tabs()), timeout(3), "A's current tabs at B's new viewer"
+            )
             assert remote_tabs()[0]["title"] == "Taal"
 
             def remote_status() -> dict[str, Any]:
@@ -359,7 +375,7 @@ async def test_new_remote_viewer_gets_tabs_and_status_without_a_resend(tmp_path,
 
             await wait_for(
                 lambda: remote_status().get("capture_error") == "no_display",
-                3,
+                timeout(3),
                 "A's current status (capture error) at B's new viewer",
             )
             assert remote_status()["online"] is True

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from klasblik.server.storage.models import Student
 from tests.support.live import TestAgent, start_live_server
-from tests.support.timing import wait_for
+from tests.support.timing import timeout, wait_for
 
 STUDENTS = [(f"leerling{i}@school.example", f"Leerling{i}", "Test") for i in range(12)]
 
@@ -32,7 +32,7 @@ async def test_connection_storm_is_recorded_in_few_transactions(tmp_path, db_url
                 ).all()
             return all(r.last_ip == "127.0.0.1" and r.last_seen is not None for r in rows)
 
-        await wait_for(recorded, 10, "last_ip and last_seen of every student")
+        await wait_for(recorded, timeout(10), "last_ip and last_seen of every student")
         assert 1 <= server.last_seen.batches < len(STUDENTS)
         assert 1 <= server.students.queries < len(STUDENTS)
     finally:
@@ -65,12 +65,12 @@ async def test_silent_agent_is_closed_by_the_sweep(tmp_path):
         assert (await quiet.connect())["type"] == "welcome"
         assert (await talking.connect())["type"] == "welcome"
         loop = asyncio.get_running_loop()
-        start = loop.time()
-        while loop.time() - start < 5 and not quiet.ws.closed:
+        start, limit = loop.time(), timeout(5)
+        while loop.time() - start < limit and not quiet.ws.closed:
             await talking.send('{"type":"heartbeat"}')
             await asyncio.sleep(0.3)
         assert quiet.ws.closed
-        assert 2.5 <= loop.time() - start <= 5
+        assert 2.5 <= loop.time() - start <= limit
         assert not talking.ws.closed
         assert len(server.hub.agents) == 1
     finally:

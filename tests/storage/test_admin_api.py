@@ -17,7 +17,7 @@ from klasblik.server.access import audit
 from klasblik.server.storage.blobs.base import thumbnail_name
 from klasblik.server.storage.models import AuditEntry, Staff, Student
 from tests.support.live import TestAgent, frame
-from tests.support.timing import wait_for
+from tests.support.timing import timeout, wait_for
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
 IT = "it@school.example"
@@ -182,7 +182,7 @@ async def test_a_view_whose_audit_entry_cannot_be_written_does_not_open(live_ser
         ws = await live_server.dashboard(client)
         monkeypatch.setattr(audit, "record", broken)
         await ws.send_str(json.dumps({"type": "subscribe", "id": 1, "class_id": ids["class_id"]}))
-        answer = json.loads((await ws.receive(timeout=5)).data)
+        answer = json.loads((await ws.receive(timeout=timeout(5))).data)
         assert (answer["type"], answer["id"], answer["success"]) == ("result", 1, False)
         assert "audit" in answer["error"]["message"]
         assert live_server.hub.watchers.get(ids["students"][ANNA[0]]) in (None, {})

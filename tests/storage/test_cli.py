@@ -17,6 +17,7 @@ from klasblik.server.cli import main
 from klasblik.server.storage.blobs.base import LocalBlobStore, tabs_name, thumbnail_name
 from klasblik.server.storage.models import Student, create_engine, sessionmaker, upgrade_database
 from tests.support.roster import add_student
+from tests.support.timing import timeout
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -133,7 +134,7 @@ def test_purge_command_runs_as_a_real_process(tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout(60),
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr

@@ -13,14 +13,14 @@ from klasblik import protocol as p
 from klasblik.server.storage.blobs.base import thumbnail_name
 from tests.support.azurite import Azurite
 from tests.support.live import TestAgent, frame, start_live_server
-from tests.support.timing import wait_for
+from tests.support.timing import timeout, wait_for
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
 
 
-async def _next_frame(ws, timeout=5.0):
+async def _next_frame(ws, within: float = timeout(5)):
     while True:
-        m = await ws.receive(timeout=timeout)
+        m = await ws.receive(timeout=within)
         if m.type == aiohttp.WSMsgType.BINARY:
             return p.decode_viewer_frame(m.data)
         if m.type != aiohttp.WSMsgType.TEXT:
@@ -60,7 +60,7 @@ async def test_store_down_frames_flow_healthz_degraded_then_recovers(tmp_path):
         for seq in range(2, 12):
             started = time.monotonic()
             await agent.send(frame(seq=seq))
-            _sid, header, _ = await _next_frame(ws, timeout=2)
+            _sid, header, _ = await _next_frame(ws, within=timeout(2))
             assert header.seq == seq
             assert time.monotonic() - started < 1.0, "a frame waited for the blob store"
             await asyncio.sleep(0.1)

@@ -13,6 +13,7 @@ from klasblik.server.retention.schedule import JobRunner
 from klasblik.server.settings import SettingsError, load_settings
 from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
 from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database
+from tests.support.timing import timeout, wait_for
 
 
 async def test_47_hour_old_screenshot_kept_48_hour_old_gone(store, settings):
@@ -93,7 +94,6 @@ async def test_running_server_sweeps_shortly_after_start(tmp_path):
     import time
 
     from tests.support.live import start_live_server
-    from tests.support.timing import wait_for
 
     old = tmp_path / "blobs" / "students" / "1" / "thumbnail"
     fresh = tmp_path / "blobs" / "students" / "2" / "thumbnail"
@@ -105,7 +105,7 @@ async def test_running_server_sweeps_shortly_after_start(tmp_path):
     server = await start_live_server(tmp_path)
     try:
         assert server.app[RETENTION_JOBS] is not None
-        await wait_for(lambda: not old.exists(), timeout=30, message="startup sweep")
+        await wait_for(lambda: not old.exists(), timeout=timeout(30), message="startup sweep")
         assert fresh.exists()
     finally:
         await server.stop()

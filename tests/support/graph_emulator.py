@@ -22,6 +22,8 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
+from tests.support.timing import timeout
+
 __all__ = ["GraphEmulator", "start_graph_emulator"]
 
 
@@ -323,14 +325,16 @@ class EmulatorThread:
 
         self._thread.start()
         fut = asyncio.run_coroutine_threadsafe(start_graph_emulator(self.emulator), self._loop)
-        _emulator, self._runner = fut.result(timeout=10)
+        _emulator, self._runner = fut.result(timeout=timeout(10))
         return self.emulator
 
     def __exit__(self, *exc: object) -> None:
         import asyncio
 
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(
+                timeout=timeout(10)
+            )
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=timeout(5))
         self._loop.close()

@@ -31,6 +31,8 @@ from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import make_server
 
+from tests.support.timing import timeout
+
 __all__ = [
     "CLIENT_ID",
     "CLIENT_SECRET",
@@ -110,7 +112,10 @@ class OidcProvider:
 
     def put_user(self, sub: str, **claims: Any) -> None:
         resp = self._http.put(
-            f"{self.authority}/users/{sub}", json=claims, timeout=10, verify=str(self.ca_file)
+            f"{self.authority}/users/{sub}",
+            json=claims,
+            timeout=timeout(10),
+            verify=str(self.ca_file),
         )
         assert resp.status_code == 204, resp.text
 
@@ -135,7 +140,7 @@ class OidcProvider:
             authorize_url,
             data={"sub": sub},
             allow_redirects=False,
-            timeout=10,
+            timeout=timeout(10),
             verify=str(self.ca_file),
         )
         assert resp.status_code == 302, f"provider answered {resp.status_code}: {resp.text[:300]}"
@@ -198,5 +203,5 @@ def run_provider(
         yield provider
     finally:
         server.shutdown()
-        thread.join(timeout=5)
+        thread.join(timeout=timeout(5))
         provider._http.close()

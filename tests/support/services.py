@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.timing import timeout
+
 PG_ADMIN_DSN = os.environ.get("KLASBLIK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("KLASBLIK_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
@@ -22,7 +24,7 @@ def _psql(sql: str) -> None:
         ["psql", PG_ADMIN_DSN, "-v", "ON_ERROR_STOP=1", "-qc", sql],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=timeout(30),
     )
     if done.returncode != 0:
         pytest.fail(

@@ -48,10 +48,12 @@ class FakeSocket {
 
 globalThis.WebSocket = FakeSocket;
 const FAST = { firstMs: 5, maxMs: 20, jitter: 0 };
-const until = async (check, ms = 2000) => {
+// Scaled like every timeout of the Python tests (tests/support/timing.py), which pass it on.
+const TIMEOUT_FACTOR = Number(process.env.KLASBLIK_TEST_TIMEOUT_FACTOR || 1);
+const until = async (check, ms = 2000 * TIMEOUT_FACTOR) => {
   const end = Date.now() + ms;
   while (!check()) {
-    if (Date.now() > end) throw new Error("timed out waiting");
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting`);
     await new Promise((r) => setTimeout(r, 2));
   }
 };
