@@ -112,7 +112,7 @@ async def test_no_viewer_means_no_frames_requested(live_server):
         await wait_for(lambda: agent.watches, message="first watch")
         assert agent.mode == "off"
         await agent.send(frame())
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # idle: nobody watches, so the frame may go nowhere
         assert live_server.hub.frames_relayed == 0
         assert await live_server.store.get(thumbnail_name(1)) is None  # never kept
     finally:

@@ -23,6 +23,7 @@ from klasblik.agent.settings import AgentSettings, load_agent_settings
 from klasblik.protocol import Encoding, FrameKind
 from tests.agent.agent_standin_server import WAIT_S, StandInServer, standin_server
 from tests.agent.agent_xscreen import XPainter, Xvfb
+from tests.support.timing import timeout, wait_for
 
 pytestmark = pytest.mark.xvfb
 
@@ -132,7 +133,7 @@ async def test_grid_frames_then_focus_then_off(
         conn = await server.next_connection()
         await conn.welcome(heartbeat_s=1)
         await conn.watch("off")
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # idle: with mode off nothing may be grabbed
         assert grabber.grabs == 0, "mode off must not capture at all"
 
         await conn.watch("grid", 400, 225, interval_ms=200, quality=55)
@@ -142,8 +143,7 @@ async def test_grid_frames_then_focus_then_off(
         assert Image.open(io.BytesIO(image)).size == (header.width, header.height) == (400, 225)
         # The screen does not change: grabs go on, frames do not.
         grabs = grabber.grabs
-        await asyncio.sleep(1.0)
-        assert grabber.grabs > grabs
+        await conn.wait_for(lambda: grabber.grabs >= grabs + 4)
         assert len(conn.frames) == 1
 
         page = Image.new("RGB", (1280, 720), (30, 90, 200))
@@ -167,10 +167,10 @@ async def test_grid_frames_then_focus_then_off(
         assert min(gaps) >= 198, gaps
 
         await conn.watch("off")
-        await asyncio.sleep(0.3)  # a grab already running may finish, and is dropped
+        await asyncio.sleep(timeout(0.3))  # a grab already running may finish, and is dropped
         count, grabs = len(conn.frames), grabber.grabs
         painter.show(Image.new("RGB", (1280, 720), (200, 10, 10)))
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # idle: a changed screen, but off: no grab, no frame
         assert len(conn.frames) == count
         assert grabber.grabs == grabs
         seqs = [h.seq for h, _, _ in conn.frames]
@@ -196,11 +196,11 @@ async def test_window_title_sent_as_one_tab_when_changed(
         await conn.welcome()
         await conn.watch("grid", interval_ms=100, tabs="none")
         await conn.wait_for(lambda: len(conn.frames) >= 1)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # idle: three intervals with tabs "none", so no tabs
         assert conn.of_type("tabs") == []
         await conn.watch("grid", interval_ms=100, tabs="active")
         await conn.wait_for(lambda: len(conn.of_type("tabs")) >= 2)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # idle: the title stays, so no third tabs message
         tabs = conn.of_type("tabs")
         assert [t["tabs"] for t in tabs] == [
             [{"title": "Word – verslag", "url": "", "active": True, "window": 1}],
@@ -219,7 +219,7 @@ async def test_capture_error_once_per_reason(server: StandInServer, tmp_path: Pa
         await conn.welcome(heartbeat_s=1)
         await conn.watch("grid", interval_ms=100)
         await conn.wait_for(lambda: len(conn.of_type("capture_error")) >= 2)
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.5)  # idle: a retry (every 1 s) with the same reason, not reported
         reasons = [m["reason"] for m in conn.of_type("capture_error")]
         assert reasons == ["no display to capture (DISPLAY not set)", "screen is locked"]
         assert grabber.grabs >= 3
@@ -277,7 +277,7 @@ async def test_staff_refusal_waits_an_hour(
         conn = await server.next_connection()
         await conn.send({"type": "error", "error": {"code": "not_a_student", "message": "staff"}})
         await conn.ws.close(code=4003)
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TimeoutError):  # idle: 1.5 s without a reconnection (not scaled)
             await server.next_connection(timeout=1.5)
         assert "close 4003" in caplog.text and "minutes" in caplog.text
         assert not agent.task.done()
@@ -293,13 +293,10 @@ async def test_dropped_connection_and_missing_server_do_not_crash(tmp_path: Path
         {"server": url, "token": "tok", "account": "a@b.example", "state_dir": str(tmp_path)},
         env={},
     )
-    agent = Running(
-        AgentClient(
-            settings, CaptureWorker(FailingGrabber(["x"])), backoff=Backoff(start_s=0.05, max_s=0.2)
-        )
-    )
+    backoff = Backoff(start_s=0.05, max_s=0.2)
+    agent = Running(AgentClient(settings, CaptureWorker(FailingGrabber(["x"])), backoff=backoff))
     try:
-        await asyncio.sleep(0.5)  # connection refused a few times
+        await wait_for(lambda: backoff.attempts >= 3, WAIT_S, "connection refused three times")
         assert not agent.task.done()
         async with standin_server() as server:
             agent.client.settings = load_agent_settings(

@@ -99,8 +99,8 @@ async def test_webp_and_focus_frames(rig: Rig) -> None:
 async def test_unchanged_screen_sends_no_new_frame(rig: Rig) -> None:
     """A static page yields one frame; a change on screen yields the next one."""
     await rig.conn.send(watch_message("grid", interval_ms=500))
-    await rig.conn.wait_for(rig.conn.frames, 15, "a frame")
-    await asyncio.sleep(3)  # six capture intervals
+    await rig.conn.wait_for(rig.conn.frames, timeout(15), "a frame")
+    await asyncio.sleep(3)  # idle: six capture intervals of a static page send nothing new
     assert len(rig.conn.frames()) == 1
     page = rig.agent.context.pages[-1]
     await page.evaluate(f"document.body.style.background = {BLUE!r}")
@@ -147,7 +147,7 @@ async def test_uncapturable_page_sends_capture_error(rig: Rig, url: str) -> None
         lambda: rig.conn.messages("capture_error"), timeout(10), "capture_error"
     )
     assert errors[0]["reason"] == "page cannot be captured"
-    await asyncio.sleep(2)
+    await asyncio.sleep(2)  # idle: four capture intervals, with no frame and no second error
     assert rig.conn.frames() == []
     assert len(rig.conn.messages("capture_error")) == 1, "the same reason is not repeated"
 
@@ -156,9 +156,11 @@ async def test_reconnects_when_the_server_comes_back(rig: Rig) -> None:
     """The server going away and coming back on the same port: the agent says hello again."""
     port = rig.probe.port
     await rig.probe.stop()
-    await rig.agent.wait_status(lambda s: not s["connected"], timeout=10)
+    down = await rig.agent.wait_status(lambda s: not s["connected"], timeout=timeout(10))
     assert (await rig.agent.badge())["text"] == ""
-    await asyncio.sleep(2)  # a few failed attempts while it is down
+    await rig.agent.wait_status(  # an attempt that fails while the server is down
+        lambda s: s["lastClose"]["at"] > down["lastClose"]["at"], timeout=timeout(10)
+    )
     await rig.probe.start(port)
     started = time.monotonic()
     conn = await rig.probe.next_connection(timeout=timeout(30), after=1)
@@ -217,7 +219,7 @@ async def test_close_codes_decide_when_to_reconnect(rig: Rig) -> None:
     assert 3600 <= wait_s <= 3601, wait_s
     stored = await rig.agent.evaluate("chrome.storage.local.get('forbiddenUntil')")
     assert stored["forbiddenUntil"] == status["nextAttemptAt"], "the wait survives a worker restart"
-    await asyncio.sleep(3)
+    await asyncio.sleep(3)  # idle: after 4003 no reconnection may come (1001 took about 1 s)
     assert len(rig.probe.connections) == 2
 
 

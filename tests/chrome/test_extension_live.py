@@ -192,7 +192,7 @@ async def test_teacher_gets_thumbnail_and_tabs(rig: Rig) -> None:
 async def test_watch_and_unwatch_switch_frames_and_badge(rig: Rig) -> None:
     """Nobody watching: no frames and no badge; watched: frames and ON naming the teacher;
     the teacher leaves: badge cleared and no more frames."""
-    await asyncio.sleep(3)
+    await asyncio.sleep(3)  # idle: nobody watches, so nothing may be sent
     assert rig.spy.frames == [] and rig.spy.tabs == []
     assert (await rig.agent.badge())["text"] == ""
 
@@ -206,12 +206,12 @@ async def test_watch_and_unwatch_switch_frames_and_badge(rig: Rig) -> None:
     await teacher.close()
     await rig.agent.wait_status(lambda s: s["mode"] == "off")
     assert (await rig.agent.badge())["text"] == ""
-    settled = time.monotonic() + 1.0
+    settled = time.monotonic() + timeout(1.0)  # a frame under way at "off" may still land
     page = rig.agent.context.pages[-1]
     await page.evaluate(
         f"document.body.style.background = {_hex(GREEN)!r}"
     )  # a change nobody asked for
-    await asyncio.sleep(4)
+    await asyncio.sleep(settled + 3 - time.monotonic())  # idle: no frame in the 3 s after that
     assert rig.spy.frames_since(settled) == []
 
 
@@ -229,8 +229,10 @@ async def test_survives_the_server_going_away(pages: str, tmp_path: Path) -> Non
             await wait_for(lambda: sid in server.hub.agents, timeout(30), "first connection")
             port = server.port
             await server.stop()
-            await agent.wait_status(lambda s: not s["connected"], timeout=15)
-            await asyncio.sleep(2)  # it keeps trying while the server is down
+            down = await agent.wait_status(lambda s: not s["connected"], timeout=timeout(15))
+            await agent.wait_status(  # an attempt that fails while the server is down
+                lambda s: s["lastClose"]["at"] > down["lastClose"]["at"], timeout=timeout(10)
+            )
 
             app = init_app(server.settings)  # same database file: same roster
             runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2)

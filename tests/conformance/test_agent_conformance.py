@@ -104,9 +104,9 @@ async def test_no_frames_after_going_back_to_off(conn: ProbeConnection) -> None:
     await conn.send(watch_message("grid", interval_ms=500))
     await conn.wait_for(conn.frames, timeout(15), "a grid frame")
     await conn.send(WATCH_OFF)
-    await asyncio.sleep(SETTLE_S)
+    await asyncio.sleep(SETTLE_S)  # a capture under way at "off" may still arrive
     after = time.monotonic()
-    await asyncio.sleep(3)
+    await asyncio.sleep(3)  # idle: heartbeats (every 1 s) but no frame may come
     assert conn.frames(since=after) == []
     assert conn.messages("heartbeat", since=after), "heartbeats go on while off"
 
@@ -114,8 +114,8 @@ async def test_no_frames_after_going_back_to_off(conn: ProbeConnection) -> None:
 async def test_tabs_sent_only_when_asked(conn: ProbeConnection) -> None:
     """tabs never arrive with tabs 'none'; with 'active' a valid one-tab list arrives."""
     await conn.send(watch_message("grid", tabs="none"))
-    await conn.wait_for(conn.frames, 15, "a grid frame")
-    await asyncio.sleep(2)
+    await conn.wait_for(conn.frames, timeout(15), "a grid frame")
+    await asyncio.sleep(2)  # idle: two grid intervals, and no tabs may come with them
     assert conn.messages("tabs") == []
     asked = time.monotonic()
     await conn.send(watch_message("grid", tabs="active"))

@@ -56,7 +56,7 @@ async def test_lesson_hours_start_and_stop_monitoring(tmp_path):
 
                 clock.now = _at(2026, 11, 28, 10, 0)  # Saturday
                 await policy(server).tick()
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.2)  # idle: no lessons on Saturday, so no watch
                 assert anna.mode == "off"
 
                 clock.now = _at(2026, 11, 30, 8, 15)  # Monday, first minute

@@ -40,12 +40,12 @@ async def test_no_second_copy_of_a_thumbnail_ever_exists(store):
     async def watch() -> None:
         for _ in range(20):
             seen.append(await _names(store, "students/3/"))
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # a reader listing every 10 ms during the writes
 
     watcher = asyncio.create_task(watch())
     for i in range(40):
         writer.offer(name, b"\xff\xd8\xff" + bytes([i]) * 100)
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.005)  # writes spread over the reader's listings
     await writer.drain()
     await watcher
     assert all(listing in ([], [name]) for listing in seen)
@@ -63,7 +63,7 @@ async def test_writes_to_one_student_are_rate_limited(store):
     writer = LatestWriter(store, interval_s=0.5)
     for i in range(10):
         writer.offer(thumbnail_name(1), b"\xff\xd8\xff" + bytes([i]))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # a burst of 10 frames in 0.1 s, inside the 0.5 s interval
     await writer.drain()
     assert writer.writes == 2
     blob = await store.get(thumbnail_name(1))

@@ -26,6 +26,7 @@ from klasblik.server.storage.models import (
 )
 from tests.storage.conftest import Clock
 from tests.support.roster import add_audit, add_staff, add_student
+from tests.support.timing import timeout, wait_for
 
 UTC = dt.UTC
 
@@ -224,8 +225,7 @@ async def test_purge_cut_off_halfway_finishes_on_the_next_run(
     broken = _Breaking(store, good=1, mode=mode)
     task = asyncio.create_task(purge(sm, broken, settings, when))
     if mode == "cancel":
-        while broken.calls < 2:
-            await asyncio.sleep(0.01)
+        await wait_for(lambda: broken.calls >= 2, timeout(5), "the second batch's delete")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -291,7 +291,7 @@ async def test_two_instances_starting_the_nightly_job_together_run_it_once(pg_ur
         """Keeps the winner busy long enough that the other really overlaps it."""
 
         async def delete(self, names):
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # a slow store: the overlap this test is about
             return await store.delete(names)
 
         def __getattr__(self, name):

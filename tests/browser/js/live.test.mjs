@@ -126,7 +126,7 @@ test("a lost connection rejects pending commands, reconnects and calls onOpen ag
   assert.equal(FakeSocket.made.length, 2);
   assert.ok(states.includes("waiting"), states.join(","));
   live.stop();
-  await new Promise((r) => setTimeout(r, 50));
+  await new Promise((r) => setTimeout(r, 50)); // idle: past the 20 ms back-off, no reconnect
   assert.equal(FakeSocket.made.length, 2, "no reconnect after stop()");
 });
 
@@ -142,7 +142,7 @@ test("after closed with code forbidden it does not reconnect", async () => {
   live.start();
   await until(() => opened === 1);
   FakeSocket.made[0].reply({ type: "closed", error: { code: "forbidden", message: "revoked" } });
-  await new Promise((r) => setTimeout(r, 80));
+  await new Promise((r) => setTimeout(r, 80)); // idle: past several back-offs, no reconnect
   assert.equal(FakeSocket.made.length, 1);
   assert.deepEqual(states.at(-1), ["stopped", "forbidden"]);
 });
@@ -172,7 +172,7 @@ test("beforeReconnect returning false gives up", async () => {
   await until(() => opened === 1);
   FakeSocket.made[0].close();
   await until(() => asked === 1);
-  await new Promise((r) => setTimeout(r, 50));
+  await new Promise((r) => setTimeout(r, 50)); // idle: past the 20 ms back-off, no reconnect
   assert.equal(FakeSocket.made.length, 1);
   live.stop();
 });
