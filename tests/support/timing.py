@@ -6,12 +6,16 @@ that machine. On a slower one (a loaded CI runner, a laptop on battery, a run un
 coverage or a debugger) set ``KLASBLIK_TEST_TIMEOUT_FACTOR``, e.g. to 2 or 3: each timeout
 is written as ``timeout(seconds)`` (or ``timeout_ms(ms)`` for Playwright), so this one
 constant scales all of them, pytest-timeout's per-test limit included (tests/conftest.py).
+A helper that takes a timeout (``wait_for`` here, ``next_connection``, ``wait_status``...)
+takes it scaled already: the number goes through ``timeout()`` where it is written.
 A timeout only bounds a wait that ends as soon as its condition holds, so a larger factor
-slows down failures, never passing tests.
+slows down failures, not passing tests. Also scaled: the upper bounds a test puts on how
+long something may take, and the few grace periods for work already under way (a capture
+in flight when an agent is told to stop).
 
-What is *not* scaled: idle periods, in which a test checks that nothing happens (a larger
-factor would only make them slower), and the intervals and limits that the code under test
-is configured with or that a test asserts on.
+Not scaled: idle periods, in which a test checks that nothing happens (a larger factor
+would only make them slower, not more reliable), and the intervals and limits that the code
+under test is configured with or that a test checks it keeps to.
 """
 
 from __future__ import annotations
