@@ -41,7 +41,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except ApiError as exc:
-        resp = exc.response()
+        resp = web.json_response(error_body(exc.code, exc.message), status=exc.status)
     except web.HTTPException as exc:
         if exc.status < 400 or exc.headers.get("Location"):
             raise
