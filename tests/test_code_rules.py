@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,16 +25,15 @@ def _run(
 
 
 def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
-    # klasblik is a namespace package spread over server/ and agent/: both go on the path
-    env = {**os.environ, "PYTHONPATH": f"{root / 'server'}{os.pathsep}{root / 'agent'}"}
-    return _run(
-        str(BIN / "lint-imports"),
-        "--no-cache",
-        "--config",
-        str(root / "pyproject.toml"),
-        cwd=root,
-        env=env,
-    )
+    """import-linter over the tree at ``root``. klasblik is a namespace package spread over
+    server/ and agent/: both go on the path, and ``-S`` keeps the editable install's finder
+    (a .pth file) from pointing the analysis back at the working tree."""
+    site = sysconfig.get_paths()["purelib"]
+    path = os.pathsep.join([str(root / "server"), str(root / "agent"), site])
+    env = {**os.environ, "PYTHONPATH": path}
+    code = "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())"
+    config = str(root / "pyproject.toml")
+    return _run(sys.executable, "-S", "-c", code, "--no-cache", config, cwd=root, env=env)
 
 
 def test_ruff_lint_is_clean():
