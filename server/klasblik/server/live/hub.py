@@ -22,12 +22,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from klasblik import protocol as p
 from klasblik.server.live.outbox import Outbox
+from klasblik.server.locations.rule import Placed
 from klasblik.server.settings import Settings
 from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
 from klasblik.server.storage.latest import LatestWriter
@@ -45,18 +46,6 @@ _MODE_RANK = {"off": 0, "grid": 1, "focus": 2}
 
 def _iso(ts: dt.datetime | None) -> str | None:
     return ts.isoformat().replace("+00:00", "Z") if ts else None
-
-
-class Placed(Protocol):
-    """What the location rule reads of a viewer or a device: a :class:`Viewer`, an
-    :class:`AgentConn`, or, for a viewer or device on another instance, the cluster's
-    ``DemandEntry`` or ``Place`` (``live/cluster/codec.py``)."""
-
-    @property
-    def location_id(self) -> int | None: ...
-
-    @property
-    def home_location_id(self) -> int | None: ...
 
 
 @dataclass(eq=False)
