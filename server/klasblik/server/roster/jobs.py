@@ -128,7 +128,6 @@ def roster_jobs_ctx(
         try:
             yield
         finally:
-            del app[ROSTER_JOBS]
             scheduler.shutdown(wait=False)
 
     return ctx

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["create_engine", "sessionmaker", "upgrade_database"]
+__all__ = ["create_engine", "ping", "sessionmaker", "upgrade_database"]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -58,3 +58,9 @@ async def upgrade_database(engine: AsyncEngine) -> None:
 
     async with engine.begin() as conn:
         await conn.run_sync(run)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """One round trip to the database; raises whatever the driver raises when it is down."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
