@@ -195,6 +195,23 @@ class OidcProvider:
             **extra,
         }
 
+    def app_token(self, secret: str | None = None) -> str:
+        """An app-only Graph token by a plain client-credentials request (no msal)."""
+        resp = self._http.post(
+            self.token_endpoint,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self.client_id,
+                "client_secret": secret or self.client_secret,
+                "scope": f"{GRAPH_AUDIENCE}/.default",
+            },
+            timeout=10,
+            verify=str(self.ca_file),
+        )
+        assert resp.status_code == 200, resp.text
+        token: str = resp.json()["access_token"]
+        return token
+
     def put_user(self, sub: str, **claims: Any) -> None:
         resp = self._http.put(
             f"{self.authority}/users/{sub}", json=claims, timeout=10, verify=str(self.ca_file)
