@@ -20,21 +20,23 @@ from aiohttp import WSMessage, WSMsgType, web
 from klasblik import protocol as p
 from klasblik.server.access import audit
 from klasblik.server.errors import AccessDenied
-from klasblik.server.keys import AGENT_SOCKETS, DB, HUB, LAST_SEEN, SETTINGS, STUDENTS
+from klasblik.server.keys import (
+    AGENT_SOCKETS,
+    DB,
+    HUB,
+    LAST_SEEN,
+    OPEN_WEBSOCKET,
+    SETTINGS,
+    STUDENTS,
+)
 from klasblik.server.live.hub import AgentConn
 from klasblik.server.live.outbox import Outbox
 from klasblik.server.locations.policy import home_of, locate
 from klasblik.server.net import client_ip
 
-__all__ = ["OPEN_WEBSOCKET", "agent_ws"]
+__all__ = ["agent_ws"]
 
 log = logging.getLogger(__name__)
-
-#: the WebSocket a request was upgraded to, set right after the handshake by both live
-#: endpoints: ``web/middleware.py`` then never writes an HTTP answer for that request
-OPEN_WEBSOCKET: web.RequestKey[web.WebSocketResponse] = web.RequestKey(
-    "klasblik.open_websocket", web.WebSocketResponse
-)
 
 _CLOSE_FOR = {
     p.ErrorCode.NOT_A_STUDENT: p.CloseCode.FORBIDDEN,

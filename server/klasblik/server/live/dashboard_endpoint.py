@@ -25,8 +25,7 @@ from klasblik.server.access import audit
 from klasblik.server.access.rules import authorize_class, authorize_student
 from klasblik.server.auth.identity import check_origin, require_staff
 from klasblik.server.errors import AccessDenied, ApiError
-from klasblik.server.keys import DB, HUB, SETTINGS, STORE
-from klasblik.server.live.agent_endpoint import OPEN_WEBSOCKET
+from klasblik.server.keys import DB, HUB, OPEN_WEBSOCKET, SETTINGS, STORE
 from klasblik.server.live.hub import Viewer
 from klasblik.server.live.outbox import Outbox
 from klasblik.server.locations.policy import LocationPolicy, home_of, locate, policy_of

@@ -18,7 +18,7 @@ from sqlalchemy import exc as sa_exc
 
 from klasblik.protocol.codes import CloseCode, ErrorCode
 from klasblik.server.errors import ApiError, error_body
-from klasblik.server.live.agent_endpoint import OPEN_WEBSOCKET
+from klasblik.server.keys import OPEN_WEBSOCKET
 
 __all__ = ["CSP", "middlewares"]
 
