@@ -20,7 +20,7 @@ from tests.support.graph_emulator import GraphEmulator, start_graph_emulator
 from klasblik.server.roster.csv_import import import_students_csv
 from klasblik.server.roster.graph import GraphClient
 from klasblik.server.roster.sync import sync_roster
-from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database
+from klasblik.server.storage.engine import create_engine, sessionmaker, upgrade_database
 
 
 def _school(graph: GraphEmulator, students: int, classes: int) -> None:

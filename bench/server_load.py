@@ -89,6 +89,7 @@ async def seed(url: str, agents: int, class_size: int, dashboards: int) -> dict[
 
     from klasblik.server.auth.sessions import create_session
     from klasblik.server.settings import load_settings
+    from klasblik.server.storage.engine import create_engine, sessionmaker, upgrade_database
     from klasblik.server.storage.models import (
         Location,
         School,
@@ -97,9 +98,6 @@ async def seed(url: str, agents: int, class_size: int, dashboards: int) -> dict[
         Student,
         class_students,
         class_teachers,
-        create_engine,
-        sessionmaker,
-        upgrade_database,
     )
 
     engine = create_engine(url)

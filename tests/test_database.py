@@ -12,6 +12,7 @@ from klasblik.server.access import rules as access
 from klasblik.server.auth.sessions import create_session, lookup_session
 from klasblik.server.errors import AccessDenied
 from klasblik.server.settings import load_settings
+from klasblik.server.storage.engine import create_engine, sessionmaker, upgrade_database
 from klasblik.server.storage.models import (
     AuditEntry,
     School,
@@ -19,9 +20,6 @@ from klasblik.server.storage.models import (
     Staff,
     Student,
     WebSession,
-    create_engine,
-    sessionmaker,
-    upgrade_database,
     utcnow,
 )
 

@@ -95,6 +95,14 @@ def test_malformed_json_is_invalid_json():
     assert _code(b"\xff\xfe") == "invalid_json"
 
 
+@pytest.mark.parametrize("direction", list(p.SCHEMAS))
+def test_deeply_nested_json_is_invalid_json(direction):
+    """JSON nested deeper than the parser can go (well within 256 KiB) gives invalid_json."""
+    nested = '{"type": "hello", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    assert len(nested) < p.MAX_TEXT_BYTES
+    assert _code(nested, direction) == "invalid_json"
+
+
 def test_unknown_type_is_unknown_type():
     """A type not defined for the direction gives unknown_type, even if defined elsewhere."""
     assert _code('{"type": "launch_rockets"}') == "unknown_type"

@@ -84,3 +84,24 @@ def test_secrets_are_hidden_in_descriptions():
     shown = s.describe()
     assert shown["enrollment_token"] == "***"
     assert "sekrit" not in repr(shown)
+
+
+def test_typed_settings_match_the_declarations():
+    """Settings has one typed attribute per declared setting, in the same order, and
+    load_settings gives each a value of that type (no untyped attribute look-ups)."""
+    import dataclasses
+    import typing
+
+    from klasblik.server.settings import SETTINGS, Settings
+
+    fields = dataclasses.fields(Settings)
+    assert [f.name for f in fields] == [s.name for s in SETTINGS]
+    hints = typing.get_type_hints(Settings)
+    loaded = load_settings(env={}, overrides={"enrollment_token": "t"})
+    for s in SETTINGS:
+        expected = typing.get_origin(hints[s.name]) or hints[s.name]
+        assert isinstance(s.default, expected), s.name
+        assert isinstance(getattr(loaded, s.name), expected), s.name
+    assert not hasattr(Settings, "__getattr__")
+    with pytest.raises(AttributeError):
+        loaded.no_such_setting  # noqa: B018

@@ -1,5 +1,6 @@
 """Fixtures for Microsoft 365 sign-in and roster tests: the OpenID Connect provider in a
-thread over TLS, a Klasblik server pointed at it, and a roster to sign in against."""
+thread over TLS, a Klasblik server pointed at it, and a spy on the Graph clients the
+roster sync opens."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from klasblik.server.roster.graph import GraphClient
 from tests.support.live import LiveServer, start_live_server
 from tests.support.oidc import OidcProvider, run_provider
 
@@ -28,3 +30,21 @@ async def m365_server(tmp_path, provider) -> AsyncIterator[LiveServer]:
         yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture
+def graph_clients(monkeypatch) -> list[GraphClient]:
+    """Every Graph client the roster sync opens through ``roster.jobs.graph_for`` (the
+    scheduled job and ``klasblik roster sync``), for checking that each was closed. A spy:
+    the clients work unchanged."""
+    from klasblik.server.roster import jobs as roster_jobs
+
+    opened: list[GraphClient] = []
+
+    class Spy(GraphClient):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+    monkeypatch.setattr(roster_jobs, "GraphClient", Spy)
+    return opened

@@ -4,18 +4,21 @@ agent; an IT admin sees no student of a class they do not teach."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 
 import aiohttp
+import jwt
 import pytest
 from sqlalchemy import select
 
 from klasblik import protocol as p
 from klasblik.server.locations.policy import policy_of
 from klasblik.server.roster.jobs import run_sync
-from klasblik.server.storage.models import Location, SchoolClass, Staff
+from klasblik.server.storage.models import Location, SchoolClass, Staff, Student, SyncState
 from tests.m365.roster_fixture import ANNA, CHRIS, T1, fill
-from tests.support.graph_emulator import GraphEmulator, start_graph_emulator
+from tests.support.graph_emulator import GRAPH_AUDIENCE, GraphEmulator, start_graph_emulator
 from tests.support.live import TestAgent, start_live_server
 from tests.support.timing import timeout
 
@@ -193,41 +196,139 @@ async def test_it_admin_cannot_view_a_class_they_do_not_teach(setup):
     await ws.close()
 
 
-async def test_scheduled_sync_job_syncs_and_closes_views(tmp_path, monkeypatch):
-    """The server schedules roster.sync at roster_sync_interval_min; its run syncs the
-    roster and closes the views of a teacher removed in Microsoft 365."""
-    from klasblik.server.auth.m365.client import M365Client
-    from klasblik.server.keys import ROSTER_JOBS
+@pytest.fixture
+async def app_token_graph(provider):
+    """The Graph emulator answering only app tokens of ``provider``, with the school."""
+    graph, runner = await start_graph_emulator()
+    jwks = await asyncio.to_thread(provider.jwks)
+    graph.require_app_tokens(jwks, provider.tenant, provider.app_token_issuer)
+    school = fill(graph)
+    try:
+        yield school
+    finally:
+        await runner.cleanup()
+
+
+async def _scheduled_server(tmp_path, provider, graph, **extra):
+    """A live server signed in to ``provider`` as the app, Graph at the emulator, with the
+    roster sync scheduled every 15 minutes."""
+    return await start_live_server(
+        tmp_path,
+        **provider.settings(
+            graph_url=graph.base_url, roster_sync_interval_min=15, access_check_s=3600, **extra
+        ),
+    )
+
+
+async def test_scheduled_sync_job_syncs_and_closes_views(
+    tmp_path, provider, app_token_graph, graph_clients
+):
+    """The server schedules roster.sync at roster_sync_interval_min. Its run gets an app
+    token from the provider through the app's one M365 client (msal's client-credentials
+    grant), reads Graph with it, syncs the roster and closes its Graph client; the next
+    run, with the same client, takes the token from msal's cache and closes the views of
+    a teacher removed in Microsoft 365."""
+    from klasblik.server.keys import M365, ROSTER_JOBS
     from klasblik.server.roster import jobs as roster_jobs
 
-    graph, runner = await start_graph_emulator()
-    school = fill(graph)
-
-    async def app_token(self):
-        return graph.token
-
-    # the Graph emulator stands in for Graph; the app token for the emulator's own
-    monkeypatch.setattr(M365Client, "graph_token", app_token)
-    server = await start_live_server(
-        tmp_path,
-        graph_url=graph.base_url,
-        m365_tenant_id="t",
-        m365_client_id="c",
-        m365_client_secret="s",
-        roster_sync_interval_min=15,
-        access_check_s=3600,
-    )
+    school = app_token_graph
+    server = await _scheduled_server(tmp_path, provider, school.graph)
     try:
-        scheduler = server.app[ROSTER_JOBS]
-        job = scheduler.get_job(roster_jobs.SYNC_JOB)
+        job = server.app[ROSTER_JOBS].get_job(roster_jobs.SYNC_JOB)
         assert job.trigger.interval.total_seconds() == 15 * 60
+        m365 = server.app[M365]
+
         await job.func()
+        # one client-credentials request, answered with a token Graph accepted
+        [call] = provider.token_calls
+        assert (call.grant_type, call.path, call.status) == (
+            "client_credentials",
+            f"/{provider.tenant}/oauth2/v2.0/token",
+            200,
+        )
+        [token] = provider.app_tokens
+        assert school.graph.seen_tokens and set(school.graph.seen_tokens) == {token}
+        claims = jwt.decode(token, options={"verify_signature": False})
+        assert claims["appid"] == provider.client_id and claims["aud"] == GRAPH_AUDIENCE
+        assert len(graph_clients) == 1 and graph_clients[0]._http.closed
+        async with server.sm() as s:
+            assert await s.scalar(select(Staff.id).where(Staff.username == T1)) is not None
+        msal_app = m365._app
+        assert msal_app is not None, "the job did not use the app's M365 client"
+
         await _on_site(server)
         _client, ws = await _open_view(server, T1, "7B")
         school.graph.delete_user(school.t1)
+        seen = len(school.graph.seen_tokens)
         await job.func()
         _closed_msg, code = await _closed(ws)
         assert code == p.CloseCode.ACCESS_REVOKED
+        # the same client and msal app; the token came from msal's cache
+        assert server.app[M365] is m365 and m365._app is msal_app
+        assert provider.token_requests == 1 and provider.app_tokens == [token]
+        assert len(school.graph.seen_tokens) > seen
+        assert set(school.graph.seen_tokens) == {token}
+        assert len(graph_clients) == 2 and all(g._http.closed for g in graph_clients)
     finally:
         await server.stop()
-        await runner.cleanup()
+
+
+async def _roster_rows(server):
+    """Everything the sync writes, as comparable tuples."""
+    async with server.sm() as s:
+        return {
+            "staff": sorted(
+                (x.username, x.active, x.m365_id) for x in await s.scalars(select(Staff))
+            ),
+            "students": sorted(
+                (x.username, x.active, x.m365_id) for x in await s.scalars(select(Student))
+            ),
+            "classes": sorted(x.name for x in await s.scalars(select(SchoolClass))),
+            "locations": sorted(x.code for x in await s.scalars(select(Location))),
+            "sync_state": sorted((x.key, x.value) for x in await s.scalars(select(SyncState))),
+        }
+
+
+async def test_scheduled_sync_with_a_wrong_client_secret_fails_clearly(
+    tmp_path, provider, app_token_graph, graph_clients, caplog
+):
+    """With a client secret Entra refuses, the scheduled run logs why (invalid_client,
+    AADSTS7000215) in one error line, reads nothing from Graph, changes nothing in the
+    roster and still closes its Graph client; the next run asks again."""
+    from klasblik.server.keys import ROSTER_JOBS
+    from klasblik.server.roster import jobs as roster_jobs
+
+    school = app_token_graph
+    server = await _scheduled_server(
+        tmp_path, provider, school.graph, m365_client_secret="not-the-secret"
+    )
+    try:
+        await server.add_class("7B", [(ANNA, "Anna", "Bakker")], teacher=T1)
+        before = await _roster_rows(server)
+        job = server.app[ROSTER_JOBS].get_job(roster_jobs.SYNC_JOB)
+        caplog.set_level(logging.INFO, logger=roster_jobs.__name__)
+        await job.func()
+
+        [record] = [
+            r
+            for r in caplog.records
+            if r.name == roster_jobs.__name__ and r.levelno >= logging.WARNING
+        ]
+        assert record.levelno == logging.ERROR and record.exc_info is None
+        message = record.getMessage()
+        assert message.startswith("roster sync failed; the roster is unchanged: ")
+        assert "no Graph token for the app registration: invalid_client: AADSTS7000215" in message
+        assert "\n" not in message and "correlation id" in message
+        assert [(c.grant_type, c.status) for c in provider.token_calls] == [
+            ("client_credentials", 401)
+        ]
+        assert provider.app_tokens == []
+        assert school.graph.requests == [] and school.graph.seen_tokens == []
+        assert await _roster_rows(server) == before
+        assert len(graph_clients) == 1 and graph_clients[0]._http.closed
+
+        await job.func()  # msal does not keep a 401: the next run asks the provider again
+        assert [c.status for c in provider.token_calls] == [401, 401]
+        assert await _roster_rows(server) == before
+    finally:
+        await server.stop()

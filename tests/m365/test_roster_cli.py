@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import subprocess
 
 from klasblik.server import cli
-from klasblik.server.auth.m365.client import M365Client
 from tests.m365.roster_fixture import fill
 from tests.support.graph_emulator import EmulatorThread
 from tests.support.process import KLASBLIK
@@ -76,28 +77,29 @@ def test_roster_sync_without_tenant_says_what_is_missing(tmp_path):
     assert "m365_tenant_id is not set" in done.stderr
 
 
-def test_roster_sync_prints_progress_and_summary(tmp_path, monkeypatch, capsys):
-    """`klasblik roster sync` reads the emulator, prints progress and the counts."""
+def _sync_env(tmp_path, provider, graph, monkeypatch, **extra):
+    """This process's environment for ``klasblik roster sync`` (run in-process): the app
+    registration at ``provider``, Graph at the emulator."""
+    for k in [k for k in os.environ if k.startswith("KLASBLIK_")]:
+        monkeypatch.delenv(k)
+    settings = provider.settings(graph_url=graph.base_url, **extra)
+    env = {**_env(tmp_path), **{f"KLASBLIK_{k.upper()}": str(v) for k, v in settings.items()}}
+    for k, v in env.items():
+        if k.startswith("KLASBLIK_"):
+            monkeypatch.setenv(k, v)
+
+
+def test_roster_sync_prints_progress_and_summary(
+    tmp_path, provider, graph_clients, monkeypatch, capsys
+):
+    """`klasblik roster sync` gets an app token from the provider through msal's
+    client-credentials grant, reads the emulator (which accepts only that token), prints
+    progress and the counts, and closes its Graph client. Each run is its own process
+    with its own msal client, so each asks for a token."""
     with EmulatorThread() as graph:
+        graph.require_app_tokens(provider.jwks(), provider.tenant, provider.app_token_issuer)
         school = fill(graph)
-
-        async def app_token(self):
-            return graph.token
-
-        # the Graph emulator stands in for Graph; the app token for the emulator's own
-        monkeypatch.setattr(M365Client, "graph_token", app_token)
-        for k in [k for k in os.environ if k.startswith("KLASBLIK_")]:
-            monkeypatch.delenv(k)
-        env = {
-            **_env(tmp_path),
-            "KLASBLIK_M365_TENANT_ID": "t",
-            "KLASBLIK_M365_CLIENT_ID": "c",
-            "KLASBLIK_M365_CLIENT_SECRET": "s",
-            "KLASBLIK_GRAPH_URL": graph.base_url,
-        }
-        for k, v in env.items():
-            if k.startswith("KLASBLIK_"):
-                monkeypatch.setenv(k, v)
+        _sync_env(tmp_path, provider, graph, monkeypatch)
         assert cli.main(["roster", "sync"]) == 0
         first = capsys.readouterr().out
         graph.disable_user(school.t2)
@@ -110,3 +112,32 @@ def test_roster_sync_prints_progress_and_summary(tmp_path, monkeypatch, capsys):
         "updated 0; disabled 0; removed 0; throttled 0" in first
     )
     assert "roster sync done: created 0; updated 0; disabled 1 (staff 1); removed 0" in second
+    assert [(c.grant_type, c.status) for c in provider.token_calls] == [
+        ("client_credentials", 200),
+        ("client_credentials", 200),
+    ]
+    assert graph.seen_tokens and set(graph.seen_tokens) == set(provider.app_tokens)
+    assert len(graph_clients) == 2 and all(g._http.closed for g in graph_clients)
+
+
+def test_roster_sync_with_a_wrong_client_secret_says_why(
+    tmp_path, provider, graph_clients, monkeypatch, capsys
+):
+    """A client secret Entra refuses: exit 1, one line on stderr with Entra's reason, no
+    Graph request, nothing written."""
+    with EmulatorThread() as graph:
+        graph.require_app_tokens(provider.jwks(), provider.tenant, provider.app_token_issuer)
+        fill(graph)
+        _sync_env(tmp_path, provider, graph, monkeypatch, m365_client_secret="not-the-secret")
+        assert cli.main(["roster", "sync"]) == 1
+        out = capsys.readouterr()
+        assert graph.requests == []
+    [line] = out.err.splitlines()
+    assert line.startswith("klasblik: roster sync failed, nothing changed: no Graph token")
+    assert "invalid_client: AADSTS7000215: Invalid client secret provided." in line
+    assert "roster sync done" not in out.out
+    assert [c.status for c in provider.token_calls] == [401]
+    assert len(graph_clients) == 1 and graph_clients[0]._http.closed
+    with contextlib.closing(sqlite3.connect(tmp_path / "klasblik.db")) as db:
+        for table in ("schools", "locations", "staff", "students", "classes", "sync_state"):
+            assert db.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table

@@ -10,16 +10,8 @@ from sqlalchemy import func, select
 
 from klasblik.server.roster.csv_import import CsvImportError, import_students_csv
 from klasblik.server.roster.names import student_display_name
-from klasblik.server.storage.models import (
-    Location,
-    School,
-    SchoolClass,
-    Student,
-    class_students,
-    create_engine,
-    sessionmaker,
-    upgrade_database,
-)
+from klasblik.server.storage.engine import create_engine, sessionmaker, upgrade_database
+from klasblik.server.storage.models import Location, School, SchoolClass, Student, class_students
 
 HEADER = (
     "Leerlingnummer;Roepnaam;Tussenvoegsel;Achternaam;Groep;M365 gebruikersnaam;BRIN;Vestiging\n"

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from klasblik.server.roster.sync import GROUPS_DELTA_KEY, USERS_DELTA_KEY, sync_roster
+from klasblik.server.storage.engine import create_engine, sessionmaker, upgrade_database
 from klasblik.server.storage.models import (
     Location,
     School,
@@ -18,9 +19,6 @@ from klasblik.server.storage.models import (
     SyncState,
     class_students,
     class_teachers,
-    create_engine,
-    sessionmaker,
-    upgrade_database,
 )
 from tests.m365.roster_fixture import ANNA, BRAM, CHRIS, T1, T2, fill
 from tests.support.graph_emulator import GraphEmulator, start_graph_emulator

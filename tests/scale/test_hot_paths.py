@@ -43,7 +43,8 @@ async def test_connection_storm_is_recorded_in_few_transactions(tmp_path, db_url
 
 async def test_local_store_lists_a_prefix_without_other_folders(tmp_path):
     """Listing one student's prefix finds exactly that student's blobs, however many others."""
-    from klasblik.server.storage.blobs.base import LocalBlobStore, student_prefix, thumbnail_name
+    from klasblik.server.storage.blobs.base import student_prefix, thumbnail_name
+    from klasblik.server.storage.blobs.local import LocalBlobStore
 
     store = LocalBlobStore(tmp_path / "blobs")
     for sid in range(1, 30):

@@ -12,8 +12,9 @@ import pytest
 
 from klasblik.server.settings import Settings, load_settings
 from klasblik.server.storage.blobs.azure import AzureBlobStore
-from klasblik.server.storage.blobs.base import BlobStore, LocalBlobStore
-from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database
+from klasblik.server.storage.blobs.base import BlobStore
+from klasblik.server.storage.blobs.local import LocalBlobStore
+from klasblik.server.storage.engine import create_engine, sessionmaker, upgrade_database
 from tests.support.azurite import Azurite
 
 

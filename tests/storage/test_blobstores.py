@@ -9,7 +9,8 @@ import os
 import pytest
 
 from klasblik.server.storage.blobs.azure import BATCH_LIMIT, AzureBlobStore
-from klasblik.server.storage.blobs.base import LocalBlobStore, tabs_name, thumbnail_name
+from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
+from klasblik.server.storage.blobs.local import LocalBlobStore
 from klasblik.server.storage.latest import LatestWriter
 
 

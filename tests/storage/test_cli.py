@@ -14,8 +14,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from klasblik.server.cli import main
-from klasblik.server.storage.blobs.base import LocalBlobStore, tabs_name, thumbnail_name
-from klasblik.server.storage.models import Student, create_engine, sessionmaker, upgrade_database
+from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
+from klasblik.server.storage.blobs.local import LocalBlobStore
+from klasblik.server.storage.engine import create_engine, sessionmaker, upgrade_database
+from klasblik.server.storage.models import Student
 from tests.support.roster import add_student
 from tests.support.timing import timeout
 

@@ -13,6 +13,7 @@ from klasblik.server.retention import purge as retention
 from klasblik.server.retention.purge import months_before, purge, school_year_boundary
 from klasblik.server.retention.schedule import NIGHTLY, JobRunner
 from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
+from klasblik.server.storage.engine import create_engine, sessionmaker, upgrade_database
 from klasblik.server.storage.models import (
     AuditEntry,
     JobRun,
@@ -20,9 +21,6 @@ from klasblik.server.storage.models import (
     Student,
     WebSession,
     class_students,
-    create_engine,
-    sessionmaker,
-    upgrade_database,
 )
 from tests.storage.conftest import Clock
 from tests.support.roster import add_audit, add_staff, add_student
@@ -268,7 +266,7 @@ async def test_nightly_job_runs_once_per_night_and_redoes_a_cut_off_run(store, s
 async def test_two_instances_starting_the_nightly_job_together_run_it_once(pg_url, tmp_path):
     """Two engines and job runners on one PostgreSQL database fire at once: one purges."""
     from klasblik.server.settings import load_settings
-    from klasblik.server.storage.blobs.base import LocalBlobStore
+    from klasblik.server.storage.blobs.local import LocalBlobStore
 
     settings = load_settings(
         env={},

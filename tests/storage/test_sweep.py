@@ -12,7 +12,7 @@ from klasblik.server.retention.purge import sweep
 from klasblik.server.retention.schedule import JobRunner
 from klasblik.server.settings import SettingsError, load_settings
 from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
-from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database
+from klasblik.server.storage.engine import create_engine, sessionmaker, upgrade_database
 from tests.support.timing import timeout, wait_for
 
 

@@ -25,7 +25,8 @@ from yarl import URL
 
 from klasblik.server.auth.sessions import COOKIE, create_session
 from klasblik.server.settings import load_settings
-from klasblik.server.storage.models import Staff, create_engine, sessionmaker, upgrade_database
+from klasblik.server.storage.engine import create_engine, sessionmaker, upgrade_database
+from klasblik.server.storage.models import Staff
 from tests.support.live import TOKEN, LiveServer, LoopbackUrls
 from tests.support.timing import timeout, wait_for, wait_for_sync
 

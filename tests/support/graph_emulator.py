@@ -9,22 +9,134 @@ member changes in ``members@delta`` (removed members carry ``@removed``); the ed
 API of School Data Sync (``/education/schools``, ``/education/schools/{id}/users``,
 ``/education/schools/{id}/classes``, ``/education/classes/{id}/members`` and
 ``/teachers``); a bearer token on every request (401 ``InvalidAuthenticationToken``
-otherwise); throttling as 429 with ``Retry-After``.
+otherwise); throttling as 429 with ``Retry-After``; errors as
+``{"error": {"code", "message", "innerError": {"date", "request-id", ...}}}``.
+
+Two token modes. By default the bearer token is the fixed string ``token`` (tests of the
+Graph client alone). ``require_app_tokens(jwks, tenant, issuer)`` makes it check real
+app-only tokens instead, as Graph does: a JWT signed by a key of that JSON Web Key Set
+(RS256), ``aud`` https://graph.microsoft.com, that ``iss`` and ``tid``, within its
+lifetime; anything else is 401 ``InvalidAuthenticationToken`` (with Graph's
+``WWW-Authenticate: Bearer ...`` header). A valid token whose ``roles`` hold none of the
+application permissions a request needs (``PERMISSIONS``) is 403
+``Authorization_RequestDenied``. The bearer tokens accepted are kept in ``seen_tokens``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import jwt
 from aiohttp import web
 from yarl import URL
 
 from tests.support.timing import timeout
 
-__all__ = ["GraphEmulator", "start_graph_emulator"]
+__all__ = [
+    "GRAPH_AUDIENCE",
+    "PERMISSIONS",
+    "AppTokenCheck",
+    "GraphEmulator",
+    "start_graph_emulator",
+]
+
+#: Microsoft Graph's resource id: the audience its tokens must name.
+GRAPH_AUDIENCE = "https://graph.microsoft.com"
+#: Path prefix (after /v1.0) -> the application permissions, any of which lets an app
+#: token read it (Microsoft's permissions reference for each API).
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "/education/": frozenset({"EduRoster.Read.All", "EduRoster.ReadWrite.All"}),
+    "/users/": frozenset({"User.Read.All", "User.ReadWrite.All", "Directory.Read.All"}),
+    "/groups/": frozenset(
+        {"GroupMember.Read.All", "Group.Read.All", "Group.ReadWrite.All", "Directory.Read.All"}
+    ),
+}
+#: What Graph sends with a 401: where to get a token, for which resource (Graph's app id).
+_WWW_AUTHENTICATE = (
+    'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/'
+    'authorize", client_id="00000003-0000-0000-c000-000000000000"'
+)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class AppTokenCheck:
+    """What an app-only bearer token must be for the emulator to answer."""
+
+    jwks: dict[str, Any]
+    tenant: str
+    issuer: str
+    audience: str = GRAPH_AUDIENCE
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """The token's verified claims, or _Refused (401) saying what is wrong with it."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError:
+            raise _Refused(
+                401, "InvalidAuthenticationToken", "IDX14100: JWT is not well formed."
+            ) from None
+        keys = {k.key_id: k for k in jwt.PyJWKSet.from_dict(self.jwks).keys}
+        key = keys.get(header.get("kid"))
+        if key is None or header.get("alg") != "RS256":
+            raise _Refused(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid signing key.",
+            )
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=["RS256"],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "nbf", "iat", "aud", "iss", "tid"]},
+            )
+        except (jwt.ExpiredSignatureError, jwt.ImmatureSignatureError):
+            raise _Refused(
+                401,
+                "InvalidAuthenticationToken",
+                "Lifetime validation failed, the token is expired.",
+            ) from None
+        except jwt.InvalidAudienceError:
+            raise _Refused(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid audience.",
+            ) from None
+        except jwt.InvalidIssuerError:
+            raise _Refused(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid issuer.",
+            ) from None
+        except jwt.InvalidSignatureError:
+            raise _Refused(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid signature.",
+            ) from None
+        except jwt.InvalidTokenError as exc:
+            raise _Refused(
+                401, "InvalidAuthenticationToken", f"Access token validation failure. {exc}"
+            ) from None
+        if claims["tid"] != self.tenant:
+            raise _Refused(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid tenant.",
+            )
+        return claims
 
 
 @dataclass
@@ -79,6 +191,16 @@ class GraphEmulator:
     retry_after_s: int = 1
     #: (monotonic time, path, status) of every request
     requests: list[tuple[float, str, int]] = field(default_factory=list)
+    #: set by ``require_app_tokens``: check real app-only tokens instead of ``token``
+    app_tokens: AppTokenCheck | None = None
+    #: every bearer token the emulator accepted, in order
+    seen_tokens: list[str] = field(default_factory=list)
+
+    def require_app_tokens(
+        self, jwks: dict[str, Any], tenant: str, issuer: str, audience: str = GRAPH_AUDIENCE
+    ) -> None:
+        """Accept only app-only JWTs signed by a key of ``jwks`` for this tenant."""
+        self.app_tokens = AppTokenCheck(jwks, tenant, issuer, audience)
 
     # ---- set-up and changes, as an admin would make them in Microsoft 365 ----------
 
@@ -143,12 +265,39 @@ class GraphEmulator:
 
     # ---- HTTP ------------------------------------------------------------------------
 
+    def _authorize(self, request: web.Request) -> None:
+        """Raise _Refused unless the request carries a token this emulator accepts."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _Refused(401, "InvalidAuthenticationToken", "Access token is empty.")
+        if self.app_tokens is None:
+            if token != self.token:
+                raise _Refused(
+                    401, "InvalidAuthenticationToken", "Access token is empty or invalid."
+                )
+        else:
+            claims = self.app_tokens.claims(token)
+            path = request.path.removeprefix("/v1.0")
+            needed = next((v for k, v in PERMISSIONS.items() if path.startswith(k)), None)
+            if needed is not None and not needed & set(claims.get("roles") or ()):
+                raise _Refused(
+                    403,
+                    "Authorization_RequestDenied",
+                    "Insufficient privileges to complete the operation.",
+                )
+        self.seen_tokens.append(token)
+
     @web.middleware
     async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
-            resp: web.StreamResponse = _error(
-                401, "InvalidAuthenticationToken", "Access token is empty or invalid."
-            )
+        try:
+            self._authorize(request)
+            refused = None
+        except _Refused as exc:
+            refused = exc
+        if refused is not None:
+            resp: web.StreamResponse = _error(refused.status, refused.code, refused.message)
+            if refused.status == 401:
+                resp.headers["WWW-Authenticate"] = _WWW_AUTHENTICATE
         elif self.throttle_next > 0:
             self.throttle_next -= 1
             resp = _error(429, "TooManyRequests", "Too many requests.")
@@ -291,7 +440,15 @@ class GraphEmulator:
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+    request_id = str(uuid.uuid4())
+    inner = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+        "request-id": request_id,
+        "client-request-id": request_id,
+    }
+    return web.json_response(
+        {"error": {"code": code, "message": message, "innerError": inner}}, status=status
+    )
 
 
 async def start_graph_emulator(

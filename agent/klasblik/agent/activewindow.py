@@ -51,17 +51,25 @@ def _x11_title() -> str | None:
     return parse_window_name(props) if props else None
 
 
-def _windows_title() -> str | None:
-    import ctypes
+# ctypes.windll exists only on Windows; typeshed (and so mypy) knows that per platform.
+if sys.platform == "win32":
 
-    user32 = ctypes.windll.user32  # type: ignore[attr-defined]
-    hwnd = user32.GetForegroundWindow()
-    if not hwnd:
+    def _windows_title() -> str | None:
+        import ctypes
+
+        user32 = ctypes.windll.user32
+        hwnd = user32.GetForegroundWindow()
+        if not hwnd:
+            return None
+        length = user32.GetWindowTextLengthW(hwnd)
+        buf = ctypes.create_unicode_buffer(length + 1)
+        user32.GetWindowTextW(hwnd, buf, length + 1)
+        return buf.value
+
+else:
+
+    def _windows_title() -> str | None:
         return None
-    length = user32.GetWindowTextLengthW(hwnd)
-    buf = ctypes.create_unicode_buffer(length + 1)
-    user32.GetWindowTextW(hwnd, buf, length + 1)
-    return buf.value
 
 
 def active_window_title(platform: str = sys.platform) -> str | None:

@@ -3,6 +3,11 @@
 ``AgentClient.run()`` connects, says ``hello``, follows ``watch`` messages (frames, tab
 title, heartbeats) and, when the connection ends for any reason, waits (backoff with
 jitter; an hour after 4003) and connects again.
+
+This is the asyncio shell around :class:`klasblik.protocol.session.AgentSession`, which
+holds the protocol state and makes the protocol's decisions (what a server message means
+and whether it is allowed now, what goes out, how long to wait before reconnecting). The
+shell does the socket, the timers, the capture and the logging.
 """
 
 from __future__ import annotations
@@ -23,53 +28,24 @@ from klasblik.agent.capture import CaptureError, CaptureWorker
 from klasblik.agent.device import AGENT_NAME, os_description
 from klasblik.agent.pacing import Backoff, ChangeDetector, FramePacer, ReasonFilter
 from klasblik.agent.settings import AgentSettings
-from klasblik.protocol import (
-    DEFAULT_MAX_FRAME_BYTES,
-    PROTOCOL_VERSION,
-    CloseCode,
-    FrameHeader,
-    FrameKind,
-    ProtocolError,
-    decode_message,
-    encode_frame,
-    encode_message,
+from klasblik.protocol import ProtocolError
+from klasblik.protocol.session import (
+    WATCH_OFF,
+    AgentSession,
+    Device,
+    Event,
+    Watch,
+    WatchReceived,
+    WelcomeReceived,
+    tabs_message,
 )
 
 __all__ = ["OFF", "AgentClient", "Watch", "choose_encoding", "tabs_message"]
 
 log = logging.getLogger("klasblik.agent")
 
-MAX_TITLE_CHARS = 512
-
-
-@dataclass(frozen=True, slots=True)
-class Watch:
-    """What the server asked for in its last ``watch`` message."""
-
-    mode: str = "off"
-    width: int = 400
-    height: int = 225
-    interval_ms: int = 2000
-    quality: int = 55
-    encoding: str = "jpeg"
-    tabs: str = "none"
-    viewers: tuple[str, ...] = ()
-
-    @classmethod
-    def from_message(cls, msg: dict[str, Any]) -> Watch:
-        return cls(
-            mode=msg["mode"],
-            width=max(1, msg["width"]),
-            height=max(1, msg["height"]),
-            interval_ms=max(0, msg["interval_ms"]),
-            quality=min(100, max(1, msg["quality"])),
-            encoding=msg["encoding"],
-            tabs=msg["tabs"],
-            viewers=tuple(msg["viewers"]),
-        )
-
-
-OFF = Watch()
+#: The watch in force before the server has said anything.
+OFF = WATCH_OFF
 
 
 def choose_encoding(setting: str, watch: Watch) -> str:
@@ -77,26 +53,22 @@ def choose_encoding(setting: str, watch: Watch) -> str:
     return watch.encoding if setting == "server" else setting
 
 
-def tabs_message(title: str) -> dict[str, Any]:
-    """The ``tabs`` message for a desktop: the active window's title as one tab."""
-    return {
-        "type": "tabs",
-        "tabs": [{"title": title[:MAX_TITLE_CHARS], "url": "", "active": True, "window": 1}],
-    }
-
-
 @dataclass
 class _Session:
-    """State of one connection."""
+    """The asyncio side of one connection: its socket and the events its tasks wait on."""
 
     ws: ClientConnection
+    protocol: AgentSession
     welcomed: asyncio.Event = field(default_factory=asyncio.Event)
     watch_changed: asyncio.Event = field(default_factory=asyncio.Event)
-    watch: Watch = OFF
-    watch_generation: int = 0
-    heartbeat_s: float = 20.0
-    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
-    server_error: tuple[str, str] | None = None
+
+    @property
+    def watch(self) -> Watch:
+        return self.protocol.watch
+
+    @property
+    def watch_generation(self) -> int:
+        return self.protocol.watch_generation
 
 
 class AgentClient:
@@ -112,12 +84,15 @@ class AgentClient:
         self.settings = settings
         self._capture = capture if capture is not None else CaptureWorker()
         self._window_title = window_title
-        self.backoff = backoff if backoff is not None else Backoff()
-        self._frame_seq = 0
-        self._heartbeat_seq = 0
+        self.protocol = AgentSession(backoff)
         self._capture_reasons = ReasonFilter()
         self.frames_sent = 0
         self.session: _Session | None = None
+
+    @property
+    def backoff(self) -> Backoff:
+        """The reconnect backoff (the session's)."""
+        return self.protocol.backoff
 
     # ---------------------------------------------------------------- the outer loop
 
@@ -127,31 +102,30 @@ class AgentClient:
         try:
             while not stop.is_set():
                 try:
-                    close_code = await self._connect_once(stop)
+                    await self._connect_once(stop)
                 except Exception:  # a fault of ours must not end the agent: log, retry
                     log.exception("connection attempt failed unexpectedly")
-                    close_code = None
+                    self.protocol.connection_failed()
                 if stop.is_set():
                     break
-                if close_code == CloseCode.FORBIDDEN:
-                    delay = self.backoff.forbidden_delay()
+                wait = self.protocol.reconnect()
+                if wait.forbidden:
                     log.error(
                         "server refused this account as staff (close 4003): staff screens "
                         "are never viewed; trying again in %.0f minutes",
-                        delay / 60,
+                        wait.delay_s / 60,
                     )
                 else:
-                    delay = self.backoff.next_delay()
-                    log.info("reconnecting in %.1f s", delay)
+                    log.info("reconnecting in %.1f s", wait.delay_s)
                 try:
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                    await asyncio.wait_for(stop.wait(), timeout=wait.delay_s)
                 except TimeoutError:
                     pass
         finally:
             await self._capture.close()
 
-    async def _connect_once(self, stop: asyncio.Event) -> int | None:
-        """One connection from open to close; returns the close code (None: no connection)."""
+    async def _connect_once(self, stop: asyncio.Event) -> None:
+        """One connection from open to close; the session records how it ended."""
         url = self.settings.server
         try:
             ws = await websockets.connect(
@@ -159,14 +133,16 @@ class AgentClient:
             )
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             log.warning("cannot connect to %s: %s", url, exc or type(exc).__name__)
-            return None
-        session = _Session(ws)
+            self.protocol.connection_failed()
+            return
+        session = _Session(ws, self.protocol)
         self.session = session
         self._capture_reasons.clear()  # a new connection hears about a lasting problem again
         log.info("connected to %s", url)
         tasks: list[asyncio.Task[Any]] = []
         try:
-            await ws.send(encode_message(self._hello(), "agent"))
+            settings = self.settings
+            await ws.send(self.protocol.hello(settings.token, settings.account, self._device()))
             tasks = [
                 asyncio.create_task(self._receive(session), name="receive"),
                 asyncio.create_task(self._heartbeats(session), name="heartbeat"),
@@ -193,62 +169,42 @@ class AgentClient:
             self.session = None
         code = ws.close_code
         reason = ws.close_reason or ""
-        if session.server_error is None:
+        closed = self.protocol.connection_closed(code)
+        if closed.error is None:
             log.warning("connection closed (code %s%s)", code, f": {reason}" if reason else "")
         else:
-            err_code, message = session.server_error
             log.warning(
                 "connection closed by the server (code %s) after error %s: %s",
                 code,
-                err_code,
-                message,
+                closed.error.code,
+                closed.error.message,
             )
-        if code == CloseCode.REPLACED:
-            # The same student connected from elsewhere: keep backing off (no reset), so two
-            # devices of one account do not take the connection from each other every second.
+        if closed.replaced:
+            # The backoff was not reset (see AgentSession.connection_closed).
             log.warning("replaced by a newer connection of the same account (another device?)")
-        elif session.welcomed.is_set():
-            self.backoff.reset()
-        return code
 
-    def _hello(self) -> dict[str, Any]:
-        return {
-            "type": "hello",
-            "protocol": PROTOCOL_VERSION,
-            "token": self.settings.token,
-            "account": self.settings.account,
-            "device": {
-                "id": self.settings.device_id,
-                "kind": "desktop",
-                "os": os_description(),
-                "agent": AGENT_NAME,
-            },
-        }
+    def _device(self) -> Device:
+        return Device(self.settings.device_id, "desktop", os_description(), AGENT_NAME)
 
     # ---------------------------------------------------------------- receiving
 
     async def _receive(self, session: _Session) -> None:
         async for data in session.ws:
-            if isinstance(data, bytes):
-                log.warning("ignoring a binary message from the server")
-                continue
             try:
-                msg = decode_message(data, "server_agent")
+                event = self.protocol.receive(data)
             except ProtocolError as exc:
                 log.warning("ignoring a bad message from the server (%s): %s", exc.code, exc)
                 continue
-            self._handle(session, msg)
+            self._handle(session, event)
 
-    def _handle(self, session: _Session, msg: dict[str, Any]) -> None:
-        kind = msg["type"]
-        if kind == "welcome":
-            session.heartbeat_s = max(1.0, float(msg["heartbeat_s"]))
-            session.max_frame_bytes = msg["max_frame_bytes"]
+    def _handle(self, session: _Session, event: Event) -> None:
+        if isinstance(event, WelcomeReceived):
+            welcome = event.welcome
             session.welcomed.set()
-            log.info("welcomed as %s (session %s)", msg["display_name"], msg["session"])
-        elif kind == "watch":
-            watch = Watch.from_message(msg)
-            if watch != session.watch:
+            log.info("welcomed as %s (session %s)", welcome.display_name, welcome.session)
+        elif isinstance(event, WatchReceived):
+            watch = event.watch
+            if event.changed:
                 log.info(
                     "watch: mode %s, %dx%d every %d ms, tabs %s, viewers %s",
                     watch.mode,
@@ -258,26 +214,17 @@ class AgentClient:
                     watch.tabs,
                     ", ".join(watch.viewers) or "none",
                 )
-            session.watch = watch
-            session.watch_generation += 1
             session.watch_changed.set()
-        elif kind == "error":
-            error = msg["error"]
-            code = str(error.get("code", "?"))
-            message = str(error.get("message", ""))
-            session.server_error = (code, message)
-            log.error("server error %s: %s", code, message)
+        else:
+            log.error("server error %s: %s", event.code, event.message)
 
     # ---------------------------------------------------------------- sending
 
     async def _heartbeats(self, session: _Session) -> None:
         await session.welcomed.wait()
         while True:
-            await asyncio.sleep(session.heartbeat_s)
-            self._heartbeat_seq += 1
-            await session.ws.send(
-                encode_message({"type": "heartbeat", "seq": self._heartbeat_seq}, "agent")
-            )
+            await asyncio.sleep(self.protocol.heartbeat_s)
+            await session.ws.send(self.protocol.heartbeat())
 
     async def _wait_watch_change(
         self, session: _Session, generation: int, timeout: float | None
@@ -296,15 +243,14 @@ class AgentClient:
         await session.welcomed.wait()
         detector = ChangeDetector()
         pacer = FramePacer(0)
-        last_title: str | None = None
         generation = -1
         while True:
             watch = session.watch
             if session.watch_generation != generation:
                 generation = session.watch_generation
-                # A new request: the next frame and title go out even if unchanged.
+                # A new request: the next frame goes out even if unchanged (and the next
+                # title: the session forgets the last one at each watch).
                 detector.reset()
-                last_title = None
                 pacer = FramePacer(watch.interval_ms, pacer.last_sent)
             if watch.mode == "off":
                 await self._wait_watch_change(session, generation, None)
@@ -318,11 +264,11 @@ class AgentClient:
                 continue
             if watch.tabs != "none":
                 title = await asyncio.to_thread(self._window_title)
-                if session.watch_generation != generation or session.watch.mode == "off":
-                    continue
-                if title is not None and title != last_title:
-                    await session.ws.send(encode_message(tabs_message(title), "agent"))
-                    last_title = title
+                if session.watch_generation != generation:
+                    continue  # a new watch while the title was read: start over
+                tabs = None if title is None else self.protocol.tabs_for_title(title)
+                if tabs is not None:
+                    await session.ws.send(tabs)
             if retry:
                 await self._wait_watch_change(session, generation, self.settings.capture_retry_s)
             else:
@@ -346,27 +292,19 @@ class AgentClient:
         except CaptureError as exc:
             if self._capture_reasons.is_new(exc.reason):
                 log.warning("cannot capture the screen: %s", exc.reason)
-                await session.ws.send(
-                    encode_message({"type": "capture_error", "reason": exc.reason[:512]}, "agent")
-                )
+                await session.ws.send(self.protocol.capture_error(exc.reason))
             return True
         self._capture_reasons.clear()
         # "off" (or a new request) while the grab ran: drop it, send nothing.
         if frame is None or session.watch_generation != generation:
             return False
-        self._frame_seq = (self._frame_seq + 1) & 0xFFFFFFFF
         image = frame.image
-        kind = FrameKind.FOCUS if watch.mode == "focus" else FrameKind.GRID
-        header = FrameHeader(
-            kind, image.encoding, image.width, image.height, self._frame_seq, frame.captured_at_ms
-        )
-        data = encode_frame(header, image.data)
-        if len(data) > session.max_frame_bytes:
-            log.warning(
-                "frame of %d bytes is over the server's limit of %d; not sent",
-                len(data),
-                session.max_frame_bytes,
+        try:
+            data = self.protocol.frame(
+                image.encoding, image.width, image.height, image.data, frame.captured_at_ms
             )
+        except ProtocolError as exc:  # over the server's max_frame_bytes
+            log.warning("%s; not sent", exc.message)
             return False
         await session.ws.send(data)
         detector.commit()

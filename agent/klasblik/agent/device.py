@@ -55,10 +55,19 @@ def signed_in_upn(platform_name: str = sys.platform) -> str | None:
     if platform_name != "win32":
         return None
     try:
+        return _windows_upn()
+    except (OSError, AttributeError):
+        return None
+
+
+# ctypes.WinDLL exists only on Windows; typeshed (and so mypy) knows that per platform.
+if sys.platform == "win32":
+
+    def _windows_upn() -> str | None:
         import ctypes
         from ctypes import wintypes
 
-        get_name = ctypes.WinDLL("secur32").GetUserNameExW  # type: ignore[attr-defined]
+        get_name = ctypes.WinDLL("secur32").GetUserNameExW
         size = wintypes.ULONG(0)
         get_name(_NAME_USER_PRINCIPAL, None, ctypes.byref(size))
         if size.value == 0:
@@ -67,5 +76,8 @@ def signed_in_upn(platform_name: str = sys.platform) -> str | None:
         if not get_name(_NAME_USER_PRINCIPAL, buf, ctypes.byref(size)):
             return None
         return buf.value or None
-    except (OSError, AttributeError):
+
+else:
+
+    def _windows_upn() -> str | None:
         return None

@@ -1,4 +1,6 @@
-"""Pure timing and change logic of the agent: reconnect backoff, frame pacing, change detection.
+"""Pure timing and change logic of the agent: frame pacing, change detection, and the
+reconnect backoff (which belongs to the protocol session: :mod:`klasblik.protocol.session`;
+re-exported here).
 
 No sockets, no clocks of its own: callers pass the time and the random source, so each
 rule can be tested exactly.
@@ -6,10 +8,16 @@ rule can be tested exactly.
 
 from __future__ import annotations
 
-import random
 import zlib
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass
+
+from klasblik.protocol.session import (
+    BACKOFF_JITTER,
+    BACKOFF_MAX_S,
+    BACKOFF_START_S,
+    FORBIDDEN_WAIT_S,
+    Backoff,
+)
 
 #: Anything zlib.crc32 accepts.
 Buffer = bytes | bytearray | memoryview
@@ -24,50 +32,6 @@ __all__ = [
     "FramePacer",
     "ReasonFilter",
 ]
-
-BACKOFF_START_S: Final = 1.0
-BACKOFF_MAX_S: Final = 60.0
-#: Each delay is multiplied by a random factor in [1 - JITTER, 1 + JITTER].
-BACKOFF_JITTER: Final = 0.5
-#: After close code 4003 (a staff account: never to be viewed) wait at least this long.
-FORBIDDEN_WAIT_S: Final = 3600.0
-
-
-@dataclass
-class Backoff:
-    """Reconnect delays: 1 s doubling to 60 s, each with ±50 % jitter.
-
-    ``next_delay()`` gives the delay before the next attempt and counts the attempt;
-    ``reset()`` after a connection that got as far as ``welcome``.
-    """
-
-    start_s: float = BACKOFF_START_S
-    max_s: float = BACKOFF_MAX_S
-    jitter: float = BACKOFF_JITTER
-    rng: random.Random = field(default_factory=random.Random)
-    attempts: int = 0
-
-    def base_delay(self, attempt: int) -> float:
-        """The delay before jitter for the attempt numbered ``attempt`` (0 = first retry)."""
-        if attempt < 0:
-            raise ValueError("attempt must be 0 or more")
-        # Cap the exponent so a long outage cannot overflow the float.
-        return min(self.max_s, self.start_s * 2.0 ** min(attempt, 32))
-
-    def next_delay(self) -> float:
-        """Delay in seconds before the next attempt, with jitter; counts the attempt."""
-        base = self.base_delay(self.attempts)
-        self.attempts += 1
-        return base * self.rng.uniform(1.0 - self.jitter, 1.0 + self.jitter)
-
-    def forbidden_delay(self) -> float:
-        """Delay after close 4003: at least an hour, jittered upwards only."""
-        self.attempts += 1
-        return FORBIDDEN_WAIT_S * self.rng.uniform(1.0, 1.0 + self.jitter)
-
-    def reset(self) -> None:
-        """Start again from the shortest delay."""
-        self.attempts = 0
 
 
 @dataclass

@@ -12,6 +12,10 @@ Three kinds of message travel over a WebSocket:
   the encoded image bytes;
 * viewer frames (binary, server → dashboard): a small header naming the student,
   followed by the agent frame exactly as the agent sent it.
+
+:class:`AgentSession` (``klasblik.protocol.session``) is the agent's side of the
+conversation as a state machine: fed the server's messages, it returns events and says
+what to send and how long to wait before reconnecting.
 """
 
 from klasblik.protocol.codes import (
@@ -47,6 +51,21 @@ from klasblik.protocol.messages import (
     error_message,
     validate_message,
 )
+from klasblik.protocol.session import (
+    WATCH_OFF,
+    AgentSession,
+    Backoff,
+    Closed,
+    Device,
+    ErrorReceived,
+    Event,
+    Reconnect,
+    SessionState,
+    Watch,
+    WatchReceived,
+    Welcome,
+    WelcomeReceived,
+)
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
@@ -61,13 +80,26 @@ __all__ = [
     "TAB_SCOPES",
     "VIEWER_MAGIC",
     "WATCH_MODES",
+    "WATCH_OFF",
+    "AgentSession",
+    "Backoff",
     "CloseCode",
+    "Closed",
+    "Device",
     "Encoding",
     "ErrorCode",
+    "ErrorReceived",
+    "Event",
     "FrameHeader",
     "FrameKind",
     "KlasblikError",
     "ProtocolError",
+    "Reconnect",
+    "SessionState",
+    "Watch",
+    "WatchReceived",
+    "Welcome",
+    "WelcomeReceived",
     "decode_frame",
     "decode_message",
     "decode_viewer_frame",

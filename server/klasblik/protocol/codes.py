@@ -66,6 +66,7 @@ class CloseCode:
     GOING_AWAY: Final = 1001
     POLICY: Final = 1008
     TOO_BIG: Final = 1009
+    INTERNAL_ERROR: Final = 1011  #: a fault on the server; reconnect with backoff
     AUTH_FAILED: Final = 4001
     AUTH_TIMEOUT: Final = 4002
     FORBIDDEN: Final = 4003

@@ -190,6 +190,9 @@ def decode_message(data: str | bytes, direction: str) -> dict[str, Any]:
         msg = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(ErrorCode.INVALID_JSON, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        # Within the size limit there is room for some 100 000 nested brackets.
+        raise ProtocolError(ErrorCode.INVALID_JSON, "JSON nested too deeply") from None
     return validate_message(msg, direction)
 
 

@@ -36,9 +36,10 @@ from klasblik.server.retention.schedule import jobs_ctx
 from klasblik.server.roster.jobs import roster_jobs_ctx
 from klasblik.server.roster.lookup import StudentLookup
 from klasblik.server.settings import Settings
-from klasblik.server.storage.blobs.base import BlobStoreError, open_blob_store
+from klasblik.server.storage.blobs import open_blob_store
+from klasblik.server.storage.blobs.base import BlobStoreError
+from klasblik.server.storage.engine import create_engine, sessionmaker, upgrade_database
 from klasblik.server.storage.latest import LatestWriter
-from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database
 from klasblik.server.web.admin_locations import setup_location_admin_routes
 from klasblik.server.web.routes import middlewares, setup_routes
 

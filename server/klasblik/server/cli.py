@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "roster":
         return run_roster_command(args, settings)
     if args.command == "db":
-        from klasblik.server.storage.models import create_engine, upgrade_database
+        from klasblik.server.storage.engine import create_engine, upgrade_database
 
         async def upgrade() -> None:
             engine = create_engine(settings.database_url)

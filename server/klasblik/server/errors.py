@@ -1,10 +1,10 @@
-"""The server's errors answered over HTTP (all derive from :class:`KlasblikError`, the
-project's one root, see ``klasblik.protocol.errors``). HTTP errors carry their status and code, and are rendered in one JSON shape:
-``{"error": {"code": "...", "message": "..."}}`` (the same shape as protocol errors)."""
+"""The server's errors answered over HTTP. They derive from :class:`KlasblikError`, the
+project's one root (``klasblik.protocol.errors``), carry their status and code, and are
+rendered in one JSON shape by ``web/middleware.py``:
+``{"error": {"code": "...", "message": "..."}}`` (the same shape as protocol errors).
+Pure: no HTTP library here, so the domain folders can raise them."""
 
 from __future__ import annotations
-
-from aiohttp import web
 
 from klasblik.protocol.errors import KlasblikError
 
@@ -20,9 +20,6 @@ class ApiError(KlasblikError):
         super().__init__(message, code)
         if status is not None:
             self.status = status
-
-    def response(self) -> web.Response:
-        return web.json_response(error_body(self.code, self.message), status=self.status)
 
 
 class AccessDenied(ApiError):

@@ -41,6 +41,7 @@ __all__ = [
     "LOCATIONS",
     "M365",
     "NOTICES",
+    "OPEN_WEBSOCKET",
     "PROXIES",
     "RETENTION_JOBS",
     "ROSTER_JOBS",
@@ -79,3 +80,9 @@ ROSTER_JOBS: web.AppKey[AsyncIOScheduler] = web.AppKey("roster_jobs")
 DEMO: web.AppKey[DemoState] = web.AppKey("demo")
 #: banners shown on every teacher's page (demo mode says so)
 NOTICES: web.AppKey[list[dict[str, Any]]] = web.AppKey("notices")
+
+#: per request: the WebSocket it was upgraded to, set right after the handshake by both
+#: live endpoints; ``web/middleware.py`` then never writes an HTTP answer for that request
+OPEN_WEBSOCKET: web.RequestKey[web.WebSocketResponse] = web.RequestKey(
+    "open_websocket", web.WebSocketResponse
+)

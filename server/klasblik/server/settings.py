@@ -9,12 +9,13 @@ it does not.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import secrets
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -470,21 +471,70 @@ _BY_NAME = {s.name: s for s in SETTINGS}
 
 @dataclass(frozen=True)
 class Settings:
-    """Validated settings. Read them as attributes: ``settings.port``."""
+    """Validated settings, typed: one attribute per entry of :data:`SETTINGS`, in the same
+    order (``tests/test_settings.py`` holds the two together). Build them with
+    :func:`load_settings`, which checks every value."""
 
-    values: Mapping[str, Any] = field(default_factory=dict)
+    host: str
+    port: int
+    public_url: str
+    database_url: str
+    blob_store: str
+    azure_connection_string: str
+    enrollment_token: str
+    demo: bool
+    demo_students: int
+    auth_timeout_s: float
+    heartbeat_s: int
+    max_frame_bytes: int
+    grid_width: int
+    grid_height: int
+    grid_interval_ms: int
+    grid_quality: int
+    focus_width: int
+    focus_height: int
+    focus_interval_ms: int
+    focus_quality: int
+    encoding: str
+    viewer_queue_frames: int
+    store_interval_s: float
+    session_lifetime_s: int
+    session_idle_s: int
+    trusted_proxies: tuple[str, ...]
+    redis_url: str
+    cluster_refresh_s: float
+    remote_mode_max_hours: int
+    location_check_interval_s: float
+    log_level: str
+    jobs: bool
+    sweep_interval_min: int
+    sweep_max_age_h: float
+    sweep_budget_min: int
+    purge_time: str
+    timezone: str
+    school_year_end: str
+    audit_retention_months: int
+    m365_tenant_id: str
+    m365_client_id: str
+    m365_client_secret: str
+    m365_authority: str
+    m365_ca_file: str
+    m365_admin_role: str
+    m365_admin_group: str
+    graph_url: str
+    roster_sync_interval_min: int
+    access_check_s: int
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    @property
+    def values(self) -> dict[str, Any]:
+        """Every setting by name."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @property
     def effective_public_url(self) -> str:
-        if self.values["public_url"]:
-            return str(self.values["public_url"]).rstrip("/")
-        return f"http://{self.values['host']}:{self.values['port']}"
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
 
     def replace(self, **changes: Any) -> Settings:
         return load_settings(env={}, file_values=dict(self.values), overrides=changes)
@@ -584,4 +634,4 @@ def load_settings(
         raise SettingsError(
             "m365_client_id: m365_client_id and m365_client_secret are required with m365_tenant_id"
         )
-    return Settings(values)
+    return Settings(**values)

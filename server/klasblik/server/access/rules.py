@@ -25,6 +25,7 @@ __all__ = [
     "authorize_class",
     "authorize_student",
     "classes_of",
+    "staff_named",
 ]
 
 
@@ -41,6 +42,13 @@ class ClassView:
     name: str
     school_id: int
     students: tuple[StudentView, ...]
+
+
+async def staff_named(sm: async_sessionmaker[AsyncSession], username: str) -> Staff | None:
+    """The staff member with this username (as stored), or None."""
+    async with sm() as session:
+        found: Staff | None = await session.scalar(select(Staff).where(Staff.username == username))
+    return found
 
 
 async def agent_student(sm: async_sessionmaker[AsyncSession], account: str) -> Student:

@@ -1,6 +1,13 @@
 """The agent endpoint, ``/ws/agent``: hello within the deadline, then heartbeats, tabs and
 frames, relayed through the hub. A bad message gets a coded error and the socket stays
-open; only authentication failures close it."""
+open; only authentication failures close it.
+
+Fails closed, inside the protocol: a fault while handling one message (a bug, say) gets
+``internal_error`` and the connection goes on; a fault the connection cannot go on after
+(the hello's roster look-up hits a dead database) gets ``internal_error`` and close 1011,
+and the agent reconnects with backoff. Never an HTTP page into the open socket. The
+database writes around a live agent (last-seen, audit entries of refusals) are logged when
+they fail and never drop it."""
 
 from __future__ import annotations
 
@@ -8,12 +15,20 @@ import hmac
 import logging
 import secrets
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from klasblik import protocol as p
 from klasblik.server.access import audit
 from klasblik.server.errors import AccessDenied
-from klasblik.server.keys import AGENT_SOCKETS, DB, HUB, LAST_SEEN, SETTINGS, STUDENTS
+from klasblik.server.keys import (
+    AGENT_SOCKETS,
+    DB,
+    HUB,
+    LAST_SEEN,
+    OPEN_WEBSOCKET,
+    SETTINGS,
+    STUDENTS,
+)
 from klasblik.server.live.hub import AgentConn
 from klasblik.server.live.outbox import Outbox
 from klasblik.server.locations.policy import home_of, locate
@@ -27,7 +42,11 @@ _CLOSE_FOR = {
     p.ErrorCode.NOT_A_STUDENT: p.CloseCode.FORBIDDEN,
     p.ErrorCode.AUTH_TIMEOUT: p.CloseCode.AUTH_TIMEOUT,
     p.ErrorCode.UNSUPPORTED_VERSION: p.CloseCode.UNSUPPORTED_VERSION,
+    p.ErrorCode.INTERNAL: p.CloseCode.INTERNAL_ERROR,
 }
+
+_FAULT = "the server could not handle this message; nothing you sent was wrong"
+_GONE = "the server cannot serve this connection now; reconnect later"
 
 
 async def _refuse(ws: web.WebSocketResponse, code: str, message: str) -> web.WebSocketResponse:
@@ -58,9 +77,13 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
         max_msg_size=2 * s.max_frame_bytes, autoping=True, heartbeat=None, compress=False
     )
     await ws.prepare(request)
+    request[OPEN_WEBSOCKET] = ws
     app[AGENT_SOCKETS].add(ws)
     try:
         return await _serve(app, ws, ip, location_id)
+    except Exception:  # not CancelledError: shutdown and the client going away pass
+        log.exception("agent connection from %s: internal error, closing it (1011)", ip)
+        return await _refuse(ws, p.ErrorCode.INTERNAL, _GONE)
     finally:
         app[AGENT_SOCKETS].discard(ws)
 
@@ -103,6 +126,13 @@ async def _serve(
     except AccessDenied as exc:
         await _audit_refusal(app, hello["account"], exc.message, ip)
         return await _refuse(ws, exc.code, exc.message)
+    except Exception:  # the roster cannot be read (database down): no welcome, retry later
+        log.exception(
+            "agent of device %r from %s: roster look-up failed, closing it (1011)",
+            hello["device"]["id"],
+            ip,
+        )
+        return await _refuse(ws, p.ErrorCode.INTERNAL, _GONE)
 
     conn = AgentConn(
         student_id=student.id,
@@ -115,25 +145,25 @@ async def _serve(
         home_location_id=home_of(app, student.school_id, student.location_id),
     )
     conn.outbox.start()
-    conn.outbox.put(
-        p.encode_message(
-            {
-                "type": "welcome",
-                "protocol": p.PROTOCOL_VERSION,
-                "session": secrets.token_hex(8),
-                "display_name": student.display_name,
-                "heartbeat_s": s.heartbeat_s,
-                "max_frame_bytes": s.max_frame_bytes,
-            },
-            "server_agent",
+    try:  # from here on, whatever happens, the hub and the outbox are left clean
+        conn.outbox.put(
+            p.encode_message(
+                {
+                    "type": "welcome",
+                    "protocol": p.PROTOCOL_VERSION,
+                    "session": secrets.token_hex(8),
+                    "display_name": student.display_name,
+                    "heartbeat_s": s.heartbeat_s,
+                    "max_frame_bytes": s.max_frame_bytes,
+                },
+                "server_agent",
+            )
         )
-    )
-    _remember(app, student.id, ip)
-    old = app[HUB].attach_agent(conn)
-    if old is not None:
-        app[HUB].tasks.spawn(_close_replaced(old), f"close replaced agent of {student.id}")
-    log.info("agent of student %s connected from %s (%s)", student.id, ip, conn.device_kind)
-    try:
+        _remember(app, student.id, ip)
+        old = app[HUB].attach_agent(conn)
+        if old is not None:
+            app[HUB].tasks.spawn(_close_replaced(old), f"close replaced agent of {student.id}")
+        log.info("agent of student %s connected from %s (%s)", student.id, ip, conn.device_kind)
         await _loop(app, ws, conn)
     finally:
         app[HUB].detach_agent(conn)
@@ -144,42 +174,54 @@ async def _serve(
 
 
 async def _loop(app: web.Application, ws: web.WebSocketResponse, conn: AgentConn) -> None:
-    s = app[SETTINGS]
-    hub = app[HUB]
+    faults = 0
     while True:
         # no timer per message: silence.py closes agents silent for three heartbeats
         msg = await ws.receive()
-        if msg.type == WSMsgType.BINARY:
-            hub.touch(conn)
+        if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
             try:
-                header = p.decode_frame(msg.data, s.max_frame_bytes)
-            except p.ProtocolError as exc:
-                await _send_error(ws, exc)
-                continue
-            hub.on_frame(conn, msg.data, header)
-        elif msg.type == WSMsgType.TEXT:
-            hub.touch(conn)
-            try:
-                m = p.decode_message(msg.data, "agent")
-            except p.ProtocolError as exc:
-                await _send_error(ws, exc)
-                continue
-            kind = m["type"]
-            if kind == "heartbeat":
-                continue
-            if kind == "tabs":
-                hub.on_tabs(conn, m["tabs"])
-            elif kind == "capture_error":
-                hub.on_capture_error(conn, m["reason"])
-            elif kind == "hello":
-                await _send_error(
-                    ws, p.ProtocolError(p.ErrorCode.UNEXPECTED, "already authenticated")
-                )
+                await _handle(app, ws, conn, msg)
+            except Exception:  # one message failed: say so, and go on with the next
+                faults += 1
+                if faults == 1:
+                    log.exception("agent of student %s: internal error", conn.student_id)
+                else:  # the first one told the story: no traceback per frame
+                    log.debug("agent of student %s: internal error %d", conn.student_id, faults)
+                await _send_error(ws, p.ProtocolError(p.ErrorCode.INTERNAL, _FAULT))
         elif msg.type == WSMsgType.ERROR:
             log.info("agent of student %s: connection error %s", conn.student_id, ws.exception())
             return
         else:  # CLOSE, CLOSING, CLOSED
             return
+
+
+async def _handle(
+    app: web.Application, ws: web.WebSocketResponse, conn: AgentConn, msg: WSMessage
+) -> None:
+    """One message of an agent that said hello: a frame, tabs, a capture error, a heartbeat."""
+    hub = app[HUB]
+    hub.touch(conn)
+    if msg.type == WSMsgType.BINARY:
+        try:
+            header = p.decode_frame(msg.data, app[SETTINGS].max_frame_bytes)
+        except p.ProtocolError as exc:
+            await _send_error(ws, exc)
+            return
+        hub.on_frame(conn, msg.data, header)
+        return
+    try:
+        m = p.decode_message(msg.data, "agent")
+    except p.ProtocolError as exc:
+        await _send_error(ws, exc)
+        return
+    kind = m["type"]
+    if kind == "tabs":
+        hub.on_tabs(conn, m["tabs"])
+    elif kind == "capture_error":
+        hub.on_capture_error(conn, m["reason"])
+    elif kind == "hello":
+        await _send_error(ws, p.ProtocolError(p.ErrorCode.UNEXPECTED, "already authenticated"))
+    # a heartbeat only counts as a sign of life (hub.touch above)
 
 
 async def _close_replaced(old: AgentConn) -> None:

@@ -3,6 +3,12 @@
 Every ``subscribe`` and ``focus`` is authorised from the database at that moment and
 audit-logged before the view opens; if the audit entry cannot be written, the view does
 not open.
+
+Fails closed, inside the protocol: a command that fails on the server (the database is
+down, say) is answered ``internal_error`` with its ``id``, and the socket stays open for the
+next try; a fault outside one command gets ``closed`` with ``internal_error`` and close
+1011 (the dashboard reconnects). A failure before the handshake (the session look-up) is an
+HTTP error answered by ``web/middleware.py``, never a half-open socket.
 """
 
 from __future__ import annotations
@@ -19,16 +25,20 @@ from klasblik.server.access import audit
 from klasblik.server.access.rules import authorize_class, authorize_student
 from klasblik.server.auth.identity import check_origin, require_staff
 from klasblik.server.errors import AccessDenied, ApiError
-from klasblik.server.keys import DB, HUB, SETTINGS, STORE
+from klasblik.server.keys import DB, HUB, OPEN_WEBSOCKET, SETTINGS, STORE
 from klasblik.server.live.hub import Viewer
 from klasblik.server.live.outbox import Outbox
 from klasblik.server.locations.policy import LocationPolicy, home_of, locate, policy_of
 from klasblik.server.net import client_ip
 from klasblik.server.storage.blobs.base import BlobStoreError, student_prefix, thumbnail_name
+from klasblik.server.storage.models import Staff
 
 __all__ = ["dashboard_ws"]
 
 log = logging.getLogger(__name__)
+
+_FAULT = "the server could not do this now; try again"
+_GONE = "the server cannot serve this connection now; reconnect"
 
 
 async def dashboard_ws(request: web.Request) -> web.WebSocketResponse:
@@ -37,21 +47,33 @@ async def dashboard_ws(request: web.Request) -> web.WebSocketResponse:
     check_origin(request)
     ws = web.WebSocketResponse(max_msg_size=p.MAX_TEXT_BYTES, heartbeat=30, compress=False)
     await ws.prepare(request)
+    request[OPEN_WEBSOCKET] = ws
     ip = client_ip(request)
+    try:
+        await _serve(app, ws, staff, ip)
+    except Exception:  # not CancelledError: shutdown and the client going away pass
+        log.exception(
+            "dashboard of staff %s from %s: internal error, closing it (1011)", staff.id, ip
+        )
+        await _close_internal(ws)
+    return ws
+
+
+async def _serve(app: web.Application, ws: web.WebSocketResponse, staff: Staff, ip: str) -> None:
     viewer = Viewer(
         staff_id=staff.id,
         staff_name=staff.name,
         ws=ws,
         outbox=Outbox(ws, maxsize=app[SETTINGS].viewer_queue_frames),
         ip=ip,
-        location_id=locate(request.app, ip),
-        home_location_id=home_of(request.app, staff.school_id, staff.location_id),
+        location_id=locate(app, ip),
+        home_location_id=home_of(app, staff.school_id, staff.location_id),
     )
     viewer.outbox.on_overflow = lambda: app[HUB].viewer_too_slow(viewer)
-    viewer.outbox.start()
-    app[HUB].add_viewer(viewer)
     handler = _Commands(app, viewer, staff.username)
-    try:
+    viewer.outbox.start()
+    try:  # from here on, whatever happens, the hub and the outbox are left clean
+        app[HUB].add_viewer(viewer)
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 reply = await handler.handle(msg.data)
@@ -69,7 +91,21 @@ async def dashboard_ws(request: web.Request) -> web.WebSocketResponse:
         await handler.end_all()
         app[HUB].remove_viewer(viewer)
         await viewer.outbox.close()
-    return ws
+
+
+async def _close_internal(ws: web.WebSocketResponse) -> None:
+    """``closed`` with ``internal_error``, then close 1011 (the outbox is stopped by now)."""
+    if ws.closed:
+        return
+    closed = {
+        "type": "closed",
+        "error": {"code": p.ErrorCode.INTERNAL, "message": _GONE},
+    }
+    try:
+        await ws.send_str(p.encode_message(closed))
+        await ws.close(code=p.CloseCode.INTERNAL_ERROR, message=p.ErrorCode.INTERNAL.encode())
+    except (ConnectionError, RuntimeError):
+        pass
 
 
 class _Commands:
@@ -95,26 +131,41 @@ class _Commands:
             raise
 
     async def handle(self, data: str) -> dict[str, Any] | None:
+        """The answer to one command: its result, or its error (with its ``id``)."""
         msg_id: int | None = None
         try:
             raw = json.loads(data) if len(data) <= p.MAX_TEXT_BYTES else None
             if isinstance(raw, dict) and isinstance(raw.get("id"), int):
                 msg_id = raw["id"]
             msg = p.decode_message(data, "dashboard")
-            result = await getattr(self, "cmd_" + msg["type"])(msg)
         except p.ProtocolError as exc:
             return p.error_message(exc.code, exc.message, msg_id)
         except (ValueError, UnicodeDecodeError):
             return p.error_message(p.ErrorCode.INVALID_JSON, "not valid JSON", msg_id)
-        except ApiError as exc:
+        try:
+            result = await getattr(self, "cmd_" + msg["type"])(msg)
+        except (p.ProtocolError, ApiError) as exc:
             return p.error_message(exc.code, exc.message, msg_id)
+        except Exception:  # not CancelledError; the socket stays open for the next try
+            log.exception(
+                "dashboard of staff %s: %s (id %s) failed",
+                self.viewer.staff_id,
+                msg["type"],
+                msg_id,
+            )
+            return p.error_message(p.ErrorCode.INTERNAL, _FAULT, msg_id)
         return {"type": "result", "id": msg_id, "success": True, "result": result}
 
     async def _audit(self, action: str, subject: str, detail: str = "") -> None:
         try:
             await audit.record(self.app[DB], self.username, action, subject, detail, self.viewer.ip)
         except Exception as exc:
-            log.exception("audit write failed")
+            log.exception(
+                "dashboard of staff %s: audit entry %s %s not written",
+                self.viewer.staff_id,
+                action,
+                subject,
+            )
             raise ApiError(
                 p.ErrorCode.INTERNAL, "the view was not opened: the audit log cannot be written"
             ) from exc

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from klasblik import protocol as p
 from klasblik.server.live.outbox import Outbox
+from klasblik.server.locations.rule import Placed
 from klasblik.server.settings import Settings
 from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
 from klasblik.server.storage.latest import LatestWriter
@@ -36,7 +37,7 @@ from klasblik.server.tasks import TaskOwner
 if TYPE_CHECKING:
     from klasblik.server.live.cluster.link import Cluster
 
-__all__ = ["AgentConn", "Hub", "Viewer"]
+__all__ = ["AgentConn", "Hub", "Placed", "Viewer"]
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +121,15 @@ class Hub:
         #: when each student that went offline in this process was last seen
         self._offline_seen: dict[int, dt.datetime] = {}
         self._grid_gap = settings.grid_interval_ms / 1000 * 0.9
-        #: None when this viewer may see this device now, else why not (a protocol code)
-        self.gate: Callable[[Viewer, AgentConn], str | None] | None = None
+        #: None when this viewer may see this device now, else why not (a protocol code);
+        #: either may be on another instance, so the rule reads only where each is
+        self.gate: Callable[[Placed, Placed], str | None] | None = None
         #: routing between instances (``live/cluster``); None: this process only
         self.cluster: Cluster | None = None
         #: short-lived tasks: closing a replaced agent, a silent one, a slow viewer
         self.tasks = TaskOwner("hub")
 
-    def blocked(self, viewer: Viewer, conn: AgentConn | None) -> str | None:
+    def blocked(self, viewer: Placed, conn: Placed | None) -> str | None:
         """None when ``viewer`` may see ``conn`` now, else why not. Fails closed: with no
         location rule installed, nothing is shown."""
         if conn is None:
@@ -161,34 +163,34 @@ class Hub:
         self, student_id: int, last_seen: dt.datetime | None = None, viewer: Viewer | None = None
     ) -> dict[str, Any]:
         conn = self.agents.get(student_id)
-        remote = None
-        if conn is None and self.cluster is not None:  # held by another instance?
-            remote = self.cluster.remote_status(student_id)
-        if conn is not None or remote is not None:
-            device = conn if conn is not None else self.cluster.remote_device(student_id)
-            why = self.blocked(viewer, device) if viewer is not None else None
-            if remote is not None:
-                state = dict(remote, elsewhere=why == p.ErrorCode.ELSEWHERE)
-                state["mode"] = "off" if why else remote.get("mode", "off")
-            else:
-                state = {
-                    "online": True,
-                    "last_seen": _iso(conn.last_seen),  # type: ignore[union-attr]
-                    "capture_error": conn.capture_error,  # type: ignore[union-attr]
-                    "elsewhere": why == p.ErrorCode.ELSEWHERE,
-                    "mode": "off" if why else conn.mode,  # type: ignore[union-attr]
+        if conn is not None:
+            why = self.blocked(viewer, conn) if viewer is not None else None
+            state = {
+                "online": True,
+                "last_seen": _iso(conn.last_seen),
+                "capture_error": conn.capture_error,
+                "elsewhere": why == p.ErrorCode.ELSEWHERE,
+                "mode": "off" if why else conn.mode,
+            }
+        else:
+            cluster = self.cluster  # held by another instance?
+            remote = cluster.remote_status(student_id) if cluster is not None else None
+            if cluster is None or remote is None:
+                seen = self._offline_seen.get(student_id) or last_seen
+                return {
+                    "online": False,
+                    "last_seen": _iso(seen),
+                    "capture_error": None,
+                    "elsewhere": False,
+                    "mode": "off",
                 }
-            if why == p.ErrorCode.OUTSIDE_LESSON_HOURS:
-                state["outside_lesson_hours"] = True
-            return state
-        seen = self._offline_seen.get(student_id) or last_seen
-        return {
-            "online": False,
-            "last_seen": _iso(seen),
-            "capture_error": None,
-            "elsewhere": False,
-            "mode": "off",
-        }
+            device = cluster.remote_device(student_id)
+            why = self.blocked(viewer, device) if viewer is not None else None
+            state = dict(remote, elsewhere=why == p.ErrorCode.ELSEWHERE)
+            state["mode"] = "off" if why else remote.get("mode", "off")
+        if why == p.ErrorCode.OUTSIDE_LESSON_HOURS:
+            state["outside_lesson_hours"] = True
+        return state
 
     def touch(self, conn: AgentConn) -> None:
         conn.last_seen = dt.datetime.now(dt.UTC)
@@ -208,7 +210,7 @@ class Hub:
         self.latest.offer(thumbnail_name(sid), bytes(data[p.FRAME_HEADER_SIZE :]))
         return sent
 
-    def relay_frame(self, sid: int, data: bytes, kind: int, device: Any) -> tuple[int, bool]:
+    def relay_frame(self, sid: int, data: bytes, kind: int, device: Placed) -> tuple[int, bool]:
         """Queue an agent frame (from an agent here or elsewhere) to this process's viewers
         of ``sid`` that may see ``device``; return (queued, whether any viewer may)."""
         watchers = self.watchers.get(sid)
@@ -236,7 +238,7 @@ class Hub:
         self.frames_relayed += sent
         return sent, allowed
 
-    def relay_text(self, sid: int, text: str, device: Any) -> bool:
+    def relay_text(self, sid: int, text: str, device: Placed) -> bool:
         """Queue a text message (tabs) to this process's viewers of ``sid`` that may see
         ``device``; return whether any may."""
         allowed = [v for v in self.watchers.get(sid, {}) if not self.blocked(v, device)]

@@ -42,13 +42,14 @@ from klasblik.server.locations.rule import (
     ELSEWHERE,
     OUTSIDE,
     LocationInfo,
+    Place,
     Placed,
     RemoteInfo,
     governing,
     iso,
     verdict,
 )
-from klasblik.server.storage.models import Location, RemoteMode, utcnow
+from klasblik.server.storage.models import Location, RemoteMode, Student, utcnow
 from klasblik.server.tasks import cancel_and_wait
 
 __all__ = [
@@ -332,6 +333,40 @@ class LocationPolicy:
         except AccessDenied as exc:
             out.append({"kind": exc.code, "text": exc.message})
         return out
+
+    def notices_for(self, ip: str, school_id: int, location_id: int | None) -> list[dict[str, Any]]:
+        """The banners for a teacher of ``school_id`` (home ``location_id``) at ``ip``."""
+        return self.notices(self.resolve(ip), self.home(school_id, location_id), ip)
+
+    async def check_stored_picture(
+        self,
+        ip: str,
+        school_id: int,
+        location_id: int | None,
+        device: Placed | None,
+        student_id: int,
+    ) -> None:
+        """The stored thumbnail follows the live rule: refused (AccessDenied) to a teacher
+        who may not view from ``ip``; while the student's ``device`` is online, refused
+        where the live view would be; while it is offline, a teacher off-site sees it only
+        under remote-lesson mode that covers the student's home location."""
+        here = self.resolve(ip)
+        staff_home = self.home(school_id, location_id)
+        self.check_viewer(here, staff_home, ip)
+        if device is not None:
+            why = self.gate(Place(here, staff_home), device)
+            if why:
+                raise AccessDenied(why, "this student's device is not where you may view it now")
+            return
+        if here is not None:
+            return
+        async with self.sm() as session:
+            student = await session.get(Student, student_id)
+        home = self.home(student.school_id, student.location_id) if student else None
+        if self.governing(None, staff_home, None, home, self.clock()) is None:
+            raise AccessDenied(
+                ELSEWHERE, "remote-lesson mode of your location does not cover this student"
+            )
 
     def local_text(self, location_id: int, when: dt.datetime) -> str:
         info = self.locations.get(location_id)

@@ -15,11 +15,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from klasblik.protocol import ErrorCode
-from klasblik.server.locations.lessonhours import LessonHours
-from klasblik.server.net import Network
+
+if TYPE_CHECKING:
+    from klasblik.server.locations.lessonhours import LessonHours
+    from klasblik.server.net import Network
 
 __all__ = [
     "ELSEWHERE",

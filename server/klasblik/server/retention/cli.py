@@ -15,8 +15,9 @@ from klasblik.server.retention.purge import PurgeReport, purge
 from klasblik.server.retention.schedule import NIGHTLY
 from klasblik.server.retention.subject_rights import UnknownStudent, erase_student, export_student
 from klasblik.server.settings import Settings
-from klasblik.server.storage.blobs.base import BlobStoreError, open_blob_store
-from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database
+from klasblik.server.storage.blobs import open_blob_store
+from klasblik.server.storage.blobs.base import BlobStoreError
+from klasblik.server.storage.engine import create_engine, sessionmaker, upgrade_database
 
 __all__ = ["ProgressPrinter", "add_parsers", "run"]
 

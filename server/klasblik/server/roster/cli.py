@@ -35,7 +35,7 @@ def add_roster_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 async def _with_db(settings: Settings, job: Callable[[Any], Awaitable[T]]) -> T:
-    from klasblik.server.storage.models import create_engine, sessionmaker, upgrade_database
+    from klasblik.server.storage.engine import create_engine, sessionmaker, upgrade_database
 
     engine = create_engine(settings.database_url)
     try:

@@ -14,10 +14,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from klasblik.server.auth.m365.client import M365Client
+from klasblik.server.auth.m365.client import M365Client, M365Error
 from klasblik.server.keys import DB, HUB, M365, ROSTER_JOBS
 from klasblik.server.live.hub import Hub
-from klasblik.server.roster.graph import GraphClient
+from klasblik.server.roster.graph import GraphClient, GraphError
 from klasblik.server.roster.revocation import recheck_viewers, revoke_lost_access
 from klasblik.server.roster.sync import Progress, SyncBusy, SyncSummary, sync_roster
 from klasblik.server.settings import Settings
@@ -93,6 +93,10 @@ def roster_jobs_ctx(
                 await _reload_locations(app)
             except SyncBusy as exc:
                 log.info("roster sync skipped: %s", exc)
+            except (M365Error, GraphError) as exc:
+                # Microsoft 365 refused or failed (a wrong or expired client secret, a
+                # missing permission, Graph down): the reason is the message, no traceback
+                log.error("roster sync failed; the roster is unchanged: %s", exc)
             except Exception:
                 log.exception("roster sync failed; the roster is unchanged")
 
@@ -128,7 +132,6 @@ def roster_jobs_ctx(
         try:
             yield
         finally:
-            del app[ROSTER_JOBS]
             scheduler.shutdown(wait=False)
 
     return ctx

@@ -1,15 +1,14 @@
-"""Database models and engine (SQLAlchemy 2, async). Schema changes go through Alembic.
+"""Database models (SQLAlchemy 2). Schema changes go through Alembic (``engine.py`` runs it).
 
 Only what ``docs/privacy.md`` lists is stored. Per student: display name (first name +
 surname initial), Microsoft 365 username, school, location, classes, last IP address.
 Per staff member: name, Microsoft 365 username, school, last IP address. Screens and tabs
-are never in the database: the latest of each is one blob (see ``blobstore.py``).
+are never in the database: the latest of each is one blob (see ``blobs/``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -23,11 +22,9 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
-    event,
     func,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
@@ -45,8 +42,6 @@ __all__ = [
     "WebSession",
     "class_students",
     "class_teachers",
-    "create_engine",
-    "upgrade_database",
     "utcnow",
 ]
 
@@ -251,46 +246,3 @@ class PendingLogin(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the key
     flow: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.close()
-
-
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine; SQLite gets foreign keys, WAL and a busy timeout."""
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_async_engine(url, pool_pre_ping=True)
-
-
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
-    return async_sessionmaker(engine, expire_on_commit=False)
-
-
-async def upgrade_database(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest Alembic revision (once, even with many instances)."""
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-
-    def run(sync_conn: Any) -> None:
-        if sync_conn.dialect.name == "postgresql":
-            # Several instances may start together: one migrates, the others wait.
-            sync_conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7243001)")
-        cfg.attributes["connection"] = sync_conn
-        command.upgrade(cfg, "head")
-
-    async with engine.begin() as conn:
-        await conn.run_sync(run)

@@ -9,26 +9,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
-from klasblik.server.access import audit
 from klasblik.server.auth.identity import check_csrf, current_staff, require_staff
 from klasblik.server.errors import ApiError
 from klasblik.server.keys import DASHBOARD_FILES, DB, LOCATIONS, SETTINGS
+from klasblik.server.locations import admin as location_admin
+from klasblik.server.locations.admin import LocationDraft
 from klasblik.server.locations.lessonhours import (
-    LessonHoursError,
-    parse_lesson_hours,
     parse_timezone,
 )
 from klasblik.server.locations.letters import LANGUAGES, RemoteModeLetter, render_remote_mode_letter
-from klasblik.server.locations.policy import LocationPolicy, iso, parse_location_networks
+from klasblik.server.locations.policy import LocationPolicy, iso
 from klasblik.server.net import client_ip
-from klasblik.server.storage.models import Location, RemoteMode, School, Staff, WebSession
+from klasblik.server.storage.models import Location, Staff, WebSession
 
 __all__ = ["setup_location_admin_routes"]
 
@@ -84,16 +80,12 @@ def _location_json(loc: Location, policy: LocationPolicy) -> dict[str, Any]:
     }
 
 
-async def _location(app: web.Application, staff: Staff, location_id: str) -> Location:
+async def _location(request: web.Request, staff: Staff) -> Location:
     try:
-        lid = int(location_id)
+        lid = int(request.match_info["location_id"])
     except ValueError:
         raise ApiError("invalid_format", "location id must be a number") from None
-    async with app[DB]() as session:
-        loc = await session.get(Location, lid, options=[selectinload(Location.school)])
-    if loc is None or loc.school_id != staff.school_id:
-        raise ApiError("not_found", f"location {lid} does not exist at your school", 404)
-    return loc
+    return await location_admin.school_location(request.app[DB], staff.school_id, lid)
 
 
 # ---- pages and listing ----------------------------------------------------------------
@@ -115,15 +107,7 @@ async def list_locations(request: web.Request) -> web.Response:
     _session, staff = await _admin(request)
     app = request.app
     policy = _policy(request)
-    async with app[DB]() as session:
-        school = await session.get(School, staff.school_id)
-        rows = list(
-            await session.scalars(
-                select(Location)
-                .where(Location.school_id == staff.school_id)
-                .order_by(Location.code)
-            )
-        )
+    school, rows = await location_admin.school_locations(app[DB], staff.school_id)
     ip = client_ip(request)
     return web.json_response(
         {
@@ -156,82 +140,26 @@ def _text(data: dict[str, Any], key: str, limit: int, required: bool = True) -> 
 
 async def save_location(request: web.Request) -> web.Response:
     _session, staff = await _admin(request, change=True)
-    app = request.app
     data = await _body(request)
-    name = _text(data, "name", 200)
-    code = _text(data, "code", 8).upper()
     raw_nets = data.get("networks", "")
     if isinstance(raw_nets, list) and all(isinstance(n, str) for n in raw_nets):
         raw_nets = " ".join(raw_nets)
     if not isinstance(raw_nets, str):
         raise ApiError("invalid_format", "networks must be a list of CIDR strings")
-    try:
-        nets = parse_location_networks(raw_nets)
-    except ValueError as exc:
-        raise ApiError("invalid_network", str(exc)) from None
-    timezone = _text(data, "timezone", 64, required=False) or "Europe/Amsterdam"
-    lesson_hours = _text(data, "lesson_hours", 1000, required=False)
-    try:
-        parse_timezone(timezone)
-        parsed_hours = parse_lesson_hours(lesson_hours, timezone)
-    except LessonHoursError as exc:
-        raise ApiError("invalid_lesson_hours", str(exc)) from None
     loc_id = data.get("id")
     if loc_id is not None and (not isinstance(loc_id, int) or isinstance(loc_id, bool)):
         raise ApiError("invalid_format", "id must be a number (or left out to create)")
-
-    async with app[DB]() as session, session.begin():
-        school = await session.get(School, staff.school_id)
-        assert school is not None
-        if not re.fullmatch(re.escape(school.brin.upper()) + r"\d{2}", code):
-            raise ApiError(
-                "invalid_code",
-                f"code must be the school's BRIN {school.brin} followed by the two-digit "
-                f"location code (e.g. {school.brin}00); got {code}",
-            )
-        others = list(await session.scalars(select(Location).where(Location.id != (loc_id or -1))))
-        for other in others:
-            if other.code.upper() == code:
-                raise ApiError(
-                    "duplicate_code", f"location code {code} is already used by {other.name}", 409
-                )
-            for theirs in parse_location_networks(other.networks or ""):
-                for mine in nets:
-                    if mine.version == theirs.version and mine.overlaps(theirs):
-                        raise ApiError(
-                            "overlapping_networks",
-                            f"{mine} overlaps {theirs} of location {other.name} ({other.code}): "
-                            "an address must belong to one location only",
-                            409,
-                        )
-        if loc_id is None:
-            loc = Location(school_id=school.id)
-            session.add(loc)
-            created = True
-        else:
-            found = await session.get(Location, loc_id)
-            if found is None or found.school_id != school.id:
-                raise ApiError("not_found", f"location {loc_id} does not exist at your school", 404)
-            loc = found
-            created = False
-        loc.name = name
-        loc.code = code
-        loc.networks = " ".join(str(n) for n in nets)
-        loc.lesson_hours = parsed_hours.text if parsed_hours else ""
-        loc.timezone = timezone
-        await session.flush()
-        loc_id = loc.id
-    await audit.record(
-        app[DB],
-        staff.username,
-        audit.Actions.LOCATION_SAVED,
-        f"location:{loc_id}",
-        f"{'created' if created else 'updated'} {name} ({code}); networks: "
-        f"{loc.networks or '(none)'}; lesson hours: {loc.lesson_hours or '(any time)'} {timezone}",
-        client_ip(request),
+    draft = LocationDraft(
+        name=_text(data, "name", 200),
+        code=_text(data, "code", 8),
+        networks=raw_nets,
+        timezone=_text(data, "timezone", 64, required=False) or "Europe/Amsterdam",
+        lesson_hours=_text(data, "lesson_hours", 1000, required=False),
     )
     policy = _policy(request)
-    await policy.reload()
+    loc, created = await location_admin.save_location(
+        request.app[DB], policy, staff.username, staff.school_id, loc_id, draft, client_ip(request)
+    )
     return web.json_response(_location_json(loc, policy), status=201 if created else 200)
 
 
@@ -257,93 +185,38 @@ def _parse_until(value: Any, zone_name: str) -> dt.datetime:
 
 async def remote_mode_on(request: web.Request) -> web.Response:
     _session, staff = await _admin(request, change=True)
-    app = request.app
     policy = _policy(request)
-    loc = await _location(app, staff, request.match_info["location_id"])
+    loc = await _location(request, staff)
     data = await _body(request)
     reason = _text(data, "reason", MAX_REASON)
     until = _parse_until(data.get("until"), loc.timezone)
-    await policy.tick()  # close a period that has just expired, with its audit entry
-    now = policy.clock()
-    limit = app[SETTINGS].remote_mode_max_hours
-    if until <= now:
-        raise ApiError("invalid_until", "until must be in the future")
-    if until > now + dt.timedelta(hours=limit):
-        raise ApiError(
-            "invalid_until",
-            f"until may be at most {limit} hours from now (the remote_mode_max_hours policy)",
-        )
-    replaced = None
-    async with app[DB]() as session, session.begin():
-        for old in await session.scalars(
-            select(RemoteMode).where(
-                RemoteMode.location_id == loc.id, RemoteMode.ended_at.is_(None)
-            )
-        ):
-            old.ended_at, old.ended_by, old.end_note = now, staff.username, "replaced"
-            replaced = old.until
-        session.add(
-            RemoteMode(
-                location_id=loc.id,
-                started_at=now,
-                until=until,
-                reason=reason,
-                started_by=staff.username,
-            )
-        )
-    detail = (
-        f"remote-lesson mode on for {loc.name} ({loc.code}) from {iso(now)} until {iso(until)}"
-        f"{f' (replaces the period until {iso(replaced)})' if replaced else ''}; reason: {reason}"
-    )
-    await audit.record(
-        app[DB],
+    await location_admin.start_remote_mode(
+        request.app[DB],
+        policy,
         staff.username,
-        audit.Actions.REMOTE_MODE_ON,
-        f"location:{loc.id}",
-        detail,
+        loc,
+        until,
+        reason,
+        request.app[SETTINGS].remote_mode_max_hours,
         client_ip(request),
     )
-    await policy.reload()
     return web.json_response(_location_json(loc, policy))
 
 
 async def remote_mode_off(request: web.Request) -> web.Response:
     _session, staff = await _admin(request, change=True)
-    app = request.app
     policy = _policy(request)
-    loc = await _location(app, staff, request.match_info["location_id"])
-    await policy.tick()
-    now = policy.clock()
-    ended = []
-    async with app[DB]() as session, session.begin():
-        for mode in await session.scalars(
-            select(RemoteMode).where(
-                RemoteMode.location_id == loc.id, RemoteMode.ended_at.is_(None)
-            )
-        ):
-            mode.ended_at, mode.ended_by, mode.end_note = now, staff.username, "ended early"
-            ended.append(mode)
-    if not ended:
-        raise ApiError("not_on", f"remote-lesson mode is not on for {loc.name}", 409)
-    await audit.record(
-        app[DB],
-        staff.username,
-        audit.Actions.REMOTE_MODE_OFF,
-        f"location:{loc.id}",
-        f"remote-lesson mode of {loc.name} ({loc.code}) ended early at {iso(now)}, "
-        f"before {iso(ended[0].until)} (switched on by {ended[0].started_by}; "
-        f"reason: {ended[0].reason})",
-        client_ip(request),
+    loc = await _location(request, staff)
+    await location_admin.end_remote_mode(
+        request.app[DB], policy, staff.username, loc, client_ip(request)
     )
-    await policy.reload()
     return web.json_response(_location_json(loc, policy))
 
 
 async def remote_mode_letter(request: web.Request) -> web.Response:
     _session, staff = await _admin(request)
-    app = request.app
     policy = _policy(request)
-    loc = await _location(app, staff, request.match_info["location_id"])
+    loc = await _location(request, staff)
     lang = request.query.get("lang", "nl")
     if lang not in LANGUAGES:
         raise ApiError(

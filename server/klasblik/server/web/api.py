@@ -7,19 +7,19 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select, text
 
 from klasblik.server.access import audit
-from klasblik.server.access.rules import authorize_student, classes_of
+from klasblik.server.access.rules import authorize_student, classes_of, staff_named
 from klasblik.server.auth.identity import check_csrf, check_origin, require_staff
 from klasblik.server.auth.sessions import COOKIE, create_session, end_session, set_session_cookie
 from klasblik.server.errors import AccessDenied, ApiError
 from klasblik.server.keys import DB, DEMO, ENGINE, HUB, LATEST, M365, NOTICES, SETTINGS, STORE
 from klasblik.server.locations.policy import policy_of
-from klasblik.server.locations.rule import ELSEWHERE, Place
+from klasblik.server.locations.rule import ELSEWHERE
 from klasblik.server.net import client_ip, is_loopback
 from klasblik.server.storage.blobs.base import BlobStoreError, thumbnail_name
-from klasblik.server.storage.models import Staff, Student
+from klasblik.server.storage.engine import ping
+from klasblik.server.storage.models import Staff
 
 __all__ = [
     "auth_options",
@@ -50,8 +50,7 @@ async def demo_signin(request: web.Request) -> web.StreamResponse:
     check_origin(request)
     demo_state = app.get(DEMO)
     username = demo_state.teacher if demo_state is not None else None
-    async with app[DB]() as session:
-        staff = await session.scalar(select(Staff).where(Staff.username == username))
+    staff = await staff_named(app[DB], username) if username else None
     if staff is None:
         raise ApiError("not_found", "demo teacher missing: demo data not seeded", 404)
     token, _row = await create_session(app[DB], staff.id, ip, app[SETTINGS])
@@ -126,8 +125,7 @@ async def healthz(request: web.Request) -> web.Response:
     status = {"status": "ok", "database": "ok", "blob_store": "ok"}
     code = 200
     try:
-        async with app[ENGINE].connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await ping(app[ENGINE])
     except Exception as exc:
         status["database"] = f"down: {type(exc).__name__}"
         status["status"] = "down"
@@ -146,40 +144,25 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(status, status=code)
 
 
-def location_notices(request: web.Request, staff: Any) -> list[dict[str, Any]]:
+def location_notices(request: web.Request, staff: Staff) -> list[dict[str, Any]]:
     """The location banners for this teacher's dashboard pages (remote-lesson mode on and
     until when; not on-site; outside lesson hours)."""
     policy = policy_of(request.app)
     if policy is None:
         return []
-    ip = client_ip(request)
-    return policy.notices(policy.resolve(ip), policy.home(staff.school_id, staff.location_id), ip)
+    return policy.notices_for(client_ip(request), staff.school_id, staff.location_id)
 
 
-async def check_thumbnail_location(request: web.Request, staff: Any, student_id: int) -> None:
-    """The stored thumbnail follows the live rule: refused to a teacher who may not view
-    from here; while the student's device is online, refused where the live view would be;
-    while it is offline, a teacher off-site sees it only under remote-lesson mode that
-    covers the student's home location."""
+async def check_thumbnail_location(request: web.Request, staff: Staff, student_id: int) -> None:
+    """The stored thumbnail follows the live rule (``LocationPolicy.check_stored_picture``);
+    with no rule installed, nothing is shown."""
     policy = policy_of(request.app)
-    if policy is None:  # fail closed: no rule installed, nothing is shown
+    if policy is None:
         raise AccessDenied(ELSEWHERE, "no location rule is installed: nothing can be viewed")
-    ip = client_ip(request)
-    here = policy.resolve(ip)
-    staff_home = policy.home(staff.school_id, staff.location_id)
-    policy.check_viewer(here, staff_home, ip)
-    conn = request.app[HUB].agents.get(student_id)
-    if conn is not None:
-        why = policy.gate(Place(here, staff_home), conn)
-        if why:
-            raise AccessDenied(why, "this student's device is not where you may view it now")
-        return
-    if here is not None:
-        return
-    async with request.app[DB]() as session:
-        student = await session.get(Student, student_id)
-    home = policy.home(student.school_id, student.location_id) if student is not None else None
-    if policy.governing(None, staff_home, None, home, policy.clock()) is None:
-        raise AccessDenied(
-            ELSEWHERE, "remote-lesson mode of your location does not cover this student"
-        )
+    await policy.check_stored_picture(
+        client_ip(request),
+        staff.school_id,
+        staff.location_id,
+        request.app[HUB].agents.get(student_id),
+        student_id,
+    )

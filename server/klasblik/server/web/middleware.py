@@ -1,6 +1,12 @@
 """The middlewares: security headers on every answer, and every error rendered in one JSON
-shape (``{"error": {"code", "message"}}``). A WebSocket that is already open is never
-answered with an HTTP page: its endpoint answers errors in the protocol itself."""
+shape (``{"error": {"code", "message"}}``). A database that does not answer is a 503
+(``unavailable``), any other fault a 500 (``internal_error``).
+
+A request whose answer has begun is never answered again: a WebSocket that is already open
+(its endpoint answers errors in the protocol itself) is closed with 1011 should an error
+still escape it, and a streamed answer under way is left to aiohttp, which drops the
+connection. Writing an HTTP page into an upgraded socket is what a browser reports as
+"invalid frame header" or "reserved bits"."""
 
 from __future__ import annotations
 
@@ -8,8 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from sqlalchemy import exc as sa_exc
 
+from klasblik.protocol.codes import CloseCode, ErrorCode
 from klasblik.server.errors import ApiError, error_body
+from klasblik.server.keys import OPEN_WEBSOCKET
 
 __all__ = ["CSP", "middlewares"]
 
@@ -38,20 +47,61 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # security_headers, the outer middleware, adds the headers to what is answered here
     try:
         return await handler(request)
-    except ApiError as exc:
-        resp = exc.response()
-    except web.HTTPException as exc:
-        if exc.status < 400 or exc.headers.get("Location"):
+    except Exception as exc:
+        ws = request.get(OPEN_WEBSOCKET)
+        if ws is not None:
+            return await _close_open_websocket(request, ws, exc)
+        if request.writer.output_size > 0:  # an answer is under way: none can follow it
             raise
-        resp = web.json_response(
-            error_body(exc.reason.lower().replace(" ", "_"), exc.reason), status=exc.status
-        )
-    except Exception:
+        if isinstance(exc, ApiError):
+            return web.json_response(error_body(exc.code, exc.message), status=exc.status)
+        if isinstance(exc, web.HTTPException):
+            if exc.status < 400 or exc.headers.get("Location"):
+                raise
+            return web.json_response(
+                error_body(exc.reason.lower().replace(" ", "_"), exc.reason), status=exc.status
+            )
         log.exception("unhandled error in %s %s", request.method, request.path)
-        resp = web.json_response(error_body("internal_error", "internal error"), status=500)
-    return resp  # security_headers, the outer middleware, adds the headers
+        if _database_unavailable(exc):
+            return web.json_response(error_body("unavailable", _UNAVAILABLE), status=503)
+        return web.json_response(error_body("internal_error", "internal error"), status=500)
+
+
+async def _close_open_websocket(
+    request: web.Request, ws: web.WebSocketResponse, exc: Exception
+) -> web.WebSocketResponse:
+    """An error escaped a WebSocket endpoint after its handshake: close the socket with 1011
+    (no HTTP page can follow the upgrade) and hand aiohttp the socket as the answer."""
+    log.error("unhandled error in the WebSocket %s: closing it (1011)", request.path, exc_info=exc)
+    if not ws.closed:
+        try:
+            await ws.close(code=CloseCode.INTERNAL_ERROR, message=ErrorCode.INTERNAL.encode())
+        except (ConnectionError, RuntimeError):
+            pass
+    return ws
+
+
+_UNAVAILABLE = "the database does not answer; try again shortly"
+
+#: errors of the statement rather than of the database: a fault of ours, a 500
+_STATEMENT_FAULTS = (
+    sa_exc.IntegrityError,
+    sa_exc.ProgrammingError,
+    sa_exc.DataError,
+    sa_exc.NotSupportedError,
+)
+
+
+def _database_unavailable(exc: BaseException) -> bool:
+    """The database is down or cannot be reached: refused or lost connections, a pool with
+    no connection to give, a database file that cannot be opened or is locked."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        return not isinstance(exc, _STATEMENT_FAULTS)
+    # asyncpg's connection refusal reaches us unwrapped
+    return isinstance(exc, (sa_exc.TimeoutError, sa_exc.DisconnectionError, ConnectionRefusedError))
 
 
 middlewares = [security_headers, json_errors]

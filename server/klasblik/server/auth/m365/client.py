@@ -51,6 +51,20 @@ def authority_of(settings: Settings) -> str:
     return f"https://login.microsoftonline.com/{settings.m365_tenant_id}/v2.0"
 
 
+def _refusal(result: Any) -> str:
+    """One line from a token endpoint's refusal: the error code and the first line of its
+    description (Entra's ``AADSTSnnn: ...``; the trace lines after it dropped), plus the
+    correlation id Microsoft support asks for."""
+    if not isinstance(result, dict) or not result:
+        return "the sign-in authority gave no answer"
+    error = str(result.get("error") or "error")
+    lines = str(result.get("error_description") or "").strip().splitlines()
+    text = f"{error}: {lines[0].strip()}" if lines else error
+    if result.get("correlation_id"):
+        text += f" (correlation id {result['correlation_id']})"
+    return text
+
+
 class M365Client:
     """msal's ConfidentialClientApplication plus the authority's discovery document and
     JSON Web Key Set (cached, refetched once when a token names an unknown key)."""
@@ -147,8 +161,7 @@ class M365Client:
             raise M365Error(f"sign-in authority unreachable: {exc}") from exc
         token = result.get("access_token") if isinstance(result, dict) else None
         if not token:
-            detail = result.get("error_description") or result.get("error") if result else None
-            raise M365Error(f"no Graph token for the app registration: {detail}")
+            raise M365Error(f"no Graph token for the app registration: {_refusal(result)}")
         return str(token)
 
     # ---- async faces --------------------------------------------------------------

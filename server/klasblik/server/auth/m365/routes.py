@@ -225,7 +225,6 @@ def setup_m365_signin(app: web.Application, settings: Settings) -> None:
         try:
             yield
         finally:
-            del app[M365]
             client.close()
 
     app.cleanup_ctx.append(client_ctx)

@@ -19,6 +19,17 @@ per-viewer outboxes do the sending.
 
 Redis going away leaves every instance serving its own agents and viewers (local-only),
 reports ``redis: down`` in ``/healthz``, and reconnects with backoff.
+
+What goes over Redis, byte for byte, is :mod:`~klasblik.server.live.cluster.codec`'s; this
+module keeps the connection, the pipelines, the supervision and the hub's hooks.
+
+**A bad message from Redis** (anything the codec refuses with
+:class:`~klasblik.server.live.cluster.codec.ClusterMessageError`: a message on a channel, or
+a presence value) is dropped whole and counted in ``rejected``; a warning names its
+channel or key and the error's code, at most once a minute per code. Nothing of it is
+applied, and the reader, the subscriber and the refresher go on: one broken or hostile
+publisher cannot take the link down. A message that decodes but then fails in the hub is a
+bug of ours: it is logged with its traceback and dropped, and the reader goes on too.
 """
 
 from __future__ import annotations
@@ -26,26 +37,34 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
+import datetime as dt
 import logging
 import os
 import secrets
 import socket
-import struct
 import time
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from klasblik.server.live.hub import Hub
+from klasblik.server.live.cluster import codec
+from klasblik.server.live.cluster.codec import (
+    DEMAND_CHANNEL,
+    ClusterMessageError,
+    DemandEntry,
+    Place,
+    presence_key,
+    student_channel,
+)
+from klasblik.server.live.hub import AgentConn, Hub
 from klasblik.server.tasks import cancel_and_wait
 
 __all__ = ["DEMAND_CHANNEL", "Cluster", "presence_key", "student_channel"]
 
 log = logging.getLogger(__name__)
 
-DEMAND_CHANNEL = b"kb:demand"
 _RANK = {"off": 0, "grid": 1, "focus": 2}
 #: published frames waiting for Redis beyond this many bytes are dropped (pub/sub has no
 #: replay anyway; a viewer misses a frame rather than everyone waiting)
@@ -57,34 +76,14 @@ _DELETE_IF_OWNER = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+_REJECT_LOG_EVERY_S = 60.0  # a bad message is logged at most this often per error code
+
+#: a queued Redis command: ("pub", channel, message), ("set" | "delown", key, value)
+_Op = tuple[str, bytes, bytes]
 
 
-_PLACE = struct.Struct(">ii")  # the device's current and home location (-1: none)
-
-
-class Place(NamedTuple):
-    """Where a viewer or a device is, as the location rule (``hub.gate``) reads it."""
-
-    location_id: int | None
-    home_location_id: int | None
-
-
-def _pack_place(obj: Any) -> bytes:
-    loc, home = obj.location_id, obj.home_location_id
-    return _PLACE.pack(-1 if loc is None else loc, -1 if home is None else home)
-
-
-def _unpack_place(data: bytes) -> Place:
-    loc, home = _PLACE.unpack_from(data, 1)
-    return Place(None if loc < 0 else loc, None if home < 0 else home)
-
-
-def student_channel(student_id: int) -> bytes:
-    return b"kb:s:%d" % student_id
-
-
-def presence_key(student_id: int) -> bytes:
-    return b"kb:p:%d" % student_id
+def _place_of(conn: AgentConn) -> Place:
+    return Place(conn.location_id, conn.home_location_id)
 
 
 class Cluster:
@@ -95,12 +94,11 @@ class Cluster:
         self.url = url
         self.refresh_s = refresh_s
         self.ttl_ms = max(1000, int(refresh_s * 3000))
-        self.instance = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        self._me = self.instance.encode()
+        self.instance = codec.instance_name(socket.gethostname(), os.getpid(), secrets.token_hex(3))
         self.up = False
         self.last_error: str | None = "not connected yet"
-        #: student id -> instance -> its viewers' (mode, name, location, home location)
-        self._remote: dict[int, dict[str, tuple[tuple[str, str, int | None, int | None], ...]]] = {}
+        #: student id -> instance -> its viewers (mode, name, location, home location)
+        self._remote: dict[int, dict[str, tuple[DemandEntry, ...]]] = {}
         self._instance_seen: dict[str, float] = {}
         #: student id -> (holding instance, status dict) for agents held elsewhere
         self._remote_state: dict[int, tuple[str, dict[str, Any]]] = {}
@@ -108,7 +106,7 @@ class Cluster:
         self._remote_place: dict[int, Place] = {}
         #: student id -> presence value of the agents held here ("instance loc home")
         self._presence: dict[int, bytes] = {}
-        self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._queue: collections.deque[_Op] = collections.deque()
         self._queued_bytes = 0
         self._wake = asyncio.Event()
         self._subs_changed = asyncio.Event()
@@ -119,6 +117,10 @@ class Cluster:
         self.published = 0
         self.received = 0
         self.dropped = 0
+        #: messages and presence values from Redis refused by the codec (and dropped)
+        self.rejected = 0
+        #: error code -> (when it was last logged, how many went unlogged since)
+        self._reject_log: dict[str, tuple[float, int]] = {}
         hub.cluster = self
 
     # ---- lifecycle -----------------------------------------------------------------
@@ -133,7 +135,7 @@ class Cluster:
             with contextlib.suppress(RedisError, OSError):
                 # say goodbye: others drop this instance's demand and presence at once
                 async with self._client.pipeline(transaction=False) as pipe:
-                    pipe.publish(DEMAND_CHANNEL, self._demand_message({}, full=True))
+                    pipe.publish(DEMAND_CHANNEL, codec.encode_demand(self.instance, {}, full=True))
                     for sid, value in self._presence.items():
                         pipe.eval(_DELETE_IF_OWNER, 1, presence_key(sid), value)
                     await asyncio.wait_for(pipe.execute(), timeout=2)
@@ -178,14 +180,13 @@ class Cluster:
                     tg.create_task(self._refresher(client))
             except asyncio.CancelledError:
                 self.up = False
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
                 raise
             except (RedisError, OSError, ExceptionGroup) as exc:
                 self._went_down(exc)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    # redis-py's PubSub.aclose carries no annotations
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
             self._client = None
             with contextlib.suppress(Exception):
                 await client.aclose()
@@ -221,12 +222,11 @@ class Cluster:
 
     # ---- hooks called by the hub (never block) -------------------------------------
 
-    def agent_attached(self, conn: Any) -> None:
+    def agent_attached(self, conn: AgentConn) -> None:
         sid = conn.student_id
         self._remote_state.pop(sid, None)
         self._remote_place.pop(sid, None)
-        loc, home = conn.location_id, conn.home_location_id
-        value = b"%s %d %d" % (self._me, -1 if loc is None else loc, -1 if home is None else home)
+        value = codec.encode_presence(self.instance, _place_of(conn))
         self._presence[sid] = value
         self._enqueue(("set", presence_key(sid), value))
 
@@ -237,14 +237,14 @@ class Cluster:
 
     def remote_device(self, sid: int) -> Place:
         """Where the device of a student held elsewhere is (unknown: off-site)."""
-        return self._remote_place.get(sid) or Place(None, None)
+        return self._remote_place.get(sid, codec.NOWHERE)
 
     def demand_changed(self, sid: int) -> None:
         self._demand_dirty.add(sid)
         self._subs_changed.set()
         self._wake.set()
 
-    def remote_demand(self, conn: Any) -> tuple[str, frozenset[str]]:
+    def remote_demand(self, conn: AgentConn) -> tuple[str, frozenset[str]]:
         """The mode and viewer names other instances want of this agent, counting only
         viewers the location rule lets see it now."""
         wants = self._remote.get(conn.student_id)
@@ -253,29 +253,27 @@ class Cluster:
         mode = "off"
         names: set[str] = set()
         for entries in wants.values():
-            for m, name, loc, home in entries:
-                if self.hub.blocked(Place(loc, home), conn):
+            for entry in entries:  # each entry is where its viewer is
+                if self.hub.blocked(entry, conn):
                     continue
-                if _RANK[m] > _RANK[mode]:
-                    mode = m
-                names.add(name)
+                if _RANK[entry.mode] > _RANK[mode]:
+                    mode = entry.mode
+                names.add(entry.name)
         return mode, frozenset(names)
 
-    def _remote_allowed(self, conn: Any) -> bool:
+    def _remote_allowed(self, conn: AgentConn) -> bool:
         wants = self._remote.get(conn.student_id)
         if not wants:
             return False
         return any(
-            not self.hub.blocked(Place(loc, home), conn)
-            for entries in wants.values()
-            for _m, _n, loc, home in entries
+            not self.hub.blocked(entry, conn) for entries in wants.values() for entry in entries
         )
 
     def remote_status(self, sid: int) -> dict[str, Any] | None:
         held = self._remote_state.get(sid)
         return held[1] if held else None
 
-    def publish_frame(self, conn: Any, data: bytes) -> bool:
+    def publish_frame(self, conn: AgentConn, data: bytes) -> bool:
         """Send a frame to the instances that want it; False when none may see it."""
         if not self.up or not self._remote_allowed(conn):
             return False
@@ -283,21 +281,20 @@ class Cluster:
             self.dropped += 1
             return True
         self._queued_bytes += len(data)
-        message = b"F" + _pack_place(conn) + data
+        message = codec.encode_frame(_place_of(conn), data)
         self._enqueue(("pub", student_channel(conn.student_id), message))
         return True
 
-    def publish_tabs(self, conn: Any, text: str) -> bool:
+    def publish_tabs(self, conn: AgentConn, text: str) -> bool:
         if not self.up or not self._remote_allowed(conn):
             return False
-        message = b"T" + _pack_place(conn) + text.encode()
+        message = codec.encode_tabs(_place_of(conn), text)
         self._enqueue(("pub", student_channel(conn.student_id), message))
         return True
 
-    def publish_status(self, conn: Any, state: dict[str, Any]) -> None:
-        body = {"i": self.instance, "s": state, "d": [conn.location_id, conn.home_location_id]}
-        text = json.dumps(body, separators=(",", ":"))
-        self._enqueue(("pub", student_channel(conn.student_id), b"S" + text.encode()))
+    def publish_status(self, conn: AgentConn, state: dict[str, Any]) -> None:
+        message = codec.encode_status(self.instance, state, _place_of(conn))
+        self._enqueue(("pub", student_channel(conn.student_id), message))
 
     async def load_presence(self, student_ids: list[int]) -> None:
         """Learn which of these students' agents other instances hold (before a grid opens)."""
@@ -314,7 +311,7 @@ class Cluster:
 
     # ---- internals -----------------------------------------------------------------
 
-    def _enqueue(self, item: tuple[Any, ...]) -> None:
+    def _enqueue(self, item: _Op) -> None:
         if not self.up:
             return
         if len(self._queue) >= _MAX_PENDING_ITEMS:
@@ -323,41 +320,33 @@ class Cluster:
         self._queue.append(item)
         self._wake.set()
 
-    def _local_demand(self, sid: int) -> list[Any]:
-        """This instance's viewers of ``sid``: [mode, name, location, home location] each."""
-        entries = {
-            (mode, v.staff_name, v.location_id, v.home_location_id)
+    def _local_demand(self, sid: int) -> list[DemandEntry]:
+        """This instance's viewers of ``sid`` (the codec puts them in order)."""
+        return [
+            DemandEntry(mode, v.staff_name, v.location_id, v.home_location_id)
             for v, mode in self.hub.watchers.get(sid, {}).items()
-        }
-        return [list(e) for e in sorted(entries, key=repr)]
-
-    def _demand_message(self, demand: dict[int, list[Any]], full: bool) -> bytes:
-        body = {"i": self.instance, "full": full, "d": {str(k): v for k, v in demand.items()}}
-        return json.dumps(body, separators=(",", ":")).encode()
+        ]
 
     def _send_full_demand(self) -> None:
         self._demand_dirty.clear()
         demand = {sid: self._local_demand(sid) for sid in self.hub.watchers}
-        self._enqueue(("pub", DEMAND_CHANNEL, self._demand_message(demand, full=True)))
+        message = codec.encode_demand(self.instance, demand, full=True)
+        self._enqueue(("pub", DEMAND_CHANNEL, message))
 
     def _ask_state(self, ids: list[int]) -> None:
         """Now that their channels are subscribed, ask the instances holding these agents
         for their current tabs and status (sent with the demand, so it arrives first)."""
         demand = {sid: self._local_demand(sid) for sid in ids}
-        body = {
-            "i": self.instance,
-            "full": False,
-            "ask": True,
-            "d": {str(k): v for k, v in demand.items()},
-        }
-        self._enqueue(("pub", DEMAND_CHANNEL, json.dumps(body, separators=(",", ":")).encode()))
+        message = codec.encode_demand(self.instance, demand, full=False, ask=True)
+        self._enqueue(("pub", DEMAND_CHANNEL, message))
 
     def _flush_demand(self) -> None:
         if not self._demand_dirty:
             return
         demand = {sid: self._local_demand(sid) for sid in self._demand_dirty}
         self._demand_dirty.clear()
-        self._enqueue(("pub", DEMAND_CHANNEL, self._demand_message(demand, full=False)))
+        message = codec.encode_demand(self.instance, demand, full=False)
+        self._enqueue(("pub", DEMAND_CHANNEL, message))
 
     async def _publisher(self, client: aioredis.Redis) -> None:
         while True:
@@ -413,6 +402,7 @@ class Cluster:
                         self._remote_place.pop(sid, None)
 
     async def _reader(self, pubsub: Any) -> None:
+        # Any: redis-py leaves PubSub.get_message unannotated and types .connection as None
         while True:
             msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             if msg is None:
@@ -422,15 +412,31 @@ class Cluster:
             if msg["type"] != "message":
                 continue
             self.received += 1
-            channel: bytes = msg["channel"]
-            data: bytes = msg["data"]
+            channel = msg["channel"]
+            data = msg["data"]
             try:
                 if channel == DEMAND_CHANNEL:
-                    self._on_demand(data)
+                    self._on_demand(codec.decode_demand(data))
                 else:
-                    self._on_student_message(int(channel[5:]), data)
-            except (ValueError, KeyError, TypeError, IndexError) as exc:
-                log.warning("cluster: ignored a bad message on %r: %s", channel, exc)
+                    self._on_student_message(codec.parse_student_channel(channel), data)
+            except ClusterMessageError as exc:
+                self._reject(channel, exc)
+            except Exception:
+                log.exception("cluster: a message on %r failed in the hub; dropped", channel)
+
+    def _reject(self, where: object, exc: ClusterMessageError) -> None:
+        """Count a refused message; log it, at most once a minute per error code."""
+        self.rejected += 1
+        now = time.monotonic()
+        last, unlogged = self._reject_log.get(exc.code, (float("-inf"), 0))
+        if now - last < _REJECT_LOG_EVERY_S:
+            self._reject_log[exc.code] = (last, unlogged + 1)
+            return
+        self._reject_log[exc.code] = (now, 0)
+        more = f" ({unlogged} more since the last warning)" if unlogged else ""
+        log.warning(
+            "cluster: dropped a bad message on %r: %s: %s%s", where, exc.code, exc.message, more
+        )
 
     async def _refresher(self, client: aioredis.Redis) -> None:
         while True:
@@ -445,51 +451,44 @@ class Cluster:
                 owners = await client.mget([presence_key(s) for s in remote])
                 self._apply_presence(remote, owners, broadcast=True)
 
-    def _on_demand(self, data: bytes) -> None:
-        body = json.loads(data)
-        inst = body["i"]
+    def _on_demand(self, demand: codec.Demand) -> None:
+        inst = demand.instance
         if inst == self.instance:
             return
         self._instance_seen[inst] = time.monotonic()
         changed: set[int] = set()
-        if body["full"]:
+        if demand.full:
             for sid, wants in list(self._remote.items()):
-                if inst in wants and str(sid) not in body["d"]:
+                if inst in wants and sid not in demand.students:
                     del wants[inst]
                     changed.add(sid)
                     if not wants:
                         del self._remote[sid]
-        for key, raw in body["d"].items():
-            sid = int(key)
-            entries = tuple(
-                (str(m), str(name), _opt_int(loc), _opt_int(home)) for m, name, loc, home in raw
-            )
-            if any(e[0] not in ("grid", "focus") for e in entries):
-                raise ValueError(f"unknown mode in {raw!r}")
-            wants = self._remote.get(sid)
+        for sid, entries in demand.students.items():
             if not entries:
-                if wants and wants.pop(inst, None) is not None:
+                known = self._remote.get(sid)
+                if known and known.pop(inst, None) is not None:
                     changed.add(sid)
-                    if not wants:
+                    if not known:
                         del self._remote[sid]
                 continue
             wants = self._remote.setdefault(sid, {})
             if wants.get(inst) != entries:
                 wants[inst] = entries
                 changed.add(sid)
-        asked = {int(key) for key in body["d"]} if body.get("ask") else set()
+        asked = set(demand.students) if demand.ask else set()
         for sid in changed:
             conn = self.hub.agents.get(sid)
             if conn is not None:
                 self.hub.refresh_watch(sid)
                 if conn.tabs and sid not in asked:  # a new viewer elsewhere: tabs so far
-                    self.publish_tabs(conn, _tabs_text(sid, conn.tabs))
+                    self.publish_tabs(conn, codec.tabs_text(sid, conn.tabs))
         for sid in asked:  # an instance that just subscribed: its current tabs and status
             conn = self.hub.agents.get(sid)
             if conn is None or inst not in self._remote.get(sid, {}):
                 continue
             if conn.tabs:
-                self.publish_tabs(conn, _tabs_text(sid, conn.tabs))
+                self.publish_tabs(conn, codec.tabs_text(sid, conn.tabs))
             self.publish_status(conn, self.hub.status(sid))
 
     def _expire_instances(self) -> None:
@@ -503,48 +502,51 @@ class Cluster:
                         del self._remote[sid]
                     self.hub.refresh_watch(sid)
 
-    def _on_student_message(self, sid: int, data: bytes) -> None:
+    def _on_student_message(self, sid: int, data: object) -> None:
         if sid in self.hub.agents:
             return  # the agent is here now; a message from its old instance is stale
-        kind = data[:1]
-        if kind == b"F":
-            place = _unpack_place(data)
-            self._remote_place[sid] = place
-            frame = data[1 + _PLACE.size :]
-            self.hub.relay_frame(sid, frame, frame[5] if len(frame) > 5 else 0, place)
-        elif kind == b"T":
-            place = _unpack_place(data)
-            self._remote_place[sid] = place
-            self.hub.relay_text(sid, data[1 + _PLACE.size :].decode(), place)
-        elif kind == b"S":
-            body = json.loads(data[1:])
-            inst, state = body["i"], body["s"]
+        msg = codec.decode_student_message(sid, data)
+        if isinstance(msg, codec.FrameMessage):
+            self._remote_place[sid] = msg.place
+            self.hub.relay_frame(sid, msg.frame, msg.kind, msg.place)
+        elif isinstance(msg, codec.TabsMessage):
+            self._remote_place[sid] = msg.place
+            self.hub.relay_text(sid, msg.text, msg.place)
+        else:
             held = self._remote_state.get(sid)
-            if not state.get("online") and held is not None and held[0] != inst:
+            if not msg.online and held is not None and held[0] != msg.instance:
                 return  # an old instance saying goodbye after the agent moved on
-            if state.get("online"):
-                self._remote_state[sid] = (inst, state)
-                self._remote_place[sid] = Place(_opt_int(body["d"][0]), _opt_int(body["d"][1]))
+            if msg.online:
+                self._remote_state[sid] = (msg.instance, msg.state)
+                self._remote_place[sid] = msg.place
             else:
                 self._remote_state.pop(sid, None)
-                self.hub._offline_seen[sid] = _parse_seen(state.get("last_seen"))
+                self.hub._offline_seen[sid] = msg.last_seen or dt.datetime.now(dt.UTC)
             self.hub.broadcast_status(sid)
 
-    def _apply_presence(self, ids: list[int], owners: list[bytes | None], broadcast: bool) -> None:
+    def _apply_presence(self, ids: list[int], owners: Sequence[object], broadcast: bool) -> None:
+        """Apply the presence values read for these students (None: no key); a value the
+        codec refuses leaves that student as it was."""
         for sid, owner in zip(ids, owners, strict=True):
             if sid in self.hub.agents:
                 continue
+            presence = None
+            if owner is not None:
+                try:
+                    presence = codec.parse_presence(owner)
+                except ClusterMessageError as exc:
+                    self._reject(presence_key(sid), exc)
+                    continue
             held = self._remote_state.get(sid)
-            if owner is None or owner.startswith(self._me + b" "):
+            if presence is None or presence.instance == self.instance:
                 if held is not None:
                     self._remote_state.pop(sid, None)
-                    last = held[1].get("last_seen")
-                    self.hub._offline_seen[sid] = _parse_seen(last)
+                    self.hub._offline_seen[sid] = _seen(held[1].get("last_seen"))
                     if broadcast:
                         self.hub.broadcast_status(sid)
                 continue
-            inst, loc, home = owner.decode().split(" ")
-            self._remote_place[sid] = Place(_opt_int(int(loc)), _opt_int(int(home)))
+            inst = presence.instance
+            self._remote_place[sid] = presence.place
             if held is None or held[0] != inst:
                 state = {
                     "online": True,
@@ -558,21 +560,11 @@ class Cluster:
                     self.hub.broadcast_status(sid)
 
 
-def _opt_int(value: Any) -> int | None:
-    if value is None or int(value) < 0:
-        return None
-    return int(value)
-
-
-def _tabs_text(sid: int, tabs: list[dict[str, Any]]) -> str:
-    from klasblik import protocol as p
-
-    return p.encode_message({"type": "tabs", "student_id": sid, "tabs": tabs})
-
-
-def _parse_seen(value: Any) -> Any:
-    import datetime as dt
-
-    if not value:
-        return dt.datetime.now(dt.UTC)
-    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+def _seen(value: object) -> dt.datetime:
+    """When an agent held elsewhere was last seen, from its status (read when the status
+    came, so it parses); now when the status does not say."""
+    try:
+        seen = codec.parse_seen(value)
+    except ClusterMessageError:
+        seen = None
+    return seen or dt.datetime.now(dt.UTC)

@@ -24,7 +24,7 @@ from klasblik.server.storage.blobs.base import (
     Blob,
     BlobInfo,
     BlobStoreError,
-    _check_name,
+    check_name,
     sniff_content_type,
 )
 
@@ -103,7 +103,7 @@ class AzureBlobStore:
             self._ready = True
 
     async def put(self, name: str, data: bytes) -> None:
-        _check_name(name)
+        check_name(name)
         if self.public_access:
             raise BlobStoreError(
                 f"azure container {self.container_name} allows public access "
@@ -127,7 +127,7 @@ class AzureBlobStore:
                 raise BlobStoreError(f"cannot write {name}: {_why(exc)}") from exc
 
     async def get(self, name: str) -> Blob | None:
-        _check_name(name)
+        check_name(name)
         try:
             downloader = await self._container.download_blob(name)
             data = await downloader.readall()
@@ -142,7 +142,7 @@ class AzureBlobStore:
     async def delete(self, names: Iterable[str]) -> int:
         todo = list(dict.fromkeys(names))
         for name in todo:
-            _check_name(name)
+            check_name(name)
         deleted = 0
         for start in range(0, len(todo), BATCH_LIMIT):
             deleted += await self._delete_chunk(todo[start : start + BATCH_LIMIT])

@@ -1,0 +1,640 @@
+"""The bytes instances exchange through Redis (``live/cluster/codec.py``), held byte for byte.
+
+Every expected value below is written out by hand from the format as it has been published
+since the cluster link first shipped, not produced by the encoder: an instance of this
+version and one of the version before must read each other's messages, so a change here is
+a change of the wire format. The last tests run the link itself against a private Redis
+and feed it bad messages: each is dropped and logged, and the link goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from klasblik import protocol as p
+from klasblik.protocol.errors import KlasblikError
+from klasblik.server.live.cluster import codec
+from klasblik.server.live.cluster.codec import (
+    ClusterMessageError,
+    Demand,
+    DemandEntry,
+    FrameMessage,
+    Place,
+    Presence,
+    StatusMessage,
+    TabsMessage,
+)
+from klasblik.server.live.cluster.link import Cluster
+from klasblik.server.live.hub import AgentConn, Hub, Viewer
+from klasblik.server.settings import load_settings
+from klasblik.server.storage.latest import LatestWriter
+from tests.support.cluster import RedisProcess
+from tests.support.live import TOKEN, wait_for
+
+INSTANCE = "web1-4242-a1b2c3"
+
+#: an agent frame: KBF1, header version 1, kind 2 (focus), encoding 1 (JPEG), flags 0,
+#: 16 x 9 pixels, seq 7, captured at 1000 ms; then the first bytes of a JPEG
+AGENT_FRAME = (
+    b"KBF1\x01\x02\x01\x00"
+    b"\x00\x10\x00\x09"
+    b"\x00\x00\x00\x07"
+    b"\x00\x00\x00\x00\x00\x00\x03\xe8"
+    b"\xff\xd8\xff\xe0 jpeg"
+)
+#: location 3, no home location
+PLACE_3_NONE = b"\x00\x00\x00\x03\xff\xff\xff\xff"
+
+
+def _code(call: Any, *args: Any) -> str:
+    with pytest.raises(ClusterMessageError) as caught:
+        call(*args)
+    assert isinstance(caught.value, KlasblikError)
+    assert isinstance(caught.value, ValueError)
+    return caught.value.code
+
+
+# ---- names ----------------------------------------------------------------------------
+
+
+def test_channel_and_key_names():
+    """The demand channel, a student's channel and a student's presence key are named as
+    they always were."""
+    assert codec.DEMAND_CHANNEL == b"kb:demand"
+    assert codec.student_channel(42) == b"kb:s:42"
+    assert codec.presence_key(42) == b"kb:p:42"
+    assert codec.student_channel(0) == b"kb:s:0"
+
+
+def test_student_channel_name_parses_back():
+    """A student channel name gives back its student id."""
+    assert codec.parse_student_channel(b"kb:s:42") == 42
+    assert codec.parse_student_channel(codec.student_channel(987654)) == 987654
+
+
+@pytest.mark.parametrize(
+    ("channel", "code"),
+    [
+        ("kb:s:42", codec.NOT_BYTES),
+        (None, codec.NOT_BYTES),
+        (b"kb:p:42", codec.BAD_CHANNEL),
+        (b"kb:demand", codec.BAD_CHANNEL),
+        (b"kb:s:", codec.BAD_CHANNEL),
+        (b"kb:s:x", codec.BAD_CHANNEL),
+        (b"kb:s:-1", codec.BAD_CHANNEL),
+        (b"kb:s:042", codec.BAD_CHANNEL),
+        (b"kb:s: 42", codec.BAD_CHANNEL),
+        (b"kb:s:4_2", codec.BAD_CHANNEL),
+    ],
+)
+def test_bad_channel_name_is_refused(channel, code):
+    """A channel name that is not kb:s:<decimal id> is refused with its code."""
+    assert _code(codec.parse_student_channel, channel) == code
+
+
+def test_instance_name_has_no_spaces():
+    """An instance name never holds a space, so a presence value can carry it."""
+    assert codec.instance_name("web1", 4242, "a1b2c3") == "web1-4242-a1b2c3"
+    assert codec.instance_name("my host", 7, "ffffff") == "my_host-7-ffffff"
+
+
+# ---- place ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("place", "packed"),
+    [
+        (Place(3, 7), b"\x00\x00\x00\x03\x00\x00\x00\x07"),
+        (Place(3, None), PLACE_3_NONE),
+        (Place(None, 12), b"\xff\xff\xff\xff\x00\x00\x00\x0c"),
+        (Place(None, None), b"\xff\xff\xff\xff\xff\xff\xff\xff"),
+        (Place(0, 2**31 - 1), b"\x00\x00\x00\x00\x7f\xff\xff\xff"),
+    ],
+)
+def test_place_is_two_big_endian_int32(place, packed):
+    """A place is the current and home location as big-endian signed 32-bit integers,
+    -1 for none, and reads back as the same place."""
+    assert codec.pack_place(place) == packed
+    assert codec.unpack_place(packed) == place
+    assert codec.unpack_place(b"F" + packed, 1) == place
+
+
+def test_negative_location_reads_as_none():
+    """Any negative location id reads as none, not only -1."""
+    assert codec.unpack_place(b"\xff\xff\xff\xfe\x80\x00\x00\x00") == Place(None, None)
+
+
+def test_place_too_short_is_truncated():
+    """Fewer than 8 bytes where a place should be is refused as truncated."""
+    assert _code(codec.unpack_place, b"\x00\x00\x00\x03\xff\xff\xff") == codec.TRUNCATED
+    assert _code(codec.unpack_place, b"F" + PLACE_3_NONE[:7], 1) == codec.TRUNCATED
+
+
+def test_location_beyond_int32_is_refused_when_encoding():
+    """A location id that does not fit 32 signed bits is refused before it reaches Redis."""
+    assert _code(codec.pack_place, Place(2**31, None)) == codec.OUT_OF_RANGE
+    assert _code(codec.encode_frame, Place(None, -(2**31) - 1), AGENT_FRAME) == codec.OUT_OF_RANGE
+
+
+# ---- frames ---------------------------------------------------------------------------
+
+
+def test_agent_frame_literal_is_a_valid_frame():
+    """The frame these tests relay is one the protocol accepts from an agent."""
+    header = p.decode_frame(AGENT_FRAME)
+    assert (header.kind, header.encoding, header.width, header.height) == (2, 1, 16, 9)
+
+
+def test_frame_message_bytes():
+    """A frame message is "F", the device's place and the agent frame as it came."""
+    assert codec.encode_frame(Place(3, None), AGENT_FRAME) == (
+        b"F\x00\x00\x00\x03\xff\xff\xff\xff"
+        b"KBF1\x01\x02\x01\x00\x00\x10\x00\x09\x00\x00\x00\x07"
+        b"\x00\x00\x00\x00\x00\x00\x03\xe8\xff\xd8\xff\xe0 jpeg"
+    )
+
+
+def test_frame_message_round_trip():
+    """A frame message reads back as its place, the same frame bytes and the header's kind."""
+    msg = codec.decode_student_message(5, b"F" + PLACE_3_NONE + AGENT_FRAME)
+    assert msg == FrameMessage(Place(3, None), AGENT_FRAME)
+    assert isinstance(msg, FrameMessage)
+    assert msg.kind == p.FrameKind.FOCUS
+    assert codec.decode_student_message(5, codec.encode_frame(msg.place, msg.frame)) == msg
+
+
+# ---- tabs -----------------------------------------------------------------------------
+
+TABS = [{"title": "Één", "url": "https://x.example/", "active": True, "window": 0}]
+TABS_TEXT = (
+    '{"type":"tabs","student_id":5,"tabs":'
+    '[{"title":"Één","url":"https://x.example/","active":true,"window":0}]}'
+)
+
+
+def test_tabs_text_is_the_dashboard_message():
+    """The text of a tabs message is the dashboards' compact tabs message, not escaped."""
+    assert codec.tabs_text(5, TABS) == TABS_TEXT
+
+
+def test_tabs_message_bytes():
+    """A tabs message is "T", the device's place and the tabs text in UTF-8."""
+    assert codec.encode_tabs(Place(1, 2), TABS_TEXT) == (
+        b"T\x00\x00\x00\x01\x00\x00\x00\x02"
+        b'{"type":"tabs","student_id":5,"tabs":'
+        b'[{"title":"\xc3\x89\xc3\xa9n","url":"https://x.example/","active":true,"window":0}]}'
+    )
+
+
+def test_tabs_message_round_trip():
+    """A tabs message reads back as its place and the same text."""
+    data = codec.encode_tabs(Place(1, 2), TABS_TEXT)
+    assert codec.decode_student_message(5, data) == TabsMessage(Place(1, 2), TABS_TEXT)
+
+
+# ---- status ---------------------------------------------------------------------------
+
+STATE = {
+    "online": True,
+    "last_seen": "2025-03-01T08:30:00Z",
+    "capture_error": "scherm geweigerd — ç",
+    "elsewhere": False,
+    "mode": "grid",
+}
+STATUS_BYTES = (
+    b'S{"i":"web1-4242-a1b2c3","s":{"online":true,"last_seen":"2025-03-01T08:30:00Z",'
+    b'"capture_error":"scherm geweigerd \\u2014 \\u00e7","elsewhere":false,"mode":"grid"},'
+    b'"d":[3,null]}'
+)
+
+
+def test_status_message_bytes():
+    """A status message is "S" and compact ASCII JSON: instance, state in its own key
+    order, and the device's location and home location with null for none."""
+    assert codec.encode_status(INSTANCE, STATE, Place(3, None)) == STATUS_BYTES
+
+
+def test_status_message_round_trip():
+    """A status message reads back as its instance, state and place, with last_seen as
+    an aware time."""
+    msg = codec.decode_student_message(5, STATUS_BYTES)
+    assert msg == StatusMessage(INSTANCE, STATE, Place(3, None))
+    assert isinstance(msg, StatusMessage)
+    assert msg.online is True
+    assert msg.last_seen == dt.datetime(2025, 3, 1, 8, 30, tzinfo=dt.UTC)
+    assert codec.encode_status(msg.instance, msg.state, msg.place) == STATUS_BYTES
+
+
+def test_offline_status_without_last_seen():
+    """An offline status with last_seen null says offline and no time."""
+    data = b'S{"i":"a","s":{"online":false,"last_seen":null},"d":[-1,5]}'
+    msg = codec.decode_student_message(5, data)
+    assert isinstance(msg, StatusMessage)
+    assert (msg.online, msg.last_seen, msg.place) == (False, None, Place(None, 5))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2025-03-01T08:30:00Z", dt.datetime(2025, 3, 1, 8, 30, tzinfo=dt.UTC)),
+        ("2025-03-01T09:30:00+01:00", dt.datetime(2025, 3, 1, 8, 30, tzinfo=dt.UTC)),
+        (None, None),
+        ("", None),
+    ],
+)
+def test_last_seen_parses(value, expected):
+    """last_seen is ISO 8601 with Z for UTC; null or empty is no time."""
+    assert codec.parse_seen(value) == expected
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2025-13-01T00:00:00Z", 1740817800, True, ["x"]])
+def test_bad_last_seen_is_refused(value):
+    """A last_seen that is not an ISO time (or null) is refused as a bad field."""
+    assert _code(codec.parse_seen, value) == codec.BAD_FIELD
+
+
+# ---- student channel: hostile input ---------------------------------------------------
+
+PLACE = PLACE_3_NONE
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ("F" + "x" * 40, codec.NOT_BYTES),
+        (None, codec.NOT_BYTES),
+        (bytearray(b"F" + PLACE + AGENT_FRAME), codec.NOT_BYTES),
+        (b"", codec.EMPTY),
+        (b"X" + PLACE + AGENT_FRAME, codec.UNKNOWN_KIND),
+        (b"f" + PLACE + AGENT_FRAME, codec.UNKNOWN_KIND),
+        (b"F", codec.TRUNCATED),
+        (b"F\x00\x00\x00", codec.TRUNCATED),
+        (b"F" + PLACE, codec.TRUNCATED),
+        (b"F" + PLACE + AGENT_FRAME[:24], codec.TRUNCATED),
+        (b"F" + PLACE + b"GIF89a" + bytes(30), codec.NOT_A_FRAME),
+        (b"F" + PLACE[:4] + AGENT_FRAME, codec.NOT_A_FRAME),
+        (b"T", codec.TRUNCATED),
+        (b"T" + PLACE[:5], codec.TRUNCATED),
+        (b"T" + PLACE + b"\xff\xfe{}", codec.NOT_UTF8),
+        (b"T" + PLACE, codec.NOT_JSON),
+        (b"T" + PLACE + b"not json", codec.NOT_JSON),
+        (b"T" + PLACE + b"[1,2]", codec.NOT_JSON),
+        (b"T" + PLACE + b'{"type":"status","student_id":5}', codec.BAD_FIELD),
+        (b"T" + PLACE + b'{"type":"tabs","student_id":6,"tabs":[]}', codec.BAD_FIELD),
+        (b"T" + PLACE + b'{"type":"tabs","student_id":"5","tabs":[]}', codec.BAD_FIELD),
+        (b"T" + PLACE + b'{"type":"tabs","tabs":[]}', codec.BAD_FIELD),
+        (b"S", codec.NOT_JSON),
+        (b"S{", codec.NOT_JSON),
+        (b"S" + b"[" * 100_000, codec.NOT_JSON),
+        (b"S\xc3(", codec.NOT_UTF8),
+        (b'S"i"', codec.NOT_JSON),
+        (b'S{"s":{},"d":[1,2]}', codec.BAD_FIELD),
+        (b'S{"i":"","s":{},"d":[1,2]}', codec.BAD_FIELD),
+        (b'S{"i":7,"s":{},"d":[1,2]}', codec.BAD_FIELD),
+        (b'S{"i":"\\ud800","s":{},"d":[1,2]}', codec.NOT_UTF8),
+        (b'S{"i":"a","d":[1,2]}', codec.BAD_FIELD),
+        (b'S{"i":"a","s":[],"d":[1,2]}', codec.BAD_FIELD),
+        (b'S{"i":"a","s":{}}', codec.BAD_FIELD),
+        (b'S{"i":"a","s":{},"d":[1]}', codec.BAD_FIELD),
+        (b'S{"i":"a","s":{},"d":[1,2,3]}', codec.BAD_FIELD),
+        (b'S{"i":"a","s":{},"d":{"0":1,"1":2}}', codec.BAD_FIELD),
+        (b'S{"i":"a","s":{},"d":["3",null]}', codec.BAD_FIELD),
+        (b'S{"i":"a","s":{},"d":[3.0,null]}', codec.BAD_FIELD),
+        (b'S{"i":"a","s":{},"d":[true,null]}', codec.BAD_FIELD),
+        (b'S{"i":"a","s":{"online":false,"last_seen":"yesterday"},"d":[1,2]}', codec.BAD_FIELD),
+        (b'S{"i":"a","s":{"online":true,"last_seen":12},"d":[1,2]}', codec.BAD_FIELD),
+        (b'S{"i":"a","s":{"capture_error":"x\\udc00"},"d":[1,2]}', codec.NOT_UTF8),
+    ],
+)
+def test_bad_student_message_is_refused(data, code):
+    """A student message that is not a whole frame, tabs or status message is refused
+    with the code that says what is wrong with it."""
+    assert _code(codec.decode_student_message, 5, data) == code
+
+
+def test_tabs_student_must_be_a_number_not_true():
+    """A tabs message's student_id of true is not student 1."""
+    data = b"T" + PLACE + b'{"type":"tabs","student_id":true,"tabs":[]}'
+    assert _code(codec.decode_student_message, 1, data) == codec.BAD_FIELD
+
+
+def test_garbage_never_escapes_as_another_error():
+    """Random bytes after each kind byte are read or refused, never raise anything but
+    ClusterMessageError."""
+    rng = random.Random(20250301)
+    for _ in range(3000):
+        kind = rng.choice([b"F", b"T", b"S", b"", b"\x00"])
+        body = rng.randbytes(rng.randint(0, 64))
+        if rng.random() < 0.3:
+            body = PLACE + body
+        try:
+            codec.decode_student_message(5, kind + body)
+        except ClusterMessageError:
+            pass
+        try:
+            codec.decode_demand(body)
+        except ClusterMessageError:
+            pass
+        try:
+            codec.parse_presence(body)
+        except ClusterMessageError:
+            pass
+
+
+# ---- demand ---------------------------------------------------------------------------
+
+JAN = DemandEntry("grid", "Jan Smit", 3, 3)
+ANS = DemandEntry("focus", "Ans Öztürk", None, 3)
+
+
+def test_demand_message_bytes():
+    """A demand message is compact ASCII JSON: instance, full, then per student its
+    viewers' [mode, name, location, home location], each once, ordered by repr."""
+    demand = {12: [JAN, ANS, JAN], 4: []}
+    assert codec.encode_demand(INSTANCE, demand, full=True) == (
+        b'{"i":"web1-4242-a1b2c3","full":true,"d":{"12":'
+        b'[["focus","Ans \\u00d6zt\\u00fcrk",null,3],["grid","Jan Smit",3,3]],"4":[]}}'
+    )
+
+
+def test_demand_entries_are_ordered_by_repr():
+    """Entries are ordered by the repr of their tuple, as every version orders them: an
+    id before none, and 10 before 9."""
+    entries = [
+        DemandEntry("grid", "A", None, 1),
+        DemandEntry("grid", "A", 9, None),
+        DemandEntry("grid", "A", 10, None),
+    ]
+    assert codec.encode_demand("x", {1: entries}, full=False) == (
+        b'{"i":"x","full":false,"d":{"1":[["grid","A",10,null],["grid","A",9,null],'
+        b'["grid","A",null,1]]}}'
+    )
+
+
+def test_demand_asking_for_state_bytes():
+    """A demand that asks for the current state carries "ask":true after "full":false."""
+    assert codec.encode_demand(INSTANCE, {7: [JAN]}, full=False, ask=True) == (
+        b'{"i":"web1-4242-a1b2c3","full":false,"ask":true,"d":{"7":[["grid","Jan Smit",3,3]]}}'
+    )
+
+
+def test_goodbye_demand_bytes():
+    """An instance leaving publishes full demand for nobody."""
+    assert codec.encode_demand(INSTANCE, {}, full=True) == (
+        b'{"i":"web1-4242-a1b2c3","full":true,"d":{}}'
+    )
+
+
+def test_demand_round_trip():
+    """A demand message reads back as its instance, flags and entries in wire order."""
+    data = codec.encode_demand(INSTANCE, {12: [JAN, ANS], 4: []}, full=True)
+    assert codec.decode_demand(data) == Demand(INSTANCE, True, False, {12: (ANS, JAN), 4: ()})
+    asked = codec.decode_demand(codec.encode_demand(INSTANCE, {7: [JAN]}, full=False, ask=True))
+    assert asked == Demand(INSTANCE, False, True, {7: (JAN,)})
+
+
+def test_demand_reads_negative_location_as_none_and_ignores_extra_keys():
+    """A location of -1 in a demand entry is none, and keys a newer version adds are
+    ignored."""
+    data = b'{"i":"b","full":false,"v":2,"d":{"3":[["focus","X",-1,5]]}}'
+    assert codec.decode_demand(data) == Demand(
+        "b", False, False, {3: (DemandEntry("focus", "X", None, 5),)}
+    )
+
+
+def _demand(d: Any, **top: Any) -> bytes:
+    return json.dumps({"i": "b", "full": False, **top, "d": d}).encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ('{"i":"b","full":false,"d":{}}', codec.NOT_BYTES),
+        (None, codec.NOT_BYTES),
+        (b"", codec.NOT_JSON),
+        (b"{", codec.NOT_JSON),
+        (b"\xff", codec.NOT_UTF8),
+        (b"[]", codec.NOT_JSON),
+        (b"null", codec.NOT_JSON),
+        (b"[" * 100_000, codec.NOT_JSON),
+        (b'{"full":false,"d":{}}', codec.BAD_FIELD),
+        (b'{"i":"","full":false,"d":{}}', codec.BAD_FIELD),
+        (b'{"i":5,"full":false,"d":{}}', codec.BAD_FIELD),
+        (b'{"i":"b","d":{}}', codec.BAD_FIELD),
+        (b'{"i":"b","full":1,"d":{}}', codec.BAD_FIELD),
+        (b'{"i":"b","full":"yes","d":{}}', codec.BAD_FIELD),
+        (b'{"i":"b","full":false,"ask":"1","d":{}}', codec.BAD_FIELD),
+        (b'{"i":"b","full":false}', codec.BAD_FIELD),
+        (b'{"i":"b","full":false,"d":[]}', codec.BAD_FIELD),
+        (_demand({"x": []}), codec.BAD_FIELD),
+        (_demand({"-1": []}), codec.BAD_FIELD),
+        (_demand({"01": []}), codec.BAD_FIELD),
+        (_demand({" 1": []}), codec.BAD_FIELD),
+        (_demand({"\uff11": []}), codec.BAD_FIELD),
+        (_demand({"\ud800": []}), codec.BAD_FIELD),
+        (_demand({"1": {}}), codec.BAD_FIELD),
+        (_demand({"1": "grid"}), codec.BAD_FIELD),
+        (_demand({"1": ["grid", "X", 1, 1]}), codec.BAD_FIELD),
+        (_demand({"1": [["grid", "X", 1]]}), codec.BAD_FIELD),
+        (_demand({"1": [["grid", "X", 1, 1, 1]]}), codec.BAD_FIELD),
+        (_demand({"1": ["abcd"]}), codec.BAD_FIELD),
+        (_demand({"1": [["off", "X", 1, 1]]}), codec.UNKNOWN_MODE),
+        (_demand({"1": [["paused", "X", 1, 1]]}), codec.UNKNOWN_MODE),
+        (_demand({"1": [[None, "X", 1, 1]]}), codec.UNKNOWN_MODE),
+        (_demand({"1": [["grid", None, 1, 1]]}), codec.BAD_FIELD),
+        (_demand({"1": [["grid", 5, 1, 1]]}), codec.BAD_FIELD),
+        (_demand({"1": [["grid", "\udc00", 1, 1]]}), codec.NOT_UTF8),
+        (_demand({"1": [["grid", "X", "3", 1]]}), codec.BAD_FIELD),
+        (_demand({"1": [["grid", "X", 3.0, 1]]}), codec.BAD_FIELD),
+        (_demand({"1": [["grid", "X", 1, True]]}), codec.BAD_FIELD),
+        (_demand({"1": [["grid", "X", 1, 1]], "2": [["zoom", "Y", 1, 1]]}), codec.UNKNOWN_MODE),
+    ],
+)
+def test_bad_demand_is_refused(data, code):
+    """A demand message with anything wrong, in any entry, is refused whole with the code
+    that says what is wrong."""
+    assert _code(codec.decode_demand, data) == code
+
+
+# ---- presence -------------------------------------------------------------------------
+
+
+def test_presence_value_bytes():
+    """A presence value is the instance, the device's location and its home location,
+    separated by one space, -1 for none."""
+    assert codec.encode_presence(INSTANCE, Place(3, None)) == b"web1-4242-a1b2c3 3 -1"
+    assert codec.encode_presence(INSTANCE, Place(None, 12)) == b"web1-4242-a1b2c3 -1 12"
+
+
+def test_presence_round_trip():
+    """A presence value reads back as the instance and the device's place."""
+    assert codec.parse_presence(b"web1-4242-a1b2c3 3 -1") == Presence(INSTANCE, Place(3, None))
+    value = codec.encode_presence(INSTANCE, Place(None, 12))
+    assert codec.parse_presence(value) == Presence(INSTANCE, Place(None, 12))
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        ("web1 3 -1", codec.NOT_BYTES),
+        (3, codec.NOT_BYTES),
+        (None, codec.NOT_BYTES),
+        (b"", codec.BAD_PRESENCE),
+        (b"web1", codec.BAD_PRESENCE),
+        (b"web1 3", codec.BAD_PRESENCE),
+        (b"web1 3 -1 9", codec.BAD_PRESENCE),
+        (b"web1  3 -1", codec.BAD_PRESENCE),
+        (b" 3 -1", codec.BAD_PRESENCE),
+        (b"web1 x -1", codec.BAD_PRESENCE),
+        (b"web1 +3 -1", codec.BAD_PRESENCE),
+        (b"web1 3 -1\n", codec.BAD_PRESENCE),
+        (b"web1 3.0 -1", codec.BAD_PRESENCE),
+        (b"\xffweb1 3 -1", codec.NOT_UTF8),
+    ],
+)
+def test_bad_presence_is_refused(value, code):
+    """A presence value not of the form "<instance> <location> <home location>" is
+    refused with its code."""
+    assert _code(codec.parse_presence, value) == code
+
+
+def test_error_codes_are_documented_and_distinct():
+    """Every error code is a module constant, distinct, and named in the module's text."""
+    codes = [
+        codec.NOT_BYTES,
+        codec.EMPTY,
+        codec.UNKNOWN_KIND,
+        codec.TRUNCATED,
+        codec.NOT_A_FRAME,
+        codec.NOT_UTF8,
+        codec.NOT_JSON,
+        codec.BAD_FIELD,
+        codec.UNKNOWN_MODE,
+        codec.BAD_CHANNEL,
+        codec.BAD_PRESENCE,
+        codec.OUT_OF_RANGE,
+    ]
+    assert len(set(codes)) == len(codes)
+    error = ClusterMessageError(codec.TRUNCATED, "short")
+    assert (error.code, error.message, error.status) == ("truncated", "short", 500)
+    assert repr(error) == "ClusterMessageError('truncated', 'short')"
+
+
+# ---- the link and bad messages --------------------------------------------------------
+
+
+class _Box:
+    """Stands in for an outbox: keeps what the hub queues."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def put(self, item: Any) -> bool:
+        self.items.append(item)
+        return True
+
+    async def close(self) -> None:
+        pass
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [json.loads(i) for i in self.items if isinstance(i, str)]
+
+
+async def test_link_drops_bad_messages_and_goes_on(tmp_path, caplog):
+    """Bad messages on the demand channel and a student's channel, and a bad presence
+    value, are dropped, counted and logged once per code; the link stays up and then
+    applies good messages written as every version writes them."""
+    redis = RedisProcess(tmp_path / "redis")
+    redis.start()
+    hub = Hub(load_settings(env={"KLASBLIK_ENROLLMENT_TOKEN": TOKEN}), LatestWriter(None, 0))  # type: ignore[arg-type]
+    hub.gate = lambda viewer, device: None  # everyone may see everything here
+    cluster = Cluster(hub, redis.url(0), refresh_s=30)
+    r = aioredis.Redis.from_url(redis.url(0))
+    caplog.set_level(logging.WARNING, logger="klasblik.server.live.cluster.link")
+    try:
+        cluster.start()
+        await wait_for(lambda: cluster.up, 10, "the link connected")
+        viewer_box = _Box()
+        viewer = Viewer(1, "Juf Ans", None, viewer_box, "127.0.0.1", 3, 3)  # type: ignore[arg-type]
+        hub.add_viewer(viewer)
+        hub.subscribe(viewer, 1, [7])
+
+        async def subscribed() -> bool:
+            return dict(await r.pubsub_numsub(b"kb:s:7")).get(b"kb:s:7") == 1
+
+        await wait_for(subscribed, 10, "the link subscribed to student 7")
+
+        bad_student = [
+            b"",  # empty
+            b"X" + PLACE + AGENT_FRAME,  # unknown_kind
+            b"F\x00\x00",  # truncated
+            b"S{",  # not_json
+            b"T" + PLACE + b"\xff\xfe",  # not_utf8
+        ]
+        bad_demand = [
+            b"{",  # not_json
+            b'{"i":"other","full":true,"d":{"7":[["off","X",null,null]]}}',  # unknown_mode
+        ]
+        for data in bad_student:
+            await r.publish(b"kb:s:7", data)
+        for data in bad_demand:
+            await r.publish(b"kb:demand", data)
+        # a good status from another instance, as every version writes it
+        await r.publish(
+            b"kb:s:7",
+            b'S{"i":"web2-1-abcdef","s":{"online":true,"last_seen":"2025-03-01T08:30:00Z",'
+            b'"capture_error":null,"elsewhere":false,"mode":"grid"},"d":[3,3]}',
+        )
+
+        def online() -> bool:
+            return any(
+                m.get("type") == "status" and m["student_id"] == 7 and m["state"]["online"]
+                for m in viewer_box.messages()
+            )
+
+        await wait_for(online, 10, "the good status reached the viewer")
+        assert cluster.rejected == len(bad_student) + len(bad_demand)
+        assert cluster.up
+        assert cluster.remote_device(7) == Place(3, 3)
+
+        await r.set(b"kb:p:7", b"garbage")
+        await cluster.load_presence([7])  # does not raise; student 7 stays as it was
+        assert cluster.rejected == len(bad_student) + len(bad_demand) + 1
+        assert hub.status(7)["online"] is True
+
+        # an agent here, and a good demand for it from another instance
+        agent_box = _Box()
+        conn = AgentConn(9, "Bram", None, agent_box, "127.0.0.1", "desktop", 3, 3)  # type: ignore[arg-type]
+        hub.attach_agent(conn)
+        await r.publish(
+            b"kb:demand",
+            b'{"i":"web2-1-abcdef","full":false,"d":{"9":[["focus","Meneer Kok",3,3]]}}',
+        )
+
+        def watched() -> bool:
+            return any(
+                m.get("type") == "watch" and m["mode"] == "focus" and m["viewers"] == ["Meneer Kok"]
+                for m in agent_box.messages()
+            )
+
+        await wait_for(watched, 10, "the agent told to send for the other instance's viewer")
+        assert await r.get(b"kb:p:9") == f"{cluster.instance} 3 3".encode()
+        assert cluster.up
+
+        assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
+        warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
+        codes = ["empty", "unknown_kind", "truncated", "not_json", "not_utf8", "unknown_mode"]
+        # not_json came twice, once on each channel, and was logged once
+        for code in [*codes, "bad_presence"]:
+            assert sum(f": {code}: " in w for w in warnings) == 1, (code, warnings)
+    finally:
+        await cluster.close()
+        await r.aclose()
+        redis.stop()
