@@ -11,6 +11,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from tests.support.timing import timeout
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CHECKED = ["server", "agent", "tests", "bench"]
@@ -20,7 +22,7 @@ def _run(
     *cmd: str, cwd: Path = ROOT, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout(600), check=False
     )
 
 

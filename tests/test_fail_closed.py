@@ -39,15 +39,16 @@ from klasblik import protocol as p
 from klasblik.server.keys import ENGINE
 from klasblik.server.live.agent_endpoint import OPEN_WEBSOCKET
 from klasblik.server.web.middleware import middlewares
-from tests.support.live import LiveServer, TestAgent, frame, start_live_server, wait_for
+from tests.support.live import LiveServer, TestAgent, frame, start_live_server
 from tests.support.services import PG_ADMIN_DSN, postgres_database
+from tests.support.timing import timeout, wait_for
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
 BRAM = ("bram.de.jong@school.example", "Bram", "de Jong")
 TEACHER = "teacher@school.example"
 
 #: a write on SQLite waits out the 5 s busy timeout before it fails
-ANSWER_S = 15.0
+ANSWER_S = timeout(15.0)
 
 
 class Database:
@@ -126,7 +127,7 @@ class PostgresDatabase(Database):
                 sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
                 return await conn.fetchval(sql, self.name) == 0
 
-            await wait_for(none_left, what=f"no connection left to {self.name}")
+            await wait_for(none_left, message=f"no connection left to {self.name}")
         finally:
             await conn.close()
 
@@ -184,11 +185,11 @@ async def server(database, tmp_path) -> AsyncIterator[LiveServer]:
 # ---- talking to the server -----------------------------------------------------------
 
 
-async def _command(ws, command: dict[str, Any], timeout: float = ANSWER_S) -> dict[str, Any]:
+async def _command(ws, command: dict[str, Any], within: float = ANSWER_S) -> dict[str, Any]:
     """Send a dashboard command; its answer (other messages and frames are passed over)."""
     await ws.send_str(json.dumps(command))
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         m = await ws.receive(timeout=max(0.1, deadline - loop.time()))
         if m.type == aiohttp.WSMsgType.BINARY:
@@ -199,9 +200,9 @@ async def _command(ws, command: dict[str, Any], timeout: float = ANSWER_S) -> di
             return d
 
 
-async def _next_frame(ws, timeout: float = 5.0):
+async def _next_frame(ws, within: float = timeout(5)):
     while True:
-        m = await ws.receive(timeout=timeout)
+        m = await ws.receive(timeout=within)
         if m.type == aiohttp.WSMsgType.BINARY:
             return p.decode_viewer_frame(m.data)
         assert m.type == aiohttp.WSMsgType.TEXT, f"socket ended: {m} ({ws.close_code})"
@@ -226,7 +227,7 @@ async def _refused_hello(server: LiveServer, account: str, token: str) -> tuple[
         hello = {"type": "hello", "protocol": 1, "token": token, "account": account}
         await ws.send_str(json.dumps({**hello, "device": device}))
         answer = json.loads(await ws.receive_str(timeout=ANSWER_S))
-        closing = await ws.receive(timeout=5)
+        closing = await ws.receive(timeout=timeout(5))
         assert closing.type == aiohttp.WSMsgType.CLOSE, closing
         return answer, ws.close_code
 
@@ -317,7 +318,7 @@ async def test_subscribe_whose_audit_entry_cannot_be_written_opens_no_view(datab
     client = await server.login(TEACHER)
     try:
         await agent.connect()
-        await wait_for(lambda: agent.watches, what="first watch")
+        await wait_for(lambda: agent.watches, message="first watch")
         ws = await server.dashboard(client)
         await database.writes_fail()
 
@@ -332,7 +333,7 @@ async def test_subscribe_whose_audit_entry_cannot_be_written_opens_no_view(datab
         await database.writes_work()
         answer = await _command(ws, {"type": "subscribe", "id": 2, "class_id": ids["class_id"]})
         assert answer["success"] is True, answer
-        await wait_for(lambda: agent.mode == "grid", what="grid watch")
+        await wait_for(lambda: agent.mode == "grid", message="grid watch")
         await ws.close()
     finally:
         await agent.close()
@@ -354,7 +355,7 @@ async def test_agent_hello_while_database_down_gets_internal_error_then_close_10
     try:
         answer = await agent.connect()
         assert _internal_error(answer), answer
-        closing = await agent.ws.receive(timeout=5)
+        closing = await agent.ws.receive(timeout=timeout(5))
         assert closing.type == aiohttp.WSMsgType.CLOSE, closing
         assert agent.ws.close_code == p.CloseCode.INTERNAL_ERROR == 1011
         errors = _errors(caplog)
@@ -385,18 +386,18 @@ async def test_connected_agent_keeps_streaming_while_database_down(database, ser
         ws = await server.dashboard(client)
         answer = await _command(ws, {"type": "subscribe", "id": 1, "class_id": ids["class_id"]})
         assert answer["success"] is True
-        await wait_for(lambda: anna.mode == "grid", what="grid watch")
+        await wait_for(lambda: anna.mode == "grid", message="grid watch")
         await anna.send(frame(seq=1))
         assert (await _next_frame(ws))[1].seq == 1
         await database.down()
 
         for seq in range(2, 7):
             await anna.send(frame(seq=seq))
-            assert (await _next_frame(ws, timeout=2))[1].seq == seq
+            assert (await _next_frame(ws, within=timeout(2)))[1].seq == seq
         await bram.close()  # its last-seen time cannot be written
         await wait_for(
             lambda: any("last-seen" in r.getMessage() for r in _errors(caplog)),
-            what="the failed last-seen write",
+            message="the failed last-seen write",
         )
         # a refused agent: its audit entry cannot be written
         refused, code = await _refused_hello(server, ANNA[0], "wrong-token")
@@ -404,7 +405,7 @@ async def test_connected_agent_keeps_streaming_while_database_down(database, ser
         assert any("audit" in r.getMessage() for r in _errors(caplog))
         for seq in range(7, 10):
             await anna.send(frame(seq=seq))
-            assert (await _next_frame(ws, timeout=2))[1].seq == seq
+            assert (await _next_frame(ws, within=timeout(2)))[1].seq == seq
         assert not anna.ws.closed and not ws.closed
         assert list(server.hub.agents) == [ids["students"][ANNA[0]]]
         await ws.close()
@@ -469,11 +470,11 @@ async def test_fault_in_one_agent_message_is_internal_error_and_the_agent_goes_o
         ws = await live_server.dashboard(client)
         answer = await _command(ws, {"type": "subscribe", "id": 1, "class_id": ids["class_id"]})
         assert answer["success"] is True
-        await wait_for(lambda: agent.mode == "grid", what="grid watch")
+        await wait_for(lambda: agent.mode == "grid", message="grid watch")
         monkeypatch.setattr(live_server.hub, "on_tabs", broken)
         tabs = [{"title": "Rekenen", "url": "", "active": True, "window": 1}]
         await agent.send(json.dumps({"type": "tabs", "tabs": tabs}))
-        await wait_for(lambda: agent.errors, what="an error for the tabs")
+        await wait_for(lambda: agent.errors, message="an error for the tabs")
         assert agent.errors[0]["code"] == "internal_error"
         await agent.send(frame(seq=5))
         assert (await _next_frame(ws))[1].seq == 5
@@ -496,9 +497,9 @@ async def test_fault_outside_a_dashboard_command_is_closed_internal_error_then_1
 
     monkeypatch.setattr(live_server.hub, "add_viewer", broken)
     ws = await live_server.dashboard(client)
-    closed = json.loads(await ws.receive_str(timeout=5))
+    closed = json.loads(await ws.receive_str(timeout=timeout(5)))
     assert closed["type"] == "closed" and closed["error"]["code"] == "internal_error"
-    assert (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.CLOSE
+    assert (await ws.receive(timeout=timeout(5))).type == aiohttp.WSMsgType.CLOSE
     assert ws.close_code == p.CloseCode.INTERNAL_ERROR
 
 
@@ -535,9 +536,9 @@ async def test_error_escaping_an_open_websocket_is_no_http_page(marked, caplog):
 
     async with _bare_server(handler) as url, aiohttp.ClientSession() as http:
         ws = await http.ws_connect(url)
-        assert (await ws.receive(timeout=5)).data == '{"type": "hello from the server"}'
+        assert (await ws.receive(timeout=timeout(5))).data == '{"type": "hello from the server"}'
         await ws.send_str("go")
-        end = await ws.receive(timeout=5)
+        end = await ws.receive(timeout=timeout(5))
         assert end.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), end
         if marked:
             assert ws.close_code == p.CloseCode.INTERNAL_ERROR

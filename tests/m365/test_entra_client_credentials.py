@@ -11,6 +11,7 @@ import msal
 from klasblik.server.auth.m365.client import GRAPH_SCOPE, _Session
 from tests.m365 import signin_flow as f
 from tests.support.oidc import APP_ROLES, CLIENT_ID, CLIENT_SECRET, GRAPH_AUDIENCE, TENANT
+from tests.support.timing import timeout
 
 
 def _msal_app(provider, secret=CLIENT_SECRET):
@@ -27,7 +28,11 @@ def _msal_app(provider, secret=CLIENT_SECRET):
 
 def _post(provider, data, **kwargs):
     return provider._http.post(
-        provider.token_endpoint, data=data, timeout=10, verify=str(provider.ca_file), **kwargs
+        provider.token_endpoint,
+        data=data,
+        timeout=timeout(10),
+        verify=str(provider.ca_file),
+        **kwargs,
     )
 
 

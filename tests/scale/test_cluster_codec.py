@@ -36,7 +36,8 @@ from klasblik.server.live.hub import AgentConn, Hub, Viewer
 from klasblik.server.settings import load_settings
 from klasblik.server.storage.latest import LatestWriter
 from tests.support.cluster import RedisProcess
-from tests.support.live import TOKEN, wait_for
+from tests.support.live import TOKEN
+from tests.support.timing import timeout, wait_for
 
 INSTANCE = "web1-4242-a1b2c3"
 
@@ -560,7 +561,7 @@ async def test_link_drops_bad_messages_and_goes_on(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="klasblik.server.live.cluster.link")
     try:
         cluster.start()
-        await wait_for(lambda: cluster.up, 10, "the link connected")
+        await wait_for(lambda: cluster.up, timeout(10), "the link connected")
         viewer_box = _Box()
         viewer = Viewer(1, "Juf Ans", None, viewer_box, "127.0.0.1", 3, 3)  # type: ignore[arg-type]
         hub.add_viewer(viewer)
@@ -569,7 +570,7 @@ async def test_link_drops_bad_messages_and_goes_on(tmp_path, caplog):
         async def subscribed() -> bool:
             return dict(await r.pubsub_numsub(b"kb:s:7")).get(b"kb:s:7") == 1
 
-        await wait_for(subscribed, 10, "the link subscribed to student 7")
+        await wait_for(subscribed, timeout(10), "the link subscribed to student 7")
 
         bad_student = [
             b"",  # empty
@@ -599,7 +600,7 @@ async def test_link_drops_bad_messages_and_goes_on(tmp_path, caplog):
                 for m in viewer_box.messages()
             )
 
-        await wait_for(online, 10, "the good status reached the viewer")
+        await wait_for(online, timeout(10), "the good status reached the viewer")
         assert cluster.rejected == len(bad_student) + len(bad_demand)
         assert cluster.up
         assert cluster.remote_device(7) == Place(3, 3)
@@ -624,7 +625,9 @@ async def test_link_drops_bad_messages_and_goes_on(tmp_path, caplog):
                 for m in agent_box.messages()
             )
 
-        await wait_for(watched, 10, "the agent told to send for the other instance's viewer")
+        await wait_for(
+            watched, timeout(10), "the agent told to send for the other instance's viewer"
+        )
         assert await r.get(b"kb:p:9") == f"{cluster.instance} 3 3".encode()
         assert cluster.up
 

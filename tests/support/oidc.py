@@ -177,11 +177,11 @@ class OidcProvider:
         """The provider's published JSON Web Key Set (from its discovery document)."""
         config = self._http.get(
             f"{self.authority}/.well-known/openid-configuration",
-            timeout=10,
+            timeout=timeout(10),
             verify=str(self.ca_file),
         ).json()
         keys: dict[str, Any] = self._http.get(
-            config["jwks_uri"], timeout=10, verify=str(self.ca_file)
+            config["jwks_uri"], timeout=timeout(10), verify=str(self.ca_file)
         ).json()
         return keys
 
@@ -207,7 +207,7 @@ class OidcProvider:
                 "client_secret": secret or self.client_secret,
                 "scope": f"{GRAPH_AUDIENCE}/.default",
             },
-            timeout=10,
+            timeout=timeout(10),
             verify=str(self.ca_file),
         )
         assert resp.status_code == 200, resp.text
