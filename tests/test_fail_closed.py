@@ -397,6 +397,7 @@ async def test_connected_agent_keeps_streaming_while_database_down(database, ser
         await bram.close()  # its last-seen time cannot be written
         await wait_for(
             lambda: any("last-seen" in r.getMessage() for r in _errors(caplog)),
+            timeout=timeout(15),  # batched writes, and a busy database may wait its timeout
             message="the failed last-seen write",
         )
         # a refused agent: its audit entry cannot be written
