@@ -39,7 +39,7 @@ from klasblik import protocol as p
 from klasblik.server.keys import ENGINE
 from klasblik.server.live.agent_endpoint import OPEN_WEBSOCKET
 from klasblik.server.web.middleware import middlewares
-from tests.support.live import LiveServer, TestAgent, frame, start_live_server
+from tests.support.live import LiveServer, TestAgent, frame, next_viewer_frame, start_live_server
 from tests.support.services import PG_ADMIN_DSN, postgres_database
 from tests.support.timing import timeout, wait_for
 
@@ -198,14 +198,6 @@ async def _command(ws, command: dict[str, Any], within: float = ANSWER_S) -> dic
         d = json.loads(m.data)
         if d["type"] == "result" and d["id"] == command["id"]:
             return d
-
-
-async def _next_frame(ws, within: float = timeout(5)):
-    while True:
-        m = await ws.receive(timeout=within)
-        if m.type == aiohttp.WSMsgType.BINARY:
-            return p.decode_viewer_frame(m.data)
-        assert m.type == aiohttp.WSMsgType.TEXT, f"socket ended: {m} ({ws.close_code})"
 
 
 async def _get(server: LiveServer, path: str, client=None) -> tuple[int, str, Any]:
@@ -388,12 +380,12 @@ async def test_connected_agent_keeps_streaming_while_database_down(database, ser
         assert answer["success"] is True
         await wait_for(lambda: anna.mode == "grid", message="grid watch")
         await anna.send(frame(seq=1))
-        assert (await _next_frame(ws))[1].seq == 1
+        assert (await next_viewer_frame(ws))[1].seq == 1
         await database.down()
 
         for seq in range(2, 7):
             await anna.send(frame(seq=seq))
-            assert (await _next_frame(ws, within=timeout(2)))[1].seq == seq
+            assert (await next_viewer_frame(ws, within=timeout(2)))[1].seq == seq
         await bram.close()  # its last-seen time cannot be written
         await wait_for(
             lambda: any("last-seen" in r.getMessage() for r in _errors(caplog)),
@@ -406,7 +398,7 @@ async def test_connected_agent_keeps_streaming_while_database_down(database, ser
         assert any("audit" in r.getMessage() for r in _errors(caplog))
         for seq in range(7, 10):
             await anna.send(frame(seq=seq))
-            assert (await _next_frame(ws, within=timeout(2)))[1].seq == seq
+            assert (await next_viewer_frame(ws, within=timeout(2)))[1].seq == seq
         assert not anna.ws.closed and not ws.closed
         assert list(server.hub.agents) == [ids["students"][ANNA[0]]]
         await ws.close()
@@ -478,7 +470,7 @@ async def test_fault_in_one_agent_message_is_internal_error_and_the_agent_goes_o
         await wait_for(lambda: agent.errors, message="an error for the tabs")
         assert agent.errors[0]["code"] == "internal_error"
         await agent.send(frame(seq=5))
-        assert (await _next_frame(ws))[1].seq == 5
+        assert (await next_viewer_frame(ws))[1].seq == 5
         assert not agent.ws.closed
         await ws.close()
     finally:

@@ -12,7 +12,7 @@ import pytest
 
 from klasblik import protocol as p
 from klasblik.server.storage.blobs.base import thumbnail_name
-from tests.support.live import TestAgent, frame, start_live_server
+from tests.support.live import TestAgent, frame, next_viewer_frame, start_live_server
 from tests.support.timing import timeout, wait_for
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
@@ -43,15 +43,6 @@ async def _watched(server, students=(ANNA,)):
         yield ids, agent, ws, result
     finally:
         await agent.close()
-
-
-async def _next_frame(ws, within: float = timeout(5)):
-    while True:
-        m = await ws.receive(timeout=within)
-        if m.type == aiohttp.WSMsgType.BINARY:
-            return p.decode_viewer_frame(m.data)
-        if m.type != aiohttp.WSMsgType.TEXT:
-            raise AssertionError(f"socket ended: {m}")
 
 
 async def test_agent_without_hello_is_closed_after_deadline(tmp_path):
@@ -127,7 +118,7 @@ async def test_viewer_joining_starts_frames_and_leaving_stops_them(live_server):
         assert names == ["Anna B.", "Bram d."]
         assert agent.watches[-1]["viewers"] == ["M. de Vries"]
         await agent.send(frame(seq=5))
-        sid, header, _image = await _next_frame(ws)
+        sid, header, _image = await next_viewer_frame(ws)
         assert (sid, header.seq) == (ids["students"][ANNA[0]], 5)
         await ws.close()
         await wait_for(lambda: agent.mode == "off", message="mode off after viewer left")
@@ -184,7 +175,7 @@ async def test_stalled_viewer_does_not_delay_another(tmp_path):
             data = bytearray(big_image)
             data[12:16] = seq.to_bytes(4, "big")
             await agent.send(bytes(data))
-            _sid, header, _ = await asyncio.wait_for(_next_frame(fast), timeout=timeout(5))
+            _sid, header, _ = await asyncio.wait_for(next_viewer_frame(fast), timeout=timeout(5))
             assert header.seq == seq
             received += 1
         assert received == 60
@@ -202,7 +193,7 @@ async def test_latest_thumbnail_is_replaced_not_accumulated(live_server):
         for seq, color in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255)], start=1):
             sent = frame(seq=seq, color=color)
             await agent.send(sent)
-            await _next_frame(ws)
+            await next_viewer_frame(ws)
             await live_server.latest.drain()
             blob = await store.get(thumbnail_name(sid))
             assert blob is not None and blob.data == sent[p.FRAME_HEADER_SIZE :]
@@ -241,7 +232,7 @@ async def test_bad_agent_messages_get_codes_and_keep_the_socket(live_server):
             "unexpected",
         ]
         await agent.send(frame(seq=77))
-        _sid, header, _ = await _next_frame(ws)
+        _sid, header, _ = await next_viewer_frame(ws)
         assert header.seq == 77
 
 

@@ -12,19 +12,10 @@ import aiohttp
 from klasblik import protocol as p
 from klasblik.server.storage.blobs.base import thumbnail_name
 from tests.support.azurite import Azurite
-from tests.support.live import TestAgent, frame, start_live_server
+from tests.support.live import TestAgent, frame, next_viewer_frame, start_live_server
 from tests.support.timing import timeout, wait_for
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
-
-
-async def _next_frame(ws, within: float = timeout(5)):
-    while True:
-        m = await ws.receive(timeout=within)
-        if m.type == aiohttp.WSMsgType.BINARY:
-            return p.decode_viewer_frame(m.data)
-        if m.type != aiohttp.WSMsgType.TEXT:
-            raise AssertionError(f"socket ended: {m}")
 
 
 async def _health(server) -> dict:
@@ -51,7 +42,7 @@ async def test_store_down_frames_flow_healthz_degraded_then_recovers(tmp_path):
         await ws.send_str(json.dumps({"type": "subscribe", "id": 1, "class_id": ids["class_id"]}))
         await wait_for(lambda: agent.mode == "grid", message="grid watch")
         await agent.send(frame(seq=1))
-        assert (await _next_frame(ws))[1].seq == 1
+        assert (await next_viewer_frame(ws))[1].seq == 1
         await server.latest.drain()
         assert await server.store.get(thumbnail_name(sid)) is not None
         assert (await _health(server))["status"] == "ok"
@@ -60,7 +51,7 @@ async def test_store_down_frames_flow_healthz_degraded_then_recovers(tmp_path):
         for seq in range(2, 12):
             started = time.monotonic()
             await agent.send(frame(seq=seq))
-            _sid, header, _ = await _next_frame(ws, within=timeout(2))
+            _sid, header, _ = await next_viewer_frame(ws, within=timeout(2))
             assert header.seq == seq
             assert time.monotonic() - started < timeout(1.0), "a frame waited for the blob store"
             await asyncio.sleep(0.1)  # frames at an agent's pace
@@ -72,7 +63,7 @@ async def test_store_down_frames_flow_healthz_degraded_then_recovers(tmp_path):
 
         azurite.start()  # same port, empty: the store must make its container again
         await agent.send(frame(seq=20, color=(0, 0, 255)))
-        assert (await _next_frame(ws))[1].seq == 20
+        assert (await next_viewer_frame(ws))[1].seq == 20
         await server.latest.drain()
         assert (await _health(server))["status"] == "ok"
         blob = await server.store.get(thumbnail_name(sid))

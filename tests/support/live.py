@@ -261,3 +261,16 @@ class TestAgent:
         if self._reader is not None:
             await asyncio.wait([self._reader], timeout=timeout(2))
         await self.http.close()
+
+
+async def next_viewer_frame(
+    ws: aiohttp.ClientWebSocketResponse, within: float | None = None
+) -> tuple[int, p.FrameHeader, bytes]:
+    """The next viewer frame a dashboard receives (text messages in between are skipped);
+    fails when the socket ends or nothing comes ``within`` seconds (scaled)."""
+    within = timeout(5) if within is None else within
+    while True:
+        m = await ws.receive(timeout=within)
+        if m.type == aiohttp.WSMsgType.BINARY:
+            return p.decode_viewer_frame(m.data)
+        assert m.type == aiohttp.WSMsgType.TEXT, f"socket ended: {m} ({ws.close_code})"
