@@ -14,21 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.timing import timeout, timeout_ms, wait_for_sync
+from tests.support.chromium import launch
+from tests.support.timing import timeout, wait_for_sync
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "DEMO_STUDENTS", "KlasblikServer"]
+__all__ = ["DEMO_STUDENTS", "KlasblikServer"]
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
 #: How long the server may take to answer /healthz after start (a loaded 2-core machine
 #: with other test runs: generous, the wait ends as soon as it answers).
 STARTUP_TIMEOUT_S = timeout(45.0)
@@ -136,18 +127,5 @@ def klasblik_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Klasbl
 @pytest.fixture
 async def browser() -> AsyncIterator[object]:
     """Headless Debian Chromium through Playwright (never a downloaded browser)."""
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"{CHROMIUM} is missing: install the Debian package chromium "
-            "(scripts/lib/system-packages does)"
-        )
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        instance = await p.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=timeout_ms(30_000)
-        )
-        try:
-            yield instance
-        finally:
-            await instance.close()
+    async with launch() as instance:
+        yield instance

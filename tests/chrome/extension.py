@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.support.timing import timeout, timeout_ms, wait_for
 
 __all__ = [
@@ -42,18 +43,7 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parents[2]
 EXTENSION_SRC = REPO / "agent" / "chrome"
-CHROMIUM = Path(os.environ.get("KLASBLIK_CHROMIUM", "/usr/bin/chromium"))
 POLICY_DIR = Path(os.environ.get("KLASBLIK_CHROMIUM_POLICY_DIR", "/etc/chromium/policies/managed"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-    "--window-size=1280,720",
-]
 
 
 def extension_id(manifest_dir: Path = EXTENSION_SRC) -> str:
@@ -149,12 +139,9 @@ async def running_agent(
 ) -> AsyncIterator[ChromeAgent]:
     """Start headless Chromium with a test build of the extension and its managed config
     (no policy at all when ``server_url`` is None)."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium package")
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        pytest.fail("Python Playwright is missing: scripts/lib/venv test installs it")
+    require_chromium()
+    from playwright.async_api import async_playwright
+
     ext = make_test_build(tmp_path / "extension", account)
     policy = (
         managed_policy({"serverUrl": server_url, "enrollmentToken": token})
@@ -170,6 +157,7 @@ async def running_agent(
                 timeout=timeout_ms(30_000),
                 args=[
                     *CHROMIUM_ARGS,
+                    "--window-size=1280,720",
                     f"--disable-extensions-except={ext}",
                     f"--load-extension={ext}",
                 ],

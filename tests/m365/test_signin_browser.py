@@ -3,24 +3,12 @@ OpenID Connect provider's login form over TLS, and back to the dashboard, signed
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.m365 import signin_flow as f
+from tests.support.chromium import launch
 from tests.support.timing import timeout_ms
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-    "--ignore-certificate-errors",
-]
 TEACHER = "m.devries@school.example"
 
 pytestmark = pytest.mark.browser
@@ -28,18 +16,8 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 async def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test does)")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=timeout_ms(30_000)
-        )
-        try:
-            yield b
-        finally:
-            await b.close()
+    async with launch(["--ignore-certificate-errors"]) as b:  # the provider's own certificate
+        yield b
 
 
 async def test_teacher_signs_in_with_microsoft_in_chromium(m365_server, provider, browser):
