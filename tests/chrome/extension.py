@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -58,7 +59,25 @@ EXTENSION_ID = extension_id()
 
 @contextlib.contextmanager
 def managed_policy(config: dict[str, Any]) -> Iterator[Path]:
-    """Write the extension's managed configuration as Chromium policy; remove it after."""
+    """Write the extension's managed configuration as Chromium policy; remove it after.
+
+    Chromium reads every file in the one machine-wide policy folder, so two test runs on
+    one machine (two checkouts) would hand each other's browsers their configuration: an
+    exclusive lock beside the folder makes them take turns.
+    """
+    with open(_POLICY_LOCK, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with _written_policy(config) as path:
+            yield path
+
+
+_POLICY_LOCK = Path(
+    os.environ.get("KLASBLIK_CHROMIUM_POLICY_LOCK", "/tmp/klasblik-chromium-policy.lock")
+)
+
+
+@contextlib.contextmanager
+def _written_policy(config: dict[str, Any]) -> Iterator[Path]:
     try:
         POLICY_DIR.mkdir(parents=True, exist_ok=True)
         path = POLICY_DIR / f"klasblik-test-{os.getpid()}.json"
