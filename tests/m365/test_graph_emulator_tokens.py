@@ -36,7 +36,7 @@ async def _get(graph, token, path="/education/schools"):
 async def test_provider_app_token_is_accepted(graph, provider):
     """A token from the provider's client-credentials grant reads every roster API."""
     token = await asyncio.to_thread(provider.app_token)
-    for path in ("/education/schools", "/users/delta", "/groups/delta"):
+    for path in ("/education/schools", "/education/users/delta", "/education/classes/delta"):
         status, body, _headers = await _get(graph, token, path)
         assert status == 200, body
     assert graph.seen_tokens == [token] * 3
@@ -83,10 +83,18 @@ async def test_token_of_another_tenant_is_refused(provider):
 
 
 async def test_missing_permission_is_403(graph, provider):
-    """A valid token without EduRoster.Read.All may read users but not the education API."""
+    """A valid token without EduRoster.Read.All may not read the education API, and
+    EduRoster.ReadBasic.All is enough only for the two delta functions: Microsoft's
+    permission tables (https://learn.microsoft.com/graph/api/educationclass-list-members:
+    "Application: EduRoster.Read.All"; https://learn.microsoft.com/graph/api/educationuser-delta:
+    least privileged EduRoster.ReadBasic.All)."""
     provider.app_roles = ["User.Read.All", "GroupMember.Read.All"]
     token = await asyncio.to_thread(provider.app_token)
     status, body, _ = await _get(graph, token, "/education/schools")
     assert status == 403 and body["error"]["code"] == "Authorization_RequestDenied"
-    status, _body, _ = await _get(graph, token, "/users/delta")
+    provider.app_roles = ["EduRoster.ReadBasic.All"]
+    token = await asyncio.to_thread(provider.app_token)
+    status, _body, _ = await _get(graph, token, "/education/users/delta")
     assert status == 200
+    status, body, _ = await _get(graph, token, "/education/classes/x/members")
+    assert status == 403 and body["error"]["code"] == "Authorization_RequestDenied"

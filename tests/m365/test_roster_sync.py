@@ -102,8 +102,8 @@ async def test_second_sync_uses_delta_links_and_changes_nothing(school, sm):
     summary = await _sync(school, sm)
     assert summary.text() == "created 0; updated 0; disabled 0; removed 0; throttled 0"
     paths = [path for _t, path, _s in school.graph.requests[before:]]
-    assert any(p.startswith("/v1.0/users/delta") and "$deltatoken=" in p for p in paths)
-    assert any(p.startswith("/v1.0/groups/delta") and "$deltatoken=" in p for p in paths)
+    assert any(p.startswith("/v1.0/education/users/delta") and "$deltatoken=" in p for p in paths)
+    assert any(p.startswith("/v1.0/education/classes/delta") and "$deltatoken=" in p for p in paths)
     assert not any("/members" in p for p in paths)
 
 
@@ -164,15 +164,47 @@ async def test_graph_failure_changes_nothing(school, sm):
 
 
 async def test_expired_delta_link_starts_a_full_read(school, sm):
-    """A delta link Graph no longer knows (410) leads to a full read, and a sync that works."""
+    """A delta link past its lifetime is answered 400 syncStateNotFound (Microsoft: "The
+    sync state generation is not found. The delta token is expired and data must be
+    synchronized again", https://devblogs.microsoft.com/microsoft365dev/duration-of-change-tracking-tokens-for-identity-and-education-resources):
+    the sync reads everything again and works, once and not forever."""
     await _sync(school, sm)
     school.graph.expire_delta_links()
     school.graph.disable_user(school.anna)
     before = len(school.graph.requests)
     summary = await _sync(school, sm)
     statuses = [(path.split("?")[0], status) for _t, path, status in school.graph.requests[before:]]
-    assert ("/v1.0/users/delta", 410) in statuses and ("/v1.0/groups/delta", 410) in statuses
+    assert ("/v1.0/education/users/delta", 400) in statuses
+    assert ("/v1.0/education/classes/delta", 400) in statuses
+    assert 410 not in {status for _p, status in statuses}
     assert summary.disabled == {"student": 1}
     async with sm() as s:
         link = await s.get(SyncState, USERS_DELTA_KEY)
     assert f"$deltatoken={school.graph.version}" in link.value
+    before = len(school.graph.requests)
+    await _sync(school, sm)
+    assert all(status == 200 for _t, _p, status in school.graph.requests[before:])
+
+
+async def test_synchronization_reset_410_starts_a_full_read(school, sm):
+    """A synchronization reset (410 Gone, https://learn.microsoft.com/graph/delta-query-overview#synchronization-reset)
+    also leads to a full read."""
+    await _sync(school, sm)
+    school.graph.reset_delta_links()
+    school.graph.delete_user(school.bram)
+    before = len(school.graph.requests)
+    summary = await _sync(school, sm)
+    statuses = [(path.split("?")[0], status) for _t, path, status in school.graph.requests[before:]]
+    assert ("/v1.0/education/users/delta", 410) in statuses
+    assert summary.removed == {"student": 1}
+
+
+async def test_other_graph_errors_are_not_taken_for_expiry(school, sm):
+    """Only syncStateNotFound (or 410) means "read everything": another 400 fails the sync
+    and changes nothing."""
+    from klasblik.server.roster.graph import DeltaExpired, GraphError
+
+    async with school.client() as graph:
+        with pytest.raises(GraphError, match="400") as err:
+            await graph.get("/education/users/delta?$deltatoken=notanumber")
+    assert not isinstance(err.value, DeltaExpired)

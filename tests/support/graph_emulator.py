@@ -2,15 +2,34 @@
 Microsoft Graph: it follows Microsoft's documented request and response shapes so that the
 real client (``klasblik.server.roster.graph``) can be tested on loopback.
 
-Shapes followed: collections in ``value``; paging by ``@odata.nextLink`` (``$skiptoken``);
-``/users/delta`` and ``/groups/delta`` rounds ending in ``@odata.deltaLink``
-(``$deltatoken``), with deleted users as ``{"id", "@removed": {"reason": "deleted"}}`` and
-member changes in ``members@delta`` (removed members carry ``@removed``); the education
-API of School Data Sync (``/education/schools``, ``/education/schools/{id}/users``,
-``/education/schools/{id}/classes``, ``/education/classes/{id}/members`` and
-``/teachers``); a bearer token on every request (401 ``InvalidAuthenticationToken``
-otherwise); throttling as 429 with ``Retry-After``; errors as
-``{"error": {"code", "message", "innerError": {"date", "request-id", ...}}}``.
+Shapes followed (each linked to Microsoft's page):
+
+- collections in ``value``; paging by ``@odata.nextLink`` (``$skiptoken``)
+  (https://learn.microsoft.com/graph/paging);
+- the education API of School Data Sync: ``/education/schools``,
+  ``/education/schools/{id}/users`` and ``/classes``, ``/education/classes/{id}/members``
+  and ``/teachers`` (https://learn.microsoft.com/graph/api/resources/education-overview),
+  users as ``educationUser`` (``primaryRole`` student/teacher/faculty, ``userType``
+  Member/Guest, ``accountEnabled``), classes as ``educationClass`` with a ``term``
+  (``educationTerm``: ``startDate``/``endDate`` dates,
+  https://learn.microsoft.com/graph/api/resources/educationterm);
+- delta queries ``/education/users/delta`` and ``/education/classes/delta``
+  (https://learn.microsoft.com/graph/api/educationuser-delta,
+  https://learn.microsoft.com/graph/api/educationclass-delta: a class appears when it or
+  its membership changed; deleted classes are not reported), rounds ending in
+  ``@odata.deltaLink`` (``$deltatoken``), deleted users as
+  ``{"id", "@removed": {"reason": "deleted"}}``;
+- an expired delta link (past its lifetime) answered **400** with error code
+  ``syncStateNotFound`` and Microsoft's message; a synchronization reset answered **410
+  Gone** with a ``Location`` to start again
+  (https://devblogs.microsoft.com/microsoft365dev/duration-of-change-tracking-tokens-for-identity-and-education-resources,
+  https://learn.microsoft.com/graph/delta-query-overview#synchronization-reset);
+- ``/groups/{id}/transitiveMembers`` (the IT admin group's members,
+  https://learn.microsoft.com/graph/api/group-list-transitivemembers);
+- a bearer token on every request (401 ``InvalidAuthenticationToken`` otherwise);
+  throttling as 429 with ``Retry-After``
+  (https://learn.microsoft.com/graph/throttling); errors as
+  ``{"error": {"code", "message", "innerError": {"date", "request-id", ...}}}``.
 
 Two token modes. By default the bearer token is the fixed string ``token`` (tests of the
 Graph client alone). ``require_app_tokens(jwks, tenant, issuer)`` makes it check real
@@ -46,11 +65,18 @@ __all__ = [
 
 #: Microsoft Graph's resource id: the audience its tokens must name.
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
+_EDU_READ = frozenset({"EduRoster.Read.All", "EduRoster.ReadWrite.All"})
 #: Path prefix (after /v1.0) -> the application permissions, any of which lets an app
-#: token read it (Microsoft's permissions reference for each API).
+#: token read it, from the "Permissions" table of each API's page: the two education
+#: delta functions take ``EduRoster.ReadBasic.All`` (least privileged) or higher
+#: (educationuser-delta, educationclass-delta); listing a class's members or teachers,
+#: a school's users and classes need ``EduRoster.Read.All`` (educationclass-list-members,
+#: educationclass-list-teachers: "Application: EduRoster.Read.All"). First match wins.
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "/education/": frozenset({"EduRoster.Read.All", "EduRoster.ReadWrite.All"}),
-    "/users/": frozenset({"User.Read.All", "User.ReadWrite.All", "Directory.Read.All"}),
+    "/education/users/delta": _EDU_READ | {"EduRoster.ReadBasic.All"},
+    "/education/classes/delta": _EDU_READ | {"EduRoster.ReadBasic.All"},
+    "/education/": _EDU_READ,
+    "/users": frozenset({"User.Read.All", "User.ReadWrite.All", "Directory.Read.All"}),
     "/groups/": frozenset(
         {"GroupMember.Read.All", "Group.Read.All", "Group.ReadWrite.All", "Directory.Read.All"}
     ),
@@ -60,6 +86,14 @@ _WWW_AUTHENTICATE = (
     'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/'
     'authorize", client_id="00000003-0000-0000-c000-000000000000"'
 )
+
+
+class _Answer(Exception):
+    """A handler's early answer (an error response)."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
 
 
 class _Refused(Exception):
@@ -145,9 +179,10 @@ class _User:
     upn: str
     given: str
     surname: str
-    role: str  # "student" | "teacher"
+    role: str  # educationUserRole: "student" | "teacher" | "faculty" | "none"
     schools: set[str]
     enabled: bool = True
+    user_type: str = "Member"  # "Guest" for an invited account of another tenant
 
     def shape(self) -> dict[str, Any]:
         return {
@@ -158,6 +193,7 @@ class _User:
             "userPrincipalName": self.upn,
             "accountEnabled": self.enabled,
             "primaryRole": self.role,
+            "userType": self.user_type,
         }
 
 
@@ -168,6 +204,8 @@ class _Class:
     school: str
     members: set[str] = field(default_factory=set)
     teachers: set[str] = field(default_factory=set)
+    #: educationTerm (displayName, startDate, endDate as "YYYY-MM-DD"), or None
+    term: dict[str, Any] | None = None
 
 
 @dataclass
@@ -184,8 +222,15 @@ class GraphEmulator:
     deleted: set[str] = field(default_factory=set)
     #: (version, class id, member id, removed)
     member_events: list[tuple[int, str, str, bool]] = field(default_factory=list)
-    #: delta tokens below this answer 410 Gone (expired), as Graph does after a while
+    #: delta tokens below this are past their lifetime: 400 syncStateNotFound
     oldest_delta_token: int = 0
+    #: delta tokens below this hit a synchronization reset: 410 Gone
+    reset_delta_token: int = 0
+    #: when set, ``@odata.nextLink`` points at this base URL instead of the emulator's
+    #: own (a hostile or broken answer: the client must not follow it)
+    next_link_base: str = ""
+    #: group id -> user ids (transitive members), for ``/groups/{id}/transitiveMembers``
+    groups: dict[str, set[str]] = field(default_factory=dict)
     #: answer the next N requests with 429
     throttle_next: int = 0
     retry_after_s: int = 1
@@ -219,15 +264,24 @@ class GraphEmulator:
         }
         return sid
 
-    def add_user(self, upn: str, given: str, surname: str, role: str, school: str) -> str:
+    def add_user(
+        self, upn: str, given: str, surname: str, role: str, school: str, user_type: str = "Member"
+    ) -> str:
         uid = str(uuid.uuid4())
-        self.users[uid] = _User(uid, upn, given, surname, role, {school})
+        self.users[uid] = _User(uid, upn, given, surname, role, {school}, user_type=user_type)
         self.user_changes[uid] = self._bump()
         return uid
 
-    def add_class(self, name: str, school: str, students: list[str], teachers: list[str]) -> str:
+    def add_class(
+        self,
+        name: str,
+        school: str,
+        students: list[str],
+        teachers: list[str],
+        term: dict[str, Any] | None = None,
+    ) -> str:
         cid = str(uuid.uuid4())
-        self.classes[cid] = _Class(cid, name, school)
+        self.classes[cid] = _Class(cid, name, school, term=term)
         for uid in students:
             self.add_member(cid, uid)
         for uid in teachers:
@@ -245,9 +299,18 @@ class GraphEmulator:
         cls.teachers.discard(uid)
         self.member_events.append((self._bump(), cid, uid, True))
 
+    def set_term(self, cid: str, term: dict[str, Any] | None) -> None:
+        """Change a class's term (an SDS academic session), as a class change."""
+        self.classes[cid].term = term
+        self.member_events.append((self._bump(), cid, "", False))
+
     def expire_delta_links(self) -> None:
-        """Every delta link handed out so far stops working (410 Gone)."""
+        """Every delta link handed out so far is past its lifetime (400 syncStateNotFound)."""
         self.oldest_delta_token = self.version + 1
+
+    def reset_delta_links(self) -> None:
+        """A synchronization reset: every delta link handed out so far answers 410 Gone."""
+        self.reset_delta_token = self.version + 1
 
     def disable_user(self, uid: str) -> None:
         self.users[uid].enabled = False
@@ -320,7 +383,8 @@ class GraphEmulator:
         chunk = items[skip : skip + self.page_size]
         body: dict[str, Any] = {"@odata.context": f"{self.base_url}/$metadata", "value": chunk}
         if skip + self.page_size < len(items):
-            url = URL(self.base_url.rsplit("/v1.0", 1)[0] + request.path_qs)
+            base = self.next_link_base or self.base_url
+            url = URL(base.rsplit("/v1.0", 1)[0] + request.path_qs)
             body["@odata.nextLink"] = str(
                 url.update_query({"$skiptoken": str(skip + self.page_size)})
             )
@@ -335,12 +399,24 @@ class GraphEmulator:
         token = request.query.get("$deltatoken")
         if token is None:
             return None
-        if int(token) < self.oldest_delta_token:
-            raise web.HTTPGone(
-                text='{"error":{"code":"syncStateNotFound","message":"delta token expired"}}',
-                content_type="application/json",
+        try:
+            since = int(token)
+        except ValueError:
+            raise _Answer(_error(400, "BadRequest", "Invalid $deltatoken")) from None
+        if since < self.reset_delta_token:
+            resp = _error(410, "resyncRequired", "Resync required. Replace any local state.")
+            resp.headers["Location"] = f"{self.base_url}{request.path}"
+            raise _Answer(resp)
+        if since < self.oldest_delta_token:
+            raise _Answer(
+                _error(
+                    400,
+                    "syncStateNotFound",
+                    "The sync state generation is not found. The delta token is expired "
+                    "and data must be synchronized again.",
+                )
             )
-        return int(token)
+        return since
 
     async def schools_list(self, request: web.Request) -> web.Response:
         return self._page(request, list(self.schools.values()))
@@ -354,18 +430,21 @@ class GraphEmulator:
     async def school_classes(self, request: web.Request) -> web.Response:
         sid = request.match_info["id"]
         return self._page(
-            request,
-            [
-                {
-                    "id": c.id,
-                    "displayName": c.name,
-                    "mailNickname": c.name.replace(" ", ""),
-                    "externalId": c.id,
-                }
-                for c in self.classes.values()
-                if c.school == sid
-            ],
+            request, [self._class_shape(c) for c in self.classes.values() if c.school == sid]
         )
+
+    @staticmethod
+    def _class_shape(c: _Class) -> dict[str, Any]:
+        shape: dict[str, Any] = {
+            "id": c.id,
+            "displayName": c.name,
+            "mailNickname": c.name.replace(" ", ""),
+            "externalId": c.id,
+            "externalSource": "sis",
+        }
+        if c.term is not None:
+            shape["term"] = {"@odata.type": "#microsoft.graph.educationTerm", **c.term}
+        return shape
 
     async def class_members(self, request: web.Request) -> web.Response:
         cls = self.classes.get(request.match_info["id"])
@@ -384,7 +463,11 @@ class GraphEmulator:
         )
 
     async def users_delta(self, request: web.Request) -> web.Response:
-        since = self._since(request)
+        """``/education/users/delta``: educationUser objects changed since the token."""
+        try:
+            since = self._since(request)
+        except _Answer as answer:
+            return answer.response
         items: list[dict[str, Any]] = []
         for uid, version in sorted(self.user_changes.items(), key=lambda kv: kv[1]):
             if since is not None and version <= since:
@@ -393,38 +476,34 @@ class GraphEmulator:
                 if since is not None:
                     items.append({"id": uid, "@removed": {"reason": "deleted"}})
                 continue
-            u = self.users[uid]
-            items.append(
-                {
-                    "id": uid,
-                    "displayName": u.shape()["displayName"],
-                    "userPrincipalName": u.upn,
-                    "accountEnabled": u.enabled,
-                }
-            )
-        return self._page(request, items, self._delta_link("/users/delta"))
+            items.append(self.users[uid].shape())
+        return self._page(request, items, self._delta_link("/education/users/delta"))
 
-    async def groups_delta(self, request: web.Request) -> web.Response:
-        since = self._since(request)
-        changed: dict[str, list[dict[str, Any]]] = {}
+    async def classes_delta(self, request: web.Request) -> web.Response:
+        """``/education/classes/delta``: classes created or changed (membership included)
+        since the token; deleted classes are not reported, as Microsoft documents."""
+        try:
+            since = self._since(request)
+        except _Answer as answer:
+            return answer.response
         if since is None:
-            for c in self.classes.values():
-                changed[c.id] = [
-                    {"@odata.type": "#microsoft.graph.user", "id": m} for m in sorted(c.members)
-                ]
+            changed = list(self.classes)
         else:
-            for version, cid, uid, removed in self.member_events:
-                if version <= since or cid not in self.classes:
-                    continue
-                entry: dict[str, Any] = {"@odata.type": "#microsoft.graph.user", "id": uid}
-                if removed:
-                    entry["@removed"] = {"reason": "deleted"}
-                changed.setdefault(cid, []).append(entry)
-        items = [
-            {"id": cid, "displayName": self.classes[cid].name, "members@delta": members}
-            for cid, members in changed.items()
-        ]
-        return self._page(request, items, self._delta_link("/groups/delta"))
+            changed = []
+            for version, cid, _uid, _removed in self.member_events:
+                if version > since and cid in self.classes and cid not in changed:
+                    changed.append(cid)
+        items = [self._class_shape(self.classes[cid]) for cid in changed]
+        return self._page(request, items, self._delta_link("/education/classes/delta"))
+
+    async def group_members(self, request: web.Request) -> web.Response:
+        members = self.groups.get(request.match_info["id"])
+        if members is None:
+            return _error(404, "Request_ResourceNotFound", "group not found")
+        return self._page(
+            request,
+            [{"@odata.type": "#microsoft.graph.user", "id": m} for m in sorted(members)],
+        )
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._gate])
@@ -434,8 +513,9 @@ class GraphEmulator:
         r.add_get("/v1.0/education/schools/{id}/classes", self.school_classes)
         r.add_get("/v1.0/education/classes/{id}/members", self.class_members)
         r.add_get("/v1.0/education/classes/{id}/teachers", self.class_teachers)
-        r.add_get("/v1.0/users/delta", self.users_delta)
-        r.add_get("/v1.0/groups/delta", self.groups_delta)
+        r.add_get("/v1.0/education/users/delta", self.users_delta)
+        r.add_get("/v1.0/education/classes/delta", self.classes_delta)
+        r.add_get("/v1.0/groups/{id}/transitiveMembers", self.group_members)
         return app
 
 

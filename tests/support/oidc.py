@@ -86,7 +86,7 @@ CLIENT_SECRET = "test-client-secret"
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
 #: The application permissions (app roles) the test app registration has been granted:
 #: what roster sync needs (docs/microsoft365.md, section 1).
-APP_ROLES = ("EduRoster.Read.All", "User.Read.All", "GroupMember.Read.All")
+APP_ROLES = ("EduRoster.Read.All",)
 
 
 def make_localhost_cert(folder: Path) -> tuple[Path, Path]:

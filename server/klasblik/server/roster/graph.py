@@ -1,12 +1,25 @@
 """A small Microsoft Graph client for roster sync (aiohttp), following Microsoft's documented
 shapes: collections in ``value``, paging by ``@odata.nextLink``, delta queries ending in
-``@odata.deltaLink``, throttling answered 429 (or 503) with ``Retry-After``."""
+``@odata.deltaLink``, throttling answered 429 (or 503) with ``Retry-After``.
+
+Two answers mean "this delta link is no longer usable, read everything again"
+(https://learn.microsoft.com/graph/delta-query-overview#synchronization-reset and
+https://devblogs.microsoft.com/microsoft365dev/duration-of-change-tracking-tokens-for-identity-and-education-resources):
+a link past its lifetime (7 days for users, groups and education resources) is answered
+400 with the error code ``syncStateNotFound``; a synchronization reset is 410 Gone. Both
+raise :class:`DeltaExpired`.
+
+The bearer token goes only to the Graph host the client was made for: a paging or delta
+link that names any other scheme, host or port is refused (:class:`ForeignLink`) before a
+request is made."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -14,7 +27,7 @@ import aiohttp
 
 from klasblik.protocol.errors import KlasblikError
 
-__all__ = ["DeltaExpired", "DeltaResult", "GraphClient", "GraphError"]
+__all__ = ["DeltaExpired", "DeltaResult", "ForeignLink", "GraphClient", "GraphError"]
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +42,36 @@ class GraphError(KlasblikError):
 
 
 class DeltaExpired(GraphError):
-    """A stored delta link is no longer valid (410 Gone): start a full round."""
+    """A stored delta link is no longer valid (400 ``syncStateNotFound`` or 410 Gone):
+    start a full round."""
 
     code = "delta_expired"
+
+
+class ForeignLink(GraphError):
+    """Graph's answer pointed at another host: the token is never sent there."""
+
+    code = "graph_foreign_link"
+
+
+#: 400-range error codes Graph uses for a delta token it no longer has.
+_EXPIRED_CODES = frozenset({"syncStateNotFound", "resyncRequired"})
+
+
+def _error_code(body: str) -> str:
+    """``error.code`` of a Graph error answer, or ""."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    err = data.get("error") if isinstance(data, dict) else None
+    return str(err.get("code") or "") if isinstance(err, dict) else ""
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
 class DeltaResult:
@@ -79,7 +119,14 @@ class GraphClient:
         await self.close()
 
     def url(self, path_or_url: str) -> str:
-        if path_or_url.startswith(("https://", "http://")):
+        """The absolute URL; a full URL must be on the configured Graph host (ForeignLink)."""
+        if "://" in path_or_url or path_or_url.startswith("//"):
+            if _origin(path_or_url) != _origin(self.base_url):
+                host = urllib.parse.urlsplit(path_or_url).netloc or "?"
+                raise ForeignLink(
+                    f"Graph answered a link to {host}, not to the configured Graph host "
+                    f"{urllib.parse.urlsplit(self.base_url).netloc}; not followed, no token sent"
+                )
             return path_or_url
         return self.base_url + "/" + path_or_url.lstrip("/")
 
@@ -92,7 +139,8 @@ class GraphClient:
                 "Accept": "application/json",
             }
             try:
-                async with self._http.get(url, headers=headers) as resp:
+                # no redirects: a Location elsewhere would otherwise get the request
+                async with self._http.get(url, headers=headers, allow_redirects=False) as resp:
                     if resp.status in (429, 503) and attempt < self.max_retries:
                         wait = _retry_after(resp.headers.get("Retry-After"), attempt)
                         self.throttled += 1
@@ -102,10 +150,13 @@ class GraphClient:
                         await asyncio.sleep(min(wait, self.max_wait_s))
                         continue
                     if resp.status == 410:
-                        raise DeltaExpired(f"GET {url}: delta link expired (410)")
+                        raise DeltaExpired(f"GET {url}: synchronization reset (410)")
                     if resp.status != 200:
-                        body = (await resp.text())[:300]
-                        raise GraphError(f"GET {url}: HTTP {resp.status}: {body}")
+                        body = await resp.text()
+                        code = _error_code(body)
+                        if 400 <= resp.status < 500 and code in _EXPIRED_CODES:
+                            raise DeltaExpired(f"GET {url}: delta link expired ({code})")
+                        raise GraphError(f"GET {url}: HTTP {resp.status}: {body[:300]}")
                     data = await resp.json(content_type=None)
             except aiohttp.ClientError as exc:
                 raise GraphError(f"GET {url}: {exc}") from exc

@@ -2,22 +2,34 @@
 
 One run, in one database transaction:
 
-1. ``/groups/delta`` (from the stored delta link) tells which class groups changed;
-2. ``/education/schools`` gives schools (name, BRIN from ``schoolNumber``) and locations;
+1. ``/education/classes/delta`` (from the stored delta link) tells which classes changed;
+2. ``/education/schools`` gives schools (name, BRIN from ``schoolNumber``, or from
+   ``externalId`` as School Data Sync v2 fills it) and locations;
 3. per school, ``/users`` gives students and staff (enabled or not), ``/classes`` the
-   classes; members and teachers are read for new and changed classes (all on a first run);
-4. ``/users/delta`` (from its stored link) brings deleted (``@removed``) and disabled
-   (``accountEnabled: false``) accounts;
-5. accounts synced earlier that Microsoft 365 no longer lists are removed (made inactive),
+   classes; members and teachers are read for new and changed classes (all on a first run).
+   A class whose term (``educationTerm.endDate``, the SDS academic session) has ended
+   links nobody: its teachers and students are unlinked without reading them;
+4. ``/education/users/delta`` (from its stored link) brings deleted (``@removed``) and
+   disabled (``accountEnabled: false``) accounts;
+5. with ``m365_admin_group`` set, ``/groups/{id}/transitiveMembers`` gives the IT admins
+   (the sync owns the IT-admin flag then);
+6. accounts synced earlier that Microsoft 365 no longer lists are removed (made inactive),
    and classes it no longer lists are deleted.
+
+Every call is on the education API, so ``EduRoster.Read.All`` is the one application
+permission needed (``GroupMember.Read.All`` only with an admin group). Accounts are
+matched by their Microsoft 365 object id; a username only adopts a row that has no object
+id yet (a CSV row). Guests (``userType`` Guest: accounts of other tenants) are never
+taken in.
 
 Only DESIGN.md's fields are kept: a student's display name (first name + surname
 initial), username, school, location and classes; a staff member's name, username and
-school. What the caller does with staff who lost access is in ``roster_access.py``.
+school. What the caller does with staff who lost access is in ``revocation.py``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 from collections import Counter
@@ -43,16 +55,27 @@ from klasblik.server.storage.models import (
     utcnow,
 )
 
-__all__ = ["GROUPS_DELTA_KEY", "USERS_DELTA_KEY", "SyncBusy", "SyncSummary", "sync_roster"]
+__all__ = [
+    "GROUPS_DELTA_KEY",
+    "LAST_SUCCESS_KEY",
+    "USERS_DELTA_KEY",
+    "SyncBusy",
+    "SyncSummary",
+    "class_ended",
+    "sync_roster",
+]
 
 log = logging.getLogger(__name__)
 
-USERS_DELTA_KEY = "graph.users.delta"
-GROUPS_DELTA_KEY = "graph.groups.delta"
-USERS_DELTA = "/users/delta?$select=id,displayName,userPrincipalName,accountEnabled"
-GROUPS_DELTA = "/groups/delta?$select=displayName,members"
+USERS_DELTA_KEY = "graph.education.users.delta"
+GROUPS_DELTA_KEY = "graph.education.classes.delta"
+#: ``sync_state`` row written in the sync's own transaction: when the roster last
+#: followed Microsoft 365 (``value`` is the ISO time)
+LAST_SUCCESS_KEY = "roster.sync.ok"
+USERS_DELTA = "/education/users/delta?$select=id,userPrincipalName,accountEnabled"
+GROUPS_DELTA = "/education/classes/delta?$select=id,displayName"
 EDU_USER_SELECT = (
-    "$select=id,displayName,givenName,surname,userPrincipalName,accountEnabled,primaryRole"
+    "$select=id,displayName,givenName,surname,userPrincipalName,accountEnabled,primaryRole,userType"
 )
 _SYNC_LOCK = 7243365
 _BRIN = re.compile(r"^[0-9]{2}[A-Z]{2}$")
@@ -152,6 +175,9 @@ class _Roster:
                 f"user {oid or '?'} has no id or userPrincipalName; skipped"
             )
             return None
+        if str(u.get("userType") or "Member").lower() == "guest":
+            self.summary.warnings.append(f"{upn} is a guest of the tenant; not taken in")
+            return None
         self.seen.add(oid)
         enabled = u.get("accountEnabled") is not False
         if u.get("primaryRole") == "student":
@@ -175,12 +201,13 @@ class _Roster:
         display = student_display_name(given, surname)
         row = self.students.get(oid)
         other = self.by_name.get(upn.lower())
-        if row is None and isinstance(other, Student):
+        if row is None and isinstance(other, Student) and not other.m365_id:
             row = other
         if row is None:
             if other is not None:
                 self.summary.warnings.append(
-                    f"{upn} is staff in the roster and a student in Microsoft 365; skipped"
+                    f"{upn} belongs to another account in the roster "
+                    f"({'staff' if isinstance(other, Staff) else 'another object id'}); skipped"
                 )
                 return None
             row = Student(
@@ -221,12 +248,15 @@ class _Roster:
         name = str(u.get("displayName") or upn).strip()[:200]
         row = self.staff.get(oid)
         other = self.by_name.get(upn.lower())
-        if row is None and isinstance(other, Staff):
+        if row is None and isinstance(other, Staff) and not other.m365_id:
+            # a username adopts only a row no Microsoft 365 account owns yet
             row = other
         if row is None:
             if other is not None:
                 self.summary.warnings.append(
-                    f"{upn} is a student in the roster and staff in Microsoft 365; skipped"
+                    f"{upn} belongs to another account in the roster "
+                    f"({'a student' if isinstance(other, Student) else 'another object id'}); "
+                    "skipped"
                 )
                 return None
             row = Staff(
@@ -254,6 +284,21 @@ class _Roster:
         if oid in self.staff:
             return self.staff[oid], "staff"
         return None
+
+
+def class_ended(item: dict[str, Any], today: dt.date) -> bool:
+    """True when the class's term (``educationTerm``, an SDS academic session) ended
+    before ``today``. No term, or no end date, means the class runs."""
+    term = item.get("term")
+    if not isinstance(term, dict):
+        return False
+    end = term.get("endDate")
+    if not isinstance(end, str) or not end:
+        return False
+    try:
+        return dt.date.fromisoformat(end[:10]) < today
+    except ValueError:
+        return False
 
 
 async def _school(
@@ -329,7 +374,8 @@ async def _delta(
 class _SchoolData:
     item: dict[str, Any]
     users: list[dict[str, Any]]
-    #: (class, members, teachers); members/teachers are None when not read this run
+    #: (class, members, teachers); members/teachers are None when not read this run, and
+    #: empty for a class whose term has ended
     classes: list[tuple[dict[str, Any], list[dict[str, Any]] | None, list[dict[str, Any]] | None]]
 
 
@@ -338,10 +384,17 @@ class _Snapshot:
     groups: DeltaResult
     users: DeltaResult
     schools: list[_SchoolData]
+    #: object ids of the IT admin group's members; None without ``m365_admin_group``
+    admins: set[str] | None = None
 
 
 async def _fetch(
-    graph: GraphClient, state: dict[str, str], known_classes: set[str], progress: Progress
+    graph: GraphClient,
+    state: dict[str, str],
+    known_classes: set[str],
+    progress: Progress,
+    admin_group: str = "",
+    today: dt.date | None = None,
 ) -> _Snapshot:
     """Read everything this run needs from Graph, before any database write."""
     progress("reading class changes (groups delta)")
@@ -361,7 +414,9 @@ async def _fetch(
         rows: list[Any] = []
         for c in classes:
             gid = str(c.get("id") or "")
-            if gid and (groups.full or gid in changed or gid not in known_classes):
+            if gid and class_ended(c, today or dt.datetime.now(dt.UTC).date()):
+                rows.append((c, [], []))
+            elif gid and (groups.full or gid in changed or gid not in known_classes):
                 members = await graph.all(f"/education/classes/{gid}/members?{EDU_USER_SELECT}")
                 teachers = await graph.all(f"/education/classes/{gid}/teachers?{EDU_USER_SELECT}")
                 rows.append((c, members, teachers))
@@ -370,15 +425,29 @@ async def _fetch(
         schools.append(_SchoolData(item, users, rows))
     progress("reading account changes (users delta)")
     users_delta = await _delta(graph, USERS_DELTA, state.get(USERS_DELTA_KEY), progress)
-    return _Snapshot(groups, users_delta, schools)
+    admins: set[str] | None = None
+    if admin_group:
+        progress("reading the IT admin group")
+        admins = {
+            str(m.get("id"))
+            for m in await graph.all(f"/groups/{admin_group}/transitiveMembers?$select=id")
+            if m.get("@odata.type", "#microsoft.graph.user") == "#microsoft.graph.user"
+        }
+    return _Snapshot(groups, users_delta, schools, admins)
 
 
 async def sync_roster(
-    sm: async_sessionmaker[AsyncSession], graph: GraphClient, progress: Progress = lambda _m: None
+    sm: async_sessionmaker[AsyncSession],
+    graph: GraphClient,
+    progress: Progress = lambda _m: None,
+    *,
+    admin_group: str = "",
+    today: dt.date | None = None,
 ) -> SyncSummary:
     """Run one sync: read Graph first, then write in one short transaction (so SQLite's
     single writer is not held while Graph answers). All or nothing; raises GraphError
-    (nothing changed) or SyncBusy."""
+    (nothing changed) or SyncBusy. With ``admin_group`` the IT-admin flag of every staff
+    member follows that group's members; without it, only inactive staff lose the flag."""
     summary = SyncSummary()
     async with sm() as s:
         state = {r.key: r.value for r in await s.scalars(select(SyncState))}
@@ -389,7 +458,7 @@ async def sync_roster(
             ).scalars()
             if m365_id is not None
         }
-    snap = await _fetch(graph, state, known, progress)
+    snap = await _fetch(graph, state, known, progress, admin_group, today)
     progress("writing the roster")
     async with sm() as s, s.begin():
         if s.get_bind().dialect.name == "postgresql":
@@ -469,11 +538,21 @@ async def sync_roster(
             summary.removed["class"] += 1
             await s.delete(cls)
 
+        for sf in roster.staff.values():
+            admin = sf.active and (
+                sf.is_admin if snap.admins is None else (sf.m365_id or "") in snap.admins
+            )
+            if sf.is_admin != admin:
+                sf.is_admin = admin
+                summary.updated["it admin"] += 1
+
+        now = utcnow()
         for key, value in (
             (GROUPS_DELTA_KEY, snap.groups.delta_link),
             (USERS_DELTA_KEY, snap.users.delta_link),
+            (LAST_SUCCESS_KEY, now.isoformat()),
         ):
-            await s.merge(SyncState(key=key, value=value, updated_at=utcnow()))
+            await s.merge(SyncState(key=key, value=value, updated_at=now))
         summary.lost_access = {
             sf.id for sf in roster.staff.values() if roster.was_active.get(sf.id) and not sf.active
         }
