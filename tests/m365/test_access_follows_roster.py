@@ -20,7 +20,7 @@ from klasblik.server.storage.models import Location, SchoolClass, Staff, Student
 from tests.m365.roster_fixture import ANNA, CHRIS, T1, fill
 from tests.support.graph_emulator import GRAPH_AUDIENCE, GraphEmulator, start_graph_emulator
 from tests.support.live import TestAgent, start_live_server
-from tests.support.timing import timeout
+from tests.support.timing import timeout, wait_for
 
 
 @pytest.fixture
@@ -237,9 +237,13 @@ async def test_scheduled_sync_job_syncs_and_closes_views(
         job = server.app[ROSTER_JOBS].get_job(roster_jobs.SYNC_JOB)
         assert job.trigger.interval.total_seconds() == 15 * 60
         m365 = server.app[M365]
+        # the permission check at start got the app token (and read its roles) ...
+        await wait_for(lambda: m365.app_roles is not None, message="no permission check")
+        assert m365.app_roles == {"EduRoster.Read.All"}
 
         await job.func()
-        # one client-credentials request, answered with a token Graph accepted
+        # ... one client-credentials request, answered with a token Graph accepted; the
+        # sync took it from msal's cache
         [call] = provider.token_calls
         assert (call.grant_type, call.path, call.status) == (
             "client_credentials",
@@ -285,7 +289,12 @@ async def _roster_rows(server):
             ),
             "classes": sorted(x.name for x in await s.scalars(select(SchoolClass))),
             "locations": sorted(x.code for x in await s.scalars(select(Location))),
-            "sync_state": sorted((x.key, x.value) for x in await s.scalars(select(SyncState))),
+            # the failure record is health, not roster (checked by the tests of health)
+            "sync_state": sorted(
+                (x.key, x.value)
+                for x in await s.scalars(select(SyncState))
+                if x.key != "roster.sync.error"
+            ),
         }
 
 
@@ -307,13 +316,26 @@ async def test_scheduled_sync_with_a_wrong_client_secret_fails_clearly(
         before = await _roster_rows(server)
         job = server.app[ROSTER_JOBS].get_job(roster_jobs.SYNC_JOB)
         caplog.set_level(logging.INFO, logger=roster_jobs.__name__)
+        # the permission check at start was refused too (a warning, nothing else)
+        await wait_for(lambda: len(provider.token_calls) == 1, message="no start check")
+        await wait_for(
+            lambda: any("permissions not checked" in r.getMessage() for r in caplog.records)
+        )
+        caplog.clear()
+        provider.token_calls.clear()
         await job.func()
 
         [record] = [
             r
             for r in caplog.records
-            if r.name == roster_jobs.__name__ and r.levelno >= logging.WARNING
+            if r.name == roster_jobs.__name__ and r.levelno >= logging.ERROR
         ]
+        [age] = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == roster_jobs.__name__ and r.levelno == logging.WARNING
+        ]
+        assert "since the last successful sync (never)" in age and "refused" in age
         assert record.levelno == logging.ERROR and record.exc_info is None
         message = record.getMessage()
         assert message.startswith("roster sync failed; the roster is unchanged: ")

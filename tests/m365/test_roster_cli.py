@@ -124,7 +124,7 @@ def test_roster_sync_with_a_wrong_client_secret_says_why(
     tmp_path, provider, graph_clients, monkeypatch, capsys
 ):
     """A client secret Entra refuses: exit 1, one line on stderr with Entra's reason, no
-    Graph request, nothing written."""
+    Graph request, nothing written but the failure itself (for the health report)."""
     with EmulatorThread() as graph:
         graph.require_app_tokens(provider.jwks(), provider.tenant, provider.app_token_issuer)
         fill(graph)
@@ -139,5 +139,7 @@ def test_roster_sync_with_a_wrong_client_secret_says_why(
     assert [c.status for c in provider.token_calls] == [401]
     assert len(graph_clients) == 1 and graph_clients[0]._http.closed
     with contextlib.closing(sqlite3.connect(tmp_path / "klasblik.db")) as db:
-        for table in ("schools", "locations", "staff", "students", "classes", "sync_state"):
+        for table in ("schools", "locations", "staff", "students", "classes"):
             assert db.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
+        rows = db.execute("SELECT key, value FROM sync_state").fetchall()
+    assert [(k, v.split(":")[0]) for k, v in rows] == [("roster.sync.error", "m365_unavailable")]

@@ -5,6 +5,7 @@ nothing for that account."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from sqlalchemy import select
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from klasblik.server.storage.models import AuditEntry, Staff
 from tests.m365 import signin_flow as f
 from tests.support.live import start_live_server
-from tests.support.oidc import run_provider
+from tests.support.oidc import oid_for, run_provider
 
 TEACHER = "m.devries@school.example"
 STUDENT = ("anna.bakker@school.example", "Anna", "Bakker")
@@ -51,7 +52,7 @@ async def test_teacher_signs_in(m365_server, provider):
         assert [c["name"] for c in me["classes"]] == ["7B"]
     async with m365_server.sm() as s:
         staff = await s.scalar(select(Staff).where(Staff.username == TEACHER))
-    assert staff.m365_id == sub
+    assert staff.m365_id == oid_for(TEACHER)
 
 
 async def test_session_cookie_flags(m365_server, provider):
@@ -85,28 +86,61 @@ async def test_it_admin_role_marks_admin_but_grants_no_class(m365_server, provid
             assert resp.status == 403
 
 
-async def test_it_admin_group_marks_admin(tmp_path, provider):
-    """Membership of the configured admin group (groups claim) sets is_admin."""
+async def test_it_admin_group_is_the_sync_s_not_the_token_s(tmp_path, provider):
+    """With m365_admin_group set, the group as the roster sync read it decides (the flag
+    on the staff row), never the token: a groups claim naming the group, the admin app
+    role, or a groups overage (no groups claim, ``_claim_names``/``hasgroups`` instead,
+    https://learn.microsoft.com/entra/identity-platform/id-token-claims-reference) change
+    nothing, either way."""
     group = "3c1f4b2a-9d8e-4f70-a6b5-c4d3e2f1a0b9"
     server = await start_live_server(tmp_path, **provider.settings(m365_admin_group=group))
     try:
         await _roster(server)
-        sub = provider.add_user(TEACHER)
-        provider.put_user(
-            sub, oid=sub, tid=provider.tenant, preferred_username=TEACHER, groups=[group]
-        )
+        claimer = provider.add_user(TEACHER, groups=[group], roles=["Klasblik.Admin"])
         async with f.new_client() as http:
-            assert (await f.sign_in(http, server, provider, sub)).location == "/"
-            async with http.get(server.base_url + "/api/me") as resp:
-                assert (await resp.json())["user"]["is_admin"] is True
-        other = provider.add_user("x@school.example")
-        await server.add_class("9A", [], teacher="x@school.example")
-        async with f.new_client() as http:
-            assert (await f.sign_in(http, server, provider, other)).location == "/"
+            assert (await f.sign_in(http, server, provider, claimer)).location == "/"
             async with http.get(server.base_url + "/api/me") as resp:
                 assert (await resp.json())["user"]["is_admin"] is False
+        await server.add_class("9A", [], teacher="x@school.example")
+        async with server.sm() as s, s.begin():
+            row = await s.scalar(select(Staff).where(Staff.username == "x@school.example"))
+            row.is_admin = True  # what the sync sets for a member of the group
+        overage = provider.add_user(
+            "x@school.example",
+            _claim_names={"groups": "src1"},
+            _claim_sources={"src1": {"endpoint": "https://graph.microsoft.com/v1.0/me/memberOf"}},
+            hasgroups=True,
+        )
+        async with f.new_client() as http:
+            assert (await f.sign_in(http, server, provider, overage)).location == "/"
+            async with http.get(server.base_url + "/api/me") as resp:
+                assert (await resp.json())["user"]["is_admin"] is True
     finally:
         await server.stop()
+
+
+async def test_guest_of_the_tenant_refused(m365_server, provider):
+    """A guest signed in to the school's tenant (``tid`` is the school's, the home
+    identity provider ``idp`` another tenant's; or ``acct`` 1) is refused as staff, even
+    when a staff row carries the same username."""
+    await _roster(m365_server)
+    home = "https://sts.windows.net/0b6d8e2f-0000-4000-8000-000000000bad/"
+    guest = provider.add_user(TEACHER, oid=str(uuid.uuid4()), idp=home)
+    await _refused(m365_server, provider, guest, "guest_account")
+    marked = provider.add_user(TEACHER, acct=1)
+    await _refused(m365_server, provider, marked, "guest_account")
+    assert await f.count_sessions(m365_server) == 0
+
+
+async def test_username_is_never_the_key(m365_server, provider):
+    """An account with a staff member's preferred_username but another object id (a
+    renamed or reused username) is not that staff member: unknown_account."""
+    await _roster(m365_server)
+    other = provider.add_user(TEACHER, oid=str(uuid.uuid4()))
+    await _refused(m365_server, provider, other, "unknown_account")
+    no_oid = str(uuid.uuid4())
+    provider.put_user(no_oid, tid=provider.tenant, preferred_username=TEACHER)
+    await _refused(m365_server, provider, no_oid, "invalid_token")
 
 
 async def _refused(server, provider, sub, code):

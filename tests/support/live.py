@@ -29,6 +29,7 @@ from klasblik.server.settings import Settings, load_settings
 from klasblik.server.storage.blobs.base import BlobStore
 from klasblik.server.storage.latest import LatestWriter
 from klasblik.server.storage.models import Location, School, SchoolClass, Staff, Student
+from tests.support.oidc import oid_for
 from tests.support.timing import timeout
 
 TOKEN = "test-enrollment-token"
@@ -112,7 +113,13 @@ class LiveServer(LoopbackUrls):
                 )
             staff = await session.scalar(select(Staff).where(Staff.username == teacher))
             if staff is None:
-                staff = Staff(school_id=school.id, username=teacher, name=teacher_name)
+                # the object id the test OIDC provider gives this username by default
+                staff = Staff(
+                    school_id=school.id,
+                    username=teacher,
+                    name=teacher_name,
+                    m365_id=oid_for(teacher),
+                )
                 session.add(staff)
             ids: dict[str, Student] = {}
             for username, first, last in students:
@@ -122,6 +129,7 @@ class LiveServer(LoopbackUrls):
                         school_id=school.id,
                         username=username,
                         display_name=f"{first} {last[:1]}.",
+                        m365_id=oid_for(username),
                     )
                     session.add(st)
                 ids[username] = st

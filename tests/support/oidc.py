@@ -89,6 +89,11 @@ GRAPH_AUDIENCE = "https://graph.microsoft.com"
 APP_ROLES = ("EduRoster.Read.All",)
 
 
+def oid_for(username: str) -> str:
+    """A stable Microsoft 365 object id for a test username."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"oid:{username.lower()}"))
+
+
 def make_localhost_cert(folder: Path) -> tuple[Path, Path]:
     """A self-signed certificate for localhost and 127.0.0.1 (its own CA)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -224,17 +229,25 @@ class OidcProvider:
         assert resp.status_code == 204, resp.text
 
     def add_user(
-        self, username: str, name: str = "", tenant: str | None = None, roles: Iterable[str] = ()
+        self,
+        username: str,
+        name: str = "",
+        tenant: str | None = None,
+        roles: Iterable[str] = (),
+        oid: str | None = None,
+        **claims: Any,
     ) -> str:
-        """A user with Entra-shaped claims; returns its sub (also its oid)."""
+        """A user with Entra-shaped claims; returns its sub (also its oid: by default
+        ``oid_for(username)``, the id ``LiveServer.add_class`` gives its rows)."""
         sub = str(uuid.uuid4())
         self.put_user(
             sub,
-            oid=sub,
+            oid=oid or oid_for(username),
             tid=tenant or self.tenant,
             preferred_username=username,
             name=name or username,
             roles=list(roles),
+            **claims,
         )
         return sub
 

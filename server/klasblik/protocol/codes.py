@@ -56,6 +56,7 @@ class ErrorCode:
     REPLACED: Final = "replaced"  #: a newer connection for the same student took over
     OUTSIDE_LESSON_HOURS: Final = "outside_lesson_hours"
     ELSEWHERE: Final = "elsewhere"  #: teacher or device not at the required location
+    ROSTER_STALE: Final = "roster_stale"  #: no successful roster sync for too long
     INTERNAL: Final = "internal_error"  #: server fault; nothing the client did
 
 

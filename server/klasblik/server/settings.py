@@ -149,9 +149,19 @@ def _https_url(value: Any) -> str | None:
 
 
 def _graph_url(value: Any) -> str | None:
-    if value.startswith(("https://", "http://127.0.0.1:", "http://localhost:")):
+    if not value or value.startswith(("https://", "http://127.0.0.1:", "http://localhost:")):
         return None
     return "must be an https:// address"
+
+
+#: Microsoft's clouds: (sign-in host, Microsoft Graph host), from Microsoft's "National
+#: cloud deployments" page (https://learn.microsoft.com/graph/deployments).
+M365_CLOUDS: dict[str, tuple[str, str]] = {
+    "global": ("login.microsoftonline.com", "graph.microsoft.com"),
+    "usgov": ("login.microsoftonline.us", "graph.microsoft.us"),
+    "usgovdod": ("login.microsoftonline.us", "dod-graph.microsoft.us"),
+    "china": ("login.chinacloudapi.cn", "microsoftgraph.chinacloudapi.cn"),
+}
 
 
 #: Microsoft 365 sign-in and roster sync (docs/microsoft365.md).
@@ -171,10 +181,18 @@ M365_SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "m365_cloud",
+        "global",
+        "Microsoft cloud the tenant lives in: global (every Dutch school), usgov, usgovdod "
+        "or china. Gives the sign-in host, the Graph host and the Graph token's resource.",
+        str,
+        _one_of(*M365_CLOUDS),
+    ),
+    Setting(
         "m365_authority",
         "",
         "Sign-in authority; empty means "
-        "https://login.microsoftonline.com/TENANT/v2.0. Must be https.",
+        "https://SIGN-IN-HOST/TENANT/v2.0 of m365_cloud. Must be https.",
         str,
         _https_url,
     ),
@@ -195,13 +213,15 @@ M365_SETTINGS: tuple[Setting, ...] = (
         "m365_admin_group",
         "",
         "Object id of a Microsoft 365 group whose members are IT "
-        "admins (needs the groups claim in the ID token); empty: only the app role counts.",
+        "admins, read by every roster sync (needs GroupMember.Read.All); when set, the group "
+        "alone decides and m365_admin_role is not used. Empty: the app role decides.",
     ),
     Setting(
         "graph_url",
-        "https://graph.microsoft.com/v1.0",
+        "",
         "Microsoft Graph endpoint used "
-        "for roster sync (https; plain http only to this machine, for tests).",
+        "for roster sync; empty: https://GRAPH-HOST/v1.0 of m365_cloud (https; plain http "
+        "only to this machine, for tests). The token is never sent to another host.",
         str,
         _graph_url,
     ),
@@ -213,6 +233,15 @@ M365_SETTINGS: tuple[Setting, ...] = (
         "in Microsoft 365 loses access at the next sync.",
         _int,
         _range(0, 7 * 24 * 60),
+    ),
+    Setting(
+        "roster_max_age_h",
+        24,
+        "Hours without a successful roster sync from Microsoft 365 after which viewing is "
+        "refused (roster_stale), because access can no longer be shown to follow the roster. "
+        "0: never refused (not recommended). Only with m365_tenant_id.",
+        _int,
+        _range(0, 14 * 24),
     ),
     Setting(
         "access_check_s",
@@ -517,12 +546,14 @@ class Settings:
     m365_tenant_id: str
     m365_client_id: str
     m365_client_secret: str
+    m365_cloud: str
     m365_authority: str
     m365_ca_file: str
     m365_admin_role: str
     m365_admin_group: str
     graph_url: str
     roster_sync_interval_min: int
+    roster_max_age_h: int
     access_check_s: int
 
     @property
@@ -535,6 +566,18 @@ class Settings:
         if self.public_url:
             return self.public_url.rstrip("/")
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def effective_graph_url(self) -> str:
+        """Microsoft Graph's v1.0 endpoint: ``graph_url``, else the cloud's."""
+        if self.graph_url:
+            return self.graph_url.rstrip("/")
+        return f"https://{M365_CLOUDS[self.m365_cloud][1]}/v1.0"
+
+    @property
+    def graph_scope(self) -> list[str]:
+        """The client-credentials scope: the cloud's Graph resource + ``/.default``."""
+        return [f"https://{M365_CLOUDS[self.m365_cloud][1]}/.default"]
 
     def replace(self, **changes: Any) -> Settings:
         return load_settings(env={}, file_values=dict(self.values), overrides=changes)

@@ -29,6 +29,7 @@ class Actions:
     REMOTE_MODE_ON = "remote_mode.on"
     REMOTE_MODE_OFF = "remote_mode.off"
     REMOTE_MODE_EXPIRED = "remote_mode.expired"
+    ROSTER_SYNC = "roster.sync"
 
 
 async def record(

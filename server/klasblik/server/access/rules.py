@@ -3,6 +3,7 @@ for every agent hello and every dashboard subscription, never from what a browse
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -10,10 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik.protocol import ErrorCode
 from klasblik.server.errors import AccessDenied
+from klasblik.server.settings import Settings
 from klasblik.server.storage.models import (
     SchoolClass,
     Staff,
     Student,
+    SyncState,
     class_students,
     class_teachers,
 )
@@ -25,8 +28,43 @@ __all__ = [
     "authorize_class",
     "authorize_student",
     "classes_of",
+    "roster_max_age_s",
     "staff_named",
 ]
+
+#: ``sync_state`` row the roster sync writes in its own transaction when it succeeds
+ROSTER_SYNC_OK_KEY = "roster.sync.ok"
+
+
+def roster_max_age_s(settings: Settings) -> float:
+    """Seconds a roster from Microsoft 365 may go without a successful sync before viewing
+    is refused; 0 (no limit) without a tenant or with ``roster_max_age_h`` 0."""
+    if not settings.m365_tenant_id:
+        return 0.0
+    return float(settings.roster_max_age_h * 3600)
+
+
+async def _roster_fresh(session: AsyncSession, max_age_s: float) -> None:
+    """AccessDenied(roster_stale) when the last successful sync is older than
+    ``max_age_s`` (or there never was one). ``max_age_s`` 0: no check."""
+    if max_age_s <= 0:
+        return
+    row = await session.get(SyncState, ROSTER_SYNC_OK_KEY)
+    if row is None:
+        raise AccessDenied(
+            ErrorCode.ROSTER_STALE,
+            "the roster has never been synced from Microsoft 365: nothing can be viewed "
+            "until a sync succeeds (ask IT)",
+        )
+    at = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=dt.UTC)
+    age = (dt.datetime.now(dt.UTC) - at).total_seconds()
+    if age > max_age_s:
+        raise AccessDenied(
+            ErrorCode.ROSTER_STALE,
+            f"the roster was last synced from Microsoft 365 {age / 3600:.0f} hours ago: "
+            "access can no longer be shown to follow it, so nothing can be viewed until a "
+            "sync succeeds (ask IT)",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +132,19 @@ async def classes_of(
 
 
 async def authorize_class(
-    sm: async_sessionmaker[AsyncSession], staff_id: int, class_id: int
+    sm: async_sessionmaker[AsyncSession],
+    staff_id: int,
+    class_id: int,
+    *,
+    roster_max_age_s: float = 0.0,
 ) -> ClassView:
-    """The class and its active students, if this staff member may view it now."""
+    """The class and its active students, if this staff member may view it now (and the
+    roster is fresh enough: ``roster_max_age_s``, see :func:`roster_max_age_s`)."""
     async with sm() as session:
         staff = await session.get(Staff, staff_id)
         if staff is None or not staff.active:
             raise AccessDenied(ErrorCode.FORBIDDEN, "your account is not active staff")
+        await _roster_fresh(session, roster_max_age_s)
         cls = await session.get(SchoolClass, class_id)
         if cls is None:
             raise AccessDenied(ErrorCode.NOT_FOUND, f"class {class_id} does not exist", 404)
@@ -129,13 +173,19 @@ async def authorize_class(
 
 
 async def authorize_student(
-    sm: async_sessionmaker[AsyncSession], staff_id: int, student_id: int
+    sm: async_sessionmaker[AsyncSession],
+    staff_id: int,
+    student_id: int,
+    *,
+    roster_max_age_s: float = 0.0,
 ) -> Student:
-    """The student, if this staff member teaches a class the student is in."""
+    """The student, if this staff member teaches a class the student is in (and the roster
+    is fresh enough)."""
     async with sm() as session:
         staff = await session.get(Staff, staff_id)
         if staff is None or not staff.active:
             raise AccessDenied(ErrorCode.FORBIDDEN, "your account is not active staff")
+        await _roster_fresh(session, roster_max_age_s)
         student = await session.get(Student, student_id)
         if student is None or not student.active:
             raise AccessDenied(ErrorCode.NOT_FOUND, f"student {student_id} does not exist", 404)

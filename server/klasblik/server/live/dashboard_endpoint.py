@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 
 from klasblik import protocol as p
 from klasblik.server.access import audit
-from klasblik.server.access.rules import authorize_class, authorize_student
+from klasblik.server.access.rules import authorize_class, authorize_student, roster_max_age_s
 from klasblik.server.auth.identity import check_origin, require_staff
 from klasblik.server.errors import AccessDenied, ApiError
 from klasblik.server.keys import DB, HUB, OPEN_WEBSOCKET, SETTINGS, STORE
@@ -177,7 +177,12 @@ class _Commands:
         class_id = msg["class_id"]
         await self._check_location(f"class:{class_id}")
         try:
-            cls = await authorize_class(self.app[DB], self.viewer.staff_id, class_id)
+            cls = await authorize_class(
+                self.app[DB],
+                self.viewer.staff_id,
+                class_id,
+                roster_max_age_s=roster_max_age_s(self.app[SETTINGS]),
+            )
         except AccessDenied as exc:
             await self._audit(audit.Actions.VIEW_REFUSED, f"class:{class_id}", exc.message)
             raise
@@ -228,7 +233,12 @@ class _Commands:
             raise AccessDenied(p.ErrorCode.FORBIDDEN, "subscribe to the student's class first")
         await self._check_location(f"student:{sid}")
         try:
-            student = await authorize_student(self.app[DB], self.viewer.staff_id, sid)
+            student = await authorize_student(
+                self.app[DB],
+                self.viewer.staff_id,
+                sid,
+                roster_max_age_s=roster_max_age_s(self.app[SETTINGS]),
+            )
         except AccessDenied as exc:
             await self._audit(audit.Actions.VIEW_REFUSED, f"student:{sid}", exc.message)
             raise

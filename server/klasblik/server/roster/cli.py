@@ -65,7 +65,13 @@ def _sync(settings: Settings) -> int:
         m365 = M365Client(settings)
         try:
             async with graph_for(settings, m365) as graph:
-                return await run_sync(sm, graph, None, progress)
+                summary = await run_sync(sm, graph, None, progress, settings)
+            if m365.app_roles is not None:
+                from klasblik.server.roster.health import permission_report
+
+                report = permission_report(settings, m365.app_roles)
+                progress(f"app permissions: {report.text()}")
+            return summary
         finally:
             m365.close()
 

@@ -33,25 +33,29 @@ async def revoke_lost_access(
     return closed
 
 
-async def recheck_viewers(sm: async_sessionmaker[AsyncSession], hub: Hub) -> int:
-    """Close every open view whose staff member may no longer see a class it shows, or
-    that shows a student who left the class; return how many were closed."""
+async def recheck_viewers(
+    sm: async_sessionmaker[AsyncSession], hub: Hub, roster_max_age_s: float = 0.0
+) -> int:
+    """Close every open view whose staff member may no longer see a class it shows, that
+    shows a student who left the class, or (``roster_max_age_s``) whose roster has gone too
+    long without a successful sync; return how many were closed."""
     closed = 0
     for viewer in list(hub.viewers):
         for class_id, shown in list(viewer.classes.items()):
             reason = None
+            code = p.ErrorCode.FORBIDDEN
             try:
-                view = await authorize_class(sm, viewer.staff_id, class_id)
+                view = await authorize_class(
+                    sm, viewer.staff_id, class_id, roster_max_age_s=roster_max_age_s
+                )
             except AccessDenied as exc:
-                reason = exc.message
+                reason, code = exc.message, exc.code
             else:
                 if shown - {s.id for s in view.students}:
                     reason = "the class roster changed; open the class again"
             if reason is not None:
                 log.info("closing view %s of staff %s: %s", viewer.id, viewer.staff_id, reason)
-                await hub.close_viewer(
-                    viewer, p.ErrorCode.FORBIDDEN, reason, p.CloseCode.ACCESS_REVOKED
-                )
+                await hub.close_viewer(viewer, code, reason, p.CloseCode.ACCESS_REVOKED)
                 closed += 1
                 break
     return closed

@@ -9,7 +9,12 @@ from typing import Any
 from aiohttp import web
 
 from klasblik.server.access import audit
-from klasblik.server.access.rules import authorize_student, classes_of, staff_named
+from klasblik.server.access.rules import (
+    authorize_student,
+    classes_of,
+    roster_max_age_s,
+    staff_named,
+)
 from klasblik.server.auth.identity import check_csrf, check_origin, require_staff
 from klasblik.server.auth.sessions import COOKIE, create_session, end_session, set_session_cookie
 from klasblik.server.errors import AccessDenied, ApiError
@@ -95,7 +100,9 @@ async def student_thumbnail(request: web.Request) -> web.StreamResponse:
     except ValueError:
         raise ApiError("invalid_format", "student id must be a number", 400) from None
     try:
-        await authorize_student(app[DB], staff.id, student_id)
+        await authorize_student(
+            app[DB], staff.id, student_id, roster_max_age_s=roster_max_age_s(app[SETTINGS])
+        )
         await check_thumbnail_location(request, staff, student_id)
     except AccessDenied as exc:
         await audit.record(
@@ -139,9 +146,33 @@ async def healthz(request: web.Request) -> web.Response:
         status["blob_store"] = f"degraded: {app[LATEST].last_error}"
         if status["status"] == "ok":
             status["status"] = "degraded"
+    await _roster_part(request, status)
     status["agents"] = len(app[HUB].agents)  # type: ignore[assignment]
     status["viewers"] = len(app[HUB].viewers)  # type: ignore[assignment]
     return web.json_response(status, status=code)
+
+
+async def _roster_part(request: web.Request, status: dict[str, Any]) -> None:
+    """Roster-sync health and the app permission check (``roster/health.py``); without
+    the last error's message, which only IT's admin page shows. Self-contained."""
+    from klasblik.server.roster.health import degraded, roster_health
+
+    app = request.app
+    m365 = app.get(M365)
+    try:
+        roster = await roster_health(
+            app[DB],
+            app[SETTINGS],
+            m365.app_roles if m365 else None,
+            m365.app_roles_at if m365 else None,
+        )
+    except Exception as exc:
+        roster = {"error": f"unavailable: {type(exc).__name__}"}
+    if roster is None:
+        return
+    status["roster"] = roster
+    if ("error" in roster or degraded(roster)) and status["status"] == "ok":
+        status["status"] = "degraded"
 
 
 def location_notices(request: web.Request, staff: Staff) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ from aiohttp import web
 from klasblik.server.live.agent_endpoint import agent_ws
 from klasblik.server.live.dashboard_endpoint import dashboard_ws
 from klasblik.server.web.admin_privacy import setup_privacy_admin_routes
+from klasblik.server.web.admin_roster import setup_roster_admin_routes
 from klasblik.server.web.api import (
     auth_options,
     demo_signin,
@@ -34,4 +35,5 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/ws/agent", agent_ws)
     r.add_get("/ws/dashboard", dashboard_ws)
     setup_privacy_admin_routes(app)
+    setup_roster_admin_routes(app)
     r.add_get(r"/{name:[A-Za-z0-9_-]+\.(?:js|mjs|css|svg|png|ico|webmanifest)}", asset)

@@ -2,15 +2,25 @@
 confidential client (sign-in and Graph tokens) and the provider's signing keys.
 
 msal and requests are blocking: every call here runs in a worker thread
-(``asyncio.to_thread``), never on the event loop."""
+(``asyncio.to_thread``), never on the event loop.
+
+msal keeps no teacher's tokens: sign-in excludes ``offline_access`` (no refresh token is
+asked for) and the account msal cached from a redeemed code is removed at once
+(``tests/m365/test_m365_permissions.py::test_msal_keeps_no_teacher_tokens``). Only the
+app-only Graph token stays in msal's cache, until near its expiry.
+
+The roles (application permissions) of each app-only token are read and kept
+(``app_roles``): the permission check compares them with what Klasblik needs."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
 import time
 from typing import Any
 
+import jwt
 import msal
 import requests
 from msal.exceptions import MsalServiceError
@@ -18,12 +28,22 @@ from msal.exceptions import MsalServiceError
 from klasblik.protocol.errors import KlasblikError
 from klasblik.server.settings import Settings
 
-__all__ = ["GRAPH_SCOPE", "SIGNIN_SCOPES", "M365Client", "M365Error", "authority_of"]
+__all__ = [
+    "EXCLUDED_SCOPES",
+    "GRAPH_SCOPE",
+    "SIGNIN_SCOPES",
+    "M365Client",
+    "M365Error",
+    "authority_of",
+]
 
-#: Client credentials for Microsoft Graph: the application permissions granted to the app.
+#: Client credentials for Microsoft Graph (global cloud): the application permissions
+#: granted to the app. Other clouds: ``Settings.graph_scope``.
 GRAPH_SCOPE = ["https://graph.microsoft.com/.default"]
 #: Sign-in asks only for the ID token (msal adds openid and profile itself).
 SIGNIN_SCOPES: list[str] = []
+#: msal adds offline_access (a refresh token) by default; Klasblik never wants one.
+EXCLUDED_SCOPES = ["offline_access"]
 _KEYS_MAX_AGE_S = 3600.0
 
 
@@ -48,7 +68,9 @@ def authority_of(settings: Settings) -> str:
     if settings.m365_authority:
         url = str(settings.m365_authority).rstrip("/")
         return url if url.endswith("/v2.0") else url + "/v2.0"
-    return f"https://login.microsoftonline.com/{settings.m365_tenant_id}/v2.0"
+    from klasblik.server.settings import M365_CLOUDS
+
+    return f"https://{M365_CLOUDS[settings.m365_cloud][0]}/{settings.m365_tenant_id}/v2.0"
 
 
 def _refusal(result: Any) -> str:
@@ -84,6 +106,9 @@ class M365Client:
         self._discovery: dict[str, Any] | None = None
         self._keys: dict[str, Any] = {}
         self._keys_at = 0.0
+        #: the ``roles`` claim of the last app-only Graph token, and when it was read
+        self.app_roles: frozenset[str] | None = None
+        self.app_roles_at: dt.datetime | None = None
 
     # ---- blocking helpers (run in a thread) ---------------------------------------
 
@@ -98,6 +123,7 @@ class M365Client:
                         authority=self.authority.removesuffix("/v2.0"),
                         instance_discovery=False,
                         http_client=self.http,
+                        exclude_scopes=EXCLUDED_SCOPES,
                     )
                 except (ValueError, requests.RequestException) as exc:
                     raise M365Error(f"sign-in authority {self.authority} unusable: {exc}") from exc
@@ -148,21 +174,44 @@ class M365Client:
             raise M365Error(f"sign-in authority unreachable: {exc}") from exc
 
     def _finish(self, flow: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        app = self._msal()
         try:
-            result: dict[str, Any] = self._msal().acquire_token_by_auth_code_flow(flow, params)
+            result: dict[str, Any] = app.acquire_token_by_auth_code_flow(flow, params)
             return result
         except (requests.RequestException, MsalServiceError) as exc:
             raise M365Error(f"sign-in authority unreachable: {exc}") from exc
+        finally:
+            self._forget_users(app)
+
+    def _forget_users(self, app: msal.ConfidentialClientApplication) -> None:
+        """Drop every user account (and its ID, access and any refresh token) msal cached
+        from a redeemed code: Klasblik's session is its own, nothing of the teacher's stays."""
+        with self._lock:
+            for account in app.get_accounts():
+                app.remove_account(account)
 
     def _graph_token(self) -> str:
         try:
-            result = self._msal().acquire_token_for_client(GRAPH_SCOPE)
+            result = self._msal().acquire_token_for_client(self.settings.graph_scope)
         except (requests.RequestException, MsalServiceError) as exc:
             raise M365Error(f"sign-in authority unreachable: {exc}") from exc
         token = result.get("access_token") if isinstance(result, dict) else None
         if not token:
             raise M365Error(f"no Graph token for the app registration: {_refusal(result)}")
+        self._note_roles(str(token))
         return str(token)
+
+    def _note_roles(self, token: str) -> None:
+        """Keep the token's ``roles``. Read without checking the signature: the token came
+        straight from the authority over TLS, and only its own permissions are read from it
+        (Graph checks it; Klasblik reports on it)."""
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return
+        roles = claims.get("roles")
+        self.app_roles = frozenset(str(r) for r in roles) if isinstance(roles, list) else None
+        self.app_roles_at = dt.datetime.now(dt.UTC)
 
     # ---- async faces --------------------------------------------------------------
 

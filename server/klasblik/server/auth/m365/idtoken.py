@@ -11,7 +11,7 @@ import jwt
 from klasblik.protocol.errors import KlasblikError
 from klasblik.server.auth.m365.client import M365Client
 
-__all__ = ["TokenRefused", "validate_id_token"]
+__all__ = ["TokenRefused", "is_guest", "validate_id_token"]
 
 _ALGORITHMS = ["RS256"]
 _LEEWAY_S = 60
@@ -69,6 +69,25 @@ async def validate_id_token(client: M365Client, id_token: str | None) -> dict[st
         raise TokenRefused(
             "wrong_tenant", "this account belongs to another organisation than the school's"
         )
-    if not claims.get("oid") and not claims.get("preferred_username"):
-        raise TokenRefused("invalid_token", "the ID token names no account")
+    if not claims.get("oid"):
+        # the object id is the only key Klasblik matches accounts on; preferred_username
+        # is mutable and Microsoft says it must not be used for authorization
+        raise TokenRefused("invalid_token", "the ID token names no account (no oid)")
+    if is_guest(claims, client.tenant_id):
+        raise TokenRefused(
+            "guest_account",
+            "this is a guest account from another organisation: only the school's own staff "
+            "can sign in",
+        )
     return claims
+
+
+def is_guest(claims: dict[str, Any], tenant_id: str) -> bool:
+    """A guest (B2B) or personal account signed in to the school's tenant: Entra puts the
+    home identity provider in ``idp`` when it is not the tenant itself, and the optional
+    ``acct`` claim is 1 for guests (https://learn.microsoft.com/entra/identity-platform/id-token-claims-reference,
+    https://learn.microsoft.com/entra/identity-platform/optional-claims-reference)."""
+    if claims.get("acct") in (1, "1"):
+        return True
+    idp = claims.get("idp")
+    return bool(idp) and tenant_id.lower() not in str(idp).lower()

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 from aiohttp import web
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from klasblik.protocol.errors import KlasblikError
 from klasblik.server.access import audit
@@ -130,37 +130,32 @@ async def _redeem(request: web.Request, client: M365Client) -> dict[str, Any]:
         _fail("unavailable", "Microsoft 365 cannot be reached; try again later")
 
 
-def _is_admin(settings: Settings, claims: dict[str, Any]) -> bool:
+def _is_admin(settings: Settings, claims: dict[str, Any], staff: Staff) -> bool:
+    """IT admin: with ``m365_admin_group`` set, the group decides, as the roster sync read
+    it (``staff.is_admin``; the ``groups`` claim is never used, so an overage, a token of
+    a member of more than 200 groups without that claim, changes nothing). Without a group,
+    the app role in the ``roles`` claim decides (app roles have no overage)."""
+    if settings.m365_admin_group:
+        return staff.is_admin
     roles = claims.get("roles") or []
-    groups = claims.get("groups") or []
-    role, group = settings.m365_admin_role, settings.m365_admin_group
-    return bool(
-        (role and isinstance(roles, list) and role in roles)
-        or (group and isinstance(groups, list) and group in groups)
-    )
+    role = settings.m365_admin_role
+    return bool(role and isinstance(roles, list) and role in roles)
 
 
 async def _staff_for(request: web.Request, claims: dict[str, Any]) -> Staff:
-    """The active staff member behind the claims, updated; or SignInRefused."""
+    """The active staff member behind the claims, updated; or SignInRefused. Matched on
+    the object id alone: ``preferred_username`` is only shown and logged, never a key."""
     app = request.app
     oid = str(claims.get("oid") or "")
     upn = str(claims.get("preferred_username") or "").strip().lower()
     actor = upn or oid
     async with app[DB]() as session, session.begin():
-
-        async def find(model: type[Staff] | type[Student]) -> Staff | Student | None:
-            """By object id first (stable), else by username (first sign-in)."""
-            row: Staff | Student | None = None
-            if oid:
-                row = await session.scalar(select(model).where(model.m365_id == oid))
-            if row is None and upn:
-                row = await session.scalar(select(model).where(func.lower(model.username) == upn))
-            return row
-
-        found = await find(Staff)
-        staff = found if isinstance(found, Staff) else None
+        staff = await session.scalar(select(Staff).where(Staff.m365_id == oid)) if oid else None
         if staff is None:
-            if await find(Student) is not None:
+            student = (
+                await session.scalar(select(Student).where(Student.m365_id == oid)) if oid else None
+            )
+            if student is not None:
                 _fail("student_account", "students cannot open the dashboard", actor)
             _fail(
                 "unknown_account",
@@ -169,14 +164,8 @@ async def _staff_for(request: web.Request, claims: dict[str, Any]) -> Staff:
             )
         if not staff.active:
             _fail("account_disabled", "your account is disabled in the school's roster", actor)
-        if oid and staff.m365_id and staff.m365_id != oid:
-            _fail(
-                "account_mismatch", "this username belongs to another account in the roster", actor
-            )
-        if oid:
-            staff.m365_id = oid
         staff.last_ip = client_ip(request)
-        staff.is_admin = _is_admin(app[SETTINGS], claims)
+        staff.is_admin = _is_admin(app[SETTINGS], claims, staff)
     return staff
 
 
