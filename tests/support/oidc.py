@@ -21,8 +21,9 @@ mock, following Microsoft's documented shapes:
   in the body, or HTTP Basic) and ``scope=https://graph.microsoft.com/.default`` answers
   ``{"token_type": "Bearer", "expires_in", "ext_expires_in", "access_token"}``; the
   access token is a JWT signed with the provider's own key (the one its JWKS publishes)
-  and carries Graph's app-only claims: ``aud`` https://graph.microsoft.com, ``iss``
-  https://sts.windows.net/{tenant}/, ``tid``, ``appid``, ``idtyp`` app, and ``roles``: the
+  and carries Graph's app-only claims: ``aud`` the requested resource
+  (https://graph.microsoft.com, or a national cloud's Graph listed in
+  ``graph_resources``), ``iss`` https://sts.windows.net/{tenant}/, ``tid``, ``appid``, ``idtyp`` app, and ``roles``: the
   application permissions set in ``OidcProvider.app_roles``;
 - refusals as Entra words them: ``{"error", "error_description": "AADSTSnnn: ...",
   "error_codes", "timestamp", "trace_id", "correlation_id", "error_uri"}``. A wrong secret
@@ -151,6 +152,10 @@ class OidcProvider:
     client_id: str = CLIENT_ID
     client_secret: str = CLIENT_SECRET
     app_roles: list[str] = field(default_factory=lambda: list(APP_ROLES))
+    #: the resources (``aud``) the client-credentials grant issues tokens for: Graph of
+    #: the global cloud; a national cloud's Graph (https://graph.microsoft.us, ...) when
+    #: a test adds it
+    graph_resources: list[str] = field(default_factory=lambda: [GRAPH_AUDIENCE])
     app_token_lifetime_s: int = 3599
     #: access tokens issued by the client-credentials grant, oldest first
     app_tokens: list[str] = field(default_factory=list)
@@ -426,7 +431,8 @@ class _EntraTokenEndpoint:
                 "credential flows must have a scope value with /.default suffixed to the "
                 "resource identifier (application ID URI).",
             )
-        if resources[0].rstrip("/") != GRAPH_AUDIENCE:
+        resource = resources[0].rstrip("/")
+        if resource not in provider.graph_resources:
             return _entra_error(
                 400,
                 "invalid_resource",
@@ -437,7 +443,7 @@ class _EntraTokenEndpoint:
         now = int(time.time())
         service_principal = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sp:{client_id}"))
         claims = {
-            "aud": GRAPH_AUDIENCE,
+            "aud": resource,
             "iss": provider.app_token_issuer,
             "iat": now,
             "nbf": now,

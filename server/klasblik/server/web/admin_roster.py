@@ -49,7 +49,9 @@ async def roster_sync_now(request: web.Request) -> web.Response:
     try:
         started = start_sync_now(app)
     except (ValueError, KeyError):
-        raise ApiError("not_configured", "roster sync from Microsoft 365 is not set up", 404)
+        raise ApiError(
+            "not_configured", "roster sync from Microsoft 365 is not set up", 404
+        ) from None
     await audit.record(
         app[DB], actor, audit.Actions.ROSTER_SYNC, "roster", "by hand", client_ip(request)
     )
