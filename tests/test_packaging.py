@@ -45,6 +45,7 @@ PAGES = {
     "index.html": "/",
     "admin-locations.html": "/admin/locations",
     "admin-audit.html": "/admin/audit",
+    "admin-roster.html": "/admin/roster",
 }
 #: The content type a browser needs for each kind of asset (module scripts are refused
 #: under any other type).

@@ -1,4 +1,4 @@
-"""IT's roster-sync screen: ``GET /api/admin/roster`` (health: last success, age, last
+"""IT's roster-sync screen: ``GET /admin/roster`` (the page), ``GET /api/admin/roster`` (health: last success, age, last
 error with its message, the app token's permissions) and ``POST /api/admin/roster/sync``
 (run a sync now, in the background). Signed-in active IT admins only; the POST needs the
 CSRF token and is audit-logged."""
@@ -10,7 +10,7 @@ from aiohttp import web
 from klasblik.server.access import audit
 from klasblik.server.auth.identity import check_csrf, require_staff
 from klasblik.server.errors import ApiError
-from klasblik.server.keys import DB, M365, SETTINGS
+from klasblik.server.keys import DASHBOARD_FILES, DB, M365, SETTINGS
 from klasblik.server.net import client_ip
 from klasblik.server.roster.health import roster_health
 from klasblik.server.roster.jobs import start_sync_now
@@ -58,6 +58,15 @@ async def roster_sync_now(request: web.Request) -> web.Response:
     return web.json_response({"started": started}, status=202)
 
 
+async def roster_page(request: web.Request) -> web.StreamResponse:
+    await _it_admin(request)
+    path = request.app[DASHBOARD_FILES] / "admin-roster.html"
+    if not path.is_file():
+        raise ApiError("not_found", "dashboard file admin-roster.html is missing", 404)
+    return web.FileResponse(path, headers={"Cache-Control": "no-store"})
+
+
 def setup_roster_admin_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/roster", roster_page)
     app.router.add_get("/api/admin/roster", roster_status)
     app.router.add_post("/api/admin/roster/sync", roster_sync_now)
