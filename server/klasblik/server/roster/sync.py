@@ -219,7 +219,6 @@ class _Roster:
                 active=enabled,
             )
             self.s.add(row)
-            await self.s.flush()
             self.summary.created["student"] += 1
         else:
             self._change(
@@ -268,8 +267,6 @@ class _Roster:
                 active=enabled,
             )
             self.s.add(row)
-            await self.s.flush()
-            self.was_active[row.id] = False
             self.summary.created["staff"] += 1
         else:
             self._change(row, "staff", username=upn, name=name, m365_id=oid, school_id=school.id)
@@ -467,6 +464,11 @@ async def sync_roster(
                 raise SyncBusy("another instance is syncing the roster now")
         roster = _Roster(s, summary)
         await roster.load()
+        # new rows are flushed in batches (their ids are needed only for class links)
+        by_gid = {
+            c.m365_id: c
+            for c in await s.scalars(select(SchoolClass).where(SchoolClass.m365_id.is_not(None)))
+        }
         seen_classes: set[str] = set()
         for data in snap.schools:
             found = await _school(s, data.item, summary)
@@ -481,29 +483,34 @@ async def sync_roster(
                     continue
                 seen_classes.add(gid)
                 name = str(c.get("displayName") or c.get("mailNickname") or gid).strip()[:120]
-                cls = await s.scalar(select(SchoolClass).where(SchoolClass.m365_id == gid))
+                cls = by_gid.get(gid)
                 new = cls is None
                 if cls is None:
                     cls = SchoolClass(school_id=school.id, name=name, m365_id=gid)
                     s.add(cls)
                     await s.flush()
+                    by_gid[gid] = cls
                     summary.created["class"] += 1
                 elif (cls.name, cls.school_id) != (name, school.id):
                     cls.name, cls.school_id = name, school.id
                     summary.updated["class"] += 1
                 if members is None or teachers is None:
                     continue
-                student_ids: set[int] = set()
+                student_rows: list[Student] = []
                 for u in members:
                     if u.get("primaryRole") == "student":
                         row = await roster.user(u, school, location)
                         if isinstance(row, Student):
-                            student_ids.add(row.id)
-                teacher_ids: set[int] = set()
+                            student_rows.append(row)
+                teacher_rows: list[Staff] = []
                 for u in teachers:
                     row = await roster.user({**u, "primaryRole": "teacher"}, school, location)
                     if isinstance(row, Staff):
-                        teacher_ids.add(row.id)
+                        teacher_rows.append(row)
+                if s.new:
+                    await s.flush()
+                student_ids = {r.id for r in student_rows}
+                teacher_ids = {r.id for r in teacher_rows}
                 a1, g1 = await _set_members(s, class_students, "student_id", cls.id, student_ids)
                 a2, g2 = await _set_members(s, class_teachers, "staff_id", cls.id, teacher_ids)
                 if not new and (a1 or g1 or a2 or g2):
