@@ -171,3 +171,21 @@ async def test_admin_group_is_read_by_the_sync(school, sm):
         flags = {m: a for m, a in (await s.execute(select(Staff.m365_id, Staff.is_admin))).all()}
     assert flags == {school.t1: False, school.t2: True}
     assert summary.updated["it admin"] == 2
+
+
+async def test_failure_while_reading_classes_is_one_graph_error(school, sm):
+    """A class read that fails (Graph answers 503 without Retry-After past the retries)
+    while several classes are read at once fails the sync with that GraphError, not a
+    group of errors; nothing is written."""
+    from klasblik.server.roster.graph import GraphClient, GraphError
+
+    school.graph.fail_path_contains = f"/education/classes/{school.c8c}/members"
+
+    async def token() -> str:
+        return school.graph.token
+
+    async with GraphClient(school.graph.base_url, token, max_retries=0) as graph:
+        with pytest.raises(GraphError, match="HTTP 503"):
+            await sync_roster(sm, graph)
+    async with sm() as s:
+        assert (await s.scalar(select(SchoolClass))) is None

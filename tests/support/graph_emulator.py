@@ -233,6 +233,8 @@ class GraphEmulator:
     groups: dict[str, set[str]] = field(default_factory=dict)
     #: answer the next N requests with 429
     throttle_next: int = 0
+    #: answer every request whose path contains this with 503 (a Graph outage there)
+    fail_path_contains: str = ""
     retry_after_s: int = 1
     #: (monotonic time, path, status) of every request
     requests: list[tuple[float, str, int]] = field(default_factory=list)
@@ -361,6 +363,8 @@ class GraphEmulator:
             resp: web.StreamResponse = _error(refused.status, refused.code, refused.message)
             if refused.status == 401:
                 resp.headers["WWW-Authenticate"] = _WWW_AUTHENTICATE
+        elif self.fail_path_contains and self.fail_path_contains in request.path:
+            resp = _error(503, "ServiceUnavailable", "The service is temporarily unavailable.")
         elif self.throttle_next > 0:
             self.throttle_next -= 1
             resp = _error(429, "TooManyRequests", "Too many requests.")

@@ -29,6 +29,7 @@ school. What the caller does with staff who lost access is in ``revocation.py``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import re
@@ -78,6 +79,8 @@ EDU_USER_SELECT = (
     "$select=id,displayName,givenName,surname,userPrincipalName,accountEnabled,primaryRole,userType"
 )
 _SYNC_LOCK = 7243365
+#: class member/teacher reads in flight at once
+READ_CONCURRENCY = 6
 _BRIN = re.compile(r"^[0-9]{2}[A-Z]{2}$")
 
 Progress = Callable[[str], None]
@@ -394,11 +397,14 @@ async def _fetch(
     today: dt.date | None = None,
 ) -> _Snapshot:
     """Read everything this run needs from Graph, before any database write."""
-    progress("reading class changes (groups delta)")
+    progress("reading class changes (classes delta)")
     groups = await _delta(graph, GROUPS_DELTA, state.get(GROUPS_DELTA_KEY), progress)
     changed = {str(g.get("id")) for g in groups.items}
     progress("reading schools")
     schools: list[_SchoolData] = []
+    # a class's members and teachers are read a few classes at a time (Graph answers each
+    # request in tens to hundreds of milliseconds; throttling still gets its Retry-After)
+    parallel = asyncio.Semaphore(READ_CONCURRENCY)
     for item in await graph.all("/education/schools"):
         sds_id = str(item.get("id") or "")
         if not sds_id:
@@ -408,19 +414,33 @@ async def _fetch(
         users = await graph.all(f"/education/schools/{sds_id}/users?{EDU_USER_SELECT}")
         classes = await graph.all(f"/education/schools/{sds_id}/classes")
         progress(f"school {label}: {len(classes)} classes")
-        rows: list[Any] = []
-        for c in classes:
-            gid = str(c.get("id") or "")
-            if gid and class_ended(c, today or dt.datetime.now(dt.UTC).date()):
-                rows.append((c, [], []))
-            elif gid and (groups.full or gid in changed or gid not in known_classes):
+
+        async def links(gid: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            async with parallel:
                 members = await graph.all(f"/education/classes/{gid}/members?{EDU_USER_SELECT}")
                 teachers = await graph.all(f"/education/classes/{gid}/teachers?{EDU_USER_SELECT}")
-                rows.append((c, members, teachers))
-            else:
-                rows.append((c, None, None))
+            return members, teachers
+
+        rows: list[Any] = []
+        reads: dict[int, asyncio.Task[Any]] = {}
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for c in classes:
+                    gid = str(c.get("id") or "")
+                    if gid and class_ended(c, today or dt.datetime.now(dt.UTC).date()):
+                        rows.append((c, [], []))
+                    elif gid and (groups.full or gid in changed or gid not in known_classes):
+                        reads[len(rows)] = tg.create_task(links(gid))
+                        rows.append((c, None, None))
+                    else:
+                        rows.append((c, None, None))
+        except ExceptionGroup as group:
+            # the first failure, as one error (the other reads were cancelled)
+            raise group.exceptions[0] from None
+        for i, task in reads.items():
+            rows[i] = (rows[i][0], *task.result())
         schools.append(_SchoolData(item, users, rows))
-    progress("reading account changes (users delta)")
+    progress("reading account changes (education users delta)")
     users_delta = await _delta(graph, USERS_DELTA, state.get(USERS_DELTA_KEY), progress)
     admins: set[str] | None = None
     if admin_group:
