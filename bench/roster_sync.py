@@ -5,7 +5,7 @@ real Graph client, first a full sync, then a delta sync after a day's worth of c
 Prints Graph requests and seconds per sync; asserts nothing.
 
     .venv/bin/python -m bench.roster_sync [--schools 40] [--students 20000]
-        [--class-size 25] [--page-size 100] [--database-url URL]
+        [--class-size 25] [--page-size 100] [--latency-ms 0] [--database-url URL]
 
 Without ``--database-url`` it runs on SQLite in a temporary folder; pass a
 ``postgresql+asyncpg://...`` URL (an empty database) to measure PostgreSQL.
@@ -83,12 +83,15 @@ def _a_day_of_changes(graph: GraphEmulator, class_ids: list[str]) -> Counter[str
 
 
 async def main(args: argparse.Namespace) -> None:
-    graph, runner = await start_graph_emulator(GraphEmulator(page_size=args.page_size))
+    graph, runner = await start_graph_emulator(
+        GraphEmulator(page_size=args.page_size, latency_s=args.latency_ms / 1000)
+    )
     t0 = time.perf_counter()
     class_ids = _board(graph, args.schools, args.students, args.class_size)
     print(
         f"board: {args.schools} schools, {len(graph.users)} accounts, {len(class_ids)} classes "
-        f"(emulator filled in {time.perf_counter() - t0:.1f} s); page size {args.page_size}"
+        f"(emulator filled in {time.perf_counter() - t0:.1f} s); page size {args.page_size}, "
+        f"{args.latency_ms} ms per Graph answer"
     )
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
@@ -140,4 +143,7 @@ if __name__ == "__main__":
     parser.add_argument("--class-size", type=int, default=25)
     parser.add_argument("--page-size", type=int, default=100)
     parser.add_argument("--database-url", default="")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0, help="added to each Graph answer (real Graph: ~100)"
+    )
     asyncio.run(main(parser.parse_args()))

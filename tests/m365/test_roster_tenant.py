@@ -189,3 +189,24 @@ async def test_failure_while_reading_classes_is_one_graph_error(school, sm):
             await sync_roster(sm, graph)
     async with sm() as s:
         assert (await s.scalar(select(SchoolClass))) is None
+
+
+async def test_sds_v2_shapes(school, sm):
+    """School Data Sync v2 as Microsoft documents its objects: a school with its number
+    only in ``externalId`` (no ``schoolNumber``), staff with ``primaryRole`` faculty, a
+    class with a term but no end date (https://learn.microsoft.com/graph/api/resources/educationschool,
+    https://learn.microsoft.com/graph/api/resources/educationuser)."""
+    from klasblik.server.storage.models import Location
+
+    sid = school.graph.add_school("Het Anker", "34CD01")
+    school.graph.schools[sid]["schoolNumber"] = None
+    head = school.graph.add_user("dir@school.example", "Dirk", "Rector", "faculty", sid)
+    kid = school.graph.add_user("kim@school.example", "Kim", "de Wit", "student", sid)
+    school.graph.add_class("3A", sid, [kid], [head], term={"displayName": "2026", "endDate": None})
+    await _sync(school, sm)
+    async with sm() as s:
+        loc = await s.scalar(select(Location).where(Location.code == "34CD01"))
+        staff = await s.scalar(select(Staff).where(Staff.m365_id == head))
+    assert loc is not None and loc.name == "Het Anker"
+    assert staff is not None and staff.active
+    assert await _links(sm, "3A") == (1, 1)

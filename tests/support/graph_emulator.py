@@ -235,6 +235,8 @@ class GraphEmulator:
     throttle_next: int = 0
     #: answer every request whose path contains this with 503 (a Graph outage there)
     fail_path_contains: str = ""
+    #: seconds each answer waits, like Graph's own latency (benchmarks)
+    latency_s: float = 0.0
     retry_after_s: int = 1
     #: (monotonic time, path, status) of every request
     requests: list[tuple[float, str, int]] = field(default_factory=list)
@@ -354,6 +356,10 @@ class GraphEmulator:
 
     @web.middleware
     async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.latency_s:
+            import asyncio
+
+            await asyncio.sleep(self.latency_s)
         try:
             self._authorize(request)
             refused = None
