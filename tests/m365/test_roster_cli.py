@@ -112,6 +112,7 @@ def test_roster_sync_prints_progress_and_summary(
         "updated 0; disabled 0; removed 0; throttled 0" in first
     )
     assert "roster sync done: created 0; updated 0; disabled 1 (staff 1); removed 0" in second
+    assert "roster sync: app permissions: exactly what is needed" in first
     assert [(c.grant_type, c.status) for c in provider.token_calls] == [
         ("client_credentials", 200),
         ("client_credentials", 200),

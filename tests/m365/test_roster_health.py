@@ -168,6 +168,12 @@ async def test_exact_permissions_and_a_fresh_sync_are_healthy(tmp_path, provider
         await server.stop()
 
 
+async def test_healthz_has_no_roster_part_without_microsoft_365(live_server):
+    """Without a tenant there is no roster sync, so /healthz has no roster part."""
+    health = await _healthz(live_server)
+    assert "roster" not in health
+
+
 async def _subscribe(ws, class_id):
     await ws.send_str(json.dumps({"type": "subscribe", "id": 1, "class_id": class_id}))
     while True:
