@@ -136,6 +136,8 @@ class _Roster:
         self.by_name: dict[str, Student | Staff] = {}
         self.seen: set[str] = set()
         self.was_active: dict[int, bool] = {}
+        #: ``id()`` of the staff rows created in this run
+        self.fresh: set[int] = set()
 
     async def load(self) -> None:
         for st in await self.s.scalars(select(Student)):
@@ -270,6 +272,7 @@ class _Roster:
                 active=enabled,
             )
             self.s.add(row)
+            self.fresh.add(id(row))
             self.summary.created["staff"] += 1
         else:
             self._change(row, "staff", username=upn, name=name, m365_id=oid, school_id=school.id)
@@ -566,12 +569,13 @@ async def sync_roster(
             await s.delete(cls)
 
         for sf in roster.staff.values():
-            admin = sf.active and (
-                sf.is_admin if snap.admins is None else (sf.m365_id or "") in snap.admins
+            current = bool(sf.is_admin)  # None on a row not yet inserted
+            admin = bool(sf.active) and (
+                current if snap.admins is None else (sf.m365_id or "") in snap.admins
             )
-            if sf.is_admin != admin:
-                sf.is_admin = admin
+            if current != admin and id(sf) not in roster.fresh:
                 summary.updated["it admin"] += 1
+            sf.is_admin = admin
 
         now = utcnow()
         for key, value in (
