@@ -23,9 +23,16 @@ from klasblik.server.auth.m365.client import authority_of
 from klasblik.server.keys import M365, ROSTER_JOBS
 from klasblik.server.roster import jobs as roster_jobs
 from klasblik.server.settings import load_settings
-from klasblik.server.storage.models import AuditEntry, Location, SchoolClass, Staff, SyncState
+from klasblik.server.storage.models import (
+    AuditEntry,
+    Location,
+    SchoolClass,
+    Staff,
+    Student,
+    SyncState,
+)
 from tests.m365 import signin_flow as f
-from tests.m365.roster_fixture import T1, T2, fill
+from tests.m365.roster_fixture import ANNA, T1, T2, fill
 from tests.support.graph_emulator import GraphEmulator, start_graph_emulator
 from tests.support.live import start_live_server
 from tests.support.timing import timeout, wait_for
@@ -191,7 +198,8 @@ async def _age_sync(server, hours):
 async def test_stale_roster_refuses_viewing(tmp_path, provider, graph):
     """After a successful sync a teacher views their class; 25 hours later without a
     successful sync (roster_max_age_h 24) the open view is closed and a new one refused,
-    both with roster_stale; a sync that succeeds again lets viewing back in."""
+    both with roster_stale, as is the stored thumbnail; a sync that succeeds again lets
+    viewing back in."""
     server = await _server(tmp_path, provider, graph)
     try:
         await _sync_done(server)
@@ -222,6 +230,11 @@ async def test_stale_roster_refuses_viewing(tmp_path, provider, graph):
         assert not refused["success"]
         assert refused["error"]["code"] == "roster_stale"
         assert "25 hours" in refused["error"]["message"]
+        async with server.sm() as s:
+            anna = await s.scalar(select(Student.id).where(Student.username == ANNA))
+        async with client.get(f"{server.base_url}/api/students/{anna}/thumbnail") as resp:
+            assert resp.status == 403
+            assert (await resp.json())["error"]["code"] == "roster_stale"
 
         await _sync_done(server)
         assert (await _subscribe(ws2, class_id))["success"]

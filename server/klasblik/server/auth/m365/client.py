@@ -6,7 +6,7 @@ msal and requests are blocking: every call here runs in a worker thread
 
 msal keeps no teacher's tokens: sign-in excludes ``offline_access`` (no refresh token is
 asked for) and the account msal cached from a redeemed code is removed at once
-(``tests/m365/test_m365_permissions.py::test_msal_keeps_no_teacher_tokens``). Only the
+(``tests/m365/test_roster_health.py::test_msal_keeps_no_teacher_tokens``). Only the
 app-only Graph token stays in msal's cache, until near its expiry.
 
 The roles (application permissions) of each app-only token are read and kept
