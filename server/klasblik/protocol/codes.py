@@ -57,6 +57,7 @@ class ErrorCode:
     OUTSIDE_LESSON_HOURS: Final = "outside_lesson_hours"
     ELSEWHERE: Final = "elsewhere"  #: teacher or device not at the required location
     INTERNAL: Final = "internal_error"  #: server fault; nothing the client did
+    NO_VIEW: Final = "no_view"  #: the student is on the do-not-view list
 
 
 class CloseCode:

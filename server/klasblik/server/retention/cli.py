@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from klasblik.server.access import audit
 from klasblik.server.retention.joblock import job_lock
 from klasblik.server.retention.purge import PurgeReport, purge
 from klasblik.server.retention.schedule import NIGHTLY
@@ -40,6 +41,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     exp.add_argument("username", help="the student's Microsoft 365 username")
     exp.add_argument("--out", required=True, help="the zip file to write (must not exist)")
     exp.add_argument("--config")
+    exp.add_argument(
+        "--reason",
+        default="",
+        help="include the stored screenshot and tab list, for this stated reason (logged)",
+    )
     era = st_sub.add_parser(
         "erase",
         help="erase a student's record, class memberships and stored screenshot and tabs; "
@@ -114,6 +120,13 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                 report = await purge(
                     sm, store, settings, dry_run=args.dry_run, progress=ProgressPrinter()
                 )
+            await audit.record(
+                sm,
+                _actor(),
+                audit.Actions.PURGE_MANUAL,
+                "",
+                ("dry run: " if args.dry_run else "") + report.summary(),
+            )
             _print_report(report, listing=args.dry_run)
             return 0
         if args.student_command == "export":
@@ -121,7 +134,14 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             if await asyncio.to_thread(out.exists):
                 print(f"klasblik: {out} exists; choose a new file name", file=sys.stderr)
                 return 2
-            data = await export_student(sm, store, args.username, _actor())
+            data = await export_student(
+                sm,
+                store,
+                args.username,
+                _actor(),
+                settings=settings,
+                latest_reason=args.reason or None,
+            )
             await asyncio.to_thread(out.write_bytes, data)
             print(f"wrote {out} ({len(data)} bytes)")
             return 0

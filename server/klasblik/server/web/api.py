@@ -105,6 +105,7 @@ async def student_thumbnail(request: web.Request) -> web.StreamResponse:
             f"student:{student_id}",
             f"stored thumbnail: {exc.message}",
             client_ip(request),
+            school_id=staff.school_id,
         )
         raise
     try:
@@ -113,6 +114,16 @@ async def student_thumbnail(request: web.Request) -> web.StreamResponse:
         raise ApiError("unavailable", f"blob store unavailable: {exc}", 503) from None
     if blob is None:
         raise ApiError("not_found", "no stored thumbnail for this student", 404)
+    # A stored screenshot is a view like a live one: logged before it is answered.
+    await audit.record(
+        app[DB],
+        staff.username,
+        audit.Actions.VIEW_STORED,
+        f"student:{student_id}",
+        "stored thumbnail",
+        client_ip(request),
+        school_id=staff.school_id,
+    )
     return web.Response(
         body=blob.data,
         content_type=blob.content_type,
