@@ -50,6 +50,8 @@ SCHEMAS: Final[dict[str, dict[str, dict[str, _FieldSpec]]]] = {
             "max_frame_bytes": ("int", True),
             #: hosts (and host/path prefixes) the agent blanks before capture
             "private_pages": ("strlist", False),
+            #: words in a window title that make the desktop agent blank the screen
+            "private_titles": ("strlist", False),
         },
         "watch": {
             "mode": (WATCH_MODES, True),

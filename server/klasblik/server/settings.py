@@ -113,6 +113,38 @@ PRIVATE_PAGES_DEFAULT: tuple[str, ...] = (
 )
 
 
+#: The shipped title words for the desktop agent (window titles, not addresses).
+PRIVATE_TITLES_DEFAULT: tuple[str, ...] = (
+    "Gmail",
+    "Yahoo Mail",
+    "Proton Mail",
+    "Outlook.com",
+    "Internetbankieren",
+    "Mijn ING",
+    "Rabo Online Bankieren",
+    "ABN AMRO",
+    "bunq",
+    "PayPal",
+    "DigiD",
+    "Mijn Zorgverzekering",
+    "MijnGezondheid",
+    "Thuisarts",
+    "Kindertelefoon",
+    "113 Zelfmoordpreventie",
+    "Sense.info",
+    "WatWat",
+    "MIND Young",
+)
+
+
+def _titles(text: str) -> tuple[str, ...]:
+    out = tuple(part.strip() for part in text.split(",") if part.strip())
+    for word in out:
+        if len(word) < 3 or len(word) > 100:
+            raise ValueError(f"{word!r}: title words must be 3 to 100 characters")
+    return out
+
+
 def _patterns(text: str) -> tuple[str, ...]:
     out = []
     for part in text.replace(",", " ").split():
@@ -539,9 +571,16 @@ SETTINGS: tuple[Setting, ...] = (
         "Pages the agents blank on the device before capture (private use: webmail, "
         "health, banking, counselling). Host names (a leading dot or none: the host and its "
         "sub-domains), optionally with a path prefix (host/path), comma- or "
-        "space-separated. The desktop agent matches the same words in the active window's "
-        "title. The tile shows 'private page' with no title or address.",
+        "space-separated. The tile shows 'private page' with no title or address.",
         _patterns,
+    ),
+    Setting(
+        "private_titles",
+        PRIVATE_TITLES_DEFAULT,
+        "Words in the active window's title that make the desktop agent blank the screen "
+        "before capture (a desktop has no addresses): private mail, health, banking, "
+        "counselling. Comma-separated; matched without regard to case.",
+        _titles,
     ),
     *M365_SETTINGS,
 )
@@ -598,6 +637,7 @@ class Settings:
     store_url_query: bool
     privacy_contact: str
     private_pages: tuple[str, ...]
+    private_titles: tuple[str, ...]
     m365_tenant_id: str
     m365_client_id: str
     m365_client_secret: str
@@ -647,6 +687,8 @@ def _coerce(setting: Setting, raw: Any, source: str) -> Any:
             value = _cidrs(" ".join(str(r) for r in raw))
         elif setting.parse is _patterns and isinstance(raw, (list, tuple)):
             value = _patterns(" ".join(str(r) for r in raw))
+        elif setting.parse is _titles and isinstance(raw, (list, tuple)):
+            value = _titles(",".join(str(r) for r in raw))
         else:
             raise ValueError(f"has the wrong type ({type(raw).__name__})")
     except ValueError as exc:

@@ -164,6 +164,7 @@ async def _serve(
                     "heartbeat_s": s.heartbeat_s,
                     "max_frame_bytes": s.max_frame_bytes,
                     "private_pages": list(s.private_pages),
+                    "private_titles": list(s.private_titles),
                 },
                 "server_agent",
             )
