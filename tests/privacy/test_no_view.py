@@ -115,3 +115,59 @@ async def test_erasure_is_not_undone_by_the_next_roster_sync(server):
         await ws.close()
     finally:
         await agent.close()
+
+
+CSV = (
+    "Leerlingnummer;Roepnaam;Tussenvoegsel;Achternaam;Groep;M365 gebruikersnaam;BRIN;"
+    "Vestiging;Niet bekijken\n"
+    "1001;Anna;;Bakker;7B;anna.bakker@school.example;12AB;00;ja\n"
+    "1002;Bram;de;Vries;7B;bram.devries@school.example;12AB;00;\n"
+)
+
+
+async def test_roster_column_sets_do_not_view_and_only_clears_its_own(sm):
+    """A "ja" in the student administration's column puts the student on the list; a later
+    "nee" takes off only what the roster set, never IT's entry."""
+    from klasblik.server.access import no_view
+    from klasblik.server.roster.csv_import import CsvImportError, import_students_csv
+
+    await import_students_csv(sm, CSV.encode())
+    entry = await no_view.entry(sm, ANNA[0])
+    assert entry is not None and entry.source == "roster"
+    assert await no_view.entry(sm, "bram.devries@school.example") is None
+    await import_students_csv(sm, CSV.replace(";ja\n", ";nee\n").encode())
+    assert await no_view.entry(sm, ANNA[0]) is None
+    await no_view.block(sm, ANNA[0], None, "it", IT, "objection")
+    await import_students_csv(sm, CSV.replace(";ja\n", ";nee\n").encode())
+    assert (await no_view.entry(sm, ANNA[0])).source == "it"
+    try:
+        await import_students_csv(sm, CSV.replace(";ja\n", ";misschien\n").encode())
+    except CsvImportError as exc:
+        assert "line 2" in str(exc) and "niet bekijken" in str(exc)
+    else:
+        raise AssertionError("a bad value must be refused")
+
+
+async def test_an_entry_made_on_another_instance_reaches_a_connected_agent(db_url, tmp_path):
+    """The list is read again every access_check_s: an entry written by another instance
+    (here: straight into the database) stops this instance's agent within that time."""
+    from klasblik.server.access import no_view
+    from tests.support.live import start_live_server
+
+    server = await start_live_server(tmp_path, database_url=db_url, access_check_s=1)
+    try:
+        ids = await server.add_class("7B", [ANNA])
+        agent = TestAgent(server, ANNA[0])
+        try:
+            await agent.connect()
+            ws, _ = await _watch_class(server, ids["class_id"])
+            await wait_for(lambda: agent.mode == "grid", message="grid")
+            await no_view.block(server.sm, ANNA[0], ids["school_id"], "it", IT, "elsewhere")
+            await wait_for(lambda: agent.mode == "off", timeout(10), "stopped by the recheck")
+            await no_view.clear(server.sm, ANNA[0])
+            await wait_for(lambda: agent.mode == "grid", timeout(10), "watched again")
+            await ws.close()
+        finally:
+            await agent.close()
+    finally:
+        await server.stop()

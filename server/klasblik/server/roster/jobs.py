@@ -18,7 +18,7 @@ from klasblik.server.auth.m365.client import M365Client, M365Error
 from klasblik.server.keys import DB, HUB, M365, ROSTER_JOBS
 from klasblik.server.live.hub import Hub
 from klasblik.server.roster.graph import GraphClient, GraphError
-from klasblik.server.roster.revocation import recheck_viewers, revoke_lost_access
+from klasblik.server.roster.revocation import recheck_no_view, recheck_viewers, revoke_lost_access
 from klasblik.server.roster.sync import Progress, SyncBusy, SyncSummary, sync_roster
 from klasblik.server.settings import Settings
 
@@ -101,6 +101,10 @@ def roster_jobs_ctx(
                 log.exception("roster sync failed; the roster is unchanged")
 
         async def access_job() -> None:
+            try:
+                await recheck_no_view(app[DB], app[HUB])
+            except Exception:
+                log.exception("do-not-view check of connected agents failed")
             if not app[HUB].viewers:
                 return
             try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik import protocol as p
@@ -13,8 +14,9 @@ from klasblik.server.access.rules import authorize_class
 from klasblik.server.auth.sessions import end_sessions_of
 from klasblik.server.errors import AccessDenied
 from klasblik.server.live.hub import Hub
+from klasblik.server.storage.models import CaptureBlock, Student
 
-__all__ = ["recheck_viewers", "revoke_lost_access"]
+__all__ = ["recheck_no_view", "recheck_viewers", "revoke_lost_access"]
 
 log = logging.getLogger(__name__)
 
@@ -55,3 +57,27 @@ async def recheck_viewers(sm: async_sessionmaker[AsyncSession], hub: Hub) -> int
                 closed += 1
                 break
     return closed
+
+
+async def recheck_no_view(sm: async_sessionmaker[AsyncSession], hub: Hub) -> int:
+    """Apply the do-not-view list to the agents connected here (an entry set or cleared on
+    another instance); return how many changed. The instance that takes IT's request
+    applies it at once; others within ``access_check_s``."""
+    ids = sorted(hub.agents)
+    if not ids:
+        return 0
+    async with sm() as session:
+        blocked = set(
+            await session.scalars(
+                select(Student.id)
+                .join(CaptureBlock, CaptureBlock.username == func.lower(Student.username))
+                .where(Student.id.in_(ids))
+            )
+        )
+    changed = 0
+    for sid in ids:
+        on = sid in blocked
+        if on != (sid in hub.no_view):
+            hub.set_no_view(sid, on)
+            changed += 1
+    return changed
