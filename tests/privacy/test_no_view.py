@@ -171,3 +171,31 @@ async def test_an_entry_made_on_another_instance_reaches_a_connected_agent(db_ur
             await agent.close()
     finally:
         await server.stop()
+
+
+async def test_do_not_view_hides_and_deletes_the_stored_picture(server):
+    """Offline, a listed student's tile says no_view and offers no stored picture; the
+    stored screenshot and tabs are deleted when IT sets the flag, and the thumbnail API
+    refuses (logged) even if one were stored again."""
+    from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
+    from tests.support.live import jpeg
+
+    ids = await server.add_class("7B", [ANNA])
+    sid = ids["students"][ANNA[0]]
+    await make_admin(server)
+    await server.store.put(thumbnail_name(sid), jpeg())
+    await server.store.put(tabs_name(sid), b"[]")
+    it = await server.login(IT)
+    assert (await _no_view(server, it, True)).status == 200
+    assert await server.store.get(thumbnail_name(sid)) is None
+    assert await server.store.get(tabs_name(sid)) is None
+    ws, result = await _watch_class(server, ids["class_id"])
+    tile = result["result"]["students"][0]
+    assert tile["state"]["no_view"] is True and tile["has_thumbnail"] is False
+    await ws.close()
+    await server.store.put(thumbnail_name(sid), jpeg())
+    teacher = await server.login(TEACHER)
+    r = await teacher.get(f"{server.base_url}/api/students/{sid}/thumbnail")
+    assert r.status == 403 and (await r.json())["error"]["code"] == "no_view"
+    refused = await entries(server, action=audit.Actions.VIEW_REFUSED)
+    assert refused and refused[-1].subject == f"student:{sid}"

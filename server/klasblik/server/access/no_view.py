@@ -6,12 +6,12 @@ lists them again, until IT clears the entry."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from klasblik.server.storage.models import CaptureBlock
+from klasblik.server.storage.models import CaptureBlock, Student
 
-__all__ = ["SOURCES", "block", "blocked", "clear", "entry"]
+__all__ = ["SOURCES", "block", "blocked", "blocked_ids", "clear", "entry"]
 
 #: Who put a student on the list.
 SOURCES = ("it", "roster", "erased")
@@ -68,5 +68,18 @@ async def blocked(sm: async_sessionmaker[AsyncSession], usernames: list[str]) ->
     async with sm() as session:
         rows = await session.scalars(
             select(CaptureBlock.username).where(CaptureBlock.username.in_(keys))
+        )
+        return set(rows)
+
+
+async def blocked_ids(sm: async_sessionmaker[AsyncSession], student_ids: list[int]) -> set[int]:
+    """The ids of ``student_ids`` whose student is on the list."""
+    if not student_ids:
+        return set()
+    async with sm() as session:
+        rows = await session.scalars(
+            select(Student.id)
+            .join(CaptureBlock, CaptureBlock.username == func.lower(Student.username))
+            .where(Student.id.in_(sorted(set(student_ids))))
         )
         return set(rows)

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from klasblik import protocol as p
-from klasblik.server.access import audit
+from klasblik.server.access import audit, no_view
 from klasblik.server.access.rules import authorize_class, authorize_student
 from klasblik.server.auth.identity import check_origin, require_staff
 from klasblik.server.errors import AccessDenied, ApiError
@@ -204,16 +204,25 @@ class _Commands:
             await hub.cluster.load_presence([st.id for st in cls.students])
         hub.subscribe(self.viewer, class_id, [st.id for st in cls.students])
         thumbs = await asyncio.gather(*(self._has_thumbnail(st.id) for st in cls.students))
+        # do-not-view: nothing of these students is shown, stored picture included
+        barred = await no_view.blocked_ids(self.app[DB], [st.id for st in cls.students])
         students = []
         for st, has_thumb in zip(cls.students, thumbs, strict=True):
             conn = hub.agents.get(st.id)
+            state = hub.status(st.id, None, self.viewer) if conn else _offline(hub, st)
+            if st.id in barred:
+                state = dict(state, no_view=True, mode="off")
             students.append(
                 {
                     "id": st.id,
                     "display_name": st.display_name,
-                    "state": hub.status(st.id, None, self.viewer) if conn else _offline(hub, st),
-                    "tabs": conn.tabs if conn and not hub.blocked(self.viewer, conn) else [],
-                    "has_thumbnail": has_thumb and not hub.blocked(self.viewer, conn),
+                    "state": state,
+                    "tabs": conn.tabs
+                    if conn and not hub.blocked(self.viewer, conn) and st.id not in barred
+                    else [],
+                    "has_thumbnail": has_thumb
+                    and not hub.blocked(self.viewer, conn)
+                    and st.id not in barred,
                 }
             )
         return {

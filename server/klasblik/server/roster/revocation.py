@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik import protocol as p
+from klasblik.server.access import no_view
 from klasblik.server.access.rules import authorize_class
 from klasblik.server.auth.sessions import end_sessions_of
 from klasblik.server.errors import AccessDenied
 from klasblik.server.live.hub import Hub
-from klasblik.server.storage.models import CaptureBlock, Student
 
 __all__ = ["recheck_no_view", "recheck_viewers", "revoke_lost_access"]
 
@@ -66,14 +65,7 @@ async def recheck_no_view(sm: async_sessionmaker[AsyncSession], hub: Hub) -> int
     ids = sorted(hub.agents)
     if not ids:
         return 0
-    async with sm() as session:
-        blocked = set(
-            await session.scalars(
-                select(Student.id)
-                .join(CaptureBlock, CaptureBlock.username == func.lower(Student.username))
-                .where(Student.id.in_(ids))
-            )
-        )
+    blocked = await no_view.blocked_ids(sm, ids)
     changed = 0
     for sid in ids:
         on = sid in blocked

@@ -37,7 +37,12 @@ from klasblik.server.retention.subject_rights import (
     export_student,
     find_student,
 )
-from klasblik.server.storage.blobs.base import BlobStoreError
+from klasblik.server.storage.blobs.base import (
+    BlobStoreError,
+    student_prefix,
+    tabs_name,
+    thumbnail_name,
+)
 from klasblik.server.storage.models import Staff, WebSession
 
 __all__ = ["setup_privacy_admin_routes"]
@@ -283,6 +288,12 @@ async def student_no_view(request: web.Request) -> web.Response:
     )
     if sid is not None:
         app[HUB].set_no_view(sid, on)
+        if on:  # restriction: the stored screenshot and tab list go too
+            app[LATEST].forget(student_prefix(sid))
+            try:
+                await app[STORE].delete([thumbnail_name(sid), tabs_name(sid)])
+            except BlobStoreError as exc:
+                log.warning("do-not-view of student %s: stored items not deleted: %s", sid, exc)
     return web.json_response({"username": username.lower(), "do_not_view": on})
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from klasblik.server.access import audit
+from klasblik import protocol as p
+from klasblik.server.access import audit, no_view
 from klasblik.server.access.rules import authorize_student, classes_of, staff_named
 from klasblik.server.auth.identity import check_csrf, check_origin, require_staff
 from klasblik.server.auth.sessions import COOKIE, create_session, end_session, set_session_cookie
@@ -97,6 +98,8 @@ async def student_thumbnail(request: web.Request) -> web.StreamResponse:
     try:
         await authorize_student(app[DB], staff.id, student_id)
         await check_thumbnail_location(request, staff, student_id)
+        if await no_view.blocked_ids(app[DB], [student_id]):
+            raise AccessDenied(p.ErrorCode.NO_VIEW, "this student is on the do-not-view list")
     except AccessDenied as exc:
         await audit.record(
             app[DB],
