@@ -203,8 +203,11 @@ class Hub:
             state["mode"] = "off" if why else remote.get("mode", "off")
         if why == p.ErrorCode.OUTSIDE_LESSON_HOURS:
             state["outside_lesson_hours"] = True
-        if why == p.ErrorCode.NO_VIEW:
+        if why == p.ErrorCode.NO_VIEW or (conn is not None and student_id in self.no_view):
+            # also in the status published to other instances (no viewer here)
             state["no_view"] = True
+            state["mode"] = "off"
+            state.pop("private_page", None)
         return state
 
     def set_no_view(self, student_id: int, on: bool) -> None:
