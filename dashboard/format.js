@@ -43,6 +43,8 @@ export function formatLastSeen(iso, now = new Date(), locale = undefined) {
  */
 export function describeState(state, now = new Date(), locale = undefined) {
   const s = state || {};
+  if (s.no_view) return { kind: "offline", key: "tile.noView", vars: {} };
+  if (s.private_page) return { kind: "online", key: "tile.privatePage", vars: {} };
   if (s.elsewhere) return { kind: "elsewhere", key: "tile.elsewhere", vars: {} };
   if (s.outside_lesson_hours) return { kind: "offline", key: "tile.outsideHours", vars: {} };
   if (s.online) return { kind: "online", key: "tile.online", vars: {} };

@@ -27,6 +27,7 @@ EXAMPLES = {
             "tabs": [{"title": "A", "url": "https://a.example", "active": True, "window": 1}],
         },
         {"type": "capture_error", "reason": "no display"},
+        {"type": "private_page", "on": True},
     ],
     "server_agent": [
         {

@@ -2,6 +2,7 @@
 // (createImageBitmap + OffscreenCanvas; no offscreen document needed).
 
 import { NOT_CAPTURABLE, encodingForMime, fitSize, isCapturableUrl } from "./protocol.js";
+import { isPrivateUrl } from "./private.js";
 
 async function activeTab() {
   const [focused] = await chrome.tabs.query({ active: true, lastFocusedWindow: true });
@@ -20,9 +21,11 @@ async function sha256Hex(text) {
  * captured, else {key, encoding, width, height, image, capturedAt}; `key` identifies the
  * captured content, so an unchanged screen can be skipped before any scaling.
  */
-export async function captureActiveTab(watch, lastKey = null) {
+export async function captureActiveTab(watch, lastKey = null, privatePages = []) {
   const tab = await activeTab();
   if (!tab) return { error: "no open tab to capture" };
+  // A private page is never captured: checked before captureVisibleTab is called.
+  if (isPrivateUrl(tab.url || tab.pendingUrl, privatePages)) return { private: true };
   if (!isCapturableUrl(tab.url || tab.pendingUrl)) return { error: NOT_CAPTURABLE };
   let dataUrl;
   const capturedAt = Date.now();

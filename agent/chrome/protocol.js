@@ -235,6 +235,7 @@ export function shapeTabs(rawTabs, scope, focusedWindowId = null) {
     url: String(t.url ?? t.pendingUrl ?? "").slice(0, MAX_URL_CHARS),
     active: Boolean(t.active),
     window: isInt(t.windowId) ? t.windowId : 0,
+    ...(t.private === true ? { private: true } : {}),
   }));
 }
 

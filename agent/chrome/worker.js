@@ -4,6 +4,7 @@
 
 import * as P from "./protocol.js";
 import { captureActiveTab } from "./capture.js";
+import { blankPrivateTabs } from "./private.js";
 
 const VERSION = chrome.runtime.getManifest().version;
 const ALARM = "klasblik-keepalive";
@@ -23,6 +24,7 @@ const state = {
   captureTimer: null,
   tabsTimer: null,
   capturing: false,
+  privatePage: null, // the session whose active tab is a private page (nothing captured)
   lastCaptureError: null,
   lastError: null,
   lastClose: null,
@@ -246,9 +248,20 @@ async function captureTick() {
   const watch = session.watch;
   session.markCaptured(Date.now());
   try {
-    const shot = await captureActiveTab(watch, session.lastFrameKey);
+    const privatePages = (session.welcome && session.welcome.private_pages) || [];
+    const shot = await captureActiveTab(watch, session.lastFrameKey, privatePages);
     // The watch may have changed (or gone off) while capturing: then drop this shot.
     if (session !== state.session || session.watch !== watch) return;
+    if (shot.private) {
+      if (state.privatePage !== session) send({ type: "private_page", on: true });
+      state.privatePage = session;
+      session.lastFrameKey = null; // the next ordinary page is sent even if unchanged
+      return;
+    }
+    if (state.privatePage === session) {
+      send({ type: "private_page", on: false });
+      state.privatePage = null;
+    }
     if (shot.unchanged) return; // same screen as the last frame: a heartbeat is enough
     if (shot.error) {
       if (shot.error !== state.lastCaptureError) {
@@ -286,7 +299,8 @@ async function sendTabs() {
     chrome.windows.getLastFocused().catch(() => null),
   ]);
   if (session !== state.session) return;
-  const msg = session.tabsFor(tabs, focused ? focused.id : null);
+  const privatePages = (session.welcome && session.welcome.private_pages) || [];
+  const msg = session.tabsFor(blankPrivateTabs(tabs, privatePages), focused ? focused.id : null);
   if (msg) send(msg);
 }
 

@@ -92,17 +92,21 @@ def test_purge_dry_run_lists_then_purge_removes_and_summarises(tmp_path, capsys)
 
 
 def test_student_export_then_erase(tmp_path, capsys):
-    """export writes the archive (refusing to overwrite); erase needs --yes, then erases."""
+    """export writes the archive (refusing to overwrite; screenshot and tabs only with
+    --reason); erase needs --yes, then erases."""
     ids = _seed(tmp_path, {"anna@school.example": None})
     cfg = str(_config(tmp_path))
+    plain = tmp_path / "plain.zip"
+    export = ["student", "export", "anna@school.example", "--config", cfg]
+    assert main([*export, "--out", str(plain)]) == 0
+    with zipfile.ZipFile(io.BytesIO(plain.read_bytes())) as zf:
+        assert zf.namelist() == ["data.json"]
     out_file = tmp_path / "anna.zip"
-    assert (
-        main(["student", "export", "anna@school.example", "--out", str(out_file), "--config", cfg])
-        == 0
-    )
+    assert main([*export, "--out", str(out_file), "--reason", "request of the parents"]) == 0
     with zipfile.ZipFile(io.BytesIO(out_file.read_bytes())) as zf:
         assert sorted(zf.namelist()) == ["data.json", "tabs.json", "thumbnail.jpg"]
         data = json.loads(zf.read("data.json"))
+    assert "reason: request of the parents" in data["audit"][-1]["detail"]
     assert data["student"]["username"] == "anna@school.example"
     assert (
         main(["student", "export", "anna@school.example", "--out", str(out_file), "--config", cfg])

@@ -45,23 +45,52 @@ async def _anna(sm, store) -> int:
         "Anna B.",
         "192.0.2.1",
     )
-    await audit.record(
-        sm, "teacher@school.example", audit.Actions.VIEW_GRID_START, "class:1", "7B", "192.0.2.1"
+    # a grid view, written as the dashboard endpoint writes it: the class and each student
+    await audit.record_many(
+        sm,
+        [
+            ("teacher@school.example", "view.grid.start", "class:1", "7B", "192.0.2.1", None),
+            (
+                "teacher@school.example",
+                "view.grid.start",
+                f"student:{sid}",
+                "class:1 7B",
+                "192.0.2.1",
+                None,
+            ),
+        ],
     )
     return sid
 
 
-async def test_export_contains_exactly_the_listed_fields(sm, store):
-    """The archive: data.json with the record, classes, audit about the student; the latest
-    thumbnail and tab list as they are stored; nothing else."""
+async def test_export_contains_exactly_the_listed_fields(sm, store, settings):
+    """The archive: data.json with the record, classes, audit about the student (grid views
+    included), who watched when, the art. 15 information; the latest thumbnail and tab list
+    as they are stored, because a reason was given; nothing else."""
     sid = await _anna(sm, store)
-    archive = await export_student(sm, store, "anna@school.example", "it@school.example")
+    archive = await export_student(
+        sm,
+        store,
+        "anna@school.example",
+        "it@school.example",
+        settings=settings,
+        latest_reason="parent asked for the stored screenshot",
+    )
     with zipfile.ZipFile(io.BytesIO(archive)) as zf:
         assert sorted(zf.namelist()) == ["data.json", "tabs.json", "thumbnail.jpg"]
         data = json.loads(zf.read("data.json"))
         assert zf.read("thumbnail.jpg") == JPEG
         assert zf.read("tabs.json") == TABS
-    assert set(data) == {"exported_at", "student", "classes", "latest", "audit"}
+    assert set(data) == {
+        "exported_at",
+        "student",
+        "classes",
+        "do_not_view",
+        "latest",
+        "audit",
+        "views",
+        "about",
+    }
     assert tuple(data["student"]) == STUDENT_FIELDS
     assert set(STUDENT_FIELDS) == {
         "id",
@@ -85,22 +114,44 @@ async def test_export_contains_exactly_the_listed_fields(sm, store):
     assert student["location"] == {"name": "Main", "code": "12AB00"}
     assert data["classes"] == ["7B"]
     assert set(data["latest"]) == {"thumbnail", "tabs"}
-    # Only entries about this student; the export itself is the first logged before reading.
+    # Every entry about this student, the grid view too; the export is logged before reading,
+    # with its reason.
     assert {e["subject"] for e in data["audit"]} == {f"student:{sid}"}
-    assert [e["action"] for e in data["audit"]] == ["view.focus.start", "student.export"]
+    assert [e["action"] for e in data["audit"]] == [
+        "view.focus.start",
+        "view.grid.start",
+        "student.export",
+    ]
+    assert "reason: parent asked" in data["audit"][-1]["detail"]
     assert set(data["audit"][0]) == {"id", "at", "actor", "action", "subject", "detail", "ip"}
+    assert [(v["by"], v["how"]) for v in data["views"]] == [
+        ("teacher@school.example", "view.focus.start"),
+        ("teacher@school.example", "view.grid.start"),
+    ]
+    assert set(data["about"]) == {"nl", "en"}
 
 
-async def test_export_without_stored_blobs_has_data_json_only(sm, store):
+async def test_export_without_stored_blobs_has_data_json_only(sm, store, settings):
     """A student with no stored screenshot or tabs gets data.json alone."""
     await add_student(sm, "cas@school.example")
-    archive = await export_student(sm, store, "cas@school.example", "it")
+    archive = await export_student(
+        sm, store, "cas@school.example", "it", settings=settings, latest_reason="asked for"
+    )
     with zipfile.ZipFile(io.BytesIO(archive)) as zf:
         assert zf.namelist() == ["data.json"]
         assert json.loads(zf.read("data.json"))["latest"] == {}
 
 
-async def test_erasure_leaves_no_blob_and_no_row_behind(sm, store):
+async def test_export_without_a_reason_leaves_screenshot_and_tabs_out(sm, store, settings):
+    """Without a stated reason the stored screenshot and tab list stay out of the archive."""
+    await _anna(sm, store)
+    archive = await export_student(sm, store, "anna@school.example", "it", settings=settings)
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        assert zf.namelist() == ["data.json"]
+        assert "not_included" in json.loads(zf.read("data.json"))["latest"]
+
+
+async def test_erasure_leaves_no_blob_and_no_row_behind(sm, store, settings):
     """Erase removes the student row, class memberships and both blobs; other students stay;
     an audit entry records the erasure without the student's name or username."""
     sid = await _anna(sm, store)
@@ -132,7 +183,7 @@ async def test_erasure_leaves_no_blob_and_no_row_behind(sm, store):
     )
     assert "anna" not in entry.detail.lower()
     with pytest.raises(UnknownStudent):
-        await export_student(sm, store, "anna@school.example", "it")
+        await export_student(sm, store, "anna@school.example", "it", settings=settings)
 
 
 async def test_unknown_student_is_a_clear_error(sm, store):

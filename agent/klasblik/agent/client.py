@@ -27,6 +27,7 @@ from klasblik.agent.activewindow import active_window_title
 from klasblik.agent.capture import CaptureError, CaptureWorker
 from klasblik.agent.device import AGENT_NAME, os_description
 from klasblik.agent.pacing import Backoff, ChangeDetector, FramePacer, ReasonFilter
+from klasblik.agent.private import PrivateWatch, is_private_title
 from klasblik.agent.settings import AgentSettings
 from klasblik.protocol import ProtocolError
 from klasblik.protocol.session import (
@@ -86,6 +87,7 @@ class AgentClient:
         self._window_title = window_title
         self.protocol = AgentSession(backoff)
         self._capture_reasons = ReasonFilter()
+        self._private = PrivateWatch()
         self.frames_sent = 0
         self.session: _Session | None = None
 
@@ -138,6 +140,7 @@ class AgentClient:
         session = _Session(ws, self.protocol)
         self.session = session
         self._capture_reasons.clear()  # a new connection hears about a lasting problem again
+        self._private.reset()  # and about a private window again
         log.info("connected to %s", url)
         tasks: list[asyncio.Task[Any]] = []
         try:
@@ -259,6 +262,10 @@ class AgentClient:
             if wait > 0:
                 await self._wait_watch_change(session, generation, wait)
                 continue
+            if await self._private_now(session, generation, detector):
+                # private use: nothing captured, no title sent; look again after an interval
+                pacer.mark_sent(time.monotonic())
+                continue
             retry = await self._capture_and_send(session, watch, generation, detector, pacer)
             if session.watch_generation != generation:
                 continue
@@ -274,6 +281,24 @@ class AgentClient:
             else:
                 # Nothing new: look again after one interval (the pacer holds the rate).
                 pacer.mark_sent(time.monotonic())
+
+    async def _private_now(
+        self, session: _Session, generation: int, detector: ChangeDetector
+    ) -> bool:
+        """Whether the active window is private use now (``private.py``); tells the server
+        when that changes. The title is read before any capture."""
+        welcome = self.protocol.welcome
+        words = welcome.private_titles if welcome is not None else ()
+        if not words:
+            return False
+        title = await asyncio.to_thread(self._window_title)
+        private = is_private_title(title, words)
+        change = self._private.update(private)
+        if change is not None and session.watch_generation == generation:
+            await session.ws.send(self.protocol.private_page(change))
+            if not change:
+                detector.reset()  # the next ordinary screen goes out even if unchanged
+        return private
 
     async def _capture_and_send(
         self,

@@ -58,6 +58,7 @@ class ErrorCode:
     ELSEWHERE: Final = "elsewhere"  #: teacher or device not at the required location
     ROSTER_STALE: Final = "roster_stale"  #: no successful roster sync for too long
     INTERNAL: Final = "internal_error"  #: server fault; nothing the client did
+    NO_VIEW: Final = "no_view"  #: the student is on the do-not-view list
 
 
 class CloseCode:

@@ -37,6 +37,8 @@ SCHEMAS: Final[dict[str, dict[str, dict[str, _FieldSpec]]]] = {
         "heartbeat": {"seq": ("int", False)},
         "tabs": {"tabs": ("tabs", True)},
         "capture_error": {"reason": ("str", True)},
+        #: the device shows a page on the school's private list: nothing is captured
+        "private_page": {"on": ("bool", True)},
     },
     # server -> agent
     "server_agent": {
@@ -46,6 +48,10 @@ SCHEMAS: Final[dict[str, dict[str, dict[str, _FieldSpec]]]] = {
             "display_name": ("str", True),
             "heartbeat_s": ("int", True),
             "max_frame_bytes": ("int", True),
+            #: hosts (and host/path prefixes) the agent blanks before capture
+            "private_pages": ("strlist", False),
+            #: words in a window title that make the desktop agent blank the screen
+            "private_titles": ("strlist", False),
         },
         "watch": {
             "mode": (WATCH_MODES, True),

@@ -213,6 +213,8 @@ class Welcome:
     heartbeat_s: float
     #: the largest agent frame the server accepts, header included
     max_frame_bytes: int
+    #: window-title words of private use: the screen is blanked before capture
+    private_titles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +427,7 @@ class AgentSession:
             display_name=msg["display_name"],
             heartbeat_s=max(MIN_HEARTBEAT_S, float(msg["heartbeat_s"])),
             max_frame_bytes=msg["max_frame_bytes"],
+            private_titles=tuple(msg.get("private_titles", ())),
         )
         self.welcome = welcome
         self.state = SessionState.OPEN
@@ -466,6 +469,13 @@ class AgentSession:
         return encode_message(
             {"type": "capture_error", "reason": reason[:MAX_REASON_CHARS]}, "agent"
         )
+
+    def private_page(self, on: bool) -> str:
+        """The ``private_page`` message: the active window is private use (nothing is
+        captured) or no longer is."""
+        self._require_open("private_page")
+        self._last_title = None  # the next ordinary title goes out again
+        return encode_message({"type": "private_page", "on": on}, "agent")
 
     def tabs_for_title(self, title: str) -> str | None:
         """A ``tabs`` message for the active window's ``title``, or None when none is due:

@@ -1,5 +1,5 @@
 """The ``klasblik`` command: ``serve``, ``db upgrade``, ``roster sync|import``, ``purge``,
-``student export|erase``, ``agent`` (the desktop agent)."""
+``student export|erase``, ``privacy documents|breach``, ``agent`` (the desktop agent)."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(upgrade())
         print("database is at the newest schema")
         return 0
-    if args.command in ("purge", "student"):
+    if args.command in ("purge", "student", "privacy"):
         from klasblik.server.retention.cli import run as run_retention
 
         return run_retention(args, settings)

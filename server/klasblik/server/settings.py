@@ -77,6 +77,85 @@ def _cidrs(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+#: The shipped private-page list: webmail, health, banking and counselling services a
+#: Dutch student may use privately. Schools extend or replace it (private_pages).
+PRIVATE_PAGES_DEFAULT: tuple[str, ...] = (
+    "mail.google.com",
+    "outlook.live.com",
+    "mail.yahoo.com",
+    "proton.me/mail",
+    "mail.proton.me",
+    "gmx.net",
+    "ziggo.nl/webmail",
+    "kpnmail.nl",
+    "mijn.zorgverzekeraar.nl",
+    "mijngezondheid.net",
+    "thuisarts.nl",
+    "huisarts.nl",
+    "ggd.nl",
+    "ing.nl",
+    "rabobank.nl",
+    "abnamro.nl",
+    "bunq.com",
+    "snsbank.nl",
+    "asnbank.nl",
+    "triodos.nl",
+    "knab.nl",
+    "paypal.com",
+    "kindertelefoon.nl",
+    "113.nl",
+    "jouwggd.nl",
+    "sense.info",
+    "watwat.nl",
+    "korrelatie.nl",
+    "mindyoung.nl",
+    "fier.nl",
+)
+
+
+#: The shipped title words for the desktop agent (window titles, not addresses).
+PRIVATE_TITLES_DEFAULT: tuple[str, ...] = (
+    "Gmail",
+    "Yahoo Mail",
+    "Proton Mail",
+    "Outlook.com",
+    "Internetbankieren",
+    "Mijn ING",
+    "Rabo Online Bankieren",
+    "ABN AMRO",
+    "bunq",
+    "PayPal",
+    "DigiD",
+    "Mijn Zorgverzekering",
+    "MijnGezondheid",
+    "Thuisarts",
+    "Kindertelefoon",
+    "113 Zelfmoordpreventie",
+    "Sense.info",
+    "WatWat",
+    "MIND Young",
+)
+
+
+def _titles(text: str) -> tuple[str, ...]:
+    out = tuple(part.strip() for part in text.split(",") if part.strip())
+    for word in out:
+        if len(word) < 3 or len(word) > 100:
+            raise ValueError(f"{word!r}: title words must be 3 to 100 characters")
+    return out
+
+
+def _patterns(text: str) -> tuple[str, ...]:
+    out = []
+    for part in text.replace(",", " ").split():
+        word = part.strip().lower().removeprefix("https://").removeprefix("http://").lstrip(".")
+        host = word.split("/", 1)[0]
+        if not host or not all(c.isalnum() or c in ".-" for c in host) or len(word) > 200:
+            raise ValueError(f"{part!r} is not a host name or host/path")
+        out.append(word)
+    return tuple(out)
+
+
 def _range(lo: float, hi: float) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         return None if lo <= value <= hi else f"must be between {lo} and {hi}"
@@ -488,9 +567,49 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "audit_retention_months",
         6,
-        "Months an audit entry is kept before the nightly purge removes it.",
+        "Months an audit entry is kept before the nightly purge removes it. More than 6 "
+        "only with audit_retention_exception set.",
         _int,
         _range(1, 24),
+    ),
+    # ---- privacy (docs/privacy.md) ----
+    Setting(
+        "audit_retention_exception",
+        "",
+        "Only for audit_retention_months above 6: the exception the school decided and "
+        "notified (who decided, when, why), stated in the privacy documents. Empty: at most "
+        "6 months.",
+    ),
+    Setting(
+        "store_url_query",
+        False,
+        "Keep the query string (?...) and fragment (#...) of tab addresses in the stored "
+        "tab list. Off: the stored list keeps only scheme, host and path; queries often "
+        "carry search terms and personal data.",
+        _bool,
+    ),
+    Setting(
+        "privacy_contact",
+        "",
+        "How students and parents reach the school's data protection officer (an e-mail "
+        "address or web page); printed in the export and the privacy documents.",
+    ),
+    Setting(
+        "private_pages",
+        PRIVATE_PAGES_DEFAULT,
+        "Pages the agents blank on the device before capture (private use: webmail, "
+        "health, banking, counselling). Host names (a leading dot or none: the host and its "
+        "sub-domains), optionally with a path prefix (host/path), comma- or "
+        "space-separated. The tile shows 'private page' with no title or address.",
+        _patterns,
+    ),
+    Setting(
+        "private_titles",
+        PRIVATE_TITLES_DEFAULT,
+        "Words in the active window's title that make the desktop agent blank the screen "
+        "before capture (a desktop has no addresses): private mail, health, banking, "
+        "counselling. Comma-separated; matched without regard to case.",
+        _titles,
     ),
     *M365_SETTINGS,
 )
@@ -543,6 +662,11 @@ class Settings:
     timezone: str
     school_year_end: str
     audit_retention_months: int
+    audit_retention_exception: str
+    store_url_query: bool
+    privacy_contact: str
+    private_pages: tuple[str, ...]
+    private_titles: tuple[str, ...]
     m365_tenant_id: str
     m365_client_id: str
     m365_client_secret: str
@@ -604,6 +728,10 @@ def _coerce(setting: Setting, raw: Any, source: str) -> Any:
             value = raw
         elif setting.parse is _cidrs and isinstance(raw, (list, tuple)):
             value = _cidrs(" ".join(str(r) for r in raw))
+        elif setting.parse is _patterns and isinstance(raw, (list, tuple)):
+            value = _patterns(" ".join(str(r) for r in raw))
+        elif setting.parse is _titles and isinstance(raw, (list, tuple)):
+            value = _titles(",".join(str(r) for r in raw))
         else:
             raise ValueError(f"has the wrong type ({type(raw).__name__})")
     except ValueError as exc:
@@ -672,6 +800,16 @@ def load_settings(
         raise SettingsError(
             f"sweep_max_age_h: sweep_max_age_h + sweep_interval_min + sweep_budget_min is "
             f"{budget_h:.2f} h; it must stay under 48 h (see docs/privacy.md)"
+        )
+    if values["audit_retention_months"] > 6 and not values["audit_retention_exception"].strip():
+        raise SettingsError(
+            "audit_retention_months: more than 6 months needs audit_retention_exception "
+            "(the exception the school decided and notified); see docs/privacy.md"
+        )
+    if not values["jobs"] and not values["redis_url"]:
+        raise SettingsError(
+            "jobs: a lone instance (no redis_url) must run the retention jobs, or nothing "
+            "deletes screenshots after 48 hours; leave jobs on (see docs/privacy.md)"
         )
     if values["m365_tenant_id"] and not (values["m365_client_id"] and values["m365_client_secret"]):
         raise SettingsError(

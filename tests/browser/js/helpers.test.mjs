@@ -46,6 +46,10 @@ test("status: elsewhere wins, then online, then offline with last seen", () => {
   assert.equal(offline.kind, "offline");
   assert.equal(t(offline.key, offline.vars), "offline — last seen 08:31");
   assert.equal(t(describeState({ online: false, last_seen: null }, now).key), "offline");
+  // do-not-view and private page say why nothing is shown, with no title or address
+  assert.equal(describeState({ online: true, no_view: true }, now).key, "tile.noView");
+  assert.equal(describeState({ online: true, private_page: true }, now).key, "tile.privatePage");
+  assert.match(t("tile.privatePage"), /private page/);
   const yesterday = new Date(2026, 10, 22, 14, 5).toISOString();
   assert.equal(formatLastSeen(yesterday, now, "en-GB"), "22 Nov 14:05");
   assert.equal(formatLastSeen("not a date", now), null);

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik.server.storage.models import AuditEntry
 
-__all__ = ["Actions", "record"]
+__all__ = ["Actions", "Entry", "record", "record_many"]
 
 
 class Actions:
@@ -29,7 +29,19 @@ class Actions:
     REMOTE_MODE_ON = "remote_mode.on"
     REMOTE_MODE_OFF = "remote_mode.off"
     REMOTE_MODE_EXPIRED = "remote_mode.expired"
+    #: a stored screenshot or tab list was fetched (subject: the student)
+    VIEW_STORED = "view.stored"
+    AUDIT_READ = "audit.read"
+    PURGE_MANUAL = "purge.manual"
+    NO_VIEW_SET = "no_view.set"
+    NO_VIEW_CLEAR = "no_view.clear"
+    BREACH_EXPORT = "audit.breach_export"
+    PRIVACY_DOCUMENTS = "privacy.documents"
     ROSTER_SYNC = "roster.sync"
+
+
+#: (actor, action, subject, detail, ip, school_id) of one entry for :func:`record_many`.
+Entry = tuple[str, str, str, str, str | None, int | None]
 
 
 async def record(
@@ -39,11 +51,24 @@ async def record(
     subject: str = "",
     detail: str = "",
     ip: str | None = None,
+    *,
+    school_id: int | None = None,
 ) -> None:
     """Append one entry and commit it; raises when the database refuses."""
+    await record_many(sm, [(actor, action, subject, detail, ip, school_id)])
+
+
+async def record_many(sm: async_sessionmaker[AsyncSession], entries: list[Entry]) -> None:
+    """Append several entries in one transaction (all or none); raises when refused."""
     async with sm() as session, session.begin():
-        session.add(
+        session.add_all(
             AuditEntry(
-                actor=actor[:256], action=action, subject=subject[:256], detail=detail, ip=ip
+                actor=actor[:256],
+                action=action,
+                subject=subject[:256],
+                detail=detail,
+                ip=ip,
+                school_id=school_id,
             )
+            for actor, action, subject, detail, ip, school_id in entries
         )

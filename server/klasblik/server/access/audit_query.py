@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from klasblik.server.storage.models import AuditEntry
+from klasblik.server.storage.models import AuditEntry, Staff
 
 __all__ = [
     "CSV_COLUMNS",
@@ -36,8 +36,24 @@ class AuditFilter:
     subject: str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
+    #: Only entries of these schools (an IT admin's own); None: every entry (the CLI).
+    #: An entry without a school counts when its actor is staff of one of them.
+    school_ids: frozenset[int] | None = None
 
     def apply(self, query: Select[Any]) -> Select[Any]:
+        if self.school_ids is not None:
+            ids = sorted(self.school_ids)
+            query = query.where(
+                or_(
+                    AuditEntry.school_id.in_(ids),
+                    and_(
+                        AuditEntry.school_id.is_(None),
+                        AuditEntry.actor.in_(
+                            select(Staff.username).where(Staff.school_id.in_(ids))
+                        ),
+                    ),
+                )
+            )
         if self.actor:
             query = query.where(AuditEntry.actor == self.actor)
         if self.action:
@@ -64,7 +80,7 @@ def _when(name: str, raw: str) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
-def parse_filter(query: Mapping[str, str]) -> AuditFilter:
+def parse_filter(query: Mapping[str, str], school_ids: frozenset[int] | None = None) -> AuditFilter:
     """Filters from query parameters; raise ValueError naming the bad one."""
     for key in ("actor", "action", "subject"):
         if len(query.get(key, "")) > 256:
@@ -75,6 +91,7 @@ def parse_filter(query: Mapping[str, str]) -> AuditFilter:
         subject=query.get("subject") or None,
         since=_when("since", query["since"]) if query.get("since") else None,
         until=_when("until", query["until"]) if query.get("until") else None,
+        school_ids=school_ids,
     )
 
 

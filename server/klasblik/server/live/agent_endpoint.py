@@ -18,7 +18,7 @@ import secrets
 from aiohttp import WSMessage, WSMsgType, web
 
 from klasblik import protocol as p
-from klasblik.server.access import audit
+from klasblik.server.access import audit, no_view
 from klasblik.server.errors import AccessDenied
 from klasblik.server.keys import (
     AGENT_SOCKETS,
@@ -134,6 +134,14 @@ async def _serve(
         )
         return await _refuse(ws, p.ErrorCode.INTERNAL, _GONE)
 
+    try:
+        if await no_view.blocked(app[DB], [student.username]):
+            app[HUB].no_view.add(student.id)
+        else:
+            app[HUB].no_view.discard(student.id)
+    except Exception:  # cannot tell: fail closed, show nothing of this device
+        log.exception("agent of student %s: do-not-view list unreadable", student.id)
+        return await _refuse(ws, p.ErrorCode.INTERNAL, _GONE)
     conn = AgentConn(
         student_id=student.id,
         display_name=student.display_name,
@@ -155,6 +163,8 @@ async def _serve(
                     "display_name": student.display_name,
                     "heartbeat_s": s.heartbeat_s,
                     "max_frame_bytes": s.max_frame_bytes,
+                    "private_pages": list(s.private_pages),
+                    "private_titles": list(s.private_titles),
                 },
                 "server_agent",
             )
@@ -219,6 +229,8 @@ async def _handle(
         hub.on_tabs(conn, m["tabs"])
     elif kind == "capture_error":
         hub.on_capture_error(conn, m["reason"])
+    elif kind == "private_page":
+        hub.on_private_page(conn, m["on"])
     elif kind == "hello":
         await _send_error(ws, p.ProtocolError(p.ErrorCode.UNEXPECTED, "already authenticated"))
     # a heartbeat only counts as a sign of life (hub.touch above)

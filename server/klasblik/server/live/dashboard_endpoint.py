@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from klasblik import protocol as p
-from klasblik.server.access import audit
+from klasblik.server.access import audit, no_view
 from klasblik.server.access.rules import authorize_class, authorize_student, roster_max_age_s
 from klasblik.server.auth.identity import check_origin, require_staff
 from klasblik.server.errors import AccessDenied, ApiError
@@ -70,7 +70,7 @@ async def _serve(app: web.Application, ws: web.WebSocketResponse, staff: Staff, 
         home_location_id=home_of(app, staff.school_id, staff.location_id),
     )
     viewer.outbox.on_overflow = lambda: app[HUB].viewer_too_slow(viewer)
-    handler = _Commands(app, viewer, staff.username)
+    handler = _Commands(app, viewer, staff.username, staff.school_id)
     viewer.outbox.start()
     try:  # from here on, whatever happens, the hub and the outbox are left clean
         app[HUB].add_viewer(viewer)
@@ -109,10 +109,11 @@ async def _close_internal(ws: web.WebSocketResponse) -> None:
 
 
 class _Commands:
-    def __init__(self, app: web.Application, viewer: Viewer, username: str) -> None:
+    def __init__(self, app: web.Application, viewer: Viewer, username: str, school_id: int) -> None:
         self.app = app
         self.viewer = viewer
         self.username = username
+        self.school_id = school_id
         self.policy: LocationPolicy | None = policy_of(app)
 
     async def _check_location(self, subject: str) -> None:
@@ -156,9 +157,19 @@ class _Commands:
             return p.error_message(p.ErrorCode.INTERNAL, _FAULT, msg_id)
         return {"type": "result", "id": msg_id, "success": True, "result": result}
 
-    async def _audit(self, action: str, subject: str, detail: str = "") -> None:
+    async def _audit(
+        self, action: str, subject: str, detail: str = "", students: list[int] | None = None
+    ) -> None:
+        """One entry; with ``students`` (a grid view), also one per student of the grid, in
+        the same transaction, so that each student's export shows the grid views too."""
+        ip, school = self.viewer.ip, self.school_id
+        entries: list[audit.Entry] = [(self.username, action, subject, detail, ip, school)]
+        entries += [
+            (self.username, action, f"student:{sid}", f"{subject} {detail}".strip(), ip, school)
+            for sid in students or []
+        ]
         try:
-            await audit.record(self.app[DB], self.username, action, subject, detail, self.viewer.ip)
+            await audit.record_many(self.app[DB], entries)
         except Exception as exc:
             log.exception(
                 "dashboard of staff %s: audit entry %s %s not written",
@@ -187,22 +198,36 @@ class _Commands:
             await self._audit(audit.Actions.VIEW_REFUSED, f"class:{class_id}", exc.message)
             raise
         if class_id not in self.viewer.classes:
-            await self._audit(audit.Actions.VIEW_GRID_START, f"class:{class_id}", cls.name)
+            await self._audit(
+                audit.Actions.VIEW_GRID_START,
+                f"class:{class_id}",
+                cls.name,
+                [st.id for st in cls.students],
+            )
         hub = self.app[HUB]
         if hub.cluster is not None:  # agents held by other instances
             await hub.cluster.load_presence([st.id for st in cls.students])
         hub.subscribe(self.viewer, class_id, [st.id for st in cls.students])
         thumbs = await asyncio.gather(*(self._has_thumbnail(st.id) for st in cls.students))
+        # do-not-view: nothing of these students is shown, stored picture included
+        barred = await no_view.blocked_ids(self.app[DB], [st.id for st in cls.students])
         students = []
         for st, has_thumb in zip(cls.students, thumbs, strict=True):
             conn = hub.agents.get(st.id)
+            state = hub.status(st.id, None, self.viewer) if conn else _offline(hub, st)
+            if st.id in barred:
+                state = dict(state, no_view=True, mode="off")
             students.append(
                 {
                     "id": st.id,
                     "display_name": st.display_name,
-                    "state": hub.status(st.id, None, self.viewer) if conn else _offline(hub, st),
-                    "tabs": conn.tabs if conn and not hub.blocked(self.viewer, conn) else [],
-                    "has_thumbnail": has_thumb and not hub.blocked(self.viewer, conn),
+                    "state": state,
+                    "tabs": conn.tabs
+                    if conn and not hub.blocked(self.viewer, conn) and st.id not in barred
+                    else [],
+                    "has_thumbnail": has_thumb
+                    and not hub.blocked(self.viewer, conn)
+                    and st.id not in barred,
                 }
             )
         return {
@@ -223,8 +248,9 @@ class _Commands:
     async def cmd_unsubscribe(self, msg: dict[str, Any]) -> dict[str, Any]:
         class_id = msg["class_id"]
         if class_id in self.viewer.classes:
+            ids = sorted(self.viewer.classes[class_id])
             self.app[HUB].unsubscribe(self.viewer, class_id)
-            await self._audit(audit.Actions.VIEW_GRID_END, f"class:{class_id}")
+            await self._audit(audit.Actions.VIEW_GRID_END, f"class:{class_id}", "", ids)
         return {}
 
     async def cmd_focus(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -268,12 +294,14 @@ class _Commands:
         """Close the audit trail of every view still open when the socket goes."""
         for sid in list(self.viewer.focus):
             await self._quiet_audit(audit.Actions.VIEW_FOCUS_END, f"student:{sid}")
-        for class_id in list(self.viewer.classes):
-            await self._quiet_audit(audit.Actions.VIEW_GRID_END, f"class:{class_id}")
+        for class_id, ids in list(self.viewer.classes.items()):
+            await self._quiet_audit(audit.Actions.VIEW_GRID_END, f"class:{class_id}", sorted(ids))
 
-    async def _quiet_audit(self, action: str, subject: str) -> None:
+    async def _quiet_audit(
+        self, action: str, subject: str, students: list[int] | None = None
+    ) -> None:
         try:
-            await self._audit(action, subject, "connection closed")
+            await self._audit(action, subject, "connection closed", students)
         except ApiError:
             pass
 

@@ -37,11 +37,16 @@ from klasblik.server.tasks import TaskOwner
 if TYPE_CHECKING:
     from klasblik.server.live.cluster.link import Cluster
 
-__all__ = ["AgentConn", "Hub", "Placed", "Viewer"]
+__all__ = ["AgentConn", "Hub", "Placed", "Viewer", "strip_query"]
 
 log = logging.getLogger(__name__)
 
 _MODE_RANK = {"off": 0, "grid": 1, "focus": 2}
+
+
+def strip_query(url: str) -> str:
+    """The address without its query string and fragment (search terms, tokens)."""
+    return url.split("#", 1)[0].split("?", 1)[0]
 
 
 def _iso(ts: dt.datetime | None) -> str | None:
@@ -68,6 +73,8 @@ class AgentConn:
     tabs: list[dict[str, Any]] = field(default_factory=list)
     watch: dict[str, Any] | None = None
     frames_in: int = 0
+    #: the device reports a page on the private list: nothing is captured or shown
+    private_page: bool = False
 
     @property
     def mode(self) -> str:
@@ -128,12 +135,16 @@ class Hub:
         self.cluster: Cluster | None = None
         #: short-lived tasks: closing a replaced agent, a silent one, a slow viewer
         self.tasks = TaskOwner("hub")
+        #: students on the do-not-view list whose agent is here (``access/no_view.py``)
+        self.no_view: set[int] = set()
 
     def blocked(self, viewer: Placed, conn: Placed | None) -> str | None:
         """None when ``viewer`` may see ``conn`` now, else why not. Fails closed: with no
         location rule installed, nothing is shown."""
         if conn is None:
             return None
+        if getattr(conn, "student_id", None) in self.no_view:
+            return p.ErrorCode.NO_VIEW
         if self.gate is None:
             return p.ErrorCode.ELSEWHERE
         return self.gate(viewer, conn)
@@ -172,6 +183,8 @@ class Hub:
                 "elsewhere": why == p.ErrorCode.ELSEWHERE,
                 "mode": "off" if why else conn.mode,
             }
+            if conn.private_page and not why:
+                state["private_page"] = True
         else:
             cluster = self.cluster  # held by another instance?
             remote = cluster.remote_status(student_id) if cluster is not None else None
@@ -190,7 +203,30 @@ class Hub:
             state["mode"] = "off" if why else remote.get("mode", "off")
         if why == p.ErrorCode.OUTSIDE_LESSON_HOURS:
             state["outside_lesson_hours"] = True
+        if why == p.ErrorCode.NO_VIEW or (conn is not None and student_id in self.no_view):
+            # also in the status published to other instances (no viewer here)
+            state["no_view"] = True
+            state["mode"] = "off"
+            state.pop("private_page", None)
         return state
+
+    def set_no_view(self, student_id: int, on: bool) -> None:
+        """Put a student on (or off) the do-not-view list here: the agent's watch drops to
+        off at once, and every tile says why."""
+        if on:
+            self.no_view.add(student_id)
+        else:
+            self.no_view.discard(student_id)
+        conn = self.agents.get(student_id)
+        if conn is not None and on:
+            conn.tabs = []
+        self._refresh(student_id)
+        self._broadcast_status(student_id)
+
+    def on_private_page(self, conn: AgentConn, on: bool) -> None:
+        if conn.private_page != on:
+            conn.private_page = on
+            self._broadcast_status(conn.student_id)
 
     def touch(self, conn: AgentConn) -> None:
         conn.last_seen = dt.datetime.now(dt.UTC)
@@ -207,7 +243,8 @@ class Hub:
         if not allowed:  # the rule changed since the last watch: quieten the agent now
             self._refresh(sid)
             return 0
-        self.latest.offer(thumbnail_name(sid), bytes(data[p.FRAME_HEADER_SIZE :]))
+        if header.kind == p.FrameKind.GRID:  # only the grid thumbnail is kept, never a close-up
+            self.latest.offer(thumbnail_name(sid), bytes(data[p.FRAME_HEADER_SIZE :]))
         return sent
 
     def relay_frame(self, sid: int, data: bytes, kind: int, device: Placed) -> tuple[int, bool]:
@@ -251,10 +288,11 @@ class Hub:
             return
         clean = [
             {
-                "title": t["title"],
-                "url": t.get("url", ""),
+                "title": "" if t.get("private") is True else t["title"],
+                "url": "" if t.get("private") is True else t.get("url", ""),
                 "active": bool(t.get("active", False)),
                 "window": int(t.get("window", 0)),
+                **({"private": True} if t.get("private") is True else {}),
             }
             for t in tabs
         ]
@@ -267,7 +305,12 @@ class Hub:
         if not allowed:
             self._refresh(sid)
             return
-        self.latest.offer(tabs_name(sid), json.dumps(clean, ensure_ascii=False).encode())
+        stored = (
+            clean
+            if self.settings.store_url_query
+            else [dict(t, url=strip_query(str(t["url"]))) for t in clean]
+        )
+        self.latest.offer(tabs_name(sid), json.dumps(stored, ensure_ascii=False).encode())
 
     def on_capture_error(self, conn: AgentConn, reason: str) -> None:
         conn.capture_error = reason[:300]
@@ -380,6 +423,8 @@ class Hub:
             remote_mode, remote_names = self.cluster.remote_demand(conn)
             mode = max(mode, remote_mode, key=_MODE_RANK.__getitem__)
             names |= remote_names
+        if student_id in self.no_view:  # whoever asks, wherever they are
+            mode, names = "off", set()
         s = self.settings
         if mode == "focus":
             width, height, interval, quality, tabs = (

@@ -35,6 +35,12 @@ __all__ = [
 
 Sessions = async_sessionmaker[AsyncSession]
 
+#: Networks wider than this (a shorter prefix) cover (nearly) every address: refused.
+REFUSED_WIDER_THAN = {4: 4, 6: 16}
+#: Networks wider than this need ``confirm_wide`` outside demo mode: a typo such as /8 for
+#: /28 would count a whole provider's customers as on-site.
+CONFIRM_WIDER_THAN = {4: 8, 6: 32}
+
 
 @dataclass(frozen=True)
 class LocationDraft:
@@ -77,6 +83,8 @@ async def save_location(
     location_id: int | None,
     draft: LocationDraft,
     ip: str,
+    *,
+    confirm_wide: bool = False,
 ) -> tuple[Location, bool]:
     """Create (``location_id`` None) or update a location; return it and whether it was
     created. Refused: a code that is not the school's BRIN + two digits, a code or network
@@ -87,6 +95,19 @@ async def save_location(
         nets = parse_location_networks(draft.networks)
     except ValueError as exc:
         raise ApiError("invalid_network", str(exc)) from None
+    for net in nets:
+        if net.prefixlen < REFUSED_WIDER_THAN[net.version]:
+            raise ApiError(
+                "network_too_wide",
+                f"{net} covers (nearly) every address: no school location is that large",
+            )
+        if net.prefixlen < CONFIRM_WIDER_THAN[net.version] and not confirm_wide:
+            raise ApiError(
+                "confirm_wide_network",
+                f"{net} is wider than /{CONFIRM_WIDER_THAN[net.version]} and would count a "
+                "very large number of addresses as on-site; check it, and send "
+                "confirm_wide: true if it is really meant",
+            )
     try:
         parse_timezone(draft.timezone)
         parsed_hours = parse_lesson_hours(draft.lesson_hours, draft.timezone)
@@ -104,18 +125,30 @@ async def save_location(
                 f"location code (e.g. {school.brin}00); got {code}",
             )
         others = await session.scalars(select(Location).where(Location.id != (location_id or -1)))
+        # Checked against every school (an address belongs to one location only, and codes
+        # are unique), but another school's location is never named: that would tell this
+        # admin another school's names and networks.
         for other in others:
+            ours = other.school_id == school.id
             if other.code.upper() == code:
                 raise ApiError(
-                    "duplicate_code", f"location code {code} is already used by {other.name}", 409
+                    "duplicate_code",
+                    f"location code {code} is already used by "
+                    + (other.name if ours else "a location of another school"),
+                    409,
                 )
             for theirs in parse_location_networks(other.networks or ""):
                 for mine in nets:
                     if mine.version == theirs.version and mine.overlaps(theirs):
                         raise ApiError(
                             "overlapping_networks",
-                            f"{mine} overlaps {theirs} of location {other.name} ({other.code}): "
-                            "an address must belong to one location only",
+                            f"{mine} overlaps "
+                            + (
+                                f"{theirs} of location {other.name} ({other.code})"
+                                if ours
+                                else "a network of another school's location"
+                            )
+                            + ": an address must belong to one location only",
                             409,
                         )
         if location_id is None:
@@ -145,6 +178,7 @@ async def save_location(
         f"{loc.networks or '(none)'}; lesson hours: {loc.lesson_hours or '(any time)'} "
         f"{draft.timezone}",
         ip,
+        school_id=school_id,
     )
     await policy.reload()
     return loc, created
@@ -189,7 +223,15 @@ async def start_remote_mode(
         f"remote-lesson mode on for {loc.name} ({loc.code}) from {iso(now)} until {iso(until)}"
         f"{f' (replaces the period until {iso(replaced)})' if replaced else ''}; reason: {reason}"
     )
-    await audit.record(sm, actor, audit.Actions.REMOTE_MODE_ON, f"location:{loc.id}", detail, ip)
+    await audit.record(
+        sm,
+        actor,
+        audit.Actions.REMOTE_MODE_ON,
+        f"location:{loc.id}",
+        detail,
+        ip,
+        school_id=loc.school_id,
+    )
     await policy.reload()
 
 
@@ -220,5 +262,6 @@ async def end_remote_mode(
         f"before {iso(ended[0].until)} (switched on by {ended[0].started_by}; "
         f"reason: {ended[0].reason})",
         ip,
+        school_id=loc.school_id,
     )
     await policy.reload()

@@ -213,6 +213,7 @@ class LocationPolicy:
                     f"remote-lesson mode of {loc.name if loc else mode.location_id} ended by "
                     f"itself at {iso(mode.until)} (switched on by {mode.started_by}; "
                     f"reason: {mode.reason})",
+                    school_id=loc.school_id if loc else None,
                 )
         await self.reload()
 

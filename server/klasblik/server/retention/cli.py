@@ -1,15 +1,18 @@
-"""The ``klasblik purge`` and ``klasblik student export|erase`` commands."""
+"""The ``klasblik purge``, ``klasblik student export|erase`` and ``klasblik privacy
+documents|breach`` commands."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import getpass
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
+from klasblik.server.access import audit
 from klasblik.server.retention.joblock import job_lock
 from klasblik.server.retention.purge import PurgeReport, purge
 from klasblik.server.retention.schedule import NIGHTLY
@@ -40,6 +43,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     exp.add_argument("username", help="the student's Microsoft 365 username")
     exp.add_argument("--out", required=True, help="the zip file to write (must not exist)")
     exp.add_argument("--config")
+    exp.add_argument(
+        "--reason",
+        default="",
+        help="include the stored screenshot and tab list, for this stated reason (logged)",
+    )
     era = st_sub.add_parser(
         "erase",
         help="erase a student's record, class memberships and stored screenshot and tabs; "
@@ -48,6 +56,25 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     era.add_argument("username", help="the student's Microsoft 365 username")
     era.add_argument("--yes", action="store_true", help="confirm: really erase")
     era.add_argument("--config")
+    priv = sub.add_parser(
+        "privacy",
+        help="write the privacy paperwork from the actual settings and data (DPIA aid, "
+        "art. 30 register entry, information for parents and students, privacy and "
+        "security annex), or a breach-support export of a time window",
+    )
+    pv_sub = priv.add_subparsers(dest="privacy_command", required=True)
+    docs = pv_sub.add_parser("documents", help="write every document, in Dutch and English")
+    docs.add_argument("--out", required=True, help="the folder to write into")
+    docs.add_argument("--config")
+    breach = pv_sub.add_parser(
+        "breach",
+        help="a zip of the audit entries, sign-in sessions and remote-lesson periods of a "
+        "time window, for the 72-hour duty to report (docs/operations.md)",
+    )
+    breach.add_argument("--since", required=True, help="start, ISO 8601 (UTC if no zone)")
+    breach.add_argument("--until", required=True, help="end, ISO 8601 (UTC if no zone)")
+    breach.add_argument("--out", required=True, help="the zip file to write (must not exist)")
+    breach.add_argument("--config")
 
 
 class ProgressPrinter:
@@ -114,14 +141,30 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                 report = await purge(
                     sm, store, settings, dry_run=args.dry_run, progress=ProgressPrinter()
                 )
+            await audit.record(
+                sm,
+                _actor(),
+                audit.Actions.PURGE_MANUAL,
+                "",
+                ("dry run: " if args.dry_run else "") + report.summary(),
+            )
             _print_report(report, listing=args.dry_run)
             return 0
+        if args.command == "privacy":
+            return await _privacy(args, settings, sm)
         if args.student_command == "export":
             out = Path(args.out)
             if await asyncio.to_thread(out.exists):
                 print(f"klasblik: {out} exists; choose a new file name", file=sys.stderr)
                 return 2
-            data = await export_student(sm, store, args.username, _actor())
+            data = await export_student(
+                sm,
+                store,
+                args.username,
+                _actor(),
+                settings=settings,
+                latest_reason=args.reason or None,
+            )
             await asyncio.to_thread(out.write_bytes, data)
             print(f"wrote {out} ({len(data)} bytes)")
             return 0
@@ -148,6 +191,34 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await store.close()
         await engine.dispose()
+
+
+def _when(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+async def _privacy(args: argparse.Namespace, settings: Settings, sm: Any) -> int:
+    from klasblik.server.retention.documents import breach_export, write_documents
+
+    if args.privacy_command == "documents":
+        written = await write_documents(sm, settings, Path(args.out), _actor())
+        for path in written:
+            print(f"wrote {path}")
+        return 0
+    out = Path(args.out)
+    if await asyncio.to_thread(out.exists):
+        print(f"klasblik: {out} exists; choose a new file name", file=sys.stderr)
+        return 2
+    try:
+        since, until = _when(args.since), _when(args.until)
+        data = await breach_export(sm, since, until, _actor())
+    except ValueError as exc:
+        print(f"klasblik: {exc}", file=sys.stderr)
+        return 2
+    await asyncio.to_thread(out.write_bytes, data)
+    print(f"wrote {out} ({len(data)} bytes)")
+    return 0
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,12 +5,13 @@ purge removes, in this order, each step in committed batches so that an interrup
 leaves nothing inconsistent and the next run finishes the work:
 
 1. expired dashboard sessions;
-2. audit entries older than ``audit_retention_months``;
+2. audit entries older than ``audit_retention_months``, and remote-lesson periods that ended
+   before that (they are a record of the same kind);
 3. student records (their blobs first, then the rows) and teacher records created before
    the end of the last school year (and then the roster's delta links, so that the next
    Microsoft 365 sync lists those who continue afresh);
 4. orphaned blobs (of students that no longer exist);
-5. the sweep.
+5. the sweep (which also removes ``.tmp-*`` leftovers of writes that were cut off).
 
 Every function takes ``now``, a callable returning an aware UTC datetime, so tests can move
 time. ``dry_run`` collects what would go without deleting anything.
@@ -32,7 +33,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from klasblik.server.settings import Settings
 from klasblik.server.storage.blobs.base import BlobStore, student_prefix, tabs_name, thumbnail_name
 from klasblik.server.storage.latest import LatestWriter
-from klasblik.server.storage.models import AuditEntry, Staff, Student, SyncState, WebSession, utcnow
+from klasblik.server.storage.models import (
+    AuditEntry,
+    RemoteMode,
+    Staff,
+    Student,
+    SyncState,
+    WebSession,
+    utcnow,
+)
 
 __all__ = [
     "BATCH",
@@ -56,6 +65,8 @@ BATCH = 1000
 #: Blob delete batches in flight at once during a sweep.
 _PARALLEL_DELETES = 2
 _STUDENT_BLOB = re.compile(r"^students/(\d+)/")
+#: A temporary file of a write older than this was cut off (a write takes milliseconds).
+TEMP_LEFTOVER_AGE = dt.timedelta(minutes=10)
 
 
 @dataclass
@@ -65,6 +76,7 @@ class PurgeReport:
     dry_run: bool = False
     sessions: int = 0
     audit_entries: int = 0
+    remote_modes: int = 0
     students: list[str] = field(default_factory=list)
     staff: list[str] = field(default_factory=list)
     student_blobs: int = 0
@@ -78,7 +90,8 @@ class PurgeReport:
         verb = "would remove" if self.dry_run else "removed"
         return (
             f"{verb}: {self.sessions} expired session(s), {self.audit_entries} audit "
-            f"entr{'y' if self.audit_entries == 1 else 'ies'}, {len(self.students)} student "
+            f"entr{'y' if self.audit_entries == 1 else 'ies'}, {self.remote_modes} ended "
+            f"remote-lesson period(s), {len(self.students)} student "
             f"record(s) with {self.student_blobs} blob(s), {len(self.staff)} staff record(s), "
             f"{len(self.orphaned_blobs)} orphaned blob(s), {self.expired_blob_count} blob(s) "
             f"past the sweep age"
@@ -178,6 +191,9 @@ async def sweep(
             done += await task
             progress("expired blobs", done)
         pending.clear()
+        leftovers = getattr(store, "sweep_temporaries", None)
+        if leftovers is not None and not dry_run:
+            done += await leftovers(now() - TEMP_LEFTOVER_AGE)
     finally:
         for task in pending:
             task.cancel()
@@ -203,6 +219,7 @@ async def purge(
     progress("expired sessions", report.sessions)
     report.audit_cutoff = months_before(moment, settings.audit_retention_months)
     report.audit_entries = await _purge_audit(sm, report.audit_cutoff, dry_run, progress)
+    report.remote_modes = await _purge_remote_modes(sm, report.audit_cutoff, dry_run)
     boundary = school_year_boundary(moment, settings.school_year_end, settings.timezone)
     report.school_year_boundary = boundary
     if boundary is not None:
@@ -257,6 +274,21 @@ async def _purge_audit(
         last_id = ids[-1]
         done += len(ids)
         progress("audit entries", done)
+
+
+async def _purge_remote_modes(
+    sm: async_sessionmaker[AsyncSession], cutoff: dt.datetime, dry_run: bool
+) -> int:
+    """Remote-lesson periods that ended (or ran out) before the audit cutoff."""
+    old = or_(
+        RemoteMode.ended_at < cutoff,
+        (RemoteMode.ended_at.is_(None)) & (RemoteMode.until < cutoff),
+    )
+    async with sm() as session, session.begin():
+        ids = list(await session.scalars(select(RemoteMode.id).where(old)))
+        if ids and not dry_run:
+            await session.execute(delete(RemoteMode).where(RemoteMode.id.in_(ids)))
+    return len(ids)
 
 
 async def _purge_students(

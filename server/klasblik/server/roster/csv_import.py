@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from klasblik.protocol.errors import KlasblikError
 from klasblik.server.roster.names import student_display_name
 from klasblik.server.storage.models import (
+    CaptureBlock,
     Location,
     School,
     SchoolClass,
@@ -54,7 +55,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "brin": ("brin", "schoolbrin", "brinnummer"),
     "location": ("vestiging", "location", "locatie", "vestigingscode"),
+    # optional: the student objected or asked for restriction (ja/yes/1/x): never viewed
+    "no_view": ("nietbekijken", "donotview", "noview"),
 }
+_YES = ("ja", "j", "yes", "y", "1", "x", "true", "waar")
+_NO = ("", "nee", "n", "no", "0", "false", "onwaar")
 _REQUIRED = ("number", "first_name", "surname", "group", "username", "brin", "location")
 _BRIN = re.compile(r"^[0-9]{2}[A-Z]{2}$")
 _USERNAME = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -81,6 +86,8 @@ class Row:
     username: str
     brin: str
     location: str  # two-digit code or a location name
+    #: on the do-not-view list from the roster (optional column ``niet bekijken``)
+    no_view: bool = False
 
     @property
     def display_name(self) -> str:
@@ -165,10 +172,22 @@ def parse_students_csv(data: bytes) -> list[Row]:
                 f"username {v['username']!r} is not a Microsoft 365 username (name@school.nl)"
             )
         surname = " ".join(p for p in (v.get("prefix", ""), v.get("surname", "")) if p)
+        flag = v.get("no_view", "").lower()
+        if flag not in _YES + _NO:
+            problems.append(f"niet bekijken {v['no_view']!r} is not ja or nee")
         if problems:
             errors.append(f"line {line}: " + "; ".join(problems))
             continue
-        row = Row(line, v["first_name"], surname, v["group"][:120], username, brin, v["location"])
+        row = Row(
+            line,
+            v["first_name"],
+            surname,
+            v["group"][:120],
+            username,
+            brin,
+            v["location"],
+            flag in _YES,
+        )
         earlier = seen.get(username)
         if earlier is not None and (earlier.brin, earlier.display_name) != (
             row.brin,
@@ -223,6 +242,44 @@ async def _location(
         errors.append(f"line {row.line}: location {code} belongs to another school")
         return None
     return loc
+
+
+def _columns_of(data: bytes) -> set[str]:
+    first = data.decode("utf-8-sig").splitlines()[0]
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    header = next(csv.reader(io.StringIO(first), delimiter=delimiter))
+    return {col for name in header for col, names in COLUMNS.items() if _key(name) in names}
+
+
+async def _roster_no_view(
+    s: AsyncSession, rows: list[Row], schools: dict[str, School], summary: ImportSummary
+) -> None:
+    """The file's do-not-view column: a "ja" puts the student on the list (source
+    "roster"); a "nee" takes off only an entry the roster itself made (never IT's, never
+    one left by an erasure)."""
+    existing = {
+        b.username: b
+        for b in await s.scalars(
+            select(CaptureBlock).where(CaptureBlock.username.in_([r.username for r in rows]))
+        )
+    }
+    for row in rows:
+        have = existing.get(row.username)
+        if row.no_view and have is None:
+            s.add(
+                CaptureBlock(
+                    username=row.username,
+                    school_id=schools[row.brin].id,
+                    source="roster",
+                    reason="from the student administration",
+                    set_by="roster import",
+                )
+            )
+            existing[row.username] = CaptureBlock(username=row.username, source="roster")
+            summary.created["do-not-view"] += 1
+        elif not row.no_view and have is not None and have.source == "roster":
+            await s.execute(delete(CaptureBlock).where(CaptureBlock.username == row.username))
+            summary.updated["do-not-view cleared"] += 1
 
 
 async def import_students_csv(sm: async_sessionmaker[AsyncSession], data: bytes) -> ImportSummary:
@@ -302,6 +359,8 @@ async def import_students_csv(sm: async_sessionmaker[AsyncSession], data: bytes)
             members.setdefault(cls.id, set()).add(student.id)
         if errors:
             raise CsvImportError(errors)  # rolls the transaction back
+        if "no_view" in _columns_of(data):
+            await _roster_no_view(s, rows, schools, summary)
         for cls in classes.values():
             want = members.get(cls.id, set())
             have = set(

@@ -26,7 +26,7 @@ from klasblik.server.keys import DB, HUB, M365, ROSTER_JOBS
 from klasblik.server.live.hub import Hub
 from klasblik.server.roster.graph import GraphClient, GraphError
 from klasblik.server.roster.health import log_permissions, record_failure, roster_health
-from klasblik.server.roster.revocation import recheck_viewers, revoke_lost_access
+from klasblik.server.roster.revocation import recheck_no_view, recheck_viewers, revoke_lost_access
 from klasblik.server.roster.sync import Progress, SyncBusy, SyncSummary, sync_roster
 from klasblik.server.settings import Settings
 
@@ -124,6 +124,10 @@ def roster_jobs_ctx(
                 await _sync_once(app, settings)
 
         async def access_job() -> None:
+            try:
+                await recheck_no_view(app[DB], app[HUB])
+            except Exception:
+                log.exception("do-not-view check of connected agents failed")
             if not app[HUB].viewers:
                 return
             try:

@@ -9,12 +9,13 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik import protocol as p
+from klasblik.server.access import no_view
 from klasblik.server.access.rules import authorize_class
 from klasblik.server.auth.sessions import end_sessions_of
 from klasblik.server.errors import AccessDenied
 from klasblik.server.live.hub import Hub
 
-__all__ = ["recheck_viewers", "revoke_lost_access"]
+__all__ = ["recheck_no_view", "recheck_viewers", "revoke_lost_access"]
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +60,20 @@ async def recheck_viewers(
                 closed += 1
                 break
     return closed
+
+
+async def recheck_no_view(sm: async_sessionmaker[AsyncSession], hub: Hub) -> int:
+    """Apply the do-not-view list to the agents connected here (an entry set or cleared on
+    another instance); return how many changed. The instance that takes IT's request
+    applies it at once; others within ``access_check_s``."""
+    ids = sorted(hub.agents)
+    if not ids:
+        return 0
+    blocked = await no_view.blocked_ids(sm, ids)
+    changed = 0
+    for sid in ids:
+        on = sid in blocked
+        if on != (sid in hub.no_view):
+            hub.set_no_view(sid, on)
+            changed += 1
+    return changed

@@ -56,8 +56,23 @@ async def upgrade_database(engine: AsyncEngine) -> None:
         cfg.attributes["connection"] = sync_conn
         command.upgrade(cfg, "head")
 
-    async with engine.begin() as conn:
-        await conn.run_sync(run)
+    async with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # A table rebuild (batch migration) must not cascade deletes into the tables
+            # that refer to it; foreign keys can only be switched outside a transaction.
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        try:
+            await conn.run_sync(run)
+            if sqlite:
+                broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if broken:
+                    await conn.rollback()
+                    raise RuntimeError(f"schema upgrade broke foreign keys: {broken[:5]}")
+            await conn.commit()
+        finally:
+            if sqlite:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 __all__ = [
     "AuditEntry",
     "Base",
+    "CaptureBlock",
     "JobRun",
     "Location",
     "PendingLogin",
@@ -74,6 +75,12 @@ class Base(DeclarativeBase):
     pass
 
 
+#: SQLite hands out the id of a deleted last row again unless the table is AUTOINCREMENT;
+#: a reused student id would give a new child the audit trail of a purged one. PostgreSQL
+#: sequences never go back. (Migration i14_no_id_reuse.)
+_NO_ID_REUSE: dict[str, Any] = {"sqlite_autoincrement": True}
+
+
 class_students = Table(
     "class_students",
     Base.metadata,
@@ -91,6 +98,7 @@ class_teachers = Table(
 
 class School(Base):
     __tablename__ = "schools"
+    __table_args__ = _NO_ID_REUSE
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     brin: Mapped[str] = mapped_column(String(8), unique=True)
@@ -100,6 +108,7 @@ class School(Base):
 
 class Location(Base):
     __tablename__ = "locations"
+    __table_args__ = _NO_ID_REUSE
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
@@ -122,6 +131,7 @@ class RemoteMode(Base):
     """One period of remote-lesson mode of a location: on until ``until`` or ended early."""
 
     __tablename__ = "remote_modes"
+    __table_args__ = _NO_ID_REUSE
     id: Mapped[int] = mapped_column(primary_key=True)
     location_id: Mapped[int] = mapped_column(
         ForeignKey("locations.id", ondelete="CASCADE"), index=True
@@ -138,6 +148,7 @@ class RemoteMode(Base):
 
 class Staff(Base):
     __tablename__ = "staff"
+    __table_args__ = _NO_ID_REUSE
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
     location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id", ondelete="SET NULL"))
@@ -155,6 +166,7 @@ class Staff(Base):
 
 class Student(Base):
     __tablename__ = "students"
+    __table_args__ = _NO_ID_REUSE
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
     location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id", ondelete="SET NULL"))
@@ -179,6 +191,7 @@ Index("ix_staff_username_lower", func.lower(Staff.username))
 
 class SchoolClass(Base):
     __tablename__ = "classes"
+    __table_args__ = _NO_ID_REUSE
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(120))
@@ -207,6 +220,7 @@ class AuditEntry(Base):
     """Append-only record of views, refusals and administrative actions."""
 
     __tablename__ = "audit_log"
+    __table_args__ = _NO_ID_REUSE
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(256))
@@ -214,6 +228,26 @@ class AuditEntry(Base):
     subject: Mapped[str] = mapped_column(String(256), default="", index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
     ip: Mapped[str | None] = mapped_column(String(64))
+    #: The school the entry belongs to (IT sees only its own school's entries); None for
+    #: entries of the system or of accounts no school knows.
+    school_id: Mapped[int | None] = mapped_column(Integer, index=True)
+
+
+class CaptureBlock(Base):
+    """A student who must not be viewed (objection, restriction, or erased on request):
+    capture stops at once and stays off, across roster syncs, until IT clears it. Keyed by
+    the lower-case Microsoft 365 username so that it outlives an erased student record."""
+
+    __tablename__ = "capture_blocks"
+    username: Mapped[str] = mapped_column(String(256), primary_key=True)
+    school_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schools.id", ondelete="CASCADE"), index=True
+    )
+    #: "it" (set by IT), "roster" (from the roster import) or "erased" (after an erasure)
+    source: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    set_by: Mapped[str] = mapped_column(String(256))
+    set_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class SyncState(Base):

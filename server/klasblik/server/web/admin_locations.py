@@ -156,9 +156,19 @@ async def save_location(request: web.Request) -> web.Response:
         timezone=_text(data, "timezone", 64, required=False) or "Europe/Amsterdam",
         lesson_hours=_text(data, "lesson_hours", 1000, required=False),
     )
+    confirm = data.get("confirm_wide", False)
+    if not isinstance(confirm, bool):
+        raise ApiError("invalid_format", "confirm_wide must be true or false")
     policy = _policy(request)
     loc, created = await location_admin.save_location(
-        request.app[DB], policy, staff.username, staff.school_id, loc_id, draft, client_ip(request)
+        request.app[DB],
+        policy,
+        staff.username,
+        staff.school_id,
+        loc_id,
+        draft,
+        client_ip(request),
+        confirm_wide=confirm or request.app[SETTINGS].demo,
     )
     return web.json_response(_location_json(loc, policy), status=201 if created else 200)
 

@@ -1,7 +1,12 @@
-"""The IT admin API: the audit log (JSON pages and CSV), and a student's export and erasure.
+"""The IT admin API: the audit log (JSON pages and CSV), a student's export and erasure, and
+the do-not-view list.
 
 Only signed-in staff with ``is_admin`` may use it; anyone else gets 403 and the refusal is
-audit-logged. Changes (export, erase) are POSTs with the session's CSRF token.
+audit-logged. An administrator sees and acts on their own school only: the audit entries of
+that school, its students (a student of another school is answered like an unknown one).
+Every use is audit-logged, reading the log included. Changes (export, erase, do-not-view)
+are POSTs with the session's CSRF token. An export carries the stored screenshot and tab
+list only with a stated reason, which is logged.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from klasblik import protocol as p
-from klasblik.server.access import audit
+from klasblik.server.access import audit, no_view
 from klasblik.server.access.audit_query import (
     csv_rows,
     entry_json,
@@ -24,7 +29,7 @@ from klasblik.server.access.audit_query import (
 )
 from klasblik.server.auth.identity import check_csrf, require_staff
 from klasblik.server.errors import ApiError
-from klasblik.server.keys import DASHBOARD_FILES, DB, HUB, LATEST, STORE
+from klasblik.server.keys import DASHBOARD_FILES, DB, HUB, LATEST, SETTINGS, STORE
 from klasblik.server.net import client_ip
 from klasblik.server.retention.subject_rights import (
     UnknownStudent,
@@ -32,7 +37,12 @@ from klasblik.server.retention.subject_rights import (
     export_student,
     find_student,
 )
-from klasblik.server.storage.blobs.base import BlobStoreError
+from klasblik.server.storage.blobs.base import (
+    BlobStoreError,
+    student_prefix,
+    tabs_name,
+    thumbnail_name,
+)
 from klasblik.server.storage.models import Staff, WebSession
 
 __all__ = ["setup_privacy_admin_routes"]
@@ -56,9 +66,14 @@ async def _require_admin(request: web.Request) -> tuple[WebSession, Staff]:
     return session, staff
 
 
-def _filter(request: web.Request) -> Any:
+def _schools(staff: Staff) -> frozenset[int]:
+    """The schools an administrator acts for: their own."""
+    return frozenset({staff.school_id})
+
+
+def _filter(request: web.Request, staff: Staff) -> Any:
     try:
-        return parse_filter(request.query)
+        return parse_filter(request.query, _schools(staff))
     except ValueError as exc:
         raise ApiError("invalid_format", str(exc), 400) from None
 
@@ -73,10 +88,29 @@ def _int_param(request: web.Request, name: str, default: int | None) -> int | No
         raise ApiError("invalid_format", f"{name} must be a whole number", 400) from None
 
 
+def _query_detail(request: web.Request) -> str:
+    return json.dumps(
+        {
+            k: v
+            for k, v in request.query.items()
+            if k in ("actor", "action", "subject", "since", "until", "before_id")
+        }
+    )
+
+
 async def audit_json(request: web.Request) -> web.Response:
-    await _require_admin(request)
+    _session, staff = await _require_admin(request)
     app = request.app
-    flt = _filter(request)
+    flt = _filter(request, staff)
+    await audit.record(
+        app[DB],
+        staff.username,
+        audit.Actions.AUDIT_READ,
+        "audit",
+        _query_detail(request),
+        client_ip(request),
+        school_id=staff.school_id,
+    )
     limit = _int_param(request, "limit", 100)
     before = _int_param(request, "before_id", None)
     try:
@@ -89,20 +123,15 @@ async def audit_json(request: web.Request) -> web.Response:
 async def audit_csv(request: web.Request) -> web.StreamResponse:
     _session, staff = await _require_admin(request)
     app = request.app
-    flt = _filter(request)
+    flt = _filter(request, staff)
     await audit.record(
         app[DB],
         staff.username,
         audit.Actions.AUDIT_EXPORT,
         "audit",
-        json.dumps(
-            {
-                k: v
-                for k, v in request.query.items()
-                if k in ("actor", "action", "subject", "since", "until")
-            }
-        ),
+        _query_detail(request),
         client_ip(request),
+        school_id=staff.school_id,
     )
     resp = web.StreamResponse(
         headers={
@@ -123,27 +152,60 @@ async def audit_csv(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def _username(request: web.Request) -> str:
+async def _body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError):
         raise ApiError("invalid_json", "the body must be JSON", 400) from None
-    name = body.get("username") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        raise ApiError("invalid_format", "the body must be a JSON object", 400)
+    name = body.get("username")
     if not isinstance(name, str) or not name.strip() or len(name) > 256:
         raise ApiError(
             "invalid_format", "username (the student's Microsoft 365 name) is needed", 400
         )
-    return name.strip()
+    body["username"] = name.strip()
+    return body
+
+
+def _text(body: dict[str, Any], key: str, limit: int = 1000) -> str:
+    value = body.get(key, "")
+    if not isinstance(value, str) or len(value) > limit:
+        raise ApiError("invalid_format", f"{key} must be text of at most {limit} characters", 400)
+    return value.strip()
+
+
+async def _username(request: web.Request) -> str:
+    return str((await _body(request))["username"])
 
 
 async def student_export(request: web.Request) -> web.Response:
     session, staff = await _require_admin(request)
     check_csrf(request, session)
     app = request.app
-    username = await _username(request)
+    body = await _body(request)
+    username = body["username"]
+    include = body.get("include_latest", False)
+    if not isinstance(include, bool):
+        raise ApiError("invalid_format", "include_latest must be true or false", 400)
+    reason = _text(body, "reason")
+    if include and len(reason) < 10:
+        raise ApiError(
+            "reason_required",
+            "the stored screenshot and tab list are exported only with a stated reason "
+            "(at least 10 characters), which is logged",
+            400,
+        )
     try:
         archive = await export_student(
-            app[DB], app[STORE], username, staff.username, client_ip(request)
+            app[DB],
+            app[STORE],
+            username,
+            staff.username,
+            client_ip(request),
+            settings=app[SETTINGS],
+            latest_reason=reason if include else None,
+            school_ids=_schools(staff),
         )
     except UnknownStudent as exc:
         raise ApiError("not_found", str(exc), 404) from None
@@ -163,10 +225,16 @@ async def student_erase(request: web.Request) -> web.Response:
     app = request.app
     username = await _username(request)
     try:
-        student = await find_student(app[DB], username)
+        student = await find_student(app[DB], username, _schools(staff))
         await _disconnect_agent(app, student.id)
         result = await erase_student(
-            app[DB], app[STORE], username, staff.username, client_ip(request), app[LATEST]
+            app[DB],
+            app[STORE],
+            username,
+            staff.username,
+            client_ip(request),
+            app[LATEST],
+            school_ids=_schools(staff),
         )
     except UnknownStudent as exc:
         raise ApiError("not_found", str(exc), 404) from None
@@ -184,6 +252,49 @@ async def student_erase(request: web.Request) -> web.Response:
             "class_memberships": result.class_memberships,
         }
     )
+
+
+async def student_no_view(request: web.Request) -> web.Response:
+    """Put a student on the do-not-view list (``"on": true``, with a reason) or take them
+    off (``"on": false``). Capture stops at once; the tile says why."""
+    session, staff = await _require_admin(request)
+    check_csrf(request, session)
+    app = request.app
+    body = await _body(request)
+    on = body.get("on")
+    if not isinstance(on, bool):
+        raise ApiError("invalid_format", "on must be true or false", 400)
+    reason = _text(body, "reason")
+    username = body["username"]
+    entry = await no_view.entry(app[DB], username)
+    try:
+        student = await find_student(app[DB], username, _schools(staff))
+        school_id: int | None = student.school_id
+        sid: int | None = student.id
+    except UnknownStudent:
+        # An erased student is known only by the list entry of their own school.
+        if entry is None or entry.school_id not in _schools(staff):
+            raise ApiError("not_found", f"no student with username {username!r}", 404) from None
+        school_id, sid = entry.school_id, None
+    subject = f"student:{sid}" if sid is not None else "student:erased"
+    if on:
+        await no_view.block(app[DB], username, school_id, "it", staff.username, reason)
+        action = audit.Actions.NO_VIEW_SET
+    else:
+        await no_view.clear(app[DB], username)
+        action = audit.Actions.NO_VIEW_CLEAR
+    await audit.record(
+        app[DB], staff.username, action, subject, reason, client_ip(request), school_id=school_id
+    )
+    if sid is not None:
+        app[HUB].set_no_view(sid, on)
+        if on:  # restriction: the stored screenshot and tab list go too
+            app[LATEST].forget(student_prefix(sid))
+            try:
+                await app[STORE].delete([thumbnail_name(sid), tabs_name(sid)])
+            except BlobStoreError as exc:
+                log.warning("do-not-view of student %s: stored items not deleted: %s", sid, exc)
+    return web.json_response({"username": username.lower(), "do_not_view": on})
 
 
 async def _disconnect_agent(app: web.Application, student_id: int) -> None:
@@ -217,3 +328,4 @@ def setup_privacy_admin_routes(app: web.Application) -> None:
     r.add_get("/api/admin/audit.csv", audit_csv)
     r.add_post("/api/admin/students/export", student_export)
     r.add_post("/api/admin/students/erase", student_erase)
+    r.add_post("/api/admin/students/no-view", student_no_view)

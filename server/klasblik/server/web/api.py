@@ -8,7 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from klasblik.server.access import audit
+from klasblik import protocol as p
+from klasblik.server.access import audit, no_view
 from klasblik.server.access.rules import (
     authorize_student,
     classes_of,
@@ -104,6 +105,8 @@ async def student_thumbnail(request: web.Request) -> web.StreamResponse:
             app[DB], staff.id, student_id, roster_max_age_s=roster_max_age_s(app[SETTINGS])
         )
         await check_thumbnail_location(request, staff, student_id)
+        if await no_view.blocked_ids(app[DB], [student_id]):
+            raise AccessDenied(p.ErrorCode.NO_VIEW, "this student is on the do-not-view list")
     except AccessDenied as exc:
         await audit.record(
             app[DB],
@@ -112,6 +115,7 @@ async def student_thumbnail(request: web.Request) -> web.StreamResponse:
             f"student:{student_id}",
             f"stored thumbnail: {exc.message}",
             client_ip(request),
+            school_id=staff.school_id,
         )
         raise
     try:
@@ -120,6 +124,16 @@ async def student_thumbnail(request: web.Request) -> web.StreamResponse:
         raise ApiError("unavailable", f"blob store unavailable: {exc}", 503) from None
     if blob is None:
         raise ApiError("not_found", "no stored thumbnail for this student", 404)
+    # A stored screenshot is a view like a live one: logged before it is answered.
+    await audit.record(
+        app[DB],
+        staff.username,
+        audit.Actions.VIEW_STORED,
+        f"student:{student_id}",
+        "stored thumbnail",
+        client_ip(request),
+        school_id=staff.school_id,
+    )
     return web.Response(
         body=blob.data,
         content_type=blob.content_type,

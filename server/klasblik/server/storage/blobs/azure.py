@@ -4,6 +4,12 @@ The container is private: it is created without public access when missing, and 
 container that allows anonymous reads is refused by :meth:`AzureBlobStore.check`. The
 dashboard gets images only through the server, after authorisation.
 
+:meth:`AzureBlobStore.check` also refuses an account with blob soft delete (the blob
+service's ``DeleteRetentionPolicy``) or blob versioning (a write answered with an
+``x-ms-version-id``): either keeps every overwritten or deleted screenshot past 48 hours.
+Versioning is a management-plane setting that the data-plane API does not report, so it
+is detected by writing a probe blob and looking for the version id in the answer.
+
 Deletes go in batches of at most 256 (the service's limit; the SDK does not chunk). Where
 batch delete is not available (Azurite answers every sub-request with 400), the store falls
 back to single deletes with bounded concurrency, and remembers that for the next call.
@@ -24,6 +30,7 @@ from klasblik.server.storage.blobs.base import (
     Blob,
     BlobInfo,
     BlobStoreError,
+    BlobStoreRefused,
     check_name,
     sniff_content_type,
 )
@@ -34,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Most sub-requests one blob batch may carry (Azure's limit).
 BATCH_LIMIT = 256
+#: The blob written by ``check`` to find out whether the account keeps versions.
+PROBE_NAME = "klasblik-probe/versioning"
 #: Single deletes in flight at once when batches are not available.
 SINGLE_DELETE_CONCURRENCY = 32
 
@@ -106,8 +115,8 @@ class AzureBlobStore:
         check_name(name)
         if self.public_access:
             raise BlobStoreError(
-                f"azure container {self.container_name} allows public access "
-                f"({self.public_access}); writes refused until it is private"
+                f"azure container {self.container_name} is refused "
+                f"({self.public_access}); writes refused until that is fixed"
             )
         await self._ensure_container()
         settings = ContentSettings(content_type=sniff_content_type(data))
@@ -222,6 +231,44 @@ class AzureBlobStore:
             raise BlobStoreError(
                 f"azure container {self.container_name} allows public access "
                 f"({props.public_access}); set it to private"
+            )
+        await self.check_no_history()
+
+    async def check_no_history(self) -> None:
+        """Refuse (:class:`BlobStoreRefused`) an account that keeps deleted blobs (soft
+        delete) or overwritten ones (versioning); writes are refused too until fixed."""
+        try:
+            service: Any = await self._service.get_service_properties()
+        except AzureError as exc:
+            raise BlobStoreError(
+                f"cannot read the blob service properties (needed to check soft delete): "
+                f"{_why(exc)}"
+            ) from exc
+        policy = service.get("delete_retention_policy")
+        if policy is not None and policy.enabled:
+            self.public_access = "soft delete"
+            raise BlobStoreRefused(
+                f"the storage account keeps deleted blobs for {policy.days} day(s) (blob soft "
+                "delete): a deleted screenshot would outlive 48 hours. Turn blob soft delete "
+                "off (deploy/azure/main.bicep does)"
+            )
+        probe = self._container.get_blob_client(PROBE_NAME)
+        try:
+            answer: Any = await probe.upload_blob(b"", overwrite=True)
+            await probe.delete_blob()
+            if answer.get("version_id"):  # the probe's own version goes too
+                await probe.delete_blob(version_id=answer["version_id"])
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise BlobStoreError(f"cannot write the probe blob: {_why(exc)}") from exc
+        finally:
+            await probe.close()
+        if answer.get("version_id"):
+            self.public_access = "versioning"
+            raise BlobStoreRefused(
+                "the storage account keeps a version of every overwritten blob (blob "
+                "versioning): old screenshots would outlive 48 hours. Turn versioning off"
             )
 
     async def close(self) -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "BlobInfo",
     "BlobStore",
     "BlobStoreError",
+    "BlobStoreRefused",
     "check_name",
     "sniff_content_type",
     "student_prefix",
@@ -31,6 +32,14 @@ class BlobStoreError(KlasblikError):
     """The blob store could not do what was asked (down, refused, misconfigured)."""
 
     code = "blob_store_unavailable"
+    status = 503
+
+
+class BlobStoreRefused(KlasblikError):
+    """The blob store works but would break a privacy promise (it keeps deleted or
+    overwritten screenshots): the server refuses to start on it."""
+
+    code = "blob_store_refused"
     status = 503
 
 

@@ -137,6 +137,35 @@ class LocalBlobStore:
         for info in await asyncio.to_thread(scan):
             yield info
 
+    async def sweep_temporaries(self, older_than: dt.datetime) -> int:
+        """Delete ``.tmp-*`` files (writes cut off by a crash or a full disk) last changed
+        before ``older_than``; return how many. ``list`` never shows them, so the sweep
+        calls this to keep the 48-hour promise for them too."""
+        limit = older_than.timestamp()
+
+        def scan() -> int:
+            count = 0
+            if not self.root.exists():
+                return 0
+            for dirpath, _dirs, files in os.walk(self.root):
+                for fname in files:
+                    if not fname.startswith(".tmp-"):
+                        continue
+                    full = Path(dirpath) / fname
+                    try:
+                        if full.stat().st_mtime < limit:
+                            full.unlink()
+                            count += 1
+                    except FileNotFoundError:
+                        continue
+                    except OSError as exc:
+                        raise BlobStoreError(
+                            f"cannot delete {full}: {exc.strerror or exc}"
+                        ) from exc
+            return count
+
+        return await asyncio.to_thread(scan)
+
     async def check(self) -> None:
         def probe() -> None:
             self.root.mkdir(parents=True, exist_ok=True)
