@@ -12,6 +12,7 @@ from klasblik.protocol.codes import (
     ErrorCode,
 )
 from klasblik.protocol.errors import ProtocolError
+from klasblik.protocol.images import image_size
 
 __all__ = [
     "FRAME_HEADER_SIZE",
@@ -98,8 +99,10 @@ def encode_frame(header: FrameHeader, image: bytes) -> bytes:
 def decode_frame(data: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> FrameHeader:
     """Validate an agent frame and return its header; the image is ``data[24:]``.
 
-    Checks size, magic, version, kind, encoding, dimensions and that the image bytes
-    start with the signature of the encoding named. Never decodes the image.
+    Checks size, magic, version, kind, encoding, dimensions, that the image bytes start
+    with the signature of the encoding named, and that the image's own header gives the
+    same width and height as the frame header (``bad_image`` otherwise). Never decodes
+    the image.
     """
     if len(data) > max_bytes:
         raise ProtocolError(
@@ -126,6 +129,12 @@ def decode_frame(data: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Frame
         raise ProtocolError(
             ErrorCode.BAD_FRAME,
             f"image bytes do not look like {Encoding.MIME[encoding]}",
+        )
+    real = image_size(encoding, memoryview(data)[FRAME_HEADER_SIZE:])
+    if real != (width, height):
+        raise ProtocolError(
+            ErrorCode.BAD_IMAGE,
+            f"the image is {real[0]}x{real[1]} but its frame header says {width}x{height}",
         )
     return FrameHeader(kind, encoding, width, height, seq, ts, flags, version)
 

@@ -30,7 +30,7 @@ from klasblik import protocol as p
 from klasblik.server.live.outbox import Outbox
 from klasblik.server.locations.rule import Placed
 from klasblik.server.settings import Settings
-from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
+from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name, thumbnail_place_name
 from klasblik.server.storage.latest import LatestWriter
 from klasblik.server.tasks import TaskOwner
 
@@ -92,6 +92,8 @@ class Viewer:
     classes: dict[int, set[int]] = field(default_factory=dict)
     focus: set[int] = field(default_factory=set)
     last_sent: dict[int, float] = field(default_factory=dict)
+    #: the TCP connection, aborted when a closing handshake cannot be written
+    transport: asyncio.BaseTransport | None = None
 
     def mode_for(self, student_id: int) -> str:
         if student_id in self.focus:
@@ -105,6 +107,18 @@ class Viewer:
         for ids in self.classes.values():
             out |= ids
         return out
+
+
+def abort_connection(viewer: Viewer) -> None:
+    """Drop the viewer's TCP connection at once (a reset): a peer that does not read would
+    otherwise keep the socket, and what is buffered for it, for as long as it likes."""
+    transport = viewer.transport
+    if transport is not None and not transport.is_closing():
+        abort = getattr(transport, "abort", None)
+        if abort is not None:
+            abort()
+        else:
+            transport.close()
 
 
 class Hub:
@@ -208,6 +222,13 @@ class Hub:
             self._refresh(sid)
             return 0
         self.latest.offer(thumbnail_name(sid), bytes(data[p.FRAME_HEADER_SIZE :]))
+        # where it was taken: a teacher elsewhere never sees it (web/api.py)
+        self.latest.offer(
+            thumbnail_place_name(sid),
+            b'{"location_id":%d}' % conn.location_id
+            if conn.location_id is not None
+            else b'{"location_id":null}',
+        )
         return sent
 
     def relay_frame(self, sid: int, data: bytes, kind: int, device: Placed) -> tuple[int, bool]:
@@ -242,8 +263,8 @@ class Hub:
         """Queue a text message (tabs) to this process's viewers of ``sid`` that may see
         ``device``; return whether any may."""
         allowed = [v for v in self.watchers.get(sid, {}) if not self.blocked(v, device)]
-        for viewer in allowed:
-            viewer.outbox.put(text)
+        for viewer in allowed:  # only the latest tab list matters: one slot per student
+            viewer.outbox.put_latest(("tabs", sid), text)
         return bool(allowed)
 
     def on_tabs(self, conn: AgentConn, tabs: list[dict[str, Any]]) -> None:
@@ -335,6 +356,7 @@ class Hub:
         self.remove_viewer(viewer)
         await viewer.outbox.close()
         if not viewer.ws.closed:
+            closed_cleanly = False
             try:
                 await asyncio.wait_for(
                     viewer.ws.send_str(
@@ -344,14 +366,14 @@ class Hub:
                     ),
                     timeout=1,
                 )
-            except (TimeoutError, ConnectionError, RuntimeError):
-                pass
-            try:
                 await asyncio.wait_for(
                     viewer.ws.close(code=close_code, message=message.encode()[:120]), timeout=2
                 )
+                closed_cleanly = True
             except (TimeoutError, ConnectionError, RuntimeError):
                 pass
+            if not closed_cleanly:
+                abort_connection(viewer)
 
     def viewer_too_slow(self, viewer: Viewer) -> None:
         log.warning(
@@ -443,7 +465,8 @@ class Hub:
                 texts[key] = p.encode_message(
                     {"type": "status", "student_id": student_id, "state": state}
                 )
-            viewer.outbox.put(texts[key])
+            # coalesced: a storm of changes costs one slot per student, never the queue
+            viewer.outbox.put_latest(("status", student_id), texts[key])
 
     def reevaluate(self) -> None:
         """Re-apply ``gate`` to every watched device (the rule's inputs changed)."""

@@ -34,6 +34,7 @@ from klasblik.server.retention.subject_rights import (
 )
 from klasblik.server.storage.blobs.base import BlobStoreError
 from klasblik.server.storage.models import Staff, WebSession
+from klasblik.server.web.ids import query_int
 
 __all__ = ["setup_privacy_admin_routes"]
 
@@ -64,13 +65,7 @@ def _filter(request: web.Request) -> Any:
 
 
 def _int_param(request: web.Request, name: str, default: int | None) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ApiError("invalid_format", f"{name} must be a whole number", 400) from None
+    return query_int(request, name, default)  # in the database's range, else 400
 
 
 async def audit_json(request: web.Request) -> web.Response:
