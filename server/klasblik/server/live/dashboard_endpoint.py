@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -38,6 +39,7 @@ __all__ = ["dashboard_ws"]
 log = logging.getLogger(__name__)
 
 _FAULT = "the server could not do this now; try again"
+_ID = re.compile(r'"id"\s*:\s*(\d{1,9})\b')
 _GONE = "the server cannot serve this connection now; reconnect"
 
 
@@ -153,6 +155,8 @@ class _Commands:
                     msg_id = raw["id"]
             msg = p.decode_message(data, "dashboard")
         except p.ProtocolError as exc:
+            if msg_id is None and (found := _ID.search(data, 0, 4096)) is not None:
+                msg_id = int(found.group(1))  # not parsed (too deep): the id it seems to have
             return p.error_message(exc.code, exc.message, msg_id)
         except (ValueError, UnicodeDecodeError):
             return p.error_message(p.ErrorCode.INVALID_JSON, "not valid JSON", msg_id)
