@@ -15,10 +15,13 @@ gets no frames or tabs, does not count as demand, and the tile says why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import json
 import logging
+import socket
+import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -109,11 +112,23 @@ class Viewer:
         return out
 
 
-def abort_connection(viewer: Viewer) -> None:
-    """Drop the viewer's TCP connection at once (a reset): a peer that does not read would
-    otherwise keep the socket, and what is buffered for it, for as long as it likes."""
+def _unsent(viewer: Viewer) -> bool:
     transport = viewer.transport
-    if transport is not None and not transport.is_closing():
+    size = getattr(transport, "get_write_buffer_size", None)
+    return bool(size is not None and size() > 0)
+
+
+def abort_connection(viewer: Viewer) -> None:
+    """Drop the viewer's TCP connection at once, with a reset: a peer that does not read
+    would otherwise keep the socket, and what is buffered for it, for as long as it likes.
+    (Closing a socket with unsent data makes the kernel keep trying to send it; a zero
+    linger time makes it send a reset and free the buffer instead.)"""
+    transport = viewer.transport
+    if transport is not None:  # a closing transport too: its close waits for the buffer
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         abort = getattr(transport, "abort", None)
         if abort is not None:
             abort()
@@ -355,8 +370,8 @@ class Hub:
     async def close_viewer(self, viewer: Viewer, code: str, message: str, close_code: int) -> None:
         self.remove_viewer(viewer)
         await viewer.outbox.close()
+        closed_cleanly = viewer.ws.closed
         if not viewer.ws.closed:
-            closed_cleanly = False
             try:
                 await asyncio.wait_for(
                     viewer.ws.send_str(
@@ -372,8 +387,15 @@ class Hub:
                 closed_cleanly = True
             except (TimeoutError, ConnectionError, RuntimeError):
                 pass
-            if not closed_cleanly:
-                abort_connection(viewer)
+            except asyncio.CancelledError:
+                # a send given up on part-way (a stalled viewer) can end the next one so
+                # too; only a cancellation of this task itself goes on up
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    abort_connection(viewer)
+                    raise
+        if not closed_cleanly or close_code == p.CloseCode.TOO_SLOW or _unsent(viewer):
+            abort_connection(viewer)  # a peer that does not read never sees a FIN
 
     def viewer_too_slow(self, viewer: Viewer) -> None:
         log.warning(
