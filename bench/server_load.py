@@ -215,8 +215,10 @@ def start_klasblik(name: str, workdir: Path, env: dict[str, str], cprofile: str 
     cmd += ["-m", "klasblik.server.cli", "serve", "--port", str(port)]
     workdir.mkdir(parents=True, exist_ok=True)
     log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+    # every simulated agent comes from this one address: let a whole school's storm in
+    wide = {"KLASBLIK_HELLO_MAX_PER_ADDRESS": "1000000", "KLASBLIK_HELLO_MAX_TOTAL": "1000000"}
     popen = subprocess.Popen(
-        cmd, env={**os.environ, **env}, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
+        cmd, env={**os.environ, **wide, **env}, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
     )
     proc = Proc(name, popen, port)
     wait_http(proc)

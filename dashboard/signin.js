@@ -8,11 +8,23 @@ function el(tag, attrs = {}, text = "") {
   return node;
 }
 
+// Only the server's words: the URL carries a code, looked up here; any text in the URL
+// (a "message", an unknown code) is never shown, so a link cannot put words on this page.
+const SIGNIN_ERRORS = new Set([
+  "not_configured", "unavailable", "provider_refused", "missing_state", "invalid_state",
+  "invalid_token", "expired_token", "wrong_tenant", "student_account", "unknown_account", "account_disabled", "account_mismatch",
+]);
+
+export function signinErrorKey(code) {
+  return SIGNIN_ERRORS.has(code) ? `signin.errors.${code}` : "signin.errors.other";
+}
+
 function showError(params) {
-  const message = params.get("message") || params.get("error");
-  if (!message) return;
+  const code = params.get("error");
+  if (!code) return;
   const box = document.getElementById("signin-error");
-  box.textContent = t("signin.error", { message });
+  box.textContent = t("signin.error", { message: t(signinErrorKey(code)) });
+  box.dataset.code = SIGNIN_ERRORS.has(code) ? code : "other";
   box.hidden = false;
 }
 

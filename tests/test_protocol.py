@@ -97,11 +97,12 @@ def test_malformed_json_is_invalid_json():
 
 
 @pytest.mark.parametrize("direction", list(p.SCHEMAS))
-def test_deeply_nested_json_is_invalid_json(direction):
-    """JSON nested deeper than the parser can go (well within 256 KiB) gives invalid_json."""
+def test_deeply_nested_json_is_too_deep(direction):
+    """JSON nested deeper than MAX_JSON_DEPTH (here 100 000 levels, well within 256 KiB) gives
+    message_too_deep, before the parser sees it."""
     nested = '{"type": "hello", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
     assert len(nested) < p.MAX_TEXT_BYTES
-    assert _code(nested, direction) == "invalid_json"
+    assert _code(nested, direction) == "message_too_deep"
 
 
 def test_unknown_type_is_unknown_type():

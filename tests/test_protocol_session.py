@@ -11,7 +11,14 @@ import pytest
 from klasblik import protocol as p
 from klasblik.protocol.session import FORBIDDEN_WAIT_S, MAX_REASON_CHARS
 
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 60  # enough of a JPEG for the frame checks
+
+def jpeg_of(width: int, height: int) -> bytes:
+    """Enough of a JPEG for the frame checks: start of image, a frame header of this size."""
+    sof = b"\xff\xc0\x00\x11\x08" + height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return b"\xff\xd8" + sof + b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01" + b"\x00" * 40
+
+
+JPEG = jpeg_of(8, 8)
 DEVICE = p.Device("dev-1", "desktop", "Linux-6.1", "klasblik-agent/0.1.0")
 
 WELCOME: dict[str, Any] = {
@@ -351,7 +358,7 @@ def test_deeply_nested_json_is_refused_not_crashed() -> None:
     """JSON nested deeper than the parser allows is refused as a protocol error."""
     session = welcomed()
     nested = '{"type":"error","error":' + "[" * 100_000 + "]" * 100_000 + "}"
-    refused(session, nested, p.ErrorCode.INVALID_JSON)
+    refused(session, nested, p.ErrorCode.MESSAGE_TOO_DEEP)
 
 
 def test_binary_message_is_refused() -> None:
@@ -377,7 +384,7 @@ def test_no_heartbeat_frame_tabs_or_capture_error_before_welcome() -> None:
     session = connected()
     for send in (
         session.heartbeat,
-        lambda: session.frame(p.Encoding.JPEG, 4, 3, JPEG, 0),
+        lambda: session.frame(p.Encoding.JPEG, 4, 3, jpeg_of(4, 3), 0),
         lambda: session.tabs_for_title("Word"),
         lambda: session.capture_error("no display"),
     ):
@@ -401,12 +408,12 @@ def test_frames_follow_the_mode_and_count_up() -> None:
     """A frame decodes, says grid or focus as the watch does, and its seq counts up across connections."""
     session = welcomed()
     session.receive(watch("grid"))
-    first = session.frame(p.Encoding.JPEG, 400, 225, JPEG, 1_700_000_000_000)
+    first = session.frame(p.Encoding.JPEG, 400, 225, jpeg_of(400, 225), 1_700_000_000_000)
     header = p.decode_frame(first)
     assert header == p.FrameHeader(
         p.FrameKind.GRID, p.Encoding.JPEG, 400, 225, 1, 1_700_000_000_000
     )
-    assert first[p.FRAME_HEADER_SIZE :] == JPEG
+    assert first[p.FRAME_HEADER_SIZE :] == jpeg_of(400, 225)
     session.receive(watch("focus"))
     assert p.decode_frame(session.frame(p.Encoding.JPEG, 8, 8, JPEG, 1)).kind == p.FrameKind.FOCUS
     session.connection_closed(1006)

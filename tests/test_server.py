@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from klasblik import protocol as p
-from klasblik.server.storage.blobs.base import thumbnail_name
+from klasblik.server.storage.blobs.base import thumbnail_name, thumbnail_place_name
 from tests.support.live import TestAgent, frame, next_viewer_frame, start_live_server
 from tests.support.timing import timeout, wait_for
 
@@ -65,11 +65,12 @@ async def test_agent_without_hello_is_closed_after_deadline(tmp_path):
     [
         (ANNA[0], "wrong-token", "auth_failed", 4001),
         ("nobody@school.example", None, "unknown_account", 4001),
-        ("teacher@school.example", None, "not_a_student", 4003),
+        ("teacher@school.example", None, "unknown_account", 4001),  # no roster oracle
     ],
 )
 async def test_agent_refusals(live_server, account, token, code, close):
-    """Wrong token, unknown account and staff accounts are refused with their codes."""
+    """Wrong token, unknown account and staff accounts are refused with their codes (a staff
+    account looks like an unknown one: the reason is in the audit log only)."""
     await live_server.add_class("7B", [ANNA])
     agent = TestAgent(live_server, account)
     try:
@@ -171,14 +172,15 @@ async def test_stalled_viewer_does_not_delay_another(tmp_path):
         big = frame(seq=1)
         big_image = big[: p.FRAME_HEADER_SIZE] + big[p.FRAME_HEADER_SIZE :] + b"\0" * 200_000
         received = 0
-        for seq in range(1, 61):
+        for seq in range(1, 31):
             data = bytearray(big_image)
             data[12:16] = seq.to_bytes(4, "big")
             await agent.send(bytes(data))
             _sid, header, _ = await asyncio.wait_for(next_viewer_frame(fast), timeout=timeout(5))
             assert header.seq == seq
             received += 1
-        assert received == 60
+            await asyncio.sleep(0.13)  # at the agent's pace: faster frames are dropped
+        assert received == 30
         await wait_for(lambda: len(server.hub.viewers) == 1, message="slow viewer dropped")
     finally:
         await agent.close()
@@ -198,9 +200,9 @@ async def test_latest_thumbnail_is_replaced_not_accumulated(live_server):
             blob = await store.get(thumbnail_name(sid))
             assert blob is not None and blob.data == sent[p.FRAME_HEADER_SIZE :]
         names = [b.name async for b in store.list(f"students/{sid}/")]
-        assert names == [thumbnail_name(sid)]
+        assert sorted(names) == [thumbnail_name(sid), thumbnail_place_name(sid)]
         files = list((live_server.store.root / "students" / str(sid)).iterdir())  # type: ignore[attr-defined]
-        assert [f.name for f in files] == ["thumbnail"]
+        assert sorted(f.name for f in files) == ["thumbnail", "thumbnail.place"]
 
 
 async def test_bad_agent_messages_get_codes_and_keep_the_socket(live_server):

@@ -227,20 +227,24 @@ async def test_unknown_account_is_logged_and_retried(
         await asyncio.wait_for(task, WAIT_S)
 
 
-async def test_staff_account_waits_an_hour(
+async def test_staff_account_is_refused_like_an_unknown_one(
     live_server: LiveServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A staff account's agent is refused with 4003 and does not try again within the test."""
+    """A staff account's agent gets the very answer an unknown account gets (unknown_account,
+    close 4001: the server is no oracle of who is staff) and retries with backoff."""
     caplog.set_level(logging.INFO, "klasblik.agent")
     await live_server.add_class("7B", [ANNA], teacher="teacher@school.example")
     client, stop, task = _agent(
-        live_server, tmp_path, "teacher@school.example", NoScreen(), backoff=Backoff(start_s=0.05)
+        live_server,
+        tmp_path,
+        "teacher@school.example",
+        NoScreen(),
+        backoff=Backoff(start_s=0.1, max_s=0.2, rng=random.Random(1)),
     )
     try:
-        await wait_for(lambda: client.backoff.attempts >= 1, WAIT_S, "the refusal")
-        await asyncio.sleep(1.0)  # idle: after 4003 no second attempt may come
-        assert client.backoff.attempts == 1
-        assert "not_a_student" in caplog.text and "close 4003" in caplog.text
+        await wait_for(lambda: client.backoff.attempts >= 2, WAIT_S, "two attempts")
+        assert "server error unknown_account" in caplog.text and "code 4001" in caplog.text
+        assert "not_a_student" not in caplog.text
     finally:
         stop.set()
         await asyncio.wait_for(task, WAIT_S)

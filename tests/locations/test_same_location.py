@@ -159,13 +159,14 @@ async def test_spoofed_forwarded_for_from_untrusted_peer_is_ignored(school):
 
 
 async def test_trusted_proxy_is_honoured(tmp_path):
-    """From a configured proxy (itself off-site), the forwarded client address counts,
-    in X-Forwarded-For and in Forwarded; a forwarded off-site address is still refused."""
+    """From a configured proxy (itself off-site), the forwarded client address counts
+    (X-Forwarded-For, the default proxy_header; Forwarded: tests/hardening/test_proxies.py);
+    a forwarded off-site address is still refused."""
     proxy = "127.0.0.9"
     server = await start_live_server(tmp_path, trusted_proxies=proxy)
     try:
         school = await make_school(server)
-        anna = SourcedAgent(server, ANNA[0], proxy, headers={"Forwarded": f'for="{AT_A2}:4711"'})
+        anna = SourcedAgent(server, ANNA[0], proxy, headers={"X-Forwarded-For": f"{AT_A2}:4711"})
         try:
             await anna.connect()
             async with client_at(server, TEACHER, proxy) as teacher:

@@ -166,12 +166,12 @@ async def test_disabled_student_agent_refused_after_sync(setup):
 
 
 async def test_staff_agent_refused(setup):
-    """A synced teacher's account can never connect an agent (not_a_student)."""
+    """A synced teacher's account can never connect an agent (refused like an unknown one)."""
     server, school = setup
     await _sync(server, school)
     agent = TestAgent(server, T1)
     try:
-        assert (await agent.connect())["error"]["code"] == "not_a_student"
+        assert (await agent.connect())["error"]["code"] == "unknown_account"
     finally:
         await agent.close()
 

@@ -48,7 +48,8 @@ AGENT_FRAME = (
     b"\x00\x10\x00\x09"
     b"\x00\x00\x00\x07"
     b"\x00\x00\x00\x00\x00\x00\x03\xe8"
-    b"\xff\xd8\xff\xe0 jpeg"
+    # the start of a 16x9 JPEG: start of image and its frame header (SOF0)
+    b"\xff\xd8\xff\xc0\x00\x11\x08\x00\x09\x00\x10\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01"
 )
 #: location 3, no home location
 PLACE_3_NONE = b"\x00\x00\x00\x03\xff\xff\xff\xff"
@@ -158,7 +159,8 @@ def test_frame_message_bytes():
     assert codec.encode_frame(Place(3, None), AGENT_FRAME) == (
         b"F\x00\x00\x00\x03\xff\xff\xff\xff"
         b"KBF1\x01\x02\x01\x00\x00\x10\x00\x09\x00\x00\x00\x07"
-        b"\x00\x00\x00\x00\x00\x00\x03\xe8\xff\xd8\xff\xe0 jpeg"
+        b"\x00\x00\x00\x00\x00\x00\x03\xe8"
+        b"\xff\xd8\xff\xc0\x00\x11\x08\x00\x09\x00\x10\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01"
     )
 
 
@@ -538,6 +540,10 @@ class _Box:
         self.items: list[Any] = []
 
     def put(self, item: Any) -> bool:
+        self.items.append(item)
+        return True
+
+    def put_latest(self, key: Any, item: Any) -> bool:
         self.items.append(item)
         return True
 

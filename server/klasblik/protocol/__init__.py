@@ -20,6 +20,9 @@ what to send and how long to wait before reconnecting.
 
 from klasblik.protocol.codes import (
     DEFAULT_MAX_FRAME_BYTES,
+    MAX_HELLO_BYTES,
+    MAX_ID,
+    MAX_JSON_DEPTH,
     MAX_TABS,
     MAX_TEXT_BYTES,
     MAX_TITLE_CHARS,
@@ -44,8 +47,10 @@ from klasblik.protocol.frames import (
     encode_viewer_frame,
     viewer_frame_prefix,
 )
+from klasblik.protocol.images import image_size
 from klasblik.protocol.messages import (
     SCHEMAS,
+    check_depth,
     decode_message,
     encode_message,
     error_message,
@@ -71,6 +76,9 @@ __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "FRAME_HEADER_SIZE",
     "FRAME_MAGIC",
+    "MAX_HELLO_BYTES",
+    "MAX_ID",
+    "MAX_JSON_DEPTH",
     "MAX_TABS",
     "MAX_TEXT_BYTES",
     "MAX_TITLE_CHARS",
@@ -100,6 +108,7 @@ __all__ = [
     "WatchReceived",
     "Welcome",
     "WelcomeReceived",
+    "check_depth",
     "decode_frame",
     "decode_message",
     "decode_viewer_frame",
@@ -107,6 +116,7 @@ __all__ = [
     "encode_message",
     "encode_viewer_frame",
     "error_message",
+    "image_size",
     "validate_message",
     "viewer_frame_prefix",
 ]

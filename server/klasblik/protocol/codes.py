@@ -7,6 +7,9 @@ from typing import Final
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
+    "MAX_HELLO_BYTES",
+    "MAX_ID",
+    "MAX_JSON_DEPTH",
     "MAX_TABS",
     "MAX_TEXT_BYTES",
     "MAX_TITLE_CHARS",
@@ -22,6 +25,13 @@ PROTOCOL_VERSION: Final = 1
 
 #: Largest accepted text message (JSON), in bytes.
 MAX_TEXT_BYTES: Final = 256 * 1024
+#: Largest message an agent may send before its hello was accepted (the hello itself), in
+#: bytes: a socket that has not said who it is holds at most this much of the server's memory.
+MAX_HELLO_BYTES: Final = 16 * 1024
+#: Deepest nesting of arrays and objects a text message may have; checked before parsing.
+MAX_JSON_DEPTH: Final = 16
+#: Largest id (class, student, location) in a URL or command: the database's 32-bit range.
+MAX_ID: Final = 2**31 - 1
 #: Default largest accepted agent frame (header + image), in bytes.
 DEFAULT_MAX_FRAME_BYTES: Final = 1024 * 1024
 
@@ -40,9 +50,14 @@ class ErrorCode:
     INVALID_FORMAT: Final = "invalid_format"  #: missing field, wrong type, bad value
     UNKNOWN_TYPE: Final = "unknown_type"  #: ``type`` not known for this direction
     MESSAGE_TOO_LARGE: Final = "message_too_large"  #: text message over MAX_TEXT_BYTES
+    MESSAGE_TOO_DEEP: Final = "message_too_deep"  #: JSON nested deeper than MAX_JSON_DEPTH
     FRAME_TOO_LARGE: Final = "frame_too_large"  #: binary frame over the server's limit
     BAD_MAGIC: Final = "bad_magic"  #: binary message does not start with the magic bytes
     BAD_FRAME: Final = "bad_frame"  #: binary header inconsistent (kind, encoding, size)
+    BAD_IMAGE: Final = "bad_image"  #: image bytes not a valid header of the declared size
+    IMAGE_TOO_LARGE: Final = "image_too_large"  #: image larger than the watch announced
+    RATE_LIMITED: Final = "rate_limited"  #: messages beyond the announced rate were dropped
+    BUSY: Final = "busy"  #: too many connections waiting for their hello; try again later
     UNSUPPORTED_VERSION: Final = "unsupported_version"  #: protocol version not spoken
     NOT_AUTHENTICATED: Final = "not_authenticated"  #: anything before a valid hello
     AUTH_TIMEOUT: Final = "auth_timeout"  #: no hello within the deadline

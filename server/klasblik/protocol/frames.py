@@ -12,6 +12,7 @@ from klasblik.protocol.codes import (
     ErrorCode,
 )
 from klasblik.protocol.errors import ProtocolError
+from klasblik.protocol.images import image_size
 
 __all__ = [
     "FRAME_HEADER_SIZE",
@@ -95,11 +96,15 @@ def encode_frame(header: FrameHeader, image: bytes) -> bytes:
     )
 
 
-def decode_frame(data: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> FrameHeader:
+def decode_frame(
+    data: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES, *, check_image: bool = True
+) -> FrameHeader:
     """Validate an agent frame and return its header; the image is ``data[24:]``.
 
-    Checks size, magic, version, kind, encoding, dimensions and that the image bytes
-    start with the signature of the encoding named. Never decodes the image.
+    Checks size, magic, version, kind, encoding, dimensions, that the image bytes start
+    with the signature of the encoding named, and that the image's own header gives the
+    same width and height as the frame header (``bad_image`` otherwise; skipped with
+    ``check_image=False``, for frames the server checked already). Never decodes the image.
     """
     if len(data) > max_bytes:
         raise ProtocolError(
@@ -127,6 +132,12 @@ def decode_frame(data: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Frame
             ErrorCode.BAD_FRAME,
             f"image bytes do not look like {Encoding.MIME[encoding]}",
         )
+    real = image_size(encoding, memoryview(data)[FRAME_HEADER_SIZE:]) if check_image else None
+    if real is not None and real != (width, height):
+        raise ProtocolError(
+            ErrorCode.BAD_IMAGE,
+            f"the image is {real[0]}x{real[1]} but its frame header says {width}x{height}",
+        )
     return FrameHeader(kind, encoding, width, height, seq, ts, flags, version)
 
 
@@ -151,5 +162,5 @@ def decode_viewer_frame(data: bytes) -> tuple[int, FrameHeader, bytes]:
     if len(ref) != ref_len or not ref.isdigit():
         raise ProtocolError(ErrorCode.BAD_FRAME, "viewer frame has a bad student ref")
     frame = data[start + ref_len :]
-    header = decode_frame(frame, max_bytes=len(frame))
+    header = decode_frame(frame, max_bytes=len(frame), check_image=False)  # the server did
     return int(ref), header, bytes(frame[FRAME_HEADER_SIZE:])

@@ -4,9 +4,12 @@ direction. Pure: dicts and strings in, dicts and strings out, or :class:`Protoco
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Final
 
 from klasblik.protocol.codes import (
+    MAX_ID,
+    MAX_JSON_DEPTH,
     MAX_TABS,
     MAX_TEXT_BYTES,
     MAX_TITLE_CHARS,
@@ -17,10 +20,18 @@ from klasblik.protocol.codes import (
 )
 from klasblik.protocol.errors import ProtocolError
 
-__all__ = ["SCHEMAS", "decode_message", "encode_message", "error_message", "validate_message"]
+__all__ = [
+    "SCHEMAS",
+    "check_depth",
+    "decode_message",
+    "encode_message",
+    "error_message",
+    "validate_message",
+]
 
 # A field spec is (kind, required). Kinds: "str", "int", "bool", "number", "dict",
-# "list", "tabs", "device", "strlist", or a tuple of allowed string values.
+# "list", "tabs", "device", "strlist", "id" (an integer in the database's range, 1 to
+# MAX_ID; anything else is ``not_found`` rather than a fault), or a tuple of allowed string values.
 _FieldSpec = tuple[Any, bool]
 
 _DEVICE_KINDS = ("desktop", "chromebook", "demo")
@@ -67,10 +78,10 @@ SCHEMAS: Final[dict[str, dict[str, dict[str, _FieldSpec]]]] = {
     },
     # dashboard -> server
     "dashboard": {
-        "subscribe": {"id": ("int", True), "class_id": ("int", True)},
-        "unsubscribe": {"id": ("int", True), "class_id": ("int", True)},
-        "focus": {"id": ("int", True), "student_id": ("int", True)},
-        "unfocus": {"id": ("int", True), "student_id": ("int", True)},
+        "subscribe": {"id": ("int", True), "class_id": ("id", True)},
+        "unsubscribe": {"id": ("int", True), "class_id": ("id", True)},
+        "focus": {"id": ("int", True), "student_id": ("id", True)},
+        "unfocus": {"id": ("int", True), "student_id": ("id", True)},
         "ping": {"id": ("int", True)},
     },
     # server -> dashboard
@@ -94,6 +105,9 @@ def _check_type(kind: Any, value: Any) -> str | None:
     if kind == "str":
         return None if isinstance(value, str) else "a string"
     if kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else "an integer"
+    if kind == "id":
         ok = isinstance(value, int) and not isinstance(value, bool)
         return None if ok else "an integer"
     if kind == "number":
@@ -177,7 +191,34 @@ def validate_message(msg: Any, direction: str) -> dict[str, Any]:
             raise ProtocolError(
                 ErrorCode.INVALID_FORMAT, f"{msg_type}: field {name} must be {expected}"
             )
+        if kind == "id" and not 1 <= msg[name] <= MAX_ID:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"{msg_type}: no such {name}: {msg[name]}")
     return msg
+
+
+# A JSON string (escapes included), matched without backtracking; and one innermost pair.
+_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]++")
+_INNERMOST = re.compile(r"\[\]|\{\}")
+
+
+def check_depth(text: str, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse (``message_too_deep``) a JSON text nested deeper than ``limit``, before any
+    parser sees it: strings are blanked, everything but brackets dropped, and the innermost
+    pairs removed ``limit`` times; a pair still left is nesting deeper than that. (Brackets
+    that never pair up are left to the parser: ``invalid_json``.) Linear per pass, in C."""
+    skeleton = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    for _ in range(limit):
+        if not skeleton:
+            return
+        shorter = _INNERMOST.sub("", skeleton)
+        if shorter == skeleton:
+            return  # unbalanced: the parser says so
+        skeleton = shorter
+    if _INNERMOST.search(skeleton):
+        raise ProtocolError(
+            ErrorCode.MESSAGE_TOO_DEEP, f"text message nested deeper than {limit} levels"
+        )
 
 
 def decode_message(data: str | bytes, direction: str) -> dict[str, Any]:
@@ -193,12 +234,14 @@ def decode_message(data: str | bytes, direction: str) -> dict[str, Any]:
             f"text message of {size} bytes is over the limit of {MAX_TEXT_BYTES}",
         )
     try:
-        msg = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = data if isinstance(data, str) else data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ProtocolError(ErrorCode.INVALID_JSON, f"not valid JSON: {exc}") from None
-    except RecursionError:
-        # Within the size limit there is room for some 100 000 nested brackets.
-        raise ProtocolError(ErrorCode.INVALID_JSON, "JSON nested too deeply") from None
+    check_depth(text)  # within the size limit there is room for 100 000 nested brackets
+    try:
+        msg = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError(ErrorCode.INVALID_JSON, f"not valid JSON: {exc}") from None
     return validate_message(msg, direction)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from klasblik.server.access.refusals import RefusalLog
 from klasblik.server.auth.m365.routes import setup_m365_signin
 from klasblik.server.keys import (
     AGENT_SOCKETS,
@@ -18,15 +19,18 @@ from klasblik.server.keys import (
     DB,
     DEMO,
     ENGINE,
+    HELLO_GATE,
     HUB,
     LAST_SEEN,
     LATEST,
     NOTICES,
     PROXIES,
+    REFUSALS,
     SETTINGS,
     STORE,
     STUDENTS,
 )
+from klasblik.server.live.admission import HelloGate
 from klasblik.server.live.hub import Hub
 from klasblik.server.live.lastseen import LastSeenWriter
 from klasblik.server.live.silence import silence_ctx
@@ -58,6 +62,7 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
     app[PROXIES] = parse_networks(settings.trusted_proxies)
     hello_phase: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
     app[AGENT_SOCKETS] = hello_phase
+    app[HELLO_GATE] = HelloGate(settings.hello_max_per_address, settings.hello_max_total)
     app[NOTICES] = []
     setup_routes(app)
 
@@ -86,9 +91,13 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
         app[HUB] = hub
         app[LAST_SEEN] = last_seen = LastSeenWriter(sm)
         app[STUDENTS] = students = StudentLookup(sm)
+        app[REFUSALS] = refusals = RefusalLog(
+            sm, settings.refusal_log_window_s, settings.refusal_log_max
+        )
         try:
             yield
         finally:
+            await refusals.close()
             if cluster is not None:
                 await cluster.close()
             await hub.close_all()

@@ -17,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+    from klasblik.server.access.refusals import RefusalLog
     from klasblik.server.auth.m365.client import M365Client
     from klasblik.server.demo.mode import DemoState
+    from klasblik.server.live.admission import HelloGate
     from klasblik.server.live.hub import Hub
     from klasblik.server.live.lastseen import LastSeenWriter
     from klasblik.server.locations.policy import LocationPolicy
@@ -35,6 +37,7 @@ __all__ = [
     "DB",
     "DEMO",
     "ENGINE",
+    "HELLO_GATE",
     "HUB",
     "LAST_SEEN",
     "LATEST",
@@ -43,6 +46,7 @@ __all__ = [
     "NOTICES",
     "OPEN_WEBSOCKET",
     "PROXIES",
+    "REFUSALS",
     "RETENTION_JOBS",
     "ROSTER_JOBS",
     "SETTINGS",
@@ -62,6 +66,10 @@ LATEST: web.AppKey[LatestWriter] = web.AppKey("latest")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 #: agent sockets still in their hello phase, closed at shutdown
 AGENT_SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("agent_sockets")
+#: the count of agent sockets in their hello phase, per address and in total
+HELLO_GATE: web.AppKey[HelloGate] = web.AppKey("hello_gate")
+#: refused agents in the audit log, aggregated (``access/refusals.py``)
+REFUSALS: web.AppKey[RefusalLog] = web.AppKey("refusals")
 #: batched writes of last IP and last-seen time, and batched roster look-ups of hellos
 LAST_SEEN: web.AppKey[LastSeenWriter] = web.AppKey("last_seen")
 STUDENTS: web.AppKey[StudentLookup] = web.AppKey("students")

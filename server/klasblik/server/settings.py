@@ -399,6 +399,38 @@ SETTINGS: tuple[Setting, ...] = (
         _range(0.1, 120),
     ),
     Setting(
+        "hello_max_per_address",
+        256,
+        "Agent sockets from one address that may be waiting for their hello at once; more "
+        "are refused (503 busy) before the upgrade. A school behind one NAT address "
+        "reconnecting all at once needs room here.",
+        _int,
+        _range(1, 100000),
+    ),
+    Setting(
+        "hello_max_total",
+        1024,
+        "Agent sockets that may be waiting for their hello at once, from all addresses.",
+        _int,
+        _range(1, 1000000),
+    ),
+    Setting(
+        "refusal_log_window_s",
+        60.0,
+        "Refused agents are audit-logged once per account, reason and address in this many "
+        "seconds, with a count of the repeats (docs/security.md).",
+        _float,
+        _range(1, 3600),
+    ),
+    Setting(
+        "refusal_log_max",
+        50,
+        "Distinct refused agents logged one by one per refusal_log_window_s; the rest of the "
+        "window is one entry with counts.",
+        _int,
+        _range(1, 100000),
+    ),
+    Setting(
         "heartbeat_s",
         20,
         "Seconds between agent heartbeats; an agent silent for three periods is offline.",
@@ -451,6 +483,22 @@ SETTINGS: tuple[Setting, ...] = (
         _range(4, 10000),
     ),
     Setting(
+        "viewer_queue_bytes",
+        8 * 1024 * 1024,
+        "Bytes a dashboard may have waiting (frames and messages) before it is cut off as "
+        "too slow: the server's memory for a viewer that does not read stays below this.",
+        _int,
+        _range(64 * 1024, 1024 * 1024 * 1024),
+    ),
+    Setting(
+        "viewer_stall_s",
+        10.0,
+        "Seconds one message to a dashboard may take to be written before the dashboard "
+        "is cut off and its connection aborted.",
+        _float,
+        _range(0.1, 600),
+    ),
+    Setting(
         "store_interval_s",
         10.0,
         "Least time between two writes of one student's stored "
@@ -479,6 +527,15 @@ SETTINGS: tuple[Setting, ...] = (
         "reverse proxies whose X-Forwarded-For/Forwarded header is believed. Empty: the "
         "header is ignored and the direct peer address counts.",
         _cidrs,
+    ),
+    Setting(
+        "proxy_header",
+        "x-forwarded-for",
+        "The one header the trusted proxies write the client's address into: "
+        "x-forwarded-for (nginx, Caddy, Azure) or forwarded (RFC 7239). The other one is "
+        "never read: a client could have written it (docs/security.md).",
+        lambda text: text.strip().lower(),
+        _one_of("x-forwarded-for", "forwarded"),
     ),
     Setting(
         "redis_url",
@@ -633,6 +690,10 @@ class Settings:
     demo: bool
     demo_students: int
     auth_timeout_s: float
+    hello_max_per_address: int
+    hello_max_total: int
+    refusal_log_window_s: float
+    refusal_log_max: int
     heartbeat_s: int
     max_frame_bytes: int
     grid_width: int
@@ -645,10 +706,13 @@ class Settings:
     focus_quality: int
     encoding: str
     viewer_queue_frames: int
+    viewer_queue_bytes: int
+    viewer_stall_s: float
     store_interval_s: float
     session_lifetime_s: int
     session_idle_s: int
     trusted_proxies: tuple[str, ...]
+    proxy_header: str
     redis_url: str
     cluster_refresh_s: float
     remote_mode_max_hours: int

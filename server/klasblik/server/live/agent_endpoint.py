@@ -11,6 +11,7 @@ they fail and never drop it."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import secrets
@@ -18,28 +19,32 @@ import secrets
 from aiohttp import WSMessage, WSMsgType, web
 
 from klasblik import protocol as p
-from klasblik.server.access import audit, no_view
+from klasblik.server.access import no_view
 from klasblik.server.errors import AccessDenied
 from klasblik.server.keys import (
     AGENT_SOCKETS,
     DB,
+    HELLO_GATE,
     HUB,
     LAST_SEEN,
     OPEN_WEBSOCKET,
+    REFUSALS,
     SETTINGS,
     STUDENTS,
 )
+from klasblik.server.live import ratelimit
+from klasblik.server.live.admission import HelloGate, allow_frames, hello_socket, receive_hello
 from klasblik.server.live.hub import AgentConn
 from klasblik.server.live.outbox import Outbox
 from klasblik.server.locations.policy import home_of, locate
 from klasblik.server.net import client_ip
+from klasblik.server.settings import Settings
 
 __all__ = ["agent_ws"]
 
 log = logging.getLogger(__name__)
 
 _CLOSE_FOR = {
-    p.ErrorCode.NOT_A_STUDENT: p.CloseCode.FORBIDDEN,
     p.ErrorCode.AUTH_TIMEOUT: p.CloseCode.AUTH_TIMEOUT,
     p.ErrorCode.UNSUPPORTED_VERSION: p.CloseCode.UNSUPPORTED_VERSION,
     p.ErrorCode.INTERNAL: p.CloseCode.INTERNAL_ERROR,
@@ -47,6 +52,9 @@ _CLOSE_FOR = {
 
 _FAULT = "the server could not handle this message; nothing you sent was wrong"
 _GONE = "the server cannot serve this connection now; reconnect later"
+#: what every refused account is told, whatever the reason (kept in the audit log): a
+#: staff account, a disabled one and one the roster does not know look the same from outside
+_NOT_ACCEPTED = "this account is not accepted by this server"
 
 
 async def _refuse(ws: web.WebSocketResponse, code: str, message: str) -> web.WebSocketResponse:
@@ -68,39 +76,61 @@ async def _send_error(ws: web.WebSocketResponse, exc: p.ProtocolError) -> None:
         pass
 
 
-async def agent_ws(request: web.Request) -> web.WebSocketResponse:
+async def agent_ws(request: web.Request) -> web.StreamResponse:
     app = request.app
     ip = client_ip(request)
-    location_id = locate(app, ip)
-    s = app[SETTINGS]
-    ws = web.WebSocketResponse(
-        max_msg_size=2 * s.max_frame_bytes, autoping=True, heartbeat=None, compress=False
-    )
-    await ws.prepare(request)
-    request[OPEN_WEBSOCKET] = ws
-    app[AGENT_SOCKETS].add(ws)
+    gate = app[HELLO_GATE]
+    if not gate.admit(ip):  # before the upgrade: a refusal costs one counter
+        return gate.busy_response()
+    phase = _HelloPhase(gate, ip)
     try:
-        return await _serve(app, ws, ip, location_id)
-    except Exception:  # not CancelledError: shutdown and the client going away pass
-        log.exception("agent connection from %s: internal error, closing it (1011)", ip)
-        return await _refuse(ws, p.ErrorCode.INTERNAL, _GONE)
+        location_id = locate(app, ip)
+        ws = hello_socket()
+        await ws.prepare(request)
+        request[OPEN_WEBSOCKET] = ws
+        app[AGENT_SOCKETS].add(ws)
+        try:
+            return await _serve(app, request, ws, ip, location_id, phase)
+        except Exception:  # not CancelledError: shutdown and the client going away pass
+            log.exception("agent connection from %s: internal error, closing it (1011)", ip)
+            return await _refuse(ws, p.ErrorCode.INTERNAL, _GONE)
+        finally:
+            app[AGENT_SOCKETS].discard(ws)
     finally:
-        app[AGENT_SOCKETS].discard(ws)
+        phase.end()
+
+
+class _HelloPhase:
+    """The socket's place in the hello-phase count, given back once."""
+
+    def __init__(self, gate: HelloGate, ip: str) -> None:
+        self.gate = gate
+        self.ip = ip
+        self.ended = False
+
+    def end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.gate.release(self.ip)
 
 
 async def _serve(
     app: web.Application,
+    request: web.Request,
     ws: web.WebSocketResponse,
     ip: str,
     location_id: int | None,
+    phase: _HelloPhase,
 ) -> web.WebSocketResponse:
     s = app[SETTINGS]
     try:
-        msg = await ws.receive(timeout=s.auth_timeout_s)
+        msg = await receive_hello(ws, s.auth_timeout_s)
     except TimeoutError:
         return await _refuse(
             ws, p.ErrorCode.AUTH_TIMEOUT, f"no hello within {s.auth_timeout_s:g} seconds"
         )
+    if msg.type == WSMsgType.ERROR and ws.close_code == p.CloseCode.TOO_BIG:
+        return ws  # a hello over MAX_HELLO_BYTES: aiohttp closed it with 1009
     if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
         return ws
     if msg.type != WSMsgType.TEXT:
@@ -125,7 +155,7 @@ async def _serve(
         student = await app[STUDENTS].student(hello["account"])
     except AccessDenied as exc:
         await _audit_refusal(app, hello["account"], exc.message, ip)
-        return await _refuse(ws, exc.code, exc.message)
+        return await _refuse(ws, p.ErrorCode.UNKNOWN_ACCOUNT, _NOT_ACCEPTED)
     except Exception:  # the roster cannot be read (database down): no welcome, retry later
         log.exception(
             "agent of device %r from %s: roster look-up failed, closing it (1011)",
@@ -152,6 +182,8 @@ async def _serve(
         location_id=location_id,
         home_location_id=home_of(app, student.school_id, student.location_id),
     )
+    allow_frames(ws, request, 2 * s.max_frame_bytes)
+    phase.end()
     conn.outbox.start()
     try:  # from here on, whatever happens, the hub and the outbox are left clean
         conn.outbox.put(
@@ -185,12 +217,14 @@ async def _serve(
 
 async def _loop(app: web.Application, ws: web.WebSocketResponse, conn: AgentConn) -> None:
     faults = 0
+    limits = ratelimit.AgentLimits()
     while True:
         # no timer per message: silence.py closes agents silent for three heartbeats
         msg = await ws.receive()
         if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
             try:
-                await _handle(app, ws, conn, msg)
+                if not await _handle(app, ws, conn, msg, limits):
+                    await _dropped(ws, limits)
             except Exception:  # one message failed: say so, and go on with the next
                 faults += 1
                 if faults == 1:
@@ -206,34 +240,81 @@ async def _loop(app: web.Application, ws: web.WebSocketResponse, conn: AgentConn
 
 
 async def _handle(
-    app: web.Application, ws: web.WebSocketResponse, conn: AgentConn, msg: WSMessage
-) -> None:
-    """One message of an agent that said hello: a frame, tabs, a capture error, a heartbeat."""
+    app: web.Application,
+    ws: web.WebSocketResponse,
+    conn: AgentConn,
+    msg: WSMessage,
+    limits: ratelimit.AgentLimits,
+) -> bool:
+    """One message of an agent that said hello: a frame, tabs, a capture error, a heartbeat.
+    False when it was dropped for coming faster than the agent was told to send."""
     hub = app[HUB]
     hub.touch(conn)
     if msg.type == WSMsgType.BINARY:
+        s = app[SETTINGS]
         try:
-            header = p.decode_frame(msg.data, app[SETTINGS].max_frame_bytes)
+            header = p.decode_frame(msg.data, s.max_frame_bytes)
+            _check_announced(s, header)
         except p.ProtocolError as exc:
             await _send_error(ws, exc)
-            return
+            return True
+        if conn.watch is not None:
+            limits.set_frame_interval(conn.watch["interval_ms"])
+        if not limits.frames.take():
+            return False
         hub.on_frame(conn, msg.data, header)
-        return
+        return True
+    if not limits.text.take():  # before parsing: a flood of text costs no JSON
+        return False
     try:
         m = p.decode_message(msg.data, "agent")
     except p.ProtocolError as exc:
         await _send_error(ws, exc)
-        return
+        return True
     kind = m["type"]
     if kind == "tabs":
+        if not limits.tabs.take():
+            return False
         hub.on_tabs(conn, m["tabs"])
     elif kind == "capture_error":
+        if not limits.capture_errors.take():
+            return False
         hub.on_capture_error(conn, m["reason"])
     elif kind == "private_page":
         hub.on_private_page(conn, m["on"])
     elif kind == "hello":
         await _send_error(ws, p.ProtocolError(p.ErrorCode.UNEXPECTED, "already authenticated"))
     # a heartbeat only counts as a sign of life (hub.touch above)
+    return True
+
+
+def _check_announced(s: Settings, header: p.FrameHeader) -> None:
+    """A frame no larger than the watch of its kind announces (grid or focus size): what a
+    browser decodes is bounded before anyone decodes it."""
+    if header.kind == p.FrameKind.FOCUS:
+        width, height = s.focus_width, s.focus_height
+    else:
+        width, height = s.grid_width, s.grid_height
+    if header.width > width or header.height > height:
+        raise p.ProtocolError(
+            p.ErrorCode.IMAGE_TOO_LARGE,
+            f"a {header.width}x{header.height} image is larger than the {width}x{height} asked",
+        )
+
+
+async def _dropped(ws: web.WebSocketResponse, limits: ratelimit.AgentLimits) -> None:
+    """A message over the agent's rate was dropped: say so now and then, and read this
+    socket a little later (its sender then slows down through TCP)."""
+    if limits.drop():
+        await _send_error(
+            ws,
+            p.ProtocolError(
+                p.ErrorCode.RATE_LIMITED,
+                "messages beyond the rate of the watch are dropped; "
+                f"{limits.dropped} dropped so far",
+            ),
+        )
+    await asyncio.sleep(ratelimit.PENALTY_S)
 
 
 async def _close_replaced(old: AgentConn) -> None:
@@ -254,7 +335,5 @@ def _remember(app: web.Application, student_id: int, ip: str) -> None:
 
 
 async def _audit_refusal(app: web.Application, account: str, why: str, ip: str) -> None:
-    try:
-        await audit.record(app[DB], account, audit.Actions.AGENT_REFUSED, "agent", why, ip)
-    except Exception:
-        log.exception("could not audit-log a refused agent")
+    """Audit-logged, aggregated (``access/refusals.py``); a failed write is logged."""
+    await app[REFUSALS].note(account, why, ip)

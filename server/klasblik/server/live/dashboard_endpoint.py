@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -38,6 +39,7 @@ __all__ = ["dashboard_ws"]
 log = logging.getLogger(__name__)
 
 _FAULT = "the server could not do this now; try again"
+_ID = re.compile(r'"id"\s*:\s*(\d{1,9})\b')
 _GONE = "the server cannot serve this connection now; reconnect"
 
 
@@ -50,7 +52,7 @@ async def dashboard_ws(request: web.Request) -> web.WebSocketResponse:
     request[OPEN_WEBSOCKET] = ws
     ip = client_ip(request)
     try:
-        await _serve(app, ws, staff, ip)
+        await _serve(app, ws, staff, ip, request.transport)
     except Exception:  # not CancelledError: shutdown and the client going away pass
         log.exception(
             "dashboard of staff %s from %s: internal error, closing it (1011)", staff.id, ip
@@ -59,15 +61,27 @@ async def dashboard_ws(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _serve(app: web.Application, ws: web.WebSocketResponse, staff: Staff, ip: str) -> None:
+async def _serve(
+    app: web.Application,
+    ws: web.WebSocketResponse,
+    staff: Staff,
+    ip: str,
+    transport: asyncio.BaseTransport | None,
+) -> None:
     viewer = Viewer(
         staff_id=staff.id,
         staff_name=staff.name,
         ws=ws,
-        outbox=Outbox(ws, maxsize=app[SETTINGS].viewer_queue_frames),
+        outbox=Outbox(
+            ws,
+            maxsize=app[SETTINGS].viewer_queue_frames,
+            max_bytes=app[SETTINGS].viewer_queue_bytes,
+            stall_s=app[SETTINGS].viewer_stall_s,
+        ),
         ip=ip,
         location_id=locate(app, ip),
         home_location_id=home_of(app, staff.school_id, staff.location_id),
+        transport=transport,
     )
     viewer.outbox.on_overflow = lambda: app[HUB].viewer_too_slow(viewer)
     handler = _Commands(app, viewer, staff.username, staff.school_id)
@@ -135,11 +149,15 @@ class _Commands:
         """The answer to one command: its result, or its error (with its ``id``)."""
         msg_id: int | None = None
         try:
-            raw = json.loads(data) if len(data) <= p.MAX_TEXT_BYTES else None
-            if isinstance(raw, dict) and isinstance(raw.get("id"), int):
-                msg_id = raw["id"]
+            if len(data) <= p.MAX_TEXT_BYTES:  # the id, to answer with, from checked JSON
+                p.check_depth(data)
+                raw = json.loads(data)
+                if isinstance(raw, dict) and isinstance(raw.get("id"), int):
+                    msg_id = raw["id"]
             msg = p.decode_message(data, "dashboard")
         except p.ProtocolError as exc:
+            if msg_id is None and (found := _ID.search(data, 0, 4096)) is not None:
+                msg_id = int(found.group(1))  # not parsed (too deep): the id it seems to have
             return p.error_message(exc.code, exc.message, msg_id)
         except (ValueError, UnicodeDecodeError):
             return p.error_message(p.ErrorCode.INVALID_JSON, "not valid JSON", msg_id)

@@ -15,10 +15,13 @@ gets no frames or tabs, does not count as demand, and the tile says why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import json
 import logging
+import socket
+import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,7 +33,7 @@ from klasblik import protocol as p
 from klasblik.server.live.outbox import Outbox
 from klasblik.server.locations.rule import Placed
 from klasblik.server.settings import Settings
-from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
+from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name, thumbnail_place_name
 from klasblik.server.storage.latest import LatestWriter
 from klasblik.server.tasks import TaskOwner
 
@@ -99,6 +102,8 @@ class Viewer:
     classes: dict[int, set[int]] = field(default_factory=dict)
     focus: set[int] = field(default_factory=set)
     last_sent: dict[int, float] = field(default_factory=dict)
+    #: the TCP connection, aborted when a closing handshake cannot be written
+    transport: asyncio.BaseTransport | None = None
 
     def mode_for(self, student_id: int) -> str:
         if student_id in self.focus:
@@ -112,6 +117,30 @@ class Viewer:
         for ids in self.classes.values():
             out |= ids
         return out
+
+
+def _unsent(viewer: Viewer) -> bool:
+    transport = viewer.transport
+    size = getattr(transport, "get_write_buffer_size", None)
+    return bool(size is not None and size() > 0)
+
+
+def abort_connection(viewer: Viewer) -> None:
+    """Drop the viewer's TCP connection at once, with a reset: a peer that does not read
+    would otherwise keep the socket, and what is buffered for it, for as long as it likes.
+    (Closing a socket with unsent data makes the kernel keep trying to send it; a zero
+    linger time makes it send a reset and free the buffer instead.)"""
+    transport = viewer.transport
+    if transport is not None:  # a closing transport too: its close waits for the buffer
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        abort = getattr(transport, "abort", None)
+        if abort is not None:
+            abort()
+        else:
+            transport.close()
 
 
 class Hub:
@@ -245,6 +274,13 @@ class Hub:
             return 0
         if header.kind == p.FrameKind.GRID:  # only the grid thumbnail is kept, never a close-up
             self.latest.offer(thumbnail_name(sid), bytes(data[p.FRAME_HEADER_SIZE :]))
+            # where it was taken: a teacher elsewhere never sees it (web/api.py)
+            self.latest.offer(
+                thumbnail_place_name(sid),
+                b'{"location_id":%d}' % conn.location_id
+                if conn.location_id is not None
+                else b'{"location_id":null}',
+            )
         return sent
 
     def relay_frame(self, sid: int, data: bytes, kind: int, device: Placed) -> tuple[int, bool]:
@@ -279,8 +315,8 @@ class Hub:
         """Queue a text message (tabs) to this process's viewers of ``sid`` that may see
         ``device``; return whether any may."""
         allowed = [v for v in self.watchers.get(sid, {}) if not self.blocked(v, device)]
-        for viewer in allowed:
-            viewer.outbox.put(text)
+        for viewer in allowed:  # only the latest tab list matters: one slot per student
+            viewer.outbox.put_latest(("tabs", sid), text)
         return bool(allowed)
 
     def on_tabs(self, conn: AgentConn, tabs: list[dict[str, Any]]) -> None:
@@ -377,6 +413,7 @@ class Hub:
     async def close_viewer(self, viewer: Viewer, code: str, message: str, close_code: int) -> None:
         self.remove_viewer(viewer)
         await viewer.outbox.close()
+        closed_cleanly = viewer.ws.closed
         if not viewer.ws.closed:
             try:
                 await asyncio.wait_for(
@@ -387,14 +424,21 @@ class Hub:
                     ),
                     timeout=1,
                 )
-            except (TimeoutError, ConnectionError, RuntimeError):
-                pass
-            try:
                 await asyncio.wait_for(
                     viewer.ws.close(code=close_code, message=message.encode()[:120]), timeout=2
                 )
+                closed_cleanly = True
             except (TimeoutError, ConnectionError, RuntimeError):
                 pass
+            except asyncio.CancelledError:
+                # a send given up on part-way (a stalled viewer) can end the next one so
+                # too; only a cancellation of this task itself goes on up
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    abort_connection(viewer)
+                    raise
+        if not closed_cleanly or close_code == p.CloseCode.TOO_SLOW or _unsent(viewer):
+            abort_connection(viewer)  # a peer that does not read never sees a FIN
 
     def viewer_too_slow(self, viewer: Viewer) -> None:
         log.warning(
@@ -488,7 +532,8 @@ class Hub:
                 texts[key] = p.encode_message(
                     {"type": "status", "student_id": student_id, "state": state}
                 )
-            viewer.outbox.put(texts[key])
+            # coalesced: a storm of changes costs one slot per student, never the queue
+            viewer.outbox.put_latest(("status", student_id), texts[key])
 
     def reevaluate(self) -> None:
         """Re-apply ``gate`` to every watched device (the rule's inputs changed)."""

@@ -1,8 +1,15 @@
 """A bounded outgoing queue per WebSocket, drained by one writer task.
 
 Senders never await a peer: :meth:`Outbox.put` returns at once. When a peer cannot keep
-up and its queue is full, the outbox gives up on it (``on_overflow``) instead of letting
-it slow anybody else down.
+up, the outbox gives up on it (``on_overflow``, once) instead of letting it slow anybody
+else down: when its queue holds ``maxsize`` messages or ``max_bytes`` bytes, or when one
+message has taken ``stall_s`` to be written (a peer that never reads: its send buffer
+never drains, and nothing else would notice).
+
+State that only matters in its latest version (a student's status, a tab list) goes
+through :meth:`Outbox.put_latest`: one slot per key, overwritten, sent after what is
+queued. A burst of a thousand status changes costs a viewer one slot per student, not a
+thousand places in its queue (a reconnect storm never cuts off the teacher watching it).
 """
 
 from __future__ import annotations
@@ -10,16 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Hashable
 
 from aiohttp import web
 
 __all__ = ["Outbox"]
 
 log = logging.getLogger(__name__)
-
-_CLOSE = object()
 
 
 class Outbox:
@@ -28,9 +33,17 @@ class Outbox:
         ws: web.WebSocketResponse,
         maxsize: int,
         on_overflow: Callable[[], None] | None = None,
+        max_bytes: int | None = None,
+        stall_s: float | None = None,
     ) -> None:
         self._ws = ws
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
+        self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self.stall_s = stall_s
+        self._queue: deque[str | bytes] = deque()
+        self._latest: dict[Hashable, str | bytes] = {}
+        self._bytes = 0
+        self._wake = asyncio.Event()
         self.on_overflow = on_overflow
         self._task: asyncio.Task[None] | None = None
         self.overflowed = False
@@ -43,38 +56,88 @@ class Outbox:
         """Queue a message; False (and the overflow handler once) when the peer is too slow."""
         if self.overflowed or self._ws.closed:
             return False
-        try:
-            self._queue.put_nowait(message)
-        except asyncio.QueueFull:
-            self.overflowed = True
-            if self.on_overflow is not None:
-                self.on_overflow()
+        size = len(message)
+        if len(self._queue) >= self.maxsize or (
+            self.max_bytes is not None and self._bytes + size > self.max_bytes
+        ):
+            self._overflow()
             return False
+        self._queue.append(message)
+        self._bytes += size
+        self._wake.set()
         return True
+
+    def put_latest(self, key: Hashable, message: str | bytes) -> bool:
+        """Make ``message`` the next one sent for ``key``, replacing any not sent yet."""
+        if self.overflowed or self._ws.closed:
+            return False
+        old = self._latest.get(key)
+        size = len(message) - (len(old) if old is not None else 0)
+        if self.max_bytes is not None and self._bytes + size > self.max_bytes:
+            self._overflow()
+            return False
+        self._latest[key] = message
+        self._bytes += size
+        self._wake.set()
+        return True
+
+    def _overflow(self) -> None:
+        if self.overflowed:
+            return
+        self.overflowed = True
+        self._queue.clear()
+        self._latest.clear()
+        self._bytes = 0
+        if self.on_overflow is not None:
+            self.on_overflow()
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue) + len(self._latest)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._bytes
+
+    def _next(self) -> str | bytes | None:
+        if self._queue:
+            return self._queue.popleft()
+        if self._latest:
+            key = next(iter(self._latest))
+            return self._latest.pop(key)
+        return None
 
     async def _run(self) -> None:
         ws = self._ws
         try:
             while True:
-                msg = await self._queue.get()
-                if msg is _CLOSE:
+                msg = self._next()
+                if msg is None:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                self._bytes -= len(msg)
+                if ws.closed or self.overflowed:
                     return
-                if ws.closed:
-                    return
-                if isinstance(msg, bytes):
-                    await ws.send_bytes(msg)
+                send = ws.send_bytes(msg) if isinstance(msg, bytes) else ws.send_str(msg)
+                if self.stall_s is None:
+                    await send
                 else:
-                    await ws.send_str(msg)
+                    try:
+                        await asyncio.wait_for(send, self.stall_s)
+                    except TimeoutError:
+                        log.info("outbox: one message took over %g s; giving up", self.stall_s)
+                        self._overflow()
+                        return
                 self.sent += 1
         except (ConnectionError, RuntimeError) as exc:
             log.debug("outbox writer stopped: %s", exc)
 
     async def close(self) -> None:
         """Stop the writer; what is still queued is dropped."""
+        self._queue.clear()
+        self._latest.clear()
+        self._bytes = 0
         if self._task is None:
             return
         self._task.cancel()

@@ -31,7 +31,13 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik.server.settings import Settings
-from klasblik.server.storage.blobs.base import BlobStore, student_prefix, tabs_name, thumbnail_name
+from klasblik.server.storage.blobs.base import (
+    BlobStore,
+    student_prefix,
+    tabs_name,
+    thumbnail_name,
+    thumbnail_place_name,
+)
 from klasblik.server.storage.latest import LatestWriter
 from klasblik.server.storage.models import (
     AuditEntry,
@@ -322,7 +328,11 @@ async def _purge_students(
             if latest is not None:
                 for sid in ids:
                     latest.forget(student_prefix(sid))
-            names = [n for sid in ids for n in (thumbnail_name(sid), tabs_name(sid))]
+            names = [
+                n
+                for sid in ids
+                for n in (thumbnail_name(sid), thumbnail_place_name(sid), tabs_name(sid))
+            ]
             report.student_blobs += await store.delete(names)
             async with sm() as session, session.begin():
                 await session.execute(delete(Student).where(Student.id.in_(ids)))

@@ -25,6 +25,7 @@ from klasblik.server.locations.letters import LANGUAGES, RemoteModeLetter, rende
 from klasblik.server.locations.policy import LocationPolicy, iso
 from klasblik.server.net import client_ip
 from klasblik.server.storage.models import Location, Staff, WebSession
+from klasblik.server.web.ids import check_id, path_id
 
 __all__ = ["setup_location_admin_routes"]
 
@@ -81,10 +82,7 @@ def _location_json(loc: Location, policy: LocationPolicy) -> dict[str, Any]:
 
 
 async def _location(request: web.Request, staff: Staff) -> Location:
-    try:
-        lid = int(request.match_info["location_id"])
-    except ValueError:
-        raise ApiError("invalid_format", "location id must be a number") from None
+    lid = path_id(request, "location_id", "location")
     return await location_admin.school_location(request.app[DB], staff.school_id, lid)
 
 
@@ -149,6 +147,8 @@ async def save_location(request: web.Request) -> web.Response:
     loc_id = data.get("id")
     if loc_id is not None and (not isinstance(loc_id, int) or isinstance(loc_id, bool)):
         raise ApiError("invalid_format", "id must be a number (or left out to create)")
+    if loc_id is not None:
+        check_id(loc_id, "location")
     draft = LocationDraft(
         name=_text(data, "name", 200),
         code=_text(data, "code", 8),

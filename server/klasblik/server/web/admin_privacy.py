@@ -44,6 +44,7 @@ from klasblik.server.storage.blobs.base import (
     thumbnail_name,
 )
 from klasblik.server.storage.models import Staff, WebSession
+from klasblik.server.web.ids import query_int
 
 __all__ = ["setup_privacy_admin_routes"]
 
@@ -79,13 +80,7 @@ def _filter(request: web.Request, staff: Staff) -> Any:
 
 
 def _int_param(request: web.Request, name: str, default: int | None) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ApiError("invalid_format", f"{name} must be a whole number", 400) from None
+    return query_int(request, name, default)  # in the database's range, else 400
 
 
 def _query_detail(request: web.Request) -> str:

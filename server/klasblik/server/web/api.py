@@ -4,6 +4,7 @@ student's stored thumbnail, and health. Thin handlers: the rules live in ``acces
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -16,16 +17,21 @@ from klasblik.server.access.rules import (
     roster_max_age_s,
     staff_named,
 )
-from klasblik.server.auth.identity import check_csrf, check_origin, require_staff
+from klasblik.server.auth.identity import check_csrf, check_origin, current_staff, require_staff
 from klasblik.server.auth.sessions import COOKIE, create_session, end_session, set_session_cookie
 from klasblik.server.errors import AccessDenied, ApiError
 from klasblik.server.keys import DB, DEMO, ENGINE, HUB, LATEST, M365, NOTICES, SETTINGS, STORE
 from klasblik.server.locations.policy import policy_of
-from klasblik.server.locations.rule import ELSEWHERE
+from klasblik.server.locations.rule import ELSEWHERE, Place
 from klasblik.server.net import client_ip, is_loopback
-from klasblik.server.storage.blobs.base import BlobStoreError, thumbnail_name
+from klasblik.server.storage.blobs.base import (
+    BlobStoreError,
+    thumbnail_name,
+    thumbnail_place_name,
+)
 from klasblik.server.storage.engine import ping
-from klasblik.server.storage.models import Staff
+from klasblik.server.storage.models import Staff, Student
+from klasblik.server.web.ids import path_id
 
 __all__ = [
     "auth_options",
@@ -96,17 +102,21 @@ async def me(request: web.Request) -> web.Response:
 async def student_thumbnail(request: web.Request) -> web.StreamResponse:
     _session, staff = await require_staff(request)
     app = request.app
+    student_id = path_id(request, "student_id", "student")
     try:
-        student_id = int(request.match_info["student_id"])
-    except ValueError:
-        raise ApiError("invalid_format", "student id must be a number", 400) from None
-    try:
-        await authorize_student(
+        student = await authorize_student(
             app[DB], staff.id, student_id, roster_max_age_s=roster_max_age_s(app[SETTINGS])
         )
         await check_thumbnail_location(request, staff, student_id)
         if await no_view.blocked_ids(app[DB], [student_id]):
             raise AccessDenied(p.ErrorCode.NO_VIEW, "this student is on the do-not-view list")
+        try:
+            blob = await app[STORE].get(thumbnail_name(student_id))
+        except BlobStoreError as exc:
+            raise ApiError("unavailable", f"blob store unavailable: {exc}", 503) from None
+        if blob is None:
+            raise ApiError("not_found", "no stored thumbnail for this student", 404)
+        await _check_taken_here(request, staff, student)
     except AccessDenied as exc:
         await audit.record(
             app[DB],
@@ -118,12 +128,6 @@ async def student_thumbnail(request: web.Request) -> web.StreamResponse:
             school_id=staff.school_id,
         )
         raise
-    try:
-        blob = await app[STORE].get(thumbnail_name(student_id))
-    except BlobStoreError as exc:
-        raise ApiError("unavailable", f"blob store unavailable: {exc}", 503) from None
-    if blob is None:
-        raise ApiError("not_found", "no stored thumbnail for this student", 404)
     # A stored screenshot is a view like a live one: logged before it is answered.
     await audit.record(
         app[DB],
@@ -139,6 +143,30 @@ async def student_thumbnail(request: web.Request) -> web.StreamResponse:
         content_type=blob.content_type,
         headers={"Last-Modified": blob.last_modified.strftime("%a, %d %b %Y %H:%M:%S GMT")},
     )
+
+
+async def _check_taken_here(request: web.Request, staff: Staff, student: Student) -> None:
+    """The stored thumbnail follows the live rule as if the device were still where the
+    picture was taken: a picture taken at B is not shown to a teacher at A, wherever the
+    device is now. A picture whose place is not known is not shown."""
+    app = request.app
+    policy = policy_of(app)
+    try:
+        place = await app[STORE].get(thumbnail_place_name(student.id))
+        taken = json.loads(place.data) if place is not None else None
+    except (BlobStoreError, ValueError):
+        taken = None
+    if not isinstance(taken, dict) or "location_id" not in taken or policy is None:
+        raise AccessDenied(ELSEWHERE, "where this picture was taken is not known")
+    loc = taken["location_id"]
+    where = loc if isinstance(loc, int) and not isinstance(loc, bool) else None
+    viewer = Place(
+        policy.resolve(client_ip(request)), policy.home(staff.school_id, staff.location_id)
+    )
+    device = Place(where, policy.home(student.school_id, student.location_id))
+    why = policy.gate(viewer, device)
+    if why:
+        raise AccessDenied(why, "this picture was taken where you may not view it now")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -161,8 +189,9 @@ async def healthz(request: web.Request) -> web.Response:
         if status["status"] == "ok":
             status["status"] = "degraded"
     await _roster_part(request, status)
-    status["agents"] = len(app[HUB].agents)  # type: ignore[assignment]
-    status["viewers"] = len(app[HUB].viewers)  # type: ignore[assignment]
+    if code == 200 and await _signed_in_it(request):  # outsiders learn nothing of live use
+        status["agents"] = len(app[HUB].agents)  # type: ignore[assignment]
+        status["viewers"] = len(app[HUB].viewers)  # type: ignore[assignment]
     return web.json_response(status, status=code)
 
 
@@ -187,6 +216,18 @@ async def _roster_part(request: web.Request, status: dict[str, Any]) -> None:
     status["roster"] = roster
     if ("error" in roster or degraded(roster)) and status["status"] == "ok":
         status["status"] = "degraded"
+
+
+async def _signed_in_it(request: web.Request) -> bool:
+    """An active IT admin's session is on this request (nothing is looked up without a
+    session cookie, so the probes of a load balancer cost no query)."""
+    if not request.cookies.get(COOKIE):
+        return False
+    try:
+        found = await current_staff(request)
+    except Exception:  # the database is down: /healthz says so itself
+        return False
+    return found is not None and found[1].is_admin and found[1].active
 
 
 def location_notices(request: web.Request, staff: Staff) -> list[dict[str, Any]]:

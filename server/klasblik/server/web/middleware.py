@@ -1,5 +1,7 @@
-"""The middlewares: security headers on every answer, and every error rendered in one JSON
-shape (``{"error": {"code", "message"}}``). A database that does not answer is a 503
+"""The security headers on every answer (:func:`add_security_headers`, hung on the app's
+``on_response_prepare``, so redirects, the router's 404s and 405s, static files and
+WebSocket handshakes get them as well as the handlers' answers), and the middleware that
+renders every error in one JSON shape (``{"error": {"code", "message"}}``). A database that does not answer is a 503
 (``unavailable``), any other fault a 500 (``internal_error``).
 
 A request whose answer has begun is never answered again: a WebSocket that is already open
@@ -18,9 +20,9 @@ from sqlalchemy import exc as sa_exc
 
 from klasblik.protocol.codes import CloseCode, ErrorCode
 from klasblik.server.errors import ApiError, error_body
-from klasblik.server.keys import OPEN_WEBSOCKET
+from klasblik.server.keys import OPEN_WEBSOCKET, SETTINGS
 
-__all__ = ["CSP", "middlewares"]
+__all__ = ["CSP", "PERMISSIONS_POLICY", "add_security_headers", "middlewares"]
 
 log = logging.getLogger(__name__)
 
@@ -29,25 +31,36 @@ CSP = (
     "style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 
+#: no page of Klasblik's needs any of these; a script injected anyway gets none of them
+PERMISSIONS_POLICY = (
+    "camera=(), microphone=(), geolocation=(), display-capture=(), usb=(), serial=(), "
+    "bluetooth=(), payment=(), clipboard-read=(), screen-wake-lock=(), fullscreen=(self)"
+)
+#: two years, the preload list's minimum; sent only where the server is reached over TLS
+HSTS = "max-age=63072000; includeSubDomains"
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    if not response.prepared:
-        h = response.headers
-        h.setdefault("Content-Security-Policy", CSP)
-        h.setdefault("X-Content-Type-Options", "nosniff")
-        h.setdefault("Referrer-Policy", "same-origin")
-        h.setdefault("X-Frame-Options", "DENY")
-        h.setdefault("Cache-Control", "no-store")
-    return response
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer's security headers (``on_response_prepare``); a handler's own value of a
+    header (a page's Cache-Control, say) is kept."""
+    h = response.headers
+    h.setdefault("Content-Security-Policy", CSP)
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("Referrer-Policy", "same-origin")
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
+    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    h.setdefault("Cache-Control", "no-store")
+    public = request.app[SETTINGS].effective_public_url
+    if request.secure or public.startswith("https:"):
+        h.setdefault("Strict-Transport-Security", HSTS)
 
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # security_headers, the outer middleware, adds the headers to what is answered here
+    # add_security_headers adds the headers to what is answered here, as to everything
     try:
         return await handler(request)
     except Exception as exc:
@@ -104,4 +117,4 @@ def _database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, (sa_exc.TimeoutError, sa_exc.DisconnectionError, ConnectionRefusedError))
 
 
-middlewares = [security_headers, json_errors]
+middlewares = [json_errors]

@@ -16,13 +16,14 @@ from klasblik.server.web.api import (
     signout,
     student_thumbnail,
 )
-from klasblik.server.web.middleware import middlewares
+from klasblik.server.web.middleware import add_security_headers, middlewares
 from klasblik.server.web.pages import asset, index, signin_page
 
 __all__ = ["middlewares", "setup_routes"]
 
 
 def setup_routes(app: web.Application) -> None:
+    app.on_response_prepare.append(add_security_headers)
     r = app.router
     r.add_get("/", index)
     r.add_get("/signin", signin_page)

@@ -25,6 +25,7 @@ __all__ = [
     "student_prefix",
     "tabs_name",
     "thumbnail_name",
+    "thumbnail_place_name",
 ]
 
 
@@ -63,6 +64,11 @@ def student_prefix(student_id: int) -> str:
 
 def thumbnail_name(student_id: int) -> str:
     return f"students/{student_id}/thumbnail"
+
+
+def thumbnail_place_name(student_id: int) -> str:
+    """Where the stored thumbnail was taken: ``{"location_id": N or null}``, written with it."""
+    return f"students/{student_id}/thumbnail.place"
 
 
 def tabs_name(student_id: int) -> str:
