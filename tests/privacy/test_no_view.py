@@ -183,7 +183,7 @@ async def test_do_not_view_hides_and_deletes_the_stored_picture(server):
     ids = await server.add_class("7B", [ANNA])
     sid = ids["students"][ANNA[0]]
     await make_admin(server)
-    await server.store.put(thumbnail_name(sid), jpeg())
+    await server.store_thumbnail(sid, jpeg())
     await server.store.put(tabs_name(sid), b"[]")
     it = await server.login(IT)
     assert (await _no_view(server, it, True)).status == 200
@@ -193,7 +193,7 @@ async def test_do_not_view_hides_and_deletes_the_stored_picture(server):
     tile = result["result"]["students"][0]
     assert tile["state"]["no_view"] is True and tile["has_thumbnail"] is False
     await ws.close()
-    await server.store.put(thumbnail_name(sid), jpeg())
+    await server.store_thumbnail(sid, jpeg())
     teacher = await server.login(TEACHER)
     r = await teacher.get(f"{server.base_url}/api/students/{sid}/thumbnail")
     assert r.status == 403 and (await r.json())["error"]["code"] == "no_view"

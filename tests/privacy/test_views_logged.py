@@ -9,7 +9,7 @@ import json
 import zipfile
 
 from klasblik.server.access import audit
-from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
+from klasblik.server.storage.blobs.base import tabs_name
 from tests.privacy.conftest import ANNA, BRAM, IT, TEACHER, csrf, entries, make_admin
 from tests.support.live import jpeg
 from tests.support.timing import timeout
@@ -45,7 +45,7 @@ async def test_grid_view_and_stored_thumbnail_are_in_the_students_export(server)
     await ws.send_str(json.dumps({"type": "unsubscribe", "id": 2, "class_id": ids["class_id"]}))
     assert json.loads((await ws.receive(timeout=timeout(5))).data)["success"] is True
     await ws.close()
-    await server.store.put(thumbnail_name(anna), jpeg())
+    await server.store_thumbnail(anna, jpeg())
     r = await teacher.get(f"{server.base_url}/api/students/{anna}/thumbnail")
     assert r.status == 200
     stored = await entries(server, action=audit.Actions.VIEW_STORED)
@@ -81,7 +81,7 @@ async def test_screenshot_and_tabs_only_with_a_logged_reason(server):
     ids = await server.add_class("7B", [ANNA])
     anna = ids["students"][ANNA[0]]
     await make_admin(server)
-    await server.store.put(thumbnail_name(anna), jpeg())
+    await server.store_thumbnail(anna, jpeg())
     await server.store.put(tabs_name(anna), b"[]")
     it = await server.login(IT)
     names, _ = await _data(await _export(server, it, ANNA[0]))

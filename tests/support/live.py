@@ -26,7 +26,7 @@ from klasblik.server.live.hub import Hub
 from klasblik.server.live.lastseen import LastSeenWriter
 from klasblik.server.roster.lookup import StudentLookup
 from klasblik.server.settings import Settings, load_settings
-from klasblik.server.storage.blobs.base import BlobStore
+from klasblik.server.storage.blobs.base import BlobStore, thumbnail_name, thumbnail_place_name
 from klasblik.server.storage.latest import LatestWriter
 from klasblik.server.storage.models import Location, School, SchoolClass, Staff, Student
 from tests.support.oidc import oid_for
@@ -85,6 +85,14 @@ class LiveServer(LoopbackUrls):
     @property
     def students(self) -> StudentLookup:
         return self.app[STUDENTS]
+
+    async def store_thumbnail(self, student_id: int, data: bytes) -> None:
+        """Store a thumbnail as the hub does for an agent on this machine: the picture and
+        the location it was taken at (where 127.0.0.1 resolves; ``None`` is off-site)."""
+        await self.store.put(thumbnail_name(student_id), data)
+        policy = self.app.get(LOCATIONS)
+        place = {"location_id": policy.resolve("127.0.0.1") if policy is not None else None}
+        await self.store.put(thumbnail_place_name(student_id), json.dumps(place).encode())
 
     async def add_class(
         self,
