@@ -18,7 +18,7 @@ import pytest
 from tests.support.timing import timeout
 
 COMPOSE_DIR = Path(__file__).parents[2] / "deploy" / "compose"
-ENV = {"KLASBLIK_HOSTNAME": "klasblik.school.example", "CADDY_TLS": "it@school.example"}
+ENV = {"PUBLIC_HOSTNAME": "klasblik.school.example", "CADDY_TLS": "it@school.example"}
 SECRETS = ("postgres_password", "enrollment_token", "m365_client_secret")
 
 
@@ -71,7 +71,7 @@ def test_compose_file_validates():
 
 
 def test_compose_refuses_to_start_without_hostname_and_tls_choice():
-    """Without KLASBLIK_HOSTNAME or CADDY_TLS the file does not even resolve, naming what
+    """Without PUBLIC_HOSTNAME or CADDY_TLS the file does not even resolve, naming what
     is missing (no silent default hostname, no accidental certificate choice)."""
     for missing in ENV:
         env = {k: v for k, v in ENV.items() if k != missing}

@@ -93,20 +93,15 @@ async def test_live_and_ready_when_everything_answers(tmp_path):
 
 
 async def test_not_ready_while_blob_store_and_redis_are_down(tmp_path):
-    """A blob store and a Redis that do not answer make /readyz 503 naming both; /livez
-    stays 200 (restarting the process would not help); the answer carries error types
-    only, no addresses."""
+    """A blob store that cannot be used (its folder is a file) and a Redis that does not
+    answer make /readyz 503 naming both; /livez stays 200 (restarting the process would
+    not help); the answer carries error types only, no paths or addresses."""
+    (tmp_path / "not-a-folder").write_text("x")
     dead = free_port()
-    conn = (
-        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
-        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-        f"BlobEndpoint=http://127.0.0.1:{dead}/devstoreaccount1;"
-    )
     server = await start_live_server(
         tmp_path,
-        blob_store="azure:klasblik",
-        azure_connection_string=conn,
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        blob_store=f"file:{tmp_path}/not-a-folder",
+        redis_url=f"redis://127.0.0.1:{dead}/0",
     )
     try:
         assert (await get(server, "/livez"))[0] == 200
@@ -114,7 +109,7 @@ async def test_not_ready_while_blob_store_and_redis_are_down(tmp_path):
         assert status == 503, body
         assert body["status"] == "not ready" and body["database"] == "ok"
         assert body["blob_store"].startswith("down:") and body["redis"].startswith("down:")
-        assert str(dead) not in json.dumps(body)
+        assert str(dead) not in json.dumps(body) and "not-a-folder" not in json.dumps(body)
     finally:
         await server.stop()
 

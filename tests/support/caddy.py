@@ -81,9 +81,9 @@ class CaddyProcess:
             "HOME": str(self.workdir),
             "XDG_DATA_HOME": str(self.workdir / "data"),
             "XDG_CONFIG_HOME": str(self.workdir / "config"),
-            "KLASBLIK_HOSTNAME": self.hostname,
+            "PUBLIC_HOSTNAME": self.hostname,
             "CADDY_TLS": "internal",
-            "KLASBLIK_UPSTREAMS": " ".join(self.upstreams),
+            "UPSTREAMS": " ".join(self.upstreams),
             "CADDY_HTTP_PORT": str(self.http_port),
             "CADDY_HTTPS_PORT": str(self.https_port),
         }
