@@ -3,6 +3,7 @@ the figures move with what really happens (scraped and parsed as Prometheus text
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -10,9 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from klasblik.server.keys import METRICS, RETENTION_JOBS
+from tests.support.cluster import RedisProcess
 from tests.support.live import TestAgent, frame, next_viewer_frame, start_live_server
 from tests.support.process import free_port
-from tests.support.services import REDIS_URL
 from tests.support.timing import timeout, wait_for
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
@@ -29,7 +30,7 @@ def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 async def scrape(server, token: str = METRICS_TOKEN) -> dict:
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout(10))) as http:
         async with http.get(
             server.base_url + "/metrics", headers={"Authorization": f"Bearer {token}"}
         ) as r:
@@ -116,8 +117,12 @@ async def test_not_ready_while_blob_store_and_redis_are_down(tmp_path):
 
 async def test_metrics_follow_agents_viewers_frames_and_jobs(tmp_path):
     """Scraped figures move with real traffic: an agent and a viewer connect, frames go
-    in and out, a sweep runs, the roster code reports a sync, Redis is up."""
-    server = await start_live_server(tmp_path, metrics_token=METRICS_TOKEN, redis_url=REDIS_URL)
+    in and out, a sweep runs, the roster code reports a sync, Redis is up. (A private
+    Redis: the machine's may carry other test runs' instances, whose presence messages
+    would meddle with this one's students.)"""
+    redis = RedisProcess(tmp_path / "redis")
+    redis.start()
+    server = await start_live_server(tmp_path, metrics_token=METRICS_TOKEN, redis_url=redis.url(0))
     agent = TestAgent(server, ANNA[0])
     try:
         before = await scrape(server)
@@ -134,9 +139,10 @@ async def test_metrics_follow_agents_viewers_frames_and_jobs(tmp_path):
         ws = await server.dashboard(client)
         await ws.send_str(json.dumps({"type": "subscribe", "id": 1, "class_id": ids["class_id"]}))
         await wait_for(lambda: agent.mode == "grid", message="grid watch")
-        for seq in range(1, 4):
-            await agent.send(frame(seq))
-            await next_viewer_frame(ws)
+        async with asyncio.timeout(timeout(15)):  # a frame that never comes fails here
+            for seq in range(1, 4):
+                await agent.send(frame(seq))
+                await next_viewer_frame(ws)
 
         got = await scrape(server)
         assert got[("klasblik_agents_connected", ())] == 1
@@ -159,6 +165,7 @@ async def test_metrics_follow_agents_viewers_frames_and_jobs(tmp_path):
     finally:
         await agent.close()
         await server.stop()
+        redis.stop()
 
 
 async def test_a_slow_viewer_is_counted_when_cut_off(tmp_path):

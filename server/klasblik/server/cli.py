@@ -125,7 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
-        asyncio.run(serve(settings))
+        try:
+            asyncio.run(serve(settings))
+        except Exception:  # at start: the database did not answer in time, a port is taken
+            log.exception("klasblik serve stopped")  # one line, traceback included
+            return 1
         return 0
     if args.command == "roster":
         return run_roster_command(args, settings)
