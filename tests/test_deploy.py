@@ -8,7 +8,12 @@ from pathlib import Path
 from klasblik.server.settings import SETTINGS
 
 ROOT = Path(__file__).parents[1]
-SERVER_ENV = {s.env for s in SETTINGS} | {"KLASBLIK_CONFIG"}
+#: a secret setting may also come from a file: KLASBLIK_<NAME>_FILE
+SERVER_ENV = (
+    {s.env for s in SETTINGS}
+    | {s.env + "_FILE" for s in SETTINGS if s.secret}
+    | {"KLASBLIK_CONFIG"}
+)
 
 
 def test_deploy_files_use_real_server_settings():
@@ -29,9 +34,11 @@ def test_deploy_files_use_real_server_settings():
 
 
 def test_compose_and_azure_use_the_engines_for_several_instances():
-    """The multi-instance deployments set PostgreSQL, Redis and Azure Blob."""
-    for name in ("compose.yaml", "azure/main.bicep"):
+    """The multi-instance deployments set PostgreSQL, Redis and a blob store shared by
+    the instances (Azure Blob on Azure; a local volume on one machine)."""
+    for name in ("compose/compose.yaml", "azure/main.bicep"):
         text = (ROOT / "deploy" / name).read_text()
         for env in ("KLASBLIK_DATABASE_URL", "KLASBLIK_REDIS_URL", "KLASBLIK_BLOB_STORE"):
             assert env in text, (name, env)
-        assert "postgresql+asyncpg://" in text and "azure:" in text
+        assert "postgresql+asyncpg://" in text
+    assert "'azure:${containerName}'" in (ROOT / "deploy" / "azure" / "main.bicep").read_text()

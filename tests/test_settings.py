@@ -105,3 +105,80 @@ def test_typed_settings_match_the_declarations():
     assert not hasattr(Settings, "__getattr__")
     with pytest.raises(AttributeError):
         loaded.no_such_setting  # noqa: B018
+
+
+def test_secret_from_a_file(tmp_path):
+    """KLASBLIK_<SECRET>_FILE reads the secret from a file, without its final newline;
+    setting the variable as well is refused; a missing file names the setting."""
+    token = tmp_path / "token"
+    token.write_text("s3cr3t/+=\n")
+    s = load_settings(env={"KLASBLIK_ENROLLMENT_TOKEN_FILE": str(token)})
+    assert s.enrollment_token == "s3cr3t/+="
+    both = {"KLASBLIK_ENROLLMENT_TOKEN_FILE": str(token), "KLASBLIK_ENROLLMENT_TOKEN": "t"}
+    with pytest.raises(SettingsError, match="not both"):
+        load_settings(env=both)
+    with pytest.raises(SettingsError, match="enrollment_token.*cannot read"):
+        load_settings(env={"KLASBLIK_ENROLLMENT_TOKEN_FILE": str(tmp_path / "missing")})
+    # only secrets have a _FILE form
+    assert load_settings(env={**BASE, "KLASBLIK_PORT_FILE": str(token)}).port == 8080
+
+
+@pytest.mark.parametrize("password", ["a/b@c:d%e+f=", "plain", "with space?#&"])
+def test_passwords_are_encoded_into_their_urls(password):
+    """database_password and redis_password reach the drivers intact, whatever characters
+    a generated key has: the server percent-encodes them into the URL."""
+    from redis.connection import parse_url
+    from sqlalchemy.engine import make_url
+
+    s = load_settings(
+        env={
+            **BASE,
+            "KLASBLIK_DATABASE_URL": "postgresql+asyncpg://klasblik@db.example:5432/klasblik?ssl=require",
+            "KLASBLIK_DATABASE_PASSWORD": password,
+            "KLASBLIK_REDIS_URL": "rediss://cache.example:10000/0",
+            "KLASBLIK_REDIS_PASSWORD": password,
+        }
+    )
+    url = make_url(s.database_url)
+    assert (url.username, url.password, url.host, url.database) == (
+        "klasblik",
+        password,
+        "db.example",
+        "klasblik",
+    )
+    assert url.query == {"ssl": "require"}
+    redis = parse_url(s.redis_url)
+    assert (redis["password"], redis["host"], redis["port"]) == (password, "cache.example", 10000)
+    assert s.replace(port=9000).database_url == s.database_url  # loading again keeps it
+    assert password not in str(s.describe())
+
+
+def test_a_password_in_two_places_is_refused():
+    """A URL with a password of its own plus the password setting is refused by name."""
+    env = {
+        **BASE,
+        "KLASBLIK_DATABASE_URL": "postgresql+asyncpg://k:old@h/db",
+        "KLASBLIK_DATABASE_PASSWORD": "new",
+    }
+    assert "database_password" in _error(env)
+
+
+def test_azure_account_url_or_connection_string():
+    """blob_store = azure:… takes an account URL (managed identity) or a connection
+    string, never both; the URL must be https."""
+    s = load_settings(
+        env={
+            **BASE,
+            "KLASBLIK_BLOB_STORE": "azure:klasblik",
+            "KLASBLIK_AZURE_ACCOUNT_URL": "https://acct.blob.core.windows.net/",
+        }
+    )
+    assert s.azure_account_url.startswith("https://")
+    both = {
+        "KLASBLIK_BLOB_STORE": "azure:k1",
+        "KLASBLIK_AZURE_ACCOUNT_URL": "https://acct.blob.core.windows.net/",
+        "KLASBLIK_AZURE_CONNECTION_STRING": "DefaultEndpointsProtocol=https;AccountName=a",
+    }
+    assert "not both" in _error(both)
+    assert "https" in _error({"KLASBLIK_AZURE_ACCOUNT_URL": "http://acct.example/"})
+    assert "log_format" in _error({"KLASBLIK_LOG_FORMAT": "xml"})

@@ -42,10 +42,14 @@ def connection_string(port: int) -> str:
 class Azurite:
     """One Azurite blob service on 127.0.0.1, in-memory; ``stop()``/``start()`` keep the port."""
 
-    def __init__(self, port: int | None = None, binary: Path | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, binary: Path | None = None, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.port = port or free_port()
         self.binary = binary or AZURITE_BIN
         self.proc: subprocess.Popen[bytes] | None = None
+        #: more of Azurite's options (``--oauth basic --cert ... --key ...``)
+        self.extra_args = extra_args
 
     @property
     def connection_string(self) -> str:
@@ -68,6 +72,7 @@ class Azurite:
                 "--blobPort",
                 str(self.port),
                 "--silent",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -23,6 +23,7 @@ from klasblik.server.keys import (
     HUB,
     LAST_SEEN,
     LATEST,
+    METRICS,
     NOTICES,
     PROXIES,
     REFUSALS,
@@ -35,6 +36,7 @@ from klasblik.server.live.hub import Hub
 from klasblik.server.live.lastseen import LastSeenWriter
 from klasblik.server.live.silence import silence_ctx
 from klasblik.server.locations.policy import locations_ctx
+from klasblik.server.metrics import OpsMetrics
 from klasblik.server.net import parse_networks
 from klasblik.server.retention.schedule import jobs_ctx
 from klasblik.server.roster.jobs import roster_jobs_ctx
@@ -42,9 +44,15 @@ from klasblik.server.roster.lookup import StudentLookup
 from klasblik.server.settings import Settings
 from klasblik.server.storage.blobs import open_blob_store
 from klasblik.server.storage.blobs.base import BlobStoreError
-from klasblik.server.storage.engine import create_engine, sessionmaker, upgrade_database
+from klasblik.server.storage.engine import (
+    create_engine,
+    sessionmaker,
+    upgrade_database,
+    wait_for_database,
+)
 from klasblik.server.storage.latest import LatestWriter
 from klasblik.server.web.admin_locations import setup_location_admin_routes
+from klasblik.server.web.ops import setup_ops_routes
 from klasblik.server.web.routes import middlewares, setup_routes
 
 __all__ = ["DASHBOARD_DIR", "init_app"]
@@ -64,12 +72,24 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
     app[AGENT_SOCKETS] = hello_phase
     app[HELLO_GATE] = HelloGate(settings.hello_max_per_address, settings.hello_max_total)
     app[NOTICES] = []
+    app[METRICS] = OpsMetrics()
     setup_routes(app)
+    setup_ops_routes(app)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
-        await upgrade_database(engine)
-        store = open_blob_store(settings.blob_store, settings.azure_connection_string)
+        try:
+            await wait_for_database(engine, settings.database_start_timeout_s)
+            await upgrade_database(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        store = open_blob_store(
+            settings.blob_store,
+            settings.azure_connection_string,
+            settings.azure_account_url,
+            settings.azure_client_id,
+        )
         latest = LatestWriter(store, settings.store_interval_s)
         try:
             await store.check()

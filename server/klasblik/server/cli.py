@@ -9,9 +9,11 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from aiohttp import web
 
+from klasblik.server.logs import configure_logging
 from klasblik.server.roster.cli import add_roster_parser, run_roster_command
 from klasblik.server.settings import Settings, SettingsError, load_settings
 
@@ -68,7 +70,14 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     from klasblik.server.app import init_app
 
     app = init_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5, access_log=None)
+    from klasblik.server.web.ops import AccessLogger
+
+    access: dict[str, Any] = (
+        {"access_log": logging.getLogger("klasblik.access"), "access_log_class": AccessLogger}
+        if settings.access_log
+        else {"access_log": None}
+    )
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5, **access)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
@@ -114,13 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"klasblik: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # job bookkeeping, not news
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
-        asyncio.run(serve(settings))
+        try:
+            asyncio.run(serve(settings))
+        except Exception:  # at start: the database did not answer in time, a port is taken
+            log.exception("klasblik serve stopped")  # one line, traceback included
+            return 1
         return 0
     if args.command == "roster":
         return run_roster_command(args, settings)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from klasblik.server.live.hub import Hub
     from klasblik.server.live.lastseen import LastSeenWriter
     from klasblik.server.locations.policy import LocationPolicy
+    from klasblik.server.metrics import OpsMetrics
     from klasblik.server.net import Network
     from klasblik.server.retention.schedule import JobRunner
     from klasblik.server.roster.lookup import StudentLookup
@@ -43,6 +44,7 @@ __all__ = [
     "LATEST",
     "LOCATIONS",
     "M365",
+    "METRICS",
     "NOTICES",
     "OPEN_WEBSOCKET",
     "PROXIES",
@@ -86,6 +88,8 @@ RETENTION_JOBS: web.AppKey[JobRunner] = web.AppKey("retention_jobs")
 ROSTER_JOBS: web.AppKey[AsyncIOScheduler] = web.AppKey("roster_jobs")
 #: demo mode's teacher and simulated agents; absent outside demo mode
 DEMO: web.AppKey[DemoState] = web.AppKey("demo")
+#: the retention jobs' and the roster sync's figures for /metrics (``metrics.py``)
+METRICS: web.AppKey[OpsMetrics] = web.AppKey("metrics")
 #: banners shown on every teacher's page (demo mode says so)
 NOTICES: web.AppKey[list[dict[str, Any]]] = web.AppKey("notices")
 

@@ -14,6 +14,7 @@ import ipaddress
 import os
 import secrets
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,6 +226,12 @@ def _https_url(value: Any) -> str | None:
     if not value or value.startswith("https://"):
         return None
     return "must be an https:// address"
+
+
+def _account_url(value: Any) -> str | None:
+    if not value or value.startswith(("https://", "http://127.0.0.1:", "http://localhost:")):
+        return None
+    return "must be an https:// address (plain http only to this machine, for tests)"
 
 
 def _graph_url(value: Any) -> str | None:
@@ -577,6 +584,68 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "log_level", "INFO", "Logging level.", str, _one_of("DEBUG", "INFO", "WARNING", "ERROR")
     ),
+    # ---- operations (docs/operations.md) ----
+    Setting(
+        "log_format",
+        "text",
+        "Log lines as text or json (one JSON object per line: time, level, logger, "
+        "message, and the traceback when there is one). Every event is one line either way.",
+        str,
+        _one_of("text", "json"),
+    ),
+    Setting(
+        "access_log",
+        True,
+        "Log one line per HTTP request (method, path without its query string, status, "
+        "bytes, duration, client address) to the klasblik.access logger.",
+        _bool,
+    ),
+    Setting(
+        "metrics_token",
+        "",
+        "Bearer token that Prometheus must send to read /metrics "
+        "(Authorization: Bearer TOKEN). Empty: /metrics answers 404 to everyone.",
+        secret=True,
+    ),
+    Setting(
+        "database_start_timeout_s",
+        120.0,
+        "At start, seconds to keep retrying a database that does not answer "
+        "(restarting, failing over) before giving up; 0: give up at once.",
+        _float,
+        _range(0, 3600),
+    ),
+    Setting(
+        "database_password",
+        "",
+        "Password for database_url, kept out of the URL (so it needs no "
+        "URL-encoding); use KLASBLIK_DATABASE_PASSWORD_FILE for a secret file. Empty: the "
+        "URL's own, if any.",
+        secret=True,
+    ),
+    Setting(
+        "redis_password",
+        "",
+        "Password (access key) for redis_url, kept out of the URL; use "
+        "KLASBLIK_REDIS_PASSWORD_FILE for a secret file. Empty: the URL's own, if any.",
+        secret=True,
+    ),
+    Setting(
+        "azure_account_url",
+        "",
+        "Blob endpoint of the storage account (https://ACCOUNT.blob.core.windows.net), "
+        "used with blob_store = azure:CONTAINER instead of a connection string: the "
+        "server signs in with Microsoft Entra ID (managed identity on Azure), no account key.",
+        str,
+        _account_url,
+    ),
+    Setting(
+        "azure_client_id",
+        "",
+        "With azure_account_url: client id of the user-assigned managed identity to "
+        "use. Empty: the system-assigned identity, or whatever DefaultAzureCredential finds "
+        "(environment, workload identity, Azure CLI).",
+    ),
     # ---- retention (see docs/privacy.md for the 48-hour arithmetic) ----
     Setting(
         "jobs",
@@ -718,6 +787,14 @@ class Settings:
     remote_mode_max_hours: int
     location_check_interval_s: float
     log_level: str
+    log_format: str
+    access_log: bool
+    metrics_token: str
+    database_start_timeout_s: float
+    database_password: str
+    redis_password: str
+    azure_account_url: str
+    azure_client_id: str
     jobs: bool
     sweep_interval_min: int
     sweep_max_age_h: float
@@ -807,6 +884,35 @@ def _coerce(setting: Setting, raw: Any, source: str) -> Any:
     return value
 
 
+def _read_secret_file(setting: Setting, path: str) -> str:
+    """A secret from a file (Docker/Kubernetes secrets): its text, less the final newline."""
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise SettingsError(
+            f"{setting.name} ({setting.env}_FILE): cannot read {path}: {exc.strerror}"
+        ) from None
+
+
+def _with_password(name: str, url: str, password: str) -> str:
+    """``url`` with ``password`` put in as its password, percent-encoded: any character of a
+    generated key or password is safe. Refused when the URL carries a password already."""
+    if not password or not url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is not None:
+        if urllib.parse.unquote(parts.password) == password:
+            return url  # put in already (settings loaded again by Settings.replace)
+        raise SettingsError(
+            f"{name.replace('_url', '_password')}: {name} has a password already; keep it in "
+            "one place (the password setting)"
+        )
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{user}:{urllib.parse.quote(password, safe='')}@{host}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def load_settings(
     env: Mapping[str, str] | None = None,
     config_file: str | os.PathLike[str] | None = None,
@@ -833,6 +939,11 @@ def load_settings(
             raise SettingsError(f"config file {path}: unknown setting(s): {', '.join(unknown)}")
         layers.append((str(path), data))
     env_values = {s.name: env[s.env] for s in SETTINGS if s.env in env}
+    for s in SETTINGS:
+        if s.secret and s.env + "_FILE" in env:
+            if s.env in env:
+                raise SettingsError(f"{s.name}: set {s.env} or {s.env}_FILE, not both")
+            env_values[s.name] = _read_secret_file(s, env[s.env + "_FILE"])
     layers.append(("environment", env_values))
     if overrides:
         unknown = sorted(set(overrides) - set(_BY_NAME))
@@ -853,8 +964,21 @@ def load_settings(
         raise SettingsError(
             "enrollment_token: required outside demo mode (set KLASBLIK_ENROLLMENT_TOKEN)"
         )
-    if values["blob_store"].startswith("azure:") and not values["azure_connection_string"]:
-        raise SettingsError("azure_connection_string: required with blob_store = azure:CONTAINER")
+    if values["blob_store"].startswith("azure:") and not (
+        values["azure_connection_string"] or values["azure_account_url"]
+    ):
+        raise SettingsError(
+            "azure_connection_string: azure_connection_string or azure_account_url is "
+            "required with blob_store = azure:CONTAINER"
+        )
+    if values["azure_connection_string"] and values["azure_account_url"]:
+        raise SettingsError(
+            "azure_account_url: set azure_connection_string or azure_account_url, not both"
+        )
+    values["database_url"] = _with_password(
+        "database_url", values["database_url"], values["database_password"]
+    )
+    values["redis_url"] = _with_password("redis_url", values["redis_url"], values["redis_password"])
     budget_h = (
         values["sweep_max_age_h"]
         + values["sweep_interval_min"] / 60

@@ -154,6 +154,11 @@ class Hub:
         #: student id -> viewer -> mode ("grid" or "focus")
         self.watchers: dict[int, dict[Viewer, str]] = {}
         self.frames_relayed = 0
+        #: for /metrics: validated frames from agents here, frames a viewer's full outbox
+        #: refused, and viewers cut off for falling behind
+        self.frames_received = 0
+        self.frames_dropped = 0
+        self.viewers_cut_off = 0
         #: when each student that went offline in this process was last seen
         self._offline_seen: dict[int, dt.datetime] = {}
         self._grid_gap = settings.grid_interval_ms / 1000 * 0.9
@@ -262,6 +267,7 @@ class Hub:
 
     def on_frame(self, conn: AgentConn, data: bytes, header: p.FrameHeader) -> int:
         """Relay one validated agent frame; return to how many viewers it was queued."""
+        self.frames_received += 1
         if conn.mode == "off" or self.agents.get(conn.student_id) is not conn:
             return 0  # nobody asked for it: never relay or keep a frame nobody watches
         conn.frames_in += 1
@@ -308,6 +314,8 @@ class Hub:
             viewer.last_sent[sid] = now
             if viewer.outbox.put(payload):
                 sent += 1
+            else:
+                self.frames_dropped += 1
         self.frames_relayed += sent
         return sent, allowed
 
@@ -441,6 +449,7 @@ class Hub:
             abort_connection(viewer)  # a peer that does not read never sees a FIN
 
     def viewer_too_slow(self, viewer: Viewer) -> None:
+        self.viewers_cut_off += 1
         log.warning(
             "dashboard %s of staff %s fell behind; disconnecting", viewer.id, viewer.staff_id
         )

@@ -126,7 +126,12 @@ def _print_report(report: PurgeReport, listing: bool) -> None:
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     engine = create_engine(settings.database_url)
-    store = open_blob_store(settings.blob_store, settings.azure_connection_string)
+    store = open_blob_store(
+        settings.blob_store,
+        settings.azure_connection_string,
+        settings.azure_account_url,
+        settings.azure_client_id,
+    )
     try:
         await upgrade_database(engine)
         sm = sessionmaker(engine)

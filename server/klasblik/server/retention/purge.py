@@ -92,6 +92,18 @@ class PurgeReport:
     school_year_boundary: dt.datetime | None = None
     audit_cutoff: dt.datetime | None = None
 
+    def counts(self) -> dict[str, int]:
+        """What was removed, by kind (for ``/metrics``)."""
+        return {
+            "sessions": self.sessions,
+            "audit_entries": self.audit_entries,
+            "students": len(self.students),
+            "staff": len(self.staff),
+            "student_blobs": self.student_blobs,
+            "orphaned_blobs": len(self.orphaned_blobs),
+            "expired_blobs": self.expired_blob_count,
+        }
+
     def summary(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
         return (

@@ -25,7 +25,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from klasblik.server.access import audit
-from klasblik.server.keys import DB, ENGINE, LATEST, RETENTION_JOBS, SETTINGS, STORE
+from klasblik.server.keys import DB, ENGINE, LATEST, METRICS, RETENTION_JOBS, SETTINGS, STORE
+from klasblik.server.metrics import OpsMetrics
 from klasblik.server.retention.joblock import job_lock
 from klasblik.server.retention.purge import Clock, PurgeReport, purge, sweep
 from klasblik.server.settings import Settings
@@ -55,6 +56,7 @@ class JobRunner:
         settings: Settings,
         now: Clock = utcnow,
         latest: LatestWriter | None = None,
+        metrics: OpsMetrics | None = None,
     ) -> None:
         self.engine = engine
         self.sm = sm
@@ -67,6 +69,8 @@ class JobRunner:
         #: sweeps cut off at their time budget (``sweep_budget_min``; ``budget_s`` in tests)
         self.over_budget = 0
         self.budget_s: float | None = None
+        #: where each run's outcome, duration and counts go (``/metrics``)
+        self.metrics = metrics or OpsMetrics()
 
     def night_key(self, moment: dt.datetime | None = None) -> str:
         """The night a purge at ``moment`` belongs to: the local date of the last purge_time
@@ -80,6 +84,7 @@ class JobRunner:
     async def run_sweep(self) -> Outcome:
         async with job_lock(self.engine, SWEEP) as got:
             if not got:
+                self.metrics.job_finished(SWEEP, "busy", 0.0)
                 return "busy"
             started = time.monotonic()
             budget = (
@@ -99,22 +104,27 @@ class JobRunner:
                     time.monotonic() - started,
                     self.settings.sweep_budget_min,
                 )
+                self.metrics.job_finished(SWEEP, "over-budget", time.monotonic() - started)
                 return "over-budget"
             took = time.monotonic() - started
             if deleted:
                 log.info("blob sweep deleted %d blob(s) in %.1f s", deleted, took)
+            self.metrics.job_finished(SWEEP, "done", took, {"blobs": deleted})
             return "done"
 
     async def run_nightly(self) -> Outcome:
         """The nightly purge, at most once per night over every instance."""
         key = self.night_key()
+        started = time.monotonic()
         async with job_lock(self.engine, NIGHTLY) as got:
             if not got:
                 log.info("nightly purge %s runs in another instance", key)
+                self.metrics.job_finished(NIGHTLY, "busy", 0.0)
                 return "busy"
             async with self.sm() as session, session.begin():
                 row = await session.get(JobRun, (NIGHTLY, key))
                 if row is not None and row.finished_at is not None:
+                    self.metrics.job_finished(NIGHTLY, "already-done", 0.0)
                     return "already-done"
                 if row is None:
                     session.add(JobRun(job=NIGHTLY, run_key=key, started_at=self.now()))
@@ -136,22 +146,35 @@ class JobRunner:
                 json.dumps({"night": key, "summary": summary}),
             )
             log.info("nightly purge %s %s", key, summary)
+            self.metrics.job_finished(NIGHTLY, "done", time.monotonic() - started, report.counts())
             return "done"
 
 
-def _guarded(name: str, tasks: set[asyncio.Task[Any]], fn: Any) -> Any:
-    """A job body that logs instead of raising and can be cancelled at shutdown."""
+def _guarded(
+    name: str,
+    tasks: set[asyncio.Task[Any]],
+    fn: Any,
+    job: str = "",
+    metrics: OpsMetrics | None = None,
+) -> Any:
+    """A job body that logs instead of raising and can be cancelled at shutdown; a failed
+    run counts as ``failed`` for ``job`` in ``metrics``."""
 
     async def body() -> None:
         task = asyncio.current_task()
         assert task is not None
         tasks.add(task)
+        started = time.monotonic()
         try:
             await fn()
         except BlobStoreError as exc:
             log.warning("%s could not reach the blob store: %s (retried next run)", name, exc)
+            if metrics is not None:
+                metrics.job_finished(job, "failed", time.monotonic() - started)
         except Exception:
             log.exception("%s failed (retried next run)", name)
+            if metrics is not None:
+                metrics.job_finished(job, "failed", time.monotonic() - started)
         finally:
             tasks.discard(task)
 
@@ -165,7 +188,9 @@ async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     if not settings.jobs:
         yield
         return
-    runner = JobRunner(app[ENGINE], app[DB], app[STORE], settings, latest=app[LATEST])
+    runner = JobRunner(
+        app[ENGINE], app[DB], app[STORE], settings, latest=app[LATEST], metrics=app.get(METRICS)
+    )
     app[RETENTION_JOBS] = runner
     tasks: set[asyncio.Task[Any]] = set()
     tz = zoneinfo.ZoneInfo(settings.timezone)
@@ -178,7 +203,7 @@ async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
             scheduler.modify_job(SWEEP, next_run_time=dt.datetime.now(tz))
 
     scheduler.add_job(
-        _guarded("blob sweep", tasks, sweep_now_again),
+        _guarded("blob sweep", tasks, sweep_now_again, SWEEP, runner.metrics),
         IntervalTrigger(minutes=settings.sweep_interval_min, timezone=tz),
         id=SWEEP,
         name="blob sweep",
@@ -191,7 +216,7 @@ async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         next_run_time=now + dt.timedelta(seconds=FIRST_SWEEP_S),
     )
     scheduler.add_job(
-        _guarded("nightly purge", tasks, runner.run_nightly),
+        _guarded("nightly purge", tasks, runner.run_nightly, NIGHTLY, runner.metrics),
         CronTrigger(hour=hh, minute=mm, timezone=tz),
         id=NIGHTLY,
         name="nightly purge",
@@ -202,7 +227,7 @@ async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     # A night missed while no instance ran is caught up shortly after start.
     scheduler.add_job(
-        _guarded("nightly purge (catch-up)", tasks, runner.run_nightly),
+        _guarded("nightly purge (catch-up)", tasks, runner.run_nightly, NIGHTLY, runner.metrics),
         "date",
         run_date=now + dt.timedelta(seconds=60),
         id=NIGHTLY + "-catch-up",

@@ -3,6 +3,9 @@ instances; the session factory; and the schema upgrade to Alembic's newest revis
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["create_engine", "ping", "sessionmaker", "upgrade_database"]
+__all__ = ["create_engine", "ping", "sessionmaker", "upgrade_database", "wait_for_database"]
+
+log = logging.getLogger(__name__)
+
+#: Longest pause between two tries while waiting for the database at start.
+_RETRY_MAX_S = 5.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -79,3 +87,38 @@ async def ping(engine: AsyncEngine) -> None:
     """One round trip to the database; raises whatever the driver raises when it is down."""
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+
+
+async def wait_for_database(engine: AsyncEngine, timeout_s: float) -> None:
+    """Return once the database answers; retry with growing pauses (up to 5 s) for as long
+    as ``timeout_s`` allows, logging each failure, then raise the last error. A database
+    that restarts, fails over or starts later than the server is no reason to exit."""
+    deadline = time.monotonic() + timeout_s
+    pause = 0.25
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            await ping(engine)
+        except Exception as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.error(
+                    "database does not answer after %d tries: %s: %s",
+                    tries,
+                    type(exc).__name__,
+                    str(exc).splitlines()[0] if str(exc) else "",
+                )
+                raise
+            log.warning(
+                "database does not answer (%s: %s); retrying for %.0f s more",
+                type(exc).__name__,
+                (str(exc).splitlines()[0] if str(exc) else "")[:200],
+                left,
+            )
+            await asyncio.sleep(min(pause, left))
+            pause = min(_RETRY_MAX_S, pause * 2)
+            continue
+        if tries > 1:
+            log.info("database answers (after %d tries)", tries)
+        return

@@ -145,6 +145,11 @@ class Cluster:
         self.hub.cluster = None
 
     @property
+    def queued_bytes(self) -> int:
+        """Bytes of published frames waiting for Redis (``/metrics``)."""
+        return self._queued_bytes
+
+    @property
     def health(self) -> str:
         return "ok" if self.up else f"down: {self.last_error}"
 

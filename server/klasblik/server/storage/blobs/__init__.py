@@ -8,13 +8,21 @@ from klasblik.server.storage.blobs.local import LocalBlobStore
 __all__ = ["open_blob_store"]
 
 
-def open_blob_store(spec: str, azure_connection_string: str = "") -> BlobStore:
-    """Open the store a ``blob_store`` setting names: ``file:PATH`` or ``azure:CONTAINER``."""
+def open_blob_store(
+    spec: str,
+    azure_connection_string: str = "",
+    azure_account_url: str = "",
+    azure_client_id: str = "",
+) -> BlobStore:
+    """Open the store a ``blob_store`` setting names: ``file:PATH`` or ``azure:CONTAINER``
+    (with a connection string, or with an account URL and Microsoft Entra ID sign-in)."""
     kind, _, where = spec.partition(":")
     if kind == "file":
         return LocalBlobStore(where)
     if kind == "azure":
         from klasblik.server.storage.blobs.azure import AzureBlobStore
 
+        if azure_account_url and not azure_connection_string:
+            return AzureBlobStore.with_identity(azure_account_url, where, azure_client_id)
         return AzureBlobStore(azure_connection_string, where)
     raise ValueError(f"unknown blob store {spec!r}")

@@ -22,6 +22,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
@@ -64,9 +65,14 @@ class AzureBlobStore:
         retry_total: int = 2,
         connection_timeout: float = 5,
         read_timeout: float = 30,
+        account_url: str = "",
+        credential: AsyncTokenCredential | None = None,
     ) -> None:
-        if not connection_string:
-            raise ValueError("an Azure connection string is needed for the azure blob store")
+        if not connection_string and not (account_url and credential is not None):
+            raise ValueError(
+                "an Azure connection string, or an account URL and a credential, is needed "
+                "for the azure blob store"
+            )
         if not (3 <= len(container) <= 63) or not all(
             c.isdigit() or (c.isascii() and c.islower()) or c == "-" for c in container
         ):
@@ -77,17 +83,21 @@ class AzureBlobStore:
         self.container_name = container
         # Short back-offs: a write that cannot land soon is dropped (the next frame brings a
         # newer one); the SDK's default waits 15 s and more between tries.
-        self._service = BlobServiceClient.from_connection_string(
-            connection_string,
-            retry_policy=ExponentialRetry(
+        options: dict[str, Any] = {
+            "retry_policy": ExponentialRetry(
                 initial_backoff=0.5,  # type: ignore[arg-type]  # seconds; the SDK takes floats
                 increment_base=2,
                 retry_total=retry_total,
                 random_jitter_range=0.5,  # type: ignore[arg-type]
             ),
-            connection_timeout=connection_timeout,
-            read_timeout=read_timeout,
-        )
+            "connection_timeout": connection_timeout,
+            "read_timeout": read_timeout,
+        }
+        self._credential = credential
+        if connection_string:
+            self._service = BlobServiceClient.from_connection_string(connection_string, **options)
+        else:
+            self._service = BlobServiceClient(account_url, credential=credential, **options)
         self._container: ContainerClient = self._service.get_container_client(container)
         self._ready = False
         self._ready_lock = asyncio.Lock()
@@ -95,6 +105,19 @@ class AzureBlobStore:
         self.batch_delete_works: bool | None = None
         #: Set by :meth:`check` when the container allows anonymous reads: no writes then.
         self.public_access: str | None = None
+
+    @classmethod
+    def with_identity(cls, account_url: str, container: str, client_id: str = "") -> AzureBlobStore:
+        """A store that signs in with Microsoft Entra ID, no account key: on Azure the
+        app's managed identity (``client_id`` names a user-assigned one), elsewhere
+        whatever ``DefaultAzureCredential`` finds (environment, workload identity, CLI)."""
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = DefaultAzureCredential(
+            managed_identity_client_id=client_id or None,
+            exclude_interactive_browser_credential=True,
+        )
+        return cls("", container, account_url=account_url, credential=credential)
 
     async def _ensure_container(self, force: bool = False) -> None:
         if self._ready and not force:
@@ -274,6 +297,8 @@ class AzureBlobStore:
     async def close(self) -> None:
         await self._container.close()
         await self._service.close()
+        if self._credential is not None:
+            await self._credential.close()
 
 
 def _looks_unsupported(exc: AzureError) -> bool:
