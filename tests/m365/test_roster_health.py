@@ -62,6 +62,26 @@ async def _healthz(server):
         return await resp.json()
 
 
+_SYNC_AGE = "klasblik_roster_sync_age_seconds"
+
+
+async def _scrape(server) -> dict[str, float]:
+    """The unlabelled samples of /metrics."""
+    headers = {"Authorization": "Bearer scrape-me"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(server.base_url + "/metrics", headers=headers) as resp,
+    ):
+        assert resp.status == 200
+        text = await resp.text()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
 async def _sync_done(server):
     await server.app[ROSTER_JOBS].get_job(roster_jobs.SYNC_JOB).func()
 
@@ -121,9 +141,10 @@ async def test_exact_permissions_and_a_fresh_sync_are_healthy(tmp_path, provider
     stale (never synced); IT starts a sync from the admin API (CSRF, audit-logged), after
     which /healthz is ok with the last success and its age, and no error. A teacher who is
     not IT admin can neither see nor start it; no CSRF token, no sync."""
-    server = await _server(tmp_path, provider, graph)
+    server = await _server(tmp_path, provider, graph, metrics_token="scrape-me")
     try:
         await wait_for(lambda: server.app[M365].app_roles is not None)
+        assert _SYNC_AGE not in await _scrape(server)  # never synced: no age to give
         health = await _healthz(server)
         assert health["roster"]["last_success"] is None and health["roster"]["stale"]
         assert health["status"] == "degraded"
@@ -164,6 +185,8 @@ async def test_exact_permissions_and_a_fresh_sync_are_healthy(tmp_path, provider
         assert health["status"] == "ok", health
         assert health["roster"]["age_s"] < 60 and not health["roster"]["stale"]
         assert health["roster"]["last_error"] is None
+        # /metrics reads the last success from the database, as /healthz does
+        assert 0 <= (await _scrape(server))[_SYNC_AGE] < 60
         async with server.sm() as s:
             assert await s.scalar(select(Staff.id).where(Staff.username == T2))
             entries = (

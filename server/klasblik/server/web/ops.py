@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hmac
 import logging
 import time
@@ -26,6 +27,7 @@ from prometheus_client.registry import Collector
 from klasblik.server.errors import ApiError
 from klasblik.server.keys import (
     AGENT_SOCKETS,
+    DB,
     ENGINE,
     HUB,
     LATEST,
@@ -37,6 +39,7 @@ from klasblik.server.keys import (
 from klasblik.server.live.hub import Hub
 from klasblik.server.metrics import OpsMetrics
 from klasblik.server.net import forwarded_client_ip
+from klasblik.server.roster.health import roster_health
 from klasblik.server.settings import Settings
 from klasblik.server.storage.engine import ping
 
@@ -115,12 +118,15 @@ async def metrics(request: web.Request) -> web.Response:
     started = time.monotonic()
     db = await _check(ping(app[ENGINE]))
     db_s = time.monotonic() - started
+    ops = app.get(METRICS) or OpsMetrics()
+    if db == "ok":
+        await _read_roster_sync(app, ops)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
         Snapshot(
             app[SETTINGS],
             app[HUB],
-            app.get(METRICS) or OpsMetrics(),
+            ops,
             hello_phase=len(app[AGENT_SOCKETS]),
             database_up=db == "ok",
             database_ping_s=db_s,
@@ -130,6 +136,18 @@ async def metrics(request: web.Request) -> web.Response:
     ProcessCollector(registry=registry)
     body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _read_roster_sync(app: web.Application, ops: OpsMetrics) -> None:
+    """The last successful roster sync as the database has it, so that a sync run by another
+    instance or by ``klasblik roster sync`` counts too."""
+    try:
+        roster = await roster_health(app[DB], app[SETTINGS])
+    except Exception:  # the figure stays as it was; /readyz and /healthz report the database
+        log.warning("metrics: roster-sync health unreadable", exc_info=True)
+        return
+    if roster and roster["last_success"]:
+        ops.roster_synced(dt.datetime.fromisoformat(roster["last_success"]).timestamp())
 
 
 class Snapshot(Collector):
