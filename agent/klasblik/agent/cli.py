@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from klasblik.agent.client import AgentClient
+from klasblik.agent.indicator import CHILD_FLAG
+from klasblik.agent.indicator import main as indicator_main
 from klasblik.agent.settings import (
     AGENT_SETTINGS,
     AgentConfigError,
@@ -88,8 +90,11 @@ async def _run(client: AgentClient) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the agent until SIGINT/SIGTERM. Exit code 2 on a bad setting."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == [CHILD_FLAG]:  # the watched indicator's own process (frozen builds)
+        return indicator_main(args[1:])
     try:
-        settings = settings_from_args(argv, os.environ)
+        settings = settings_from_args(args, os.environ)
     except AgentConfigError as exc:
         print(f"klasblik-agent: error: {exc}", file=sys.stderr)
         return 2

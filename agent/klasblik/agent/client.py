@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from klasblik.agent.activewindow import active_window_title
 from klasblik.agent.capture import CaptureError, CaptureWorker
 from klasblik.agent.device import AGENT_NAME, os_description
+from klasblik.agent.indicator import WatchIndicator
 from klasblik.agent.pacing import Backoff, ChangeDetector, FramePacer, ReasonFilter
 from klasblik.agent.settings import AgentSettings
 from klasblik.protocol import ProtocolError
@@ -80,9 +81,16 @@ class AgentClient:
         capture: CaptureWorker | None = None,
         window_title: Callable[[], str | None] = active_window_title,
         backoff: Backoff | None = None,
+        indicator: WatchIndicator | None = None,
     ) -> None:
         self.settings = settings
         self._capture = capture if capture is not None else CaptureWorker()
+        #: the visible sign on screen while a teacher watches; no capture without it
+        self.indicator = (
+            indicator
+            if indicator is not None
+            else WatchIndicator(settings.language, settings.indicator)
+        )
         self._window_title = window_title
         self.protocol = AgentSession(backoff)
         self._capture_reasons = ReasonFilter()
@@ -122,6 +130,7 @@ class AgentClient:
                 except TimeoutError:
                     pass
         finally:
+            await self.indicator.hide()
             await self._capture.close()
 
     async def _connect_once(self, stop: asyncio.Event) -> None:
@@ -167,6 +176,7 @@ class AgentClient:
             await asyncio.gather(*tasks, return_exceptions=True)
             await ws.close()
             self.session = None
+            await self.indicator.hide()  # nobody can watch without a connection
         code = ws.close_code
         reason = ws.close_reason or ""
         closed = self.protocol.connection_closed(code)
@@ -253,6 +263,7 @@ class AgentClient:
                 detector.reset()
                 pacer = FramePacer(watch.interval_ms, pacer.last_sent)
             if watch.mode == "off":
+                await self.indicator.hide()
                 await self._wait_watch_change(session, generation, None)
                 continue
             wait = pacer.wait_s(time.monotonic())
@@ -262,7 +273,7 @@ class AgentClient:
             retry = await self._capture_and_send(session, watch, generation, detector, pacer)
             if session.watch_generation != generation:
                 continue
-            if watch.tabs != "none":
+            if watch.tabs != "none" and self.indicator.showing:
                 title = await asyncio.to_thread(self._window_title)
                 if session.watch_generation != generation:
                     continue  # a new watch while the title was read: start over
@@ -284,6 +295,13 @@ class AgentClient:
         pacer: FramePacer,
     ) -> bool:
         """One capture; returns True when capture failed and should wait to retry."""
+        # The sign first: while it is not on screen, nothing is captured.
+        problem = await self.indicator.ensure(watch.viewers, watch.mode)
+        if problem is not None:
+            if self._capture_reasons.is_new(problem):
+                log.warning("not capturing: %s", problem)
+                await session.ws.send(self.protocol.capture_error(problem))
+            return True
         encoding = choose_encoding(self.settings.encoding, watch)
         try:
             frame = await self._capture.capture(

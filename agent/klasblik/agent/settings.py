@@ -28,6 +28,9 @@ __all__ = [
 ]
 
 ENCODING_CHOICES = ("jpeg", "webp", "server")
+LANGUAGES = ("nl", "en")
+INDICATOR_CHOICES = ("auto", "x11", "tk")
+MONITOR_CHOICES = ("all", "active", "primary")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -197,6 +200,26 @@ AGENT_SETTINGS: tuple[AgentSetting, ...] = (
         parse=_choice(ENCODING_CHOICES),
     ),
     AgentSetting(
+        "language",
+        "Language of the sign shown on screen while a teacher watches: nl or en.",
+        default="nl",
+        parse=_choice(LANGUAGES),
+    ),
+    AgentSetting(
+        "indicator",
+        "How the watched sign is drawn: auto (X11 on Linux, Tk on Windows and macOS), "
+        "x11 or tk. It cannot be switched off: without it the agent does not capture.",
+        default="auto",
+        parse=_choice(INDICATOR_CHOICES),
+    ),
+    AgentSetting(
+        "monitors",
+        "Which monitors a frame shows: all (the whole desktop, side by side), active (the "
+        "monitor with the active window) or primary.",
+        default="all",
+        parse=_choice(MONITOR_CHOICES),
+    ),
+    AgentSetting(
         "capture_retry_s",
         "Seconds between attempts when the screen cannot be captured.",
         default=10.0,
@@ -228,6 +251,9 @@ class AgentSettings:
     device_id: str
     state_dir: Path
     encoding: str
+    language: str
+    indicator: str
+    monitors: str
     capture_retry_s: float
     log_level: str
     log_file: Path | None
