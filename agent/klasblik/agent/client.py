@@ -24,7 +24,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from klasblik.agent.activewindow import active_window_title
-from klasblik.agent.capture import CaptureError, CaptureWorker
+from klasblik.agent.capture import CaptureError, CaptureWorker, ScreenGrabber
 from klasblik.agent.device import AGENT_NAME, os_description
 from klasblik.agent.indicator import WatchIndicator
 from klasblik.agent.pacing import Backoff, ChangeDetector, FramePacer, ReasonFilter
@@ -84,7 +84,11 @@ class AgentClient:
         indicator: WatchIndicator | None = None,
     ) -> None:
         self.settings = settings
-        self._capture = capture if capture is not None else CaptureWorker()
+        self._capture = (
+            capture
+            if capture is not None
+            else CaptureWorker(ScreenGrabber(monitors=settings.monitors))
+        )
         #: the visible sign on screen while a teacher watches; no capture without it
         self.indicator = (
             indicator

@@ -188,3 +188,58 @@ def char2b(text: str) -> Any:
         array[i].byte1 = code >> 8
         array[i].byte2 = code & 0xFF
     return array
+
+
+class XRRMonitorInfo(Structure):
+    _fields_ = [
+        ("name", c_ulong),
+        ("primary", c_int),
+        ("automatic", c_int),
+        ("noutput", c_int),
+        ("x", c_int),
+        ("y", c_int),
+        ("width", c_int),
+        ("height", c_int),
+        ("mwidth", c_int),
+        ("mheight", c_int),
+        ("outputs", c_void_p),
+    ]
+
+
+_xrandr: Any = None
+
+
+def randr_monitors(display: str) -> list[tuple[int, int, int, int, bool]] | None:
+    """The display's RandR 1.5 monitors as (left, top, width, height, primary), or None.
+
+    RandR monitors are what desktops report for each screen (one per active output, or as
+    set with ``xrandr --setmonitor``); None when libXrandr or the display is not there.
+    """
+    global _xrandr
+    try:
+        x = load_xlib()
+        if _xrandr is None:
+            lib = ctypes.CDLL(ctypes.util.find_library("Xrandr") or "libXrandr.so.2")
+            lib.XRRGetMonitors.restype = POINTER(XRRMonitorInfo)
+            lib.XRRGetMonitors.argtypes = [c_void_p, c_ulong, c_int, POINTER(c_int)]
+            lib.XRRFreeMonitors.argtypes = [POINTER(XRRMonitorInfo)]
+            _xrandr = lib
+    except (OSError, X11Missing):
+        return None
+    dpy = x.XOpenDisplay(display.encode())
+    if not dpy:
+        return None
+    try:
+        count = c_int(0)
+        info = _xrandr.XRRGetMonitors(dpy, x.XDefaultRootWindow(dpy), 1, ctypes.byref(count))
+        if not info:
+            return None
+        try:
+            return [
+                (m.x, m.y, m.width, m.height, bool(m.primary))
+                for m in (info[i] for i in range(count.value))
+            ]
+        finally:
+            _xrandr.XRRFreeMonitors(info)
+    finally:
+        x.XCloseDisplay(dpy)
