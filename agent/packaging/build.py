@@ -195,7 +195,7 @@ def make_deb(frozen: Path, out_dir: Path) -> Path:
     deb = out_dir / f"{NAME}_{VERSION}_{arch}.deb"
     env = _env()
     subprocess.run(
-        ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(deb)],
+        ["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "--build", str(root), str(deb)],
         check=True,
         env=env,
         stdout=subprocess.DEVNULL,
