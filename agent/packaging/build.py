@@ -2,6 +2,7 @@
 
     python3.11 agent/packaging/build.py freeze   # build/agent/dist/klasblik-agent/
     python3.11 agent/packaging/build.py deb      # ... and build/agent/klasblik-agent_<v>_<arch>.deb
+    python3.11 agent/packaging/build.py msi --frozen DIR   # the Windows MSI, with wixl
     python3.11 agent/packaging/build.py lock     # re-make agent/requirements.lock (needs uv)
 
 The agent's dependencies come only from agent/requirements.lock (hashes required), never
@@ -130,7 +131,7 @@ _DESKTOP = """[Desktop Entry]
 Type=Application
 Name=Klasblik
 Comment=Shows this screen to the student's own teacher, only while the teacher looks
-Exec=/opt/klasblik-agent/klasblik-agent --config /etc/klasblik/agent.toml --log-file %h/.local/state/klasblik/agent.log
+Exec=/opt/klasblik-agent/klasblik-agent --config /etc/klasblik/agent.toml --log-file ~/.local/state/klasblik/agent.log
 X-GNOME-Autostart-enabled=true
 NoDisplay=true
 Terminal=false
@@ -203,14 +204,78 @@ def make_deb(frozen: Path, out_dir: Path) -> Path:
     return deb
 
 
+WXS = REPO / "deploy" / "agent" / "windows" / "klasblik-agent.wxs"
+
+
+def make_msi(frozen: Path, out_dir: Path, version: str = VERSION) -> Path:
+    """The Windows MSI from a frozen Windows folder, with wixl (Debian msitools) on Linux.
+
+    ``frozen`` holds klasblik-agent.exe and _internal/ as PyInstaller made them on Windows
+    (the CI workflow's artifact). wixl-heat lists every file as a component of its own.
+    """
+    if not (frozen / "klasblik-agent.exe").is_file():
+        raise FileNotFoundError(f"{frozen} has no klasblik-agent.exe (build it on Windows)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = sorted(
+        str(p.relative_to(frozen.parent)).replace(os.sep, "/")
+        for p in frozen.rglob("*")
+        if p.is_file()
+    )
+    heat = subprocess.run(
+        [
+            "wixl-heat",
+            "--prefix",
+            frozen.name + "/",
+            "--directory-ref",
+            "INSTALLDIR",
+            "--component-group",
+            "AgentFiles",
+            "--var",
+            "var.SourceDir",
+            "--win64",
+        ],
+        input="\n".join(files) + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    fragment = out_dir / "agent-files.wxs"
+    fragment.write_text(heat)
+    msi = out_dir / f"klasblik-agent-{version}-x64.msi"
+    subprocess.run(
+        [
+            "wixl",
+            "-a",
+            "x64",
+            "-D",
+            f"Version={version}",
+            "-D",
+            f"SourceDir={frozen.name}",  # wixl wants it relative: run from its parent
+            "-D",
+            "Win64=yes",
+            "-o",
+            str(msi),
+            str(WXS),
+            str(fragment),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=frozen.parent,
+    )
+    return msi
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["freeze", "deb", "lock"])
+    parser.add_argument("what", choices=["freeze", "deb", "msi", "lock"])
     parser.add_argument("--build", type=Path, default=REPO / "build" / "agent")
+    parser.add_argument(
+        "--frozen", type=Path, help="msi: the frozen Windows folder (from the CI workflow)"
+    )
     args = parser.parse_args(argv)
     build: Path = args.build.resolve()
     build.mkdir(parents=True, exist_ok=True)
@@ -231,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
             ],
             check=True,
         )
+        return 0
+    if args.what == "msi":
+        if args.frozen is None:
+            parser.error("msi needs --frozen <folder with klasblik-agent.exe>")
+        print(f"msi: {make_msi(args.frozen.resolve(), build)}")
         return 0
     started = time.monotonic()
     frozen = freeze(build)

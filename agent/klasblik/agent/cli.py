@@ -21,7 +21,7 @@ from klasblik.agent.settings import (
     load_agent_settings,
 )
 
-__all__ = ["build_parser", "main", "settings_from_args"]
+__all__ = ["build_parser", "default_config_path", "main", "settings_from_args"]
 
 log = logging.getLogger("klasblik.agent")
 
@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="TOML file with settings (top-level keys or an [agent] table); "
-        "env KLASBLIK_AGENT_CONFIG. Flags and environment override it.",
+        "env KLASBLIK_AGENT_CONFIG. Default, when it exists: /etc/klasblik/agent.toml (Linux), "
+        "/Library/Application Support/Klasblik/agent.toml (macOS), "
+        "%%ProgramData%%\\Klasblik\\agent.toml (Windows). Flags and environment override it.",
     )
     for setting in AGENT_SETTINGS:
         extra = (
@@ -67,12 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def default_config_path(platform: str = sys.platform) -> Path:
+    """The settings file IT pushes, read when it exists and no other file is named."""
+    if platform == "win32":
+        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "Klasblik" / "agent.toml"
+    if platform == "darwin":
+        return Path("/Library/Application Support/Klasblik/agent.toml")
+    return Path("/etc/klasblik/agent.toml")
+
+
 def settings_from_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> AgentSettings:
     """Parse ``argv`` and merge with ``env`` and the config file; may raise AgentConfigError."""
     args = build_parser().parse_args(argv)
     config = args.config
     if config is None and env.get("KLASBLIK_AGENT_CONFIG"):
         config = Path(env["KLASBLIK_AGENT_CONFIG"])
+    if config is None and default_config_path().is_file():
+        config = default_config_path()
     flags = {s.name: getattr(args, s.name) for s in AGENT_SETTINGS}
     return load_agent_settings(flags, env, config)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import ipaddress
 import logging
+import os
 import sys
 import tomllib
 from collections.abc import Callable, Mapping
@@ -157,7 +158,8 @@ def _seconds(value: Any) -> float:
 
 
 def _path(value: Any) -> Path:
-    return Path(_text(value)).expanduser()
+    # %LOCALAPPDATA% (Windows) and $HOME style variables too: autostart entries pass them as is
+    return Path(os.path.expandvars(_text(value))).expanduser()
 
 
 AGENT_SETTINGS: tuple[AgentSetting, ...] = (
@@ -293,17 +295,17 @@ class AgentSettings:
 POLICY_KEY = r"HKLM\SOFTWARE\Policies\Klasblik\Agent"
 
 
+#: where the MSI writes the settings it is given (SERVER=, TOKEN=, ...)
+INSTALLER_KEY = r"HKLM\SOFTWARE\Klasblik\Agent"
+
 if sys.platform == "win32":
 
-    def machine_policy() -> dict[str, Any]:
-        """The string values under POLICY_KEY (machine scope: only administrators write it)."""
+    def _registry_values(path: str) -> dict[str, Any]:
         import winreg
 
         values: dict[str, Any] = {}
         try:
-            key = winreg.OpenKey(
-                winreg.HKEY_LOCAL_MACHINE, r"SOFTWARE\Policies\Klasblik\Agent", 0, winreg.KEY_READ
-            )
+            key = winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, path, 0, winreg.KEY_READ)
         except OSError:
             return values
         with key:
@@ -313,9 +315,18 @@ if sys.platform == "win32":
                     name, value, _kind = winreg.EnumValue(key, index)
                 except OSError:
                     break
-                values[name.lower()] = value if isinstance(value, str) else str(value)
+                if value not in (None, ""):
+                    values[name.lower()] = value if isinstance(value, str) else str(value)
                 index += 1
         return values
+
+    def machine_policy() -> dict[str, Any]:
+        """Machine-scope settings (only administrators write HKLM): the installer's values
+        under INSTALLER_KEY, overridden by Group Policy's under POLICY_KEY."""
+        return {
+            **_registry_values(r"SOFTWARE\Klasblik\Agent"),
+            **_registry_values(r"SOFTWARE\Policies\Klasblik\Agent"),
+        }
 
 else:
 
@@ -403,8 +414,9 @@ def load_agent_settings(
 ) -> AgentSettings:
     """Merge flags, environment, file, machine policy and defaults; check each value.
 
-    The machine policy (Windows: ``HKLM\\SOFTWARE\\Policies\\Klasblik\\Agent``, string
-    values named like the settings, written by the MSI, Intune or Group Policy) fills in
+    The machine policy (Windows: string values named like the settings under
+    ``HKLM\\SOFTWARE\\Klasblik\\Agent``, written by the MSI, and under
+    ``HKLM\\SOFTWARE\\Policies\\Klasblik\\Agent``, by Group Policy, which wins) fills in
     whatever the flags, the environment and the file do not set. Raises AgentConfigError.
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
