@@ -17,13 +17,22 @@ from klasblik.protocol.codes import (
 )
 from klasblik.protocol.errors import ProtocolError
 
-__all__ = ["SCHEMAS", "decode_message", "encode_message", "error_message", "validate_message"]
+__all__ = [
+    "CONNECTION_ROLES",
+    "SCHEMAS",
+    "decode_message",
+    "encode_message",
+    "error_message",
+    "validate_message",
+]
 
 # A field spec is (kind, required). Kinds: "str", "int", "bool", "number", "dict",
 # "list", "tabs", "device", "strlist", or a tuple of allowed string values.
 _FieldSpec = tuple[Any, bool]
 
 _DEVICE_KINDS = ("desktop", "chromebook", "demo")
+#: what a connection contributes to its student's tile: everything, or only the tabs
+CONNECTION_ROLES = ("full", "tabs")
 
 SCHEMAS: Final[dict[str, dict[str, dict[str, _FieldSpec]]]] = {
     # agent -> server
@@ -33,6 +42,9 @@ SCHEMAS: Final[dict[str, dict[str, dict[str, _FieldSpec]]]] = {
             "token": ("str", True),
             "account": ("str", True),
             "device": ("device", True),
+            # "tabs": a browser extension on a device whose screen a desktop agent sends
+            # (same device id): it adds the tabs to that tile and sends no frames
+            "role": (CONNECTION_ROLES, False),
         },
         "heartbeat": {"seq": ("int", False)},
         "tabs": {"tabs": ("tabs", True)},
