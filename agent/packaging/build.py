@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -27,10 +28,23 @@ import venv
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "agent"))
+from klasblik.agent.native_host import (  # noqa: E402  (the agent's own code, this tree)
+    DEFAULT_EXTENSION_ID,
+    HOST_NAME,
+    host_manifest,
+)
+
 AGENT = REPO / "agent"
 LOCK = AGENT / "requirements.lock"
 VERSION = "0.1.0"
 NAME = "klasblik-agent"
+
+
+def extension_ids() -> list[str]:
+    """The extension ids the native host answers (KLASBLIK_EXTENSION_IDS, comma separated)."""
+    ids = os.environ.get("KLASBLIK_EXTENSION_IDS", DEFAULT_EXTENSION_ID)
+    return [i.strip() for i in ids.split(",") if i.strip()]
 
 
 def source_date_epoch() -> int:
@@ -181,6 +195,17 @@ def make_deb(frozen: Path, out_dir: Path) -> Path:
     shutil.copytree(frozen, root / "opt" / NAME, symlinks=True)
     (root / "etc" / "xdg" / "autostart").mkdir(parents=True)
     (root / "etc" / "xdg" / "autostart" / "klasblik-agent.desktop").write_text(_DESKTOP)
+    # The native messaging host: the Klasblik extension asks it this PC's device id.
+    manifest = json.dumps(
+        host_manifest(f"/opt/{NAME}/{NAME}", extension_ids()), indent=2, sort_keys=True
+    )
+    for browser_dir in (
+        "etc/opt/chrome/native-messaging-hosts",
+        "etc/chromium/native-messaging-hosts",
+        "etc/opt/edge/native-messaging-hosts",
+    ):
+        (root / browser_dir).mkdir(parents=True)
+        (root / browser_dir / f"{HOST_NAME}.json").write_text(manifest + "\n")
     (root / "etc" / "klasblik").mkdir(parents=True)
     (root / "etc" / "klasblik" / "agent.toml").write_text(_EXAMPLE_CONFIG)
     (root / "DEBIAN").mkdir()
@@ -216,6 +241,11 @@ def make_msi(frozen: Path, out_dir: Path, version: str = VERSION) -> Path:
     if not (frozen / "klasblik-agent.exe").is_file():
         raise FileNotFoundError(f"{frozen} has no klasblik-agent.exe (build it on Windows)")
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Chrome and Edge find the host through HKLM (the .wxs); on Windows the manifest's path
+    # is relative to the manifest itself.
+    (frozen / f"{HOST_NAME}.json").write_text(
+        json.dumps(host_manifest(f"{NAME}.exe", extension_ids()), indent=2, sort_keys=True) + "\n"
+    )
     files = sorted(
         str(p.relative_to(frozen.parent)).replace(os.sep, "/")
         for p in frozen.rglob("*")

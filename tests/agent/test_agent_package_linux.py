@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import configparser
 import io
+import json
 import os
 import shlex
 import signal
@@ -71,6 +72,16 @@ def test_deb_has_the_program_the_autostart_and_the_settings_file(
     assert (control / "conffiles").read_text().split() == ["/etc/klasblik/agent.toml"]
     exe = root / "opt" / "klasblik-agent" / "klasblik-agent"
     assert os.access(exe, os.X_OK)
+    for browser in ("opt/chrome", "chromium", "opt/edge"):
+        manifest = json.loads(
+            (
+                root / "etc" / browser / "native-messaging-hosts" / "nl.klasblik.agent.json"
+            ).read_text()
+        )
+        assert manifest["path"] == "/opt/klasblik-agent/klasblik-agent"
+        assert manifest["allowed_origins"] == [
+            "chrome-extension://pgjabdacfpfkjngppdndmipkbnmcgbbg/"
+        ]
     desktop = configparser.ConfigParser(interpolation=None)
     desktop.read(root / "etc" / "xdg" / "autostart" / "klasblik-agent.desktop")
     entry = desktop["Desktop Entry"]
@@ -108,6 +119,18 @@ def test_frozen_agent_refuses_a_bad_setting_with_exit_2(
         check=False,
     )
     assert done.returncode == 2 and "setting server" in done.stderr
+
+
+def test_frozen_agent_is_the_native_messaging_host(
+    built: tuple[Path, Path], tmp_path: Path
+) -> None:
+    frozen, _ = built
+    from tests.agent.test_agent_native_host import _frame, host
+
+    (tmp_path / "state" / "klasblik").mkdir(parents=True)
+    (tmp_path / "state" / "klasblik" / "device-id").write_text("pc-7\n")
+    code, answers = host(_frame({"get": "device"}), tmp_path, [str(frozen / "klasblik-agent")])
+    assert code == 0 and answers[0]["device_id"] == "pc-7"
 
 
 async def test_installed_agent_starts_under_xvfb_and_streams_to_the_server(

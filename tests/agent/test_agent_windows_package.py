@@ -98,6 +98,23 @@ def test_msi_settings_go_to_machine_scope_and_nowhere_per_user(msi: Path) -> Non
     assert set(settings) <= names  # the agent knows every value it will read
 
 
+def test_msi_registers_the_native_messaging_host_for_chrome_and_edge(msi: Path) -> None:
+    rows = {
+        r["Key"]: r["Value"] for r in _table(msi, "Registry") if "NativeMessagingHosts" in r["Key"]
+    }
+    assert rows == {
+        r"SOFTWARE\Google\Chrome\NativeMessagingHosts\nl.klasblik.agent": "[INSTALLDIR]nl.klasblik.agent.json",
+        r"SOFTWARE\Microsoft\Edge\NativeMessagingHosts\nl.klasblik.agent": "[INSTALLDIR]nl.klasblik.agent.json",
+    }
+    [manifest] = [r for r in _table(msi, "File") if r["FileName"] == "nl.klasblik.agent.json"]
+    top = {r["Directory"]: r for r in _table(msi, "Directory")}
+    component = {r["Component"]: r for r in _table(msi, "Component")}[manifest["Component_"]]
+    directory = top[component["Directory_"]]
+    assert directory["Directory"] == "INSTALLDIR" or (
+        directory["Directory_Parent"] == "INSTALLDIR" and directory["DefaultDir"] == "."
+    )  # beside klasblik-agent.exe, which its relative "path" names
+
+
 def test_msi_uninstalls_cleanly_and_upgrades_in_place(msi: Path) -> None:
     """Everything it installs belongs to a component of its one feature, none permanent, no
     custom actions that could leave things behind; a major upgrade replaces older versions."""

@@ -25,6 +25,7 @@ import mss
 from klasblik.agent.activewindow import active_window_centre
 from klasblik.agent.imaging import EncodedImage, render_frame
 from klasblik.agent.pacing import ChangeDetector
+from klasblik.agent.wayland import portal_problem
 from klasblik.agent.x11 import randr_monitors
 from klasblik.protocol.errors import KlasblikError
 
@@ -97,12 +98,13 @@ def display_problem(platform: str = sys.platform, env: dict[str, str] | None = N
     """A reason why no screen can be captured on this platform and session, or None."""
     env = dict(os.environ) if env is None else env
     if platform.startswith("linux") or "bsd" in platform:
+        # A Wayland session: even with Xwayland's DISPLAY, X capture sees only X clients.
+        if env.get("XDG_SESSION_TYPE") == "wayland" or (
+            env.get("WAYLAND_DISPLAY") and not env.get("DISPLAY")
+        ):
+            return portal_problem(env)
         if env.get("DISPLAY"):
             return None
-        if env.get("WAYLAND_DISPLAY") or env.get("XDG_SESSION_TYPE") == "wayland":
-            return (
-                "Wayland session without X: screen capture needs an X11 session (DISPLAY not set)"
-            )
         return "no display to capture (DISPLAY not set)"
     return None
 

@@ -11,9 +11,11 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from klasblik.agent import native_host
 from klasblik.agent.client import AgentClient
 from klasblik.agent.indicator import CHILD_FLAG
 from klasblik.agent.indicator import main as indicator_main
+from klasblik.agent.native_host import is_native_host_call
 from klasblik.agent.settings import (
     AGENT_SETTINGS,
     AgentConfigError,
@@ -106,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == [CHILD_FLAG]:  # the watched indicator's own process (frozen builds)
         return indicator_main(args[1:])
+    if is_native_host_call(args):  # started by Chrome/Edge for the Klasblik extension
+        return native_host.serve()
     try:
         settings = settings_from_args(args, os.environ)
     except AgentConfigError as exc:
