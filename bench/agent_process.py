@@ -10,7 +10,7 @@ the sum of VmRSS at the end of the phase (the indicator child is there only whil
 
     .venv/bin/python bench/agent_process.py --frozen build/agent/dist/klasblik-agent [--seconds 20]
 
-Build the frozen folder first: python3.11 agent/packaging/build.py freeze.
+Build the frozen folder first: python3.11 agent/packaging/build_agent.py freeze.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Linux package IT deploys: the frozen agent (PyInstaller) in a .deb with autostart.
 
-Built once per run from agent/requirements.lock (agent/packaging/build.py: a fresh venv,
+Built once per run from agent/requirements.lock (agent/packaging/build_agent.py: a fresh venv,
 hashes checked, PyInstaller; about 90 s on two shared cores, plus about 15 s per .deb),
 unpacked with ``dpkg -x`` into a temporary root, started under Xvfb as a session would
 start it, and streaming to the real server. KLASBLIK_AGENT_FROZEN=<folder> reuses a
@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.xvfb, pytest.mark.package]
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "agent" / "packaging"))
-import build as agent_build  # noqa: E402
+import build_agent as agent_build  # noqa: E402
 
 
 @pytest.fixture(scope="module")

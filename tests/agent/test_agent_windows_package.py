@@ -24,7 +24,7 @@ from klasblik.agent.settings import AGENT_SETTINGS, load_agent_settings
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "agent" / "packaging"))
-import build as agent_build  # noqa: E402
+import build_agent as agent_build  # noqa: E402
 
 PS1 = REPO / "deploy" / "agent" / "install-windows.ps1"
 WINDOWS = REPO / "deploy" / "agent" / "windows"

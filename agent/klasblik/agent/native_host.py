@@ -22,7 +22,7 @@ __all__ = ["HOST_NAME", "host_manifest", "is_native_host_call", "serve"]
 
 HOST_NAME = "nl.klasblik.agent"
 #: the extension id of agent/chrome/manifest.json's key; a school that packs the extension
-#: with its own key puts its own id in the manifest (agent/packaging/build.py --extension-id)
+#: with its own key puts its own id in the manifest (agent/packaging/build_agent.py --extension-id)
 DEFAULT_EXTENSION_ID = "pgjabdacfpfkjngppdndmipkbnmcgbbg"
 MAX_MESSAGE = 64 * 1024
 

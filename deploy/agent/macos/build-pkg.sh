@@ -10,9 +10,9 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
-version=$(python3.11 -c 'import sys; sys.path.insert(0, "'"$repo"'/agent/packaging"); import build; print(build.VERSION)')
+version=$(python3.11 -c 'import sys; sys.path.insert(0, "'"$repo"'/agent/packaging"); import build_agent; print(build_agent.VERSION)')
 out="$repo/build/agent"
-python3.11 "$repo/agent/packaging/build.py" freeze --build "$out"
+python3.11 "$repo/agent/packaging/build_agent.py" freeze --build "$out"
 frozen="$out/dist/klasblik-agent"
 
 # Sign every binary inside out, then the program, with the hardened runtime and a fixed

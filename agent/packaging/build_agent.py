@@ -1,9 +1,9 @@
 """Build the desktop agent as its own program: a venv from the lock, PyInstaller, a .deb.
 
-    python3.11 agent/packaging/build.py freeze   # build/agent/dist/klasblik-agent/
-    python3.11 agent/packaging/build.py deb      # ... and build/agent/klasblik-agent_<v>_<arch>.deb
-    python3.11 agent/packaging/build.py msi --frozen DIR   # the Windows MSI, with wixl
-    python3.11 agent/packaging/build.py lock     # re-make agent/requirements.lock (needs uv)
+    python3.11 agent/packaging/build_agent.py freeze   # build/agent/dist/klasblik-agent/
+    python3.11 agent/packaging/build_agent.py deb      # ... and build/agent/klasblik-agent_<v>_<arch>.deb
+    python3.11 agent/packaging/build_agent.py msi --frozen DIR   # the Windows MSI, with wixl
+    python3.11 agent/packaging/build_agent.py lock     # re-make agent/requirements.lock (needs uv)
 
 The agent's dependencies come only from agent/requirements.lock (hashes required), never
 from the server's pyproject. Sources are the agent's and the shared protocol's folders of
