@@ -118,7 +118,7 @@ export function normaliseWatch(msg) {
 }
 
 /** The first message on every connection. */
-export function buildHello({ token, account, deviceId, os, agentVersion }) {
+export function buildHello({ token, account, deviceId, os, agentVersion, role }) {
   if (typeof token !== "string" || token === "") throw new TypeError("hello needs the enrollment token");
   if (typeof account !== "string" || account === "") throw new TypeError("hello needs the signed-in account");
   if (typeof deviceId !== "string" || deviceId.length < 1 || deviceId.length > 128) {
@@ -127,7 +127,10 @@ export function buildHello({ token, account, deviceId, os, agentVersion }) {
   const device = { id: deviceId, kind: "chromebook" };
   if (os) device.os = String(os).slice(0, 128);
   device.agent = `${AGENT_NAME}/${agentVersion || "0"}`.slice(0, 128);
-  return { type: "hello", protocol: PROTOCOL_VERSION, token, account, device };
+  const hello = { type: "hello", protocol: PROTOCOL_VERSION, token, account, device };
+  // "tabs": beside the desktop agent on this PC (same device id): tabs only, no frames
+  if (role === "tabs") hello.role = "tabs";
+  return hello;
 }
 
 export function buildHeartbeat(seq) {

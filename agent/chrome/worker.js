@@ -14,6 +14,8 @@ const state = {
   configError: null,
   account: null,
   deviceId: null,
+  // "tabs" when the desktop agent runs on this PC (its native host answered)
+  role: "full",
   ws: null,
   session: null,
   connected: false, // welcome received
@@ -127,7 +129,29 @@ async function loadConfig() {
   if (state.config && !state.account) {
     state.configError = "no account: sign in to Chrome with the school account";
   }
-  state.deviceId = state.deviceId || (await readDeviceId());
+  const desktop = await askDesktopAgent();
+  if (desktop) {
+    state.deviceId = desktop;
+    state.role = "tabs";
+  } else {
+    state.role = "full";
+    state.deviceId = state.deviceId || (await readDeviceId());
+  }
+}
+
+// The Klasblik desktop agent on this PC, if any, through its native messaging host
+// (klasblik/agent/native_host.py): its device id, so that the server makes one tile of
+// both (screen from the agent, tabs from here). No host: null, and this extension works
+// on its own as before.
+async function askDesktopAgent() {
+  if (!chrome.runtime.sendNativeMessage) return null;
+  try {
+    const answer = await chrome.runtime.sendNativeMessage("nl.klasblik.agent", { get: "device" });
+    const id = answer && answer.device_id;
+    return typeof id === "string" && id.length >= 1 && id.length <= 128 ? id : null;
+  } catch {
+    return null;
+  }
 }
 
 // ------------------------------------------------------------------ connection
@@ -170,6 +194,7 @@ function connect() {
       deviceId: state.deviceId,
       os: osName(),
       agentVersion: VERSION,
+      role: state.role,
     }));
   };
   ws.onmessage = (ev) => {
@@ -213,7 +238,7 @@ function onEvent(event) {
     clearTimeout(state.captureTimer);
     state.captureTimer = null;
     if (event.watch.mode !== "off") {
-      scheduleCapture(0);
+      if (state.role !== "tabs") scheduleCapture(0); // beside the desktop agent: tabs only
       scheduleTabs(0);
     }
   } else if (event.kind === "error") {

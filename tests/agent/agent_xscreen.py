@@ -1,13 +1,12 @@
 """Test tooling for a real X screen: start Xvfb, paint a known image on its root window.
 
-A tiny Xlib client through ctypes (libX11 comes with Xvfb), so no window manager or image
-viewer is needed. Used by the agent tests and by bench/agent_capture.py.
+A tiny Xlib client through ctypes (libX11 comes with Xvfb; the prototypes are the agent's
+own, in klasblik.agent.x11), so no window manager or image viewer is needed. Used by the agent tests and by bench/agent_capture.py.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from klasblik.agent.x11 import PROP_MODE_REPLACE, XA_WINDOW, ZPIXMAP, X11Missing, load_xlib
 from tests.support.timing import timeout
 
 __all__ = ["XPainter", "Xvfb", "XvfbMissing", "start_xvfb"]
@@ -80,86 +80,14 @@ def start_xvfb(width: int = 1280, height: int = 720) -> Iterator[Xvfb]:
             proc.stderr.close()
 
 
-_ZPIXMAP = 2
-_XA_WINDOW = 33
-_PROP_MODE_REPLACE = 0
-
-
 class XPainter:
     """Draws on the root window of an X display and sets the active window's title."""
 
     def __init__(self, display: str) -> None:
-        path = ctypes.util.find_library("X11")
-        if path is None:
-            raise XvfbMissing("libX11 not found (Debian package libx11-6)")
-        x = ctypes.CDLL(path)
-        x.XOpenDisplay.restype = ctypes.c_void_p
-        x.XOpenDisplay.argtypes = [ctypes.c_char_p]
-        for name in ("XDefaultScreen", "XDefaultDepth"):
-            getattr(x, name).argtypes = [ctypes.c_void_p] + (
-                [ctypes.c_int] if name != "XDefaultScreen" else []
-            )
-        x.XDefaultScreen.restype = ctypes.c_int
-        x.XDefaultDepth.restype = ctypes.c_int
-        x.XRootWindow.restype = ctypes.c_ulong
-        x.XRootWindow.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        x.XDefaultGC.restype = ctypes.c_void_p
-        x.XDefaultGC.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        x.XDefaultVisual.restype = ctypes.c_void_p
-        x.XDefaultVisual.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        x.XCreateImage.restype = ctypes.c_void_p
-        x.XCreateImage.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_char_p,
-            ctypes.c_uint,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_int,
-        ]
-        x.XPutImage.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_ulong,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_uint,
-            ctypes.c_uint,
-        ]
-        x.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        x.XFree.argtypes = [ctypes.c_void_p]
-        x.XCloseDisplay.argtypes = [ctypes.c_void_p]
-        x.XCreateSimpleWindow.restype = ctypes.c_ulong
-        x.XCreateSimpleWindow.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_ulong,
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_uint,
-            ctypes.c_uint,
-            ctypes.c_uint,
-            ctypes.c_ulong,
-            ctypes.c_ulong,
-        ]
-        x.XStoreName.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_char_p]
-        x.XInternAtom.restype = ctypes.c_ulong
-        x.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
-        x.XChangeProperty.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_ulong,
-            ctypes.c_ulong,
-            ctypes.c_ulong,
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_void_p,
-            ctypes.c_int,
-        ]
+        try:
+            x = load_xlib()
+        except X11Missing as exc:
+            raise XvfbMissing(str(exc)) from None
         self._x = x
         self._dpy = x.XOpenDisplay(display.encode())
         if not self._dpy:
@@ -177,7 +105,7 @@ class XPainter:
             self._dpy,
             x.XDefaultVisual(self._dpy, self._screen),
             x.XDefaultDepth(self._dpy, self._screen),
-            _ZPIXMAP,
+            ZPIXMAP,
             0,
             buf,
             width,
@@ -217,7 +145,7 @@ class XPainter:
             net_name,
             utf8,
             8,
-            _PROP_MODE_REPLACE,
+            PROP_MODE_REPLACE,
             ctypes.c_char_p(encoded),
             len(encoded),
         )
@@ -227,9 +155,9 @@ class XPainter:
             self._dpy,
             self._root,
             active,
-            _XA_WINDOW,
+            XA_WINDOW,
             32,
-            _PROP_MODE_REPLACE,
+            PROP_MODE_REPLACE,
             ctypes.byref(value),
             1,
         )

@@ -10,10 +10,14 @@ from tests.agent.agent_xscreen import XPainter, Xvfb, XvfbMissing, start_xvfb
 
 
 @pytest.fixture
-def xvfb() -> Iterator[Xvfb]:
-    """An Xvfb screen of 1280×720×24 on a free display, stopped after the test."""
+def xvfb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Xvfb]:
+    """An Xvfb screen of 1280×720×24 on a free display, stopped after the test.
+
+    DISPLAY names it for the test, so the agent's watched indicator appears on it.
+    """
     try:
         with start_xvfb(1280, 720) as screen:
+            monkeypatch.setenv("DISPLAY", screen.display)
             yield screen
     except XvfbMissing as exc:
         pytest.fail(f"the desktop agent tests need Xvfb: {exc}")

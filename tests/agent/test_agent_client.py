@@ -210,7 +210,9 @@ async def test_window_title_sent_as_one_tab_when_changed(
         await agent.finish()
 
 
-async def test_capture_error_once_per_reason(server: StandInServer, tmp_path: Path) -> None:
+async def test_capture_error_once_per_reason(
+    server: StandInServer, tmp_path: Path, xvfb: Xvfb
+) -> None:
     """A screen that cannot be captured gives one capture_error per distinct reason, and retries."""
     grabber = FailingGrabber(["no display to capture (DISPLAY not set)"] * 2 + ["screen is locked"])
     agent = Running(AgentClient(_settings(server, tmp_path), CaptureWorker(grabber)))
@@ -354,7 +356,9 @@ class TruncatedGrabber:
         pass
 
 
-async def test_unusable_grab_is_a_capture_error(server: StandInServer, tmp_path: Path) -> None:
+async def test_unusable_grab_is_a_capture_error(
+    server: StandInServer, tmp_path: Path, xvfb: Xvfb
+) -> None:
     """A grab Pillow cannot use becomes a capture_error naming the problem; the agent goes on."""
     agent = Running(AgentClient(_settings(server, tmp_path), CaptureWorker(TruncatedGrabber())))
     try:

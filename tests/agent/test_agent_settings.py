@@ -224,3 +224,68 @@ def test_cli_process_logs_to_file_and_stops_on_sigterm(tmp_path: Path) -> None:
             proc.wait()
     text = log.read_text()
     assert "s3cret-token" not in text and "'token': '***'" in text
+
+
+def test_config_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Windows PowerShell 5.1's ``-Encoding UTF8`` writes a BOM; the agent reads it anyway."""
+    config = tmp_path / "agent.toml"
+    config.write_bytes(
+        b"\xef\xbb\xbf" + b'server = "wss://k.school.example/ws/agent"\ntoken = "t"\n'
+    )
+    s = load_agent_settings({"account": "a@school.example", "state_dir": str(tmp_path)}, {}, config)
+    assert s.server == "wss://k.school.example/ws/agent" and s.token == "t"
+    config.write_bytes(b'server = "wss://k.school.example/ws/agent"\ntoken = "\xff"\n')
+    with pytest.raises(AgentConfigError, match="is not UTF-8"):
+        load_agent_settings({"account": "a@school.example", "state_dir": str(tmp_path)}, {}, config)
+
+
+def test_account_from_local_user_and_domain(tmp_path: Path) -> None:
+    base = {"server": "wss://k.school.example/ws/agent", "token": "t", "state_dir": str(tmp_path)}
+    s = load_agent_settings(
+        {**base, "account_domain": "@School.Example"}, {}, user_reader=lambda: "anna.bakker"
+    )
+    assert s.account == "anna.bakker@school.example"
+    # an explicit account wins
+    s = load_agent_settings(
+        {**base, "account_domain": "school.example", "account": "x@y.example"},
+        {},
+        user_reader=lambda: "anna",
+    )
+    assert s.account == "x@y.example"
+    for bad in ("nodot", "a b.example", "evil@x.example"):
+        with pytest.raises(AgentConfigError, match="account_domain"):
+            load_agent_settings({**base, "account_domain": bad}, {}, user_reader=lambda: "anna")
+    with pytest.raises(AgentConfigError, match="account_domain"):  # a user name with a space
+        load_agent_settings(
+            {**base, "account_domain": "school.example"}, {}, user_reader=lambda: "an na"
+        )
+
+
+def test_machine_policy_fills_in_below_file_env_and_flags(tmp_path: Path) -> None:
+    """The registry policy (Windows) is read last: file, environment and flags override it."""
+    policy = {
+        "server": "wss://policy.school.example/ws/agent",
+        "token": "policy-token",
+        "account_from_upn": "1",
+        "language": "en",
+    }
+    s = load_agent_settings(
+        {"state_dir": str(tmp_path)},
+        {"KLASBLIK_AGENT_LANGUAGE": "nl"},
+        upn_reader=lambda: "anna@school.example",
+        machine_reader=lambda: dict(policy),
+    )
+    assert (s.server, s.token, s.account, s.language) == (
+        "wss://policy.school.example/ws/agent",
+        "policy-token",
+        "anna@school.example",
+        "nl",
+    )
+    with pytest.raises(AgentConfigError, match=r"machine policy .*unknown value\(s\) tokn"):
+        load_agent_settings({"state_dir": str(tmp_path)}, {}, machine_reader=lambda: {"tokn": "x"})
+    with pytest.raises(AgentConfigError, match="setting server"):
+        load_agent_settings(
+            {"state_dir": str(tmp_path), "account": "a@b.example"},
+            {},
+            machine_reader=lambda: {"server": "ws://evil.example/ws/agent", "token": "t"},
+        )

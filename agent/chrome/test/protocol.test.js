@@ -203,3 +203,13 @@ test("managed config: both fields needed, wss only (ws on loopback)", () => {
   assert.equal(P.checkConfig({ serverUrl: "wss://k.example/ws/agent", enrollmentToken: "t" }).serverUrl, "wss://k.example/ws/agent");
   assert.equal(P.checkConfig({ serverUrl: "ws://127.0.0.1:8080/ws/agent", enrollmentToken: "t" }).enrollmentToken, "t");
 });
+
+test("hello says role tabs only beside the desktop agent", () => {
+  const full = P.buildHello({ token: "T", account: "a@s.nl", deviceId: "d1", agentVersion: "0.1.0" });
+  assert.equal("role" in full, false);
+  const tabs = P.buildHello({ token: "T", account: "a@s.nl", deviceId: "pc-0042", agentVersion: "0.1.0", role: "tabs" });
+  assert.equal(tabs.role, "tabs");
+  assert.equal(tabs.device.id, "pc-0042");
+  const other = P.buildHello({ token: "T", account: "a@s.nl", deviceId: "d1", role: "screen" });
+  assert.equal("role" in other, false);
+});

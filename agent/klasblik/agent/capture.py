@@ -1,4 +1,9 @@
-"""Screen capture of the primary monitor with mss, and the thread it runs in.
+"""Screen capture with mss (all monitors, the active one, or the primary), in its own thread.
+
+Which part of the desktop a frame shows is the setting ``monitors``: ``all`` grabs the
+whole virtual desktop (every monitor, side by side as arranged), ``active`` the monitor
+with the centre of the active window, ``primary`` the primary one. On X11 the monitors are
+the RandR monitors (what desktops report per screen); elsewhere mss's list.
 
 mss objects belong to the thread that made them (GDI and Xlib handles), so one worker
 thread owns the grabber; the asyncio side awaits it and heartbeats keep flowing.
@@ -10,14 +15,18 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
 import mss
 
+from klasblik.agent.activewindow import active_window_centre
 from klasblik.agent.imaging import EncodedImage, render_frame
 from klasblik.agent.pacing import ChangeDetector
+from klasblik.agent.wayland import portal_problem
+from klasblik.agent.x11 import randr_monitors
 from klasblik.protocol.errors import KlasblikError
 
 __all__ = [
@@ -26,9 +35,37 @@ __all__ = [
     "CapturedFrame",
     "Grab",
     "Grabber",
+    "Region",
     "ScreenGrabber",
+    "choose_region",
     "display_problem",
 ]
+
+#: (left, top, width, height) of a part of the virtual desktop
+Region = tuple[int, int, int, int]
+
+
+def choose_region(
+    desktop: Region,
+    monitors: list[tuple[Region, bool]],
+    setting: str,
+    point: tuple[int, int] | None,
+) -> Region:
+    """The part of the desktop to grab for ``setting`` (all, active, primary).
+
+    ``monitors`` lists each monitor with whether it is primary; ``point`` is the centre
+    of the active window, if known. ``active`` without a known point, or with a point on
+    no monitor, falls back to the primary monitor, which falls back to the first one.
+    """
+    if setting == "all" or not monitors:
+        return desktop
+    primary = next((m for m, is_primary in monitors if is_primary), monitors[0][0])
+    if setting == "active" and point is not None:
+        px, py = point
+        for (left, top, width, height), _ in monitors:
+            if left <= px < left + width and top <= py < top + height:
+                return (left, top, width, height)
+    return primary
 
 
 class CaptureError(KlasblikError):
@@ -61,22 +98,55 @@ def display_problem(platform: str = sys.platform, env: dict[str, str] | None = N
     """A reason why no screen can be captured on this platform and session, or None."""
     env = dict(os.environ) if env is None else env
     if platform.startswith("linux") or "bsd" in platform:
+        # A Wayland session: even with Xwayland's DISPLAY, X capture sees only X clients.
+        if env.get("XDG_SESSION_TYPE") == "wayland" or (
+            env.get("WAYLAND_DISPLAY") and not env.get("DISPLAY")
+        ):
+            return portal_problem(env)
         if env.get("DISPLAY"):
             return None
-        if env.get("WAYLAND_DISPLAY") or env.get("XDG_SESSION_TYPE") == "wayland":
-            return (
-                "Wayland session without X: screen capture needs an X11 session (DISPLAY not set)"
-            )
         return "no display to capture (DISPLAY not set)"
     return None
 
 
 class ScreenGrabber:
-    """Grabs the primary monitor with ``mss.MSS``; makes its mss object lazily."""
+    """Grabs (part of) the desktop with ``mss.MSS``; makes its mss object lazily."""
 
-    def __init__(self, display: str | None = None) -> None:
+    def __init__(
+        self,
+        display: str | None = None,
+        monitors: str = "all",
+        active_point: Callable[[str | None], tuple[int, int] | None] | None = None,
+        monitor_list: Callable[[str], list[tuple[int, int, int, int, bool]] | None] = (
+            randr_monitors
+        ),
+    ) -> None:
+        self._monitor_list = monitor_list
         self._display = display
         self._sct: mss.MSS | None = None
+        self.monitors = monitors
+        self._active_point: Callable[[str | None], tuple[int, int] | None] = (
+            active_point if active_point is not None else active_window_centre
+        )
+
+    def region(self, sct: mss.MSS) -> Region:
+        """What to grab now, for the ``monitors`` setting."""
+        whole = sct.monitors[0]
+        desktop = (whole["left"], whole["top"], whole["width"], whole["height"])
+        if self.monitors == "all":
+            return desktop
+        screens: list[tuple[Region, bool]] | None = None
+        if sys.platform.startswith("linux") or "bsd" in sys.platform:
+            found = self._monitor_list(self._display or os.environ.get("DISPLAY", ""))
+            if found:
+                screens = [((m[0], m[1], m[2], m[3]), m[4]) for m in found]
+        if screens is None:
+            screens = [
+                ((m["left"], m["top"], m["width"], m["height"]), bool(m.get("is_primary", i == 0)))
+                for i, m in enumerate(sct.monitors[1:])
+            ]
+        point = self._active_point(self._display) if self.monitors == "active" else None
+        return choose_region(desktop, screens, self.monitors, point)
 
     def _open(self) -> mss.MSS:
         if self._sct is None:
@@ -93,10 +163,11 @@ class ScreenGrabber:
         return self._sct
 
     def grab(self) -> Grab:
-        """Grab the primary monitor, or raise :class:`CaptureError` with a reason."""
+        """Grab what ``monitors`` asks for, or raise :class:`CaptureError` with a reason."""
         sct = self._open()
         try:
-            shot = sct.grab(sct.primary_monitor)
+            left, top, width, height = self.region(sct)
+            shot = sct.grab({"left": left, "top": top, "width": width, "height": height})
         except Exception as exc:
             # A display that went away leaves a broken handle: open afresh next time.
             self.close()

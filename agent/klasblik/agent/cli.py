@@ -11,7 +11,11 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from klasblik.agent import native_host
 from klasblik.agent.client import AgentClient
+from klasblik.agent.indicator import CHILD_FLAG
+from klasblik.agent.indicator import main as indicator_main
+from klasblik.agent.native_host import is_native_host_call
 from klasblik.agent.settings import (
     AGENT_SETTINGS,
     AgentConfigError,
@@ -19,7 +23,7 @@ from klasblik.agent.settings import (
     load_agent_settings,
 )
 
-__all__ = ["build_parser", "main", "settings_from_args"]
+__all__ = ["build_parser", "default_config_path", "main", "settings_from_args"]
 
 log = logging.getLogger("klasblik.agent")
 
@@ -37,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="TOML file with settings (top-level keys or an [agent] table); "
-        "env KLASBLIK_AGENT_CONFIG. Flags and environment override it.",
+        "env KLASBLIK_AGENT_CONFIG. Default, when it exists: /etc/klasblik/agent.toml (Linux), "
+        "/Library/Application Support/Klasblik/agent.toml (macOS), "
+        "%%ProgramData%%\\Klasblik\\agent.toml (Windows). Flags and environment override it.",
     )
     for setting in AGENT_SETTINGS:
         extra = (
@@ -65,12 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def default_config_path(platform: str = sys.platform) -> Path:
+    """The settings file IT pushes, read when it exists and no other file is named."""
+    if platform == "win32":
+        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "Klasblik" / "agent.toml"
+    if platform == "darwin":
+        return Path("/Library/Application Support/Klasblik/agent.toml")
+    return Path("/etc/klasblik/agent.toml")
+
+
 def settings_from_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> AgentSettings:
     """Parse ``argv`` and merge with ``env`` and the config file; may raise AgentConfigError."""
     args = build_parser().parse_args(argv)
     config = args.config
     if config is None and env.get("KLASBLIK_AGENT_CONFIG"):
         config = Path(env["KLASBLIK_AGENT_CONFIG"])
+    if config is None and default_config_path().is_file():
+        config = default_config_path()
     flags = {s.name: getattr(args, s.name) for s in AGENT_SETTINGS}
     return load_agent_settings(flags, env, config)
 
@@ -88,8 +105,13 @@ async def _run(client: AgentClient) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the agent until SIGINT/SIGTERM. Exit code 2 on a bad setting."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == [CHILD_FLAG]:  # the watched indicator's own process (frozen builds)
+        return indicator_main(args[1:])
+    if is_native_host_call(args):  # started by Chrome/Edge for the Klasblik extension
+        return native_host.serve()
     try:
-        settings = settings_from_args(argv, os.environ)
+        settings = settings_from_args(args, os.environ)
     except AgentConfigError as exc:
         print(f"klasblik-agent: error: {exc}", file=sys.stderr)
         return 2

@@ -24,8 +24,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from klasblik.agent.activewindow import active_window_title
-from klasblik.agent.capture import CaptureError, CaptureWorker
+from klasblik.agent.capture import CaptureError, CaptureWorker, ScreenGrabber
 from klasblik.agent.device import AGENT_NAME, os_description
+from klasblik.agent.indicator import WatchIndicator
 from klasblik.agent.pacing import Backoff, ChangeDetector, FramePacer, ReasonFilter
 from klasblik.agent.private import PrivateWatch, is_private_title
 from klasblik.agent.settings import AgentSettings
@@ -81,9 +82,20 @@ class AgentClient:
         capture: CaptureWorker | None = None,
         window_title: Callable[[], str | None] = active_window_title,
         backoff: Backoff | None = None,
+        indicator: WatchIndicator | None = None,
     ) -> None:
         self.settings = settings
-        self._capture = capture if capture is not None else CaptureWorker()
+        self._capture = (
+            capture
+            if capture is not None
+            else CaptureWorker(ScreenGrabber(monitors=settings.monitors))
+        )
+        #: the visible sign on screen while a teacher watches; no capture without it
+        self.indicator = (
+            indicator
+            if indicator is not None
+            else WatchIndicator(settings.language, settings.indicator)
+        )
         self._window_title = window_title
         self.protocol = AgentSession(backoff)
         self._capture_reasons = ReasonFilter()
@@ -124,6 +136,7 @@ class AgentClient:
                 except TimeoutError:
                     pass
         finally:
+            await self.indicator.hide()
             await self._capture.close()
 
     async def _connect_once(self, stop: asyncio.Event) -> None:
@@ -170,6 +183,7 @@ class AgentClient:
             await asyncio.gather(*tasks, return_exceptions=True)
             await ws.close()
             self.session = None
+            await self.indicator.hide()  # nobody can watch without a connection
         code = ws.close_code
         reason = ws.close_reason or ""
         closed = self.protocol.connection_closed(code)
@@ -256,6 +270,7 @@ class AgentClient:
                 detector.reset()
                 pacer = FramePacer(watch.interval_ms, pacer.last_sent)
             if watch.mode == "off":
+                await self.indicator.hide()
                 await self._wait_watch_change(session, generation, None)
                 continue
             wait = pacer.wait_s(time.monotonic())
@@ -269,7 +284,7 @@ class AgentClient:
             retry = await self._capture_and_send(session, watch, generation, detector, pacer)
             if session.watch_generation != generation:
                 continue
-            if watch.tabs != "none":
+            if watch.tabs != "none" and self.indicator.showing:
                 title = await asyncio.to_thread(self._window_title)
                 if session.watch_generation != generation:
                     continue  # a new watch while the title was read: start over
@@ -309,6 +324,13 @@ class AgentClient:
         pacer: FramePacer,
     ) -> bool:
         """One capture; returns True when capture failed and should wait to retry."""
+        # The sign first: while it is not on screen, nothing is captured.
+        problem = await self.indicator.ensure(watch.viewers, watch.mode)
+        if problem is not None:
+            if self._capture_reasons.is_new(problem):
+                log.warning("not capturing: %s", problem)
+                await session.ws.send(self.protocol.capture_error(problem))
+            return True
         encoding = choose_encoding(self.settings.encoding, watch)
         try:
             frame = await self._capture.capture(

@@ -7,8 +7,11 @@ checked at start; a bad one stops the agent with a message that names the settin
 
 from __future__ import annotations
 
+import getpass
 import ipaddress
 import logging
+import os
+import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,9 +28,13 @@ __all__ = [
     "AgentSetting",
     "AgentSettings",
     "load_agent_settings",
+    "machine_policy",
 ]
 
 ENCODING_CHOICES = ("jpeg", "webp", "server")
+LANGUAGES = ("nl", "en")
+INDICATOR_CHOICES = ("auto", "x11", "tk")
+MONITOR_CHOICES = ("all", "active", "primary")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -105,6 +112,13 @@ def _account(value: Any) -> str:
     return account
 
 
+def _domain(value: Any) -> str:
+    domain = _text(value).lstrip("@").lower()
+    if not domain or "." not in domain or any(c.isspace() or c in "@/\\" for c in domain):
+        raise ValueError(f"must be a domain name such as school.example, got {value!r}")
+    return domain
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -144,7 +158,8 @@ def _seconds(value: Any) -> float:
 
 
 def _path(value: Any) -> Path:
-    return Path(_text(value)).expanduser()
+    # %LOCALAPPDATA% (Windows) and $HOME style variables too: autostart entries pass them as is
+    return Path(os.path.expandvars(_text(value))).expanduser()
 
 
 AGENT_SETTINGS: tuple[AgentSetting, ...] = (
@@ -178,6 +193,13 @@ AGENT_SETTINGS: tuple[AgentSetting, ...] = (
         switch=True,
     ),
     AgentSetting(
+        "account_domain",
+        "When no account is given and account_from_upn is off, use the "
+        "signed-in local user name plus @ and this domain, e.g. school.example: for Linux "
+        "and macOS devices whose local accounts match the Microsoft 365 usernames.",
+        parse=_domain,
+    ),
+    AgentSetting(
         "device_id",
         "Stable id of this device (not personal). Default: a random id "
         "made once and kept in the state folder.",
@@ -195,6 +217,26 @@ AGENT_SETTINGS: tuple[AgentSetting, ...] = (
         "figures), webp (fewer bytes, more CPU) or server (what the server asks for).",
         default="jpeg",
         parse=_choice(ENCODING_CHOICES),
+    ),
+    AgentSetting(
+        "language",
+        "Language of the sign shown on screen while a teacher watches: nl or en.",
+        default="nl",
+        parse=_choice(LANGUAGES),
+    ),
+    AgentSetting(
+        "indicator",
+        "How the watched sign is drawn: auto (X11 on Linux, Tk on Windows and macOS), "
+        "x11 or tk. It cannot be switched off: without it the agent does not capture.",
+        default="auto",
+        parse=_choice(INDICATOR_CHOICES),
+    ),
+    AgentSetting(
+        "monitors",
+        "Which monitors a frame shows: all (the whole desktop, side by side), active (the "
+        "monitor with the active window) or primary.",
+        default="all",
+        parse=_choice(MONITOR_CHOICES),
     ),
     AgentSetting(
         "capture_retry_s",
@@ -225,9 +267,13 @@ class AgentSettings:
     token: str
     account: str
     account_from_upn: bool
+    account_domain: str | None
     device_id: str
     state_dir: Path
     encoding: str
+    language: str
+    indicator: str
+    monitors: str
     capture_retry_s: float
     log_level: str
     log_file: Path | None
@@ -246,10 +292,56 @@ class AgentSettings:
         }
 
 
+POLICY_KEY = r"HKLM\SOFTWARE\Policies\Klasblik\Agent"
+
+
+#: where the MSI writes the settings it is given (SERVER=, TOKEN=, ...)
+INSTALLER_KEY = r"HKLM\SOFTWARE\Klasblik\Agent"
+
+if sys.platform == "win32":
+
+    def _registry_values(path: str) -> dict[str, Any]:
+        import winreg
+
+        values: dict[str, Any] = {}
+        try:
+            key = winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, path, 0, winreg.KEY_READ)
+        except OSError:
+            return values
+        with key:
+            index = 0
+            while True:
+                try:
+                    name, value, _kind = winreg.EnumValue(key, index)
+                except OSError:
+                    break
+                if value not in (None, ""):
+                    values[name.lower()] = value if isinstance(value, str) else str(value)
+                index += 1
+        return values
+
+    def machine_policy() -> dict[str, Any]:
+        """Machine-scope settings (only administrators write HKLM): the installer's values
+        under INSTALLER_KEY, overridden by Group Policy's under POLICY_KEY."""
+        return {
+            **_registry_values(r"SOFTWARE\Klasblik\Agent"),
+            **_registry_values(r"SOFTWARE\Policies\Klasblik\Agent"),
+        }
+
+else:
+
+    def machine_policy() -> dict[str, Any]:
+        """No machine policy store outside Windows (the config file is IT's there)."""
+        return {}
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        raw = path.read_bytes()
+        # Windows PowerShell 5.1 writes UTF-8 with a byte-order mark; TOML has none.
+        data = tomllib.loads(raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise AgentConfigError(f"config file {path} is not UTF-8: {exc}") from None
     except FileNotFoundError:
         raise AgentConfigError(f"config file {path} does not exist") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -294,16 +386,50 @@ def _upn_account(upn_reader: Callable[[], str | None]) -> str:
         raise AgentConfigError(f"setting account from the UPN {upn!r}: {exc}") from None
 
 
+def _raw(
+    name: str, flags: Mapping[str, Any], env: Mapping[str, str], file_values: Mapping[str, Any]
+) -> Any:
+    setting = _BY_NAME[name]
+    return flags.get(name, env.get(setting.env, file_values.get(name)))
+
+
+def _local_account(domain_raw: Any, user_reader: Callable[[], str]) -> str:
+    setting = _BY_NAME["account_domain"]
+    try:
+        domain = _domain(domain_raw)
+        return _account(f"{user_reader()}@{domain}")
+    except (ValueError, OSError, KeyError) as exc:
+        raise AgentConfigError(
+            f"setting account_domain ({setting.flag}, {setting.env}): {exc}"
+        ) from None
+
+
 def load_agent_settings(
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     config_file: Path | None = None,
     upn_reader: Callable[[], str | None] = signed_in_upn,
+    user_reader: Callable[[], str] = getpass.getuser,
+    machine_reader: Callable[[], dict[str, Any]] | None = None,
 ) -> AgentSettings:
-    """Merge flags, environment, file and defaults; check each value; raise AgentConfigError."""
+    """Merge flags, environment, file, machine policy and defaults; check each value.
+
+    The machine policy (Windows: string values named like the settings under
+    ``HKLM\\SOFTWARE\\Klasblik\\Agent``, written by the MSI, and under
+    ``HKLM\\SOFTWARE\\Policies\\Klasblik\\Agent``, by Group Policy, which wins) fills in
+    whatever the flags, the environment and the file do not set. Raises AgentConfigError.
+    """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     env = env or {}
     file_values = _read_toml(config_file) if config_file is not None else {}
+    machine = (machine_reader or machine_policy)()
+    unknown = sorted(set(machine) - set(_BY_NAME))
+    if unknown:
+        raise AgentConfigError(
+            f"machine policy {POLICY_KEY}: unknown value(s) {', '.join(unknown)}; "
+            f"known: {', '.join(_BY_NAME)}"
+        )
+    file_values = {**{k: v for k, v in machine.items() if v not in (None, "")}, **file_values}
     values: dict[str, Any] = {}
     for setting in AGENT_SETTINGS:
         where = f"setting {setting.name} ({setting.flag}, {setting.env})"
@@ -318,6 +444,11 @@ def load_agent_settings(
         if raw is None:
             if setting.name == "account" and _account_from_upn(flags, env, file_values):
                 values["account"] = _upn_account(upn_reader)
+                continue
+            if setting.name == "account" and _raw("account_domain", flags, env, file_values):
+                values["account"] = _local_account(
+                    _raw("account_domain", flags, env, file_values), user_reader
+                )
                 continue
             if setting.required:
                 raise AgentConfigError(f"{where} is required")

@@ -21,6 +21,7 @@ from klasblik.protocol.codes import (
 from klasblik.protocol.errors import ProtocolError
 
 __all__ = [
+    "CONNECTION_ROLES",
     "SCHEMAS",
     "check_depth",
     "decode_message",
@@ -35,6 +36,8 @@ __all__ = [
 _FieldSpec = tuple[Any, bool]
 
 _DEVICE_KINDS = ("desktop", "chromebook", "demo")
+#: what a connection contributes to its student's tile: everything, or only the tabs
+CONNECTION_ROLES = ("full", "tabs")
 
 SCHEMAS: Final[dict[str, dict[str, dict[str, _FieldSpec]]]] = {
     # agent -> server
@@ -44,6 +47,9 @@ SCHEMAS: Final[dict[str, dict[str, dict[str, _FieldSpec]]]] = {
             "token": ("str", True),
             "account": ("str", True),
             "device": ("device", True),
+            # "tabs": a browser extension on a device whose screen a desktop agent sends
+            # (same device id): it adds the tabs to that tile and sends no frames
+            "role": (CONNECTION_ROLES, False),
         },
         "heartbeat": {"seq": ("int", False)},
         "tabs": {"tabs": ("tabs", True)},

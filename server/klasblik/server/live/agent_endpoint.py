@@ -179,6 +179,8 @@ async def _serve(
         outbox=Outbox(ws, maxsize=64),
         ip=ip,
         device_kind=hello["device"]["kind"],
+        device_id=hello["device"]["id"],
+        role=hello.get("role", "full"),
         location_id=location_id,
         home_location_id=home_of(app, student.school_id, student.location_id),
     )

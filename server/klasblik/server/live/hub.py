@@ -78,6 +78,10 @@ class AgentConn:
     frames_in: int = 0
     #: the device reports a page on the private list: nothing is captured or shown
     private_page: bool = False
+    #: the hello's device id
+    device_id: str = ""
+    #: "full", or "tabs": a browser extension beside a desktop agent on the same device
+    role: str = "full"
 
     @property
     def mode(self) -> str:
@@ -171,6 +175,8 @@ class Hub:
         self.tasks = TaskOwner("hub")
         #: students on the do-not-view list whose agent is here (``access/no_view.py``)
         self.no_view: set[int] = set()
+        #: student id -> the tabs-only connection (role "tabs") beside its desktop agent
+        self.companions: dict[int, AgentConn] = {}
 
     def blocked(self, viewer: Placed, conn: Placed | None) -> str | None:
         """None when ``viewer`` may see ``conn`` now, else why not. Fails closed: with no
@@ -186,7 +192,18 @@ class Hub:
     # ---- agents -------------------------------------------------------------------
 
     def attach_agent(self, conn: AgentConn) -> AgentConn | None:
-        """Register an authenticated agent; return the older connection it replaces."""
+        """Register an authenticated agent; return the older connection it replaces.
+
+        A connection with role "tabs" does not replace the student's agent: it joins it as
+        its companion (one per student), and its tabs go to the tile while it is on the
+        same device as the agent (see :meth:`merged`).
+        """
+        if conn.role == "tabs":
+            old_companion = self.companions.get(conn.student_id)
+            self.companions[conn.student_id] = conn
+            self._refresh(conn.student_id)
+            self._refresh_companion(conn.student_id, force=True)
+            return old_companion
         old = self.agents.get(conn.student_id)
         self.agents[conn.student_id] = conn
         if self.cluster is not None:
@@ -195,7 +212,19 @@ class Hub:
         self._broadcast_status(conn.student_id)
         return old
 
+    def merged(self, student_id: int) -> AgentConn | None:
+        """The companion whose tabs the tile shows: same device as the student's agent."""
+        companion = self.companions.get(student_id)
+        main = self.agents.get(student_id)
+        if companion is None or main is None or main.role == "tabs":
+            return None
+        return companion if companion.device_id == main.device_id else None
+
     def detach_agent(self, conn: AgentConn) -> None:
+        if self.companions.get(conn.student_id) is conn:
+            del self.companions[conn.student_id]
+            self._refresh(conn.student_id)  # the agent sends its window title again
+            return
         if self.agents.get(conn.student_id) is conn:
             del self.agents[conn.student_id]
             conn.last_seen = dt.datetime.now(dt.UTC)
@@ -328,8 +357,12 @@ class Hub:
         return bool(allowed)
 
     def on_tabs(self, conn: AgentConn, tabs: list[dict[str, Any]]) -> None:
-        if conn.mode == "off" or self.agents.get(conn.student_id) is not conn:
-            return
+        main = self.agents.get(conn.student_id)
+        if conn.role == "tabs":  # a companion: its tabs join its agent's tile
+            if main is None or self.merged(conn.student_id) is not conn or main.mode == "off":
+                return
+        elif conn is not main or conn.mode == "off" or self.merged(conn.student_id):
+            return  # merged: the browser's own tabs, not the desktop's window title
         clean = [
             {
                 "title": "" if t.get("private") is True else t["title"],
@@ -340,6 +373,7 @@ class Hub:
             }
             for t in tabs
         ]
+        conn = main  # the tile's device: the place rule and the cluster see the agent
         conn.tabs = clean
         sid = conn.student_id
         text = p.encode_message({"type": "tabs", "student_id": sid, "tabs": clean})
@@ -515,11 +549,34 @@ class Hub:
         """Tell this process's viewers the student's current status."""
         self._broadcast_status(student_id)
 
+    def _refresh_companion(self, student_id: int, force: bool = False) -> None:
+        """The companion's watch: its agent's, for the tabs only (it sends no frames);
+        off while it is not on the agent's device."""
+        companion = self.companions.get(student_id)
+        if companion is None:
+            return
+        if self.merged(student_id) is companion:
+            want = self.desired_watch(student_id)
+        else:
+            want = dict(self.desired_watch(student_id), mode="off", tabs="none", viewers=[])
+        if force or want != companion.watch:
+            companion.watch = want
+            companion.outbox.put(p.encode_message(want, "server_agent"))
+
     def _refresh(self, student_id: int, force: bool = False) -> None:
         conn = self.agents.get(student_id)
         if conn is None:
+            self._refresh_companion(student_id)
             return
+        try:
+            self._refresh_main(conn, student_id, force)
+        finally:
+            self._refresh_companion(student_id)
+
+    def _refresh_main(self, conn: AgentConn, student_id: int, force: bool) -> None:
         want = self.desired_watch(student_id)
+        if self.merged(student_id) is not None:
+            want["tabs"] = "none"  # the companion sends the browser's tabs instead
         if force or want != conn.watch:
             previous = conn.mode
             conn.watch = want
@@ -560,7 +617,7 @@ class Hub:
             await self.close_viewer(
                 viewer, "going_away", "server shutting down", p.CloseCode.GOING_AWAY
             )
-        for conn in list(self.agents.values()):
+        for conn in [*self.agents.values(), *self.companions.values()]:
             await conn.outbox.close()
             if not conn.ws.closed:
                 try:
@@ -571,3 +628,4 @@ class Hub:
                 except (TimeoutError, ConnectionError, RuntimeError):
                     pass
         self.agents.clear()
+        self.companions.clear()
