@@ -1,5 +1,6 @@
 """The ``klasblik`` command: ``serve``, ``db upgrade``, ``roster sync|import``, ``purge``,
-``student export|erase``, ``agent`` (the desktop agent)."""
+``student export|erase``, ``agents policy|google-map|forget-devices``, ``agent`` (the desktop
+agent)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from klasblik.server.auth.agent_cli import add_agents_parser, run_agents_command
 from klasblik.server.roster.cli import add_roster_parser, run_roster_command
 from klasblik.server.settings import Settings, SettingsError, load_settings
 
@@ -55,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         "agent", help="run the desktop agent (see `klasblik agent --help`)", add_help=False
     )
     add_roster_parser(sub)
+    add_agents_parser(sub)
     return parser
 
 
@@ -124,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "roster":
         return run_roster_command(args, settings)
+    if args.command == "agents":
+        return run_agents_command(args, settings)
     if args.command == "db":
         from klasblik.server.storage.engine import create_engine, upgrade_database
 

@@ -42,6 +42,8 @@ __all__ = ["AgentConn", "Hub", "Placed", "Viewer"]
 log = logging.getLogger(__name__)
 
 _MODE_RANK = {"off": 0, "grid": 1, "focus": 2}
+#: identity levels, best first in the protocol: a higher rank is never replaced by a lower
+_RANK = {level: -i for i, level in enumerate(p.IDENTITY_LEVELS)}
 
 
 def _iso(ts: dt.datetime | None) -> str | None:
@@ -68,6 +70,10 @@ class AgentConn:
     tabs: list[dict[str, Any]] = field(default_factory=list)
     watch: dict[str, Any] | None = None
     frames_in: int = 0
+    #: how well the agent proved who it is: verified, device or unverified
+    identity: str = "unverified"
+    #: kept aside: it claimed a student whose connection is better proven (never relayed)
+    sidelined: bool = False
 
     @property
     def mode(self) -> str:
@@ -114,6 +120,9 @@ class Hub:
         self.settings = settings
         self.latest = latest
         self.agents: dict[int, AgentConn] = {}
+        #: student id -> connections kept aside: they claim a student whose connection
+        #: here is better proven (see ``attach_agent``)
+        self.contested: dict[int, set[AgentConn]] = {}
         self.viewers: set[Viewer] = set()
         #: student id -> viewer -> mode ("grid" or "focus")
         self.watchers: dict[int, dict[Viewer, str]] = {}
@@ -141,8 +150,17 @@ class Hub:
     # ---- agents -------------------------------------------------------------------
 
     def attach_agent(self, conn: AgentConn) -> AgentConn | None:
-        """Register an authenticated agent; return the older connection it replaces."""
+        """Register an authenticated agent; return the older connection it replaces.
+
+        A connection never replaces a better-proven one (verified > device >
+        unverified): it is kept aside instead (``sidelined``), gets no watch, relays
+        nothing, and the student's status counts it under ``contested``."""
         old = self.agents.get(conn.student_id)
+        if old is not None and _RANK[conn.identity] < _RANK[old.identity]:
+            conn.sidelined = True
+            self.contested.setdefault(conn.student_id, set()).add(conn)
+            self._broadcast_status(conn.student_id)
+            return None
         self.agents[conn.student_id] = conn
         if self.cluster is not None:
             self.cluster.agent_attached(conn)
@@ -151,6 +169,13 @@ class Hub:
         return old
 
     def detach_agent(self, conn: AgentConn) -> None:
+        aside = self.contested.get(conn.student_id)
+        if aside is not None and conn in aside:
+            aside.discard(conn)
+            if not aside:
+                del self.contested[conn.student_id]
+            self._broadcast_status(conn.student_id)
+            return
         if self.agents.get(conn.student_id) is conn:
             del self.agents[conn.student_id]
             conn.last_seen = dt.datetime.now(dt.UTC)
@@ -163,6 +188,8 @@ class Hub:
         self, student_id: int, last_seen: dt.datetime | None = None, viewer: Viewer | None = None
     ) -> dict[str, Any]:
         conn = self.agents.get(student_id)
+        state: dict[str, Any]
+        why: str | None = None
         if conn is not None:
             why = self.blocked(viewer, conn) if viewer is not None else None
             state = {
@@ -171,25 +198,30 @@ class Hub:
                 "capture_error": conn.capture_error,
                 "elsewhere": why == p.ErrorCode.ELSEWHERE,
                 "mode": "off" if why else conn.mode,
+                "identity": conn.identity,
             }
         else:
             cluster = self.cluster  # held by another instance?
             remote = cluster.remote_status(student_id) if cluster is not None else None
             if cluster is None or remote is None:
                 seen = self._offline_seen.get(student_id) or last_seen
-                return {
+                state = {
                     "online": False,
                     "last_seen": _iso(seen),
                     "capture_error": None,
                     "elsewhere": False,
                     "mode": "off",
                 }
-            device = cluster.remote_device(student_id)
-            why = self.blocked(viewer, device) if viewer is not None else None
-            state = dict(remote, elsewhere=why == p.ErrorCode.ELSEWHERE)
-            state["mode"] = "off" if why else remote.get("mode", "off")
+            else:
+                device = cluster.remote_device(student_id)
+                why = self.blocked(viewer, device) if viewer is not None else None
+                state = dict(remote, elsewhere=why == p.ErrorCode.ELSEWHERE)
+                state["mode"] = "off" if why else remote.get("mode", "off")
         if why == p.ErrorCode.OUTSIDE_LESSON_HOURS:
             state["outside_lesson_hours"] = True
+        contested = len(self.contested.get(student_id, ()))
+        if contested:
+            state["contested"] = contested
         return state
 
     def touch(self, conn: AgentConn) -> None:
@@ -461,7 +493,8 @@ class Hub:
             await self.close_viewer(
                 viewer, "going_away", "server shutting down", p.CloseCode.GOING_AWAY
             )
-        for conn in list(self.agents.values()):
+        aside = [c for conns in self.contested.values() for c in conns]
+        for conn in [*self.agents.values(), *aside]:
             await conn.outbox.close()
             if not conn.ws.closed:
                 try:
@@ -472,3 +505,4 @@ class Hub:
                 except (TimeoutError, ConnectionError, RuntimeError):
                     pass
         self.agents.clear()
+        self.contested.clear()
