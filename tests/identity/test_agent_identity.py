@@ -27,6 +27,7 @@ from tests.identity.conftest import (
     enrol_people,
     new_key,
     server_settings,
+    token_source,
 )
 from tests.support.live import TestAgent, frame, start_live_server
 from tests.support.oidc import CLIENT_ID
@@ -86,6 +87,14 @@ async def test_verified_student_is_taken_from_the_token_object_id(id_server, ms)
         task.cancel()
     finally:
         await agent.close()
+
+
+async def test_agent_without_broker_or_cached_token_says_so(ms):
+    """The agent's token code with no broker and nobody signed in through msal: no token,
+    no browser, no prompt, and a reason for its log."""
+    source = token_source(ms)
+    assert await asyncio.to_thread(source.acquire, ANNA[0]) is None
+    assert "no OS broker" in source.last_problem
 
 
 async def test_account_field_does_not_choose_the_student(id_server, ms):

@@ -122,25 +122,44 @@ class TokenSource:
         http_client: Any = None,
         instance_discovery: bool | None = None,
     ) -> None:
-        import msal
-
+        self.client_id = client_id
+        self.authority = authority
         self.scopes = scopes
         self.broker = broker_available() if broker is None else broker
-        self.app = msal.PublicClientApplication(
-            client_id,
-            authority=authority,
-            instance_discovery=instance_discovery,
-            http_client=http_client,
-            enable_broker_on_windows=self.broker,
-            enable_broker_on_mac=self.broker,
-            enable_broker_on_linux=self.broker,
-            exclude_scopes=["offline_access"],  # no refresh token kept on the device
-        )
+        self._http_client = http_client
+        self._instance_discovery = instance_discovery
+        self._app: Any = None
         #: why the last attempt gave no token (for the log and the tray)
         self.last_problem = ""
 
+    @property
+    def app(self) -> Any:
+        """msal's PublicClientApplication, made at first use (it reads the authority's
+        discovery document: an agent starting offline must not fail for it)."""
+        if self._app is None:
+            import msal
+
+            self._app = msal.PublicClientApplication(
+                self.client_id,
+                authority=self.authority,
+                instance_discovery=self._instance_discovery,
+                http_client=self._http_client,
+                enable_broker_on_windows=self.broker,
+                enable_broker_on_mac=self.broker,
+                enable_broker_on_linux=self.broker,
+                exclude_scopes=["offline_access"],  # no refresh token kept on the device
+            )
+        return self._app
+
     def acquire(self, account: str) -> Identity | None:
         """A token for ``account`` (the signed-in user), or None with ``last_problem``."""
+        try:
+            return self._acquire(account)
+        except Exception as exc:  # the authority unreachable, a broker fault
+            self.last_problem = f"sign-in authority {self.authority} not usable: {exc}"
+            return None
+
+    def _acquire(self, account: str) -> Identity | None:
         result: dict[str, Any] | None = None
         for known in self.app.get_accounts(username=account) or self.app.get_accounts():
             result = self.app.acquire_token_silent(self.scopes, account=known)
