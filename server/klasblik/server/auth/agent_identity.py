@@ -158,6 +158,99 @@ class OidcKeys:
         self.http.close()
 
 
+class _RecentKeys:
+    """An issuer's keys and issuer name kept in memory for a few minutes in front of a
+    :class:`KeySource`, so that a storm of hellos costs no thread hop each; a key id not
+    seen yet goes to the source (which refetches the JWKS once)."""
+
+    def __init__(self, source: Any, max_age_s: float = 300.0) -> None:
+        self.source = source
+        self.max_age_s = max_age_s
+        self._keys: dict[str | None, tuple[float, dict[str, Any]]] = {}
+        self._issuer: tuple[float, str] | None = None
+
+    async def key_for(self, kid: str | None) -> dict[str, Any] | None:
+        now = time.monotonic()
+        hit = self._keys.get(kid)
+        if hit is not None and now - hit[0] < self.max_age_s:
+            return hit[1]
+        found: dict[str, Any] | None = await self.source.key_for(kid)
+        if found is not None:
+            self._keys[kid] = (now, found)
+        return found
+
+    async def issuer(self) -> str:
+        now = time.monotonic()
+        if self._issuer is None or now - self._issuer[0] >= self.max_age_s:
+            self._issuer = (now, str(await self.source.issuer()))
+        return self._issuer[1]
+
+
+class _ByObjectId:
+    """Students and staff by Microsoft 365 object id, looked up in batches: the object ids
+    waiting at the same moment cost one query each for students and staff (as
+    ``roster/lookup.py`` does for accounts), so a school's devices starting together do
+    not each open a database session."""
+
+    _MAX_BATCH = 500
+
+    def __init__(self, sm: async_sessionmaker[AsyncSession]) -> None:
+        self.sm = sm
+        self._waiting: dict[str, list[asyncio.Future[tuple[Student | None, bool]]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.queries = 0
+
+    async def get(self, oid: str) -> tuple[Student | None, bool]:
+        """(the student with this object id or None, whether a staff member has it)."""
+        fut: asyncio.Future[tuple[Student | None, bool]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting.setdefault(oid, []).append(fut)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="object id lookup")
+        return await fut
+
+    async def _run(self) -> None:
+        while self._waiting:
+            oids = list(self._waiting)[: self._MAX_BATCH]
+            batch = {oid: self._waiting.pop(oid) for oid in oids}
+            try:
+                async with self.sm() as session:
+                    found = {
+                        str(st.m365_id): st
+                        for st in (
+                            await session.scalars(select(Student).where(Student.m365_id.in_(oids)))
+                        ).all()
+                    }
+                    staff = set(
+                        (
+                            await session.scalars(
+                                select(Staff.m365_id).where(Staff.m365_id.in_(oids))
+                            )
+                        ).all()
+                    )
+                self.queries += 1
+            except Exception as exc:
+                for futs in batch.values():
+                    for fut in futs:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                continue
+            for oid, futs in batch.items():
+                for fut in futs:
+                    if not fut.done():
+                        fut.set_result((found.get(oid), oid in staff))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for futs in self._waiting.values():
+            for fut in futs:
+                fut.cancel()
+        self._waiting.clear()
+
+
 def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
@@ -226,6 +319,9 @@ class AgentIdentity:
             if settings.google_client_id
             else None
         )
+        self._m365_keys = _RecentKeys(m365) if m365 is not None else None
+        self._google_keys = _RecentKeys(self.google) if self.google is not None else None
+        self._by_oid = _ByObjectId(sm)
         self._previous_until = previous_token_until(settings.enrollment_token_previous_until)
         self._policies: dict[int, str | None] = {}
         self._policies_at = float("-inf")
@@ -261,8 +357,8 @@ class AgentIdentity:
             raise IdentityRefused(code, exc.message, f"{kind} token: {exc.reason}") from None
 
     async def _m365(self, token: str) -> ProvenIdentity:
-        client = self.m365
-        if client is None:
+        client, keys = self.m365, self._m365_keys
+        if client is None or keys is None:
             raise IdentityRefused(
                 ErrorCode.IDENTITY_INVALID,
                 "this server does not accept Microsoft 365 identity tokens (not configured)",
@@ -270,7 +366,7 @@ class AgentIdentity:
             )
         audience = self.settings.m365_agent_audience or client.client_id
         claims = await validate_token(
-            client,
+            keys,
             token,
             audience=audience,
             tenant=client.tenant_id,
@@ -284,7 +380,7 @@ class AgentIdentity:
         return ProvenIdentity("m365", str(claims["oid"]), username.lower())
 
     async def _google(self, token: str) -> ProvenIdentity:
-        keys = self.google
+        keys = self._google_keys
         if keys is None:
             raise IdentityRefused(
                 ErrorCode.IDENTITY_INVALID,
@@ -315,13 +411,12 @@ class AgentIdentity:
         """The active student the proof names; AccessDenied-like refusal otherwise.
         Microsoft: by object id only. Google: IT's mapping, else the same address as
         the Microsoft 365 username."""
-        async with self.sm() as session:
-            if proven.kind == "m365":
-                student = await session.scalar(
-                    select(Student).where(Student.m365_id == proven.subject)
-                )
-                staff = await session.scalar(select(Staff).where(Staff.m365_id == proven.subject))
-            else:
+        staff: object = None
+        if proven.kind == "m365":
+            student, is_staff = await self._by_oid.get(proven.subject)  # batched
+            staff = True if is_staff else None
+        else:
+            async with self.sm() as session:
                 mapped = await session.get(GoogleAccount, proven.subject)
                 if mapped is not None:
                     student = await session.get(Student, mapped.student_id)
@@ -396,7 +491,8 @@ class AgentIdentity:
                     )
                 )
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        await self._by_oid.close()
         if self.google is not None:
             self.google.close()
 
@@ -408,4 +504,4 @@ async def agent_identity_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        service.close()
+        await service.close()
