@@ -41,9 +41,12 @@ class Tile {
     this.status = el("span", "tile-status");
     this.tab = el("span", "tile-tab");
     this.error = el("span", "tile-error");
-    // how well the device proved who it is (docs/protocol.md, hello): flagged, not hidden
+    // how well the device proved who it is (docs/protocol.md, hello): flagged, not hidden;
+    // on the name's line, so that a flagged tile is no taller than another
     this.identity = el("span", "tile-identity");
-    info.append(this.name, this.status, this.identity, this.tab, this.error);
+    const head = el("span", "tile-head");
+    head.append(this.name, this.identity);
+    info.append(head, this.status, this.tab, this.error);
     this.button.append(screen, info);
     this.root.append(this.button);
     if (student.has_thumbnail && !this.student.state.elsewhere) {
