@@ -68,21 +68,20 @@ class Worker:
 
         async def one(spec: list[Any]) -> None:
             nonlocal failed
-            url, account, sid = spec
+            url, account, sid, *rest = spec  # rest: an identity token (m365), when given
+            hello: dict[str, Any] = {
+                "type": "hello",
+                "protocol": 1,
+                "token": self.cfg["token"],
+                "account": account,
+                "device": {"id": str(sid), "kind": "desktop"},
+            }
+            if rest:
+                hello["identity"] = {"kind": "m365", "token": rest[0]}
             async with gate:
                 try:
                     ws = await self.http.ws_connect(url, autoping=True, max_msg_size=0)
-                    await ws.send_str(
-                        json.dumps(
-                            {
-                                "type": "hello",
-                                "protocol": 1,
-                                "token": self.cfg["token"],
-                                "account": account,
-                                "device": {"id": str(sid), "kind": "desktop"},
-                            }
-                        )
-                    )
+                    await ws.send_str(json.dumps(hello))
                     first = json.loads(await ws.receive_str(timeout=60))
                     if first.get("type") != "welcome":
                         raise RuntimeError(f"refused: {first}")

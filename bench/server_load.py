@@ -13,6 +13,12 @@ then at a higher offered load (``--max-fps``) for throughput. Every phase is bou
 time, and the whole run stops by itself.
 
     python bench/server_load.py --agents 10000 --dashboards 100 --fps 1 --max-fps 3
+
+``--identity token`` (the default) runs the agents as today, on the enrollment token alone
+(the transition policy); ``--identity verified`` gives every agent a Microsoft 365 access
+token for Klasblik's API from a real OpenID Connect provider process (tests/support/oidc.py)
+and runs the servers with ``agent_identity = verified``, so every hello is validated
+(signature, issuer, audience, tenant, expiry) and the student looked up by object id.
 """
 
 from __future__ import annotations
@@ -358,6 +364,8 @@ def run_target(
                 "KLASBLIK_DATABASE_URL": db_url,
                 "KLASBLIK_ENROLLMENT_TOKEN": TOKEN,
                 "KLASBLIK_LOG_LEVEL": "WARNING",
+                "KLASBLIK_AGENT_IDENTITY": args.identity,
+                **roster.get("server_env", {}),
                 **dict(kv.split("=", 1) for kv in args.server_env),
             }
             if target == "cluster":
@@ -386,9 +394,10 @@ def run_target(
         ]
         for i in range(1, args.agents + 1):
             srv = servers[i % len(servers)]
-            configs[i % n_workers]["agents"].append(
-                [f"ws://127.0.0.1:{srv.port}/ws/agent", f"s{i}@bench.example", i]
-            )
+            spec: list[Any] = [f"ws://127.0.0.1:{srv.port}/ws/agent", f"s{i}@bench.example", i]
+            if roster.get("tokens") and target != "bare":
+                spec.append(roster["tokens"][i - 1])
+            configs[i % n_workers]["agents"].append(spec)
         for j, cookie in enumerate(roster["cookies"]):
             srv = servers[j % len(servers)]
             class_id = j + 1
@@ -549,6 +558,13 @@ def main(argv: list[str] | None = None) -> None:
         metavar="NAME=VALUE",
         help="extra environment for the Klasblik servers (repeatable)",
     )
+    parser.add_argument(
+        "--identity",
+        choices=("token", "verified"),
+        default="token",
+        help="token: the enrollment token alone (as before); verified: every agent sends a "
+        "Microsoft 365 identity token that the server validates",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -560,14 +576,75 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="klasblik-bench-") as tmp:
         with postgres_database() if not args.database_url else _given(args.database_url) as url:
             roster = asyncio.run(seed(url, args.agents, args.class_size, args.dashboards))
-            results = []
-            for target in targets:
-                print(f"running {target} ...", file=sys.stderr, flush=True)
-                results.append(run_target(target, args, roster, url, Path(tmp) / target))
+            with identity_provider(args, url, Path(tmp), roster):
+                results = []
+                for target in targets:
+                    print(f"running {target} ...", file=sys.stderr, flush=True)
+                    results.append(run_target(target, args, roster, url, Path(tmp) / target))
     report(results, args)
     print(f"total run time {time.monotonic() - started:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps([r.__dict__ for r in results], indent=2))
+
+
+@contextmanager
+def identity_provider(
+    args: argparse.Namespace, url: str, tmp: Path, roster: dict[str, Any]
+) -> Iterator[None]:
+    """With ``--identity verified``: the OIDC provider process, an object id per student,
+    and an access token for Klasblik's API per agent (signed with the provider's key)."""
+    if args.identity != "verified":
+        yield
+        return
+    import uuid
+
+    sys.path.insert(0, str(ROOT))
+    from tests.support.oidc import CLIENT_ID, run_provider
+
+    folder = tmp / "oidc"
+    folder.mkdir()
+    with run_provider(folder) as provider:
+        oids = [str(uuid.uuid4()) for _ in range(args.agents)]
+        asyncio.run(_set_object_ids(url, oids))
+        scope = [f"api://{CLIENT_ID}/Agent.Connect"]
+        t0 = time.monotonic()
+        roster["tokens"] = [
+            provider.mint_access_token(
+                provider.api_claims(
+                    {
+                        "oid": oid,
+                        "sub": oid,
+                        "tid": provider.tenant,
+                        "preferred_username": f"s{i}@bench.example",
+                    },
+                    scope,
+                    CLIENT_ID,
+                )
+            )
+            for i, oid in enumerate(oids, start=1)
+        ]
+        print(f"minted {len(oids)} tokens in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        roster["server_env"] = {
+            f"KLASBLIK_{k.upper()}": str(v) for k, v in provider.settings().items()
+        }
+        yield
+
+
+async def _set_object_ids(url: str, oids: list[str]) -> None:
+    from sqlalchemy import bindparam, update
+
+    from klasblik.server.storage.engine import create_engine
+    from klasblik.server.storage.models import Student
+
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(Student.__table__)
+            .where(Student.__table__.c.id == bindparam("sid"))
+            .values(m365_id=bindparam("oid")),
+            [{"sid": i, "oid": oid} for i, oid in enumerate(oids, start=1)],
+        )
+    await engine.dispose()
 
 
 @contextmanager

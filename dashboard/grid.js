@@ -41,7 +41,12 @@ class Tile {
     this.status = el("span", "tile-status");
     this.tab = el("span", "tile-tab");
     this.error = el("span", "tile-error");
-    info.append(this.name, this.status, this.tab, this.error);
+    // how well the device proved who it is (docs/protocol.md, hello): flagged, not hidden;
+    // on the name's line, so that a flagged tile is no taller than another
+    this.identity = el("span", "tile-identity");
+    const head = el("span", "tile-head");
+    head.append(this.name, this.identity);
+    info.append(head, this.status, this.tab, this.error);
     this.button.append(screen, info);
     this.root.append(this.button);
     if (student.has_thumbnail && !this.student.state.elsewhere) {
@@ -68,12 +73,20 @@ class Tile {
     this.tab.textContent = title ?? "";
     this.tab.title = title ?? "";
     this.tab.hidden = !title;
+    const flags = [];
+    if (state.online && state.identity === "unverified") flags.push(t("tile.unverified"));
+    if (state.contested) flags.push(t("tile.contested", { count: state.contested }));
+    this.identity.textContent = flags.join(" · ");
+    this.identity.hidden = flags.length === 0;
     const reason = state.capture_error;
     this.error.textContent = reason ? t("tile.captureError", { reason }) : "";
     this.error.hidden = !reason;
     this.button.setAttribute(
       "aria-label",
-      t("tile.label", { name: this.student.display_name, status: this.status.textContent }),
+      t("tile.label", {
+        name: this.student.display_name,
+        status: [this.status.textContent, ...flags].join(", "),
+      }),
     );
   }
 

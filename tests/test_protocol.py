@@ -28,6 +28,12 @@ EXAMPLES = {
         },
         {"type": "capture_error", "reason": "no display"},
         {"type": "private_page", "on": True},
+        {
+            **HELLO,
+            "device": {"id": "dev-2", "kind": "chromebook", "key": "MFkwEwYHKoZIzj0CAQ"},
+            "identity": {"kind": "google", "token": "eyJhbGciOi.x.y"},
+        },
+        {"type": "proof", "nonce": "n0nce", "signature": "c2lnbmF0dXJl"},
     ],
     "server_agent": [
         {
@@ -50,6 +56,16 @@ EXAMPLES = {
             "viewers": ["M. de Vries"],
         },
         {"type": "error", "error": {"code": "auth_failed", "message": "no"}},
+        {
+            "type": "welcome",
+            "protocol": 1,
+            "session": "s",
+            "display_name": "Anna B.",
+            "heartbeat_s": 20,
+            "max_frame_bytes": 1048576,
+            "identity": "verified",
+        },
+        {"type": "challenge", "nonce": "n0nce"},
     ],
     "dashboard": [
         {"type": "subscribe", "id": 1, "class_id": 7},

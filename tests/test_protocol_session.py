@@ -104,6 +104,31 @@ def test_hello_is_a_valid_first_message() -> None:
     assert not session.welcomed
 
 
+def test_hello_with_identity_and_key_then_challenge_and_proof() -> None:
+    """An identity and a device key go into hello; one challenge before the welcome is
+    reported, answered once with proof; a second challenge, one after the welcome, and a
+    proof for another nonce are refused."""
+    session = p.AgentSession()
+    device = p.Device("dev-1", "desktop", key="KEY")
+    hello = p.decode_message(
+        session.hello("tok", "anna@school.example", device, p.Identity("m365", "a.b.c")),
+        "agent",
+    )
+    assert hello["device"]["key"] == "KEY"
+    assert hello["identity"] == {"kind": "m365", "token": "a.b.c"}
+    event = session.receive(text({"type": "challenge", "nonce": "n1"}))
+    assert event == p.ChallengeReceived("n1")
+    refused(session, text({"type": "challenge", "nonce": "n2"}), "unexpected")
+    with pytest.raises(p.ProtocolError):
+        session.proof("other", "sig")
+    proof = p.decode_message(session.proof("n1", "sig"), "agent")
+    assert proof == {"type": "proof", "nonce": "n1", "signature": "sig"}
+    with pytest.raises(p.ProtocolError):
+        session.proof("n1", "sig")  # answered once
+    session.receive(text(WELCOME))
+    refused(session, text({"type": "challenge", "nonce": "n3"}), "unexpected")
+
+
 def test_hello_leaves_out_unknown_device_fields_and_cuts_long_ones() -> None:
     """os and agent are left out when unknown and cut to 128 characters when long."""
     bare = p.decode_message(p.AgentSession().hello("t", "a@b", p.Device("d")), "agent")

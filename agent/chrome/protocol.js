@@ -82,6 +82,7 @@ const SERVER_SCHEMAS = {
     ["viewers", (v) => Array.isArray(v) && v.every((s) => typeof s === "string"), "a list of strings"],
   ],
   error: [["error", (v) => v !== null && typeof v === "object" && !Array.isArray(v), "an object"]],
+  challenge: [["nonce", (v) => typeof v === "string" && v.length > 0 && v.length <= 256, "a string"]],
 };
 
 /** Parse and validate one text message from the server; unknown extra fields are kept. */
@@ -118,7 +119,7 @@ export function normaliseWatch(msg) {
 }
 
 /** The first message on every connection. */
-export function buildHello({ token, account, deviceId, os, agentVersion, role }) {
+export function buildHello({ token, account, deviceId, os, agentVersion, role, deviceKey, identity }) {
   if (typeof token !== "string" || token === "") throw new TypeError("hello needs the enrollment token");
   if (typeof account !== "string" || account === "") throw new TypeError("hello needs the signed-in account");
   if (typeof deviceId !== "string" || deviceId.length < 1 || deviceId.length > 128) {
@@ -127,10 +128,34 @@ export function buildHello({ token, account, deviceId, os, agentVersion, role })
   const device = { id: deviceId, kind: "chromebook" };
   if (os) device.os = String(os).slice(0, 128);
   device.agent = `${AGENT_NAME}/${agentVersion || "0"}`.slice(0, 128);
+  if (deviceKey) device.key = deviceKey; // base64url SPKI of the device's ECDSA P-256 key
   const hello = { type: "hello", protocol: PROTOCOL_VERSION, token, account, device };
   // "tabs": beside the desktop agent on this PC (same device id): tabs only, no frames
   if (role === "tabs") hello.role = "tabs";
+  if (identity && typeof identity.token === "string" && identity.token) {
+    hello.identity = { kind: identity.kind, token: identity.token };
+  }
   return hello;
+}
+
+export const PROOF_CONTEXT = "klasblik-device-proof/1";
+
+/** What the device key signs to answer a challenge (the same bytes as the server's
+ *  klasblik.protocol.proof_payload): context, nonce and device id, one per line. */
+export function proofPayload(nonce, deviceId) {
+  return new TextEncoder().encode([PROOF_CONTEXT, nonce, deviceId].join("\n"));
+}
+
+/** base64url without padding, of bytes (an ArrayBuffer or a typed array). */
+export function base64url(bytes) {
+  const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  let text = "";
+  for (const b of view) text += String.fromCharCode(b);
+  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+export function buildProof(nonce, signature) {
+  return { type: "proof", nonce, signature };
 }
 
 export function buildHeartbeat(seq) {
@@ -261,11 +286,12 @@ export function badgeFor(watch, connected) {
 
 /**
  * The protocol state of one connection, without I/O: feed it server messages, ask it
- * what to send. `receive` returns events: {kind: "welcome"|"watch"|"error", ...}.
+ * what to send. `receive` returns events: {kind: "welcome"|"challenge"|"watch"|"error", ...}.
  */
 export class AgentSession {
   constructor() {
     this.welcome = null;
+    this.challenged = false;
     this.watch = WATCH_OFF;
     this.heartbeatSeq = 0;
     this.frameSeq = 0;
@@ -282,6 +308,11 @@ export class AgentSession {
       }
       this.welcome = msg;
       return { kind: "welcome", welcome: msg, heartbeatS: heartbeatSeconds(msg) };
+    }
+    if (msg.type === "challenge") {
+      if (this.welcome || this.challenged) throw new ProtocolError("unexpected", "a challenge outside the hello");
+      this.challenged = true;
+      return { kind: "challenge", nonce: msg.nonce };
     }
     if (msg.type === "watch") {
       const previous = this.watch;
@@ -365,5 +396,7 @@ export function checkConfig(managed) {
   if (url.protocol !== "wss:" && !(url.protocol === "ws:" && LOOPBACK.test(url.hostname))) {
     throw new TypeError("serverUrl must start with wss:// (plain ws:// only on loopback, for tests)");
   }
-  return { serverUrl: url.href, enrollmentToken: cfg.enrollmentToken };
+  const config = { serverUrl: url.href, enrollmentToken: cfg.enrollmentToken };
+  if (typeof cfg.googleClientId === "string" && cfg.googleClientId) config.googleClientId = cfg.googleClientId;
+  return config;
 }

@@ -16,6 +16,7 @@ const state = {
   deviceId: null,
   // "tabs" when the desktop agent runs on this PC (its native host answered)
   role: "full",
+  deviceKey: null, // {pair, publicKey}: see deviceKey()
   ws: null,
   session: null,
   connected: false, // welcome received
@@ -45,6 +46,7 @@ function publicStatus() {
     account: state.account,
     connected: state.connected,
     displayName: state.session && state.session.welcome ? state.session.welcome.display_name : null,
+    identity: state.session && state.session.welcome ? state.session.welcome.identity || null : null,
     mode: state.connected ? watch.mode : "off",
     viewers: state.connected ? [...watch.viewers] : [],
     tabs: state.connected ? watch.tabs : "none",
@@ -110,6 +112,85 @@ async function readDeviceId() {
   return fresh;
 }
 
+// ------------------------------------------------------------------ identity
+
+// The device key: an ECDSA P-256 pair made once by WebCrypto with a non-extractable private
+// key, kept as a CryptoKey in IndexedDB (which can hold keys that cannot be read out).
+// Only the public half leaves the device; the server challenges it at each connection.
+const KEY_DB = "klasblik";
+const KEY_STORE = "keys";
+
+function keyDb() {
+  return new Promise((resolve, reject) => {
+    const req = indexedDB.open(KEY_DB, 1);
+    req.onupgradeneeded = () => req.result.createObjectStore(KEY_STORE);
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+function keyOp(db, mode, op) {
+  return new Promise((resolve, reject) => {
+    const req = op(db.transaction(KEY_STORE, mode).objectStore(KEY_STORE));
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+async function deviceKey() {
+  if (state.deviceKey) return state.deviceKey;
+  const db = await keyDb();
+  let pair = await keyOp(db, "readonly", (store) => store.get("device"));
+  if (!pair) {
+    pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, ["sign", "verify"]);
+    await keyOp(db, "readwrite", (store) => store.put(pair, "device"));
+  }
+  db.close();
+  const spki = await crypto.subtle.exportKey("spki", pair.publicKey); // the public half only
+  state.deviceKey = { pair, publicKey: P.base64url(spki) };
+  return state.deviceKey;
+}
+
+async function signChallenge(nonce) {
+  const key = await deviceKey();
+  const signature = await crypto.subtle.sign(
+    { name: "ECDSA", hash: "SHA-256" },
+    key.pair.privateKey,
+    P.proofPayload(nonce, state.deviceId),
+  );
+  return P.base64url(signature); // WebCrypto gives the raw r||s the server expects
+}
+
+// A Google ID token for the profile's managed account, got without user action: Google's
+// authorization endpoint with prompt=none through chrome.identity.launchWebAuthFlow
+// (interactive: false), for the OAuth client IT names in the managed configuration
+// (googleClientId). The test build takes it from test-hooks.json instead.
+async function identityToken() {
+  const hooks = await testHooks();
+  if (hooks && typeof hooks.identityToken === "string") return { kind: "google", token: hooks.identityToken };
+  const clientId = state.config && state.config.googleClientId;
+  if (!clientId || !chrome.identity.launchWebAuthFlow) return null;
+  const nonce = crypto.randomUUID();
+  const url = new URL("https://accounts.google.com/o/oauth2/v2/auth");
+  url.search = new URLSearchParams({
+    client_id: clientId,
+    response_type: "id_token",
+    scope: "openid email",
+    redirect_uri: chrome.identity.getRedirectURL(),
+    nonce,
+    prompt: "none",
+    login_hint: state.account || "",
+  }).toString();
+  try {
+    const answer = await chrome.identity.launchWebAuthFlow({ url: url.href, interactive: false });
+    const token = new URLSearchParams(new URL(answer).hash.slice(1)).get("id_token");
+    return token ? { kind: "google", token } : null;
+  } catch (err) {
+    state.lastError = `no identity token: ${err.message}`;
+    return null;
+  }
+}
+
 function osName() {
   const ua = navigator.userAgentData;
   if (ua && ua.platform) return ua.platform;
@@ -117,7 +198,7 @@ function osName() {
 }
 
 async function loadConfig() {
-  const managed = await chrome.storage.managed.get(["serverUrl", "enrollmentToken"]);
+  const managed = await chrome.storage.managed.get(["serverUrl", "enrollmentToken", "googleClientId"]);
   try {
     state.config = P.checkConfig(managed);
     state.configError = null;
@@ -187,7 +268,15 @@ function connect() {
   state.ws = ws;
   state.session = new P.AgentSession();
   const session = state.session;
-  ws.onopen = () => {
+  ws.onopen = async () => {
+    const [identity, key] = await Promise.all([
+      identityToken(),
+      deviceKey().catch((err) => {
+        state.lastError = `no device key: ${err.message}`;
+        return null;
+      }),
+    ]);
+    if (state.ws !== ws) return;
     send(P.buildHello({
       token: state.config.enrollmentToken,
       account: state.account,
@@ -195,6 +284,8 @@ function connect() {
       os: osName(),
       agentVersion: VERSION,
       role: state.role,
+      deviceKey: key ? key.publicKey : null,
+      identity,
     }));
   };
   ws.onmessage = (ev) => {
@@ -225,6 +316,14 @@ function connect() {
 }
 
 function onEvent(event) {
+  if (event.kind === "challenge") {
+    signChallenge(event.nonce)
+      .then((signature) => send(P.buildProof(event.nonce, signature)))
+      .catch((err) => {
+        state.lastError = `cannot answer the challenge: ${err.message}`;
+      });
+    return;
+  }
   if (event.kind === "welcome") {
     state.connected = true;
     state.attempt = 0;

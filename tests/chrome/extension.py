@@ -95,10 +95,14 @@ def _written_policy(config: dict[str, Any]) -> Iterator[Path]:
         path.unlink(missing_ok=True)
 
 
-def make_test_build(dest: Path, account: str) -> Path:
-    """Copy the extension to ``dest`` and add the test-only account hook."""
+def make_test_build(dest: Path, account: str, identity_token: str | None = None) -> Path:
+    """Copy the extension to ``dest`` and add the test-only hooks: the account and, when
+    given, the Google ID token (a test profile has no Google sign-in to get one from)."""
     shutil.copytree(EXTENSION_SRC, dest, ignore=shutil.ignore_patterns("test", "node_modules"))
-    (dest / "test-hooks.json").write_text(json.dumps({"testOnly": True, "account": account}))
+    hooks: dict[str, Any] = {"testOnly": True, "account": account}
+    if identity_token is not None:
+        hooks["identityToken"] = identity_token
+    (dest / "test-hooks.json").write_text(json.dumps(hooks))
     return dest
 
 
@@ -154,14 +158,19 @@ class ChromeAgent:
 
 @contextlib.asynccontextmanager
 async def running_agent(
-    tmp_path: Path, *, server_url: str | None, token: str | None, account: str
+    tmp_path: Path,
+    *,
+    server_url: str | None,
+    token: str | None,
+    account: str,
+    identity_token: str | None = None,
 ) -> AsyncIterator[ChromeAgent]:
     """Start headless Chromium with a test build of the extension and its managed config
     (no policy at all when ``server_url`` is None)."""
     require_chromium()
     from playwright.async_api import async_playwright
 
-    ext = make_test_build(tmp_path / "extension", account)
+    ext = make_test_build(tmp_path / "extension", account, identity_token)
     policy = (
         managed_policy({"serverUrl": server_url, "enrollmentToken": token})
         if server_url is not None

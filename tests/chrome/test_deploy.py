@@ -27,7 +27,7 @@ def _schema_keys() -> set[str]:
 def test_admin_console_config_matches_schema() -> None:
     """managed-config.json sets exactly the schema's settings, in the Admin console's Value form."""
     config = json.loads((DEPLOY / "managed-config.json").read_text())
-    assert set(config) == _schema_keys() == {"serverUrl", "enrollmentToken"}
+    assert set(config) == _schema_keys() == {"serverUrl", "enrollmentToken", "googleClientId"}
     assert all(set(v) == {"Value"} and isinstance(v["Value"], str) for v in config.values())
     assert config["serverUrl"]["Value"].startswith("wss://")
 

@@ -137,3 +137,35 @@ def test_js_accepts_what_python_server_sends() -> None:
     assert result["kinds"] == ["welcome", "watch"]
     assert result["mode"] == "grid"
     assert "M. de Vries" in result["badge"]["title"]
+
+
+def test_webcrypto_proof_verifies_on_the_server_and_a_tampered_one_does_not() -> None:
+    """A challenge answer made as the extension makes it (WebCrypto ECDSA P-256, a
+    non-extractable private key, P.proofPayload, P.base64url) verifies with the server's
+    check; the same answer for another nonce or device, or with one byte changed, does not."""
+    from klasblik.server.auth.agent_identity import verify_proof
+
+    out = _run_js(
+        "const pair = await crypto.subtle.generateKey({name: 'ECDSA', namedCurve: 'P-256'},"
+        " false, ['sign', 'verify']);\n"
+        "const spki = P.base64url(await crypto.subtle.exportKey('spki', pair.publicKey));\n"
+        "const sig = P.base64url(await crypto.subtle.sign({name: 'ECDSA', hash: 'SHA-256'},"
+        " pair.privateKey, P.proofPayload('n0nce-1', 'dev-1')));\n"
+        "const hello = P.buildHello({token: 't', account: 'a@school.example', deviceId: 'dev-1',"
+        " deviceKey: spki, identity: {kind: 'google', token: 'x.y.z'}});\n"
+        "let exported = true; try { await crypto.subtle.exportKey('pkcs8', pair.privateKey); }"
+        " catch { exported = false; }\n"
+        "process.stdout.write(JSON.stringify({spki, sig, hello, exported,"
+        " proof: P.buildProof('n0nce-1', sig)}));"
+    )
+    got = json.loads(out)
+    assert got["exported"] is False  # the private key cannot be read out
+    protocol.decode_message(json.dumps(got["hello"]), "agent")
+    protocol.decode_message(json.dumps(got["proof"]), "agent")
+    assert got["hello"]["device"]["key"] == got["spki"]
+    assert protocol.proof_payload("n0nce-1", "dev-1") == b"klasblik-device-proof/1\nn0nce-1\ndev-1"
+    assert verify_proof(got["spki"], "n0nce-1", "dev-1", got["sig"])
+    assert not verify_proof(got["spki"], "n0nce-2", "dev-1", got["sig"])
+    assert not verify_proof(got["spki"], "n0nce-1", "dev-2", got["sig"])
+    flipped = ("A" if got["sig"][5] != "A" else "B").join((got["sig"][:5], got["sig"][6:]))
+    assert not verify_proof(got["spki"], "n0nce-1", "dev-1", flipped)

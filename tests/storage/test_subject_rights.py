@@ -86,6 +86,8 @@ async def test_export_contains_exactly_the_listed_fields(sm, store, settings):
         "student",
         "classes",
         "do_not_view",
+        "devices",
+        "google_addresses",
         "latest",
         "audit",
         "views",
@@ -186,6 +188,25 @@ async def test_erasure_leaves_no_blob_and_no_row_behind(sm, store, settings):
         await export_student(sm, store, "anna@school.example", "it", settings=settings)
 
 
+async def test_device_keys_and_google_addresses_are_exported_and_erased(sm, store):
+    """The agent identity rows of a student are in the export and gone after erasure."""
+    from klasblik.server.storage.models import AgentDevice, GoogleAccount
+
+    sid = await _anna(sm, store)
+    async with sm() as session, session.begin():
+        session.add(AgentDevice(student_id=sid, device_id="laptop", key_hash="h", public_key="k"))
+        session.add(GoogleAccount(email="a.b@leerling.example", student_id=sid))
+    archive = await export_student(sm, store, "anna@school.example", "it@school.example")
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        data = json.loads(zf.read("data.json"))
+    assert [(d["device_id"], d["public_key"]) for d in data["devices"]] == [("laptop", "k")]
+    assert data["google_addresses"] == ["a.b@leerling.example"]
+    await erase_student(sm, store, "anna@school.example", "it@school.example")
+    async with sm() as session:
+        assert await session.scalar(select(func.count()).select_from(AgentDevice)) == 0
+        assert await session.scalar(select(func.count()).select_from(GoogleAccount)) == 0
+
+
 async def test_unknown_student_is_a_clear_error(sm, store):
     """Export or erase of a username nobody has names the username."""
     with pytest.raises(UnknownStudent, match="nobody@school.example"):
@@ -204,4 +225,4 @@ def test_export_fields_cover_every_student_column():
         for t in Base.metadata.sorted_tables
         if any(fk.column.table.name == "students" for fk in t.foreign_keys)
     )
-    assert referring == ["class_students"]
+    assert referring == ["agent_devices", "class_students", "google_accounts"]

@@ -112,7 +112,9 @@ class ServerProcess(LoopbackUrls):
         self._log = open(self.workdir / f"{self.name}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "klasblik.server.cli", "serve", "--port", str(self.port)],
-            env={**os.environ, **self.env},
+            # the protocol-speaking test agents carry no identity proof: the transition
+            # policy, as for the in-process servers (tests/support/live.py)
+            env={**os.environ, "KLASBLIK_AGENT_IDENTITY": "token", **self.env},
             cwd=self.workdir,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -185,6 +185,9 @@ async def start_live_server(tmp_path: Path, **overrides: Any) -> LiveServer:
         "database_url": f"sqlite+aiosqlite:///{tmp_path}/klasblik.db",
         "blob_store": f"file:{tmp_path}/blobs",
         "enrollment_token": TOKEN,
+        # the protocol-speaking test agents prove nothing but the enrollment token: the
+        # transition policy; tests of identity proofs set verified or device themselves
+        "agent_identity": "token",
         "store_interval_s": 0,
         "grid_interval_ms": 250,
         "focus_interval_ms": 100,

@@ -34,6 +34,22 @@ mock, following Microsoft's documented shapes:
   ``invalid_scope`` AADSTS1002012, another resource 400 ``invalid_resource`` AADSTS500011.
   msal 1.39 sends the secret in the body (``client_secret``); HTTP Basic works too.
 
+EMULATION of Entra's v2.0 access tokens for a web API (what the desktop agent sends as its
+identity proof): when an authorization-code (or refresh) grant asks for a scope of an
+``api://<app id>/...`` resource, the mock's own opaque access token in the answer is
+replaced by a JWT in Microsoft's documented v2.0 access-token shape: ``aud`` the API's app
+id, ``iss`` the authority's issuer, ``tid``, ``oid``, ``sub``, ``preferred_username``,
+``scp`` (the scope names), ``azp`` (the client that asked), ``ver`` 2.0, ``iat``/``nbf``/
+``exp``, signed with the provider's published key; ``scope`` in the answer names the
+granted API scope, as Entra answers it. A public client's code redemption (no secret, PKCE)
+is accepted as Entra accepts it. ``forge_next_api_token`` re-signs the next one
+with an unpublished key.
+``mint_access_token`` signs one with chosen claims (an expired one, say).
+
+A second provider (``run_provider(..., tenant="google")``) plays Google's issuer: users
+with ``email``, ``email_verified`` and ``hd`` claims, ID tokens whose ``aud`` is the
+client id that asked (``id_token_for``).
+
 Every token request (either path, any grant) is counted in ``OidcProvider.token_requests``
 and logged in ``OidcProvider.token_calls``; the app tokens issued are in ``app_tokens``.
 """
@@ -145,6 +161,8 @@ class OidcProvider:
     ca_file: Path
     tenant: str = TENANT
     forge_next_token: bool = False
+    #: re-sign the next API access token with an unpublished key
+    forge_next_api_token: bool = False
     #: every request to a token endpoint (either path, any grant)
     token_requests: int = 0
     token_calls: list[TokenCall] = field(default_factory=list)
@@ -159,7 +177,12 @@ class OidcProvider:
     app_token_lifetime_s: int = 3599
     #: access tokens issued by the client-credentials grant, oldest first
     app_tokens: list[str] = field(default_factory=list)
+    #: access tokens for an api:// resource issued by the code grant, oldest first
+    api_tokens: list[str] = field(default_factory=list)
+    api_token_lifetime_s: int = 3599
     _http: requests.Session = field(default_factory=requests.Session)
+    _signing_key: Any = None
+    _issuer: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -206,6 +229,98 @@ class OidcProvider:
             "roster_sync_interval_min": 0,
             **extra,
         }
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` of this provider's tokens, as its discovery document names it."""
+        if self._issuer is None:
+            config = self._http.get(
+                f"{self.authority}/.well-known/openid-configuration",
+                timeout=timeout(10),
+                verify=str(self.ca_file),
+            ).json()
+            self._issuer = str(config["issuer"])
+        return self._issuer
+
+    def api_claims(self, user: dict[str, Any], scopes: list[str], client_id: str) -> dict[str, Any]:
+        """The claims of a v2.0 access token for the ``api://`` resource of ``scopes``."""
+        resource = scopes[0].removeprefix("api://").split("/", 1)[0]
+        now = int(time.time())
+        return {
+            "aud": resource,
+            "iss": self.issuer,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.api_token_lifetime_s,
+            "azp": client_id,
+            "azpacr": "0",  # a public client
+            "name": user.get("name", ""),
+            "oid": user.get("oid"),
+            "preferred_username": user.get("preferred_username"),
+            "scp": " ".join(sc.split("/", 3)[-1] for sc in scopes),
+            "sub": user.get("sub"),
+            "tid": user.get("tid"),
+            "uti": uuid.uuid4().hex,
+            "ver": "2.0",
+        }
+
+    def mint_access_token(self, claims: dict[str, Any], forged: bool = False) -> str:
+        """A JWT signed with the provider's published key (or, ``forged``, with a key it
+        never published, under the same key id)."""
+        key = self._signing_key
+        kid = key.as_dict()["kid"]
+        signer = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            if forged
+            else key.get_private_key()
+        )
+        return jwt.encode(claims, signer, algorithm="RS256", headers={"kid": kid, "typ": "JWT"})
+
+    def id_token_for(self, sub: str, client_id: str, scope: str = "openid email profile") -> str:
+        """An ID token for ``sub`` issued to ``client_id``, by the provider's ordinary
+        authorization-code flow over HTTP (no msal): authorize, log in, redeem."""
+        import hashlib
+        import secrets
+        from urllib.parse import parse_qs as _qs
+        from urllib.parse import urlencode, urlsplit
+
+        verifier = secrets.token_urlsafe(48)
+        challenge = (
+            base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+            .rstrip(b"=")
+            .decode()
+        )
+        redirect = "https://localhost/callback"
+        query = urlencode(
+            {
+                "client_id": client_id,
+                "redirect_uri": redirect,
+                "response_type": "code",
+                "scope": scope,
+                "state": secrets.token_hex(8),
+                "nonce": secrets.token_hex(8),
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+        location = self.authorize(f"{self.authority}/oauth2/authorize?{query}", sub)
+        code = _qs(urlsplit(location).query)["code"][0]
+        resp = self._http.post(
+            self.token_endpoint,
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect,
+                "client_id": client_id,
+                "code_verifier": verifier,
+            },
+            auth=(client_id, "any"),
+            timeout=timeout(10),
+            verify=str(self.ca_file),
+        )
+        assert resp.status_code == 200, resp.text
+        token: str = resp.json()["id_token"]
+        return token
 
     def app_token(self, secret: str | None = None) -> str:
         """An app-only Graph token by a plain client-credentials request (no msal)."""
@@ -326,17 +441,61 @@ class _EntraTokenEndpoint:
             )
             return [data]
         # another grant (authorization code, refresh token): the mock answers it
+        if "client_secret" not in form and not environ.get("HTTP_AUTHORIZATION"):
+            # a public client (the desktop agent) redeems its code with PKCE and no secret,
+            # as Entra allows; the mock knows only confidential clients (it takes any
+            # secret), so it is given a placeholder one
+            body += b"&client_secret=public-client"
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         environ["PATH_INFO"] = f"/{provider.tenant}/v2.0/oauth2/token"
         call = TokenCall(path, grant, form.get("client_id", ""), 0)
         provider.token_calls.append(call)
+        api_scopes = [sc for sc in form.get("scope", "").split() if sc.startswith("api://")]
+        if api_scopes:
+            return self._api_token(provider, environ, start_response, call, form, api_scopes)
 
         def note(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             call.status = int(status.split()[0])
             return start_response(status, headers, exc_info)
 
         return self.app(environ, note)
+
+    def _api_token(
+        self,
+        provider: OidcProvider,
+        environ: dict[str, Any],
+        start_response: Any,
+        call: TokenCall,
+        form: dict[str, str],
+        scopes: list[str],
+    ) -> Iterable[bytes]:
+        """The mock's answer, with an Entra-shaped access token for the API (see above)."""
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured["status"], captured["headers"] = status, headers
+            return lambda _data: None
+
+        body = b"".join(self.app(environ, capture))
+        call.status = int(captured["status"].split()[0])
+        if call.status == 200:
+            data = json.loads(body)
+            user = jwt.decode(data["id_token"], options={"verify_signature": False})
+            claims = provider.api_claims(user, scopes, form.get("client_id", ""))
+            forged = provider.forge_next_api_token
+            provider.forge_next_api_token = False
+            token = provider.mint_access_token(claims, forged=forged)
+            provider.api_tokens.append(token)
+            data["access_token"] = token
+            data["expires_in"] = provider.api_token_lifetime_s
+            data["scope"] = " ".join(scopes)
+            data.pop("refresh_token", None)  # the agent keeps none (exclude offline_access)
+            body = json.dumps(data).encode()
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+        start_response(captured["status"], headers)
+        return [body]
 
     def _discovery(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         captured: dict[str, Any] = {}
@@ -531,7 +690,9 @@ def run_provider(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
     thread.start()
-    provider = OidcProvider(port=server.server_port, ca_file=cert, tenant=tenant)
+    provider = OidcProvider(
+        port=server.server_port, ca_file=cert, tenant=tenant, _signing_key=signing_key
+    )
     ref.append(provider)
     try:
         yield provider

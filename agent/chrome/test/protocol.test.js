@@ -213,3 +213,23 @@ test("hello says role tabs only beside the desktop agent", () => {
   const other = P.buildHello({ token: "T", account: "a@s.nl", deviceId: "d1", role: "screen" });
   assert.equal("role" in other, false);
 });
+
+test("a challenge before the welcome is reported once; after it, refused", () => {
+  const s = new P.AgentSession();
+  assert.deepEqual(s.receive(JSON.stringify({ type: "challenge", nonce: "n1" })), { kind: "challenge", nonce: "n1" });
+  assert.throws(() => s.receive(JSON.stringify({ type: "challenge", nonce: "n2" })), /challenge outside/);
+  assert.throws(() => s.receive(JSON.stringify({ type: "challenge" })), /missing field: nonce/);
+});
+
+test("hello carries the device key and the identity only when given", () => {
+  const plain = P.buildHello({ token: "t", account: "a@s.example", deviceId: "d" });
+  assert.equal(plain.device.key, undefined);
+  assert.equal(plain.identity, undefined);
+  const full = P.buildHello({
+    token: "t", account: "a@s.example", deviceId: "d", deviceKey: "KEY", identity: { kind: "google", token: "x.y.z" },
+  });
+  assert.equal(full.device.key, "KEY");
+  assert.deepEqual(full.identity, { kind: "google", token: "x.y.z" });
+  assert.deepEqual([...P.proofPayload("n", "d")], [...new TextEncoder().encode("klasblik-device-proof/1\nn\nd")]);
+  assert.equal(P.base64url(new Uint8Array([251, 255, 191])), "-_-_");
+});

@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from klasblik.agent.activewindow import active_window_title
 from klasblik.agent.capture import CaptureError, CaptureWorker, ScreenGrabber
 from klasblik.agent.device import AGENT_NAME, os_description
+from klasblik.agent.identity import DeviceKey, TokenSource
 from klasblik.agent.indicator import WatchIndicator
 from klasblik.agent.pacing import Backoff, ChangeDetector, FramePacer, ReasonFilter
 from klasblik.agent.private import PrivateWatch, is_private_title
@@ -34,8 +35,10 @@ from klasblik.protocol import ProtocolError
 from klasblik.protocol.session import (
     WATCH_OFF,
     AgentSession,
+    ChallengeReceived,
     Device,
     Event,
+    Identity,
     Watch,
     WatchReceived,
     WelcomeReceived,
@@ -73,6 +76,16 @@ class _Session:
         return self.protocol.watch_generation
 
 
+def _token_source(settings: AgentSettings) -> TokenSource | None:
+    if not settings.m365_client_id:
+        return None
+    authority = settings.m365_authority or (
+        f"https://login.microsoftonline.com/{settings.m365_tenant_id}"
+    )
+    scope = settings.m365_scope or f"api://{settings.m365_client_id}/Agent.Connect"
+    return TokenSource(settings.m365_client_id, authority, [scope])
+
+
 class AgentClient:
     """Connects to the server and serves its ``watch`` requests until stopped."""
 
@@ -83,8 +96,14 @@ class AgentClient:
         window_title: Callable[[], str | None] = active_window_title,
         backoff: Backoff | None = None,
         indicator: WatchIndicator | None = None,
+        tokens: TokenSource | None = None,
     ) -> None:
         self.settings = settings
+        #: the identity proof's source (None: the settings name no app registration)
+        self.tokens = tokens if tokens is not None else _token_source(settings)
+        self.device_key = (
+            DeviceKey.load_or_create(settings.state_dir) if settings.device_key else None
+        )
         self._capture = (
             capture
             if capture is not None
@@ -158,7 +177,10 @@ class AgentClient:
         tasks: list[asyncio.Task[Any]] = []
         try:
             settings = self.settings
-            await ws.send(self.protocol.hello(settings.token, settings.account, self._device()))
+            identity = await self._identity()
+            await ws.send(
+                self.protocol.hello(settings.token, settings.account, self._device(), identity)
+            )
             tasks = [
                 asyncio.create_task(self._receive(session), name="receive"),
                 asyncio.create_task(self._heartbeats(session), name="heartbeat"),
@@ -201,7 +223,21 @@ class AgentClient:
             log.warning("replaced by a newer connection of the same account (another device?)")
 
     def _device(self) -> Device:
-        return Device(self.settings.device_id, "desktop", os_description(), AGENT_NAME)
+        key = self.device_key.public_key if self.device_key is not None else None
+        return Device(self.settings.device_id, "desktop", os_description(), AGENT_NAME, key)
+
+    async def _identity(self) -> Identity | None:
+        """A fresh identity proof for this hello, or None (logged: the policy decides)."""
+        if self.tokens is None:
+            return None
+        try:
+            identity = await asyncio.to_thread(self.tokens.acquire, self.settings.account)
+        except Exception:  # the sign-in authority unreachable, a broker fault: no proof
+            log.exception("could not get an identity token; connecting without one")
+            return None
+        if identity is None:
+            log.warning("no identity token: %s", self.tokens.last_problem)
+        return identity
 
     # ---------------------------------------------------------------- receiving
 
@@ -211,6 +247,13 @@ class AgentClient:
                 event = self.protocol.receive(data)
             except ProtocolError as exc:
                 log.warning("ignoring a bad message from the server (%s): %s", exc.code, exc)
+                continue
+            if isinstance(event, ChallengeReceived):
+                if self.device_key is None:
+                    log.error("the server challenged a device key this agent does not have")
+                    continue
+                signature = self.device_key.sign(event.nonce, self.settings.device_id)
+                await session.ws.send(self.protocol.proof(event.nonce, signature))
                 continue
             self._handle(session, event)
 
@@ -232,6 +275,8 @@ class AgentClient:
                     ", ".join(watch.viewers) or "none",
                 )
             session.watch_changed.set()
+        elif isinstance(event, ChallengeReceived):  # answered in _receive
+            pass
         else:
             log.error("server error %s: %s", event.code, event.message)
 

@@ -212,6 +212,37 @@ AGENT_SETTINGS: tuple[AgentSetting, ...] = (
         parse=_path,
     ),
     AgentSetting(
+        "m365_client_id",
+        "Application (client) id of Klasblik's app registration. With it the agent gets a "
+        "Microsoft 365 token for Klasblik's API silently, for the account signed in on "
+        "the device (through the OS broker), and sends it as its identity proof. Empty: "
+        "no proof (accepted only where the school's policy is token or device).",
+        default="",
+    ),
+    AgentSetting(
+        "m365_tenant_id",
+        "Directory (tenant) id of the school's Microsoft 365 (with m365_client_id).",
+        default="",
+    ),
+    AgentSetting(
+        "m365_authority",
+        "Sign-in authority; empty means https://login.microsoftonline.com/TENANT.",
+        default="",
+    ),
+    AgentSetting(
+        "m365_scope",
+        "Scope of Klasblik's API the token is asked for; empty means "
+        "api://CLIENT_ID/Agent.Connect.",
+        default="",
+    ),
+    AgentSetting(
+        "device_key",
+        "Prove this device with its own key pair (made at first start, kept in the state "
+        "folder, readable by this user only). Default: true.",
+        default=True,
+        parse=_bool,
+    ),
+    AgentSetting(
         "encoding",
         "Image encoding: jpeg (fastest; see docs/agent.md for the "
         "figures), webp (fewer bytes, more CPU) or server (what the server asks for).",
@@ -270,6 +301,11 @@ class AgentSettings:
     account_domain: str | None
     device_id: str
     state_dir: Path
+    m365_client_id: str
+    m365_tenant_id: str
+    m365_authority: str
+    m365_scope: str
+    device_key: bool
     encoding: str
     language: str
     indicator: str
@@ -458,6 +494,11 @@ def load_agent_settings(
             values[setting.name] = setting.parse(raw)
         except ValueError as exc:
             raise AgentConfigError(f"{where} from the {source}: {exc}") from None
+    if values["m365_client_id"] and not (values["m365_tenant_id"] or values["m365_authority"]):
+        raise AgentConfigError(
+            "setting m365_tenant_id (--m365-tenant-id, KLASBLIK_AGENT_M365_TENANT_ID) is "
+            "required with m365_client_id"
+        )
     if values["state_dir"] is None:
         values["state_dir"] = default_state_dir()
     if values["device_id"] is None:

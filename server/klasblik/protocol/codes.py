@@ -7,8 +7,12 @@ from typing import Final
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
+    "IDENTITY_KINDS",
+    "IDENTITY_LEVELS",
+    "MAX_DEVICE_KEY_CHARS",
     "MAX_HELLO_BYTES",
     "MAX_ID",
+    "MAX_IDENTITY_TOKEN_CHARS",
     "MAX_JSON_DEPTH",
     "MAX_TABS",
     "MAX_TEXT_BYTES",
@@ -41,6 +45,12 @@ TAB_SCOPES: Final = ("none", "active", "all")
 MAX_TABS: Final = 500
 MAX_TITLE_CHARS: Final = 512
 MAX_URL_CHARS: Final = 2048
+#: Largest identity token (JWT) and device public key accepted in hello.
+MAX_IDENTITY_TOKEN_CHARS: Final = 16 * 1024
+MAX_DEVICE_KEY_CHARS: Final = 256
+#: How agents prove who they are (``hello.identity.kind``) and what the server concluded.
+IDENTITY_KINDS: Final = ("m365", "google")
+IDENTITY_LEVELS: Final = ("verified", "device", "unverified")
 
 
 class ErrorCode:
@@ -64,6 +74,14 @@ class ErrorCode:
     AUTH_FAILED: Final = "auth_failed"  #: enrollment token wrong
     UNKNOWN_ACCOUNT: Final = "unknown_account"  #: account not in the roster
     NOT_A_STUDENT: Final = "not_a_student"  #: staff account: staff screens are never viewed
+    IDENTITY_REQUIRED: Final = "identity_required"  #: the school's policy wants a proof
+    IDENTITY_INVALID: Final = "identity_invalid"  #: forged, altered, malformed, other issuer
+    IDENTITY_WRONG_AUDIENCE: Final = "identity_wrong_audience"  #: a token for another app
+    IDENTITY_WRONG_TENANT: Final = "identity_wrong_tenant"  #: another organisation's account
+    IDENTITY_EXPIRED: Final = "identity_expired"  #: past exp (or before nbf)
+    IDENTITY_MISMATCH: Final = "identity_mismatch"  #: token for one account, hello for another
+    DEVICE_PROOF_INVALID: Final = "device_proof_invalid"  #: the challenge answer does not verify
+    CHALLENGE_REPLAYED: Final = "challenge_replayed"  #: an answer to another challenge
     FORBIDDEN: Final = "forbidden"  #: viewer may not see this class or student
     NOT_FOUND: Final = "not_found"  #: class or student does not exist
     UNEXPECTED: Final = "unexpected"  #: message valid but not allowed now (e.g. second hello)

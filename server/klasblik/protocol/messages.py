@@ -8,7 +8,11 @@ import re
 from typing import Any, Final
 
 from klasblik.protocol.codes import (
+    IDENTITY_KINDS,
+    IDENTITY_LEVELS,
+    MAX_DEVICE_KEY_CHARS,
     MAX_ID,
+    MAX_IDENTITY_TOKEN_CHARS,
     MAX_JSON_DEPTH,
     MAX_TABS,
     MAX_TEXT_BYTES,
@@ -50,7 +54,9 @@ SCHEMAS: Final[dict[str, dict[str, dict[str, _FieldSpec]]]] = {
             # "tabs": a browser extension on a device whose screen a desktop agent sends
             # (same device id): it adds the tabs to that tile and sends no frames
             "role": (CONNECTION_ROLES, False),
+            "identity": ("identity", False),
         },
+        "proof": {"nonce": ("str", True), "signature": ("str", True)},
         "heartbeat": {"seq": ("int", False)},
         "tabs": {"tabs": ("tabs", True)},
         "capture_error": {"reason": ("str", True)},
@@ -69,7 +75,9 @@ SCHEMAS: Final[dict[str, dict[str, dict[str, _FieldSpec]]]] = {
             "private_pages": ("strlist", False),
             #: words in a window title that make the desktop agent blank the screen
             "private_titles": ("strlist", False),
+            "identity": (IDENTITY_LEVELS, False),
         },
+        "challenge": {"nonce": ("str", True)},
         "watch": {
             "mode": (WATCH_MODES, True),
             "width": ("int", True),
@@ -132,6 +140,8 @@ def _check_type(kind: Any, value: Any) -> str | None:
         return _check_device(value)
     if kind == "tabs":
         return _check_tabs(value)
+    if kind == "identity":
+        return _check_identity(value)
     raise AssertionError(f"unknown field kind {kind!r}")
 
 
@@ -146,6 +156,18 @@ def _check_device(value: Any) -> str | None:
     for opt in ("os", "agent"):
         if opt in value and (not isinstance(value[opt], str) or len(value[opt]) > 128):
             return f"an object whose {opt} is a string of at most 128 characters"
+    key = value.get("key")
+    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= MAX_DEVICE_KEY_CHARS):
+        return f"an object whose key is a string of 1 to {MAX_DEVICE_KEY_CHARS} characters"
+    return None
+
+
+def _check_identity(value: Any) -> str | None:
+    if not isinstance(value, dict) or value.get("kind") not in IDENTITY_KINDS:
+        return "an object whose kind is one of " + ", ".join(IDENTITY_KINDS)
+    token = value.get("token")
+    if not isinstance(token, str) or not 1 <= len(token) <= MAX_IDENTITY_TOKEN_CHARS:
+        return f"an object whose token is a string of 1 to {MAX_IDENTITY_TOKEN_CHARS} characters"
     return None
 
 

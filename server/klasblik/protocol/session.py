@@ -13,6 +13,7 @@ wait before connecting again (:meth:`~AgentSession.connection_closed`,
 One session lives as long as the agent and goes through one connection after another::
 
     CLOSED --hello()--> AUTHENTICATING --welcome--> OPEN
+       ^                 |   ^ challenge/proof()      |
        ^                       |                      |
        +--connection_closed() / connection_failed() --+
 
@@ -24,6 +25,7 @@ code named, and leaves the state as it was)::
 
     message                CLOSED               AUTHENTICATING       OPEN
     welcome                unexpected           recorded, now OPEN   unexpected
+    challenge              unexpected           reported (once)      unexpected
     watch                  not_authenticated    not_authenticated    recorded
     error                  unexpected           reported             reported
     binary, unknown type   unknown_type         unknown_type         unknown_type
@@ -62,19 +64,23 @@ __all__ = [
     "BACKOFF_START_S",
     "FORBIDDEN_WAIT_S",
     "MAX_REASON_CHARS",
+    "PROOF_CONTEXT",
     "WATCH_OFF",
     "AgentSession",
     "Backoff",
+    "ChallengeReceived",
     "Closed",
     "Device",
     "ErrorReceived",
     "Event",
+    "Identity",
     "Reconnect",
     "SessionState",
     "Watch",
     "WatchReceived",
     "Welcome",
     "WelcomeReceived",
+    "proof_payload",
     "tabs_message",
 ]
 
@@ -225,6 +231,13 @@ class WelcomeReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class ChallengeReceived:
+    """Event: the server asks the device to sign ``nonce`` with its key (:meth:`proof`)."""
+
+    nonce: str
+
+
+@dataclass(frozen=True, slots=True)
 class WatchReceived:
     """Event: a ``watch`` (the ``generation``-th of this connection) replaces ``previous``."""
 
@@ -246,7 +259,7 @@ class ErrorReceived:
     message: str
 
 
-Event = WelcomeReceived | WatchReceived | ErrorReceived
+Event = WelcomeReceived | WatchReceived | ErrorReceived | ChallengeReceived
 
 
 # ---------------------------------------------------------------------------- what the agent says
@@ -260,9 +273,13 @@ class Device:
     kind: str = "desktop"
     os: str | None = None
     agent: str | None = None
+    #: the device's public key (base64url of its SubjectPublicKeyInfo, ECDSA P-256)
+    key: str | None = None
 
     def as_message(self) -> dict[str, str]:
         device = {"id": self.id, "kind": self.kind}
+        if self.key is not None:
+            device["key"] = self.key
         if self.os is not None:
             device["os"] = self.os[:128]
         if self.agent is not None:
@@ -276,6 +293,25 @@ def tabs_message(title: str) -> dict[str, Any]:
         "type": "tabs",
         "tabs": [{"title": title[:MAX_TITLE_CHARS], "url": "", "active": True, "window": 1}],
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The identity proof in ``hello``: a token from the sign-in the device already has
+    (``m365``: an access token for Klasblik's API; ``google``: a Google ID token)."""
+
+    kind: str
+    token: str
+
+
+PROOF_CONTEXT: Final = b"klasblik-device-proof/1"
+
+
+def proof_payload(nonce: str, device_id: str) -> bytes:
+    """What the device signs to answer a challenge: a context string, the server's nonce
+    and the device id, one per line (so an answer is good for one challenge of one
+    device only)."""
+    return b"\n".join((PROOF_CONTEXT, nonce.encode(), device_id.encode()))
 
 
 class SessionState(enum.Enum):
@@ -306,6 +342,8 @@ class AgentSession:
         self.watch_generation = 0
         self.server_error: ErrorReceived | None = None
         self._last_title: str | None = None
+        self._challenge: str | None = None
+        self._answered = False
 
     def _new_connection(self) -> None:
         """Forget what the server said on the last connection."""
@@ -314,6 +352,8 @@ class AgentSession:
         self.watch_generation = 0
         self.server_error = None
         self._last_title = None
+        self._challenge = None
+        self._answered = False
 
     # ------------------------------------------------------------------ properties
 
@@ -344,25 +384,37 @@ class AgentSession:
 
     # ------------------------------------------------------------------ connecting
 
-    def hello(self, token: str, account: str, device: Device) -> str:
-        """The first message of a new connection; the session waits for ``welcome`` next."""
+    def hello(
+        self, token: str, account: str, device: Device, identity: Identity | None = None
+    ) -> str:
+        """The first message of a new connection; the session waits for ``welcome`` next
+        (after a ``challenge``, when ``device`` carries a key)."""
         if self.state is not SessionState.CLOSED:
             raise ProtocolError(
                 ErrorCode.UNEXPECTED, "hello already sent on this connection; close it first"
             )
-        text = encode_message(
-            {
-                "type": "hello",
-                "protocol": PROTOCOL_VERSION,
-                "token": token,
-                "account": account,
-                "device": device.as_message(),
-            },
-            "agent",
-        )
+        msg: dict[str, Any] = {
+            "type": "hello",
+            "protocol": PROTOCOL_VERSION,
+            "token": token,
+            "account": account,
+            "device": device.as_message(),
+        }
+        if identity is not None:
+            msg["identity"] = {"kind": identity.kind, "token": identity.token}
+        text = encode_message(msg, "agent")
         self._new_connection()
         self.state = SessionState.AUTHENTICATING
         return text
+
+    def proof(self, nonce: str, signature: str) -> str:
+        """The answer to the server's ``challenge``: ``signature`` over
+        :func:`proof_payload` (the caller holds the key and signs)."""
+        if self.state is not SessionState.AUTHENTICATING or self._challenge != nonce:
+            raise ProtocolError(ErrorCode.UNEXPECTED, "no challenge to answer on this connection")
+        self._challenge = None
+        self._answered = True
+        return encode_message({"type": "proof", "nonce": nonce, "signature": signature}, "agent")
 
     def connection_closed(self, code: int | None) -> Closed:
         """The connection ended with close ``code``; see the module docstring for what follows."""
@@ -410,7 +462,15 @@ class AgentSession:
             return self._welcome(msg)
         if kind == "watch":
             return self._watch(msg)
+        if kind == "challenge":
+            return self._challenged(msg)
         return self._error(msg)
+
+    def _challenged(self, msg: dict[str, Any]) -> ChallengeReceived:
+        if self.state is not SessionState.AUTHENTICATING or self._answered or self._challenge:
+            raise ProtocolError(ErrorCode.UNEXPECTED, "a challenge outside this agent's hello")
+        self._challenge = str(msg["nonce"])
+        return ChallengeReceived(self._challenge)
 
     def _welcome(self, msg: dict[str, Any]) -> WelcomeReceived:
         if self.state is SessionState.CLOSED:

@@ -12,6 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from klasblik.server.access.refusals import RefusalLog
+from klasblik.server.auth.agent_identity import agent_identity_ctx
 from klasblik.server.auth.m365.routes import setup_m365_signin
 from klasblik.server.keys import (
     AGENT_SOCKETS,
@@ -143,6 +144,7 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
     app.cleanup_ctx.append(silence_ctx)
     app.cleanup_ctx.append(jobs_ctx)  # after resources: stopped before they close
     setup_m365_signin(app, settings)
+    app.cleanup_ctx.append(agent_identity_ctx)  # after the Microsoft 365 client
     app.cleanup_ctx.append(roster_jobs_ctx(settings))  # after the Microsoft 365 client
     app.on_shutdown.append(stop_connections)
     if settings.demo:

@@ -1,5 +1,6 @@
 """The ``klasblik`` command: ``serve``, ``db upgrade``, ``roster sync|import``, ``purge``,
-``student export|erase``, ``privacy documents|breach``, ``agent`` (the desktop agent)."""
+``student export|erase``, ``privacy documents|breach``, ``agents policy|google-map|forget-devices``,
+``agent`` (the desktop agent)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from klasblik.server.auth.agent_cli import add_agents_parser, run_agents_command
 from klasblik.server.logs import configure_logging
 from klasblik.server.roster.cli import add_roster_parser, run_roster_command
 from klasblik.server.settings import Settings, SettingsError, load_settings
@@ -57,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         "agent", help="run the desktop agent (see `klasblik agent --help`)", add_help=False
     )
     add_roster_parser(sub)
+    add_agents_parser(sub)
     return parser
 
 
@@ -133,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "roster":
         return run_roster_command(args, settings)
+    if args.command == "agents":
+        return run_agents_command(args, settings)
     if args.command == "db":
         from klasblik.server.storage.engine import create_engine, upgrade_database
 

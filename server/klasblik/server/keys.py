@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     from klasblik.server.access.refusals import RefusalLog
+    from klasblik.server.auth.agent_identity import AgentIdentity
     from klasblik.server.auth.m365.client import M365Client
     from klasblik.server.demo.mode import DemoState
     from klasblik.server.live.admission import HelloGate
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from klasblik.server.storage.latest import LatestWriter
 
 __all__ = [
+    "AGENT_IDENTITY",
     "AGENT_SOCKETS",
     "DASHBOARD_FILES",
     "DB",
@@ -83,6 +85,8 @@ PROXIES: web.AppKey[tuple[Network, ...]] = web.AppKey("proxies")
 DASHBOARD_FILES: web.AppKey[Path] = web.AppKey("dashboard_dir", Path)
 #: the Microsoft 365 client; absent when sign-in with Microsoft 365 is not configured
 M365: web.AppKey[M365Client] = web.AppKey("m365")
+#: agent identity: token validation, enrollment tokens, school policies, device keys
+AGENT_IDENTITY: web.AppKey[AgentIdentity] = web.AppKey("agent_identity")
 #: the retention jobs (sweep, nightly purge) and the scheduled roster sync
 RETENTION_JOBS: web.AppKey[JobRunner] = web.AppKey("retention_jobs")
 ROSTER_JOBS: web.AppKey[AsyncIOScheduler] = web.AppKey("roster_jobs")

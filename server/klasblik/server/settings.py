@@ -10,6 +10,7 @@ it does not.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import ipaddress
 import os
 import secrets
@@ -171,6 +172,33 @@ def _one_of(*allowed: str) -> Callable[[Any], str | None]:
     return check
 
 
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(w.lower() for w in text.replace(",", " ").split())
+
+
+def _until(text: str) -> str:
+    """An ISO date or time; kept as text, read by :func:`previous_token_until`."""
+    text = text.strip()
+    if text:
+        previous_token_until(text)
+    return text
+
+
+def previous_token_until(text: str) -> dt.datetime | None:
+    """The moment ``enrollment_token_previous_until`` names (a date: the end of that day,
+    UTC), or None when empty."""
+    if not text:
+        return None
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            return dt.datetime.combine(day, dt.time.max, tzinfo=dt.UTC)
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("must be a date (YYYY-MM-DD) or an ISO 8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
 def _hhmm(text: str) -> str:
     hh, sep, mm = text.strip().partition(":")
     if not sep or not (hh.isdigit() and mm.isdigit()) or int(hh) > 23 or int(mm) > 59:
@@ -260,6 +288,12 @@ M365_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("m365_client_id", "", "Application (client) id of Klasblik's app registration."),
     Setting(
+        "m365_agent_audience",
+        "",
+        "Audience (aud) of the Microsoft 365 access tokens agents present: Klasblik's API "
+        "in the app registration. Empty: m365_client_id (v2.0 tokens name the client id).",
+    ),
+    Setting(
         "m365_client_secret",
         "",
         "Client secret of the app registration (used for "
@@ -340,6 +374,37 @@ M365_SETTINGS: tuple[Setting, ...] = (
 )
 
 
+#: Google identity of Chromebook agents (docs/chromebook.md, Identity).
+GOOGLE_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "google_client_id",
+        "",
+        "OAuth client id the Chromebook extension gets its Google ID token for (the aud "
+        "the server requires). Empty: Google identity proofs are not accepted.",
+    ),
+    Setting(
+        "google_issuer",
+        "https://accounts.google.com",
+        "Google's OpenID Connect issuer; its discovery document names the published keys.",
+        str,
+        _https_url,
+    ),
+    Setting(
+        "google_domains",
+        (),
+        "The school's Google Workspace domains (hd claim), space-separated: a Google "
+        "token of any other domain is refused. Required with google_client_id.",
+        _words,
+    ),
+    Setting(
+        "google_ca_file",
+        "",
+        "PEM file of the certificate authorities to trust for google_issuer instead of the "
+        "system's (for a TLS-inspecting proxy). Empty: the system's.",
+    ),
+)
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "host",
@@ -387,6 +452,32 @@ SETTINGS: tuple[Setting, ...] = (
         "The school's enrollment token: agents must present it. "
         "Required outside demo mode; push it to devices with your device management.",
         secret=True,
+    ),
+    Setting(
+        "enrollment_token_previous",
+        "",
+        "The enrollment token before the last rotation: still accepted until "
+        "enrollment_token_previous_until, so devices can move to the new one without an "
+        "outage (docs/agent.md, Rotating the enrollment token). Empty: none.",
+        secret=True,
+    ),
+    Setting(
+        "enrollment_token_previous_until",
+        "",
+        "Date (YYYY-MM-DD, to the end of that day in UTC) or ISO 8601 time until which "
+        "enrollment_token_previous is accepted. Required with enrollment_token_previous.",
+        _until,
+    ),
+    Setting(
+        "agent_identity",
+        "verified",
+        "How agents prove who they are, for schools without a policy of their own "
+        "(`klasblik agents policy`): verified refuses an agent without a valid identity "
+        "token; device also accepts a device enrolled earlier with one; token accepts the "
+        "enrollment token alone (for a transition: such tiles show unverified). In every "
+        "mode an unverified connection never replaces a verified one. Demo mode: token.",
+        str,
+        _one_of("verified", "device", "token"),
     ),
     Setting(
         "demo",
@@ -738,6 +829,7 @@ SETTINGS: tuple[Setting, ...] = (
         _titles,
     ),
     *M365_SETTINGS,
+    *GOOGLE_SETTINGS,
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -756,6 +848,9 @@ class Settings:
     blob_store: str
     azure_connection_string: str
     enrollment_token: str
+    enrollment_token_previous: str
+    enrollment_token_previous_until: str
+    agent_identity: str
     demo: bool
     demo_students: int
     auth_timeout_s: float
@@ -810,6 +905,7 @@ class Settings:
     private_titles: tuple[str, ...]
     m365_tenant_id: str
     m365_client_id: str
+    m365_agent_audience: str
     m365_client_secret: str
     m365_cloud: str
     m365_authority: str
@@ -820,6 +916,10 @@ class Settings:
     roster_sync_interval_min: int
     roster_max_age_h: int
     access_check_s: int
+    google_client_id: str
+    google_issuer: str
+    google_domains: tuple[str, ...]
+    google_ca_file: str
 
     @property
     def values(self) -> dict[str, Any]:
@@ -867,8 +967,8 @@ def _coerce(setting: Setting, raw: Any, source: str) -> Any:
             value = float(raw)
         elif setting.parse is _bool and isinstance(raw, bool):
             value = raw
-        elif setting.parse is _cidrs and isinstance(raw, (list, tuple)):
-            value = _cidrs(" ".join(str(r) for r in raw))
+        elif setting.parse in (_cidrs, _words) and isinstance(raw, (list, tuple)):
+            value = setting.parse(" ".join(str(r) for r in raw))
         elif setting.parse is _patterns and isinstance(raw, (list, tuple)):
             value = _patterns(" ".join(str(r) for r in raw))
         elif setting.parse is _titles and isinstance(raw, (list, tuple)):
@@ -963,6 +1063,17 @@ def load_settings(
     if not values["demo"] and not values["enrollment_token"]:
         raise SettingsError(
             "enrollment_token: required outside demo mode (set KLASBLIK_ENROLLMENT_TOKEN)"
+        )
+    if values["demo"] and not any("agent_identity" in layer for _, layer in layers):
+        values["agent_identity"] = "token"  # the simulated agents have no identity to prove
+    if values["enrollment_token_previous"] and not values["enrollment_token_previous_until"]:
+        raise SettingsError(
+            "enrollment_token_previous_until: required with enrollment_token_previous "
+            "(the date after which the old token is refused)"
+        )
+    if values["google_client_id"] and not values["google_domains"]:
+        raise SettingsError(
+            "google_domains: required with google_client_id (the school's Workspace domains)"
         )
     if values["blob_store"].startswith("azure:") and not (
         values["azure_connection_string"] or values["azure_account_url"]

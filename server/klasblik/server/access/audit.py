@@ -17,6 +17,7 @@ class Actions:
     VIEW_FOCUS_END = "view.focus.end"
     VIEW_REFUSED = "view.refused"
     AGENT_REFUSED = "agent.refused"
+    AGENT_CONTESTED = "agent.contested"
     SIGN_IN = "auth.sign_in"
     SIGN_IN_REFUSED = "auth.sign_in.refused"
     SIGN_OUT = "auth.sign_out"

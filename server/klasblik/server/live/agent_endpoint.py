@@ -12,16 +12,17 @@ they fail and never drop it."""
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import secrets
 
 from aiohttp import WSMessage, WSMsgType, web
 
 from klasblik import protocol as p
-from klasblik.server.access import no_view
+from klasblik.server.access import audit, no_view
+from klasblik.server.auth.agent_identity import IdentityRefused
 from klasblik.server.errors import AccessDenied
 from klasblik.server.keys import (
+    AGENT_IDENTITY,
     AGENT_SOCKETS,
     DB,
     HELLO_GATE,
@@ -30,10 +31,10 @@ from klasblik.server.keys import (
     OPEN_WEBSOCKET,
     REFUSALS,
     SETTINGS,
-    STUDENTS,
 )
 from klasblik.server.live import ratelimit
 from klasblik.server.live.admission import HelloGate, allow_frames, hello_socket, receive_hello
+from klasblik.server.live.agent_proof import HelloEnded, establish_identity
 from klasblik.server.live.hub import AgentConn
 from klasblik.server.live.outbox import Outbox
 from klasblik.server.locations.policy import home_of, locate
@@ -147,18 +148,23 @@ async def _serve(
             p.ErrorCode.UNSUPPORTED_VERSION,
             f"protocol {hello['protocol']} not supported; this server speaks {p.PROTOCOL_VERSION}",
         )
-    if not hmac.compare_digest(hello["token"].encode(), s.enrollment_token.encode()):
+    identity = app[AGENT_IDENTITY]
+    if not identity.enrollment_token_ok(hello["token"]):
         await _audit_refusal(app, hello["account"], "wrong enrollment token", ip)
         return await _refuse(ws, p.ErrorCode.AUTH_FAILED, "enrollment token not accepted")
     try:
-        # batched with the other agents saying hello now
-        student = await app[STUDENTS].student(hello["account"])
+        student, level = await establish_identity(app, ws, hello, ip)
+    except IdentityRefused as exc:
+        await _audit_refusal(app, hello["account"], f"{exc.code}: {exc.detail}", ip)
+        return await _refuse(ws, exc.code, exc.message)
     except AccessDenied as exc:
         await _audit_refusal(app, hello["account"], exc.message, ip)
         return await _refuse(ws, p.ErrorCode.UNKNOWN_ACCOUNT, _NOT_ACCEPTED)
-    except Exception:  # the roster cannot be read (database down): no welcome, retry later
+    except HelloEnded:
+        return ws
+    except Exception:  # the roster or the issuer's keys cannot be read: no welcome, retry later
         log.exception(
-            "agent of device %r from %s: roster look-up failed, closing it (1011)",
+            "agent of device %r from %s: roster or identity look-up failed, closing it (1011)",
             hello["device"]["id"],
             ip,
         )
@@ -183,6 +189,7 @@ async def _serve(
         role=hello.get("role", "full"),
         location_id=location_id,
         home_location_id=home_of(app, student.school_id, student.location_id),
+        identity=level,
     )
     allow_frames(ws, request, 2 * s.max_frame_bytes)
     phase.end()
@@ -199,6 +206,7 @@ async def _serve(
                     "max_frame_bytes": s.max_frame_bytes,
                     "private_pages": list(s.private_pages),
                     "private_titles": list(s.private_titles),
+                    "identity": level,
                 },
                 "server_agent",
             )
@@ -207,6 +215,8 @@ async def _serve(
         old = app[HUB].attach_agent(conn)
         if old is not None:
             app[HUB].tasks.spawn(_close_replaced(old), f"close replaced agent of {student.id}")
+        if conn.sidelined:
+            await _audit_contested(app, student.username, conn, ip)
         log.info("agent of student %s connected from %s (%s)", student.id, ip, conn.device_kind)
         await _loop(app, ws, conn)
     finally:
@@ -284,7 +294,7 @@ async def _handle(
         hub.on_capture_error(conn, m["reason"])
     elif kind == "private_page":
         hub.on_private_page(conn, m["on"])
-    elif kind == "hello":
+    elif kind in ("hello", "proof"):
         await _send_error(ws, p.ProtocolError(p.ErrorCode.UNEXPECTED, "already authenticated"))
     # a heartbeat only counts as a sign of life (hub.touch above)
     return True
@@ -339,3 +349,26 @@ def _remember(app: web.Application, student_id: int, ip: str) -> None:
 async def _audit_refusal(app: web.Application, account: str, why: str, ip: str) -> None:
     """Audit-logged, aggregated (``access/refusals.py``); a failed write is logged."""
     await app[REFUSALS].note(account, why, ip)
+
+
+async def _audit_contested(app: web.Application, username: str, conn: AgentConn, ip: str) -> None:
+    """An unverified connection claimed a student whose verified one is connected: it
+    replaced nothing; the teacher sees both, flagged; the audit log says so."""
+    log.warning(
+        "agent of student %s from %s (%s) did not replace a better-proven connection",
+        conn.student_id,
+        ip,
+        conn.identity,
+    )
+    try:
+        await audit.record(
+            app[DB],
+            username,
+            audit.Actions.AGENT_CONTESTED,
+            "agent",
+            f"a {conn.identity} connection claimed this student while a better-proven one "
+            "is connected: it replaced nothing and is shown flagged",
+            ip,
+        )
+    except Exception:
+        log.exception("could not audit-log a contested agent connection")

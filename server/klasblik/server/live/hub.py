@@ -45,6 +45,8 @@ __all__ = ["AgentConn", "Hub", "Placed", "Viewer", "strip_query"]
 log = logging.getLogger(__name__)
 
 _MODE_RANK = {"off": 0, "grid": 1, "focus": 2}
+#: identity levels, best first in the protocol: a higher rank is never replaced by a lower
+_RANK = {level: -i for i, level in enumerate(p.IDENTITY_LEVELS)}
 
 
 def strip_query(url: str) -> str:
@@ -82,6 +84,10 @@ class AgentConn:
     device_id: str = ""
     #: "full", or "tabs": a browser extension beside a desktop agent on the same device
     role: str = "full"
+    #: how well the agent proved who it is: verified, device or unverified
+    identity: str = "unverified"
+    #: kept aside: it claimed a student whose connection is better proven (never relayed)
+    sidelined: bool = False
 
     @property
     def mode(self) -> str:
@@ -154,6 +160,9 @@ class Hub:
         self.settings = settings
         self.latest = latest
         self.agents: dict[int, AgentConn] = {}
+        #: student id -> connections kept aside: they claim a student whose connection
+        #: here is better proven (see ``attach_agent``)
+        self.contested: dict[int, set[AgentConn]] = {}
         self.viewers: set[Viewer] = set()
         #: student id -> viewer -> mode ("grid" or "focus")
         self.watchers: dict[int, dict[Viewer, str]] = {}
@@ -194,17 +203,31 @@ class Hub:
     def attach_agent(self, conn: AgentConn) -> AgentConn | None:
         """Register an authenticated agent; return the older connection it replaces.
 
+        A connection never replaces a better-proven one (verified > device > unverified),
+        its agent's nor, for a companion, the companion's: it is kept aside instead
+        (``sidelined``), gets no watch, relays nothing, and the student's status counts it
+        under ``contested``.
+
         A connection with role "tabs" does not replace the student's agent: it joins it as
         its companion (one per student), and its tabs go to the tile while it is on the
         same device as the agent (see :meth:`merged`).
         """
+        sid = conn.student_id
+        rivals = [self.agents.get(sid)]
         if conn.role == "tabs":
-            old_companion = self.companions.get(conn.student_id)
-            self.companions[conn.student_id] = conn
-            self._refresh(conn.student_id)
-            self._refresh_companion(conn.student_id, force=True)
+            rivals.append(self.companions.get(sid))
+        if any(r is not None and _RANK[conn.identity] < _RANK[r.identity] for r in rivals):
+            conn.sidelined = True
+            self.contested.setdefault(sid, set()).add(conn)
+            self._broadcast_status(sid)
+            return None
+        if conn.role == "tabs":
+            old_companion = self.companions.get(sid)
+            self.companions[sid] = conn
+            self._refresh(sid)
+            self._refresh_companion(sid, force=True)
             return old_companion
-        old = self.agents.get(conn.student_id)
+        old = self.agents.get(sid)
         self.agents[conn.student_id] = conn
         if self.cluster is not None:
             self.cluster.agent_attached(conn)
@@ -225,6 +248,13 @@ class Hub:
             del self.companions[conn.student_id]
             self._refresh(conn.student_id)  # the agent sends its window title again
             return
+        aside = self.contested.get(conn.student_id)
+        if aside is not None and conn in aside:
+            aside.discard(conn)
+            if not aside:
+                del self.contested[conn.student_id]
+            self._broadcast_status(conn.student_id)
+            return
         if self.agents.get(conn.student_id) is conn:
             del self.agents[conn.student_id]
             conn.last_seen = dt.datetime.now(dt.UTC)
@@ -237,6 +267,8 @@ class Hub:
         self, student_id: int, last_seen: dt.datetime | None = None, viewer: Viewer | None = None
     ) -> dict[str, Any]:
         conn = self.agents.get(student_id)
+        state: dict[str, Any]
+        why: str | None = None
         if conn is not None:
             why = self.blocked(viewer, conn) if viewer is not None else None
             state = {
@@ -245,6 +277,7 @@ class Hub:
                 "capture_error": conn.capture_error,
                 "elsewhere": why == p.ErrorCode.ELSEWHERE,
                 "mode": "off" if why else conn.mode,
+                "identity": conn.identity,
             }
             if conn.private_page and not why:
                 state["private_page"] = True
@@ -253,17 +286,18 @@ class Hub:
             remote = cluster.remote_status(student_id) if cluster is not None else None
             if cluster is None or remote is None:
                 seen = self._offline_seen.get(student_id) or last_seen
-                return {
+                state = {
                     "online": False,
                     "last_seen": _iso(seen),
                     "capture_error": None,
                     "elsewhere": False,
                     "mode": "off",
                 }
-            device = cluster.remote_device(student_id)
-            why = self.blocked(viewer, device) if viewer is not None else None
-            state = dict(remote, elsewhere=why == p.ErrorCode.ELSEWHERE)
-            state["mode"] = "off" if why else remote.get("mode", "off")
+            else:
+                device = cluster.remote_device(student_id)
+                why = self.blocked(viewer, device) if viewer is not None else None
+                state = dict(remote, elsewhere=why == p.ErrorCode.ELSEWHERE)
+                state["mode"] = "off" if why else remote.get("mode", "off")
         if why == p.ErrorCode.OUTSIDE_LESSON_HOURS:
             state["outside_lesson_hours"] = True
         if why == p.ErrorCode.NO_VIEW or (conn is not None and student_id in self.no_view):
@@ -271,6 +305,9 @@ class Hub:
             state["no_view"] = True
             state["mode"] = "off"
             state.pop("private_page", None)
+        contested = len(self.contested.get(student_id, ()))
+        if contested:
+            state["contested"] = contested
         return state
 
     def set_no_view(self, student_id: int, on: bool) -> None:
@@ -617,7 +654,8 @@ class Hub:
             await self.close_viewer(
                 viewer, "going_away", "server shutting down", p.CloseCode.GOING_AWAY
             )
-        for conn in [*self.agents.values(), *self.companions.values()]:
+        aside = [c for conns in self.contested.values() for c in conns]
+        for conn in [*self.agents.values(), *self.companions.values(), *aside]:
             await conn.outbox.close()
             if not conn.ws.closed:
                 try:
@@ -629,3 +667,4 @@ class Hub:
                     pass
         self.agents.clear()
         self.companions.clear()
+        self.contested.clear()

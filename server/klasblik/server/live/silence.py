@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 def sweep(hub: Hub, silence_s: float) -> list[AgentConn]:
     """The agents last heard from more than ``silence_s`` ago."""
     limit = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=silence_s)
-    return [conn for conn in hub.agents.values() if conn.last_seen < limit]
+    aside = (c for conns in hub.contested.values() for c in conns)
+    return [conn for conn in (*hub.agents.values(), *aside) if conn.last_seen < limit]
 
 
 async def _close(conn: AgentConn, silence_s: float) -> None:

@@ -38,7 +38,15 @@ from klasblik.server.retention.art15 import about
 from klasblik.server.settings import Settings
 from klasblik.server.storage.blobs.base import BlobStore, student_prefix, tabs_name, thumbnail_name
 from klasblik.server.storage.latest import LatestWriter
-from klasblik.server.storage.models import Location, School, Student, SyncState, class_students
+from klasblik.server.storage.models import (
+    AgentDevice,
+    GoogleAccount,
+    Location,
+    School,
+    Student,
+    SyncState,
+    class_students,
+)
 
 __all__ = [
     "STUDENT_FIELDS",
@@ -146,6 +154,14 @@ async def export_student(
     async with sm() as session:
         school = await session.get(School, student.school_id)
         location = await session.get(Location, student.location_id) if student.location_id else None
+        devices = (
+            await session.scalars(select(AgentDevice).where(AgentDevice.student_id == student.id))
+        ).all()
+        google = (
+            await session.scalars(
+                select(GoogleAccount.email).where(GoogleAccount.student_id == student.id)
+            )
+        ).all()
     record: dict[str, Any] = {
         "id": student.id,
         "username": student.username,
@@ -185,6 +201,17 @@ async def export_student(
             "do_not_view": (
                 {"source": blocked.source, "since": _iso(blocked.set_at)} if blocked else None
             ),
+            # agent identity: the enrolled devices' public keys and the Google addresses
+            "devices": [
+                {
+                    "device_id": d.device_id,
+                    "public_key": d.public_key,
+                    "created_at": _iso(d.created_at),
+                    "last_proven_at": _iso(d.last_proven_at),
+                }
+                for d in devices
+            ],
+            "google_addresses": sorted(google),
             "latest": files,
             "audit": entries,
             "views": [
@@ -223,6 +250,8 @@ async def erase_student(
         links = await session.execute(
             delete(class_students).where(class_students.c.student_id == sid)
         )
+        await session.execute(delete(AgentDevice).where(AgentDevice.student_id == sid))
+        await session.execute(delete(GoogleAccount).where(GoogleAccount.student_id == sid))
         await session.execute(delete(Student).where(Student.id == sid))
         memberships = int(links.rowcount or 0)  # type: ignore[attr-defined]
     # A frame that was on its way while the rows went may have been stored: clear again.

@@ -22,15 +22,18 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
+    "AgentDevice",
     "AuditEntry",
     "Base",
     "CaptureBlock",
+    "GoogleAccount",
     "JobRun",
     "Location",
     "PendingLogin",
@@ -103,6 +106,9 @@ class School(Base):
     name: Mapped[str] = mapped_column(String(200))
     brin: Mapped[str] = mapped_column(String(8), unique=True)
     m365_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    #: How this school's agents prove who they are: verified, device or token; None: the
+    #: ``agent_identity`` setting.
+    agent_identity: Mapped[str | None] = mapped_column(String(16))
     locations: Mapped[list[Location]] = relationship(back_populates="school")
 
 
@@ -187,6 +193,39 @@ class Student(Base):
 # these, every agent connection scans the whole roster.
 Index("ix_students_username_lower", func.lower(Student.username))
 Index("ix_staff_username_lower", func.lower(Staff.username))
+
+
+class AgentDevice(Base):
+    """A device key registered for a student: created by the device at its first
+    enrolment (with a verified identity), proven at later connections by a signed
+    challenge. Only the public key is kept."""
+
+    __tablename__ = "agent_devices"
+    __table_args__ = (UniqueConstraint("student_id", "key_hash"), _NO_ID_REUSE)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_id: Mapped[int] = mapped_column(
+        ForeignKey("students.id", ondelete="CASCADE"), index=True
+    )
+    #: the device id the agent said at enrolment (not personal; informational)
+    device_id: Mapped[str] = mapped_column(String(128))
+    #: SHA-256 (hex) of the public key, for the look-up
+    key_hash: Mapped[str] = mapped_column(String(64))
+    #: base64url SubjectPublicKeyInfo (ECDSA P-256)
+    public_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_proven_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GoogleAccount(Base):
+    """A school Google address mapped to a student, for schools whose Google addresses
+    differ from their Microsoft 365 usernames (loaded by IT: ``klasblik agents
+    google-map``)."""
+
+    __tablename__ = "google_accounts"
+    email: Mapped[str] = mapped_column(String(256), primary_key=True)  # lower case
+    student_id: Mapped[int] = mapped_column(
+        ForeignKey("students.id", ondelete="CASCADE"), index=True
+    )
 
 
 class SchoolClass(Base):
