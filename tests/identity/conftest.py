@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from klasblik.agent.identity import DeviceKey, TokenSource
 from klasblik.server.storage.models import AuditEntry, Staff, Student
 from tests.support.live import LiveServer, TestAgent, start_live_server
-from tests.support.oidc import CLIENT_ID, OidcProvider, run_provider
+from tests.support.oidc import CLIENT_ID, OidcProvider, oid_for, run_provider
 from tests.support.timing import timeout
 
 GOOGLE_CLIENT_ID = "123456789012-klasblik.apps.googleusercontent.com"
@@ -53,6 +53,8 @@ def server_settings(ms: OidcProvider, google: OidcProvider, **extra: Any) -> dic
         "google_issuer": google.authority,
         "google_domains": [GOOGLE_DOMAIN],
         "google_ca_file": str(google.ca_file),
+        # the tests write the roster directly instead of syncing it: no staleness limit
+        "roster_max_age_h": 0,
     }
     return ms.settings(**{**values, **extra})
 
@@ -76,21 +78,28 @@ class People:
     anna_sub: str
     bram_sub: str
     teacher_sub: str
+    anna_oid: str
+    bram_oid: str
 
 
 async def enrol_people(server: LiveServer, ms: OidcProvider) -> People:
-    """Anna and Bram in class 7B with their Microsoft 365 object ids, and their teacher."""
+    """Anna and Bram in class 7B with their Microsoft 365 object ids, and their teacher.
+    The provider's users sign in as their ``sub``; their tokens' ``oid`` is ``oid_for``
+    their username, the object id the roster rows carry (as in a real tenant, sub and
+    oid differ)."""
     ids = await server.add_class("7B", [ANNA, BRAM], teacher=TEACHER)
     anna_sub = await asyncio.to_thread(ms.add_user, ANNA[0], "Anna Bakker")
     bram_sub = await asyncio.to_thread(ms.add_user, BRAM[0], "Bram de Jong")
     teacher_sub = await asyncio.to_thread(ms.add_user, TEACHER, "M. de Vries")
     async with server.sm() as session, session.begin():
-        for username, oid in ((ANNA[0], anna_sub), (BRAM[0], bram_sub)):
+        for username in (ANNA[0], BRAM[0]):
             await session.execute(
-                update(Student).where(Student.username == username).values(m365_id=oid)
+                update(Student)
+                .where(Student.username == username)
+                .values(m365_id=oid_for(username))
             )
         await session.execute(
-            update(Staff).where(Staff.username == TEACHER).values(m365_id=teacher_sub)
+            update(Staff).where(Staff.username == TEACHER).values(m365_id=oid_for(TEACHER))
         )
     return People(
         ids["class_id"],
@@ -100,6 +109,8 @@ async def enrol_people(server: LiveServer, ms: OidcProvider) -> People:
         anna_sub,
         bram_sub,
         teacher_sub,
+        oid_for(ANNA[0]),
+        oid_for(BRAM[0]),
     )
 
 

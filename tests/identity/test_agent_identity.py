@@ -76,7 +76,7 @@ async def test_verified_student_is_taken_from_the_token_object_id(id_server, ms)
     agent = IdAgent(id_server, ANNA[0], identity=_m365(token))
     try:
         first = await agent.connect()
-        assert first["type"] == "welcome" and first["identity"] == "verified"
+        assert first["type"] == "welcome" and first["identity"] == "verified", first
         assert id_server.hub.agents[people.anna_id].identity == "verified"
         _ws, statuses, task = await _subscribe_and_status(
             id_server, people.class_id, people.anna_id
@@ -128,7 +128,7 @@ async def test_altered_claims_refused(id_server, ms):
 
     head, body, sig = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    claims["oid"] = people.bram_sub
+    claims["oid"] = people.bram_oid
     claims["preferred_username"] = BRAM[0]
     body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     tampered = f"{head}.{body}.{sig}"
@@ -161,7 +161,7 @@ async def test_expired_or_not_yet_valid_refused(id_server, ms, shift):
     identity_expired."""
     people = await enrol_people(id_server, ms)
     now = int(time.time())
-    user = {"oid": people.anna_sub, "sub": people.anna_sub, "tid": ms.tenant}
+    user = {"oid": people.anna_oid, "sub": people.anna_sub, "tid": ms.tenant}
     user["preferred_username"] = ANNA[0]
     claims = ms.api_claims(user, [f"api://{CLIENT_ID}/Agent.Connect"], CLIENT_ID)
     if shift == "expired":

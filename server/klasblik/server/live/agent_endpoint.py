@@ -46,6 +46,8 @@ __all__ = ["agent_ws"]
 log = logging.getLogger(__name__)
 
 _CLOSE_FOR = {
+    # only a valid identity token naming a staff member: no roster oracle (it proves itself)
+    p.ErrorCode.NOT_A_STUDENT: p.CloseCode.FORBIDDEN,
     p.ErrorCode.AUTH_TIMEOUT: p.CloseCode.AUTH_TIMEOUT,
     p.ErrorCode.UNSUPPORTED_VERSION: p.CloseCode.UNSUPPORTED_VERSION,
     p.ErrorCode.INTERNAL: p.CloseCode.INTERNAL_ERROR,
