@@ -188,7 +188,7 @@ async def test_erasure_leaves_no_blob_and_no_row_behind(sm, store, settings):
         await export_student(sm, store, "anna@school.example", "it", settings=settings)
 
 
-async def test_device_keys_and_google_addresses_are_exported_and_erased(sm, store):
+async def test_device_keys_and_google_addresses_are_exported_and_erased(sm, store, settings):
     """The agent identity rows of a student are in the export and gone after erasure."""
     from klasblik.server.storage.models import AgentDevice, GoogleAccount
 
@@ -196,7 +196,9 @@ async def test_device_keys_and_google_addresses_are_exported_and_erased(sm, stor
     async with sm() as session, session.begin():
         session.add(AgentDevice(student_id=sid, device_id="laptop", key_hash="h", public_key="k"))
         session.add(GoogleAccount(email="a.b@leerling.example", student_id=sid))
-    archive = await export_student(sm, store, "anna@school.example", "it@school.example")
+    archive = await export_student(
+        sm, store, "anna@school.example", "it@school.example", settings=settings
+    )
     with zipfile.ZipFile(io.BytesIO(archive)) as zf:
         data = json.loads(zf.read("data.json"))
     assert [(d["device_id"], d["public_key"]) for d in data["devices"]] == [("laptop", "k")]

@@ -64,6 +64,9 @@ def about(settings: Settings, source: str) -> dict[str, dict[str, Any]]:
                 "de laatste kleine schermafbeelding en de laatste lijst met open tabbladen "
                 "of vensters (titel en adres, zonder zoekgegevens in het adres)",
                 "logboekregels over wie de leerling wanneer bekeek",
+                "de openbare sleutels van de aangemelde apparaten van de leerling en, waar IT "
+                "een koppeling laadde, het Google-adres van school (om te bewijzen welke "
+                "leerling op welk apparaat is aangemeld)",
             ],
             "ontvangers": [
                 "docenten van de eigen klassen van de leerling, op dezelfde schoollocatie "
@@ -105,6 +108,9 @@ def about(settings: Settings, source: str) -> dict[str, dict[str, Any]]:
                 "the latest small screenshot and the latest list of open tabs or windows "
                 "(title and address, without query strings)",
                 "audit entries about who viewed the student when",
+                "the public keys of the student's enrolled devices and, where IT loaded a "
+                "mapping, the school Google address (to prove which student is signed in on "
+                "which device)",
             ],
             "recipients": [
                 "teachers of the student's own classes, at the same school location (or at "
