@@ -57,6 +57,7 @@ class ErrorCode:
     OUTSIDE_LESSON_HOURS: Final = "outside_lesson_hours"
     ELSEWHERE: Final = "elsewhere"  #: teacher or device not at the required location
     INTERNAL: Final = "internal_error"  #: server fault; nothing the client did
+    SESSION_ENDED: Final = "session_ended"  #: dashboard sign-in expired or signed out
 
 
 class CloseCode:
@@ -74,3 +75,4 @@ class CloseCode:
     TOO_SLOW: Final = 4008
     REPLACED: Final = 4009
     ACCESS_REVOKED: Final = 4010
+    SESSION_ENDED: Final = 4011  #: the dashboard's sign-in expired or was signed out

@@ -365,6 +365,14 @@ SETTINGS: tuple[Setting, ...] = (
         _range(60, 7 * 24 * 3600),
     ),
     Setting(
+        "dashboard_session_check_s",
+        30.0,
+        "Seconds between checks that an open dashboard's sign-in is still valid; "
+        "an expired one closes the dashboard's live connection.",
+        _float,
+        _range(0.2, 600),
+    ),
+    Setting(
         "trusted_proxies",
         (),
         "Addresses or networks (CIDR, comma- or space-separated) of "
@@ -500,6 +508,7 @@ class Settings:
     store_interval_s: float
     session_lifetime_s: int
     session_idle_s: int
+    dashboard_session_check_s: float
     trusted_proxies: tuple[str, ...]
     redis_url: str
     cluster_refresh_s: float

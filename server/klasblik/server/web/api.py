@@ -66,6 +66,7 @@ async def signout(request: web.Request) -> web.StreamResponse:
     app = request.app
     token = request.cookies.get(COOKIE, "")
     await end_session(app[DB], token)
+    await app[HUB].end_session(session.id, "signed out")
     await audit.record(app[DB], staff.username, audit.Actions.SIGN_OUT, "", "", client_ip(request))
     resp = web.json_response({"signed_out": True})
     resp.del_cookie(COOKIE, path="/")
