@@ -1,5 +1,5 @@
 // The sign-in page: asks the server which sign-in methods it offers and shows them.
-import { t, translatePage } from "./i18n.js";
+import { codeText, hasText, lang, t, translatePage } from "./i18n.js";
 
 function el(tag, attrs = {}, text = "") {
   const node = document.createElement(tag);
@@ -8,11 +8,17 @@ function el(tag, attrs = {}, text = "") {
   return node;
 }
 
+// A refusal comes back as ?error=CODE&message=TEXT (the server's text is English): the
+// code is worded here; the server's own text is added only to the English page.
 function showError(params) {
-  const message = params.get("message") || params.get("error");
-  if (!message) return;
+  const code = params.get("error") || params.get("reason");
+  if (!code) return;
+  const known = hasText(`signin.code.${code}`);
+  let text = t("signin.error", { message: known ? t(`signin.code.${code}`) : codeText(code) });
+  const message = params.get("message");
+  if (message && lang === "en") text += ` ${t("signin.detail", { message })}`;
   const box = document.getElementById("signin-error");
-  box.textContent = t("signin.error", { message });
+  box.textContent = text;
   box.hidden = false;
 }
 
