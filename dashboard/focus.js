@@ -99,8 +99,8 @@ export class FocusView {
   close() {
     if (!this.student) return;
     const id = this.student.id;
+    this.onClose(id); // first: the owner lifts `inert`, so the tile can take focus back
     this.hide();
-    this.onClose(id);
   }
 
   /** Close without telling the owner (class switched, connection gone for good). */

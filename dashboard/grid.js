@@ -62,6 +62,7 @@ class Tile {
     this.error = el("span", "tile-error");
     info.append(this.name, this.status, this.flags, this.tab, this.error);
     this.button.append(screen, info);
+    this.button.append(el("span", "visually-hidden", t("tile.openHint")));
     this.root.append(this.button);
     this.nameKey = searchKey(student.display_name);
   }
@@ -132,17 +133,9 @@ class Tile {
     this.error.dataset.reason = reason || "";
     this.error.hidden = !reason;
 
-    const parts = [status, ...(reason ? [t(captureReasonKey(reason))] : [])].join(", ");
-    this.img.alt = this.picture ? t("tile.alt", { name: this.student.display_name }) : "";
-    this.button.setAttribute(
-      "aria-label",
-      t("tile.labelFull", {
-        name: this.student.display_name,
-        status: parts,
-        flags: flagTexts.length ? t("tile.labelFlags", { flags: flagTexts.join(", ") }) : "",
-        tab: tabText ? t("tile.labelTab", { title: domain ? `${tabText} (${domain})` : tabText }) : "",
-      }),
-    );
+    // The button's accessible name is its visible text (name, status, flags, tab title and
+    // domain, error), so what is read out is what is seen; the hint comes last.
+    this.img.alt = "";
   }
 
   updateState(state) {
