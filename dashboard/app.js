@@ -17,7 +17,7 @@ const page = {
   generation: 0, // bumps on each class switch, so late answers are ignored
   hidden: false, // the tab is hidden: nothing is watched
   banners: new Map(), // kind -> notice (from /api/me and from refusals)
-  refusal: null, // code of the last refused subscribe, when class-wide
+  signingOut: false,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -183,7 +183,7 @@ const live = new LiveConnection({
     if (state === "stopped") {
       focus.hide();
       setInert(false);
-      if (detail.code === "session_ended") goToSignin("session_ended");
+      if (detail.code === "session_ended" && !page.signingOut) goToSignin("session_ended");
     }
     renderLiveStatus();
   },
@@ -357,9 +357,11 @@ function renderHeader(me) {
   $("signout").addEventListener("click", async () => {
     const button = $("signout");
     button.disabled = true;
+    page.signingOut = true; // our own sign-out: the server's "session ended" is no news
     try {
       await signOut(me.csrf_token);
     } catch (err) {
+      page.signingOut = false;
       button.disabled = false;
       showNotice({ kind: "error", text: t("header.signoutFailed", { status: err.status ?? err.message }) });
       return;
