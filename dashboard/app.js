@@ -18,6 +18,7 @@ const page = {
   hidden: false, // the tab is hidden: nothing is watched
   banners: new Map(), // kind -> notice (from /api/me and from refusals)
   signingOut: false,
+  derived: null, // a banner kind shown because every tile says it
 };
 
 const $ = (id) => document.getElementById(id);
@@ -90,6 +91,16 @@ function renderBanners() {
   }
   $("banners").replaceChildren(...boxes);
   renderLiveStatus();
+}
+
+/** Every tile hidden for the same class-wide reason: say it once, in a banner. */
+function syncDerivedBanner() {
+  const code = grid.commonBlock();
+  if (code === page.derived) return;
+  if (page.derived !== null && page.banners.get(page.derived)?.derived) page.banners.delete(page.derived);
+  page.derived = code;
+  if (code !== null && !page.banners.has(code)) page.banners.set(code, { kind: code, derived: true });
+  renderBanners();
 }
 
 function blocked() {
@@ -250,6 +261,7 @@ async function subscribe(classId, { refocus = false } = {}) {
   }
   page.subscribed = classId;
   let changed = false;
+  page.derived = null;
   for (const kind of BLOCKING) changed = page.banners.delete(kind) || changed;
   if (changed) renderBanners();
   if (result.grid && Number.isFinite(result.grid.interval_ms)) grid.intervalMs = result.grid.interval_ms;
@@ -419,6 +431,7 @@ async function main() {
   window.setInterval(() => {
     grid.refresh();
     focus.renderState();
+    syncDerivedBanner();
   }, 1000);
   live.start();
 }

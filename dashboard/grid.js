@@ -275,6 +275,18 @@ export class Grid {
     this.apply();
   }
 
+  /** The class-wide reason when every tile is hidden by the same one, else null. */
+  commonBlock() {
+    let code = null;
+    for (const tile of this.tiles.values()) {
+      const c = tile.desc?.state.code;
+      if (c !== "elsewhere" && c !== "outside_lesson_hours") return null;
+      if (code !== null && c !== code) return null;
+      code = c;
+    }
+    return code;
+  }
+
   matches(tile) {
     const { filter, search } = this.options;
     if (search && !tile.nameKey.includes(searchKey(search))) return false;

@@ -108,6 +108,7 @@ def klasblik_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Klasbl
     env["KLASBLIK_BLOB_STORE"] = f"file:{tmp}/blobs"
     env["KLASBLIK_ENROLLMENT_TOKEN"] = ENROLLMENT_TOKEN
     env["KLASBLIK_DASHBOARD_SESSION_CHECK_S"] = str(SESSION_CHECK_S)
+    env["KLASBLIK_LOCATION_CHECK_INTERVAL_S"] = "0.5"  # a location change applies fast
     log = tmp / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

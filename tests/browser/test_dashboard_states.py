@@ -395,6 +395,57 @@ async def test_search_sort_filter_size_keys_and_focus_navigation(
     await context.close()
 
 
+async def test_class_wide_state_is_one_banner_never_beside_live(
+    klasblik_server: Any, shared_browser: Any
+) -> None:
+    """The school's networks change so that teacher and class are off-site: the open grid
+    says it once in a banner (not "Live"); after a reload still one banner, no tiles, no
+    old picture or tab title. Back on-site, the grid is live again."""
+    context, page = await signed_in(shared_browser, klasblik_server)
+    await page.wait_for_function(
+        "() => document.querySelectorAll('#grid .tile[data-state=\"online\"]').length > 5",
+        timeout=WAIT_MS,
+    )
+    with contextlib.closing(_db(klasblik_server)) as db, db:
+        (networks,) = db.execute("SELECT networks FROM locations").fetchone()
+        db.execute("UPDATE locations SET networks = '192.0.2.0/24'")
+    try:
+        banner = page.locator("#banners .banner")
+        await banner.wait_for(state="visible", timeout=WAIT_MS)
+        assert await banner.count() == 1
+        assert "not at a school location" in await banner.inner_text()
+        assert await page.locator("#live-status").get_attribute("data-state") == "blocked"
+        assert "Live" not in await page.locator("#live-status").inner_text()
+        assert await page.locator("#grid .tile img:not([hidden])").count() == 0
+        assert await page.locator("#grid .tile .tile-tab:not([hidden])").count() == 0
+
+        await page.reload()
+        await page.locator("#banners .banner").first.wait_for(state="visible", timeout=WAIT_MS)
+        await page.wait_for_function(
+            "() => document.getElementById('live-status').dataset.state === 'blocked'",
+            timeout=WAIT_MS,
+        )
+        assert await page.locator("#banners .banner").count() == 1
+        texts = await page.evaluate(
+            "() => document.getElementById('banners').innerText"
+            " + document.getElementById('notices').innerText"
+        )
+        assert texts.count("not at a school location") == 1, texts
+        assert await page.locator("#grid .tile").count() == 0
+        assert not await page.locator("#grid-message").is_visible()
+    finally:
+        with contextlib.closing(_db(klasblik_server)) as db, db:
+            db.execute("UPDATE locations SET networks = ?", (networks,))
+    await page.reload()
+    await page.wait_for_function(
+        "() => document.querySelectorAll('#grid .tile[data-state=\"online\"]').length > 5",
+        timeout=WAIT_MS,
+    )
+    assert await page.locator("#banners .banner").count() == 0
+    assert await page.locator("#live-status").get_attribute("data-state") == "open"
+    await context.close()
+
+
 def _literals(text: str) -> list[str]:
     return [part.strip(" .,:;·—()") for part in re.split(r"\{\w+\}", text)]
 
