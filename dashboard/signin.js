@@ -25,6 +25,8 @@ function showError(params) {
 function demoForm() {
   const form = el("form", { method: "post", action: "/auth/demo", class: "signin-demo" });
   form.append(el("button", { type: "submit", class: "button button-demo", id: "demo-signin" }, t("signin.demo")));
+  const admin = el("button", { type: "submit", class: "button button-demo", id: "demo-signin-admin", name: "who", value: "admin" }, t("signin.demoAdmin"));
+  form.append(admin);
   form.append(el("p", { class: "muted small" }, t("signin.demoNote")));
   return form;
 }

@@ -168,7 +168,7 @@ def tile(page: Any, sid: int) -> Any:
 
 async def wait_state(page: Any, sid: int, state: str) -> None:
     await page.wait_for_function(
-        "([sid, state]) => document.querySelector(`#grid .tile[data-student-id=\"${sid}\"]`)"
+        '([sid, state]) => document.querySelector(`#grid .tile[data-student-id="${sid}"]`)'
         "?.dataset.state === state",
         arg=[sid, state],
         timeout=WAIT_MS,
@@ -214,7 +214,7 @@ async def test_stale_picture_capture_error_and_its_clearing(
             }
         )
         await page.wait_for_function(
-            "sid => document.querySelector(`#grid .tile[data-student-id=\"${sid}\"] .tile-tab`)"
+            'sid => document.querySelector(`#grid .tile[data-student-id="${sid}"] .tile-tab`)'
             "?.textContent.includes('Breuken oefenen')",
             arg=sid,
             timeout=WAIT_MS,
@@ -345,7 +345,9 @@ async def test_search_sort_filter_size_keys_and_focus_navigation(
     assert total == 30
 
     await page.locator("#tool-search").fill("zoe")
-    names = await page.evaluate(visible + "().map((t) => t.querySelector('.tile-name').textContent)")
+    names = await page.evaluate(
+        visible + "().map((t) => t.querySelector('.tile-name').textContent)"
+    )
     assert names == ["Zoë D."], names
     assert (await page.locator("#tool-count").inner_text()) == f"1 of {total} students"
     await page.locator("#tool-search").fill("")
@@ -390,7 +392,9 @@ async def test_search_sort_filter_size_keys_and_focus_navigation(
     assert (await page.locator("#focus-position").inner_text()) == f"{3 + columns} of {total}"
     await page.keyboard.press("Escape")
     await page.locator("#focus").wait_for(state="hidden")
-    focused = await page.evaluate("() => document.activeElement.closest('.tile')?.dataset.studentId")
+    focused = await page.evaluate(
+        "() => document.activeElement.closest('.tile')?.dataset.studentId"
+    )
     assert focused == ids[2 + columns], "focus goes back to the tile of the student shown last"
     await context.close()
 
@@ -451,9 +455,7 @@ def _literals(text: str) -> list[str]:
 
 
 async def _catalogue(page: Any) -> dict[str, dict[str, str]]:
-    return dict(
-        await page.evaluate("async () => (await import('/i18n.js')).STRINGS")
-    )
+    return dict(await page.evaluate("async () => (await import('/i18n.js')).STRINGS"))
 
 
 async def _page_words(page: Any) -> str:

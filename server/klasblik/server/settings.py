@@ -281,7 +281,12 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
     ),
     Setting(
-        "demo_students", 24, "Number of simulated students in demo mode.", _int, _range(1, 500)
+        "demo_students",
+        45,
+        "Number of simulated students in demo mode (two thirds in the first class: 45 "
+        "make a class of 30). Only used when the demo data is first seeded.",
+        _int,
+        _range(1, 500),
     ),
     Setting(
         "auth_timeout_s",
