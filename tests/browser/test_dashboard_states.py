@@ -462,8 +462,14 @@ async def _page_words(page: Any) -> str:
     return str(
         await page.evaluate(
             """() => {
-      const parts = [document.title, document.body.innerText];
+      // Records and names (translate="no": audit details, tab titles) are data, not UI.
+      const body = document.body.cloneNode(true);
+      for (const el of body.querySelectorAll('[translate="no"]')) el.remove();
+      document.body.after(body);
+      const parts = [document.title, body.innerText];
+      body.remove();
       for (const el of document.querySelectorAll('*')) {
+        if (el.closest('[translate="no"]')) continue;
         for (const name of ['aria-label', 'title', 'placeholder', 'alt']) {
           const v = el.getAttribute(name);
           if (v) parts.push(v);
@@ -554,3 +560,103 @@ async def test_axe_finds_no_violations(
     found["focus"] = await _axe(page)
     await context.close()
     assert not any(found.values()), json.dumps(found, indent=1)
+
+
+async def _admin_page(browser: Any, server: Any, lang: str, bypass_csp: bool = False) -> Any:
+    context = await browser.new_context(timezone_id=ZONE, bypass_csp=bypass_csp)
+    context.set_default_timeout(timeout_ms(30_000))
+    page = await context.new_page()
+    await page.goto(f"{server.base_url}/signin?lang={lang}")
+    await page.locator("#demo-signin-admin").click()
+    await page.wait_for_url(re.compile(r"/admin/locations$"))
+    await page.wait_for_selector("#locations tr")
+    return context, page
+
+
+async def test_admin_pages_for_the_demo_it_admin(klasblik_server: Any, shared_browser: Any) -> None:
+    """The demo IT admin: pages linked to each other with sign-out; a refused field gets
+    its error beside it (aria-invalid); "End now" asks first; the banner follows the
+    switch at once; the audit log shows local times and names. A teacher gets a proper
+    page, not JSON."""
+    context, page = await _admin_page(shared_browser, klasblik_server, "en")
+    nav = await page.locator(".admin-nav a").all_inner_texts()
+    assert nav == ["Dashboard", "Locations", "Audit log"], nav
+    assert await page.locator("#signout").is_visible()
+
+    await (
+        page.locator("#locations tr").first.get_by_role("button", name=re.compile("^Edit")).click()
+    )
+    await page.fill("#edit-form input[name=name]", "")
+    await page.click("#edit-form button[type=submit]")
+    assert await page.get_attribute("#edit-form input[name=name]", "aria-invalid") == "true"
+    assert (await page.inner_text("#error-name")) == "Fill this in."
+    await page.fill("#edit-form input[name=name]", "Hoofdlocatie")
+    await page.fill("#edit-form input[name=code]", "ZZ12")
+    await page.click("#edit-form button[type=submit]")
+    await page.wait_for_selector("#error-code:not([hidden])")
+    assert await page.get_attribute("#edit-form input[name=code]", "aria-invalid") == "true"
+    assert await page.get_attribute("#edit-form input[name=name]", "aria-invalid") is None
+    assert "BRIN" in await page.inner_text("#error-code")
+    await page.click("#edit-cancel")
+
+    await (
+        page.locator("#locations tr")
+        .first.get_by_role("button", name=re.compile("^Remote-lesson mode"))
+        .click()
+    )
+    until = (dt.datetime.now(ZoneInfo(ZONE)) + dt.timedelta(hours=2)).replace(second=0)
+    await page.fill("#remote-form input[name=until]", until.strftime("%Y-%m-%dT%H:%M"))
+    await page.fill("#remote-form textarea[name=reason]", "Proef")
+    await page.click("#remote-form button[type=submit]")
+    await page.wait_for_selector('#notices [data-kind="remote_mode"]')
+    await page.click("#remote-end")
+    assert await page.locator("#remote-confirm").is_visible()
+    await page.click("#remote-end-keep")
+    assert await page.locator('#notices [data-kind="remote_mode"]').count() == 1
+    await page.click("#remote-end")
+    await page.click("#remote-end-confirm")
+    await page.wait_for_selector('#notices [data-kind="remote_mode"]', state="detached")
+
+    await page.locator(".admin-nav a", has_text="Audit log").click()
+    await page.wait_for_selector("#entries tbody tr")
+    rows = await page.locator("#entries tbody tr").all_inner_texts()
+    assert any("(location:" in r and "Hoofdlocatie" in r for r in rows), rows[:5]
+    assert not any(re.match(r"\d{4}-\d\d-\d\dT", r) for r in rows), rows[:3]  # local, not ISO
+    await context.close()
+
+    teacher, tpage = await signed_in(shared_browser, klasblik_server)
+    answer = await tpage.goto(klasblik_server.base_url + "/admin/locations")
+    assert answer is not None and answer.status == 403
+    assert "text/html" in answer.headers["content-type"]
+    await tpage.wait_for_function("() => document.getElementById('error-title').textContent")
+    assert (await tpage.inner_text("h1")) == "This page is for IT admins"
+    assert await tpage.get_attribute("#error-home", "href") == "/"
+    await teacher.close()
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+async def test_admin_pages_axe_and_dutch(
+    klasblik_server: Any, shared_browser: Any, lang: str
+) -> None:
+    """axe-core: 0 violations on both admin pages and the refusal page; the Dutch admin
+    pages show no English from the catalogue."""
+    context, page = await _admin_page(shared_browser, klasblik_server, lang, bypass_csp=True)
+    strings = await _catalogue(page)
+    await page.locator("#locations tr").first.get_by_role("button").nth(1).click()
+    found = {"locations": await _axe(page)}
+    english = _english_in(await _page_words(page), strings) if lang == "nl" else []
+    await page.goto(klasblik_server.base_url + "/admin/audit")
+    await page.wait_for_selector("#entries tbody tr")
+    found["audit"] = await _axe(page)
+    if lang == "nl":
+        english += _english_in(await _page_words(page), strings)
+    await context.close()
+    teacher, tpage = await signed_in(shared_browser, klasblik_server, lang=lang, bypass_csp=True)
+    await tpage.goto(klasblik_server.base_url + "/admin/audit")
+    await tpage.wait_for_function("() => document.getElementById('error-title').textContent")
+    found["refused"] = await _axe(tpage)
+    if lang == "nl":
+        english += _english_in(await _page_words(tpage), strings)
+    await teacher.close()
+    assert not any(found.values()), json.dumps(found, indent=1)
+    assert not english, "English in the Dutch admin pages:\n" + "\n".join(english)
