@@ -136,6 +136,22 @@ async def test_options_page_shows_status(rig: Rig) -> None:
     assert "M. de Vries" in (await page.text_content("#watched") or "")
 
 
+async def test_popup_says_who_is_watching(rig: Rig) -> None:
+    """The toolbar popup names who watches (from _locales through chrome.i18n), and says
+    nobody does once the watch ends; the tooltip is worded from _locales too."""
+    await rig.conn.send(watch_message("focus", viewers=["M. de Vries"]))
+    await rig.agent.wait_status(lambda s: s["mode"] == "focus")
+    page = await rig.agent.open_page(f"chrome-extension://{EXTENSION_ID}/popup.html")
+    await page.wait_for_function("document.getElementById('state').textContent.length > 0")
+    assert (await page.text_content("#state")) == "M. de Vries is looking at your screen closely now."
+    assert (await rig.agent.badge())["title"] == "Klasblik: M. de Vries viewing your screen closely"
+    await rig.conn.send(WATCH_OFF)
+    await page.wait_for_function(
+        "document.getElementById('state').textContent.startsWith('Nobody is watching')"
+    )
+    assert (await page.get_attribute("html", "lang")) == "en"
+
+
 @pytest.mark.parametrize(
     "url", ["chrome://version/", f"chrome-extension://{EXTENSION_ID}/options.html"]
 )
