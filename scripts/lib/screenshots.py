@@ -49,24 +49,32 @@ async def shoot(base: str, out: Path) -> list[Path]:
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True
         )
         for lang in LANGUAGES:
-            context = await browser.new_context(
-                viewport={"width": 1920, "height": 1080}, locale="nl-NL" if lang == "nl" else "en-GB"
-            )
+            locale = "nl-NL" if lang == "nl" else "en-GB"
+            context = await browser.new_context(locale=locale)
             page = await context.new_page()
             await page.goto(f"{base}/signin?lang={lang}")
             await page.locator("#demo-signin").click()
             await page.wait_for_url(f"{base}/**")
-            await page.wait_for_function(
-                "() => document.querySelectorAll('#grid .tile img[data-frame-seq]').length >= 20",
-                timeout=60_000,
-            )
+            signed_in = await context.storage_state()
+            await context.close()
             for width, height in SIZES:
-                await page.set_viewport_size({"width": width, "height": height})
-                await page.wait_for_timeout(700)  # a frame or two at the new tile size
+                # A fresh page at each size, as a tablet or laptop would load it.
+                context = await browser.new_context(
+                    viewport={"width": width, "height": height},
+                    locale=locale,
+                    storage_state=signed_in,
+                )
+                page = await context.new_page()
+                await page.goto(f"{base}/?lang={lang}")
+                await page.wait_for_function(
+                    "() => document.querySelectorAll('#grid .tile img[data-frame-seq]').length >= 20",
+                    timeout=60_000,
+                )
+                await page.wait_for_timeout(500)
                 path = out / f"grid-{width}x{height}-{lang}.png"
                 await page.screenshot(path=str(path))
                 made.append(path)
-            await context.close()
+                await context.close()
         await browser.close()
     return made
 

@@ -247,9 +247,9 @@ async def test_lost_connection_dims_the_grid_until_it_is_back(
     down = {"on": False}
     routes: list[Any] = []
 
-    def handler(ws: Any) -> None:
-        if down["on"]:
-            ws.close()
+    async def handler(ws: Any) -> None:
+        if down["on"]:  # the server stays out of reach: each attempt fails at once
+            await ws.close()
             return
         ws.connect_to_server()
         routes.append(ws)
@@ -313,7 +313,8 @@ async def test_sign_out_elsewhere_and_expiry_end_the_live_view(
     context, page = await signed_in(shared_browser, klasblik_server)
     other = await context.new_page()
     await other.goto(klasblik_server.base_url + "/")
-    await other.locator("#signout").click()
+    await other.wait_for_function("() => document.getElementById('user-name').textContent")
+    await other.locator("#signout").click()  # its handler is set once /api/me answered
     await page.wait_for_url(re.compile(r"/signin\?reason=session_ended$"), timeout=WAIT_MS)
     error = page.locator("#signin-error")
     await error.wait_for(state="visible", timeout=WAIT_MS)

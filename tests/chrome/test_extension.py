@@ -143,7 +143,9 @@ async def test_popup_says_who_is_watching(rig: Rig) -> None:
     await rig.agent.wait_status(lambda s: s["mode"] == "focus")
     page = await rig.agent.open_page(f"chrome-extension://{EXTENSION_ID}/popup.html")
     await page.wait_for_function("document.getElementById('state').textContent.length > 0")
-    assert (await page.text_content("#state")) == "M. de Vries is looking at your screen closely now."
+    assert (
+        await page.text_content("#state")
+    ) == "M. de Vries is looking at your screen closely now."
     assert (await rig.agent.badge())["title"] == "Klasblik: M. de Vries viewing your screen closely"
     await rig.conn.send(WATCH_OFF)
     await page.wait_for_function(
