@@ -109,9 +109,20 @@ function blocked() {
 
 let liveState = { state: "connecting", detail: {} };
 
+/** The header's status (a live region): text written only when it changes. */
+const liveBox = {
+  el: document.getElementById("live-status"),
+  set textContent(text) {
+    if (this.el.textContent !== text) this.el.textContent = text;
+  },
+  get dataset() {
+    return this.el.dataset;
+  },
+};
+
 /** The header's live status and the grid overlay: green "Live" only when it is true. */
 function renderLiveStatus() {
-  const box = $("live-status");
+  const box = liveBox;
   const { state, detail } = liveState;
   const overlay = $("grid-overlay");
   let overlayText = "";
@@ -133,7 +144,7 @@ function renderLiveStatus() {
     box.textContent = state === "waiting" ? t("grid.reconnecting", { seconds: detail.seconds }) : t("grid.connecting");
     if (page.subscribed !== null || grid.tiles.size > 0) overlayText = t("grid.overlayNotLive");
   }
-  $("grid-overlay-text").textContent = overlayText;
+  if ($("grid-overlay-text").textContent !== overlayText) $("grid-overlay-text").textContent = overlayText;
   overlay.hidden = !overlayText;
   $("main").classList.toggle("is-not-live", Boolean(overlayText));
   grid.setConnected(state === "open" && !page.hidden);
@@ -158,7 +169,9 @@ function setInert(on) {
 
 const grid = new Grid($("grid"), openFocus);
 grid.onCount = (shown, total) => {
-  $("tool-count").textContent = total > 0 ? t("tools.count", { shown, total }) : "";
+  const count = total > 0 ? t("tools.count", { shown, total }) : "";
+  // A live region: written only when it changes, so it is not read out every second.
+  if ($("tool-count").textContent !== count) $("tool-count").textContent = count;
   if (total > 0 && shown === 0) setMessage(t("tools.noMatch"));
   else if ($("grid-message").textContent === t("tools.noMatch")) setMessage("");
 };
