@@ -9,6 +9,8 @@ const SIGNIN = "/signin";
 /** Class-wide states: one banner each, never a message on every tile. */
 const BLOCKING = new Set(["elsewhere", "outside_lesson_hours"]);
 const BANNER_KINDS = new Set(["remote_mode", "elsewhere", "outside_lesson_hours"]);
+/** How often a grid refused for a class-wide reason asks again. */
+const RETRY_BLOCKED_MS = 5000;
 
 const page = {
   me: null,
@@ -19,6 +21,7 @@ const page = {
   banners: new Map(), // kind -> notice (from /api/me and from refusals)
   signingOut: false,
   derived: null, // a banner kind shown because every tile says it
+  retryAt: null, // when to ask again after a class-wide refusal
 };
 
 const $ = (id) => document.getElementById(id);
@@ -258,7 +261,9 @@ async function subscribe(classId, { refocus = false } = {}) {
     if (err.code !== "disconnected") {
       grid.clear();
       if (BLOCKING.has(err.code)) {
-        // Class-wide: the banner says it once (also when /api/me already did).
+        // Class-wide: the banner says it once (also when /api/me already did); tried
+        // again now and then, so the grid comes back by itself (at school, next lesson).
+        page.retryAt = Date.now() + RETRY_BLOCKED_MS;
         page.banners.set(err.code, { kind: err.code });
         renderBanners();
         setMessage("");
@@ -273,6 +278,7 @@ async function subscribe(classId, { refocus = false } = {}) {
     return;
   }
   page.subscribed = classId;
+  page.retryAt = null;
   let changed = false;
   page.derived = null;
   for (const kind of BLOCKING) changed = page.banners.delete(kind) || changed;
@@ -445,6 +451,10 @@ async function main() {
     grid.refresh();
     focus.renderState();
     syncDerivedBanner();
+    if (page.retryAt !== null && Date.now() >= page.retryAt && page.subscribed === null && live.isOpen) {
+      page.retryAt = null;
+      subscribe(page.classId);
+    }
   }, 1000);
   live.start();
 }
