@@ -1,5 +1,7 @@
 // The audit log page for IT: filters, pages of 100 (newest first), CSV download link.
-"use strict";
+// Times are shown in the reader's local time; subjects name the student, class or location.
+import { call, errorText, localTime, startAdminPage } from "./admin-common.js";
+import { t } from "./i18n.js";
 
 const form = document.getElementById("filters");
 const body = document.querySelector("#entries tbody");
@@ -23,34 +25,38 @@ function cell(text) {
   return td;
 }
 
+/** "Anna B. (student:5)": the name first, the stable id after it for searching. */
+export function subjectText(entry) {
+  return entry.subject_name ? `${entry.subject_name} (${entry.subject})` : entry.subject;
+}
+
 async function load(append) {
   const params = query({ limit: "100" });
   if (append && nextBefore !== null) params.set("before_id", String(nextBefore));
   csv.href = "/api/admin/audit.csv?" + query().toString();
-  statusLine.textContent = "Loading…";
-  let answer;
+  statusLine.textContent = t("grid.loading");
+  let data;
   try {
-    answer = await fetch("/api/admin/audit?" + params.toString(), { credentials: "same-origin" });
+    data = await call("GET", "/api/admin/audit?" + params.toString());
   } catch (err) {
-    statusLine.textContent = "The server cannot be reached.";
-    return;
-  }
-  const data = await answer.json();
-  if (!answer.ok) {
-    statusLine.textContent = (data.error && data.error.message) || "Request refused.";
+    statusLine.textContent = t("admin.failed", { reason: errorText(err) });
     return;
   }
   if (!append) body.replaceChildren();
   for (const e of data.entries) {
     const tr = document.createElement("tr");
+    const when = cell(localTime(e.at));
+    when.title = e.at;
     const detail = cell(e.detail);
     detail.className = "audit-detail";
-    tr.append(cell(e.at), cell(e.actor), cell(e.action), cell(e.subject), detail, cell(e.ip));
+    detail.translate = false; // the server's record, kept as written
+    detail.setAttribute("translate", "no");
+    tr.append(when, cell(e.actor), cell(e.action), cell(subjectText(e)), detail, cell(e.ip));
     body.append(tr);
   }
   nextBefore = data.next_before_id;
   more.hidden = nextBefore === null;
-  statusLine.textContent = body.children.length ? "" : "No entries match.";
+  statusLine.textContent = body.children.length ? "" : t("admin.audit.none");
 }
 
 form.addEventListener("submit", (event) => {
@@ -59,4 +65,9 @@ form.addEventListener("submit", (event) => {
   load(false);
 });
 more.addEventListener("click", () => load(true));
-load(false);
+
+startAdminPage()
+  .then(() => load(false))
+  .catch((err) => {
+    statusLine.textContent = t("admin.failed", { reason: errorText(err) });
+  });

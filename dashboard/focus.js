@@ -1,8 +1,9 @@
 // The focus view: one student's screen, large, and their full tab list by window.
-import { describeState, groupTabsByWindow } from "./format.js";
+import { groupTabsByWindow } from "./format.js";
 import { FrameImage } from "./images.js";
-import { lang, t } from "./i18n.js";
+import { clockTime, t } from "./i18n.js";
 import { FRAME_KINDS } from "./frames.js";
+import { captureReasonKey, describeTile, isDesktopWindow, isStale } from "./tilestate.js";
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -12,8 +13,23 @@ function el(tag, className, text) {
 }
 
 export class FocusView {
-  /** @param {(studentId: number) => void} onClose the view was closed by the user */
-  constructor(onClose) {
+  /**
+   * @param {(studentId: number) => void} onClose the view was closed by the user
+   * @param {(studentId: number, step: number) => void} onStep previous (-1) / next (+1)
+   * @param {() => {connected: boolean, intervalMs: number}} live how the dashboard is now
+   */
+  constructor(onClose, onStep = () => {}, live = () => ({ connected: true, intervalMs: 2000 })) {
+    this.onStep = onStep;
+    this.live = live;
+    this.picture = null;
+    this.badge = document.getElementById("focus-badge");
+    this.positionEl = document.getElementById("focus-position");
+    this.prevButton = document.getElementById("focus-prev");
+    this.nextButton = document.getElementById("focus-next");
+    this.prevButton.textContent = `‹ ${t("focus.previous")}`;
+    this.nextButton.textContent = `${t("focus.next")} ›`;
+    this.prevButton.addEventListener("click", () => this.student && this.onStep(this.student.id, -1));
+    this.nextButton.addEventListener("click", () => this.student && this.onStep(this.student.id, 1));
     this.root = document.getElementById("focus");
     this.nameEl = document.getElementById("focus-name");
     this.statusEl = document.getElementById("focus-status");
@@ -52,8 +68,16 @@ export class FocusView {
     return this.student ? this.student.id : null;
   }
 
+  /** Where the student stands in the grid's order: "3 of 30". */
+  setPosition(n, total) {
+    this.positionEl.textContent = total > 1 ? t("focus.position", { n, total }) : "";
+    this.prevButton.disabled = total < 2;
+    this.nextButton.disabled = total < 2;
+  }
+
   /** Open for `student` (as the grid knows it); `opener` gets focus back on close. */
-  open(student, opener) {
+  open(student, opener, { keepFocus = false } = {}) {
+    this.picture = null;
     this.student = { ...student, state: { ...(student.state || {}) }, tabs: student.tabs || [] };
     this.opener = opener ?? null;
     this.sawFocusFrame = false;
@@ -68,15 +92,15 @@ export class FocusView {
     this.renderTabs();
     this.root.hidden = false;
     document.body.classList.add("has-focus");
-    this.closeButton.focus();
+    if (!keepFocus) this.closeButton.focus();
   }
 
   /** Close and tell the owner (who sends unfocus). */
   close() {
     if (!this.student) return;
     const id = this.student.id;
+    this.onClose(id); // first: the owner lifts `inert`, so the tile can take focus back
     this.hide();
-    this.onClose(id);
   }
 
   /** Close without telling the owner (class switched, connection gone for good). */
@@ -86,8 +110,10 @@ export class FocusView {
     this.root.hidden = true;
     delete this.root.dataset.studentId;
     this.image.clear();
+    this.picture = null;
     document.body.classList.remove("has-focus");
-    if (this.opener && this.opener.isConnected) this.opener.focus();
+    const opener = typeof this.opener === "function" ? this.opener() : this.opener;
+    if (opener && opener.isConnected) opener.focus();
     this.opener = null;
   }
 
@@ -121,44 +147,73 @@ export class FocusView {
     if (!this.student || frame.studentId !== this.student.id || this.student.state.elsewhere) return;
     if (frame.kind === FRAME_KINDS.FOCUS) this.sawFocusFrame = true;
     else if (this.sawFocusFrame) return;
+    if (this.describe().picture === "hide") return;
     this.image.showFrame(frame);
+    this.picture = { capturedAt: Math.min(frame.capturedAt, Date.now()) };
     this.img.dataset.width = String(frame.width);
     this.img.dataset.height = String(frame.height);
     this.placeholder.hidden = true;
+    this.renderState();
+  }
+
+  describe() {
+    const { connected, intervalMs } = this.live();
+    const picture = this.picture ? { ...this.picture, stale: isStale(this.picture.capturedAt, Date.now(), intervalMs) } : null;
+    return describeTile(this.student.state, { connected, picture });
   }
 
   renderState() {
+    if (!this.student) return;
     const state = this.student.state;
-    const status = describeState(state, new Date(), lang);
-    let text = t(status.key, status.vars);
-    if (state.capture_error) text += ` · ${t("tile.captureError", { reason: state.capture_error })}`;
-    this.statusEl.textContent = text;
-    this.statusEl.className = `focus-status status-${status.kind}`;
-    if (state.elsewhere) {
-      this.image.clear();
-      this.placeholder.textContent = t("tile.elsewhereNote");
-      this.placeholder.hidden = false;
+    const desc = this.describe();
+    let text = t(`state.${desc.state.code}`);
+    if (desc.state.code === "offline" && state.last_seen && Number.isFinite(Date.parse(state.last_seen))) {
+      text = t("state.offlineSeen", { time: clockTime(Date.parse(state.last_seen)) });
     }
+    if (desc.state.code === "capture_error") text += ` · ${t(captureReasonKey(state.capture_error))}`;
+    for (const flag of desc.flags) text += ` · ${t(`flag.${flag.code}`, state)}`;
+    this.statusEl.textContent = text;
+    this.statusEl.className = `focus-status status-${desc.state.kind}`;
+    if (desc.picture === "hide") {
+      this.image.clear();
+      this.picture = null;
+      this.placeholder.textContent = desc.state.code === "outside_lesson_hours" ? t("screen.outside_lesson_hours") : t("screen.elsewhere");
+      this.placeholder.hidden = false;
+      this.badge.hidden = true;
+      this.tabList.replaceChildren();
+      return;
+    }
+    const old = this.picture !== null && (desc.picture === "label" || isStale(this.picture.capturedAt, Date.now(), this.live().intervalMs));
+    this.badge.hidden = !old;
+    this.root.classList.toggle("is-old", old);
+    if (old) this.badge.textContent = t("screen.lastPicture", { time: clockTime(this.picture.capturedAt) });
   }
 
   renderTabs() {
+    if (this.describe().picture === "hide") {
+      this.tabList.replaceChildren();
+      return;
+    }
     const groups = groupTabsByWindow(this.student.tabs);
+    const desktop = isDesktopWindow(this.student.tabs);
+    document.getElementById("focus-tabs-title").textContent = desktop ? t("focus.activeWindow") : t("focus.tabs");
     if (groups.length === 0) {
       this.tabList.replaceChildren(el("p", "muted", t("focus.noTabs")));
       return;
     }
     const parts = [];
-    for (const group of groups) {
+    for (const [index, group] of groups.entries()) {
       const section = el("section", "tab-window");
-      if (groups.length > 1 || group.window !== 0) {
-        section.append(el("h4", "tab-window-title", t("focus.window", { n: group.window })));
+      if (groups.length > 1) {
+        // Windows numbered 1…n in order, not by the browser's own window ids.
+        section.append(el("h4", "tab-window-title", t("focus.window", { n: index + 1 })));
       }
       const list = el("ol", "tab-list");
       for (const tab of group.tabs) {
         const item = el("li", tab.active ? "tab is-active" : "tab");
         const title = el("span", "tab-title", tab.title || "—");
         item.append(title);
-        if (tab.active) item.append(el("span", "tab-badge", t("focus.active")));
+        if (tab.active && !desktop) item.append(el("span", "tab-badge", t("focus.active")));
         if (tab.url) item.append(el("span", "tab-url", tab.url));
         list.append(item);
       }

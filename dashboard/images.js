@@ -25,7 +25,17 @@ export class FrameImage {
     this.objectUrl = url;
   }
 
-  /** Show a plain URL (e.g. the stored thumbnail). */
+  /** Show fetched bytes (the stored thumbnail); the previous object URL is revoked. */
+  showBlob(blob) {
+    const url = URL.createObjectURL(blob);
+    this.img.src = url;
+    delete this.img.dataset.frameSeq;
+    this.img.hidden = false;
+    this.release();
+    this.objectUrl = url;
+  }
+
+  /** Show a plain URL. */
   showUrl(url) {
     this.img.src = url;
     this.img.hidden = false;

@@ -135,7 +135,7 @@ export class LiveConnection {
     }
     if (msg.type === "closed") {
       const error = msg.error || {};
-      if (error.code === "forbidden") {
+      if (error.code === "forbidden" || error.code === "session_ended") {
         this.stop(error.code, error.message || "");
         return;
       }

@@ -1,5 +1,5 @@
 // The sign-in page: asks the server which sign-in methods it offers and shows them.
-import { t, translatePage } from "./i18n.js";
+import { hasText, t, translatePage } from "./i18n.js";
 
 function el(tag, attrs = {}, text = "") {
   const node = document.createElement(tag);
@@ -10,27 +10,28 @@ function el(tag, attrs = {}, text = "") {
 
 // Only the server's words: the URL carries a code, looked up here; any text in the URL
 // (a "message", an unknown code) is never shown, so a link cannot put words on this page.
-const SIGNIN_ERRORS = new Set([
-  "not_configured", "unavailable", "provider_refused", "missing_state", "invalid_state",
-  "invalid_token", "expired_token", "wrong_tenant", "student_account", "unknown_account", "account_disabled", "account_mismatch",
-]);
-
-export function signinErrorKey(code) {
-  return SIGNIN_ERRORS.has(code) ? `signin.errors.${code}` : "signin.errors.other";
+function errorKey(code) {
+  for (const key of [`signin.code.${code}`, `signin.errors.${code}`, `code.${code}`]) {
+    if (hasText(key)) return key;
+  }
+  return null;
 }
 
 function showError(params) {
-  const code = params.get("error");
+  const code = params.get("error") || params.get("reason");
   if (!code) return;
+  const key = errorKey(code);
   const box = document.getElementById("signin-error");
-  box.textContent = t("signin.error", { message: t(signinErrorKey(code)) });
-  box.dataset.code = SIGNIN_ERRORS.has(code) ? code : "other";
+  box.textContent = t("signin.error", { message: t(key || "signin.errors.other") });
+  box.dataset.code = key ? code : "other";
   box.hidden = false;
 }
 
 function demoForm() {
   const form = el("form", { method: "post", action: "/auth/demo", class: "signin-demo" });
   form.append(el("button", { type: "submit", class: "button button-demo", id: "demo-signin" }, t("signin.demo")));
+  const admin = el("button", { type: "submit", class: "button button-demo", id: "demo-signin-admin", name: "who", value: "admin" }, t("signin.demoAdmin"));
+  form.append(admin);
   form.append(el("p", { class: "muted small" }, t("signin.demoNote")));
   return form;
 }

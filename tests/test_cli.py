@@ -78,3 +78,49 @@ def test_db_upgrade(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "newest schema" in done.stdout
     assert (tmp_path / "k.db").stat().st_size > 0
+
+
+def test_demo_prints_token_and_a_working_agent_command_and_a_second_start_says_ignored(
+    tmp_path,
+):
+    """Demo mode prints its enrollment token and a `klasblik agent …` command; that command,
+    run as printed, connects a real desktop agent. Started again on the same data with
+    another KLASBLIK_DEMO_STUDENTS, it says the number is ignored."""
+    import re
+    import shlex
+
+    server = ServerProcess(tmp_path, "--demo", env={"KLASBLIK_DEMO_STUDENTS": "4"})
+    agent = None
+    try:
+        server.wait_healthy()
+        wait_for_sync(lambda: "--account" in server.log(), timeout(30), "the agent command")
+        log = server.log()
+        token = re.search(r"Demo enrollment token: (\S+)", log)
+        assert token, log
+        command = re.search(r"^\s+(\S*klasblik agent .*)$", log, re.MULTILINE)
+        assert command and f"--token {token.group(1)}" in command.group(1), log
+        assert "ssh -L" in log
+        argv = shlex.split(command.group(1))
+        argv[0] = KLASBLIK  # the printed path is relative to the checkout
+        agent = subprocess.Popen(
+            argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+        def agents() -> int:
+            with urllib.request.urlopen(server.base_url + "/healthz", timeout=timeout(2)) as r:
+                return int(json.loads(r.read())["agents"])
+
+        # 3 simulated agents and the real one, on the account the demo left free
+        wait_for_sync(lambda: agents() == 4, timeout(30), "the real agent to connect")
+    finally:
+        if agent is not None:
+            agent.terminate()
+            agent.wait(timeout=timeout(10))
+        assert server.stop() == 0, server.log()
+    again = ServerProcess(tmp_path, "--demo", env={"KLASBLIK_DEMO_STUDENTS": "9"})
+    try:
+        again.wait_healthy()
+    finally:
+        assert again.stop() == 0, again.log()
+    assert "already holds demo data with 4 students" in again.log(), again.log()
+    assert "KLASBLIK_DEMO_STUDENTS" in again.log()

@@ -1,4 +1,8 @@
-// The options page: a read-only view of the status the service worker publishes.
+// The options page: a read-only view of the status the service worker publishes, in the
+// browser's language (_locales). Reasons from the server or Chrome stay as they came.
+import { msg, translatePage } from "./i18n.js";
+
+translatePage();
 
 function text(id, value, cls = "") {
   const el = document.getElementById(id);
@@ -8,26 +12,29 @@ function text(id, value, cls = "") {
 
 function render(status) {
   if (!status) {
-    text("configured", "starting…");
+    text("configured", msg("starting"));
     return;
   }
-  text("configured", status.configured ? `yes (${status.server})` : `no: ${status.configError || "no managed configuration"}`);
-  text("account", status.account || "no signed-in account");
+  text(
+    "configured",
+    status.configured ? msg("yesServer", status.server) : msg("noReason", status.configError || msg("noManaged")),
+  );
+  text("account", status.account || msg("noAccount"));
   if (!status.configured) {
-    text("connected", "no: the extension does nothing until the school's IT department configures it");
+    text("connected", msg("notConfiguredLong"));
   } else if (status.connected) {
-    text("connected", status.displayName ? `yes, as ${status.displayName}` : "yes");
+    text("connected", status.displayName ? msg("yesAs", status.displayName) : msg("yes"));
   } else {
-    const next = status.nextAttemptAt ? `; next try at ${new Date(status.nextAttemptAt).toLocaleTimeString()}` : "";
-    text("connected", `no${status.lastError ? ` (${status.lastError})` : ""}${next}`);
+    const next = status.nextAttemptAt ? msg("nextTry", new Date(status.nextAttemptAt).toLocaleTimeString()) : "";
+    text("connected", `${status.lastError ? msg("noError", status.lastError) : msg("no")}${next}`);
   }
   if (status.connected && status.mode !== "off") {
-    const who = status.viewers.length ? status.viewers.join(", ") : "a teacher";
-    text("watched", `yes, by ${who} (${status.mode === "focus" ? "close-up" : "class overview"})`, "watched");
+    const who = status.viewers.length ? status.viewers.join(", ") : msg("aTeacher");
+    text("watched", msg("watchedBy", who, msg(status.mode === "focus" ? "closeUp" : "overview")), "watched");
   } else {
-    text("watched", "no");
+    text("watched", msg("no"));
   }
-  text("detail", status.lastCaptureError ? `Last capture problem: ${status.lastCaptureError}` : "");
+  text("detail", status.lastCaptureError ? msg("lastCapture", status.lastCaptureError) : "");
 }
 
 chrome.storage.session.get("status").then(({ status }) => render(status));

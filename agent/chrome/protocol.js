@@ -275,13 +275,21 @@ export function reconnectDelay(attempt, code, random = Math.random) {
 }
 
 /** What the toolbar shows: a sign while watched, nothing otherwise. */
-export function badgeFor(watch, connected) {
+/** English words for the badge's tooltip; the worker passes chrome.i18n's instead. */
+const BADGE_WORDS = Object.freeze({
+  titleOff: () => "Klasblik: not watched",
+  titleGrid: (names) => `Klasblik: ${names} viewing your screen`,
+  titleFocus: (names) => `Klasblik: ${names} viewing your screen closely`,
+  aTeacher: () => "a teacher",
+});
+
+/** `words(name, ...values)`: the text for a message name (see _locales/*\/messages.json). */
+export function badgeFor(watch, connected, words = (name, ...values) => BADGE_WORDS[name](...values)) {
   if (!connected || !watch || watch.mode === "off") {
-    return { text: "", color: "#00000000", title: "Klasblik: not watched" };
+    return { text: "", color: "#00000000", title: words("titleOff") };
   }
-  const names = watch.viewers.length ? watch.viewers.join(", ") : "a teacher";
-  const what = watch.mode === "focus" ? "viewing your screen closely" : "viewing your screen";
-  return { text: "ON", color: "#c62828", title: `Klasblik: ${names} ${what}` };
+  const names = watch.viewers.length ? watch.viewers.join(", ") : words("aTeacher");
+  return { text: "ON", color: "#c62828", title: words(watch.mode === "focus" ? "titleFocus" : "titleGrid", names) };
 }
 
 /**

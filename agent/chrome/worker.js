@@ -5,6 +5,7 @@
 import * as P from "./protocol.js";
 import { captureActiveTab } from "./capture.js";
 import { blankPrivateTabs } from "./private.js";
+import { msg } from "./i18n.js";
 
 const VERSION = chrome.runtime.getManifest().version;
 const ALARM = "klasblik-keepalive";
@@ -64,7 +65,7 @@ globalThis.klasblikStatus = publicStatus;
 
 async function publish() {
   const status = publicStatus();
-  const badge = P.badgeFor(state.session ? state.session.watch : P.WATCH_OFF, state.connected);
+  const badge = P.badgeFor(state.session ? state.session.watch : P.WATCH_OFF, state.connected, msg);
   await Promise.all([
     chrome.action.setBadgeText({ text: badge.text }),
     badge.text ? chrome.action.setBadgeBackgroundColor({ color: badge.color }) : null,

@@ -18,7 +18,7 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/klasblik" "$out"
 # The shipped extension: no unit tests, no node file, no test hooks, and no development
 # "key" (the id comes from KEY.pem).
-(cd "$src" && cp -r manifest.json schema.json *.js *.html icons "$work/klasblik/")
+(cd "$src" && cp -r manifest.json schema.json *.js *.html *.css icons _locales "$work/klasblik/")
 python3 - "$work/klasblik/manifest.json" <<'PY'
 import json, sys
 path = sys.argv[1]

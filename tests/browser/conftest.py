@@ -17,7 +17,7 @@ import pytest
 from tests.support.chromium import launch
 from tests.support.timing import timeout, wait_for_sync
 
-__all__ = ["DEMO_STUDENTS", "KlasblikServer"]
+__all__ = ["DEMO_STUDENTS", "ENROLLMENT_TOKEN", "KlasblikServer"]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: How long the server may take to answer /healthz after start (a loaded 2-core machine
@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = timeout(45.0)
 #: Demo students to seed; the demo puts two thirds in its first class.
 DEMO_STUDENTS = 45
+#: The demo server's enrollment token, so a test can connect an agent of its own.
+ENROLLMENT_TOKEN = "browser-test-enrollment-token"
+#: How often an open dashboard's sign-in is re-checked (short: the expiry test waits on it).
+SESSION_CHECK_S = 0.5
 
 
 def _free_port() -> int:
@@ -102,6 +106,9 @@ def klasblik_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Klasbl
     env["KLASBLIK_DEMO_STUDENTS"] = str(DEMO_STUDENTS)
     env["KLASBLIK_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp}/k.db"
     env["KLASBLIK_BLOB_STORE"] = f"file:{tmp}/blobs"
+    env["KLASBLIK_ENROLLMENT_TOKEN"] = ENROLLMENT_TOKEN
+    env["KLASBLIK_DASHBOARD_SESSION_CHECK_S"] = str(SESSION_CHECK_S)
+    env["KLASBLIK_LOCATION_CHECK_INTERVAL_S"] = "0.5"  # a location change applies fast
     log = tmp / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -67,7 +67,8 @@ async def test_admin_switches_remote_mode_on_and_off_in_the_browser(tmp_path, br
         assert mode.reason == "Schoolgebouw gesloten"
         assert len(await audit_entries(server, audit.Actions.REMOTE_MODE_ON)) == 1
 
-        await page.click("#remote-end")
+        await page.click("#remote-end")  # asks first
+        await page.click("#remote-end-confirm")
         await page.wait_for_selector("#remote-on[hidden]", state="attached")
         assert len(await audit_entries(server, audit.Actions.REMOTE_MODE_OFF)) == 1
         assert problems == []

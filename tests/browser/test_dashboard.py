@@ -72,7 +72,7 @@ async def test_demo_teacher_sees_live_grid_and_focus_then_signs_out(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     await page.goto(base + "/signin")
-    demo = page.get_by_role("button", name=re.compile("Demo sign-in"))
+    demo = page.locator("#demo-signin")
     await demo.wait_for(timeout=timeout_ms(10_000))
     await demo.click()
     await page.wait_for_url(re.compile(r"^" + re.escape(base) + r"/(#class=\d+)?$"))
@@ -247,9 +247,7 @@ async def test_dashboard_without_sign_in_redirects_to_signin(
     problems = _watch_console(page)
     await page.goto(base + "/")
     assert page.url.startswith(base + "/signin"), page.url
-    await page.get_by_role("button", name=re.compile("Demo sign-in")).wait_for(
-        timeout=timeout_ms(10_000)
-    )
+    await page.locator("#demo-signin").wait_for(timeout=timeout_ms(10_000))
 
     # A failed sign-in comes back with ?error=CODE: the dashboard's own text for the code is
     # shown, never text from the URL (tests/hardening/test_pages_browser.py).

@@ -30,9 +30,10 @@ async def test_unverified_tiles_are_labelled(
         "button[id*=demo], button:has-text('Demo'), button:has-text('demo')"
     ).first.click()
     await page.wait_for_url(re.compile(r"^" + re.escape(base) + r"/(\?.*)?(#class=\d+)?$"))
-    flag = page.locator("#grid .tile .tile-identity:not([hidden])").first
+    flag = page.locator("#grid .tile .tile-flags:not([hidden]) .flag").first
     await flag.wait_for(timeout=timeout_ms(15_000))
     assert (await flag.inner_text()).strip() == label
-    button = page.locator("#grid .tile:has(.tile-identity:not([hidden])) .tile-button").first
-    assert label in (await button.get_attribute("aria-label") or "")
+    # the tile's accessible name is its visible text, the flag included
+    named = page.get_by_role("button", name=re.compile(re.escape(label)))
+    await named.first.wait_for(timeout=timeout_ms(15_000))
     await context.close()

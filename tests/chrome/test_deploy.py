@@ -82,6 +82,11 @@ def test_pack_makes_a_signed_crx_without_test_hooks(tmp_path: Path) -> None:
         "protocol.js",
         "capture.js",
         "options.html",
+        "popup.html",
+        "popup.js",
+        "i18n.js",
+        "_locales/en/messages.json",
+        "_locales/nl/messages.json",
         "schema.json",
     } <= names
     assert not any(n.startswith("test") or n == "package.json" for n in names), names

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from playwright.async_api import expect
 
 from klasblik import protocol
 
@@ -134,6 +136,20 @@ async def test_options_page_shows_status(rig: Rig) -> None:
     assert (await page.text_content("#account")) == ACCOUNT
     assert "Probe S." in (await page.text_content("#connected") or "")
     assert "M. de Vries" in (await page.text_content("#watched") or "")
+
+
+async def test_popup_says_who_is_watching(rig: Rig) -> None:
+    """The toolbar popup names who watches (from _locales through chrome.i18n), and says
+    nobody does once the watch ends; the tooltip is worded from _locales too."""
+    await rig.conn.send(watch_message("focus", viewers=["M. de Vries"]))
+    await rig.agent.wait_status(lambda s: s["mode"] == "focus")
+    page = await rig.agent.open_page(f"chrome-extension://{EXTENSION_ID}/popup.html")
+    state = page.locator("#state")  # polled by Playwright: extension pages forbid eval
+    await expect(state).to_have_text("M. de Vries is looking at your screen closely now.")
+    assert (await rig.agent.badge())["title"] == "Klasblik: M. de Vries viewing your screen closely"
+    await rig.conn.send(WATCH_OFF)
+    await expect(state).to_have_text(re.compile(r"^Nobody is watching"))
+    assert (await page.get_attribute("html", "lang")) == "en"
 
 
 @pytest.mark.parametrize(

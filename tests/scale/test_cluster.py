@@ -341,6 +341,11 @@ async def test_new_remote_viewer_gets_tabs_and_status_without_a_resend(tmp_path,
                     }
                 )
             )
+            # A device that cannot capture sends no frames: the next frame would clear the
+            # error (Hub.on_frame), so the pump stops first.
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
             await agent.send(json.dumps({"type": "capture_error", "reason": "no_display"}))
             await wait_for(
                 lambda: any(m.get("type") == "tabs" for m in local.messages),

@@ -92,6 +92,7 @@ class ErrorCode:
     ROSTER_STALE: Final = "roster_stale"  #: no successful roster sync for too long
     INTERNAL: Final = "internal_error"  #: server fault; nothing the client did
     NO_VIEW: Final = "no_view"  #: the student is on the do-not-view list
+    SESSION_ENDED: Final = "session_ended"  #: dashboard sign-in expired or signed out
 
 
 class CloseCode:
@@ -109,3 +110,4 @@ class CloseCode:
     TOO_SLOW: Final = 4008
     REPLACED: Final = 4009
     ACCESS_REVOKED: Final = 4010
+    SESSION_ENDED: Final = 4011  #: the dashboard's sign-in expired or was signed out

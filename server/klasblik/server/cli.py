@@ -68,6 +68,32 @@ def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
     return load_settings(config_file=getattr(args, "config", None), overrides=clean)
 
 
+def demo_banner(app: web.Application, host: str, port: int) -> str:
+    """What demo mode prints: how to sign in (teacher, IT admin), the enrollment token and
+    a ready command that connects a real desktop agent as the demo student left free."""
+    from klasblik.server.keys import DEMO, SETTINGS
+
+    demo = app[DEMO]
+    lines = [
+        "Demo mode: simulated students are connected. Sign in at "
+        f"http://{host}:{port}/signin with a demo button (works from this machine only):",
+        "  'Demo sign-in' is a teacher with two classes; 'Demo sign-in as IT admin' opens",
+        "  the location and audit pages.",
+        f"Demo enrollment token: {app[SETTINGS].enrollment_token}",
+    ]
+    if demo.free_account:
+        lines += [
+            "Connect a real desktop agent on this machine as the demo student without one:",
+            f"  .venv/bin/klasblik agent --server ws://127.0.0.1:{port}/ws/agent "
+            f"--token {app[SETTINGS].enrollment_token} --account {demo.free_account}",
+        ]
+    lines.append(
+        "On a server without a screen, forward the port and open it on your own computer: "
+        f"ssh -L {port}:127.0.0.1:{port} user@server, then http://127.0.0.1:{port}/"
+    )
+    return "\n".join(lines)
+
+
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT; then close every connection and resource cleanly."""
     from klasblik.server.app import init_app
@@ -93,11 +119,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         from klasblik.server.demo.mode import start_demo_agents
 
         await start_demo_agents(app, f"ws://127.0.0.1:{port}/ws/agent")
-        print(
-            f"Demo mode: simulated students are connected; sign in with the demo button "
-            f"at http://{host}:{port}/signin (works from this machine only).",
-            flush=True,
-        )
+        print(demo_banner(app, host, port), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -487,7 +487,12 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
     ),
     Setting(
-        "demo_students", 24, "Number of simulated students in demo mode.", _int, _range(1, 500)
+        "demo_students",
+        45,
+        "Number of simulated students in demo mode (two thirds in the first class: 45 "
+        "make a class of 30). Only used when the demo data is first seeded.",
+        _int,
+        _range(1, 500),
     ),
     Setting(
         "auth_timeout_s",
@@ -617,6 +622,14 @@ SETTINGS: tuple[Setting, ...] = (
         "A dashboard sign-in ends after this long without use.",
         _int,
         _range(60, 7 * 24 * 3600),
+    ),
+    Setting(
+        "dashboard_session_check_s",
+        30.0,
+        "Seconds between checks that an open dashboard's sign-in is still valid; "
+        "an expired one closes the dashboard's live connection.",
+        _float,
+        _range(0.2, 600),
     ),
     Setting(
         "trusted_proxies",
@@ -875,6 +888,7 @@ class Settings:
     store_interval_s: float
     session_lifetime_s: int
     session_idle_s: int
+    dashboard_session_check_s: float
     trusted_proxies: tuple[str, ...]
     proxy_header: str
     redis_url: str

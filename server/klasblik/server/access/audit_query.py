@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from klasblik.server.storage.models import AuditEntry, Staff
+from klasblik.server.storage.models import AuditEntry, Location, SchoolClass, Staff, Student
 
 __all__ = [
     "CSV_COLUMNS",
@@ -23,6 +23,7 @@ __all__ = [
     "iter_entries",
     "page",
     "parse_filter",
+    "subject_names",
 ]
 
 MAX_LIMIT = 500
@@ -161,3 +162,31 @@ def csv_rows(entries: list[AuditEntry], header: bool) -> str:
         j = entry_json(e)
         writer.writerow([_cell(str(j[c])) if j[c] is not None else "" for c in CSV_COLUMNS])
     return buf.getvalue()
+
+
+_NAMED: dict[str, tuple[Any, str]] = {
+    "student": (Student, "display_name"),
+    "class": (SchoolClass, "name"),
+    "location": (Location, "name"),
+}
+
+
+async def subject_names(
+    sm: async_sessionmaker[AsyncSession], entries: list[AuditEntry]
+) -> dict[str, str]:
+    """Names for subjects such as ``student:5`` (the student's display name), ``class:3``
+    and ``location:2``, for the audit page; a subject whose row is gone keeps no name."""
+    wanted: dict[str, set[int]] = {}
+    for e in entries:
+        kind, _, ident = e.subject.partition(":")
+        if kind in _NAMED and ident.isdigit():
+            wanted.setdefault(kind, set()).add(int(ident))
+    names: dict[str, str] = {}
+    async with sm() as session:
+        for kind, ids in wanted.items():
+            model, column = _NAMED[kind]
+            key: Any = model.id
+            rows = await session.execute(select(key, getattr(model, column)).where(key.in_(ids)))
+            for ident, name in rows:
+                names[f"{kind}:{ident}"] = str(name)
+    return names

@@ -23,6 +23,7 @@ __all__ = [
     "end_session",
     "end_sessions_of",
     "lookup_session",
+    "session_alive",
     "set_session_cookie",
 ]
 
@@ -60,9 +61,23 @@ async def lookup_session(
     staff disabled). Expired and idle sessions are deleted on sight."""
     if not token or len(token) > 200:
         return None
+    return await _live(sm, _hash(token), settings)
+
+
+async def session_alive(
+    sm: async_sessionmaker[AsyncSession], session_id: str, settings: Settings
+) -> bool:
+    """Whether the session stored as ``session_id`` (the token's hash) is still live; an
+    open dashboard counts as use. Asked again and again by every open dashboard socket."""
+    return await _live(sm, session_id, settings) is not None
+
+
+async def _live(
+    sm: async_sessionmaker[AsyncSession], session_id: str, settings: Settings
+) -> tuple[WebSession, Staff] | None:
     now = utcnow()
     async with sm() as session, session.begin():
-        row = await session.get(WebSession, _hash(token))
+        row = await session.get(WebSession, session_id)
         if row is None:
             return None
         idle_limit = row.last_used_at + dt.timedelta(seconds=settings.session_idle_s)

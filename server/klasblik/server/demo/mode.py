@@ -27,12 +27,21 @@ from klasblik import protocol as p
 from klasblik.server.keys import DB, DEMO, NOTICES, SETTINGS
 from klasblik.server.storage.models import Location, School, SchoolClass, Staff, Student
 
-__all__ = ["DEMO_TEACHER", "DemoAgent", "DemoState", "demo_ctx", "seed_demo", "start_demo_agents"]
+__all__ = [
+    "DEMO_ADMIN",
+    "DEMO_TEACHER",
+    "DemoAgent",
+    "DemoState",
+    "demo_ctx",
+    "seed_demo",
+    "start_demo_agents",
+]
 
 log = logging.getLogger(__name__)
 
 DEMO_DOMAIN = "demo.klasblik.invalid"
 DEMO_TEACHER = f"demo.teacher@{DEMO_DOMAIN}"
+DEMO_ADMIN = f"demo.it@{DEMO_DOMAIN}"
 _FIRST = [
     "Anna",
     "Bram",
@@ -79,10 +88,30 @@ ACTIVITIES = [
 
 
 async def seed_demo(app: web.Application, students: int) -> str:
-    """Create the demo school, classes, teacher and students once; return the teacher."""
+    """Create the demo school, classes, teacher, IT admin and students once; return the
+    teacher. With demo data already there, nothing is seeded again: ``students`` is then
+    ignored, and that is said on the console (a different count needs a fresh database)."""
     async with app[DB]() as session, session.begin():
         school = await session.scalar(select(School).where(School.brin == "99XX"))
         if school is not None:
+            have = len(
+                list(
+                    await session.scalars(select(Student.id).where(Student.school_id == school.id))
+                )
+            )
+            if have != students:
+                print(
+                    f"Demo mode: the database already holds demo data with {have} students, so "
+                    f"demo_students={students} (KLASBLIK_DEMO_STUDENTS) is ignored. Start "
+                    "with an empty database (another KLASBLIK_DATABASE_URL, or remove "
+                    "klasblik-data/) to seed a different number.",
+                    flush=True,
+                )
+            if await session.scalar(select(Staff).where(Staff.username == DEMO_ADMIN)) is None:
+                location = await session.scalar(
+                    select(Location).where(Location.school_id == school.id)
+                )
+                session.add(_demo_admin(school.id, location.id if location else None))
             return DEMO_TEACHER
         school = School(name="Demo school (Klasblik demo)", brin="99XX")
         session.add(school)
@@ -102,6 +131,7 @@ async def seed_demo(app: web.Application, students: int) -> str:
             name="Demo Teacher",
         )
         session.add(teacher)
+        session.add(_demo_admin(school.id, location.id))
         first_class = SchoolClass(school_id=school.id, name="Groep 7B (demo)")
         second_class = SchoolClass(school_id=school.id, name="Groep 8A (demo)")
         first_class.teachers.append(teacher)
@@ -121,11 +151,25 @@ async def seed_demo(app: web.Application, students: int) -> str:
     return DEMO_TEACHER
 
 
+def _demo_admin(school_id: int, location_id: int | None) -> Staff:
+    """The demo's IT admin: the location and audit pages, no classes."""
+    return Staff(
+        school_id=school_id,
+        location_id=location_id,
+        username=DEMO_ADMIN,
+        name="Demo IT admin",
+        is_admin=True,
+    )
+
+
 @dataclass
 class DemoState:
     """Demo mode's teacher and simulated agents, owned by the app (``keys.DEMO``)."""
 
     teacher: str
+    admin: str = DEMO_ADMIN
+    #: the demo student left without a simulated agent, free for a real one
+    free_account: str = ""
     agents: list[DemoAgent] = field(default_factory=list)
     stop: Callable[[], Awaitable[None]] | None = None
 
@@ -398,6 +442,7 @@ async def start_demo_agents(app: web.Application, agent_url: str) -> list[DemoAg
 
     app[DEMO].agents = agents
     app[DEMO].stop = stop
+    app[DEMO].free_account = accounts[-1] if accounts else ""
     log.info("demo: %d simulated agents started, 1 student left offline", len(agents))
     return agents
 

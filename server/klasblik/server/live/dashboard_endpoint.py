@@ -14,6 +14,7 @@ HTTP error answered by ``web/middleware.py``, never a half-open socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -25,6 +26,7 @@ from klasblik import protocol as p
 from klasblik.server.access import audit, no_view
 from klasblik.server.access.rules import authorize_class, authorize_student, roster_max_age_s
 from klasblik.server.auth.identity import check_origin, require_staff
+from klasblik.server.auth.sessions import session_alive
 from klasblik.server.errors import AccessDenied, ApiError
 from klasblik.server.keys import DB, HUB, OPEN_WEBSOCKET, SETTINGS, STORE
 from klasblik.server.live.hub import Viewer
@@ -45,14 +47,14 @@ _GONE = "the server cannot serve this connection now; reconnect"
 
 async def dashboard_ws(request: web.Request) -> web.WebSocketResponse:
     app = request.app
-    _session, staff = await require_staff(request)
+    session, staff = await require_staff(request)
     check_origin(request)
     ws = web.WebSocketResponse(max_msg_size=p.MAX_TEXT_BYTES, heartbeat=30, compress=False)
     await ws.prepare(request)
     request[OPEN_WEBSOCKET] = ws
     ip = client_ip(request)
     try:
-        await _serve(app, ws, staff, ip, request.transport)
+        await _serve(app, ws, staff, ip, request.transport, session.id)
     except Exception:  # not CancelledError: shutdown and the client going away pass
         log.exception(
             "dashboard of staff %s from %s: internal error, closing it (1011)", staff.id, ip
@@ -67,8 +69,10 @@ async def _serve(
     staff: Staff,
     ip: str,
     transport: asyncio.BaseTransport | None,
+    session_id: str,
 ) -> None:
     viewer = Viewer(
+        session_id=session_id,
         staff_id=staff.id,
         staff_name=staff.name,
         ws=ws,
@@ -86,6 +90,7 @@ async def _serve(
     viewer.outbox.on_overflow = lambda: app[HUB].viewer_too_slow(viewer)
     handler = _Commands(app, viewer, staff.username, staff.school_id)
     viewer.outbox.start()
+    watcher = asyncio.create_task(_watch_session(app, viewer), name=f"session of {viewer.id}")
     try:  # from here on, whatever happens, the hub and the outbox are left clean
         app[HUB].add_viewer(viewer)
         async for msg in ws:
@@ -102,9 +107,35 @@ async def _serve(
                     )
                 )
     finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
         await handler.end_all()
         app[HUB].remove_viewer(viewer)
         await viewer.outbox.close()
+
+
+async def _watch_session(app: web.Application, viewer: Viewer) -> None:
+    """Close the socket when its sign-in ends: signed out in another tab (the sign-out
+    closes it at once, ``Hub.end_session``), expired, idle, or the staff member disabled;
+    checked every ``dashboard_session_check_s``. A database fault is not an ended session:
+    the next check tries again."""
+    settings = app[SETTINGS]
+    while True:
+        await asyncio.sleep(settings.dashboard_session_check_s)
+        try:
+            alive = await session_alive(app[DB], viewer.session_id, settings)
+        except Exception:  # not CancelledError
+            log.warning("dashboard %s: session check failed; trying again", viewer.id)
+            continue
+        if not alive:
+            await app[HUB].close_viewer(
+                viewer,
+                p.ErrorCode.SESSION_ENDED,
+                "your sign-in has ended; sign in again",
+                p.CloseCode.SESSION_ENDED,
+            )
+            return
 
 
 async def _close_internal(ws: web.WebSocketResponse) -> None:

@@ -108,6 +108,8 @@ class Viewer:
     #: the teacher's home location (roster)
     home_location_id: int | None = None
     id: int = field(default_factory=itertools.count(1).__next__)
+    #: the sign-in (``WebSession.id``) this dashboard belongs to; its end closes the socket
+    session_id: str = ""
     #: class id -> the student ids of that class this viewer may see
     classes: dict[int, set[int]] = field(default_factory=dict)
     focus: set[int] = field(default_factory=set)
@@ -338,6 +340,9 @@ class Hub:
             return 0  # nobody asked for it: never relay or keep a frame nobody watches
         conn.frames_in += 1
         sid = conn.student_id
+        if conn.capture_error is not None:  # a new picture: capturing works again
+            conn.capture_error = None
+            self._broadcast_status(sid)
         sent, allowed = self.relay_frame(sid, data, header.kind, conn)
         if self.cluster is not None and self.cluster.publish_frame(conn, data):
             allowed = True  # a viewer on another instance may see it
@@ -486,6 +491,15 @@ class Hub:
         for viewer in victims:
             await self.close_viewer(
                 viewer, p.ErrorCode.FORBIDDEN, reason, p.CloseCode.ACCESS_REVOKED
+            )
+        return len(victims)
+
+    async def end_session(self, session_id: str, reason: str) -> int:
+        """Close every dashboard of one sign-in that ended (signed out, expired)."""
+        victims = [v for v in self.viewers if session_id and v.session_id == session_id]
+        for viewer in victims:
+            await self.close_viewer(
+                viewer, p.ErrorCode.SESSION_ENDED, reason, p.CloseCode.SESSION_ENDED
             )
         return len(victims)
 

@@ -26,6 +26,7 @@ from klasblik.server.access.audit_query import (
     iter_entries,
     page,
     parse_filter,
+    subject_names,
 )
 from klasblik.server.auth.identity import check_csrf, require_staff
 from klasblik.server.errors import ApiError
@@ -112,7 +113,9 @@ async def audit_json(request: web.Request) -> web.Response:
         rows, next_id = await page(app[DB], flt, 100 if limit is None else limit, before)
     except ValueError as exc:
         raise ApiError("invalid_format", str(exc), 400) from None
-    return web.json_response({"entries": [entry_json(e) for e in rows], "next_before_id": next_id})
+    names = await subject_names(app[DB], rows)
+    entries = [dict(entry_json(e), subject_name=names.get(e.subject, "")) for e in rows]
+    return web.json_response({"entries": entries, "next_before_id": next_id})
 
 
 async def audit_csv(request: web.Request) -> web.StreamResponse:

@@ -52,7 +52,8 @@ async def auth_options(request: web.Request) -> web.Response:
 
 
 async def demo_signin(request: web.Request) -> web.StreamResponse:
-    """The demo sign-in: demo mode only, from this machine only, as the demo teacher."""
+    """The demo sign-in: demo mode only, from this machine only, as the demo teacher (or,
+    with the form field ``who=admin``, as the demo IT admin)."""
     app = request.app
     ip = client_ip(request)
     if not app[SETTINGS].demo:
@@ -61,13 +62,16 @@ async def demo_signin(request: web.Request) -> web.StreamResponse:
         raise ApiError("forbidden", "the demo sign-in works only from this machine", 403)
     check_origin(request)
     demo_state = app.get(DEMO)
-    username = demo_state.teacher if demo_state is not None else None
+    who = (await request.post()).get("who", "teacher")
+    username = None
+    if demo_state is not None:
+        username = demo_state.admin if who == "admin" else demo_state.teacher
     staff = await staff_named(app[DB], username) if username else None
     if staff is None:
         raise ApiError("not_found", "demo teacher missing: demo data not seeded", 404)
     token, _row = await create_session(app[DB], staff.id, ip, app[SETTINGS])
     await audit.record(app[DB], staff.username, audit.Actions.SIGN_IN, "demo", "demo sign-in", ip)
-    resp = web.HTTPSeeOther("/")
+    resp = web.HTTPSeeOther("/admin/locations" if who == "admin" else "/")
     set_session_cookie(resp, token, request.app[SETTINGS])
     raise resp
 
@@ -78,6 +82,7 @@ async def signout(request: web.Request) -> web.StreamResponse:
     app = request.app
     token = request.cookies.get(COOKIE, "")
     await end_session(app[DB], token)
+    await app[HUB].end_session(session.id, "signed out")
     await audit.record(app[DB], staff.username, audit.Actions.SIGN_OUT, "", "", client_ip(request))
     resp = web.json_response({"signed_out": True})
     resp.del_cookie(COOKIE, path="/")

@@ -21,6 +21,7 @@ from sqlalchemy import exc as sa_exc
 from klasblik.protocol.codes import CloseCode, ErrorCode
 from klasblik.server.errors import ApiError, error_body
 from klasblik.server.keys import OPEN_WEBSOCKET, SETTINGS
+from klasblik.server.web.error_page import error_page, wants_page
 
 __all__ = ["CSP", "PERMISSIONS_POLICY", "add_security_headers", "middlewares"]
 
@@ -70,6 +71,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if request.writer.output_size > 0:  # an answer is under way: none can follow it
             raise
         if isinstance(exc, ApiError):
+            page = error_page(request, exc.code, exc.status) if wants_page(request) else None
+            if page is not None:
+                return page
             return web.json_response(error_body(exc.code, exc.message), status=exc.status)
         if isinstance(exc, web.HTTPException):
             if exc.status < 400 or exc.headers.get("Location"):

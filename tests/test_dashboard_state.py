@@ -1,0 +1,122 @@
+"""What the server tells a dashboard about a tile's state, and how long its socket lives:
+a capture error cleared by the next frame, and the socket closed when its sign-in ends."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from typing import Any
+
+import aiohttp
+from sqlalchemy import update
+
+from klasblik import protocol as p
+from klasblik.server.storage.models import WebSession
+from tests.support.live import TestAgent, frame, start_live_server
+from tests.support.timing import timeout
+
+ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
+
+
+async def _subscribe(ws: aiohttp.ClientWebSocketResponse, class_id: int) -> dict[str, Any]:
+    await ws.send_str(json.dumps({"type": "subscribe", "id": 1, "class_id": class_id}))
+    while True:
+        d = json.loads(await ws.receive_str(timeout=timeout(5)))
+        if d["type"] == "result" and d["id"] == 1:
+            assert d["success"], d
+            return d
+
+
+async def _next_status(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    """The next ``status`` event (frames and other events in between are skipped)."""
+    while True:
+        m = await ws.receive(timeout=timeout(5))
+        assert m.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY), m
+        if m.type == aiohttp.WSMsgType.TEXT:
+            d = json.loads(m.data)
+            if d["type"] == "status":
+                return dict(d["state"])
+
+
+async def _closed(ws: aiohttp.ClientWebSocketResponse) -> tuple[dict[str, Any], int | None]:
+    """The ``closed`` event and the close code, skipping everything before them."""
+    closed: dict[str, Any] = {}
+    while True:
+        m = await ws.receive(timeout=timeout(10))
+        if m.type == aiohttp.WSMsgType.TEXT:
+            d = json.loads(m.data)
+            if d["type"] == "closed":
+                closed = d
+        elif m.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+            return closed, ws.close_code
+
+
+async def test_next_frame_clears_capture_error(live_server: Any) -> None:
+    """A capture error reaches the dashboard; the next frame clears it (``capture_error``
+    null), so the tile stops saying it cannot capture."""
+    ids = await live_server.add_class("7B", [ANNA])
+    agent = TestAgent(live_server, ANNA[0])
+    client = await live_server.login("teacher@school.example")
+    try:
+        await agent.connect()
+        ws = await live_server.dashboard(client)
+        await _subscribe(ws, ids["class_id"])
+        await agent.send(json.dumps({"type": "capture_error", "reason": "screen locked"}))
+        state = await _next_status(ws)
+        while state.get("capture_error") is None:  # the grid watch's own status first
+            state = await _next_status(ws)
+        assert state["capture_error"] == "screen locked"
+        await agent.send(frame(seq=2))
+        state = await _next_status(ws)
+        assert state["capture_error"] is None, state
+        assert state["online"] is True
+        sid = ids["students"][ANNA[0]]
+        assert live_server.hub.agents[sid].capture_error is None
+    finally:
+        await agent.close()
+
+
+async def test_sign_out_closes_the_dashboard_socket_at_once(live_server: Any) -> None:
+    """Signing out (another tab of the same sign-in) closes that sign-in's open dashboard
+    with ``session_ended`` and 4011; another teacher's sign-in is left alone."""
+    ids = await live_server.add_class("7B", [ANNA])
+    client = await live_server.login("teacher@school.example")
+    other = await live_server.login("teacher@school.example")  # a second sign-in
+    ws = await live_server.dashboard(client)
+    ws_other = await live_server.dashboard(other)
+    await _subscribe(ws, ids["class_id"])
+    await _subscribe(ws_other, ids["class_id"])
+    me = await (await client.get(live_server.base_url + "/api/me")).json()
+    reading = asyncio.create_task(_closed(ws))  # a browser answers the close at once too
+    r = await client.post(
+        live_server.base_url + "/auth/signout",
+        headers={"X-CSRF-Token": me["csrf_token"], "Origin": live_server.base_url},
+    )
+    assert r.status == 200, await r.text()
+    closed, code = await reading
+    assert closed["error"]["code"] == p.ErrorCode.SESSION_ENDED, closed
+    assert code == p.CloseCode.SESSION_ENDED
+    await ws_other.send_str(json.dumps({"type": "ping", "id": 5}))
+    answer = json.loads(await ws_other.receive_str(timeout=timeout(5)))
+    assert answer == {"type": "result", "id": 5, "success": True, "result": {}}
+
+
+async def test_expired_session_closes_the_dashboard_socket(tmp_path: Any) -> None:
+    """A sign-in that expires while its dashboard is open closes the socket within
+    ``dashboard_session_check_s``; the socket does not outlive it."""
+    server = await start_live_server(tmp_path, dashboard_session_check_s=0.3)
+    try:
+        ids = await server.add_class("7B", [ANNA])
+        client = await server.login("teacher@school.example")
+        ws = await server.dashboard(client)
+        await _subscribe(ws, ids["class_id"])
+        async with server.sm() as session, session.begin():
+            past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+            await session.execute(update(WebSession).values(expires_at=past))
+        closed, code = await _closed(ws)
+        assert closed["error"]["code"] == p.ErrorCode.SESSION_ENDED, closed
+        assert code == p.CloseCode.SESSION_ENDED
+        assert not server.hub.viewers
+    finally:
+        await server.stop()
