@@ -60,7 +60,10 @@ class Tile {
     this.flags = el("span", "tile-flags");
     this.tab = el("span", "tile-tab");
     this.error = el("span", "tile-error");
-    info.append(this.name, this.status, this.flags, this.tab, this.error);
+    // flags on the name's line, so that a flagged tile is no taller than another
+    const head = el("span", "tile-head");
+    head.append(this.name, this.flags);
+    info.append(head, this.status, this.tab, this.error);
     this.button.append(screen, info);
     this.button.append(el("span", "visually-hidden", t("tile.openHint")));
     this.root.append(this.button);

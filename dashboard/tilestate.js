@@ -25,8 +25,9 @@ function hasFlag(state, flag) {
  * - problem: counts for the "problems" filter and the status sort
  */
 export const TILE_FLAGS = Object.freeze([
-  // the device did not prove who is signed in (policy "token"; docs/protocol.md, hello)
-  Object.freeze({ code: "unverified", picture: "show", problem: true, when: (s) => s.online === true && s.identity === "unverified" }),
+  // the device did not prove who is signed in (policy "token"; docs/protocol.md, hello):
+  // flagged, not a problem (during a transition every tile of the school has it)
+  Object.freeze({ code: "unverified", picture: "show", problem: false, when: (s) => s.online === true && s.identity === "unverified" }),
   // another, less-proven connection claims this student: it replaced nothing
   Object.freeze({ code: "contested", picture: "show", problem: true, when: (s) => Number(s.contested) > 0 }),
   // on the do-not-view list (the server's status field is `no_view`)

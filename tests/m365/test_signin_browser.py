@@ -64,6 +64,6 @@ async def test_refusal_is_shown_on_the_signin_page(m365_server, provider, browse
     await page.wait_for_url(f"{m365_server.base_url}/signin?**", timeout=timeout_ms(15_000))
     error = page.locator("#signin-error")
     await error.wait_for(state="visible", timeout=timeout_ms(15_000))
-    assert "staff roster" in (await error.text_content() or "")
+    assert "staff list" in (await error.text_content() or "")
     assert await f.count_sessions(m365_server) == 0
     await context.close()

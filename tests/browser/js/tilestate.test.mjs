@@ -49,8 +49,21 @@ test("flags come from state.flags codes or state.<code>, and may hide the pictur
   const d = describeTile({ online: true, flags: ["do_not_view"], unverified: true }, live);
   assert.deepEqual(d.flags.map((f) => f.code).sort(), ["do_not_view", "unverified"]);
   assert.equal(d.picture, "hide");
-  assert.equal(d.problem, true);
+  assert.equal(d.problem, false); // unverified is flagged, not a problem
   assert.deepEqual(describeTile({ online: true, flags: ["no_such_flag"] }, live).flags, []);
+});
+
+test("the server's own status fields become flags: identity, contested, no_view", () => {
+  const unverified = describeTile({ online: true, identity: "unverified" }, live);
+  assert.deepEqual(unverified.flags.map((f) => f.code), ["unverified"]);
+  assert.equal(unverified.problem, false);
+  assert.deepEqual(describeTile({ online: true, identity: "verified" }, live).flags, []);
+  const contested = describeTile({ online: true, identity: "verified", contested: 2 }, live);
+  assert.deepEqual(contested.flags.map((f) => f.code), ["contested"]);
+  assert.equal(contested.problem, true);
+  const blocked = describeTile({ online: true, no_view: true }, live);
+  assert.deepEqual(blocked.flags.map((f) => f.code), ["do_not_view"]);
+  assert.equal(blocked.picture, "hide");
 });
 
 test("every state and flag has its words in English and Dutch", () => {
