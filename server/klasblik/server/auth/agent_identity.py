@@ -25,7 +25,6 @@ import binascii
 import datetime as dt
 import hashlib
 import hmac
-import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik.protocol import ErrorCode, proof_payload
 from klasblik.protocol.errors import KlasblikError
-from klasblik.server.auth.m365.client import M365Client, M365Error
+from klasblik.server.auth.m365.client import IssuerKeys, M365Client
 from klasblik.server.auth.m365.idtoken import TokenRefused, validate_token
 from klasblik.server.keys import AGENT_IDENTITY, DB, M365, SETTINGS
 from klasblik.server.settings import Settings, previous_token_until
@@ -76,7 +75,6 @@ _CODE_FOR_REASON: Final = {
     "not_yet_valid": ErrorCode.IDENTITY_EXPIRED,
 }
 _POLICY_TTL_S = 30.0
-_KEYS_MAX_AGE_S = 3600.0
 
 
 class IdentityRefused(KlasblikError):
@@ -99,60 +97,22 @@ class ProvenIdentity:
     username: str  #: the token's account name, for logs and the audit log
 
 
-class OidcKeys:
-    """An OpenID Connect issuer's discovery document and published keys (JWKS), cached
-    for an hour and refetched once when a token names a key not seen yet. Blocking reads
-    run in a worker thread."""
+class OidcKeys(IssuerKeys):
+    """Google's (or another) OpenID Connect issuer's discovery document and published
+    keys, read as the sign-in authority's are (:class:`IssuerKeys`); the blocking reads run
+    in a worker thread."""
 
     def __init__(self, issuer: str, ca_file: str = "") -> None:
-        self.issuer_url = issuer.rstrip("/")
-        self.http = requests.Session()
+        http = requests.Session()
         if ca_file:
-            self.http.verify = ca_file
-        self._lock = threading.Lock()
-        self._discovery: dict[str, Any] | None = None
-        self._keys: dict[str, Any] = {}
-        self._keys_at = 0.0
-
-    def _get_json(self, url: str) -> dict[str, Any]:
-        try:
-            resp = self.http.get(url, timeout=10, verify=self.http.verify)
-            resp.raise_for_status()
-            data = resp.json()
-        except (requests.RequestException, ValueError) as exc:
-            raise M365Error(f"could not read {url}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise M365Error(f"{url} did not answer a JSON object")
-        return data
-
-    def _discover(self) -> dict[str, Any]:
-        with self._lock:
-            if self._discovery is None:
-                self._discovery = self._get_json(
-                    self.issuer_url + "/.well-known/openid-configuration"
-                )
-            return self._discovery
-
-    def _key(self, kid: str | None) -> dict[str, Any] | None:
-        for attempt in range(2):
-            stale = time.monotonic() - self._keys_at > _KEYS_MAX_AGE_S
-            if attempt or stale or not self._keys:
-                jwks = self._get_json(str(self._discover()["jwks_uri"]))
-                self._keys = {str(k.get("kid")): k for k in jwks.get("keys", [])}
-                self._keys_at = time.monotonic()
-            if kid is None and len(self._keys) == 1:
-                only: dict[str, Any] = next(iter(self._keys.values()))
-                return only
-            if kid is not None and kid in self._keys:
-                found: dict[str, Any] = self._keys[kid]
-                return found
-        return None
+            http.verify = ca_file
+        super().__init__(issuer, http)
 
     async def key_for(self, kid: str | None) -> dict[str, Any] | None:
-        return await asyncio.to_thread(self._key, kid)
+        return await asyncio.to_thread(self.signing_key, kid)
 
     async def issuer(self) -> str:
-        return str((await asyncio.to_thread(self._discover))["issuer"])
+        return str((await asyncio.to_thread(self.discovery))["issuer"])
 
     def close(self) -> None:
         self.http.close()

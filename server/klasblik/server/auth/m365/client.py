@@ -32,6 +32,7 @@ __all__ = [
     "EXCLUDED_SCOPES",
     "GRAPH_SCOPE",
     "SIGNIN_SCOPES",
+    "IssuerKeys",
     "M365Client",
     "M365Error",
     "authority_of",
@@ -87,6 +88,55 @@ def _refusal(result: Any) -> str:
     return text
 
 
+class IssuerKeys:
+    """An OpenID Connect issuer's discovery document and JSON Web Key Set, cached for an
+    hour and refetched once when a token names a key not seen yet (blocking reads). The
+    teacher's sign-in authority and, for agents, Google's issuer use one each."""
+
+    def __init__(self, base_url: str, http: requests.Session) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = http
+        self._lock = threading.Lock()
+        self._discovery: dict[str, Any] | None = None
+        self._keys: dict[str, Any] = {}
+        self._keys_at = 0.0
+
+    def _get_json(self, url: str) -> dict[str, Any]:
+        try:
+            resp = self.http.get(url, timeout=10)
+            resp.raise_for_status()
+            data = resp.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise M365Error(f"could not read {url}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise M365Error(f"{url} did not answer a JSON object")
+        return data
+
+    def discovery(self) -> dict[str, Any]:
+        with self._lock:
+            if self._discovery is None:
+                self._discovery = self._get_json(
+                    self.base_url + "/.well-known/openid-configuration"
+                )
+            return self._discovery
+
+    def signing_key(self, kid: str | None) -> dict[str, Any] | None:
+        """The JWK with this key id (or the only key when the token names none)."""
+        for attempt in range(2):
+            stale = time.monotonic() - self._keys_at > _KEYS_MAX_AGE_S
+            if attempt or stale or not self._keys:
+                jwks = self._get_json(str(self.discovery()["jwks_uri"]))
+                self._keys = {str(k.get("kid")): k for k in jwks.get("keys", [])}
+                self._keys_at = time.monotonic()
+            if kid is None and len(self._keys) == 1:
+                only: dict[str, Any] = next(iter(self._keys.values()))
+                return only
+            if kid is not None and kid in self._keys:
+                found: dict[str, Any] = self._keys[kid]
+                return found
+        return None
+
+
 class M365Client:
     """msal's ConfidentialClientApplication plus the authority's discovery document and
     JSON Web Key Set (cached, refetched once when a token names an unknown key)."""
@@ -103,9 +153,7 @@ class M365Client:
         self.http = http
         self._lock = threading.Lock()
         self._app: msal.ConfidentialClientApplication | None = None
-        self._discovery: dict[str, Any] | None = None
-        self._keys: dict[str, Any] = {}
-        self._keys_at = 0.0
+        self._issuer = IssuerKeys(self.authority, http)
         #: the ``roles`` claim of the last app-only Graph token, and when it was read
         self.app_roles: frozenset[str] | None = None
         self.app_roles_at: dt.datetime | None = None
@@ -129,40 +177,12 @@ class M365Client:
                     raise M365Error(f"sign-in authority {self.authority} unusable: {exc}") from exc
             return self._app
 
-    def _get_json(self, url: str) -> dict[str, Any]:
-        try:
-            resp = self.http.get(url, timeout=10)
-            resp.raise_for_status()
-            data = resp.json()
-        except (requests.RequestException, ValueError) as exc:
-            raise M365Error(f"could not read {url}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise M365Error(f"{url} did not answer a JSON object")
-        return data
-
     def discovery(self) -> dict[str, Any]:
-        with self._lock:
-            if self._discovery is None:
-                self._discovery = self._get_json(
-                    self.authority + "/.well-known/openid-configuration"
-                )
-            return self._discovery
+        return self._issuer.discovery()
 
     def signing_key(self, kid: str | None) -> dict[str, Any] | None:
         """The JWK with this key id (or the only key when the token names none)."""
-        for attempt in range(2):
-            stale = time.monotonic() - self._keys_at > _KEYS_MAX_AGE_S
-            if attempt or stale or not self._keys:
-                jwks = self._get_json(str(self.discovery()["jwks_uri"]))
-                self._keys = {str(k.get("kid")): k for k in jwks.get("keys", [])}
-                self._keys_at = time.monotonic()
-            if kid is None and len(self._keys) == 1:
-                only: dict[str, Any] = next(iter(self._keys.values()))
-                return only
-            if kid is not None and kid in self._keys:
-                found: dict[str, Any] = self._keys[kid]
-                return found
-        return None
+        return self._issuer.signing_key(kid)
 
     def _start(self, redirect_uri: str) -> dict[str, Any]:
         try:
