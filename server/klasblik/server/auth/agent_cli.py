@@ -54,14 +54,9 @@ def add_agents_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 async def _with_db(settings: Settings, job: Callable[[Any], Awaitable[T]]) -> T:
-    from klasblik.server.storage.engine import create_engine, sessionmaker, upgrade_database
+    from klasblik.server.storage.engine import with_database
 
-    engine = create_engine(settings.database_url)
-    try:
-        await upgrade_database(engine)
-        return await job(sessionmaker(engine))
-    finally:
-        await engine.dispose()
+    return await with_database(settings.database_url, job)
 
 
 def run_agents_command(args: argparse.Namespace, settings: Settings) -> int:

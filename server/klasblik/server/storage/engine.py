@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import (
@@ -17,9 +18,18 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["create_engine", "ping", "sessionmaker", "upgrade_database", "wait_for_database"]
+__all__ = [
+    "create_engine",
+    "ping",
+    "sessionmaker",
+    "upgrade_database",
+    "wait_for_database",
+    "with_database",
+]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Longest pause between two tries while waiting for the database at start.
 _RETRY_MAX_S = 5.0
@@ -47,6 +57,18 @@ def create_engine(url: str) -> AsyncEngine:
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def with_database(
+    database_url: str, job: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]
+) -> T:
+    """Run ``job`` on a migrated database and close it after (the CLI's commands)."""
+    engine = create_engine(database_url)
+    try:
+        await upgrade_database(engine)
+        return await job(sessionmaker(engine))
+    finally:
+        await engine.dispose()
 
 
 async def upgrade_database(engine: AsyncEngine) -> None:
