@@ -125,6 +125,48 @@ async def test_viewer_joining_starts_frames_and_leaving_stops_them(live_server):
         await wait_for(lambda: agent.mode == "off", message="mode off after viewer left")
 
 
+async def test_subscribe_answer_comes_before_any_frame_it_lets_through(live_server):
+    """The grid is drawn from the subscribe answer: a frame queued ahead of it would be
+    drawn over and lost. A frame sent while the server is still preparing the answer
+    (its store look-ups held back here) never reaches the viewer before the answer."""
+    ids = await live_server.add_class("7B", [ANNA])
+    agent = TestAgent(live_server, ANNA[0])
+    client = await live_server.login("teacher@school.example")
+    entered, release = asyncio.Event(), asyncio.Event()
+    real_list = live_server.store.list
+
+    async def held_list(prefix=""):
+        entered.set()
+        await release.wait()
+        async for info in real_list(prefix):
+            yield info
+
+    live_server.store.list = held_list
+    try:
+        await agent.connect()
+        ws = await live_server.dashboard(client)
+        await ws.send_str(json.dumps({"type": "subscribe", "id": 1, "class_id": ids["class_id"]}))
+        await asyncio.wait_for(entered.wait(), timeout(5))
+        before = live_server.hub.frames_received
+        await agent.send(frame(seq=1))
+        await wait_for(lambda: live_server.hub.frames_received > before, message="frame seen")
+        release.set()
+        while True:
+            m = await ws.receive(timeout=timeout(5))
+            assert m.type == aiohttp.WSMsgType.TEXT, "a frame came before the subscribe answer"
+            d = json.loads(m.data)
+            if d["type"] == "result" and d["id"] == 1:
+                break
+        await wait_for(lambda: agent.mode == "grid", message="grid watch")
+        await agent.send(frame(seq=2))
+        sid, header, _image = await next_viewer_frame(ws)
+        assert (sid, header.seq) == (ids["students"][ANNA[0]], 2)
+    finally:
+        del live_server.store.list
+        release.set()
+        await agent.close()
+
+
 async def test_frames_are_relayed_byte_for_byte(live_server):
     """What the viewer gets after the prefix is exactly what the agent sent."""
     async with _watched(live_server) as (ids, agent, ws, _result):

@@ -256,10 +256,12 @@ class _Commands:
         hub = self.app[HUB]
         if hub.cluster is not None:  # agents held by other instances
             await hub.cluster.load_presence([st.id for st in cls.students])
-        hub.subscribe(self.viewer, class_id, [st.id for st in cls.students])
         thumbs = await asyncio.gather(*(self._has_thumbnail(st.id) for st in cls.students))
         # do-not-view: nothing of these students is shown, stored picture included
         barred = await no_view.blocked_ids(self.app[DB], [st.id for st in cls.students])
+        # No await from here to the reply: the reply is queued before any frame that the
+        # subscription lets through, so the grid never re-renders over a newer picture.
+        hub.subscribe(self.viewer, class_id, [st.id for st in cls.students])
         students = []
         for st, has_thumb in zip(cls.students, thumbs, strict=True):
             conn = hub.agents.get(st.id)
