@@ -170,7 +170,7 @@ export class FocusView {
     if (desc.state.code === "offline" && state.last_seen && Number.isFinite(Date.parse(state.last_seen))) {
       text = t("state.offlineSeen", { time: clockTime(Date.parse(state.last_seen)) });
     }
-    if (desc.state.code === "capture_error") text += ` · ${t(captureReasonKey(state.capture_error))}`;
+    if (desc.state.code === "capture_error") text += ` · ${t(captureReasonKey(state.capture_error, state.capture_code))}`;
     for (const flag of desc.flags) text += ` · ${t(`flag.${flag.code}`, state)}`;
     this.statusEl.textContent = text;
     this.statusEl.className = `focus-status status-${desc.state.kind}`;

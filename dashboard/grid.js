@@ -132,7 +132,7 @@ class Tile {
     this.tab.hidden = !tabText;
 
     const reason = desc.state.code === "capture_error" ? state.capture_error : null;
-    this.error.textContent = reason ? t(captureReasonKey(reason)) : "";
+    this.error.textContent = reason ? t(captureReasonKey(reason, state.capture_code)) : "";
     this.error.dataset.reason = reason || "";
     this.error.hidden = !reason;
 

@@ -138,9 +138,21 @@ export function isDesktopWindow(tabs) {
   return Array.isArray(tabs) && tabs.length > 0 && tabs.every((tab) => !tab.url);
 }
 
-/** Words for a capture reason an agent sent (free text, usually English): a few known
- * causes get their own words, anything else a general sentence. */
-export function captureReasonKey(reason) {
+/** The words for each cause an agent names in `capture_error.code` (docs/protocol.md). */
+const CAPTURE_CODE_KEYS = {
+  indicator: "capture.indicator",
+  locked: "capture.locked",
+  no_display: "capture.noDisplay",
+  permission: "capture.permission",
+  portal: "capture.portal",
+  page: "capture.page",
+};
+
+/** Words for why a screen cannot be captured: the agent's code (`state.capture_code`)
+ * when it names a known cause; otherwise (an older agent, `other`) a few causes are
+ * recognised in the free-text reason (usually English), anything else a general sentence. */
+export function captureReasonKey(reason, code = null) {
+  if (code && Object.hasOwn(CAPTURE_CODE_KEYS, code)) return CAPTURE_CODE_KEYS[code];
   const r = String(reason || "").toLowerCase();
   if (/lock/.test(r)) return "capture.locked";
   if (/display|no screen|monitor/.test(r)) return "capture.noDisplay";

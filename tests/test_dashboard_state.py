@@ -14,7 +14,7 @@ from sqlalchemy import update
 from klasblik import protocol as p
 from klasblik.server.storage.models import WebSession
 from tests.support.live import TestAgent, frame, start_live_server
-from tests.support.timing import timeout
+from tests.support.timing import timeout, wait_for
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
 
@@ -73,6 +73,38 @@ async def test_next_frame_clears_capture_error(live_server: Any) -> None:
         assert state["online"] is True
         sid = ids["students"][ANNA[0]]
         assert live_server.hub.agents[sid].capture_error is None
+    finally:
+        await agent.close()
+
+
+async def test_capture_error_code_reaches_the_dashboard_and_unknown_codes_are_other(
+    live_server: Any,
+) -> None:
+    """The agent's code for the cause travels as ``capture_code`` (for the teacher's
+    words); a code the server does not know is ``other``; a code that is not a string is
+    refused with ``invalid_format`` and changes nothing."""
+    ids = await live_server.add_class("7B", [ANNA])
+    agent = TestAgent(live_server, ANNA[0])
+    client = await live_server.login("teacher@school.example")
+    try:
+        await agent.connect()
+        ws = await live_server.dashboard(client)
+        await _subscribe(ws, ids["class_id"])
+
+        async def reported(reason: str, code: object) -> dict[str, Any]:
+            await agent.send(json.dumps({"type": "capture_error", "reason": reason, "code": code}))
+            state = await _next_status(ws)
+            while state.get("capture_error") != reason:
+                state = await _next_status(ws)
+            return state
+
+        assert (await reported("screen locked", "locked"))["capture_code"] == "locked"
+        assert (await reported("a new kind of trouble", "quantum"))["capture_code"] == "other"
+        await agent.send(json.dumps({"type": "capture_error", "reason": "x", "code": 7}))
+        await wait_for(lambda: agent.errors, message="the refusal of a bad code")
+        assert agent.errors[-1]["code"] == p.ErrorCode.INVALID_FORMAT
+        conn = live_server.hub.agents[ids["students"][ANNA[0]]]
+        assert (conn.capture_error, conn.capture_code) == ("a new kind of trouble", "other")
     finally:
         await agent.close()
 

@@ -508,7 +508,7 @@ def test_long_title_and_reason_are_cut() -> None:
     assert sent is not None
     assert p.decode_message(sent, "agent")["tabs"][0]["title"] == "T" * p.MAX_TITLE_CHARS
     error = p.decode_message(session.capture_error("R" * 5000), "agent")
-    assert error == {"type": "capture_error", "reason": "R" * MAX_REASON_CHARS}
+    assert error == {"type": "capture_error", "reason": "R" * MAX_REASON_CHARS, "code": "other"}
 
 
 # ---------------------------------------------------------------------------- closing and reconnecting

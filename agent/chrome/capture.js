@@ -17,16 +17,16 @@ async function sha256Hex(text) {
 }
 
 /**
- * Capture what the student sees for `watch`. Returns {error} when the page cannot be
+ * Capture what the student sees for `watch`. Returns {error, code} when the page cannot be
  * captured, else {key, encoding, width, height, image, capturedAt}; `key` identifies the
  * captured content, so an unchanged screen can be skipped before any scaling.
  */
 export async function captureActiveTab(watch, lastKey = null, privatePages = []) {
   const tab = await activeTab();
-  if (!tab) return { error: "no open tab to capture" };
+  if (!tab) return { error: "no open tab to capture", code: "no_display" };
   // A private page is never captured: checked before captureVisibleTab is called.
   if (isPrivateUrl(tab.url || tab.pendingUrl, privatePages)) return { private: true };
-  if (!isCapturableUrl(tab.url || tab.pendingUrl)) return { error: NOT_CAPTURABLE };
+  if (!isCapturableUrl(tab.url || tab.pendingUrl)) return { error: NOT_CAPTURABLE, code: "page" };
   let dataUrl;
   const capturedAt = Date.now();
   try {
@@ -34,7 +34,7 @@ export async function captureActiveTab(watch, lastKey = null, privatePages = [])
   } catch (err) {
     // chrome:, other extensions' pages, the Web Store, PDF viewer, a tab still loading...
     console.debug("klasblik: captureVisibleTab refused", err && err.message);
-    return { error: NOT_CAPTURABLE };
+    return { error: NOT_CAPTURABLE, code: "page" };
   }
   const key = await sha256Hex(dataUrl);
   if (key === lastKey) return { key, unchanged: true };

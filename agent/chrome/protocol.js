@@ -162,8 +162,9 @@ export function buildHeartbeat(seq) {
   return { type: "heartbeat", seq: seq >>> 0 };
 }
 
-export function buildCaptureError(reason) {
-  return { type: "capture_error", reason: String(reason).slice(0, 512) };
+/** `code`: one of the protocol's capture codes (docs/protocol.md), for the teacher's words. */
+export function buildCaptureError(reason, code = "other") {
+  return { type: "capture_error", reason: String(reason).slice(0, 512), code };
 }
 
 /** Seconds between heartbeats: what the server asked, never over 20 s, at least 1 s. */

@@ -391,7 +391,7 @@ async function captureTick() {
     if (shot.error) {
       if (shot.error !== state.lastCaptureError) {
         state.lastCaptureError = shot.error;
-        send(P.buildCaptureError(shot.error));
+        send(P.buildCaptureError(shot.error, shot.code));
         publish();
       }
       return;

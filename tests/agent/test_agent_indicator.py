@@ -261,6 +261,7 @@ async def test_no_indicator_no_capture(server: StandInServer, tmp_path: Path, xv
         assert reason.startswith(
             "the watched indicator cannot be shown: cannot open the X display :9999"
         )
+        assert conn.of_type("capture_error")[0]["code"] == "indicator"  # the teacher's words
         await asyncio.sleep(timeout(0.3))
         assert grabber.grabs == 0 and conn.frames == []
     finally:

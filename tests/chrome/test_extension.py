@@ -162,7 +162,7 @@ async def test_uncapturable_page_sends_capture_error(rig: Rig, url: str) -> None
     errors = await rig.conn.wait_for(
         lambda: rig.conn.messages("capture_error"), timeout(10), "capture_error"
     )
-    assert errors[0]["reason"] == "page cannot be captured"
+    assert (errors[0]["reason"], errors[0]["code"]) == ("page cannot be captured", "page")
     await asyncio.sleep(2)  # idle: four capture intervals, with no frame and no second error
     assert rig.conn.frames() == []
     assert len(rig.conn.messages("capture_error")) == 1, "the same reason is not repeated"

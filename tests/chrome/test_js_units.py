@@ -93,7 +93,7 @@ def test_js_messages_pass_python_validation() -> None:
         " active: true, windowId: 3}, {title: 'B', url: 'chrome://newtab/', active: false, windowId: 4}];\n"
         "const msgs = [P.buildHello({token: 't', account: 'a@school.example', deviceId: 'dev-1',"
         " os: 'Linux', agentVersion: '0.1.0'}), s.nextHeartbeat(), s.tabsFor(raw),"
-        " P.buildCaptureError(P.NOT_CAPTURABLE)];\n"
+        " P.buildCaptureError(P.NOT_CAPTURABLE, 'page')];\n"
         "process.stdout.write(JSON.stringify(msgs));"
     )
     messages = json.loads(out)
@@ -101,6 +101,7 @@ def test_js_messages_pass_python_validation() -> None:
         protocol.decode_message(json.dumps(msg), "agent")
     assert [m["type"] for m in messages] == ["hello", "heartbeat", "tabs", "capture_error"]
     assert messages[0]["device"]["kind"] == "chromebook"
+    assert messages[3]["code"] == "page"
     tabs = messages[2]["tabs"]
     assert [len(tabs[0]["title"]), len(tabs[0]["url"])] == [512, 2048]
     assert [t["window"] for t in tabs] == [3, 4]

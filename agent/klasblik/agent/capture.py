@@ -73,9 +73,11 @@ class CaptureError(KlasblikError):
 
     code = "capture_failed"
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, cause: str = "other") -> None:
         super().__init__(reason)
         self.reason = reason
+        #: one of ``klasblik.protocol.CAPTURE_CODES``: what the teacher is told
+        self.cause = cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +96,18 @@ class Grabber(Protocol):
     def close(self) -> None: ...
 
 
+def is_wayland(env: dict[str, str] | os._Environ[str]) -> bool:
+    """A Wayland session: even with Xwayland's DISPLAY, X capture sees only X clients."""
+    return env.get("XDG_SESSION_TYPE") == "wayland" or bool(
+        env.get("WAYLAND_DISPLAY") and not env.get("DISPLAY")
+    )
+
+
 def display_problem(platform: str = sys.platform, env: dict[str, str] | None = None) -> str | None:
     """A reason why no screen can be captured on this platform and session, or None."""
     env = dict(os.environ) if env is None else env
     if platform.startswith("linux") or "bsd" in platform:
-        # A Wayland session: even with Xwayland's DISPLAY, X capture sees only X clients.
-        if env.get("XDG_SESSION_TYPE") == "wayland" or (
-            env.get("WAYLAND_DISPLAY") and not env.get("DISPLAY")
-        ):
+        if is_wayland(env):
             return portal_problem(env)
         if env.get("DISPLAY"):
             return None
@@ -152,7 +158,7 @@ class ScreenGrabber:
         if self._sct is None:
             problem = display_problem() if self._display is None else None
             if problem:
-                raise CaptureError(problem)
+                raise CaptureError(problem, "portal" if is_wayland(os.environ) else "no_display")
             try:
                 if self._display is not None:
                     self._sct = mss.MSS(display=self._display)

@@ -374,7 +374,7 @@ class AgentClient:
         if problem is not None:
             if self._capture_reasons.is_new(problem):
                 log.warning("not capturing: %s", problem)
-                await session.ws.send(self.protocol.capture_error(problem))
+                await session.ws.send(self.protocol.capture_error(problem, "indicator"))
             return True
         encoding = choose_encoding(self.settings.encoding, watch)
         try:
@@ -384,7 +384,7 @@ class AgentClient:
         except CaptureError as exc:
             if self._capture_reasons.is_new(exc.reason):
                 log.warning("cannot capture the screen: %s", exc.reason)
-                await session.ws.send(self.protocol.capture_error(exc.reason))
+                await session.ws.send(self.protocol.capture_error(exc.reason, exc.cause))
             return True
         self._capture_reasons.clear()
         # "off" (or a new request) while the grab ran: drop it, send nothing.

@@ -19,6 +19,7 @@ what to send and how long to wait before reconnecting.
 """
 
 from klasblik.protocol.codes import (
+    CAPTURE_CODES,
     DEFAULT_MAX_FRAME_BYTES,
     IDENTITY_KINDS,
     IDENTITY_LEVELS,
@@ -78,6 +79,7 @@ from klasblik.protocol.session import (
 )
 
 __all__ = [
+    "CAPTURE_CODES",
     "DEFAULT_MAX_FRAME_BYTES",
     "FRAME_HEADER_SIZE",
     "FRAME_MAGIC",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "CAPTURE_CODES",
     "DEFAULT_MAX_FRAME_BYTES",
     "IDENTITY_KINDS",
     "IDENTITY_LEVELS",
@@ -41,6 +42,22 @@ DEFAULT_MAX_FRAME_BYTES: Final = 1024 * 1024
 
 WATCH_MODES: Final = ("off", "grid", "focus")
 TAB_SCOPES: Final = ("none", "active", "all")
+#: Why a screen cannot be captured (``capture_error.code``), so that a dashboard can say it
+#: in the teacher's language; the free-text ``reason`` stays for IT. ``indicator``: the
+#: watched sign cannot be shown, so nothing is captured; ``locked``: the screen is locked;
+#: ``no_display``: no screen to capture; ``permission``: the operating system or the user
+#: did not allow capture; ``portal``: a Wayland session without a usable ScreenCast portal;
+#: ``page``: a browser page that cannot be captured (browser settings, the Web Store);
+#: ``other``: anything else. A code the server does not know counts as ``other``.
+CAPTURE_CODES: Final = (
+    "indicator",
+    "locked",
+    "no_display",
+    "permission",
+    "portal",
+    "page",
+    "other",
+)
 
 MAX_TABS: Final = 500
 MAX_TITLE_CHARS: Final = 512

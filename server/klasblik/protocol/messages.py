@@ -59,7 +59,8 @@ SCHEMAS: Final[dict[str, dict[str, dict[str, _FieldSpec]]]] = {
         "proof": {"nonce": ("str", True), "signature": ("str", True)},
         "heartbeat": {"seq": ("int", False)},
         "tabs": {"tabs": ("tabs", True)},
-        "capture_error": {"reason": ("str", True)},
+        # code: one of CAPTURE_CODES (a string: a newer agent's code is "other" here)
+        "capture_error": {"reason": ("str", True), "code": ("str", False)},
         #: the device shows a page on the school's private list: nothing is captured
         "private_page": {"on": ("bool", True)},
     },

@@ -523,11 +523,12 @@ class AgentSession:
         self.heartbeat_seq += 1
         return encode_message({"type": "heartbeat", "seq": self.heartbeat_seq}, "agent")
 
-    def capture_error(self, reason: str) -> str:
-        """A ``capture_error`` telling the server why the screen cannot be captured now."""
+    def capture_error(self, reason: str, code: str = "other") -> str:
+        """A ``capture_error`` telling the server why the screen cannot be captured now:
+        ``code`` (one of ``CAPTURE_CODES``) for the teacher's words, ``reason`` for IT."""
         self._require_open("capture_error")
         return encode_message(
-            {"type": "capture_error", "reason": reason[:MAX_REASON_CHARS]}, "agent"
+            {"type": "capture_error", "reason": reason[:MAX_REASON_CHARS], "code": code}, "agent"
         )
 
     def private_page(self, on: bool) -> str:

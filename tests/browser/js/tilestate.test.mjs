@@ -82,4 +82,10 @@ test("domains, desktop windows and capture reasons", () => {
   assert.equal(captureReasonKey("screen locked (demo)"), "capture.locked");
   assert.equal(captureReasonKey("no display to capture (DISPLAY not set)"), "capture.noDisplay");
   assert.equal(captureReasonKey("something odd"), "capture.other");
+  // the agent's code wins over the words of its reason; an unknown code falls back to them
+  assert.equal(captureReasonKey("the watched indicator was closed (exit 1)", "indicator"), "capture.indicator");
+  assert.equal(captureReasonKey("page cannot be captured", "page"), "capture.page");
+  assert.equal(captureReasonKey("Wayland session without a portal", "portal"), "capture.portal");
+  assert.equal(captureReasonKey("screen locked", "other"), "capture.locked");
+  assert.equal(captureReasonKey("screen locked", "__proto__"), "capture.locked");
 });

@@ -392,7 +392,12 @@ class DemoAgent:
                 if not reported_error:
                     await ws.send_str(
                         p.encode_message(
-                            {"type": "capture_error", "reason": "screen locked (demo)"}, "agent"
+                            {
+                                "type": "capture_error",
+                                "reason": "screen locked (demo)",
+                                "code": "locked",
+                            },
+                            "agent",
                         )
                     )
                     reported_error = True

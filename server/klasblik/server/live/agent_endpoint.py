@@ -293,7 +293,7 @@ async def _handle(
     elif kind == "capture_error":
         if not limits.capture_errors.take():
             return False
-        hub.on_capture_error(conn, m["reason"])
+        hub.on_capture_error(conn, m["reason"], m.get("code"))
     elif kind == "private_page":
         hub.on_private_page(conn, m["on"])
     elif kind in ("hello", "proof"):

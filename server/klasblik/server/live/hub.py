@@ -75,6 +75,8 @@ class AgentConn:
     connected_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     last_seen: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     capture_error: str | None = None
+    #: its code (``p.CAPTURE_CODES``), for the teacher's words
+    capture_code: str = "other"
     tabs: list[dict[str, Any]] = field(default_factory=list)
     watch: dict[str, Any] | None = None
     frames_in: int = 0
@@ -281,6 +283,8 @@ class Hub:
                 "mode": "off" if why else conn.mode,
                 "identity": conn.identity,
             }
+            if conn.capture_error is not None:
+                state["capture_code"] = conn.capture_code
             if conn.private_page and not why:
                 state["private_page"] = True
         else:
@@ -432,8 +436,9 @@ class Hub:
         )
         self.latest.offer(tabs_name(sid), json.dumps(stored, ensure_ascii=False).encode())
 
-    def on_capture_error(self, conn: AgentConn, reason: str) -> None:
+    def on_capture_error(self, conn: AgentConn, reason: str, code: str | None = None) -> None:
         conn.capture_error = reason[:300]
+        conn.capture_code = code if code in p.CAPTURE_CODES else "other"
         self._broadcast_status(conn.student_id)
 
     # ---- viewers ------------------------------------------------------------------
