@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from sqlalchemy import select
+
 from klasblik.server.access import audit
 from tests.privacy.conftest import ANNA, IT, TEACHER, csrf, entries, make_admin
 from tests.support.live import TestAgent, frame
@@ -171,6 +173,25 @@ async def test_an_entry_made_on_another_instance_reaches_a_connected_agent(db_ur
             await agent.close()
     finally:
         await server.stop()
+
+
+async def test_an_agent_whose_student_is_gone_is_not_captured(sm):
+    """What a connected agent may not capture: listed students and students no longer in
+    the database (erased on another instance while the agent stayed connected here)."""
+    from klasblik.server.access import no_view
+    from klasblik.server.roster.csv_import import import_students_csv
+    from klasblik.server.storage.models import Student
+
+    await import_students_csv(sm, CSV.replace(";ja\n", ";nee\n").encode())
+    async with sm() as session:
+        ids = sorted(await session.scalars(select(Student.id)))
+    gone = max(ids) + 1000
+    assert await no_view.not_to_capture(sm, [*ids, gone]) == {gone}
+    await no_view.block(sm, ANNA[0], None, "it", IT, "objection")
+    async with sm() as session:
+        anna = await session.scalar(select(Student.id).where(Student.username == ANNA[0]))
+    assert await no_view.not_to_capture(sm, [*ids, gone]) == {anna, gone}
+    assert await no_view.not_to_capture(sm, []) == set()
 
 
 async def test_do_not_view_hides_and_deletes_the_stored_picture(server):

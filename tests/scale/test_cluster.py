@@ -88,7 +88,9 @@ async def pump(agent: TestAgent, color: tuple[int, int, int]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def cluster(tmp_path, pg_url, names=("a", "b")) -> AsyncIterator[dict[str, Any]]:
+async def cluster(
+    tmp_path, pg_url, names=("a", "b"), extra_env: dict[str, str] | None = None
+) -> AsyncIterator[dict[str, Any]]:
     redis = RedisProcess(tmp_path / "redis")
     redis.start()
     db = SharedDatabase(pg_url)
@@ -104,6 +106,7 @@ async def cluster(tmp_path, pg_url, names=("a", "b")) -> AsyncIterator[dict[str,
             "KLASBLIK_FOCUS_INTERVAL_MS": "100",
             "KLASBLIK_STORE_INTERVAL_S": "0",
             "KLASBLIK_HEARTBEAT_S": "5",
+            **(extra_env or {}),
         }
         await db.migrate()
         roster = await db.add_class("7B", [ANNA, BRAM])  # read by the servers at start
@@ -388,4 +391,48 @@ async def test_new_remote_viewer_gets_tabs_and_status_without_a_resend(tmp_path,
             sender.cancel()
             await local.close()
             await remote.close()
+            await agent.close()
+
+
+async def test_do_not_view_set_on_one_instance_stops_the_agent_on_the_other_at_once(
+    tmp_path, pg_url
+):
+    """Agent on A watched from B; IT sets do-not-view on B: A is asked (kb:recheck) to look
+    the entry up now, and its agent is told to stop well before the periodic access check
+    (an hour here) would have; cleared again, the agent is watched again."""
+    async with cluster(tmp_path, pg_url, extra_env={"KLASBLIK_ACCESS_CHECK_S": "3600"}) as c:
+        a, b = c["a"], c["b"]
+        anna = c["roster"]["students"][ANNA[0]]
+        async with c["db"].sm() as session, session.begin():
+            await session.execute(
+                text("UPDATE staff SET is_admin = true WHERE username = :u"), {"u": TEACHER}
+            )
+        agent = await _agent_on(a, ANNA[0])
+        viewer = await _viewer_on(c, b)
+        it = b.client(await c["db"].session_token(TEACHER))
+        try:
+            await viewer.command(type="subscribe", class_id=c["roster"]["class_id"])
+            await wait_for(lambda: agent.mode == "grid", timeout(10), "grid watch at A")
+            me = await (await it.get(b.base_url + "/api/me")).json()
+            headers = {"X-CSRF-Token": me["csrf_token"], "Origin": b.base_url}
+
+            async def no_view(on: bool) -> None:
+                r = await it.post(
+                    b.base_url + "/api/admin/students/no-view",
+                    json={"username": ANNA[0], "on": on, "reason": "objection"},
+                    headers=headers,
+                )
+                assert r.status == 200, await r.text()
+
+            await no_view(True)
+            await wait_for(lambda: agent.mode == "off", timeout(10), "A's agent told to stop")
+            await wait_for(
+                lambda: (viewer.last_status(anna) or {}).get("no_view"),
+                timeout(10),
+                "B's tile saying why",
+            )
+            await no_view(False)
+            await wait_for(lambda: agent.mode == "grid", timeout(10), "A's agent watched again")
+        finally:
+            await viewer.close()
             await agent.close()

@@ -466,6 +466,55 @@ def test_bad_demand_is_refused(data, code):
     assert _code(codec.decode_demand, data) == code
 
 
+# ---- recheck --------------------------------------------------------------------------
+
+
+def test_recheck_message_bytes():
+    """A recheck names its instance, what to look up again, and the students, sorted."""
+    assert codec.RECHECK_CHANNEL == b"kb:recheck"
+    assert codec.encode_recheck(INSTANCE, "no_view", [7, 3, 7]) == (
+        b'{"i":"web1-4242-a1b2c3","w":"no_view","s":[3,7]}'
+    )
+
+
+def test_recheck_round_trip_ignores_extra_keys():
+    data = b'{"i":"web1-4242-a1b2c3","w":"no_view","s":[3,7],"x":1}'
+    assert codec.decode_recheck(data) == codec.Recheck(INSTANCE, "no_view", (3, 7))
+
+
+def test_recheck_of_nothing_or_too_much_is_not_written():
+    for what, ids in (("no_view", []), ("everything", [1]), ("no_view", range(1, 1002))):
+        with pytest.raises(ValueError):
+            codec.encode_recheck(INSTANCE, what, ids)
+
+
+def _recheck(students: Any, what: Any = "no_view") -> bytes:
+    return json.dumps({"i": INSTANCE, "w": what, "s": students}).encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ("text", codec.NOT_BYTES),
+        (b"\xff", codec.NOT_UTF8),
+        (b"[1]", codec.NOT_JSON),
+        (_recheck([1], "erase_everyone"), codec.UNKNOWN_KIND),
+        (_recheck([1], None), codec.UNKNOWN_KIND),
+        (_recheck([]), codec.BAD_FIELD),
+        (_recheck("1"), codec.BAD_FIELD),
+        (_recheck(list(range(1, 1002))), codec.BAD_FIELD),
+        (_recheck([True]), codec.OUT_OF_RANGE),
+        (_recheck([0]), codec.OUT_OF_RANGE),
+        (_recheck([2**31]), codec.OUT_OF_RANGE),
+        (_recheck([1.0]), codec.OUT_OF_RANGE),
+        (_recheck(["1"]), codec.OUT_OF_RANGE),
+    ],
+)
+def test_bad_recheck_is_refused(data, code):
+    """A recheck with anything wrong is refused whole, with the code that says what."""
+    assert _code(codec.decode_recheck, data) == code
+
+
 # ---- presence -------------------------------------------------------------------------
 
 

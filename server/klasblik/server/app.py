@@ -42,6 +42,7 @@ from klasblik.server.net import parse_networks
 from klasblik.server.retention.schedule import jobs_ctx
 from klasblik.server.roster.jobs import roster_jobs_ctx
 from klasblik.server.roster.lookup import StudentLookup
+from klasblik.server.roster.revocation import recheck_no_view
 from klasblik.server.settings import Settings
 from klasblik.server.storage.blobs import open_blob_store
 from klasblik.server.storage.blobs.base import BlobStoreError
@@ -112,6 +113,12 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
         app[HUB] = hub
         app[LAST_SEEN] = last_seen = LastSeenWriter(sm)
         app[STUDENTS] = students = StudentLookup(sm)
+        if cluster is not None:  # IT's do-not-view change on another instance: apply it now
+
+            def recheck(_what: str, ids: tuple[int, ...]) -> None:
+                hub.tasks.spawn(recheck_no_view(sm, hub, ids), "do-not-view recheck")
+
+            cluster.on_recheck = recheck
         app[REFUSALS] = refusals = RefusalLog(
             sm, settings.refusal_log_window_s, settings.refusal_log_max
         )

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik.server.storage.models import CaptureBlock, Student
 
-__all__ = ["SOURCES", "block", "blocked", "blocked_ids", "clear", "entry"]
+__all__ = ["SOURCES", "block", "blocked", "blocked_ids", "clear", "entry", "not_to_capture"]
 
 #: Who put a student on the list.
 SOURCES = ("it", "roster", "erased")
@@ -83,3 +83,14 @@ async def blocked_ids(sm: async_sessionmaker[AsyncSession], student_ids: list[in
             .where(Student.id.in_(sorted(set(student_ids))))
         )
         return set(rows)
+
+
+async def not_to_capture(sm: async_sessionmaker[AsyncSession], student_ids: list[int]) -> set[int]:
+    """The ids of ``student_ids`` that no device may capture: on the list, or no longer a
+    student at all (erased on another instance while its agent was connected here)."""
+    if not student_ids:
+        return set()
+    wanted = sorted(set(student_ids))
+    async with sm() as session:
+        existing = set(await session.scalars(select(Student.id).where(Student.id.in_(wanted))))
+    return (set(wanted) - existing) | await blocked_ids(sm, sorted(existing))

@@ -5,6 +5,7 @@ database, against who may see whom now (``access/rules.py``)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -62,14 +63,18 @@ async def recheck_viewers(
     return closed
 
 
-async def recheck_no_view(sm: async_sessionmaker[AsyncSession], hub: Hub) -> int:
-    """Apply the do-not-view list to the agents connected here (an entry set or cleared on
-    another instance); return how many changed. The instance that takes IT's request
-    applies it at once; others within ``access_check_s``."""
-    ids = sorted(hub.agents)
+async def recheck_no_view(
+    sm: async_sessionmaker[AsyncSession], hub: Hub, student_ids: Iterable[int] | None = None
+) -> int:
+    """Apply the do-not-view list to the agents connected here (of ``student_ids``, or
+    all): an entry set or cleared on another instance; return how many changed. The
+    instance that takes IT's request applies it at once and asks the others through the
+    cluster link (``kb:recheck``) to do it now; every ``access_check_s`` all are checked
+    again, for a request that Redis did not carry."""
+    ids = sorted(hub.agents if student_ids is None else set(student_ids) & hub.agents.keys())
     if not ids:
         return 0
-    blocked = await no_view.blocked_ids(sm, ids)
+    blocked = await no_view.not_to_capture(sm, ids)
     changed = 0
     for sid in ids:
         on = sid in blocked

@@ -242,6 +242,8 @@ async def student_erase(request: web.Request) -> web.Response:
             f"blob store unavailable; nothing was erased from it, try again: {exc}",
             503,
         ) from None
+    if (cluster := app[HUB].cluster) is not None:  # its agent on another instance: now too
+        cluster.ask_recheck("no_view", [student.id])
     return web.json_response(
         {
             "erased": True,
@@ -286,6 +288,8 @@ async def student_no_view(request: web.Request) -> web.Response:
     )
     if sid is not None:
         app[HUB].set_no_view(sid, on)
+        if (cluster := app[HUB].cluster) is not None:  # the instance holding the agent: now
+            cluster.ask_recheck("no_view", [sid])
         if on:  # restriction: the stored screenshot and tab list go too
             app[LATEST].forget(student_prefix(sid))
             try:

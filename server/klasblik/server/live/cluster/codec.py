@@ -6,6 +6,7 @@ these bytes, so they only ever change together with a plan for mixed versions;
 Names::
 
     kb:demand               the channel every instance publishes its demand on
+    kb:recheck              "look again now": students whose do-not-view entry changed
     kb:s:<student id>       a student's channel: frames, tabs and status of its agent
     kb:p:<student id>       a student's presence key: which instance holds its agent
 
@@ -17,6 +18,7 @@ Values (ids in decimal ASCII; a location id of -1, or any negative one, reads as
     status    "S" {"i":instance,"s":state,"d":[location,home location]}
     demand    {"i":instance,"full":bool,["ask":true,]"d":{"<student id>":[entry, ...]}}
               entry = [mode ("grid" or "focus"), viewer name, location, home location]
+    recheck   {"i":instance,"w":"no_view","s":[student id, ...]}   (at most 1000 ids)
 
 ``place`` is 8 bytes: the device's current and home location as two big-endian signed
 32-bit integers, -1 for none. The JSON of status and demand is compact (no spaces) and
@@ -25,7 +27,10 @@ for a location that is none; a demand message lists each student's entries once,
 by the ``repr`` of their (mode, name, location, home location) tuple. Status and demand
 come from the instance named in ``"i"``; ``"full"`` means the message replaces all of
 that instance's demand, ``"ask"`` that it wants the current tabs and status of the
-students listed. A peer's own extra JSON keys are ignored.
+students listed. A recheck carries no decision, only which students to look up again in
+the database (the instance holding their agents applies what the database says), so a
+forged one can cost a query but never stop or start a capture. A peer's own extra JSON
+keys are ignored.
 
 Every decoder raises :class:`ClusterMessageError`, with one of the codes below, for
 anything it cannot read; nothing else escapes a decoder, whatever the input.
@@ -51,6 +56,7 @@ __all__ = [
     "DEMAND_CHANNEL",
     "EMPTY",
     "FRAME",
+    "MAX_RECHECK_IDS",
     "MODES",
     "NOT_A_FRAME",
     "NOT_BYTES",
@@ -59,6 +65,8 @@ __all__ = [
     "NOWHERE",
     "OUT_OF_RANGE",
     "PLACE_SIZE",
+    "RECHECK_CHANNEL",
+    "RECHECK_KINDS",
     "STATUS",
     "TABS",
     "TRUNCATED",
@@ -70,14 +78,17 @@ __all__ = [
     "FrameMessage",
     "Place",
     "Presence",
+    "Recheck",
     "StatusMessage",
     "StudentMessage",
     "TabsMessage",
     "decode_demand",
+    "decode_recheck",
     "decode_student_message",
     "encode_demand",
     "encode_frame",
     "encode_presence",
+    "encode_recheck",
     "encode_status",
     "encode_tabs",
     "instance_name",
@@ -133,6 +144,10 @@ class ClusterMessageError(KlasblikError, ValueError):
 # ---- names ----------------------------------------------------------------------------
 
 DEMAND_CHANNEL: Final = b"kb:demand"
+RECHECK_CHANNEL: Final = b"kb:recheck"
+#: what a recheck asks to look up again
+RECHECK_KINDS: Final = ("no_view",)
+MAX_RECHECK_IDS: Final = 1000
 _STUDENT_PREFIX: Final = b"kb:s:"
 _PRESENCE_PREFIX: Final = b"kb:p:"
 
@@ -423,6 +438,47 @@ def _demand_entry(raw: object) -> DemandEntry:
     return DemandEntry(
         mode, _sendable(name, "viewer name"), _location(loc, "entry"), _location(home, "entry")
     )
+
+
+# ---- recheck --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Recheck:
+    """Students whose ``what`` (``RECHECK_KINDS``) changed on instance ``instance``."""
+
+    instance: str
+    what: str
+    students: tuple[int, ...]
+
+
+def encode_recheck(instance: str, what: str, student_ids: Iterable[int]) -> bytes:
+    """A ``kb:recheck`` message; ``what`` one of ``RECHECK_KINDS``, ids sorted, at most
+    :data:`MAX_RECHECK_IDS` (the caller sends more in several messages)."""
+    ids = sorted(set(student_ids))
+    if what not in RECHECK_KINDS or not ids or len(ids) > MAX_RECHECK_IDS:
+        raise ValueError(f"recheck of {what!r} for {len(ids)} students")
+    return json.dumps({"i": instance, "w": what, "s": ids}, separators=(",", ":")).encode()
+
+
+def decode_recheck(data: object) -> Recheck:
+    """Read one message from ``kb:recheck``; anything odd refuses the whole message."""
+    if not isinstance(data, bytes):
+        raise ClusterMessageError(NOT_BYTES, f"message is {type(data).__name__}")
+    body = _json_object(_utf8(data, "recheck"), "recheck")
+    instance = _instance(body)
+    what = body.get("w")
+    if what not in RECHECK_KINDS:
+        raise ClusterMessageError(UNKNOWN_KIND, f"recheck of {what!r:.40}")
+    raw = body.get("s")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_RECHECK_IDS:
+        raise ClusterMessageError(BAD_FIELD, "recheck 's' is not a list of 1 to 1000 ids")
+    ids = []
+    for sid in raw:
+        if not isinstance(sid, int) or isinstance(sid, bool) or not 1 <= sid <= p.MAX_ID:
+            raise ClusterMessageError(OUT_OF_RANGE, f"recheck student id {sid!r:.40}")
+        ids.append(sid)
+    return Recheck(instance, str(what), tuple(ids))
 
 
 # ---- presence -------------------------------------------------------------------------

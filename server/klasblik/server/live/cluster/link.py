@@ -13,6 +13,10 @@ per-viewer outboxes do the sending.
   viewers subscribe to those channels and relay the same bytes to their viewers. Once
   subscribed to a new student, an instance asks for the current state (``"ask"`` in its
   demand message), and the holding instance answers with the agent's tabs and status.
+- **Rechecks.** When IT sets or clears a student's do-not-view entry on one instance, it
+  publishes the student on ``kb:recheck``; the instance holding that student's agent
+  looks the entry up in the database at once (``on_recheck``) instead of at its next
+  access check. The message carries no decision: a forged one costs a query, nothing more.
 - **Presence.** ``kb:p:<student id>`` names the instance holding the agent, with a TTL of
   three periods refreshed while the agent stays connected; an instance that dies lets its
   keys expire, so the grid shows those students offline until they reconnect elsewhere.
@@ -43,7 +47,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -52,6 +56,8 @@ from redis.exceptions import RedisError
 from klasblik.server.live.cluster import codec
 from klasblik.server.live.cluster.codec import (
     DEMAND_CHANNEL,
+    MAX_RECHECK_IDS,
+    RECHECK_CHANNEL,
     ClusterMessageError,
     DemandEntry,
     Place,
@@ -121,6 +127,9 @@ class Cluster:
         self.rejected = 0
         #: error code -> (when it was last logged, how many went unlogged since)
         self._reject_log: dict[str, tuple[float, int]] = {}
+        #: called with (what, student ids held here) when another instance asks for a
+        #: recheck (app.py: the do-not-view look-up); never awaited here
+        self.on_recheck: Callable[[str, tuple[int, ...]], None] | None = None
         hub.cluster = self
 
     # ---- lifecycle -----------------------------------------------------------------
@@ -168,7 +177,7 @@ class Cluster:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await client.ping()
-                await pubsub.subscribe(DEMAND_CHANNEL)
+                await pubsub.subscribe(DEMAND_CHANNEL, RECHECK_CHANNEL)
                 self._subscribed = set()
                 self._client = client
                 self._queue.clear()
@@ -301,6 +310,22 @@ class Cluster:
         message = codec.encode_status(self.instance, state, _place_of(conn))
         self._enqueue(("pub", student_channel(conn.student_id), message))
 
+    def ask_recheck(self, what: str, student_ids: Sequence[int]) -> None:
+        """Ask every other instance to look ``what`` up again for these students now
+        (lost while Redis is down: the periodic access check still applies it)."""
+        ids = sorted(set(student_ids))
+        for start in range(0, len(ids), MAX_RECHECK_IDS):
+            chunk = ids[start : start + MAX_RECHECK_IDS]
+            message = codec.encode_recheck(self.instance, what, chunk)
+            self._enqueue(("pub", RECHECK_CHANNEL, message))
+
+    def _on_recheck(self, recheck: codec.Recheck) -> None:
+        if recheck.instance == self.instance or self.on_recheck is None:
+            return
+        held = tuple(sid for sid in recheck.students if sid in self.hub.agents)
+        if held:
+            self.on_recheck(recheck.what, held)
+
     async def load_presence(self, student_ids: list[int]) -> None:
         """Learn which of these students' agents other instances hold (before a grid opens)."""
         client = self._client
@@ -422,6 +447,8 @@ class Cluster:
             try:
                 if channel == DEMAND_CHANNEL:
                     self._on_demand(codec.decode_demand(data))
+                elif channel == RECHECK_CHANNEL:
+                    self._on_recheck(codec.decode_recheck(data))
                 else:
                     self._on_student_message(codec.parse_student_channel(channel), data)
             except ClusterMessageError as exc:
