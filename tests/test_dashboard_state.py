@@ -4,8 +4,10 @@ a capture error cleared by the next frame, and the socket closed when its sign-i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -52,16 +54,27 @@ async def _closed(ws: aiohttp.ClientWebSocketResponse) -> tuple[dict[str, Any], 
             return closed, ws.close_code
 
 
+@contextlib.asynccontextmanager
+async def _watched_agent(
+    server: Any,
+) -> AsyncIterator[tuple[dict[str, Any], TestAgent, aiohttp.ClientWebSocketResponse]]:
+    """A class of one with a connected agent, and a teacher's dashboard subscribed to it."""
+    ids = await server.add_class("7B", [ANNA])
+    agent = TestAgent(server, ANNA[0])
+    client = await server.login("teacher@school.example")
+    try:
+        await agent.connect()
+        ws = await server.dashboard(client)
+        await _subscribe(ws, ids["class_id"])
+        yield ids, agent, ws
+    finally:
+        await agent.close()
+
+
 async def test_next_frame_clears_capture_error(live_server: Any) -> None:
     """A capture error reaches the dashboard; the next frame clears it (``capture_error``
     null), so the tile stops saying it cannot capture."""
-    ids = await live_server.add_class("7B", [ANNA])
-    agent = TestAgent(live_server, ANNA[0])
-    client = await live_server.login("teacher@school.example")
-    try:
-        await agent.connect()
-        ws = await live_server.dashboard(client)
-        await _subscribe(ws, ids["class_id"])
+    async with _watched_agent(live_server) as (ids, agent, ws):
         await agent.send(json.dumps({"type": "capture_error", "reason": "screen locked"}))
         state = await _next_status(ws)
         while state.get("capture_error") is None:  # the grid watch's own status first
@@ -73,8 +86,6 @@ async def test_next_frame_clears_capture_error(live_server: Any) -> None:
         assert state["online"] is True
         sid = ids["students"][ANNA[0]]
         assert live_server.hub.agents[sid].capture_error is None
-    finally:
-        await agent.close()
 
 
 async def test_capture_error_code_reaches_the_dashboard_and_unknown_codes_are_other(
@@ -83,13 +94,7 @@ async def test_capture_error_code_reaches_the_dashboard_and_unknown_codes_are_ot
     """The agent's code for the cause travels as ``capture_code`` (for the teacher's
     words); a code the server does not know is ``other``; a code that is not a string is
     refused with ``invalid_format`` and changes nothing."""
-    ids = await live_server.add_class("7B", [ANNA])
-    agent = TestAgent(live_server, ANNA[0])
-    client = await live_server.login("teacher@school.example")
-    try:
-        await agent.connect()
-        ws = await live_server.dashboard(client)
-        await _subscribe(ws, ids["class_id"])
+    async with _watched_agent(live_server) as (ids, agent, ws):
 
         async def reported(reason: str, code: object) -> dict[str, Any]:
             await agent.send(json.dumps({"type": "capture_error", "reason": reason, "code": code}))
@@ -105,8 +110,6 @@ async def test_capture_error_code_reaches_the_dashboard_and_unknown_codes_are_ot
         assert agent.errors[-1]["code"] == p.ErrorCode.INVALID_FORMAT
         conn = live_server.hub.agents[ids["students"][ANNA[0]]]
         assert (conn.capture_error, conn.capture_code) == ("a new kind of trouble", "other")
-    finally:
-        await agent.close()
 
 
 async def test_sign_out_closes_the_dashboard_socket_at_once(live_server: Any) -> None:

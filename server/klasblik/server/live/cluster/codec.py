@@ -405,10 +405,7 @@ def encode_demand(
 
 def decode_demand(data: object) -> Demand:
     """Read one message from ``kb:demand``; a bad entry refuses the whole message."""
-    if not isinstance(data, bytes):
-        raise ClusterMessageError(NOT_BYTES, f"message is {type(data).__name__}")
-    body = _json_object(_utf8(data, "demand"), "demand")
-    instance = _instance(body)
+    body, instance = _instance_message(data, "demand")
     full = body.get("full")
     ask = body.get("ask", False)
     if not isinstance(full, bool) or not isinstance(ask, bool):
@@ -463,10 +460,7 @@ def encode_recheck(instance: str, what: str, student_ids: Iterable[int]) -> byte
 
 def decode_recheck(data: object) -> Recheck:
     """Read one message from ``kb:recheck``; anything odd refuses the whole message."""
-    if not isinstance(data, bytes):
-        raise ClusterMessageError(NOT_BYTES, f"message is {type(data).__name__}")
-    body = _json_object(_utf8(data, "recheck"), "recheck")
-    instance = _instance(body)
+    body, instance = _instance_message(data, "recheck")
     what = body.get("w")
     if what not in RECHECK_KINDS:
         raise ClusterMessageError(UNKNOWN_KIND, f"recheck of {what!r:.40}")
@@ -566,6 +560,14 @@ def _json_object(text: str, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ClusterMessageError(NOT_JSON, f"{what} is a JSON {type(body).__name__}")
     return body
+
+
+def _instance_message(data: object, what: str) -> tuple[dict[str, Any], str]:
+    """The JSON object of a demand or recheck message, and the instance it names."""
+    if not isinstance(data, bytes):
+        raise ClusterMessageError(NOT_BYTES, f"message is {type(data).__name__}")
+    body = _json_object(_utf8(data, what), what)
+    return body, _instance(body)
 
 
 def _instance(body: dict[str, Any]) -> str:
