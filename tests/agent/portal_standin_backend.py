@@ -1,0 +1,96 @@
+"""A stand-in ScreenCast portal *backend* (org.freedesktop.impl.portal.ScreenCast).
+
+Run as a program on a test's private session bus, beside the real xdg-desktop-portal
+(the frontend that programs talk to). It is what a desktop's backend (GNOME, KDE, wlr)
+does minus the dialog: every Start is answered at once with one PipeWire node (a real
+node, made by the test), ``persist_mode`` as asked and ``restore_data``, so the real
+frontend makes, stores and later checks the restore token itself. Each call and its
+options are written as one JSON line to the log file, so a test can see, for example,
+that the second session came with the restore data (a real backend then skips its
+dialog). A file ``answer`` beside the log holding ``decline`` makes Start answer 1 (the
+user cancelled).
+
+    python tests/agent/portal_standin_backend.py BUS_ADDRESS NODE_ID WIDTH HEIGHT LOG
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from jeepney import HeaderFields, MessageType, message_bus, new_error, new_method_return
+from jeepney.io.blocking import Proxy, open_dbus_connection
+
+BUS_NAME = "org.freedesktop.impl.portal.desktop.klasblik"
+IMPL = "org.freedesktop.impl.portal.ScreenCast"
+
+
+def _plain(value: Any) -> Any:
+    """Options as JSON: jeepney's (signature, value) variants unwrapped."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+        return _plain(value[1])
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def main(argv: list[str]) -> int:
+    address, node, width, height, log_path = argv
+    log = Path(log_path)
+    answer_file = log.with_name("answer")
+    conn = open_dbus_connection(bus=address)
+    Proxy(message_bus, conn).RequestName(BUS_NAME, 4)  # 4: do not queue
+    props = {
+        "AvailableSourceTypes": ("u", 1),
+        "AvailableCursorModes": ("u", 3),
+        "version": ("u", 4),
+    }
+    while True:
+        msg = conn.receive()
+        if msg.header.message_type != MessageType.method_call:
+            continue
+        fields = msg.header.fields
+        iface = fields.get(HeaderFields.interface)
+        member = fields.get(HeaderFields.member)
+        if iface == "org.freedesktop.DBus.Properties":
+            if member == "GetAll":
+                conn.send(new_method_return(msg, "a{sv}", (props,)))
+            elif member == "Get" and msg.body[1] in props:
+                conn.send(new_method_return(msg, "v", (props[msg.body[1]],)))
+            else:
+                conn.send(new_error(msg, "org.freedesktop.DBus.Error.UnknownProperty"))
+            continue
+        if iface == "org.freedesktop.impl.portal.Session" and member == "Close":
+            with log.open("a") as f:
+                f.write(json.dumps({"call": "Session.Close"}) + "\n")
+            conn.send(new_method_return(msg))
+            continue
+        if iface != IMPL:
+            conn.send(new_error(msg, "org.freedesktop.DBus.Error.UnknownMethod"))
+            continue
+        options = msg.body[-1]
+        with log.open("a") as f:
+            f.write(json.dumps({"call": member, "options": _plain(options)}) + "\n")
+        results: dict[str, Any] = {}
+        code = 0
+        if member == "Start":
+            if answer_file.exists() and answer_file.read_text().strip() == "decline":
+                code = 1
+            else:
+                results = {
+                    "streams": (
+                        "a(ua{sv})",
+                        [(int(node), {"source_type": ("u", 1), "size": ("(ii)", (int(width), int(height)))})],
+                    ),
+                    "persist_mode": ("u", 2),
+                    "restore_data": ("(suv)", ("klasblik-standin", 1, ("s", "monitor-0"))),
+                }
+        conn.send(new_method_return(msg, "ua{sv}", (code, results)))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
