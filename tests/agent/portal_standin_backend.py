@@ -84,7 +84,15 @@ def main(argv: list[str]) -> int:
                 results = {
                     "streams": (
                         "a(ua{sv})",
-                        [(int(node), {"source_type": ("u", 1), "size": ("(ii)", (int(width), int(height)))})],
+                        [
+                            (
+                                int(node),
+                                {
+                                    "source_type": ("u", 1),
+                                    "size": ("(ii)", (int(width), int(height))),
+                                },
+                            )
+                        ],
                     ),
                     "persist_mode": ("u", 2),
                     "restore_data": ("(suv)", ("klasblik-standin", 1, ("s", "monitor-0"))),

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jeepney import message_bus
@@ -33,7 +34,7 @@ from jeepney.io.blocking import Proxy, open_dbus_connection
 from klasblik.agent.wayland import portal_problem
 from tests.support.timing import timeout
 
-__all__ = ["DesktopSession", "desktop_session", "COLOUR"]
+__all__ = ["COLOUR", "DesktopSession", "desktop_session"]
 
 #: the stand-in screen's colour (R, G, B); sway's background in the wlr session
 COLOUR = (0x20, 0xC0, 0x40)
@@ -51,7 +52,7 @@ class DesktopSession:
     log: Path  # the stand-in backend's call log
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
-    def calls(self) -> list[dict[str, object]]:
+    def calls(self) -> list[dict[str, Any]]:
         if not self.log.exists():
             return []
         return [json.loads(line) for line in self.log.read_text().splitlines() if line]
@@ -64,7 +65,9 @@ class DesktopSession:
 def _need(path: str, package: str) -> str:
     found = shutil.which(path) or (path if os.path.exists(path) else None)
     if found is None:
-        pytest.fail(f"{path} is not installed (Debian package {package}; scripts/lib/system-packages)")
+        pytest.fail(
+            f"{path} is not installed (Debian package {package}; scripts/lib/system-packages)"
+        )
     return found
 
 
@@ -87,7 +90,9 @@ def _name_owned(address: str, name: str) -> bool:
 
 
 def _pipewire_node(env: dict[str, str], name: str) -> int | None:
-    out = subprocess.run(["pw-dump"], env=env, capture_output=True, check=False, timeout=timeout(10))
+    out = subprocess.run(
+        ["pw-dump"], env=env, capture_output=True, check=False, timeout=timeout(10)
+    )
     try:
         objects = json.loads(out.stdout or b"[]")
     except json.JSONDecodeError:
@@ -117,10 +122,16 @@ def desktop_session(root: Path, backend: str) -> Iterator[DesktopSession]:
     }
     session = DesktopSession(env, root, root / "backend-calls.jsonl")
 
-    def start(name: str, args: list[str], extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        name: str, args: list[str], extra: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         logf = (root / f"{name}.log").open("wb")
         proc = subprocess.Popen(
-            args, env={**env, **(extra or {})}, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT
+            args,
+            env={**env, **(extra or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
         )
         logf.close()
         session.procs.append((name, proc))
@@ -174,20 +185,35 @@ def desktop_session(root: Path, backend: str) -> Iterator[DesktopSession]:
                 {"PYTHONPATH": os.pathsep.join(sys.path)},
             )  # fmt: skip
             _wait(lambda: _name_owned(address, _STANDIN), "the stand-in portal backend", 15)
-            portal_env = {"XDG_DESKTOP_PORTAL_DIR": str(portals), "XDG_CURRENT_DESKTOP": "klasblik-test"}
+            portal_env = {
+                "XDG_DESKTOP_PORTAL_DIR": str(portals),
+                "XDG_CURRENT_DESKTOP": "klasblik-test",
+            }
         elif backend == "wlr":
             sway = [_need("sway", "sway"), "-c", str(root / "sway.conf")]
             (root / "sway.conf").write_text(
-                "xwayland disable\noutput HEADLESS-1 mode 640x480 bg #{:02x}{:02x}{:02x} solid_color\n".format(*COLOUR)
+                "xwayland disable\noutput HEADLESS-1 mode 640x480 bg #{:02x}{:02x}{:02x} solid_color\n".format(
+                    *COLOUR
+                )
             )
             if os.geteuid() == 0:
                 sway = ["unshare", "--user", "--map-user=1000", "--map-group=1000", *sway]
-            start("sway", sway, {"WLR_BACKENDS": "headless", "WLR_LIBINPUT_NO_DEVICES": "1", "WLR_RENDERER": "pixman"})
+            start(
+                "sway",
+                sway,
+                {
+                    "WLR_BACKENDS": "headless",
+                    "WLR_LIBINPUT_NO_DEVICES": "1",
+                    "WLR_RENDERER": "pixman",
+                },
+            )
             _wait(lambda: (run / "wayland-1").exists() or (run / "wayland-0").exists(), "sway", 10)
             env["WAYLAND_DISPLAY"] = "wayland-1" if (run / "wayland-1").exists() else "wayland-0"
             wlr_conf = root / "config" / "xdg-desktop-portal-wlr"
             wlr_conf.mkdir()
-            (wlr_conf / "config").write_text("[screencast]\nchooser_type=none\noutput_name=HEADLESS-1\nmax_fps=5\n")
+            (wlr_conf / "config").write_text(
+                "[screencast]\nchooser_type=none\noutput_name=HEADLESS-1\nmax_fps=5\n"
+            )
             start("xdpw", [_need(_WLR, "xdg-desktop-portal-wlr"), "-l", "DEBUG", "-r"])
             _wait(lambda: _name_owned(address, _WLR_NAME), "xdg-desktop-portal-wlr", 15)
             portal_env = {"XDG_CURRENT_DESKTOP": "sway"}

@@ -21,6 +21,7 @@ session: no stream runs while nobody looks.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -30,7 +31,6 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
 
 from klasblik.agent.capture import CaptureError, Grab
 from klasblik.agent.screencast import (
@@ -82,15 +82,21 @@ def gstreamer_problem(env: Mapping[str, str] | None = None) -> str | None:
             check=False,
         )
         if found.returncode != 0:
-            package = "gstreamer1.0-pipewire" if element == "pipewiresrc" else "gstreamer1.0-plugins-base"
-            return f"Wayland session: the GStreamer element {element} is missing (install {package})"
+            package = (
+                "gstreamer1.0-pipewire" if element == "pipewiresrc" else "gstreamer1.0-plugins-base"
+            )
+            return (
+                f"Wayland session: the GStreamer element {element} is missing (install {package})"
+            )
     return None
 
 
 class PipeWireStream:
     """One gst-launch-1.0 reading one portal stream; a thread keeps the latest frame."""
 
-    def __init__(self, pipewire_fd: int, node_id: int, max_fps: int, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, pipewire_fd: int, node_id: int, max_fps: int, env: Mapping[str, str]
+    ) -> None:
         read_fd, write_fd = os.pipe()
         launch = shutil.which("gst-launch-1.0", path=env.get("PATH")) or "gst-launch-1.0"
         args = [
@@ -111,7 +117,7 @@ class PipeWireStream:
             )
         finally:
             os.close(write_fd)
-        self._frames: IO[bytes] = os.fdopen(read_fd, "rb", buffering=0)
+        self._frames = io.FileIO(read_fd, "r")
         self._lock = threading.Condition()
         self.size: tuple[int, int] | None = None
         self._latest: bytearray | None = None
@@ -140,8 +146,12 @@ class PipeWireStream:
                         self.size_changed = True
                     self._lock.notify_all()
                 self._caps_seen.set()
-            elif line.strip() and not line.startswith((b"/Gst", b"Setting", b"Pipeline", b"Redistribute", b"New clock")):
-                self._stderr_tail = (self._stderr_tail + [line.decode("utf-8", "replace").strip()])[-5:]
+            elif line.strip() and not line.startswith(
+                (b"/Gst", b"Setting", b"Pipeline", b"Redistribute", b"New clock")
+            ):
+                self._stderr_tail = [*self._stderr_tail, line.decode("utf-8", "replace").strip()][
+                    -5:
+                ]
         self._caps_seen.set()
 
     def _read_frames(self) -> None:
@@ -185,7 +195,9 @@ class PipeWireStream:
                     raise PortalRefused(self.error)
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise PortalRefused(f"no picture from the PipeWire stream within {wait_s:.0f} seconds")
+                    raise PortalRefused(
+                        f"no picture from the PipeWire stream within {wait_s:.0f} seconds"
+                    )
                 self._lock.wait(left)
             assert self.size is not None
             return bytes(self._latest), self.size, self._latest_at_ms
@@ -246,7 +258,9 @@ class PortalGrabber:
         self.sessions_started += 1
         self.sessions_restored += int(session.used_restore_token)
         try:
-            self._pipeline = PipeWireStream(session.pipewire_fd, session.node_id, self.max_fps, self._env)
+            self._pipeline = PipeWireStream(
+                session.pipewire_fd, session.node_id, self.max_fps, self._env
+            )
         except OSError as exc:
             self.close()
             raise CaptureError(f"Wayland session: cannot start gst-launch-1.0 ({exc})") from exc

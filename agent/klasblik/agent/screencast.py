@@ -30,12 +30,12 @@ from jeepney.wrappers import DBusErrorResponse, unwrap_msg
 from klasblik.agent.wayland import PORTAL_BUS_NAME, PORTAL_PATH, SCREENCAST
 
 __all__ = [
-    "PortalRefused",
-    "ScreenCastSession",
-    "RestoreTokenStore",
-    "open_screencast",
     "PERSIST_UNTIL_REVOKED",
     "SOURCE_MONITOR",
+    "PortalRefused",
+    "RestoreTokenStore",
+    "ScreenCastSession",
+    "open_screencast",
 ]
 
 #: ``persist_mode`` 2: the permission lasts until the user revokes it (not just this run)
@@ -107,7 +107,9 @@ class ScreenCastSession:
         """End the portal session (the desktop stops its stream) and the connection."""
         try:
             with contextlib.suppress(Exception):
-                session = DBusAddress(self.session_handle, bus_name=PORTAL_BUS_NAME, interface=_SESSION)
+                session = DBusAddress(
+                    self.session_handle, bus_name=PORTAL_BUS_NAME, interface=_SESSION
+                )
                 self.conn.send_and_get_reply(new_method_call(session, "Close"), timeout=_QUICK_S)
         finally:
             with contextlib.suppress(OSError):
@@ -131,7 +133,12 @@ class _Portal:
         self._sender = conn.unique_name.lstrip(":").replace(".", "_")
 
     def request(
-        self, method: str, signature: str, args: tuple[Any, ...], options: dict[str, Any], wait_s: float
+        self,
+        method: str,
+        signature: str,
+        args: tuple[Any, ...],
+        options: dict[str, Any],
+        wait_s: float,
     ) -> dict[str, Any]:
         """Call ``method`` and return the results of its ``Response`` (code 0), or raise."""
         token = f"klasblik_{secrets.token_hex(6)}"
@@ -144,12 +151,16 @@ class _Portal:
             try:
                 unwrap_msg(
                     self.conn.send_and_get_reply(
-                        new_method_call(self.screencast, method, signature + "a{sv}", (*args, body)),
+                        new_method_call(
+                            self.screencast, method, signature + "a{sv}", (*args, body)
+                        ),
                         timeout=_QUICK_S,
                     )
                 )
             except DBusErrorResponse as exc:
-                raise PortalRefused(f"the ScreenCast portal refused {method}: {exc.name} {exc.data}") from exc
+                raise PortalRefused(
+                    f"the ScreenCast portal refused {method}: {exc.name} {exc.data}"
+                ) from exc
             except TimeoutError as exc:
                 raise PortalRefused(f"the ScreenCast portal did not answer {method}") from exc
             try:
@@ -171,7 +182,9 @@ class _Portal:
                 declined=True,
             )
         if code != 0:
-            raise PortalRefused(f"the ScreenCast portal ended {method} without a stream (code {code})")
+            raise PortalRefused(
+                f"the ScreenCast portal ended {method} without a stream (code {code})"
+            )
         return {k: v[1] for k, v in results.items()}
 
 
@@ -186,7 +199,11 @@ def open_screencast(
     try:
         portal = _Portal(conn)
         created = portal.request(
-            "CreateSession", "", (), {"session_handle_token": f"klasblik_{secrets.token_hex(6)}"}, _QUICK_S
+            "CreateSession",
+            "",
+            (),
+            {"session_handle_token": f"klasblik_{secrets.token_hex(6)}"},
+            _QUICK_S,
         )
         session_handle = str(created.get("session_handle", ""))
         if not session_handle:

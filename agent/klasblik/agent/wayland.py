@@ -54,7 +54,7 @@ def portal_problem(env: Mapping[str, str] | None = None) -> str | None:
             PORTAL_PATH, bus_name=PORTAL_BUS_NAME, interface="org.freedesktop.DBus.Properties"
         )
         try:
-            reply = unwrap_msg(
+            unwrap_msg(
                 conn.send_and_get_reply(
                     new_method_call(props, "Get", "ss", (SCREENCAST, "version")),
                     timeout=_TIMEOUT_S,
