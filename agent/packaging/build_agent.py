@@ -158,6 +158,7 @@ Maintainer: Klasblik <klasblik@localhost>
 Section: misc
 Priority: optional
 Depends: libc6, libx11-6, x11-utils
+Recommends: xdg-desktop-portal, gstreamer1.0-tools, gstreamer1.0-pipewire, gstreamer1.0-plugins-base
 Description: Klasblik desktop agent (classroom screen view, only while a teacher watches)
  Starts in every user's graphical session (XDG autostart) and connects to the school's
  Klasblik server given in /etc/klasblik/agent.toml. While a teacher watches, a red sign
