@@ -8,7 +8,7 @@ frontend makes, stores and later checks the restore token itself. Each call and 
 options are written as one JSON line to the log file, so a test can see, for example,
 that the second session came with the restore data (a real backend then skips its
 dialog). A file ``answer`` beside the log holding ``decline`` makes Start answer 1 (the
-user cancelled).
+user cancelled); ``no-streams`` makes it succeed with an empty stream list.
 
     python tests/agent/portal_standin_backend.py BUS_ADDRESS NODE_ID WIDTH HEIGHT LOG
 """
@@ -78,8 +78,11 @@ def main(argv: list[str]) -> int:
         results: dict[str, Any] = {}
         code = 0
         if member == "Start":
-            if answer_file.exists() and answer_file.read_text().strip() == "decline":
+            answer = answer_file.read_text().strip() if answer_file.exists() else "ok"
+            if answer == "decline":
                 code = 1
+            elif answer == "no-streams":
+                results = {"streams": ("a(ua{sv})", [])}
             else:
                 results = {
                     "streams": (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,49 @@ def test_declined_is_a_capture_error_and_not_asked_again_until_the_next_watch(
         answer.unlink()
         grabber.pause()  # the watch ended; the next one asks again
         assert grabber.grab().width == SIZE[0]
+    finally:
+        answer.unlink(missing_ok=True)
+        grabber.close()
+
+
+def test_a_stream_that_ends_is_not_restarted_behind_the_students_back(
+    desktop: DesktopSession, tmp_path: Path
+) -> None:
+    """The stream ends while watched (the student stopped sharing): a capture_error, and no
+    silent new session with the restore token until the next watch."""
+    grabber = PortalGrabber(tmp_path, env=desktop.env)
+    try:
+        grabber.grab()
+        pipeline = grabber._pipeline
+        assert pipeline is not None
+        pipeline.proc.kill()
+        pipeline.proc.wait()
+        starts = len(_calls(desktop, "Start"))
+        deadline = time.monotonic() + 10
+        while pipeline.alive and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with pytest.raises(CaptureError, match="the PipeWire stream ended"):
+            grabber.grab()
+        with pytest.raises(CaptureError, match="shared again from the next watch on"):
+            grabber.grab()
+        assert len(_calls(desktop, "Start")) == starts
+        grabber.pause()
+        assert grabber.grab().width == SIZE[0]
+    finally:
+        grabber.close()
+
+
+def test_a_start_without_a_stream_is_a_capture_error(
+    desktop: DesktopSession, tmp_path: Path
+) -> None:
+    """A portal that starts but names no stream: a specific reason, nothing read."""
+    answer = desktop.log.with_name("answer")
+    answer.write_text("no-streams")
+    grabber = PortalGrabber(tmp_path, env=desktop.env)
+    try:
+        with pytest.raises(CaptureError, match="started without a stream"):
+            grabber.grab()
+        assert grabber.session is None
     finally:
         answer.unlink(missing_ok=True)
         grabber.close()

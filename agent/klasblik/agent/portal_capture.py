@@ -254,6 +254,11 @@ class PortalGrabber:
             if exc.declined:
                 self._declined = reason
             raise CaptureError(reason) from exc
+        except Exception as exc:  # an answer of a shape no portal should give
+            raise CaptureError(
+                f"Wayland session: unexpected answer from the ScreenCast portal "
+                f"({type(exc).__name__}: {str(exc)[:120]})"
+            ) from exc
         self.session = session
         self.sessions_started += 1
         self.sessions_restored += int(session.used_restore_token)
@@ -269,8 +274,16 @@ class PortalGrabber:
     def grab(self) -> Grab:
         """The latest picture of the portal's stream (starts it on first use)."""
         pipeline = self._pipeline
-        if pipeline is not None and (not pipeline.alive or pipeline.size_changed):
+        if pipeline is not None and not pipeline.alive:
+            # The stream ended without us: most often the student stopped the sharing in
+            # the desktop's own indicator. Not restarted behind their back (a restore
+            # token would do it silently): asked again at the next watch.
+            reason = pipeline.error or "the PipeWire stream ended"
             self._stop_pipeline()
+            self._declined = f"Wayland session: {reason}; shared again from the next watch on"
+            raise CaptureError(self._declined)
+        if pipeline is not None and pipeline.size_changed:
+            self._stop_pipeline()  # a new screen size: a fresh pipeline reads the new caps
             pipeline = None
         fresh = pipeline is None
         if pipeline is None:

@@ -229,9 +229,15 @@ def open_screencast(
         streams = started.get("streams") or []
         if not streams:
             raise PortalRefused("the ScreenCast portal started without a stream")
-        node_id, props = streams[0]
-        size_v = props.get("size")
-        size = (int(size_v[1][0]), int(size_v[1][1])) if size_v else None
+        try:
+            node_id, props = streams[0]
+            node_id = int(node_id)
+            size_v = props.get("size")
+            size = (int(size_v[1][0]), int(size_v[1][1])) if size_v else None
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise PortalRefused(
+                "the ScreenCast portal answered Start with a malformed stream"
+            ) from exc
         new_token = started.get("restore_token")
         if tokens is not None and isinstance(new_token, str) and new_token:
             tokens.save(new_token)
