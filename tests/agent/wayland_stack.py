@@ -106,8 +106,11 @@ def _pipewire_node(env: dict[str, str], name: str) -> int | None:
 
 
 @contextlib.contextmanager
-def desktop_session(root: Path, backend: str) -> Iterator[DesktopSession]:
-    """A running private desktop session with the ScreenCast portal (see the module doc)."""
+def desktop_session(
+    root: Path, backend: str, size: tuple[int, int] = SIZE, fps: int = 5
+) -> Iterator[DesktopSession]:
+    """A running private desktop session with the ScreenCast portal (see the module doc);
+    the stand-in screen is ``size`` pixels at ``fps`` frames a second."""
     run = root / "run"
     run.mkdir(mode=0o700, parents=True)
     (root / "config").mkdir()
@@ -159,7 +162,7 @@ def desktop_session(root: Path, backend: str) -> Iterator[DesktopSession]:
                 "screen",
                 ["gst-launch-1.0", "-q", "videotestsrc", "pattern=solid-color",
                  f"foreground-color={colour}", "is-live=true", "!",
-                 f"video/x-raw,format=BGRx,width={SIZE[0]},height={SIZE[1]},framerate=5/1", "!",
+                 f"video/x-raw,format=BGRx,width={size[0]},height={size[1]},framerate={fps}/1", "!",
                  "pipewiresink", "mode=provide",
                  "stream-properties=props,media.class=Video/Source,node.name=klasblik-test-screen"],
             )  # fmt: skip
@@ -181,7 +184,7 @@ def desktop_session(root: Path, backend: str) -> Iterator[DesktopSession]:
             start(
                 "backend",
                 [sys.executable, str(Path(__file__).with_name("portal_standin_backend.py")), address,
-                 str(node[0]), str(SIZE[0]), str(SIZE[1]), str(session.log)],
+                 str(node[0]), str(size[0]), str(size[1]), str(session.log)],
                 {"PYTHONPATH": os.pathsep.join(sys.path)},
             )  # fmt: skip
             _wait(lambda: _name_owned(address, _STANDIN), "the stand-in portal backend", 15)

@@ -8,10 +8,13 @@ the question next time) and starts ``gst-launch-1.0`` (Debian/Ubuntu:
 gstreamer1.0-tools, gstreamer1.0-pipewire, gstreamer1.0-plugins-base) with the portal's
 PipeWire socket and a pipe for the frames handed down (``pass_fds``)::
 
-    pipewiresrc fd=<socket> path=<node> ! videorate max-rate=<fps> ! videoconvert
-        ! video/x-raw,format=BGRx ! fdsink fd=<pipe>
+    pipewiresrc fd=<socket> path=<node> ! videoconvert ! video/x-raw,format=BGRx
+        ! fdsink fd=<pipe>
 
 A thread reads the raw frames from the pipe and keeps only the latest; ``grab()`` copies it.
+Every frame the desktop sends is read (compositors send one per change of the screen, up
+to the refresh rate): ``videorate max-rate`` let all frames through in the measurements
+here (bench/agent_wayland.py), so it is not in the pipeline.
 The frame size comes from the caps that ``gst-launch-1.0 -v`` prints before the first
 frame; when the size changes (the student changes the resolution) the pipeline is
 started afresh. ``pause()`` (nobody watches) stops the pipeline and ends the portal
@@ -47,7 +50,7 @@ _FIRST_FRAME_S = 10.0
 _CAPS = re.compile(
     rb"GstFdSink:[^ ]+\.GstPad:sink: caps = video/x-raw.*?width=\(int\)(\d+).*?height=\(int\)(\d+)"
 )
-_NEEDED_ELEMENTS = ("pipewiresrc", "videorate", "videoconvert", "fdsink")
+_NEEDED_ELEMENTS = ("pipewiresrc", "videoconvert", "fdsink")
 
 
 def _child_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -94,14 +97,11 @@ def gstreamer_problem(env: Mapping[str, str] | None = None) -> str | None:
 class PipeWireStream:
     """One gst-launch-1.0 reading one portal stream; a thread keeps the latest frame."""
 
-    def __init__(
-        self, pipewire_fd: int, node_id: int, max_fps: int, env: Mapping[str, str]
-    ) -> None:
+    def __init__(self, pipewire_fd: int, node_id: int, env: Mapping[str, str]) -> None:
         read_fd, write_fd = os.pipe()
         launch = shutil.which("gst-launch-1.0", path=env.get("PATH")) or "gst-launch-1.0"
         args = [
-            launch, "-v", "pipewiresrc", f"fd={pipewire_fd}", f"path={node_id}", "always-copy=true",
-            "!", "videorate", f"max-rate={max_fps}",
+            launch, "-v", "pipewiresrc", f"fd={pipewire_fd}", f"path={node_id}",
             "!", "videoconvert", "!", "video/x-raw,format=BGRx",
             "!", "fdsink", f"fd={write_fd}", "sync=false",
         ]  # fmt: skip
@@ -123,6 +123,8 @@ class PipeWireStream:
         self._latest: bytearray | None = None
         self._latest_at_ms = 0
         self.size_changed = False
+        #: frames read from the pipe so far (the bench checks the rate with it)
+        self.frames_read = 0
         self.error: str | None = None
         self._stderr_tail: list[str] = []
         self._caps_seen = threading.Event()
@@ -172,6 +174,7 @@ class PipeWireStream:
                     got += n
                 with self._lock:
                     self._latest = frame
+                    self.frames_read += 1
                     self._latest_at_ms = int(time.time() * 1000)
                     self._lock.notify_all()
         finally:
@@ -225,12 +228,10 @@ class PortalGrabber:
         self,
         state_dir: Path | None,
         env: Mapping[str, str] | None = None,
-        max_fps: int = 5,
         start_wait_s: float = 120.0,
     ) -> None:
         self._env = dict(os.environ) if env is None else dict(env)
         self.tokens = RestoreTokenStore(state_dir) if state_dir is not None else None
-        self.max_fps = max_fps
         self.start_wait_s = start_wait_s
         self.session: ScreenCastSession | None = None
         self._pipeline: PipeWireStream | None = None
@@ -263,9 +264,7 @@ class PortalGrabber:
         self.sessions_started += 1
         self.sessions_restored += int(session.used_restore_token)
         try:
-            self._pipeline = PipeWireStream(
-                session.pipewire_fd, session.node_id, self.max_fps, self._env
-            )
+            self._pipeline = PipeWireStream(session.pipewire_fd, session.node_id, self._env)
         except OSError as exc:
             self.close()
             raise CaptureError(f"Wayland session: cannot start gst-launch-1.0 ({exc})") from exc
