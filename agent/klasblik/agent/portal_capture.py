@@ -288,11 +288,13 @@ class PortalGrabber:
         if pipeline is None:
             pipeline = self._start()
         try:
-            raw, size, at_ms = pipeline.latest(_FIRST_FRAME_S if fresh else 1.0)
+            raw, size, _arrived_ms = pipeline.latest(_FIRST_FRAME_S if fresh else 1.0)
         except PortalRefused as exc:
             self.close()
             raise CaptureError(f"Wayland session: {exc.reason}") from exc
-        return Grab(raw, size[0], size[1], at_ms)
+        # The desktop sends a frame at each change, so the latest one is the screen as it
+        # is now: stamped with the time of the grab, as mss grabs are.
+        return Grab(raw, size[0], size[1], int(time.time() * 1000))
 
     def _stop_pipeline(self) -> None:
         pipeline, self._pipeline = self._pipeline, None
