@@ -58,6 +58,8 @@ def _bus(tmp_path: Path, name: str, bare: bool) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=timeout(10))
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 @pytest.fixture

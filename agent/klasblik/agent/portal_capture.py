@@ -217,8 +217,14 @@ class PipeWireStream:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # The child has gone: both threads see the end of their pipe and finish.
+        for thread in self._threads:
+            thread.join(timeout=5)
         with contextlib.suppress(OSError):
             self._frames.close()
+        if self.proc.stdout is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdout.close()
 
 
 class PortalGrabber:
