@@ -132,6 +132,10 @@ def freeze(build: Path) -> Path:
         "klasblik.agent.indicator_tk",
         "--hidden-import",
         "klasblik.agent.wayland",
+        "--hidden-import",
+        "klasblik.agent.portal_capture",  # imported when the session is Wayland
+        "--hidden-import",
+        "klasblik.agent.screencast",
     ]
     if sys.platform.startswith("linux"):
         args += ["--exclude-module", "tkinter"]  # the X11 sign needs no toolkit
