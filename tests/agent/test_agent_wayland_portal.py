@@ -280,3 +280,30 @@ def test_sway_with_xdg_desktop_portal_wlr(sway_desktop: DesktopSession, tmp_path
     finally:
         grabber.close()
     assert "option persist_mode:2" in sway_desktop.logs("xdpw")
+
+
+def test_a_stream_size_beyond_any_screen_is_refused(tmp_path: Path) -> None:
+    """Caps of an absurd size (whoever produced them) are not allocated: a clear reason."""
+    from klasblik.agent.portal_capture import PipeWireStream
+    from klasblik.agent.screencast import PortalRefused
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    launcher = fake / "gst-launch-1.0"
+    launcher.write_text(
+        "#!/bin/sh\n"
+        "echo '/GstPipeline:pipeline0/GstFdSink:fdsink0.GstPad:sink: caps = video/x-raw, "
+        "format=(string)BGRx, width=(int)99999, height=(int)99999'\n"
+        "exec sleep 30\n"
+    )
+    launcher.chmod(0o755)
+    read_fd, write_fd = os.pipe()
+    stream = PipeWireStream(read_fd, 42, {"PATH": f"{fake}:/usr/bin:/bin"})
+    try:
+        with pytest.raises(PortalRefused, match="unusable size 99999x99999"):
+            stream.latest(10)
+        assert not stream.alive
+    finally:
+        stream.stop()
+        os.close(read_fd)
+        os.close(write_fd)

@@ -50,6 +50,8 @@ _FIRST_FRAME_S = 10.0
 _CAPS = re.compile(
     rb"GstFdSink:[^ ]+\.GstPad:sink: caps = video/x-raw.*?width=\(int\)(\d+).*?height=\(int\)(\d+)"
 )
+#: the largest screen side read (8K and a margin); a larger caps size is refused
+_MAX_SIDE = 16384
 _NEEDED_ELEMENTS = ("pipewiresrc", "videoconvert", "fdsink")
 
 
@@ -141,6 +143,12 @@ class PipeWireStream:
             found = _CAPS.search(line)
             if found:
                 size = (int(found.group(1)), int(found.group(2)))
+                if not (0 < size[0] <= _MAX_SIDE and 0 < size[1] <= _MAX_SIDE):
+                    with self._lock:
+                        self.error = f"the PipeWire stream has an unusable size {size[0]}x{size[1]}"
+                        self._lock.notify_all()
+                    self._caps_seen.set()
+                    return
                 with self._lock:
                     if self.size is None:
                         self.size = size
