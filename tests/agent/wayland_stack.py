@@ -3,9 +3,10 @@
 ``desktop_session`` starts, in a private runtime folder: a session dbus-daemon, pipewire,
 wireplumber and the real xdg-desktop-portal frontend, with one of two backends:
 
-- ``standin``: a real PipeWire video node of one known colour (GStreamer's
-  ``videotestsrc ! pipewiresink``) and ``portal_standin_backend.py`` answering the
-  frontend's backend calls with that node (no dialog);
+- ``standin``: ``portal_standin_backend.py`` answering the frontend's backend calls
+  without a dialog, with a fresh real PipeWire video node of one known colour for each
+  session (GStreamer's ``videotestsrc ! pipewiresink``), as desktop backends make one
+  per session;
 - ``wlr``: headless sway (``WLR_BACKENDS=headless``, pixman renderer) with a coloured
   background and xdg-desktop-portal-wlr whose chooser is fixed to the one output.
 
@@ -89,22 +90,6 @@ def _name_owned(address: str, name: str) -> bool:
         conn.close()
 
 
-def _pipewire_node(env: dict[str, str], name: str) -> int | None:
-    out = subprocess.run(
-        ["pw-dump"], env=env, capture_output=True, check=False, timeout=timeout(10)
-    )
-    try:
-        objects = json.loads(out.stdout or b"[]")
-    except json.JSONDecodeError:
-        return None
-    for obj in objects:
-        if obj.get("type") == "PipeWire:Interface:Node":
-            props = (obj.get("info") or {}).get("props") or {}
-            if props.get("node.name") == name:
-                return int(obj["id"])
-    return None
-
-
 @contextlib.contextmanager
 def desktop_session(
     root: Path, backend: str, size: tuple[int, int] = SIZE, fps: int = 5
@@ -157,24 +142,7 @@ def desktop_session(
         start("wireplumber", [_need("wireplumber", "wireplumber")])
         if backend == "standin":
             _need("gst-launch-1.0", "gstreamer1.0-tools")
-            colour = "0xff{:02x}{:02x}{:02x}".format(*COLOUR)
-            start(
-                "screen",
-                ["gst-launch-1.0", "-q", "videotestsrc", "pattern=solid-color",
-                 f"foreground-color={colour}", "is-live=true", "!",
-                 f"video/x-raw,format=BGRx,width={size[0]},height={size[1]},framerate={fps}/1", "!",
-                 "pipewiresink", "mode=provide",
-                 "stream-properties=props,media.class=Video/Source,node.name=klasblik-test-screen"],
-            )  # fmt: skip
-            node: list[int] = []
-
-            def node_up() -> bool:
-                found = _pipewire_node(env, "klasblik-test-screen")
-                if found is not None:
-                    node.append(found)
-                return found is not None
-
-            _wait(node_up, "the test screen's PipeWire node", 15)
+            _need("pw-dump", "pipewire-bin")
             portals = root / "portals"
             portals.mkdir()
             (portals / "klasblik.portal").write_text(
@@ -184,7 +152,8 @@ def desktop_session(
             start(
                 "backend",
                 [sys.executable, str(Path(__file__).with_name("portal_standin_backend.py")), address,
-                 str(node[0]), str(size[0]), str(size[1]), str(session.log)],
+                 "{:02x}{:02x}{:02x}".format(*COLOUR), str(size[0]), str(size[1]), str(fps),
+                 str(session.log)],
                 {"PYTHONPATH": os.pathsep.join(sys.path)},
             )  # fmt: skip
             _wait(lambda: _name_owned(address, _STANDIN), "the stand-in portal backend", 15)
