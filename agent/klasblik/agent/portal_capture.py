@@ -117,6 +117,9 @@ class PipeWireStream:
                 env=_child_env(env),
                 pass_fds=(pipewire_fd, write_fd),
             )
+        except BaseException:
+            os.close(read_fd)
+            raise
         finally:
             os.close(write_fd)
         self._frames = io.FileIO(read_fd, "r")
