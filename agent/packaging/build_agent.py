@@ -132,6 +132,10 @@ def freeze(build: Path) -> Path:
         "klasblik.agent.indicator_tk",
         "--hidden-import",
         "klasblik.agent.wayland",
+        "--hidden-import",
+        "klasblik.agent.portal_capture",  # imported when the session is Wayland
+        "--hidden-import",
+        "klasblik.agent.screencast",
     ]
     if sys.platform.startswith("linux"):
         args += ["--exclude-module", "tkinter"]  # the X11 sign needs no toolkit
@@ -158,6 +162,7 @@ Maintainer: Klasblik <klasblik@localhost>
 Section: misc
 Priority: optional
 Depends: libc6, libx11-6, x11-utils
+Recommends: xdg-desktop-portal, gstreamer1.0-tools, gstreamer1.0-pipewire, gstreamer1.0-plugins-base
 Description: Klasblik desktop agent (classroom screen view, only while a teacher watches)
  Starts in every user's graphical session (XDG autostart) and connects to the school's
  Klasblik server given in /etc/klasblik/agent.toml. While a teacher watches, a red sign

@@ -193,3 +193,58 @@ async def test_installed_agent_starts_under_xvfb_and_streams_to_the_server(
                 await proc.wait()
         log.close()
     assert proc.returncode == 0, (tmp_path / "agent.log").read_text()[-2000:]
+
+
+async def test_frozen_agent_captures_a_wayland_session_through_the_portal(
+    built: tuple[Path, Path],
+    live_server: LiveServer,
+    xvfb: Xvfb,
+    tmp_path: Path,
+) -> None:
+    """The frozen program in a Wayland session (tests/agent/wayland_stack.py: the real
+    xdg-desktop-portal and PipeWire, the stand-in backend; Xvfb plays Xwayland for the sign):
+    the grid frame comes through the portal and the system's gst-launch-1.0, which must not
+    inherit the bundle's library path; the restore token lands in the state folder."""
+    from tests.agent.wayland_stack import COLOUR, desktop_session
+
+    frozen, _ = built
+    config = tmp_path / "agent.toml"
+    config.write_text(f'server = "{live_server.agent_url}"\ntoken = "{live_server.token}"\n')
+    ids = await live_server.add_class("7B", [ANNA])
+    sid = ids["students"][ANNA[0]]
+    with desktop_session(tmp_path / "desktop", "standin") as desk:
+        home = tmp_path / "home"
+        home.mkdir()
+        env = {**desk.env, "HOME": str(home), "DISPLAY": xvfb.display}
+        env.pop("XDG_STATE_HOME", None)
+        log = (tmp_path / "agent.log").open("wb")
+        proc = await asyncio.create_subprocess_exec(
+            str(frozen / "klasblik-agent"), "--config", str(config), "--account", ANNA[0],
+            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
+        dash: Dashboard | None = None
+        try:
+            await wait_for(
+                lambda: sid in live_server.hub.agents, WAIT_S, "the frozen agent attached"
+            )
+            http = await live_server.login("teacher@school.example")
+            dash = Dashboard(await live_server.dashboard(http))
+            assert (await dash.command("subscribe", class_id=ids["class_id"]))["success"] is True
+            await wait_for(lambda: dash.frames, WAIT_S, "a grid frame through the portal")
+            _, _, image = dash.frames[0]
+            thumb = Image.open(io.BytesIO(image)).convert("RGB")
+            assert _close(thumb.getpixel((thumb.width // 2, thumb.height // 2)), COLOUR)
+            token = home / ".local" / "state" / "klasblik" / "wayland-restore-token"
+            assert token.exists()
+        finally:
+            if dash is not None:
+                await dash.close()
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), timeout(10))
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+            log.close()
+    assert proc.returncode == 0, (tmp_path / "agent.log").read_text()[-2000:]

@@ -1,5 +1,8 @@
 """Screen capture with mss (all monitors, the active one, or the primary), in its own thread.
 
+In a Wayland session the same grabber goes through the ScreenCast desktop portal and its
+PipeWire stream instead (``portal_capture.py``); X11, Windows and macOS stay on mss.
+
 Which part of the desktop a frame shows is the setting ``monitors``: ``all`` grabs the
 whole virtual desktop (every monitor, side by side as arranged), ``active`` the monitor
 with the centre of the active window, ``primary`` the primary one. On X11 the monitors are
@@ -18,16 +21,20 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import mss
 
 from klasblik.agent.activewindow import active_window_centre
 from klasblik.agent.imaging import EncodedImage, render_frame
 from klasblik.agent.pacing import ChangeDetector
-from klasblik.agent.wayland import portal_problem
+from klasblik.agent.wayland import is_wayland_session, portal_problem
 from klasblik.agent.x11 import randr_monitors
 from klasblik.protocol.errors import KlasblikError
+
+if TYPE_CHECKING:
+    from klasblik.agent.portal_capture import PortalGrabber
 
 __all__ = [
     "CaptureError",
@@ -96,18 +103,12 @@ class Grabber(Protocol):
     def close(self) -> None: ...
 
 
-def is_wayland(env: dict[str, str] | os._Environ[str]) -> bool:
-    """A Wayland session: even with Xwayland's DISPLAY, X capture sees only X clients."""
-    return env.get("XDG_SESSION_TYPE") == "wayland" or bool(
-        env.get("WAYLAND_DISPLAY") and not env.get("DISPLAY")
-    )
-
-
 def display_problem(platform: str = sys.platform, env: dict[str, str] | None = None) -> str | None:
     """A reason why no screen can be captured on this platform and session, or None."""
     env = dict(os.environ) if env is None else env
     if platform.startswith("linux") or "bsd" in platform:
-        if is_wayland(env):
+        # A Wayland session: even with Xwayland's DISPLAY, X capture sees only X clients.
+        if is_wayland_session(env):
             return portal_problem(env)
         if env.get("DISPLAY"):
             return None
@@ -116,7 +117,12 @@ def display_problem(platform: str = sys.platform, env: dict[str, str] | None = N
 
 
 class ScreenGrabber:
-    """Grabs (part of) the desktop with ``mss.MSS``; makes its mss object lazily."""
+    """Grabs (part of) the desktop with ``mss.MSS``; makes its mss object lazily.
+
+    In a Wayland session (``XDG_SESSION_TYPE``/``WAYLAND_DISPLAY``, no explicit
+    ``display``) it grabs through the ScreenCast portal instead, keeping the portal's
+    restore token in ``state_dir``.
+    """
 
     def __init__(
         self,
@@ -126,8 +132,11 @@ class ScreenGrabber:
         monitor_list: Callable[[str], list[tuple[int, int, int, int, bool]] | None] = (
             randr_monitors
         ),
+        state_dir: Path | None = None,
     ) -> None:
         self._monitor_list = monitor_list
+        self._state_dir = state_dir
+        self._portal: PortalGrabber | None = None
         self._display = display
         self._sct: mss.MSS | None = None
         self.monitors = monitors
@@ -158,7 +167,9 @@ class ScreenGrabber:
         if self._sct is None:
             problem = display_problem() if self._display is None else None
             if problem:
-                raise CaptureError(problem, "portal" if is_wayland(os.environ) else "no_display")
+                raise CaptureError(
+                    problem, "portal" if is_wayland_session(os.environ) else "no_display"
+                )
             try:
                 if self._display is not None:
                     self._sct = mss.MSS(display=self._display)
@@ -170,6 +181,8 @@ class ScreenGrabber:
 
     def grab(self) -> Grab:
         """Grab what ``monitors`` asks for, or raise :class:`CaptureError` with a reason."""
+        if self._display is None and is_wayland_session(dict(os.environ)):
+            return self._portal_grab()
         sct = self._open()
         try:
             left, top, width, height = self.region(sct)
@@ -180,8 +193,26 @@ class ScreenGrabber:
             raise CaptureError(f"screen capture failed: {_describe(exc)}") from exc
         return Grab(shot.raw, shot.width, shot.height, int(time.time() * 1000))
 
+    def _portal_grab(self) -> Grab:
+        if self._portal is None:
+            problem = portal_problem()
+            if problem:
+                raise CaptureError(problem, "portal")
+            from klasblik.agent.portal_capture import PortalGrabber
+
+            self._portal = PortalGrabber(self._state_dir)
+        return self._portal.grab()
+
+    def pause(self) -> None:
+        """Nobody watches: a Wayland portal stream stops (mss keeps nothing running)."""
+        if self._portal is not None:
+            self._portal.pause()
+
     def close(self) -> None:
         """Release the mss handles; the next grab opens new ones."""
+        portal, self._portal = self._portal, None
+        if portal is not None:
+            portal.close()
         sct, self._sct = self._sct, None
         if sct is not None:
             try:
@@ -239,6 +270,13 @@ class CaptureWorker:
         return await loop.run_in_executor(
             self._pool, self._capture, max_size, encoding, quality, detector
         )
+
+    async def pause(self) -> None:
+        """Nobody watches: let the grabber stop any stream it keeps running (Wayland)."""
+        pause = getattr(self._grabber, "pause", None)
+        if pause is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._pool, pause)
 
     async def close(self) -> None:
         """Close the grabber in its own thread and stop the thread."""

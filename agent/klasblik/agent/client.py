@@ -107,7 +107,9 @@ class AgentClient:
         self._capture = (
             capture
             if capture is not None
-            else CaptureWorker(ScreenGrabber(monitors=settings.monitors))
+            else CaptureWorker(
+                ScreenGrabber(monitors=settings.monitors, state_dir=settings.state_dir)
+            )
         )
         #: the visible sign on screen while a teacher watches; no capture without it
         self.indicator = (
@@ -316,6 +318,7 @@ class AgentClient:
                 pacer = FramePacer(watch.interval_ms, pacer.last_sent)
             if watch.mode == "off":
                 await self.indicator.hide()
+                await self._capture.pause()  # a Wayland portal stream stops too
                 await self._wait_watch_change(session, generation, None)
                 continue
             wait = pacer.wait_s(time.monotonic())

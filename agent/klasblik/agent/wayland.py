@@ -5,8 +5,8 @@ A Wayland compositor lets no client read the screen; the portal
 the user once and hands out a PipeWire stream, and with ``persist_mode`` 2 a restore
 token that skips the question next time. This module finds out, over D-Bus (jeepney,
 pure Python), whether that portal is there, so that the teacher's tile says exactly why
-there is no picture: no session bus, no portal, or a portal this agent cannot yet read
-from (reading the PipeWire stream is not in this agent: docs/agent.md#wayland).
+there is no picture (no session bus, no portal, no ScreenCast interface), or that it is
+there and the capture can go through it (``portal_capture.py``; docs/agent.md#wayland).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-__all__ = ["PORTAL_BUS_NAME", "SCREENCAST", "portal_problem"]
+__all__ = ["PORTAL_BUS_NAME", "PORTAL_PATH", "SCREENCAST", "is_wayland_session", "portal_problem"]
 
 PORTAL_BUS_NAME = "org.freedesktop.portal.Desktop"
 PORTAL_PATH = "/org/freedesktop/portal/desktop"
@@ -22,8 +22,16 @@ SCREENCAST = "org.freedesktop.portal.ScreenCast"
 _TIMEOUT_S = 3.0
 
 
-def portal_problem(env: Mapping[str, str] | None = None) -> str:
-    """Why this Wayland session cannot be captured now (a capture_error reason)."""
+def is_wayland_session(env: Mapping[str, str]) -> bool:
+    """A Wayland session, even with Xwayland's DISPLAY (X capture would see only X programs)."""
+    return env.get("XDG_SESSION_TYPE") == "wayland" or bool(
+        env.get("WAYLAND_DISPLAY") and not env.get("DISPLAY")
+    )
+
+
+def portal_problem(env: Mapping[str, str] | None = None) -> str | None:
+    """Why this Wayland session cannot be captured now (a capture_error reason), or None
+    when the ScreenCast portal is there."""
     env = dict(os.environ) if env is None else env
     address = env.get("DBUS_SESSION_BUS_ADDRESS")
     if not address:
@@ -46,7 +54,7 @@ def portal_problem(env: Mapping[str, str] | None = None) -> str:
             PORTAL_PATH, bus_name=PORTAL_BUS_NAME, interface="org.freedesktop.DBus.Properties"
         )
         try:
-            reply = unwrap_msg(
+            unwrap_msg(
                 conn.send_and_get_reply(
                     new_method_call(props, "Get", "ss", (SCREENCAST, "version")),
                     timeout=_TIMEOUT_S,
@@ -74,10 +82,6 @@ def portal_problem(env: Mapping[str, str] | None = None) -> str:
             return f"Wayland session: the desktop portal answered {exc.name}"
         except TimeoutError:
             return "Wayland session: the desktop portal did not answer within 3 seconds"
-        version = reply[0][1] if reply else "?"
-        return (
-            f"Wayland session: the ScreenCast portal (version {version}) is there, but this "
-            "agent cannot read its PipeWire stream yet; sign in to an X11 session"
-        )
+        return None
     finally:
         conn.close()
