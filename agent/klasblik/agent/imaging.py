@@ -24,6 +24,7 @@ __all__ = [
     "fit_size",
     "reduce_factor",
     "render_frame",
+    "render_picture",
     "shrink",
 ]
 
@@ -109,6 +110,24 @@ def encode_image(image: Image.Image, encoding: str, quality: int) -> bytes:
     return out.getvalue()
 
 
+def render_picture(
+    raw: Buffer,
+    size: tuple[int, int],
+    max_size: tuple[int, int],
+    detector: ChangeDetector | None = None,
+) -> Image.Image | None:
+    """Grab bytes (BGRX) → RGB image fitting ``max_size``; None when unchanged.
+
+    With a ``detector``, pixels equal to those of the last committed frame give None
+    and cost no scaling beyond the box reduction.
+    """
+    target = fit_size(size[0], size[1], *max_size)
+    mid, compare = shrink(raw, size, target)
+    if detector is not None and not detector.changed((size, target), compare):
+        return None
+    return _finish(mid, target)
+
+
 def render_frame(
     raw: Buffer,
     size: tuple[int, int],
@@ -117,15 +136,11 @@ def render_frame(
     quality: int,
     detector: ChangeDetector | None = None,
 ) -> EncodedImage | None:
-    """Grab bytes (BGRX) → image fitting ``max_size``, encoded; None when unchanged.
-
-    With a ``detector``, pixels equal to those of the last committed frame give None
-    and cost no scaling beyond the box reduction and no encoding.
-    """
-    target = fit_size(size[0], size[1], *max_size)
-    mid, compare = shrink(raw, size, target)
-    if detector is not None and not detector.changed((size, target), compare):
+    """Grab bytes (BGRX) → image fitting ``max_size``, encoded; None when unchanged
+    (see :func:`render_picture`)."""
+    image = render_picture(raw, size, max_size, detector)
+    if image is None:
         return None
-    image = _finish(mid, target)
+    target = image.size
     data = encode_image(image, encoding, quality)
     return EncodedImage(data, Encoding.BY_NAME[encoding], target[0], target[1])

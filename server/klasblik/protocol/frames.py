@@ -26,11 +26,11 @@ from klasblik.protocol.images import image_size
 __all__ = [
     "FRAME_HEADER_SIZE",
     "FRAME_MAGIC",
+    "MAX_TILES",
     "VIEWER_MAGIC",
     "Encoding",
     "FrameHeader",
     "FrameKind",
-    "MAX_TILES",
     "Tile",
     "TileEncoding",
     "decode_frame",
@@ -71,7 +71,12 @@ class Encoding:
     ALL: Final = (1, 2, 3, 4)
     #: encodings of a whole picture (a key frame)
     IMAGES: Final = (1, 2, 3)
-    MIME: Final = {1: "image/jpeg", 2: "image/webp", 3: "image/png", 4: "application/x-klasblik-tiles"}
+    MIME: Final = {
+        1: "image/jpeg",
+        2: "image/webp",
+        3: "image/png",
+        4: "application/x-klasblik-tiles",
+    }
     BY_NAME: Final = {"jpeg": 1, "webp": 2, "png": 3}
 
 
