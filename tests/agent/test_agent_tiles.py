@@ -14,6 +14,7 @@ from klasblik.agent.tiles import (
     DeltaEncoder,
     changed_rects,
     encode_rect,
+    mostly_flat,
 )
 from tests.support.tiles import apply_frame
 
@@ -122,3 +123,17 @@ def test_a_close_up_key_frame_of_text_is_a_palette_png():
 
 def _header(coded) -> p.FrameHeader:
     return p.FrameHeader(1, coded.encoding, coded.width, coded.height, 1, 0)
+
+
+def test_smoothed_text_is_screen_content_and_a_photo_is_not():
+    """Text with anti-aliased edges (hundreds of greys) still counts as screen content and
+    is coded as a palette PNG; a photo-like area does not, and stays JPEG."""
+    big = _page((1280, 640))
+    draw = ImageDraw.Draw(big)
+    for i, y in enumerate(range(6, 640, 40)):  # headings in colours
+        draw.text((600, y), "Hoofdstuk 2: breuken", fill=(43, 87, 154 + i % 80))
+    text = big.resize((333, 167), Image.Resampling.LANCZOS)  # smoothed edges
+    assert len(text.getcolors(1 << 16) or []) > 256
+    assert mostly_flat(text) and encode_rect(text, 55)[0] == p.TileEncoding.PNG
+    noise = Image.merge("RGB", [Image.effect_noise((320, 160), s) for s in (40, 50, 60)])
+    assert not mostly_flat(noise) and encode_rect(noise, 55)[0] == p.TileEncoding.JPEG

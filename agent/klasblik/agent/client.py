@@ -400,7 +400,7 @@ class AgentClient:
                 detector,
                 delta,
                 tiles=tiles,
-                screen_key=tiles and watch.mode == "focus",
+                screen_key=tiles,
             )
         except CaptureError as exc:
             if self._capture_reasons.is_new(exc.reason):
