@@ -47,11 +47,58 @@ SCREEN = (1920, 1080)
 VIEWS = {"grid": ((400, 225), 55), "focus": ((1280, 720), 70)}
 INTERVALS = (1.0, 2.0)
 
-_WORDS = (
-    "de het een en van in is dat op te met voor zijn niet aan er maar om ook als dan bij "
-    "nog uit wel naar kan tot door over heeft rekenen taal lezen blok opdracht antwoord "
-    "vraag tabel breuk procent som schrift les groep klas toets aardrijkskunde water rivier"
-).split()
+_WORDS = [
+    "de",
+    "het",
+    "een",
+    "en",
+    "van",
+    "in",
+    "is",
+    "dat",
+    "op",
+    "te",
+    "met",
+    "voor",
+    "zijn",
+    "niet",
+    "aan",
+    "er",
+    "maar",
+    "om",
+    "ook",
+    "als",
+    "dan",
+    "bij",
+    "nog",
+    "uit",
+    "wel",
+    "naar",
+    "kan",
+    "tot",
+    "door",
+    "over",
+    "heeft",
+    "rekenen",
+    "taal",
+    "lezen",
+    "blok",
+    "opdracht",
+    "antwoord",
+    "vraag",
+    "tabel",
+    "breuk",
+    "procent",
+    "som",
+    "schrift",
+    "les",
+    "groep",
+    "klas",
+    "toets",
+    "aardrijkskunde",
+    "water",
+    "rivier",
+]
 
 
 def _article(seed: int = 1, paragraphs: int = 120) -> str:
@@ -150,8 +197,10 @@ def x11vnc(display: str) -> Iterator[int]:
         raise SystemExit("x11vnc is not installed (Debian package x11vnc)")
     port = _free_port()
     proc = subprocess.Popen(
-        [exe, "-display", display, "-rfbport", str(port), "-localhost", "-nopw", "-shared"]
-        + ["-forever", "-quiet", "-noxrecord"],
+        [
+            *(exe, "-display", display, "-rfbport", str(port), "-localhost", "-nopw"),
+            *("-shared", "-forever", "-quiet", "-noxrecord"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -25,13 +25,13 @@ from klasblik.agent.imaging import encode_image
 from klasblik.protocol import Encoding, Tile, TileEncoding, encode_tiles
 
 __all__ = [
+    "FLAT_COLOURS",
+    "FLAT_SHARE",
     "KEY_AREA",
     "KEY_INTERVAL_S",
     "PALETTE_COLOURS",
     "SCREEN_COLOURS",
     "TILE",
-    "FLAT_COLOURS",
-    "FLAT_SHARE",
     "DeltaEncoder",
     "Encoded",
     "changed_rects",
