@@ -129,17 +129,27 @@ PAGES = {
     + repr(" ".join(_WORDS))
     + ";let i = 0;const t = document.getElementById('t');t.focus();"
     + "setInterval(() => { t.value += w[i % w.length]; i += 1; }, 160)</script>",
-    # a video-like page: an animated 960x540 picture in a text page, 30 frames a second
+    # a video-like page: a photo-like picture (smooth colours, fine noise) panning in a
+    # 960x540 canvas inside a text page, with a moving bright ball, 30 frames a second
     "video": _STYLE
     + _article(paragraphs=3)
     + "<canvas id=c width=960 height=540></canvas>"
     + _article(seed=2, paragraphs=6)
-    + "<script>const c = document.getElementById('c').getContext('2d');let f = 0;"
-    + "function draw(){f += 1;for(let y = 0; y < 540; y += 30){for(let x = 0; x < 960; x += 30){"
-    + "c.fillStyle = `hsl(${(x + y + f * 3) % 360},60%,${40 + 20 * Math.sin((x * y + f) / 500)}%)`;"
-    + "c.fillRect(x, y, 30, 30);}}c.fillStyle='#fc3';c.beginPath();"
+    + "<script>const W = 1500, H = 900;const o = document.createElement('canvas');"
+    + "o.width = W; o.height = H; const g = o.getContext('2d');let s = 7;"
+    + "const r = () => (s = (s * 16807) % 2147483647) / 2147483647;"
+    + "for (let k = 0; k < 60; k++) { const x = r() * W, y = r() * H;"
+    + "const gr = g.createRadialGradient(x, y, 0, x, y, 80 + r() * 300);"
+    + "gr.addColorStop(0, `hsl(${r() * 360},70%,55%)`); gr.addColorStop(1, 'rgba(0,0,0,0)');"
+    + "g.fillStyle = gr; g.fillRect(0, 0, W, H); }"
+    + "const d = g.getImageData(0, 0, W, H);"
+    + "for (let i = 0; i < d.data.length; i += 4) { const n = (r() - 0.5) * 24;"
+    + "d.data[i] += n; d.data[i + 1] += n; d.data[i + 2] += n; }"
+    + "g.putImageData(d, 0, 0);const c = document.getElementById('c').getContext('2d');"
+    + "let f = 0;function draw() { f += 1;"
+    + "c.drawImage(o, -((f * 2) % 540), -((f) % 360));c.fillStyle = '#fc3';c.beginPath();"
     + "c.arc((f * 9) % 960, 270 + 120 * Math.sin(f / 15), 60, 0, 7);c.fill();"
-    + "requestAnimationFrame(draw);}draw();</script>",
+    + "requestAnimationFrame(draw); }draw();</script>",
     "static": _STYLE + _article(),
 }
 
@@ -213,7 +223,11 @@ def x11vnc(display: str) -> Iterator[int]:
         yield port
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:  # it may sit in a poll of the screen
+            proc.kill()
+            proc.wait()
 
 
 def _exact(sock: socket.socket, n: int) -> bytes:
