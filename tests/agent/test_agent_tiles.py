@@ -14,6 +14,7 @@ from klasblik.agent.tiles import (
     DeltaEncoder,
     changed_rects,
     encode_rect,
+    find_scroll,
     mostly_flat,
 )
 from tests.support.tiles import apply_frame
@@ -137,3 +138,27 @@ def test_smoothed_text_is_screen_content_and_a_photo_is_not():
     assert mostly_flat(text) and encode_rect(text, 55)[0] == p.TileEncoding.PNG
     noise = Image.merge("RGB", [Image.effect_noise((320, 160), s) for s in (40, 50, 60)])
     assert not mostly_flat(noise) and encode_rect(noise, 55)[0] == p.TileEncoding.JPEG
+
+
+def test_a_scrolled_page_is_a_copy_not_new_pixels():
+    """A page moved up by 12 rows: one copy tile for the band that moved, tiles only for
+    the rows that came in; painted, the band is exactly the new picture's."""
+    tall = Image.new("RGB", (400, 600), (255, 255, 255))
+    draw = ImageDraw.Draw(tall)
+    for n, y in enumerate(range(4, 590, 12)):  # every line its own words
+        draw.text((10, y), f"regel {n}: " + "rekenen taal lezen "[n % 7 :] * 2, fill=(0, 0, 0))
+    first, scrolled = tall.crop((0, 0, 400, 225)), tall.crop((0, 12, 400, 237))
+    assert find_scroll(first, scrolled) == (0, 213, 12)
+    enc = DeltaEncoder()
+    key = enc.encode(first, "jpeg", 55, 0.0, tiles=True)
+    enc.commit()
+    delta = enc.encode(scrolled, "jpeg", 55, 1.0, tiles=True)
+    assert delta is not None and not delta.key
+    tiles = p.decode_tiles(delta.data, 400, 225)
+    assert tiles[0].encoding == p.TileEncoding.COPY and tiles[0].source == (0, 12)
+    assert len(delta.data) < len(key.data) / 3
+    base = first  # what the viewer has (the key frame as sent is JPEG: use the exact one)
+    picture = apply_frame(base, _header(delta), delta.data)
+    band = (0, 0, 400, 200)
+    assert picture.crop(band).tobytes() == scrolled.crop(band).tobytes()
+    assert find_scroll(first, first.copy()) is None

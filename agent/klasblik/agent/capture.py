@@ -224,7 +224,9 @@ class CaptureWorker:
                     grab.raw, (grab.width, grab.height), max_size, encoding, quality, detector
                 )
                 return None if image is None else CapturedFrame(image, grab.captured_at_ms)
-            picture = render_picture(grab.raw, (grab.width, grab.height), max_size, detector)
+            picture = render_picture(
+                grab.raw, (grab.width, grab.height), max_size, detector, whole_factor=tiles
+            )
             if picture is None:
                 return None
             coded = delta.encode(

@@ -36,6 +36,7 @@ __all__ = [
     "Encoded",
     "changed_rects",
     "encode_rect",
+    "find_scroll",
     "mostly_flat",
 ]
 
@@ -103,6 +104,44 @@ def changed_rects(previous: Image.Image, current: Image.Image, tile: int = TILE)
     for (c0, c1), (r0, n) in open_runs.items():
         out.append(_rect(c0, c1, r0, n, tile, width, height))
     return out
+
+
+def find_scroll(previous: Image.Image, current: Image.Image) -> tuple[int, int, int] | None:
+    """(y0, y1, dy) when rows y0..y1 of ``current`` are rows y0+dy..y1+dy of ``previous``
+    exactly (a page scrolled by dy rows), for a band of at least a quarter of the picture;
+    else None. Distinctive rows (those found at most twice in ``previous``) vote for the
+    shift; the longest run of rows that match under it is the band."""
+    width, height = current.size
+    stride = width * len(current.getbands())
+    old, new = previous.tobytes(), current.tobytes()
+    rows_old = [old[y * stride : (y + 1) * stride] for y in range(height)]
+    rows_new = [new[y * stride : (y + 1) * stride] for y in range(height)]
+    where: dict[bytes, list[int]] = {}
+    for y, row in enumerate(rows_old):
+        where.setdefault(row, []).append(y)
+    votes: dict[int, int] = {}
+    for y, row in enumerate(rows_new):
+        found = where.get(row)
+        if found and len(found) <= 2 and rows_old[y] != row:
+            for y_old in found:
+                votes[y_old - y] = votes.get(y_old - y, 0) + 1
+    if not votes:
+        return None
+    dy = max(votes, key=votes.__getitem__)
+    if dy == 0 or votes[dy] < height // 8:
+        return None
+    best, start = (0, 0), None
+    for y in range(height + 1):
+        ok = y < height and 0 <= y + dy < height and rows_new[y] == rows_old[y + dy]
+        if ok and start is None:
+            start = y
+        elif not ok and start is not None:
+            if y - start > best[1] - best[0]:
+                best = (start, y)
+            start = None
+    if best[1] - best[0] < height // 4:
+        return None
+    return best[0], best[1], dy
 
 
 def _rect(c0: int, c1: int, r0: int, n: int, tile: int, width: int, height: int) -> Rect:
@@ -211,12 +250,23 @@ class DeltaEncoder:
         last = self._last
         due = now - self._last_key_at >= self.key_interval_s
         if tiles and last is not None and last.size == image.size and not due:
-            rects = changed_rects(last, image)
-            if not rects:
+            parts: list[Tile] = []
+            base = last
+            scroll = find_scroll(last, image)
+            if scroll is not None:  # a scrolled page: a copy within the picture
+                y0, y1, dy = scroll
+                base = last.copy()
+                base.paste(last.crop((0, y0 + dy, image.width, y1 + dy)), (0, y0))
+                parts.append(
+                    Tile(0, y0, image.width, y1 - y0, TileEncoding.COPY, source=(0, y0 + dy))
+                )
+            rects = changed_rects(base, image)
+            if not rects and not parts:
                 return None
             area = sum(w * h for _, _, w, h in rects)
-            if area < KEY_AREA * image.width * image.height:
-                parts = []
+            copied = sum(t.width * t.height for t in parts)
+            whole = image.width * image.height
+            if area < KEY_AREA * whole and area + copied <= whole:
                 for x, y, w, h in rects:
                     enc, data = encode_rect(image.crop((x, y, x + w, y + h)), quality)
                     parts.append(Tile(x, y, w, h, enc, data))
