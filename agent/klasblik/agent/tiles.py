@@ -106,12 +106,16 @@ def changed_rects(previous: Image.Image, current: Image.Image, tile: int = TILE)
     return out
 
 
-def find_scroll(previous: Image.Image, current: Image.Image) -> tuple[int, int, int] | None:
-    """(y0, y1, dy) when rows y0..y1 of ``current`` are rows y0+dy..y1+dy of ``previous``
-    exactly (a page scrolled by dy rows), for a band of at least a quarter of the picture;
-    else None. Distinctive rows (those found at most twice in ``previous``) vote for the
+def find_scroll(previous: Image.Image, current: Image.Image) -> tuple[int, int, int, int] | None:
+    """(y0, y1, dy, width) when rows y0..y1 of ``current`` are rows y0+dy..y1+dy of
+    ``previous`` exactly over their first ``width`` pixels (all but the right edge, where a
+    scrollbar moves), for a band of at least a quarter of the picture; else None. Distinctive rows (those found at most twice in ``previous``) vote for the
     shift; the longest run of rows that match under it is the band."""
     width, height = current.size
+    if width > 4 * TILE:  # leave out the right edge: a scrollbar's thumb moves there
+        width -= TILE
+        previous = previous.crop((0, 0, width, height))
+        current = current.crop((0, 0, width, height))
     stride = width * len(current.getbands())
     old, new = previous.tobytes(), current.tobytes()
     rows_old = [old[y * stride : (y + 1) * stride] for y in range(height)]
@@ -141,7 +145,7 @@ def find_scroll(previous: Image.Image, current: Image.Image) -> tuple[int, int, 
             start = None
     if best[1] - best[0] < height // 4:
         return None
-    return best[0], best[1], dy
+    return best[0], best[1], dy, width
 
 
 def _rect(c0: int, c1: int, r0: int, n: int, tile: int, width: int, height: int) -> Rect:
@@ -254,12 +258,10 @@ class DeltaEncoder:
             base = last
             scroll = find_scroll(last, image)
             if scroll is not None:  # a scrolled page: a copy within the picture
-                y0, y1, dy = scroll
+                y0, y1, dy, band_w = scroll
                 base = last.copy()
-                base.paste(last.crop((0, y0 + dy, image.width, y1 + dy)), (0, y0))
-                parts.append(
-                    Tile(0, y0, image.width, y1 - y0, TileEncoding.COPY, source=(0, y0 + dy))
-                )
+                base.paste(last.crop((0, y0 + dy, band_w, y1 + dy)), (0, y0))
+                parts.append(Tile(0, y0, band_w, y1 - y0, TileEncoding.COPY, source=(0, y0 + dy)))
             rects = changed_rects(base, image)
             if not rects and not parts:
                 return None
