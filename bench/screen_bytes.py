@@ -122,6 +122,10 @@ PAGES = {
     "scroll": _STYLE
     + _article()
     + "<script>setInterval(() => window.scrollBy(0, 60), 500)</script>",
+    # the same reader, 53 px at a time: no whole multiple of the reduction, so no copies
+    "scroll53": _STYLE
+    + _article()
+    + "<script>setInterval(() => window.scrollBy(0, 53), 500)</script>",
     # typing about 6 characters a second into a document, the caret blinking
     "typing": _STYLE
     + "<h2>Opdracht 3</h2><textarea id=t autofocus></textarea><script>"
