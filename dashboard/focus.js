@@ -148,7 +148,7 @@ export class FocusView {
     if (frame.kind === FRAME_KINDS.FOCUS) this.sawFocusFrame = true;
     else if (this.sawFocusFrame) return;
     if (this.describe().picture === "hide") return;
-    this.image.showFrame(frame);
+    if (!this.image.showFrame(frame)) return;
     this.picture = { capturedAt: Math.min(frame.capturedAt, Date.now()) };
     this.img.dataset.width = String(frame.width);
     this.img.dataset.height = String(frame.height);

@@ -5,6 +5,10 @@ export const VIEWER_MAGIC = "KBV1";
 export const FRAME_MAGIC = "KBF1";
 export const FRAME_HEADER_SIZE = 24;
 export const MIME_BY_ENCODING = Object.freeze({ 1: "image/jpeg", 2: "image/webp", 3: "image/png" });
+// Encoding 4: a delta frame, the changed tiles of the picture so far (docs/protocol.md).
+export const TILES = 4;
+export const TILE_COPY = 0;
+export const MAX_TILES = 4096;
 export const FRAME_KINDS = Object.freeze({ GRID: 1, FOCUS: 2 });
 export const MAX_WIDTH = 7680;
 export const MAX_HEIGHT = 4320;
@@ -68,7 +72,7 @@ export function parseViewerFrame(data) {
     throw new FrameError("bad_frame", `unknown frame kind ${kind}`);
   }
   const encoding = bytes[start + 6];
-  const mime = MIME_BY_ENCODING[encoding];
+  const mime = encoding === TILES ? null : MIME_BY_ENCODING[encoding];
   if (mime === undefined) {
     throw new FrameError("bad_frame", `unknown image encoding ${encoding}`);
   }
@@ -78,7 +82,7 @@ export function parseViewerFrame(data) {
     throw new FrameError("bad_frame", `implausible size ${width}x${height}`);
   }
   const imageStart = start + FRAME_HEADER_SIZE;
-  const signature = SIGNATURES[encoding];
+  const signature = SIGNATURES[encoding] || [];
   if (bytes.length - imageStart < signature.length || signature.some((b, i) => bytes[imageStart + i] !== b)) {
     throw new FrameError("bad_frame", `image bytes do not look like ${mime}`);
   }
@@ -95,4 +99,60 @@ export function parseViewerFrame(data) {
     capturedAt,
     image: bytes.subarray(imageStart),
   };
+}
+
+/**
+ * The tiles of a delta frame's body (`frame.image` when `frame.encoding` is TILES), checked
+ * as the server checks them: each inside the `width` × `height` picture, bytes not cut
+ * short, none left over, a known encoding with its signature.
+ * @returns {Array<{x: number, y: number, width: number, height: number, encoding: number,
+ *   mime: string|null, data: Uint8Array|null, sourceX: number, sourceY: number}>}
+ */
+export function parseTiles(body, width, height) {
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  if (body.length < 2) throw new FrameError("bad_tiles", "delta frame has no tile count");
+  const count = view.getUint16(0, false);
+  if (count < 1 || count > MAX_TILES) throw new FrameError("bad_tiles", `bad tile count ${count}`);
+  const tiles = [];
+  let i = 2;
+  let area = 0;
+  for (let n = 0; n < count; n += 1) {
+    if (i + 14 > body.length) throw new FrameError("bad_tiles", `tile ${n} record cut short`);
+    const x = view.getUint16(i, false);
+    const y = view.getUint16(i + 2, false);
+    const w = view.getUint16(i + 4, false);
+    const h = view.getUint16(i + 6, false);
+    const encoding = body[i + 8];
+    const reserved = body[i + 9];
+    const length = view.getUint32(i + 10, false);
+    i += 14;
+    if (reserved !== 0) throw new FrameError("bad_tiles", `tile ${n} reserved byte`);
+    if (w < 1 || h < 1 || x + w > width || y + h > height) {
+      throw new FrameError("tile_out_of_bounds", `tile ${n} is not inside the picture`);
+    }
+    area += w * h;
+    if (area > width * height) throw new FrameError("bad_tiles", "tiles cover more than the picture");
+    if (length < 1 || i + length > body.length) throw new FrameError("bad_tiles", `tile ${n} bytes cut short`);
+    const data = body.subarray(i, i + length);
+    i += length;
+    if (encoding === TILE_COPY) {
+      if (length !== 4) throw new FrameError("bad_tiles", `copy tile ${n} must carry 4 bytes`);
+      const sourceX = (data[0] << 8) | data[1];
+      const sourceY = (data[2] << 8) | data[3];
+      if (sourceX + w > width || sourceY + h > height) {
+        throw new FrameError("tile_out_of_bounds", `copy tile ${n} source is not inside the picture`);
+      }
+      tiles.push({ x, y, width: w, height: h, encoding, mime: null, data: null, sourceX, sourceY });
+      continue;
+    }
+    const mime = MIME_BY_ENCODING[encoding];
+    const signature = SIGNATURES[encoding];
+    if (mime === undefined) throw new FrameError("bad_frame", `tile ${n} has an unknown encoding`);
+    if (data.length < signature.length || signature.some((b, k) => data[k] !== b)) {
+      throw new FrameError("bad_frame", `tile ${n} bytes do not look like ${mime}`);
+    }
+    tiles.push({ x, y, width: w, height: h, encoding, mime, data, sourceX: 0, sourceY: 0 });
+  }
+  if (i !== body.length) throw new FrameError("bad_tiles", "bytes after the last tile");
+  return tiles;
 }

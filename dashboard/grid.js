@@ -153,7 +153,7 @@ class Tile {
 
   showFrame(frame) {
     if (this.desc && this.desc.picture === "hide") return;
-    this.image.showFrame(frame);
+    if (!this.image.showFrame(frame)) return;
     this.picture = { capturedAt: Math.min(frame.capturedAt, Date.now()), stored: false };
     this.render();
   }

@@ -3,6 +3,7 @@
 
 import { NOT_CAPTURABLE, encodingForMime, fitSize, isCapturableUrl } from "./protocol.js";
 import { isPrivateUrl } from "./private.js";
+import { TILES_ENCODING } from "./tiles.js";
 
 async function activeTab() {
   const [focused] = await chrome.tabs.query({ active: true, lastFocusedWindow: true });
@@ -19,9 +20,11 @@ async function sha256Hex(text) {
 /**
  * Capture what the student sees for `watch`. Returns {error, code} when the page cannot be
  * captured, else {key, encoding, width, height, image, capturedAt}; `key` identifies the
- * captured content, so an unchanged screen can be skipped before any scaling.
+ * captured content, so an unchanged screen can be skipped before any scaling. With a
+ * `delta` (tiles.js DeltaState; only when the server takes delta frames) the picture is
+ * compared with the last one sent and only its changed tiles go out (encoding 4).
  */
-export async function captureActiveTab(watch, lastKey = null, privatePages = []) {
+export async function captureActiveTab(watch, lastKey = null, privatePages = [], delta = null) {
   const tab = await activeTab();
   if (!tab) return { error: "no open tab to capture", code: "no_display" };
   // A private page is never captured: checked before captureVisibleTab is called.
@@ -46,6 +49,11 @@ export async function captureActiveTab(watch, lastKey = null, privatePages = [])
     const ctx = canvas.getContext("2d");
     ctx.imageSmoothingQuality = "medium";
     ctx.drawImage(bitmap, 0, 0, width, height);
+    if (delta) {
+      const coded = await delta.encode(ctx, width, height, watch.quality / 100, capturedAt);
+      if (coded === null) return { key, unchanged: true };
+      if (coded.delta) return { key, encoding: TILES_ENCODING, width, height, image: coded.image, capturedAt };
+    }
     const wanted = watch.encoding === "webp" ? "image/webp" : "image/jpeg";
     const out = await canvas.convertToBlob({ type: wanted, quality: watch.quality / 100 });
     const encoding = encodingForMime(out.type);

@@ -16,7 +16,7 @@ export const FORBIDDEN_WAIT_MS = 60 * 60 * 1000;
 export const NOT_CAPTURABLE = "page cannot be captured";
 
 export const FrameKind = Object.freeze({ GRID: 1, FOCUS: 2 });
-export const Encoding = Object.freeze({ JPEG: 1, WEBP: 2, PNG: 3 });
+export const Encoding = Object.freeze({ JPEG: 1, WEBP: 2, PNG: 3, TILES: 4 });
 export const ENCODING_MIME = Object.freeze({ 1: "image/jpeg", 2: "image/webp", 3: "image/png" });
 export const CloseCode = Object.freeze({
   NORMAL: 1000,
@@ -38,7 +38,7 @@ const WATCH_ENCODINGS = ["jpeg", "webp"];
 /** The watch in force before the server has said anything: send nothing. */
 export const WATCH_OFF = Object.freeze({
   mode: "off", width: 0, height: 0, interval_ms: 0, quality: 0,
-  encoding: "jpeg", tabs: "none", viewers: Object.freeze([]),
+  encoding: "jpeg", tabs: "none", viewers: Object.freeze([]), key: 0,
 });
 
 /** A message from the server that breaks the protocol; `code` as in docs/protocol.md. */
@@ -119,7 +119,7 @@ export function normaliseWatch(msg) {
 }
 
 /** The first message on every connection. */
-export function buildHello({ token, account, deviceId, os, agentVersion, role, deviceKey, identity }) {
+export function buildHello({ token, account, deviceId, os, agentVersion, role, deviceKey, identity, tiles }) {
   if (typeof token !== "string" || token === "") throw new TypeError("hello needs the enrollment token");
   if (typeof account !== "string" || account === "") throw new TypeError("hello needs the signed-in account");
   if (typeof deviceId !== "string" || deviceId.length < 1 || deviceId.length > 128) {
@@ -135,6 +135,8 @@ export function buildHello({ token, account, deviceId, os, agentVersion, role, d
   if (identity && typeof identity.token === "string" && identity.token) {
     hello.identity = { kind: identity.kind, token: identity.token };
   }
+  // it can send delta frames (changed tiles) if the welcome says the server takes them
+  if (tiles) hello.tiles = true;
   return hello;
 }
 
@@ -200,7 +202,7 @@ function checkRange(name, value, lo, hi) {
 /** The 24-byte agent frame header, big-endian (docs/protocol.md, "Agent frames"). */
 export function buildFrameHeader({ kind, encoding, width, height, seq, capturedAt }) {
   checkRange("kind", kind, 1, 2);
-  checkRange("encoding", encoding, 1, 3);
+  checkRange("encoding", encoding, 1, 4); // 4: a delta frame (docs/protocol.md)
   checkRange("width", width, 1, 7680);
   checkRange("height", height, 1, 4320);
   if (!isInt(seq) || seq < 0) throw new RangeError(`frame seq must be a non-negative integer, got ${seq}`);

@@ -4,6 +4,7 @@
 
 import * as P from "./protocol.js";
 import { captureActiveTab } from "./capture.js";
+import { DeltaState } from "./tiles.js";
 import { blankPrivateTabs } from "./private.js";
 import { msg } from "./i18n.js";
 
@@ -269,6 +270,7 @@ function connect() {
   state.ws = ws;
   state.session = new P.AgentSession();
   const session = state.session;
+  session.delta = new DeltaState(); // the last picture sent on this connection
   ws.onopen = async () => {
     const [identity, key] = await Promise.all([
       identityToken(),
@@ -287,6 +289,7 @@ function connect() {
       role: state.role,
       deviceKey: key ? key.publicKey : null,
       identity,
+      tiles: true,
     }));
   };
   ws.onmessage = (ev) => {
@@ -335,6 +338,7 @@ function onEvent(event) {
     state.heartbeatTimer = setInterval(() => send(session.nextHeartbeat()), event.heartbeatS * 1000);
   } else if (event.kind === "watch") {
     state.lastCaptureError = null;
+    state.session.delta.reset(); // a new watch (a new viewer raises its key): a whole picture first
     clearTimeout(state.captureTimer);
     state.captureTimer = null;
     if (event.watch.mode !== "off") {
@@ -374,13 +378,15 @@ async function captureTick() {
   session.markCaptured(Date.now());
   try {
     const privatePages = (session.welcome && session.welcome.private_pages) || [];
-    const shot = await captureActiveTab(watch, session.lastFrameKey, privatePages);
+    const delta = session.welcome && session.welcome.tiles === true ? session.delta : null;
+    const shot = await captureActiveTab(watch, session.lastFrameKey, privatePages, delta);
     // The watch may have changed (or gone off) while capturing: then drop this shot.
     if (session !== state.session || session.watch !== watch) return;
     if (shot.private) {
       if (state.privatePage !== session) send({ type: "private_page", on: true });
       state.privatePage = session;
       session.lastFrameKey = null; // the next ordinary page is sent even if unchanged
+      session.delta.reset(); // and as a whole picture
       return;
     }
     if (state.privatePage === session) {
@@ -398,6 +404,7 @@ async function captureTick() {
     }
     const frame = session.frameFor(shot);
     if (frame && send(frame)) {
+      session.delta.commit();
       state.framesSent += 1;
       state.lastCaptureError = null;
     }

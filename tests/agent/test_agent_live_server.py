@@ -25,6 +25,7 @@ from klasblik.agent.pacing import Backoff
 from klasblik.agent.settings import load_agent_settings
 from tests.agent.agent_xscreen import XPainter, Xvfb
 from tests.support.live import LiveServer
+from tests.support.tiles import apply_frame
 from tests.support.timing import timeout, wait_for
 
 pytestmark = pytest.mark.xvfb
@@ -176,8 +177,14 @@ async def test_agent_serves_a_real_teacher_view(
 
         painter.show(_quadrants((240, 240, 240)))
         await wait_for(lambda: len(dash.frames) > count, WAIT_S, "a frame after the screen changed")
-        newest = Image.open(io.BytesIO(dash.frames[-1][2])).convert("RGB")
-        assert _close(newest.getpixel((50, 50)), (240, 240, 240))
+        picture = None  # what the teacher sees: key frames with the deltas painted on them
+        for _, header, body in dash.frames:
+            picture = apply_frame(picture, header, body)
+        assert picture is not None
+        assert _close(picture.getpixel((50, 50)), (240, 240, 240))
+        assert _close(picture.getpixel((350, 180)), (250, 240, 30))
+        # only the changed quarter travelled, as a delta
+        assert dash.frames[-1][1].encoding == p.Encoding.TILES
 
         assert (await dash.command("focus", student_id=sid))["success"] is True
         await wait_for(

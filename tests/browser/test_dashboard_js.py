@@ -7,20 +7,27 @@ the dashboard's parser and the server agree byte for byte.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from klasblik.protocol import (
     Encoding,
     FrameHeader,
     FrameKind,
     ProtocolError,
+    Tile,
+    TileEncoding,
+    decode_tiles,
     decode_viewer_frame,
     encode_frame,
+    encode_tiles,
     encode_viewer_frame,
 )
 from tests.support.timing import ENV_VAR, TIMEOUT_FACTOR, timeout
@@ -97,12 +104,70 @@ def frame_vectors() -> dict:
         _invalid("header without image", prefix + good[:24]),
         _invalid("header version 2", prefix + good[:4] + b"\x02" + good[5:]),
         _invalid("unknown kind", prefix + good[:5] + b"\x09" + good[6:]),
-        _invalid("unknown encoding", prefix + good[:6] + b"\x04" + good[7:]),
+        _invalid("unknown encoding", prefix + good[:6] + b"\x07" + good[7:]),
         _invalid("zero width", prefix + good[:8] + b"\x00\x00" + good[10:]),
         _invalid("height over the limit", prefix + good[:10] + b"\x10\xe1" + good[12:]),
         _invalid("png bytes labelled jpeg", prefix + good[:24] + PNG),
     ]
-    return {"valid": valid, "invalid": invalid}
+    return {"valid": valid, "invalid": invalid, "tiles": tile_vectors()}
+
+
+def _real_png(size: tuple[int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (1, 2, 3)).save(out, "PNG")
+    return out.getvalue()
+
+
+def tile_vectors() -> dict:
+    """Delta-frame bodies (for a 64x36 picture) the reference accepts, with their tiles, and
+    ones it refuses, with its code (the dashboard checks them again before painting)."""
+    png = _real_png((16, 16))
+    record = struct.Struct(">HHHHBBI")
+    good = [
+        Tile(0, 0, 16, 16, TileEncoding.PNG, png),
+        Tile(48, 20, 16, 16, TileEncoding.COPY, source=(0, 0)),
+    ]
+    valid = []
+    for name, tiles in [("png and copy", good), ("one tile", good[:1])]:
+        body = encode_tiles(tiles)
+        decoded = decode_tiles(body, 64, 36)
+        valid.append(
+            {
+                "name": name,
+                "data": _b64(body),
+                "expect": [
+                    [t.x, t.y, t.width, t.height, t.encoding, *(t.source or (0, 0))]
+                    for t in decoded
+                ],
+            }
+        )
+    bad = {
+        "no tiles": struct.pack(">H", 0),
+        "more tiles than carried": struct.pack(">H", 2)
+        + record.pack(0, 0, 16, 16, 3, 0, len(png))
+        + png,
+        "bytes left over": encode_tiles(good[:1]) + b"x",
+        "reserved byte set": struct.pack(">H", 1) + record.pack(0, 0, 16, 16, 3, 1, len(png)) + png,
+        "tile past the edge": struct.pack(">H", 1)
+        + record.pack(56, 0, 16, 16, 3, 0, len(png))
+        + png,
+        "copy source past the edge": encode_tiles(
+            [Tile(0, 0, 16, 16, TileEncoding.COPY, source=(60, 0))]
+        ),
+        "unknown tile encoding": struct.pack(">H", 1)
+        + record.pack(0, 0, 16, 16, 9, 0, len(png))
+        + png,
+        "png labelled jpeg": struct.pack(">H", 1) + record.pack(0, 0, 16, 16, 1, 0, len(png)) + png,
+    }
+    invalid = []
+    for name, body in bad.items():
+        try:
+            decode_tiles(body, 64, 36)
+        except ProtocolError as exc:
+            invalid.append({"name": name, "data": _b64(body), "code": exc.code})
+        else:
+            raise AssertionError(f"the reference accepted the invalid tiles {name!r}")
+    return {"width": 64, "height": 36, "valid": valid, "invalid": invalid}
 
 
 def _node() -> str:

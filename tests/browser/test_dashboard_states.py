@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import io
 import json
 import re
 import sqlite3
@@ -23,6 +24,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 import pytest_asyncio
+from PIL import Image
 from playwright.async_api import expect
 
 from klasblik import protocol as p
@@ -66,9 +68,10 @@ def _second_class_last_student(server: Any) -> tuple[int, int, str, str]:
 class Puppet:
     """An agent for one demo student, sending exactly what the test says."""
 
-    def __init__(self, base_url: str, account: str) -> None:
+    def __init__(self, base_url: str, account: str, *, tiles: bool = False) -> None:
         self.url = base_url.replace("http://", "ws://") + "/ws/agent"
         self.account = account
+        self.tiles = tiles
         self.http = aiohttp.ClientSession()
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.watches: list[dict[str, Any]] = []
@@ -83,6 +86,7 @@ class Puppet:
             "token": ENROLLMENT_TOKEN,
             "account": self.account,
             "device": {"id": "browser-test-" + self.account, "kind": "desktop"},
+            **({"tiles": True} if self.tiles else {}),
         }
         await self.ws.send_str(json.dumps(hello))
         welcome = json.loads(await self.ws.receive_str(timeout=timeout(10)))
@@ -114,6 +118,22 @@ class Puppet:
         assert self.ws is not None
         await self.ws.send_str(json.dumps(message))
 
+    async def picture(self, kind: int, size: tuple[int, int], colour: tuple[int, int, int]) -> int:
+        """A key frame: a whole PNG picture of one colour; returns its seq."""
+        assert self.ws is not None
+        self.seq += 1
+        header = p.FrameHeader(kind, p.Encoding.PNG, *size, self.seq, int(time.time() * 1000))
+        await self.ws.send_bytes(p.encode_frame(header, _png(size, colour)))
+        return self.seq
+
+    async def delta(self, kind: int, size: tuple[int, int], tiles: list[p.Tile]) -> int:
+        """A delta frame of ``tiles``; returns its seq."""
+        assert self.ws is not None
+        self.seq += 1
+        header = p.FrameHeader(kind, p.Encoding.TILES, *size, self.seq, int(time.time() * 1000))
+        await self.ws.send_bytes(p.encode_frame(header, p.encode_tiles(tiles)))
+        return self.seq
+
     async def close(self) -> None:
         if self.ws is not None:
             await self.ws.close()
@@ -122,10 +142,22 @@ class Puppet:
         await self.http.close()
 
 
+def _png(size: tuple[int, int], colour: tuple[int, int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def _tile(x: int, y: int, colour: tuple[int, int, int], size: int = 16) -> p.Tile:
+    return p.Tile(x, y, size, size, p.TileEncoding.PNG, _png((size, size), colour))
+
+
 @contextlib.asynccontextmanager
-async def puppet_for(server: Any) -> AsyncIterator[tuple[Puppet, int, int, str]]:
+async def puppet_for(
+    server: Any, *, tiles: bool = False
+) -> AsyncIterator[tuple[Puppet, int, int, str]]:
     class_id, sid, account, name = _second_class_last_student(server)
-    puppet = Puppet(server.base_url, account)
+    puppet = Puppet(server.base_url, account, tiles=tiles)
     try:
         await puppet.connect()
         yield puppet, class_id, sid, name
@@ -235,6 +267,77 @@ async def test_stale_picture_capture_error_and_its_clearing(
         await puppet.frame()
         await wait_state(page, sid, "online")
         assert not await tile(page, sid).locator(".tile-error").is_visible()
+        await context.close()
+
+
+_PIXELS = """([selector, seq, points]) => {
+  const canvas = document.querySelector(selector);
+  if (!canvas || canvas.hidden || canvas.dataset.frameSeq !== String(seq)) return null;
+  const ctx = canvas.getContext("2d");
+  return points.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3)));
+}"""
+
+
+async def _pixels(page: Any, selector: str, seq: int, points: list[tuple[int, int]]) -> Any:
+    """The canvas's colours at ``points`` once it shows delta ``seq``."""
+    handle = await page.wait_for_function(
+        _PIXELS, arg=[selector, seq, [list(xy) for xy in points]], timeout=WAIT_MS
+    )
+    return await handle.json_value()
+
+
+def _near(a: list[int], b: tuple[int, int, int]) -> bool:
+    return all(abs(x - y) <= 3 for x, y in zip(a, b, strict=True))
+
+
+async def test_delta_frames_are_painted_on_the_key_frame_in_grid_and_focus(
+    klasblik_server: Any, shared_browser: Any
+) -> None:
+    """Changed tiles are painted on a canvas over the last key frame, in the grid tile and
+    in the focus view (a copy tile moves pixels within it); a key frame shows the whole
+    picture again and the canvas is hidden."""
+    blue, red, green = (20, 120, 200), (220, 20, 20), (20, 200, 40)
+    grid_kind, focus_kind = p.FrameKind.GRID, p.FrameKind.FOCUS
+    async with puppet_for(klasblik_server, tiles=True) as (puppet, class_id, sid, _name):
+        context, page = await signed_in(shared_browser, klasblik_server, class_id=class_id)
+        await wait_for(lambda: puppet.mode == "grid", timeout(15), "the grid to watch the agent")
+        assert "key" in puppet.watches[-1]
+        size = (64, 36)
+        key = await puppet.picture(grid_kind, size, blue)
+        img = f'#grid .tile[data-student-id="{sid}"] img.tile-image'
+        await page.wait_for_function(
+            "([sel, seq]) => document.querySelector(sel)?.dataset.frameSeq === String(seq)",
+            arg=[img, key],
+            timeout=WAIT_MS,
+        )
+        seq = await puppet.delta(grid_kind, size, [_tile(0, 0, red), _tile(32, 16, green)])
+        canvas = f'#grid .tile[data-student-id="{sid}"] canvas.tile-image'
+        got = await _pixels(page, canvas, seq, [(4, 4), (40, 20), (60, 4)])
+        assert [_near(c, want) for c, want in zip(got, (red, green, blue), strict=True)] == [
+            True
+        ] * 3, got
+        assert await page.locator(img).is_hidden()
+        copy = p.Tile(48, 16, 16, 16, p.TileEncoding.COPY, source=(0, 0))
+        seq = await puppet.delta(grid_kind, size, [_tile(0, 0, blue), copy])
+        got = await _pixels(page, canvas, seq, [(4, 4), (52, 20)])
+        assert _near(got[0], blue) and _near(got[1], red), got  # copied before the repaint
+
+        key = await puppet.picture(grid_kind, size, green)
+        await page.wait_for_function(
+            "([sel, seq]) => { const i = document.querySelector(sel);"
+            " return i && !i.hidden && i.dataset.frameSeq === String(seq); }",
+            arg=[img, key],
+            timeout=WAIT_MS,
+        )
+        assert await page.locator(canvas).is_hidden()
+
+        await tile(page, sid).locator("button").click()
+        await wait_for(lambda: puppet.mode == "focus", timeout(15), "the focus watch")
+        big = (128, 72)
+        await puppet.picture(focus_kind, big, blue)
+        seq = await puppet.delta(focus_kind, big, [_tile(100, 50, red)])
+        got = await _pixels(page, ".focus-screen canvas", seq, [(105, 55), (10, 10)])
+        assert _near(got[0], red) and _near(got[1], blue), got
         await context.close()
 
 

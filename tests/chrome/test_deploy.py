@@ -81,6 +81,7 @@ def test_pack_makes_a_signed_crx_without_test_hooks(tmp_path: Path) -> None:
         "worker.js",
         "protocol.js",
         "capture.js",
+        "tiles.js",
         "options.html",
         "popup.html",
         "popup.js",

@@ -22,6 +22,7 @@ from klasblik import protocol as p
 from klasblik.server.app import init_app
 
 from ..support.live import LiveServer, start_live_server
+from ..support.tiles import apply_frame
 from ..support.timing import timeout, wait_for
 from .extension import ChromeAgent, running_agent
 from .pages import serve_pages, solid_page_html
@@ -185,6 +186,43 @@ async def test_teacher_gets_thumbnail_and_tabs(rig: Rig) -> None:
         )
         urls = {t["url"]: t["active"] for t in all_tabs[-1]}
         assert urls[rig.base + "/red"] is True and urls[rig.base + "/green"] is False
+    finally:
+        await teacher.close()
+
+
+async def test_a_small_change_goes_out_as_changed_tiles(rig: Rig) -> None:
+    """The extension says tiles in its hello; after the whole first picture, a small change
+    on the page goes out as a delta of a few tiles, which painted on that picture gives
+    what the page shows (docs/protocol.md, "Delta frames")."""
+    teacher = await rig.teacher()
+    try:
+        await teacher.command({"type": "subscribe", "id": 1, "class_id": rig.ids["class_id"]})
+        await wait_for(lambda: teacher.frames, timeout(20), "a thumbnail at the dashboard")
+        assert rig.server.hub.agents[rig.sid].tiles
+        first = len(teacher.frames)
+        page = rig.agent.context.pages[-1]
+        await page.evaluate(
+            "() => { const d = document.createElement('div');"
+            f" d.style.cssText = 'position:fixed;left:0;top:0;width:25vw;height:25vh;"
+            f"background:{_hex(GREEN)}'; document.body.append(d); }}"
+        )
+        deltas = await wait_for(
+            lambda: [f for f in teacher.frames[first:] if f[1].encoding == p.Encoding.TILES],
+            timeout(20),
+            "a delta frame",
+        )
+        picture = None
+        for _sid, header, body in teacher.frames[: teacher.frames.index(deltas[0]) + 1]:
+            picture = apply_frame(picture, header, body)
+        assert picture is not None
+        w, h = picture.size
+        tiles = p.decode_tiles(deltas[0][2], w, h)
+        assert sum(t.width * t.height for t in tiles) < 0.5 * w * h
+        near = lambda a, b: all(abs(x - y) <= 40 for x, y in zip(a, b, strict=False))  # noqa: E731
+        assert near(picture.getpixel((w // 10, h // 10)), GREEN), picture.getpixel(
+            (w // 10, h // 10)
+        )
+        assert near(picture.getpixel((w * 3 // 4, h * 3 // 4)), RED)
     finally:
         await teacher.close()
 

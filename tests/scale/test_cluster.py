@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+from PIL import Image
 from sqlalchemy import text
 
 from klasblik import protocol as p
@@ -230,6 +233,39 @@ async def test_dashboard_on_one_instance_views_agent_on_the_other(tmp_path, pg_u
             await wait_for(lambda: agent.mode == "off", timeout(10), "agent at A quiet again")
         finally:
             sender.cancel()
+            await viewer.close()
+            await agent.close()
+
+
+async def test_a_viewer_on_another_instance_gets_a_key_frame_then_deltas(tmp_path, pg_url):
+    """Agent sending deltas on A, a dashboard joining on B: A asks the agent for a key
+    frame at once (watch.key), and B gets the key frame and the deltas after it, in order."""
+    async with cluster(tmp_path, pg_url) as c:
+        a, b = c["a"], c["b"]
+        anna = c["roster"]["students"][ANNA[0]]
+        agent = TestAgent(a, ANNA[0], tiles=True)  # type: ignore[arg-type]
+        assert (await agent.connect())["tiles"] is True
+        viewer = await _viewer_on(c, b)
+        try:
+            await wait_for(lambda: agent.watches, timeout(10), "the first watch")
+            key = agent.watches[-1]["key"]
+            await viewer.command(type="subscribe", class_id=c["roster"]["class_id"])
+            await wait_for(
+                lambda: agent.mode == "grid" and agent.watches[-1]["key"] > key,
+                timeout(10),
+                "a key frame asked for at A",
+            )
+            png = io.BytesIO()
+            Image.new("RGB", (8, 8), (0, 90, 0)).save(png, "PNG")
+            delta_body = p.encode_tiles([p.Tile(0, 0, 8, 8, p.TileEncoding.PNG, png.getvalue())])
+            now = int(time.time() * 1000)
+            await agent.send(frame(1, (10, 200, 30)))
+            for seq in (2, 3):
+                header = p.FrameHeader(p.FrameKind.GRID, p.Encoding.TILES, 64, 36, seq, now)
+                await agent.send(p.encode_frame(header, delta_body))
+            await wait_for(lambda: len(viewer.frames_of(anna)) >= 3, timeout(10), "frames at B")
+            assert [h.seq for _sid, h, _ in viewer.frames_of(anna)] == [1, 2, 3]
+        finally:
             await viewer.close()
             await agent.close()
 

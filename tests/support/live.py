@@ -224,9 +224,11 @@ class TestAgent:
 
     __test__ = False
 
-    def __init__(self, server: LiveServer, account: str) -> None:
+    def __init__(self, server: LiveServer, account: str, *, tiles: bool = False) -> None:
         self.server = server
         self.account = account
+        #: say in the hello that this agent can send delta frames
+        self.tiles = tiles
         self.http = aiohttp.ClientSession()
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.watches: list[dict[str, Any]] = []
@@ -244,6 +246,7 @@ class TestAgent:
                     "token": token or self.server.token,
                     "account": self.account,
                     "device": {"id": "test-" + self.account, "kind": "desktop"},
+                    **({"tiles": True} if self.tiles else {}),
                 }
             )
         )

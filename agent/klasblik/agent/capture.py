@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Protocol
 import mss
 
 from klasblik.agent.activewindow import active_window_centre
-from klasblik.agent.imaging import EncodedImage, render_frame
+from klasblik.agent.imaging import EncodedImage, render_frame, render_picture
 from klasblik.agent.pacing import ChangeDetector
+from klasblik.agent.tiles import DeltaEncoder
 from klasblik.agent.wayland import is_wayland_session, portal_problem
 from klasblik.agent.x11 import randr_monitors
 from klasblik.protocol.errors import KlasblikError
@@ -228,10 +229,12 @@ def _describe(exc: BaseException) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CapturedFrame:
-    """An encoded frame and when its pixels were grabbed."""
+    """An encoded frame and when its pixels were grabbed; ``image.encoding`` is
+    ``Encoding.TILES`` for a delta (changed tiles only), and ``key`` False then."""
 
     image: EncodedImage
     captured_at_ms: int
+    key: bool = True
 
 
 class CaptureWorker:
@@ -247,16 +250,32 @@ class CaptureWorker:
         encoding: str,
         quality: int,
         detector: ChangeDetector,
+        delta: DeltaEncoder | None = None,
+        tiles: bool = False,
+        screen_key: bool = False,
     ) -> CapturedFrame | None:
         grab = self._grabber.grab()
         try:
-            image = render_frame(
-                grab.raw, (grab.width, grab.height), max_size, encoding, quality, detector
+            if delta is None:
+                image = render_frame(
+                    grab.raw, (grab.width, grab.height), max_size, encoding, quality, detector
+                )
+                return None if image is None else CapturedFrame(image, grab.captured_at_ms)
+            picture = render_picture(
+                grab.raw, (grab.width, grab.height), max_size, detector, whole_factor=tiles
+            )
+            if picture is None:
+                return None
+            coded = delta.encode(
+                picture, encoding, quality, time.monotonic(), tiles=tiles, screen_key=screen_key
             )
         except (ValueError, OSError, MemoryError) as exc:
             # A grab Pillow cannot use (odd size, truncated buffer): a capture problem too.
             raise CaptureError(f"could not process the screen image: {_describe(exc)}") from exc
-        return None if image is None else CapturedFrame(image, grab.captured_at_ms)
+        if coded is None:
+            return None
+        encoded = EncodedImage(coded.data, coded.encoding, coded.width, coded.height)
+        return CapturedFrame(encoded, grab.captured_at_ms, coded.key)
 
     async def capture(
         self,
@@ -264,11 +283,27 @@ class CaptureWorker:
         encoding: str,
         quality: int,
         detector: ChangeDetector,
+        delta: DeltaEncoder | None = None,
+        *,
+        tiles: bool = False,
+        screen_key: bool = False,
     ) -> CapturedFrame | None:
-        """A new frame, or None when the screen did not change; may raise CaptureError."""
+        """A new frame, or None when the screen did not change; may raise CaptureError.
+
+        With ``delta`` the frame is coded against the last one sent (``agent/tiles.py``):
+        a delta when ``tiles`` (the server takes them), else always a whole picture;
+        ``screen_key``: a key frame of screen content may be a palette PNG (close-ups)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._pool, self._capture, max_size, encoding, quality, detector
+            self._pool,
+            self._capture,
+            max_size,
+            encoding,
+            quality,
+            detector,
+            delta,
+            tiles,
+            screen_key,
         )
 
     async def pause(self) -> None:

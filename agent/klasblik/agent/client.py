@@ -31,6 +31,7 @@ from klasblik.agent.indicator import WatchIndicator
 from klasblik.agent.pacing import Backoff, ChangeDetector, FramePacer, ReasonFilter
 from klasblik.agent.private import PrivateWatch, is_private_title
 from klasblik.agent.settings import AgentSettings
+from klasblik.agent.tiles import DeltaEncoder
 from klasblik.protocol import ProtocolError
 from klasblik.protocol.session import (
     WATCH_OFF,
@@ -181,7 +182,9 @@ class AgentClient:
             settings = self.settings
             identity = await self._identity()
             await ws.send(
-                self.protocol.hello(settings.token, settings.account, self._device(), identity)
+                self.protocol.hello(
+                    settings.token, settings.account, self._device(), identity, tiles=True
+                )
             )
             tasks = [
                 asyncio.create_task(self._receive(session), name="receive"),
@@ -306,6 +309,7 @@ class AgentClient:
         """Capture and send frames and the window title while the mode is not off."""
         await session.welcomed.wait()
         detector = ChangeDetector()
+        delta = DeltaEncoder()  # the last picture sent, for frames of changed tiles only
         pacer = FramePacer(0)
         generation = -1
         while True:
@@ -314,7 +318,9 @@ class AgentClient:
                 generation = session.watch_generation
                 # A new request: the next frame goes out even if unchanged (and the next
                 # title: the session forgets the last one at each watch).
+                # A new watch (a new viewer raises its key): a whole picture first.
                 detector.reset()
+                delta.reset()
                 pacer = FramePacer(watch.interval_ms, pacer.last_sent)
             if watch.mode == "off":
                 await self.indicator.hide()
@@ -325,11 +331,11 @@ class AgentClient:
             if wait > 0:
                 await self._wait_watch_change(session, generation, wait)
                 continue
-            if await self._private_now(session, generation, detector):
+            if await self._private_now(session, generation, detector, delta):
                 # private use: nothing captured, no title sent; look again after an interval
                 pacer.mark_sent(time.monotonic())
                 continue
-            retry = await self._capture_and_send(session, watch, generation, detector, pacer)
+            retry = await self._capture_and_send(session, watch, generation, detector, pacer, delta)
             if session.watch_generation != generation:
                 continue
             if watch.tabs != "none" and self.indicator.showing:
@@ -346,7 +352,11 @@ class AgentClient:
                 pacer.mark_sent(time.monotonic())
 
     async def _private_now(
-        self, session: _Session, generation: int, detector: ChangeDetector
+        self,
+        session: _Session,
+        generation: int,
+        detector: ChangeDetector,
+        delta: DeltaEncoder | None = None,
     ) -> bool:
         """Whether the active window is private use now (``private.py``); tells the server
         when that changes. The title is read before any capture."""
@@ -361,6 +371,8 @@ class AgentClient:
             await session.ws.send(self.protocol.private_page(change))
             if not change:
                 detector.reset()  # the next ordinary screen goes out even if unchanged
+                if delta is not None:
+                    delta.reset()  # and as a whole picture
         return private
 
     async def _capture_and_send(
@@ -370,6 +382,7 @@ class AgentClient:
         generation: int,
         detector: ChangeDetector,
         pacer: FramePacer,
+        delta: DeltaEncoder | None = None,
     ) -> bool:
         """One capture; returns True when capture failed and should wait to retry."""
         # The sign first: while it is not on screen, nothing is captured.
@@ -381,8 +394,16 @@ class AgentClient:
             return True
         encoding = choose_encoding(self.settings.encoding, watch)
         try:
+            welcome = self.protocol.welcome
+            tiles = welcome is not None and welcome.tiles  # a server that takes deltas
             frame = await self._capture.capture(
-                (watch.width, watch.height), encoding, watch.quality, detector
+                (watch.width, watch.height),
+                encoding,
+                watch.quality,
+                detector,
+                delta,
+                tiles=tiles,
+                screen_key=tiles,
             )
         except CaptureError as exc:
             if self._capture_reasons.is_new(exc.reason):
@@ -403,6 +424,8 @@ class AgentClient:
             return False
         await session.ws.send(data)
         detector.commit()
+        if delta is not None:
+            delta.commit()
         pacer.mark_sent(time.monotonic())
         self.frames_sent += 1
         return False

@@ -19,12 +19,15 @@ from klasblik.protocol import Encoding
 __all__ = [
     "ENCODINGS",
     "WEBP_METHOD",
+    "WHOLE_FACTOR_SHARE",
     "EncodedImage",
     "encode_image",
     "fit_size",
     "reduce_factor",
     "render_frame",
+    "render_picture",
     "shrink",
+    "whole_factor_size",
 ]
 
 #: A screen grab's bytes (mss gives a bytearray).
@@ -34,6 +37,8 @@ Buffer = bytes | bytearray
 ENCODINGS: Final = ("jpeg", "webp")
 #: libwebp effort (0 fastest .. 6 smallest); see docs/agent.md for the figures behind it.
 WEBP_METHOD: Final = 0
+#: How much smaller than the fitted size a whole-factor reduction may be (each way).
+WHOLE_FACTOR_SHARE: Final = 0.85
 
 
 def fit_size(src_w: int, src_h: int, max_w: int, max_h: int) -> tuple[int, int]:
@@ -69,7 +74,7 @@ class EncodedImage:
 
 
 def shrink(
-    raw: Buffer, size: tuple[int, int], target: tuple[int, int]
+    raw: Buffer, size: tuple[int, int], target: tuple[int, int], factor: int | None = None
 ) -> tuple[Image.Image, Buffer]:
     """Box-reduce a BGRX grab towards ``target``; return the image and bytes to compare.
 
@@ -81,17 +86,22 @@ def shrink(
         raise ValueError(f"grab of {len(raw)} bytes is too small for {width}x{height} BGRX")
     # Channels are really B, G, R, X; they are swapped at the end, at the small size.
     full = Image.frombuffer("RGBX", size, raw, "raw", "RGBX", 0, 1)
-    factor = reduce_factor(width, height, *target)
+    if factor is None:
+        factor = reduce_factor(width, height, *target)
     if factor == 1:
         return full, raw
     mid = full.reduce(factor)
     return mid, mid.tobytes()
 
 
-def _finish(mid: Image.Image, target: tuple[int, int]) -> Image.Image:
+def _finish(
+    mid: Image.Image,
+    target: tuple[int, int],
+    resample: Image.Resampling = Image.Resampling.BILINEAR,
+) -> Image.Image:
     """Filter ``mid`` (BGRX) to exactly ``target`` and return it as RGB."""
     if mid.size != target:
-        mid = mid.resize(target, Image.Resampling.BILINEAR)
+        mid = mid.resize(target, resample)
     return Image.frombytes("RGB", target, mid.tobytes(), "raw", "BGRX")
 
 
@@ -109,6 +119,54 @@ def encode_image(image: Image.Image, encoding: str, quality: int) -> bytes:
     return out.getvalue()
 
 
+def whole_factor_size(
+    size: tuple[int, int], max_size: tuple[int, int], fitted: tuple[int, int]
+) -> tuple[int, int] | None:
+    """The size a box reduction by one whole factor gives within ``max_size`` (1920x1080
+    in 400x225: by 5, 384x216), when it is at least :data:`WHOLE_FACTOR_SHARE` of the
+    ``fitted`` size each way; else None. A picture reduced by a whole factor only is
+    exact under a scroll by a multiple of it: a scrolled page is then a copy."""
+    width, height = size
+    factor = max(-(-width // max_size[0]), -(-height // max_size[1]))
+    if factor < 2:
+        return None
+    out = (-(-width // factor), -(-height // factor))
+    if out[0] < WHOLE_FACTOR_SHARE * fitted[0] or out[1] < WHOLE_FACTOR_SHARE * fitted[1]:
+        return None
+    return out
+
+
+def render_picture(
+    raw: Buffer,
+    size: tuple[int, int],
+    max_size: tuple[int, int],
+    detector: ChangeDetector | None = None,
+    *,
+    whole_factor: bool = False,
+) -> Image.Image | None:
+    """Grab bytes (BGRX) → RGB image fitting ``max_size``; None when unchanged.
+
+    With a ``detector``, pixels equal to those of the last committed frame give None
+    and cost no scaling beyond the box reduction. With ``whole_factor`` the picture is a
+    box reduction by one whole factor where that is nearly as large
+    (:func:`whole_factor_size`), for frames of changed tiles.
+    """
+    target = fit_size(size[0], size[1], *max_size)
+    factor = None
+    if whole_factor:
+        exact = whole_factor_size(size, max_size, target)
+        if exact is not None:
+            target = exact
+            factor = max(-(-size[0] // max_size[0]), -(-size[1] // max_size[1]))
+    mid, compare = shrink(raw, size, target, factor)
+    if detector is not None and not detector.changed((size, target), compare):
+        return None
+    # No whole-factor reduction (1920x1080 -> 1280x720): one resize of the full grab, where
+    # BOX (area averaging) costs two thirds of BILINEAR (7.6 against 11.3 ms here).
+    resample = Image.Resampling.BOX if mid.size == size else Image.Resampling.BILINEAR
+    return _finish(mid, target, resample)
+
+
 def render_frame(
     raw: Buffer,
     size: tuple[int, int],
@@ -117,15 +175,11 @@ def render_frame(
     quality: int,
     detector: ChangeDetector | None = None,
 ) -> EncodedImage | None:
-    """Grab bytes (BGRX) → image fitting ``max_size``, encoded; None when unchanged.
-
-    With a ``detector``, pixels equal to those of the last committed frame give None
-    and cost no scaling beyond the box reduction and no encoding.
-    """
-    target = fit_size(size[0], size[1], *max_size)
-    mid, compare = shrink(raw, size, target)
-    if detector is not None and not detector.changed((size, target), compare):
+    """Grab bytes (BGRX) → image fitting ``max_size``, encoded; None when unchanged
+    (see :func:`render_picture`)."""
+    image = render_picture(raw, size, max_size, detector)
+    if image is None:
         return None
-    image = _finish(mid, target)
+    target = image.size
     data = encode_image(image, encoding, quality)
     return EncodedImage(data, Encoding.BY_NAME[encoding], target[0], target[1])

@@ -83,6 +83,9 @@ class ErrorCode:
     BAD_FRAME: Final = "bad_frame"  #: binary header inconsistent (kind, encoding, size)
     BAD_IMAGE: Final = "bad_image"  #: image bytes not a valid header of the declared size
     IMAGE_TOO_LARGE: Final = "image_too_large"  #: image larger than the watch announced
+    BAD_TILES: Final = "bad_tiles"  #: delta frame's tile list malformed (count, lengths)
+    TILE_OUT_OF_BOUNDS: Final = "tile_out_of_bounds"  #: a tile not inside its picture
+    NO_KEY_FRAME: Final = "no_key_frame"  #: a delta with no key frame of its kind and size
     RATE_LIMITED: Final = "rate_limited"  #: messages beyond the announced rate were dropped
     BUSY: Final = "busy"  #: too many connections waiting for their hello; try again later
     UNSUPPORTED_VERSION: Final = "unsupported_version"  #: protocol version not spoken

@@ -55,6 +55,8 @@ SCHEMAS: Final[dict[str, dict[str, dict[str, _FieldSpec]]]] = {
             # (same device id): it adds the tabs to that tile and sends no frames
             "role": (CONNECTION_ROLES, False),
             "identity": ("identity", False),
+            #: the agent can send delta frames (changed tiles); see docs/protocol.md
+            "tiles": ("bool", False),
         },
         "proof": {"nonce": ("str", True), "signature": ("str", True)},
         "heartbeat": {"seq": ("int", False)},
@@ -77,6 +79,8 @@ SCHEMAS: Final[dict[str, dict[str, dict[str, _FieldSpec]]]] = {
             #: words in a window title that make the desktop agent blank the screen
             "private_titles": ("strlist", False),
             "identity": (IDENTITY_LEVELS, False),
+            #: the server takes delta frames from this agent (it said it can send them)
+            "tiles": ("bool", False),
         },
         "challenge": {"nonce": ("str", True)},
         "watch": {
@@ -88,6 +92,8 @@ SCHEMAS: Final[dict[str, dict[str, dict[str, _FieldSpec]]]] = {
             "encoding": (("jpeg", "webp"), True),
             "tabs": (TAB_SCOPES, True),
             "viewers": ("strlist", True),
+            #: a counter the server raises to ask for a key frame at once
+            "key": ("int", False),
         },
         "error": {"error": ("dict", True)},
     },

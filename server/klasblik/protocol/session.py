@@ -184,6 +184,8 @@ class Watch:
     encoding: str = "jpeg"
     tabs: str = "none"
     viewers: tuple[str, ...] = ()
+    #: raised by the server to ask for a key frame (a whole picture) at once
+    key: int = 0
 
     @classmethod
     def from_message(cls, msg: dict[str, Any]) -> Watch:
@@ -197,6 +199,7 @@ class Watch:
             encoding=msg["encoding"],
             tabs=msg["tabs"],
             viewers=tuple(msg["viewers"]),
+            key=msg.get("key", 0),
         )
 
     @property
@@ -221,6 +224,8 @@ class Welcome:
     max_frame_bytes: int
     #: window-title words of private use: the screen is blanked before capture
     private_titles: tuple[str, ...] = ()
+    #: the server takes delta frames (changed tiles) from this agent
+    tiles: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,10 +390,17 @@ class AgentSession:
     # ------------------------------------------------------------------ connecting
 
     def hello(
-        self, token: str, account: str, device: Device, identity: Identity | None = None
+        self,
+        token: str,
+        account: str,
+        device: Device,
+        identity: Identity | None = None,
+        *,
+        tiles: bool = False,
     ) -> str:
         """The first message of a new connection; the session waits for ``welcome`` next
-        (after a ``challenge``, when ``device`` carries a key)."""
+        (after a ``challenge``, when ``device`` carries a key). ``tiles``: this agent can
+        send delta frames, if the server's ``welcome`` says it takes them."""
         if self.state is not SessionState.CLOSED:
             raise ProtocolError(
                 ErrorCode.UNEXPECTED, "hello already sent on this connection; close it first"
@@ -402,6 +414,8 @@ class AgentSession:
         }
         if identity is not None:
             msg["identity"] = {"kind": identity.kind, "token": identity.token}
+        if tiles:
+            msg["tiles"] = True
         text = encode_message(msg, "agent")
         self._new_connection()
         self.state = SessionState.AUTHENTICATING
@@ -488,6 +502,7 @@ class AgentSession:
             heartbeat_s=max(MIN_HEARTBEAT_S, float(msg["heartbeat_s"])),
             max_frame_bytes=msg["max_frame_bytes"],
             private_titles=tuple(msg.get("private_titles", ())),
+            tiles=msg.get("tiles") is True,
         )
         self.welcome = welcome
         self.state = SessionState.OPEN

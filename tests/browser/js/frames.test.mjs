@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { FrameError, parseViewerFrame } from "../dashboard/frames.js";
+import { FrameError, parseTiles, parseViewerFrame } from "../dashboard/frames.js";
 
 const vectors = JSON.parse(readFileSync(process.env.KLASBLIK_FRAME_VECTORS, "utf8"));
 
@@ -58,3 +58,24 @@ test("parses a frame built by hand from an ArrayBuffer, image as a view", () => 
   assert.equal(frame.image.buffer, buffer);
   assert.equal(frame.image[8], 0x01);
 });
+
+const tiles = vectors.tiles;
+
+for (const vector of tiles.valid) {
+  test(`parses the delta tiles ${vector.name} like the reference`, () => {
+    const got = parseTiles(new Uint8Array(Buffer.from(vector.data, "base64")), tiles.width, tiles.height);
+    assert.deepEqual(
+      got.map((t) => [t.x, t.y, t.width, t.height, t.encoding, t.sourceX, t.sourceY]),
+      vector.expect,
+    );
+  });
+}
+
+for (const vector of tiles.invalid) {
+  test(`refuses the delta tiles ${vector.name} with ${vector.code} like the reference`, () => {
+    assert.throws(
+      () => parseTiles(new Uint8Array(Buffer.from(vector.data, "base64")), tiles.width, tiles.height),
+      (err) => err instanceof FrameError && err.code === vector.code,
+    );
+  });
+}

@@ -35,7 +35,7 @@ from klasblik.server.keys import (
 from klasblik.server.live import ratelimit
 from klasblik.server.live.admission import HelloGate, allow_frames, hello_socket, receive_hello
 from klasblik.server.live.agent_proof import HelloEnded, establish_identity
-from klasblik.server.live.hub import AgentConn
+from klasblik.server.live.hub import AgentConn, Hub
 from klasblik.server.live.outbox import Outbox
 from klasblik.server.locations.policy import home_of, locate
 from klasblik.server.net import client_ip
@@ -192,6 +192,7 @@ async def _serve(
         location_id=location_id,
         home_location_id=home_of(app, student.school_id, student.location_id),
         identity=level,
+        tiles=hello.get("tiles") is True,
     )
     allow_frames(ws, request, 2 * s.max_frame_bytes)
     phase.end()
@@ -209,6 +210,7 @@ async def _serve(
                     "private_pages": list(s.private_pages),
                     "private_titles": list(s.private_titles),
                     "identity": level,
+                    **({"tiles": True} if conn.tiles else {}),
                 },
                 "server_agent",
             )
@@ -269,13 +271,18 @@ async def _handle(
         try:
             header = p.decode_frame(msg.data, s.max_frame_bytes)
             _check_announced(s, header)
+            _check_base(hub, conn, header)
         except p.ProtocolError as exc:
             await _send_error(ws, exc)
             return True
         if conn.watch is not None:
             limits.set_frame_interval(conn.watch["interval_ms"])
         if not limits.frames.take():
+            # what follows this frame would be painted on a picture no viewer has
+            hub.lost_frame(conn)
             return False
+        if header.key:
+            conn.key_base = (header.kind, header.width, header.height)
         hub.on_frame(conn, msg.data, header)
         return True
     if not limits.text.take():  # before parsing: a flood of text costs no JSON
@@ -300,6 +307,24 @@ async def _handle(
         await _send_error(ws, p.ProtocolError(p.ErrorCode.UNEXPECTED, "already authenticated"))
     # a heartbeat only counts as a sign of life (hub.touch above)
     return True
+
+
+def _check_base(hub: Hub, conn: AgentConn, header: p.FrameHeader) -> None:
+    """A delta frame only from an agent that may send them, and only on the key frame of
+    its kind and size that came last (and was not dropped): else ``no_key_frame``, and the
+    agent is asked for a key frame."""
+    if header.key:
+        return
+    if not conn.tiles:
+        raise p.ProtocolError(
+            p.ErrorCode.UNEXPECTED, "delta frames only after a hello and welcome with tiles"
+        )
+    if conn.key_base != (header.kind, header.width, header.height):
+        hub.request_key(conn)
+        raise p.ProtocolError(
+            p.ErrorCode.NO_KEY_FRAME,
+            f"a delta of a {header.width}x{header.height} picture with no key frame of it",
+        )
 
 
 def _check_announced(s: Settings, header: p.FrameHeader) -> None:

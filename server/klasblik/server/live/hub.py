@@ -90,6 +90,13 @@ class AgentConn:
     identity: str = "unverified"
     #: kept aside: it claimed a student whose connection is better proven (never relayed)
     sidelined: bool = False
+    #: the agent sends delta frames (its hello and our welcome said ``tiles``)
+    tiles: bool = False
+    #: (kind, width, height) of its last key frame taken; None: deltas are refused
+    key_base: tuple[int, int, int] | None = None
+    #: raised to ask the agent for a key frame (``watch.key``); pending until one comes
+    key: int = 0
+    key_pending: bool = False
 
     @property
     def mode(self) -> str:
@@ -116,6 +123,10 @@ class Viewer:
     classes: dict[int, set[int]] = field(default_factory=dict)
     focus: set[int] = field(default_factory=set)
     last_sent: dict[int, float] = field(default_factory=dict)
+    #: students whose key frame this viewer has, with every delta since: deltas may follow
+    keyed: set[int] = field(default_factory=set)
+    #: students whose deltas this viewer gets: their key frames are never held back
+    tiled: set[int] = field(default_factory=set)
     #: the TCP connection, aborted when a closing handshake cannot be written
     transport: asyncio.BaseTransport | None = None
 
@@ -179,6 +190,8 @@ class Hub:
         #: when each student that went offline in this process was last seen
         self._offline_seen: dict[int, dt.datetime] = {}
         self._grid_gap = settings.grid_interval_ms / 1000 * 0.9
+        #: set by relay_frame: a viewer missed a frame of a delta stream
+        self._want_key = False
         #: None when this viewer may see this device now, else why not (a protocol code);
         #: either may be on another instance, so the rule reads only where each is
         self.gate: Callable[[Placed, Placed], str | None] | None = None
@@ -347,13 +360,19 @@ class Hub:
         if conn.capture_error is not None:  # a new picture: capturing works again
             conn.capture_error = None
             self._broadcast_status(sid)
+        if header.key:
+            conn.key_pending = False
         sent, allowed = self.relay_frame(sid, data, header.kind, conn)
         if self.cluster is not None and self.cluster.publish_frame(conn, data):
             allowed = True  # a viewer on another instance may see it
         if not allowed:  # the rule changed since the last watch: quieten the agent now
             self._refresh(sid)
             return 0
-        if header.kind == p.FrameKind.GRID:  # only the grid thumbnail is kept, never a close-up
+        if self._want_key:  # a viewer missed a frame of this stream: a whole picture next
+            self._want_key = False
+            self.request_key(conn)
+        # only a whole grid picture is kept, never a close-up or a delta
+        if header.kind == p.FrameKind.GRID and header.key:
             self.latest.offer(thumbnail_name(sid), bytes(data[p.FRAME_HEADER_SIZE :]))
             # where it was taken: a teacher elsewhere never sees it (web/api.py)
             self.latest.offer(
@@ -374,25 +393,55 @@ class Hub:
         now = time.monotonic()
         sent = 0
         allowed = False
+        self._want_key = False
+        delta = data[6] == p.Encoding.TILES  # the header's encoding byte
         for viewer, mode in watchers.items():
             if self.blocked(viewer, device):
                 continue
             allowed = True
-            if (
+            if delta:
+                if sid not in viewer.keyed:  # it lacks the picture this delta changes
+                    self._want_key = True
+                    continue
+            elif (
                 mode == "grid"
                 and kind == p.FrameKind.FOCUS
+                and sid not in viewer.tiled
                 and now - viewer.last_sent.get(sid, float("-inf")) < self._grid_gap
             ):
+                viewer.keyed.discard(sid)
                 continue  # a grid tile does not need focus-rate frames
             if payload is None:
                 payload = p.viewer_frame_prefix(sid) + data
             viewer.last_sent[sid] = now
             if viewer.outbox.put(payload):
                 sent += 1
+                if delta:
+                    viewer.tiled.add(sid)
+                else:
+                    viewer.keyed.add(sid)
             else:
                 self.frames_dropped += 1
+                viewer.keyed.discard(sid)
+                self._want_key = True
         self.frames_relayed += sent
         return sent, allowed
+
+    def lost_frame(self, conn: AgentConn) -> None:
+        """A frame of ``conn`` was dropped before any viewer had it: its deltas are refused
+        until its next key frame, which it is asked for."""
+        conn.key_base = None
+        conn.key_pending = False  # ask again even if a key frame was asked for: it was lost
+        self.request_key(conn)
+
+    def request_key(self, conn: AgentConn) -> None:
+        """Ask an agent that sends deltas for a key frame (``watch.key``), once until it
+        comes."""
+        if not conn.tiles or conn.key_pending:
+            return
+        conn.key_pending = True
+        conn.key += 1
+        self._refresh(conn.student_id)
 
     def relay_text(self, sid: int, text: str, device: Placed) -> bool:
         """Queue a text message (tabs) to this process's viewers of ``sid`` that may see
@@ -476,6 +525,13 @@ class Hub:
         for sid in student_ids:
             mode = viewer.mode_for(sid) if viewer in self.viewers else "off"
             slot = self.watchers.setdefault(sid, {})
+            if slot.get(viewer) != mode:  # a new stream for this viewer: a key frame first
+                viewer.keyed.discard(sid)
+                viewer.tiled.discard(sid)
+                conn = self.agents.get(sid)
+                if mode != "off" and conn is not None and conn.tiles:
+                    conn.key += 1  # sent with the refresh below
+                    conn.key_pending = True
             if mode == "off":
                 slot.pop(viewer, None)
                 viewer.last_sent.pop(sid, None)
@@ -633,6 +689,8 @@ class Hub:
         want = self.desired_watch(student_id)
         if self.merged(student_id) is not None:
             want["tabs"] = "none"  # the companion sends the browser's tabs instead
+        if conn.tiles:
+            want["key"] = conn.key
         if force or want != conn.watch:
             previous = conn.mode
             conn.watch = want

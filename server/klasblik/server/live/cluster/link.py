@@ -512,6 +512,8 @@ class Cluster:
         for sid in changed:
             conn = self.hub.agents.get(sid)
             if conn is not None:
+                # a viewer elsewhere needs a whole picture to paint deltas on
+                self.hub.request_key(conn)
                 self.hub.refresh_watch(sid)
                 if conn.tabs and sid not in asked:  # a new viewer elsewhere: tabs so far
                     self.publish_tabs(conn, codec.tabs_text(sid, conn.tabs))

@@ -1,0 +1,42 @@
+// Unit tests of the extension's changed tiles: `node --test agent/chrome/test/`.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { buildTilesBody, changedRects, isScreenContent } from "../tiles.js";
+
+function picture(width, height, fill = 0xffffffff) {
+  return new Uint32Array(width * height).fill(fill);
+}
+
+test("equal pictures have no changed tiles; one pixel is its one tile", () => {
+  const a = picture(400, 225);
+  const b = a.slice();
+  assert.deepEqual(changedRects(a, b, 400, 225), []);
+  b[70 * 400 + 37] = 0xff0000ff;
+  assert.deepEqual(changedRects(a, b, 400, 225), [[32, 64, 16, 16]]);
+});
+
+test("a changed band is one rectangle, clipped to the picture", () => {
+  const a = picture(400, 225);
+  const b = a.slice();
+  for (let y = 200; y < 225; y++) for (let x = 0; x < 400; x++) b[y * 400 + x] = 1;
+  assert.deepEqual(changedRects(a, b, 400, 225), [[0, 192, 400, 33]]);
+});
+
+test("few colours are screen content, many are not", () => {
+  const flat = new Uint8Array(64 * 4 * 16).fill(255);
+  assert.equal(isScreenContent(flat), true);
+  let seed = 7;
+  const noisy = Uint8Array.from({ length: 64 * 64 * 4 }, () => (seed = (seed * 16807) % 2147483647) & 255);
+  assert.equal(isScreenContent(noisy), false);
+});
+
+test("the tiles body has the count, 14-byte records and the bytes", () => {
+  const body = buildTilesBody([
+    { x: 1, y: 2, width: 3, height: 4, encoding: 3, data: Uint8Array.of(9, 8) },
+    { x: 0, y: 0, width: 1, height: 1, encoding: 1, data: Uint8Array.of(7) },
+  ]);
+  assert.deepEqual(Array.from(body.subarray(0, 18)), [0, 2, 0, 1, 0, 2, 0, 3, 0, 4, 3, 0, 0, 0, 0, 2, 9, 8]);
+  assert.equal(body.length, 2 + 14 + 2 + 14 + 1);
+});
