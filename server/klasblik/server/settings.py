@@ -555,7 +555,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "grid_interval_ms",
-        2000,
+        1000,
         "Time between two thumbnails of one student in the grid.",
         _int,
         _range(250, 60000),
