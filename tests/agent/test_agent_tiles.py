@@ -10,6 +10,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 from klasblik import protocol as p
 from klasblik.agent.tiles import (
     KEY_INTERVAL_S,
+    SETTLE_S,
     TILE,
     DeltaEncoder,
     changed_rects,
@@ -113,6 +114,27 @@ def test_key_frames_come_when_due_when_most_changed_and_without_tiles():
     enc.commit()
     enc.reset()
     assert enc.encode(flipped, "jpeg", 55, 41.0, tiles=True).key  # after reset
+
+
+def test_a_screen_that_settles_after_deltas_is_due_once_whole():
+    """After deltas, a picture unchanged for SETTLE_S is due whole (for the stored
+    thumbnail); a key frame ends that, and no delta means nothing is due."""
+    enc = DeltaEncoder()
+    a = _page()
+    b = a.copy()
+    b.putpixel((5, 5), (1, 2, 3))
+    assert enc.encode(a, "jpeg", 55, 0.0, tiles=True).key
+    enc.commit()
+    assert not enc.settled(100.0)  # only a key frame so far: the stored picture is current
+    assert not enc.encode(b, "jpeg", 55, 1.0, tiles=True).key
+    assert not enc.settled(100.0)  # not sent: nothing changed on the server's side
+    enc.commit()
+    assert not enc.settled(1.0 + SETTLE_S - 0.1)
+    assert enc.settled(1.0 + SETTLE_S)
+    enc.reset()
+    assert enc.encode(b, "jpeg", 55, 1.0 + SETTLE_S, tiles=True).key  # the same screen, whole
+    enc.commit()
+    assert not enc.settled(1000.0)
 
 
 def test_a_close_up_key_frame_of_text_is_a_palette_png():

@@ -335,6 +335,10 @@ class AgentClient:
                 # private use: nothing captured, no title sent; look again after an interval
                 pacer.mark_sent(time.monotonic())
                 continue
+            if watch.mode == "grid" and delta.settled(time.monotonic()):
+                # the screen settled after deltas: once more whole, for the stored thumbnail
+                detector.reset()
+                delta.reset()
             retry = await self._capture_and_send(session, watch, generation, detector, pacer, delta)
             if session.watch_generation != generation:
                 continue

@@ -45,6 +45,10 @@ TILE: Final = 16
 #: A key frame (the whole picture) at least this often while the screen changes, so the
 #: stored thumbnail (only ever a key frame) stays current.
 KEY_INTERVAL_S: Final = 30.0
+#: A picture that has stayed the same this long after deltas is sent once more, whole: the
+#: stored thumbnail (only ever a key frame) then shows the screen as it has settled, not as
+#: it was at the last key frame (up to KEY_INTERVAL_S before).
+SETTLE_S: Final = 10.0
 #: Changed share of the picture from which a whole picture costs less than its tiles.
 KEY_AREA: Final = 0.6
 #: An area with at most this many colours is screen content (text, lines, flat areas),
@@ -229,6 +233,13 @@ class DeltaEncoder:
         self._last: Image.Image | None = None
         self._last_key_at = float("-inf")
         self._pending: tuple[Image.Image, bool, float] | None = None
+        #: when the last delta went out, while no key frame has followed it
+        self._delta_at: float | None = None
+
+    def settled(self, now: float, after_s: float = SETTLE_S) -> bool:
+        """Deltas went out since the last key frame, and none for ``after_s``: the screen
+        has settled, and a key frame of it is due (see :data:`SETTLE_S`)."""
+        return self._delta_at is not None and now - self._delta_at >= after_s
 
     def reset(self) -> None:
         """The next frame is a key frame (a new watch, a new viewer, a new connection)."""
@@ -295,4 +306,7 @@ class DeltaEncoder:
             self._last = image
             if key:
                 self._last_key_at = at
+                self._delta_at = None
+            else:
+                self._delta_at = at
             self._pending = None
