@@ -116,9 +116,12 @@ class LocalBlobStore:
         return await asyncio.to_thread(read)
 
     async def delete(self, names: Iterable[str]) -> int:
-        paths = [self._path(n) for n in names]
+        todo = list(names)
 
         def remove() -> int:
+            # the paths are made here too: for a sweep's thousand names, that alone would
+            # hold the event loop for tens of milliseconds
+            paths = [self._path(n) for n in todo]
             count = 0
             folders: set[Path] = set()
             for path in paths:
@@ -137,10 +140,10 @@ class LocalBlobStore:
         return await asyncio.to_thread(remove)
 
     async def existing(self, names: Iterable[str]) -> set[str]:
-        paths = [(n, self._path(n)) for n in names]
+        todo = list(names)
 
         def probe() -> set[str]:
-            return {n for n, path in paths if path.is_file()}
+            return {n for n in todo if self._path(n).is_file()}
 
         return await asyncio.to_thread(probe)
 
