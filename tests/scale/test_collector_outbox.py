@@ -80,40 +80,39 @@ async def test_steady_writes_never_count_as_a_stall():
     await box.close()
 
 
-def test_collector_freezes_when_a_burst_of_connects_settles():
-    """While agents keep connecting nothing is done; the first quiet tick freezes once."""
+def test_collector_freezes_during_a_storm_of_connects_and_now_and_then():
+    """Every tick with new connections freezes (a storm never piles up into one long
+    collection); without connections, every FREEZE_EVERY_S."""
     policy = CollectorPolicy(last_cleanup=0.0, last_freeze=0.0)
-    assert policy.decide(1.0, connects=500, viewers=3, frozen=10) is None
-    assert policy.decide(2.0, connects=2000, viewers=3, frozen=10) is None
-    assert policy.decide(3.0, connects=2000, viewers=3, frozen=10) == "freeze"
-    assert policy.decide(4.0, connects=2000, viewers=3, frozen=10) is None
-    # and at least every FREEZE_EVERY_S without new connects
-    assert policy.decide(3.0 + collector.FREEZE_EVERY_S, 2000, 3, 10) == "freeze"
+    assert policy.decide(1.0, connects=500, agents=500, viewers=3) == "freeze"
+    assert policy.decide(2.0, connects=2000, agents=2000, viewers=3) == "freeze"
+    assert policy.decide(3.0, connects=2000, agents=2000, viewers=3) is None
+    assert policy.decide(2.0 + collector.FREEZE_EVERY_S, 2000, 2000, 3) == "freeze"
 
 
 def test_collector_collects_the_frozen_set_only_while_nobody_watches():
     """The long full collection waits for a moment without dashboards (and the interval);
-    with dashboards connected throughout, only once the frozen set has grown a lot."""
+    with dashboards connected throughout, only after a school's worth of reconnects."""
     every = collector.CLEANUP_EVERY_S
     policy = CollectorPolicy(last_cleanup=0.0, last_freeze=0.0)
-    assert policy.decide(every + 1, connects=0, viewers=5, frozen=1000) != "cleanup"
-    assert policy.decide(every + 2, connects=0, viewers=0, frozen=1000) == "cleanup"
-    policy.cleaned(1000)
-    assert policy.decide(every + 3, connects=0, viewers=0, frozen=1500) != "cleanup"
-    grown = int(collector.CLEANUP_GROWTH * 1000) + 1
-    assert policy.decide(2 * every + 3, 0, viewers=5, frozen=grown - 2) != "cleanup"
-    assert policy.decide(2 * every + 4, 0, viewers=5, frozen=grown) == "cleanup"
+    assert policy.decide(10.0, connects=100, agents=100, viewers=0) == "freeze"  # too soon
+    assert policy.decide(every + 1, connects=100, agents=100, viewers=5) != "cleanup"
+    assert policy.decide(every + 2, connects=100, agents=100, viewers=0) == "cleanup"
+    assert policy.decide(2 * every + 3, connects=100, agents=100, viewers=0) != "cleanup"
+    many = 100 + int(collector.CLEANUP_GROWTH * 100)
+    assert policy.decide(2 * every + 4, connects=many - 1, agents=100, viewers=5) != "cleanup"
+    assert policy.decide(2 * every + 5, connects=many, agents=100, viewers=5) == "cleanup"
 
 
-async def test_the_collector_task_freezes_after_a_burst(monkeypatch):
-    """The running task calls freeze once the connect count stops moving."""
+async def test_the_collector_task_freezes_after_connects(monkeypatch):
+    """The running task calls freeze when new connections came."""
     calls: list[str] = []
     monkeypatch.setattr(collector, "TICK_S", 0.01)
     monkeypatch.setattr(collector, "freeze", lambda: calls.append("freeze"))
     connects = [0]
-    task = asyncio.create_task(collector.run(lambda: connects[0], lambda: 1))
+    task = asyncio.create_task(collector.run(lambda: connects[0], lambda: 1, lambda: 1))
     try:
         connects[0] = 100
-        await wait_for(lambda: "freeze" in calls, message="a freeze after the burst")
+        await wait_for(lambda: "freeze" in calls, message="a freeze after the connects")
     finally:
         task.cancel()
