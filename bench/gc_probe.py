@@ -3,9 +3,12 @@
     python bench/gc_probe.py PAUSES_FILE -m klasblik.server.cli serve --port 9000
     python bench/gc_probe.py PAUSES_FILE bench/bare_relay.py --port 9000
 
-Each pause of 0.5 ms or more is appended to PAUSES_FILE as one line
-``<unix time> <seconds> <generation> <objects collected>``, twice a second from a
-background thread (never from inside the collector). ``server_load.py`` reads the file to
+Each pause of 0.5 ms or more (wall time) is appended to PAUSES_FILE as one line
+``<unix time> <wall seconds> <generation> <objects collected> <CPU seconds>``, twice a
+second from a background thread (never from inside the collector). The CPU seconds are the
+collecting thread's own (``time.thread_time``): on a machine whose cores are all busy, a
+collection of a few hundred objects can take tens of milliseconds of wall time only
+because the process waited for a core; the CPU time is the collector's own work. ``server_load.py`` reads the file to
 give the longest pause of each measured phase. The program itself is unchanged.
 """
 
@@ -22,24 +25,26 @@ LOGGED_FROM_S = 0.0005
 
 
 def install(path: str) -> None:
-    pending: list[tuple[float, float, int, int]] = []
-    started = [0.0]
+    pending: list[tuple[float, float, int, int, float]] = []
+    started = [0.0, 0.0]
 
     def hook(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             started[0] = time.perf_counter()
+            started[1] = time.thread_time()
             return
         took = time.perf_counter() - started[0]
         if took >= LOGGED_FROM_S:
-            pending.append((time.time(), took, info["generation"], info["collected"]))
+            cpu = time.thread_time() - started[1]
+            pending.append((time.time(), took, info["generation"], info["collected"], cpu))
 
     def flush() -> None:
         with open(path, "a", buffering=1) as out:
             while True:
                 time.sleep(0.5)
                 while pending:
-                    at, took, gen, collected = pending.pop(0)
-                    out.write(f"{at:.3f} {took:.6f} {gen} {collected}\n")
+                    at, took, gen, collected, cpu = pending.pop(0)
+                    out.write(f"{at:.3f} {took:.6f} {gen} {collected} {cpu:.6f}\n")
 
     gc.callbacks.append(hook)
     threading.Thread(target=flush, name="gc-probe", daemon=True).start()
