@@ -6,7 +6,7 @@ connections (sockets, protocol state, tasks, queues). A full collection walks al
 walking them again and again finds nothing. So they are moved out of the collector's way
 with ``gc.freeze()``:
 
-- every second while agents connect (the storm of a school starting its day), so the
+- four times a second while agents connect (the storm of a school starting its day), so the
   storm never piles up into one long full collection;
 - every ``FREEZE_EVERY_S`` otherwise, so that what survives the young collections stays a
   small set to walk.
@@ -39,7 +39,7 @@ __all__ = ["CollectorPolicy", "collector_ctx"]
 log = logging.getLogger(__name__)
 
 #: How often the policy looks (seconds).
-TICK_S = 1.0
+TICK_S = 0.25
 #: Freeze at least this often (seconds), connects or not: what survives the young
 #: collections in between stays a small set for the collector to walk.
 FREEZE_EVERY_S = 5.0
