@@ -9,8 +9,10 @@ asked it woke (the time the loop was held by something else). Per store:
 
 1. ``before``: a dry-run sweep (lists every blob, deletes nothing) through the listing as
    it was: the local store built and sorted the whole listing on a thread and then handed
-   it out without yielding; Azure listed in the service's default pages of 5,000;
-2. ``after``: the same dry-run sweep through today's streamed listing;
+   it out without yielding; Azure listed in the service's default pages of 5,000; and no
+   collector policy (as the server was then);
+2. ``after``: the same dry-run sweep through today's streamed listing, beside the server's
+   collector policy (``live/collector.py``), as in the server; and so the next two;
 3. ``sweep``: the real sweep, half of the blobs (those written "49 hours ago") deleted;
 4. ``purge``: the nightly purge on an empty roster, deleting every blob left (orphans).
 
@@ -38,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.azurite import Azurite
 
+from klasblik.server.live import collector
 from klasblik.server.retention.purge import purge, sweep
 from klasblik.server.settings import load_settings
 from klasblik.server.storage.blobs import azure as azure_module
@@ -135,10 +138,21 @@ def old_local_list(store: LocalBlobStore) -> Callable[[str], AsyncIterator[BlobI
     return listing
 
 
-async def measured(label: str, work: Awaitable[Any]) -> Any:
+async def measured(label: str, work: Awaitable[Any], *, collector_on: bool = True) -> Any:
+    """Run ``work`` under the stall meter; with ``collector_on``, beside the server's own
+    collector policy (``live/collector.py``: long-lived objects frozen), as in a server
+    since that policy; without, as a server before it."""
     started = time.monotonic()
-    with StallMeter() as meter:
-        result = await work
+    policy = None
+    if collector_on:
+        collector.freeze()
+        policy = asyncio.create_task(collector.run(lambda: 0, lambda: 0, lambda: 1))
+    try:
+        with StallMeter() as meter:
+            result = await work
+    finally:
+        if policy is not None:
+            policy.cancel()
     print(f"  {label:<34} {time.monotonic() - started:6.1f} s  {meter.figures()}", flush=True)
     return result
 
@@ -212,6 +226,7 @@ async def run_store(kind: str, n: int, azurite: Path | None) -> None:
         found = await measured(
             "before: dry-run sweep, old listing",
             sweep(store, lambda: now, MAX_AGE, dry_run=True),
+            collector_on=False,
         )
         if isinstance(store, LocalBlobStore):
             del store.list
