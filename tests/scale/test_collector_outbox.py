@@ -116,3 +116,18 @@ async def test_the_collector_task_freezes_after_connects(monkeypatch):
         await wait_for(lambda: "freeze" in calls, message="a freeze after the connects")
     finally:
         task.cancel()
+
+
+async def test_a_running_server_freezes_and_a_stopped_one_unfreezes(tmp_path):
+    """The server freezes what start-up made; when it stops, nothing stays frozen (the
+    process goes on collecting as usual: tests, an embedding program)."""
+    import gc
+
+    from tests.support.live import start_live_server
+
+    server = await start_live_server(tmp_path)
+    try:
+        assert gc.get_freeze_count() > 0
+    finally:
+        await server.stop()
+    assert gc.get_freeze_count() == 0

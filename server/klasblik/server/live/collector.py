@@ -128,3 +128,4 @@ async def collector_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await cancel_and_wait(task)
+        gc.unfreeze()  # the process goes on (tests, an embedding program): collect as usual
