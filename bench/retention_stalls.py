@@ -241,7 +241,7 @@ async def run_store(kind: str, n: int, azurite: Path | None) -> None:
         if isinstance(store, LocalBlobStore):
             del store.list
         else:
-            azure_module.LIST_PAGE = 250
+            azure_module.LIST_PAGE = 50
         again = await measured(
             "after: dry-run sweep, streamed", sweep(store, lambda: now, MAX_AGE, dry_run=True)
         )
