@@ -30,6 +30,19 @@ _HEADER = struct.Struct(">4sBBBBHHIQ")  # the agent frame header (docs/protocol.
 _VIEWER = struct.Struct(">4sH")
 
 
+def _thumbnail(size: int) -> bytes:
+    """A real 400x225 JPEG (the server reads its size from the JPEG header), padded with
+    random bytes after its end to ``size``, as an 8 KB thumbnail would be."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (400, 225), (200, 210, 220)).save(out, "JPEG", quality=70)
+    jpeg = out.getvalue()
+    return jpeg + random.randbytes(max(0, size - len(jpeg)))
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -38,6 +51,7 @@ def _now_ms() -> int:
 class Stats:
     frames_in: int = 0
     frames_out: int = 0
+    heartbeats: int = 0
     latencies: list[int] = field(default_factory=list)
     dashboards_closed: int = 0
     errors: list[str] = field(default_factory=list)
@@ -50,7 +64,7 @@ class Worker:
         self.fps = 0.0
         self.rate_changed = asyncio.Event()
         self.stats = Stats()
-        self.image = b"\xff\xd8\xff\xe0" + random.randbytes(cfg["frame_bytes"] - 4)
+        self.image = _thumbnail(cfg["frame_bytes"])
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, force_close=False),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
@@ -112,6 +126,7 @@ class Worker:
                 now = time.monotonic()
                 if now >= next_beat:
                     await ws.send_str(heartbeat)
+                    self.stats.heartbeats += 1
                     next_beat = now + heartbeat_s
                 if mode[0] == "off" or self.fps <= 0:
                     await asyncio.sleep(min(1.0, max(0.01, next_beat - now)))
@@ -227,6 +242,7 @@ async def _serve(cfg: dict[str, Any]) -> None:
                 {
                     "frames_in": s.frames_in,
                     "frames_out": s.frames_out,
+                    "heartbeats": s.heartbeats,
                     "latencies": s.latencies,
                     "dashboards_closed": s.dashboards_closed,
                     "errors": s.errors[:5],

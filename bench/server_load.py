@@ -194,17 +194,41 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     port: int
+    #: where gc_probe.py logs the collector's pauses (none for Redis, or under cProfile)
+    gc_log: Path | None = None
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
 
+def gc_pauses(procs: list[Proc], start: float, end: float) -> tuple[float, float, int, float]:
+    """(longest pause ms, all pauses ms, full collections, longest pause in CPU ms) of
+    ``procs`` between two ``time.time()`` moments, from their gc_probe.py logs. Wall time
+    includes waiting for a core on a busy machine; the CPU time is the collector's work."""
+    time.sleep(0.6)  # the probe writes twice a second
+    longest = total = longest_cpu = 0.0
+    full = 0
+    for proc in procs:
+        if proc.gc_log is None or not proc.gc_log.exists():
+            continue
+        for line in proc.gc_log.read_text().splitlines():
+            at, took, gen, _collected, cpu = line.split()
+            if start <= float(at) <= end:
+                longest = max(longest, float(took) * 1000)
+                longest_cpu = max(longest_cpu, float(cpu) * 1000)
+                total += float(took) * 1000
+                full += gen == "2"
+    return round(longest, 1), round(total), full, round(longest_cpu, 1)
+
+
 def wait_http(proc: Proc, path: str = "/healthz", timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
-            sys.exit(f"{proc.name} exited at start (code {proc.popen.returncode})")
+            log = proc.gc_log.with_suffix(".log") if proc.gc_log else None
+            tail = log.read_text()[-2000:] if log and log.exists() else ""
+            sys.exit(f"{proc.name} exited at start (code {proc.popen.returncode})\n{tail}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{proc.port}{path}", timeout=2):
                 return
@@ -215,28 +239,31 @@ def wait_http(proc: Proc, path: str = "/healthz", timeout: float = 60) -> None:
 
 def start_klasblik(name: str, workdir: Path, env: dict[str, str], cprofile: str | None) -> Proc:
     port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable]
     if cprofile:
         cmd += ["-m", "cProfile", "-o", cprofile]
+    else:  # every collector pause, from a gc.callbacks hook in the server process
+        cmd += [str(HERE / "gc_probe.py"), str(workdir / f"{name}.gc")]
     cmd += ["-m", "klasblik.server.cli", "serve", "--port", str(port)]
-    workdir.mkdir(parents=True, exist_ok=True)
     log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
     # every simulated agent comes from this one address: let a whole school's storm in
-    wide = {"KLASBLIK_HELLO_MAX_PER_ADDRESS": "1000000", "KLASBLIK_HELLO_MAX_TOTAL": "1000000"}
+    wide = {"KLASBLIK_HELLO_MAX_PER_ADDRESS": "100000", "KLASBLIK_HELLO_MAX_TOTAL": "100000"}
     popen = subprocess.Popen(
         cmd, env={**os.environ, **wide, **env}, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
     )
-    proc = Proc(name, popen, port)
+    proc = Proc(name, popen, port, workdir / f"{name}.gc")
     wait_http(proc)
     return proc
 
 
 def start_bare(workdir: Path) -> Proc:
     port = free_port()
+    probe = [str(HERE / "gc_probe.py"), str(workdir / "bare.gc")]
     popen = subprocess.Popen(
-        [sys.executable, str(HERE / "bare_relay.py"), "--port", str(port)], cwd=workdir
+        [sys.executable, *probe, str(HERE / "bare_relay.py"), "--port", str(port)], cwd=workdir
     )
-    proc = Proc("bare", popen, port)
+    proc = Proc("bare", popen, port, workdir / "bare.gc")
     wait_http(proc)
     return proc
 
@@ -336,6 +363,12 @@ class Result:
     rss_kb: int = 0
     connect_s: float = 0.0
     connect_cpu_ms: float = 0.0
+    #: collector pauses while the agents connected: longest ms, sum ms, full collections
+    connect_gc: tuple[float, float, int, float] = (0.0, 0.0, 0, 0.0)
+    #: with no viewer: heartbeats the agents sent per second, server CPU µs per heartbeat
+    idle_heartbeats_per_s: float = 0.0
+    idle_us_per_heartbeat: float | None = None
+    idle_gc: tuple[float, float, int, float] = (0.0, 0.0, 0, 0.0)
     view_s: float = 0.0
     dashboards: int = 0
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -360,6 +393,8 @@ def run_target(
         if target == "bare":
             servers.append(start_bare(workdir))
         else:
+            kind = target.removeprefix("before-") if target.startswith("before") else target
+            kind = "single" if kind == "before" else kind
             env = {
                 "KLASBLIK_DATABASE_URL": db_url,
                 "KLASBLIK_ENROLLMENT_TOKEN": TOKEN,
@@ -368,11 +403,16 @@ def run_target(
                 **roster.get("server_env", {}),
                 **dict(kv.split("=", 1) for kv in args.server_env),
             }
-            if target == "cluster":
+            if target.startswith("before"):  # the same benchmark, the older server code
+                if not args.before_src:
+                    sys.exit(f"target {target} needs --before-src")
+                src = Path(args.before_src).resolve()
+                env["PYTHONPATH"] = os.pathsep.join([str(src / "server"), str(src)])
+            if kind == "cluster":
                 redis = start_redis(workdir)
                 extra.append(redis)
                 env["KLASBLIK_REDIS_URL"] = f"redis://127.0.0.1:{redis.port}/0"
-            count = 2 if target == "cluster" else 1
+            count = 2 if kind == "cluster" else 1
             for i in range(count):
                 name = f"{target}-{i}"
                 env_i = {**env, "KLASBLIK_BLOB_STORE": f"file:{workdir}/blobs-{i}"}
@@ -413,6 +453,7 @@ def run_target(
         workers = Workers(configs, workdir)
         try:
             t0 = time.monotonic()
+            wall0 = time.time()
             cpu0 = sum(cpu_s(p.pid) for p in servers + extra)
             answers = workers.ask({"cmd": "connect"})
             res.connect_s = round(time.monotonic() - t0, 1)
@@ -422,7 +463,17 @@ def run_target(
             for a in answers:
                 res.errors += a["errors"]
             time.sleep(2)  # let the servers settle after the connection storm
+            res.connect_gc = gc_pauses(servers, wall0, time.time())
             res.rss_kb = sum(rss_kb(s.pid) for s in servers)
+            if args.idle_seconds > 0:  # nobody watches: heartbeats only
+                wall0 = time.time()
+                cpu0 = sum(cpu_s(p.pid) for p in servers + extra)
+                answers = workers.ask({"cmd": "measure", "seconds": args.idle_seconds})
+                cpu = sum(cpu_s(p.pid) for p in servers + extra) - cpu0
+                beats = sum(a["heartbeats"] for a in answers)
+                res.idle_heartbeats_per_s = round(beats / args.idle_seconds)
+                res.idle_us_per_heartbeat = round(1e6 * cpu / beats) if beats else None
+                res.idle_gc = gc_pauses(servers, wall0, time.time())
             t0 = time.monotonic()
             res.dashboards = sum(a["dashboards"] for a in workers.ask({"cmd": "view"}))
             res.view_s = round(time.monotonic() - t0, 1)
@@ -431,6 +482,7 @@ def run_target(
                 time.sleep(args.warmup)
                 cpu0 = sum(cpu_s(p.pid) for p in servers + extra)
                 t = time.monotonic()
+                wall0 = time.time()
                 spy = None
                 if args.py_spy and target != "bare":
                     spy = subprocess.Popen(
@@ -466,6 +518,7 @@ def run_target(
                     "server_cpu_pct": round(100 * cpu / elapsed),
                     "server_cpu_us_per_frame": round(1e6 * cpu / frames_in) if frames_in else None,
                     "dashboards_closed": sum(a["dashboards_closed"] for a in answers),
+                    "gc": gc_pauses(servers, wall0, time.time()),
                 }
                 for a in answers:
                     res.errors += a["errors"]
@@ -490,7 +543,8 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     head = (
         f"{'target':8} {'agents':>6} {'conn s':>6} {'RSS/agent':>10} {'dash':>5} "
         f"{'phase':6} {'sent/s':>7} {'relayed/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'srv CPU%':>8} {'us/frame':>8} {'cut':>4}"
+        f"{'srv CPU%':>8} {'us/frame':>8} {'cut':>4} {'gc max ms':>9} {'gc sum ms':>9} "
+        f"{'full gc':>7}"
     )
     print(head)
     print("-" * len(head))
@@ -501,9 +555,31 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
                 f"{r.target:8} {r.agents:6d} {r.connect_s:6.1f} {per_agent:7.1f} KB "
                 f"{r.dashboards:5d} {phase:6} {ph['sent_per_s']:7d} {ph['relayed_per_s']:9d} "
                 f"{ph['p50_ms']:7.0f} {ph['p99_ms']:7.0f} {ph['server_cpu_pct']:8d} "
-                f"{ph['server_cpu_us_per_frame'] or 0:8d} {ph['dashboards_closed']:4d}"
+                f"{ph['server_cpu_us_per_frame'] or 0:8d} {ph['dashboards_closed']:4d} "
+                f"{ph['gc'][0]:9.1f} {ph['gc'][3]:6.1f} {ph['gc'][1]:9.0f} {ph['gc'][2]:7d}"
             )
     by = {r.target: r for r in results}
+    for phase in ("target", "max"):
+        cost = {
+            name: r.phases[phase]["server_cpu_us_per_frame"]
+            for name, r in by.items()
+            if phase in r.phases and r.phases[phase]["server_cpu_us_per_frame"]
+        }
+        pairs = [
+            (a, b)
+            for a, b in (
+                ("before", "bare"),
+                ("single", "bare"),
+                ("before-cluster", "before"),
+                ("cluster", "single"),
+            )
+            if a in cost and b in cost
+        ]
+        if pairs:
+            print(
+                f"CPU per frame, {phase} load: "
+                + "; ".join(f"{a}/{b} {cost[a] / cost[b]:.2f}" for a, b in pairs)
+            )
     if "bare" in by:
         bare = by["bare"].phases.get("max", {}).get("relayed_per_s")
         for name in ("single", "cluster"):
@@ -517,6 +593,13 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
             f"({r.rss_kb / max(1, r.agents):.1f} KB/agent all in); "
             f"server CPU {r.connect_cpu_ms} ms per agent connect; "
             f"{r.dashboards} dashboards subscribed in {r.view_s} s"
+        )
+        print(
+            f"  {r.target} collector while connecting: longest pause {r.connect_gc[0]} ms "
+            f"({r.connect_gc[3]} ms CPU), {r.connect_gc[1]} ms in all, {r.connect_gc[2]} full; "
+            f"idle (no viewer): {r.idle_heartbeats_per_s} heartbeats/s, "
+            f"{r.idle_us_per_heartbeat} µs server CPU per heartbeat, longest pause "
+            f"{r.idle_gc[0]} ms ({r.idle_gc[3]} ms CPU)"
         )
         for e in sorted(set(r.errors))[:5]:
             print(f"  {r.target} error: {e}")
@@ -543,7 +626,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="load generator processes")
     parser.add_argument("--seconds", type=float, default=8, help="length of each measurement")
     parser.add_argument("--warmup", type=float, default=2)
-    parser.add_argument("--targets", default="single,bare,cluster")
+    parser.add_argument(
+        "--targets",
+        default="single,bare,cluster",
+        help="comma-separated: single, cluster, bare, and before / before-cluster (the "
+        "server code in --before-src, e.g. from: git archive COMMIT server | tar -x -C DIR)",
+    )
+    parser.add_argument("--before-src", help="a source tree whose server/ the before targets run")
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=10,
+        help="length of the idle measurement (agents connected, nobody watching)",
+    )
     parser.add_argument("--database-url", help="default: a fresh PostgreSQL database")
     parser.add_argument("--cprofile", help="write a cProfile of the single server here")
     parser.add_argument(
@@ -566,6 +661,7 @@ def main(argv: list[str] | None = None) -> None:
         "Microsoft 365 identity token that the server validates",
     )
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--keep", help="work (server logs, collector logs) in this folder, kept")
     args = parser.parse_args(argv)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -573,7 +669,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"warning: open-file limit {hard} is low for {args.agents} agents", file=sys.stderr)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="klasblik-bench-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="klasblik-bench-")
+        if not args.keep
+        else _given(args.keep)
+    ) as tmp:
         with postgres_database() if not args.database_url else _given(args.database_url) as url:
             roster = asyncio.run(seed(url, args.agents, args.class_size, args.dashboards))
             with identity_provider(args, url, Path(tmp), roster):

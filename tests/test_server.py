@@ -133,15 +133,14 @@ async def test_subscribe_answer_comes_before_any_frame_it_lets_through(live_serv
     agent = TestAgent(live_server, ANNA[0])
     client = await live_server.login("teacher@school.example")
     entered, release = asyncio.Event(), asyncio.Event()
-    real_list = live_server.store.list
+    real_existing = live_server.store.existing
 
-    async def held_list(prefix=""):
+    async def held_existing(names):
         entered.set()
         await release.wait()
-        async for info in real_list(prefix):
-            yield info
+        return await real_existing(names)
 
-    live_server.store.list = held_list
+    live_server.store.existing = held_existing
     try:
         await agent.connect()
         ws = await live_server.dashboard(client)
@@ -162,9 +161,47 @@ async def test_subscribe_answer_comes_before_any_frame_it_lets_through(live_serv
         sid, header, _image = await next_viewer_frame(ws)
         assert (sid, header.seq) == (ids["students"][ANNA[0]], 2)
     finally:
-        del live_server.store.list
+        del live_server.store.existing
         release.set()
         await agent.close()
+
+
+async def test_opening_a_class_reads_its_thumbnails_in_one_call(live_server):
+    """A class of 30 costs the store one existence call (not one listing per student),
+    and the answer still says which students have a stored thumbnail: those with one, not
+    those with only a tab list or nothing at all."""
+    students = [(f"s{i}@school.example", f"S{i}", "Leerling") for i in range(30)]
+    ids = await live_server.add_class("7B", students)
+    sids = [ids["students"][s[0]] for s in students]
+    with_thumb = set(sids[::3])
+    for sid in with_thumb:
+        await live_server.store.put(thumbnail_name(sid), b"\xff\xd8\xff")
+    for sid in sids[1::3]:  # a tab list is not a thumbnail
+        await live_server.store.put(f"students/{sid}/tabs", b"[]")
+    store = live_server.store
+    calls: list[str] = []
+    real_existing, real_list = store.existing, store.list
+
+    async def counted_existing(names):
+        calls.append("existing")
+        return await real_existing(names)
+
+    def counted_list(prefix=""):
+        calls.append("list")
+        return real_list(prefix)
+
+    store.existing, store.list = counted_existing, counted_list
+    try:
+        client = await live_server.login("teacher@school.example")
+        ws = await live_server.dashboard(client)
+        answer = await _subscribe(ws, ids["class_id"])
+        await ws.close()
+    finally:
+        del store.existing, store.list
+    assert calls == ["existing"]
+    shown = {st["id"]: st["has_thumbnail"] for st in answer["result"]["students"]}
+    assert len(shown) == 30
+    assert {sid for sid, has in shown.items() if has} == with_thumb
 
 
 async def test_frames_are_relayed_byte_for_byte(live_server):

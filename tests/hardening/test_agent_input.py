@@ -125,6 +125,37 @@ async def test_deep_json_gets_a_coded_error_and_the_socket_stays(tmp_path, text)
         assert not dash.ws.closed and not anna.ws.closed
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type":"heartbeat","seq":"7"}',
+        '{"type":"heartbeat","seq":12345678901234567890}',
+        '{"type":"heartbeat","seq":7,"x":[1]}',
+        '{"type":"heartbeat" ,"seq":7}',
+    ],
+    ids=["seq-a-string", "seq-huge", "extra-field", "spaced"],
+)
+async def test_heartbeats_off_the_fast_path_are_fully_checked(tmp_path, text):
+    """The canonical heartbeat skips the JSON decode; anything that only looks like one
+    gets the full decode, with the same answer as before: its coded error, or nothing.
+    A canonical heartbeat gets no answer and keeps the agent alive."""
+    try:
+        p.decode_message(text, "agent")
+        expected = None
+    except p.ProtocolError as exc:
+        expected = exc.code
+    async with watched(tmp_path) as (server, ids, anna, _bram, _dash):
+        conn = server.hub.agents[ids["students"][ANNA[0]]]
+        seen = conn.last_seen
+        await anna.send('{"type":"heartbeat","seq":12}')
+        await wait_for(lambda: conn.last_seen > seen, message="heartbeat counted")
+        await anna.send(text)
+        await anna.send('{"type":"tabs","tabs":"not a list"}')  # a marker: always refused
+        await wait_for(lambda: len(anna.errors) >= (2 if expected else 1), message="answers")
+        assert [e["code"] for e in anna.errors][:-1] == ([expected] if expected else [])
+        assert not anna.ws.closed
+
+
 async def test_oversized_text_gets_message_too_large(tmp_path):
     """A text message over 256 KiB is refused with a code; the agent goes on."""
     async with watched(tmp_path) as (_server, _ids, anna, _bram, _dash):

@@ -120,3 +120,60 @@ async def test_azure_refuses_to_write_to_a_public_container(azure_store):
     with pytest.raises(BlobStoreError, match="writes refused"):
         await azure_store.put(thumbnail_name(1), b"\xff\xd8\xff")
     assert await azure_store.get(thumbnail_name(1)) is None
+
+
+async def test_existing_names_which_blobs_exist_in_one_call(store):
+    """``existing`` answers for many names at once: present ones in, absent ones out,
+    a bad name refused."""
+    await store.put(thumbnail_name(1), b"\xff\xd8\xff")
+    await store.put(tabs_name(2), b"[]")
+    asked = [thumbnail_name(1), thumbnail_name(2), thumbnail_name(3), tabs_name(2)]
+    assert await store.existing(asked) == {thumbnail_name(1), tabs_name(2)}
+    assert await store.existing([]) == set()
+    with pytest.raises(ValueError, match="invalid blob name"):
+        await store.existing(["../x"])
+
+
+async def test_a_listing_past_one_chunk_streams_every_blob_once(store):
+    """A listing longer than one hand-off (local) or one page (Azure) yields every blob of
+    the prefix exactly once, and nothing outside it."""
+    from klasblik.server.storage.blobs.azure import LIST_PAGE
+    from klasblik.server.storage.blobs.local import LIST_CHUNK
+
+    n = max(LIST_CHUNK, LIST_PAGE) + 40
+    names = {thumbnail_name(100 + i) for i in range(n)}
+    sem = asyncio.Semaphore(32)
+
+    async def put(name):
+        async with sem:
+            await store.put(name, b"\xff\xd8\xff")
+
+    await asyncio.gather(*(put(name) for name in names), put("other/blob"))
+    listed = await _names(store, "students/")
+    assert len(listed) == len(set(listed)) == n
+    assert set(listed) == names
+    assert set(await _names(store, "students/10/")) == {thumbnail_name(10)} & names
+    assert set(await _names(store, "students/1")) == {
+        x for x in names if x.startswith("students/1")
+    }
+
+
+async def test_local_delete_removes_the_folder_its_last_blob_leaves_empty(tmp_path):
+    """Deleting a student's last blob removes the student's folder; a folder that still
+    holds a blob, and the store's own folder, stay; a later write makes the folder again."""
+    store = LocalBlobStore(tmp_path / "blobs")
+    try:
+        await store.put(thumbnail_name(1), b"\xff\xd8\xff")
+        await store.put(tabs_name(1), b"[]")
+        await store.put(thumbnail_name(2), b"\xff\xd8\xff")
+        await store.put(tabs_name(2), b"[]")
+        assert await store.delete([thumbnail_name(1), tabs_name(1), thumbnail_name(2)]) == 3
+        root = tmp_path / "blobs"
+        assert not (root / "students" / "1").exists()
+        assert (root / "students" / "2" / "tabs").is_file()
+        assert await store.delete([tabs_name(2)]) == 1
+        assert root.is_dir() and not (root / "students").exists()
+        await store.put(thumbnail_name(1), b"\xff\xd8\xff")
+        assert (await store.get(thumbnail_name(1))) is not None
+    finally:
+        await store.close()

@@ -109,3 +109,48 @@ async def test_running_server_sweeps_shortly_after_start(tmp_path):
         assert fresh.exists()
     finally:
         await server.stop()
+
+
+async def test_sweep_deletes_the_old_keeps_the_young_and_removes_empty_folders(tmp_path):
+    """Over a local store of many students: every blob past the age goes, every younger one
+    stays, the folders the sweep empties go (and empty ones left from before), folders that
+    still hold a blob stay, and nothing outside the blobs is touched."""
+    import os
+
+    from klasblik.server.storage.blobs.local import LIST_CHUNK, LocalBlobStore
+
+    root = tmp_path / "blobs"
+    store = LocalBlobStore(root)
+    try:
+        n = LIST_CHUNK * 2 + 7  # students: more than one listing hand-off
+        for sid in range(n):
+            await store.put(thumbnail_name(sid), b"\xff\xd8\xff")
+            await store.put(tabs_name(sid), b"[]")
+        now = dt.datetime.now(dt.UTC)
+        old = (now - dt.timedelta(hours=49)).timestamp()
+        # even students: both blobs old; students divisible by 3: only the thumbnail old
+        for sid in range(n):
+            if sid % 2 == 0:
+                os.utime(root / thumbnail_name(sid), (old, old))
+                os.utime(root / tabs_name(sid), (old, old))
+            elif sid % 3 == 0:
+                os.utime(root / thumbnail_name(sid), (old, old))
+        (root / "students" / "left-empty").mkdir()  # an earlier sweep's leftover
+        (root / "students" / "left-empty" / "nested").mkdir()
+        expected = sum(2 if s % 2 == 0 else 1 if s % 3 == 0 else 0 for s in range(n))
+        deleted = await sweep(store, lambda: now, dt.timedelta(hours=48))
+        assert deleted == expected
+        for sid in range(n):
+            folder = root / "students" / str(sid)
+            if sid % 2 == 0:
+                assert not folder.exists(), sid
+            elif sid % 3 == 0:
+                assert sorted(p.name for p in folder.iterdir()) == ["tabs"], sid
+            else:
+                assert sorted(p.name for p in folder.iterdir()) == ["tabs", "thumbnail"], sid
+        assert not (root / "students" / "left-empty").exists()
+        assert root.is_dir()
+        left = {b.name async for b in store.list()}
+        assert len(left) == 2 * n - expected
+    finally:
+        await store.close()

@@ -33,6 +33,7 @@ from klasblik.server.keys import (
     STUDENTS,
 )
 from klasblik.server.live.admission import HelloGate
+from klasblik.server.live.collector import collector_ctx
 from klasblik.server.live.hub import Hub
 from klasblik.server.live.lastseen import LastSeenWriter
 from klasblik.server.live.silence import silence_ctx
@@ -149,6 +150,7 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
 
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(silence_ctx)
+    app.cleanup_ctx.append(collector_ctx)  # after resources: reads the hub
     app.cleanup_ctx.append(jobs_ctx)  # after resources: stopped before they close
     setup_m365_signin(app, settings)
     app.cleanup_ctx.append(agent_identity_ctx)  # after the Microsoft 365 client

@@ -33,7 +33,7 @@ from klasblik.server.live.hub import Viewer
 from klasblik.server.live.outbox import Outbox
 from klasblik.server.locations.policy import LocationPolicy, home_of, locate, policy_of
 from klasblik.server.net import client_ip
-from klasblik.server.storage.blobs.base import BlobStoreError, student_prefix, thumbnail_name
+from klasblik.server.storage.blobs.base import BlobStoreError, thumbnail_name
 from klasblik.server.storage.models import Staff
 
 __all__ = ["dashboard_ws"]
@@ -256,7 +256,8 @@ class _Commands:
         hub = self.app[HUB]
         if hub.cluster is not None:  # agents held by other instances
             await hub.cluster.load_presence([st.id for st in cls.students])
-        thumbs = await asyncio.gather(*(self._has_thumbnail(st.id) for st in cls.students))
+        stored = await self._stored_thumbnails([st.id for st in cls.students])
+        thumbs = [st.id in stored for st in cls.students]
         # do-not-view: nothing of these students is shown, stored picture included
         barred = await no_view.blocked_ids(self.app[DB], [st.id for st in cls.students])
         # No await from here to the reply: the reply is queued before any frame that the
@@ -287,14 +288,15 @@ class _Commands:
             "grid": {"interval_ms": self.app[SETTINGS].grid_interval_ms},
         }
 
-    async def _has_thumbnail(self, student_id: int) -> bool:
+    async def _stored_thumbnails(self, student_ids: list[int]) -> set[int]:
+        """The students of ``student_ids`` with a stored thumbnail, in one call on the
+        store (not one per student); none when the store cannot tell."""
+        names = {thumbnail_name(sid): sid for sid in student_ids}
         try:
-            async for info in self.app[STORE].list(student_prefix(student_id)):
-                if info.name == thumbnail_name(student_id):
-                    return True
+            found = await self.app[STORE].existing(names)
         except BlobStoreError:
-            return False
-        return False
+            return set()
+        return {names[n] for n in found if n in names}
 
     async def cmd_unsubscribe(self, msg: dict[str, Any]) -> dict[str, Any]:
         class_id = msg["class_id"]

@@ -58,7 +58,7 @@ def _iso(ts: dt.datetime | None) -> str | None:
     return ts.isoformat().replace("+00:00", "Z") if ts else None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True, weakref_slot=True)
 class AgentConn:
     """One connected agent, after a successful hello."""
 
@@ -103,7 +103,7 @@ class AgentConn:
         return self.watch["mode"] if self.watch else "off"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True, weakref_slot=True)
 class Viewer:
     """One dashboard connection of a signed-in staff member."""
 
@@ -203,6 +203,8 @@ class Hub:
         self.no_view: set[int] = set()
         #: student id -> the tabs-only connection (role "tabs") beside its desktop agent
         self.companions: dict[int, AgentConn] = {}
+        #: agent connections attached since start (``collector.py`` watches its bursts)
+        self.connects = 0
 
     def blocked(self, viewer: Placed, conn: Placed | None) -> str | None:
         """None when ``viewer`` may see ``conn`` now, else why not. Fails closed: with no
@@ -230,6 +232,7 @@ class Hub:
         same device as the agent (see :meth:`merged`).
         """
         sid = conn.student_id
+        self.connects += 1
         rivals = [self.agents.get(sid)]
         if conn.role == "tabs":
             rivals.append(self.companions.get(sid))

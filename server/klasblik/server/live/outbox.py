@@ -28,6 +28,36 @@ log = logging.getLogger(__name__)
 
 
 class Outbox:
+    """A peer's outgoing queue and its writer.
+
+    ``lazy``: the writer task exists only while there is something to write (an agent's
+    outbox carries a watch command now and then: ten thousand idle agents then hold no
+    task, no waiting future and no wake-up event). Otherwise one writer task lives from
+    :meth:`start` to :meth:`close` (a viewer's, which carries a steady stream of frames).
+
+    A stalled write is noticed by one timer per outbox, armed when a write starts and
+    re-armed only while writes go on, never by a timeout around every message.
+    """
+
+    __slots__ = (
+        "_bytes",
+        "_latest",
+        "_lazy",
+        "_queue",
+        "_sending_since",
+        "_started",
+        "_task",
+        "_wake",
+        "_watchdog",
+        "_ws",
+        "max_bytes",
+        "maxsize",
+        "on_overflow",
+        "overflowed",
+        "sent",
+        "stall_s",
+    )
+
     def __init__(
         self,
         ws: web.WebSocketResponse,
@@ -35,6 +65,8 @@ class Outbox:
         on_overflow: Callable[[], None] | None = None,
         max_bytes: int | None = None,
         stall_s: float | None = None,
+        *,
+        lazy: bool = False,
     ) -> None:
         self._ws = ws
         self.maxsize = maxsize
@@ -43,14 +75,28 @@ class Outbox:
         self._queue: deque[str | bytes] = deque()
         self._latest: dict[Hashable, str | bytes] = {}
         self._bytes = 0
-        self._wake = asyncio.Event()
+        self._lazy = lazy
+        self._wake: asyncio.Event | None = None if lazy else asyncio.Event()
         self.on_overflow = on_overflow
         self._task: asyncio.Task[None] | None = None
+        self._started = False
+        self._sending_since: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
         self.overflowed = False
         self.sent = 0
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox")
+        self._started = True
+        if not self._lazy:
+            self._task = asyncio.create_task(self._run(), name="outbox")
+        elif self._queue or self._latest:
+            self._kick()
+
+    def _kick(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+        elif self._started and self._task is None:
+            self._task = asyncio.create_task(self._run(), name="outbox")
 
     def put(self, message: str | bytes) -> bool:
         """Queue a message; False (and the overflow handler once) when the peer is too slow."""
@@ -64,7 +110,7 @@ class Outbox:
             return False
         self._queue.append(message)
         self._bytes += size
-        self._wake.set()
+        self._kick()
         return True
 
     def put_latest(self, key: Hashable, message: str | bytes) -> bool:
@@ -78,7 +124,7 @@ class Outbox:
             return False
         self._latest[key] = message
         self._bytes += size
-        self._wake.set()
+        self._kick()
         return True
 
     def _overflow(self) -> None:
@@ -107,28 +153,50 @@ class Outbox:
             return self._latest.pop(key)
         return None
 
+    def _check_stall(self) -> None:
+        """The watchdog: give up on a peer whose current write has taken ``stall_s``."""
+        self._watchdog = None
+        since = self._sending_since
+        if since is None or self.stall_s is None:
+            return  # idle now: the next write arms it again
+        loop = asyncio.get_running_loop()
+        if loop.time() - since < self.stall_s:
+            self._watchdog = loop.call_at(since + self.stall_s, self._check_stall)
+            return
+        log.info("outbox: one message took over %g s; giving up", self.stall_s)
+        self._overflow()
+        if self._task is not None:
+            self._task.cancel()
+
     async def _run(self) -> None:
         ws = self._ws
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 msg = self._next()
                 if msg is None:
+                    if self._wake is None:  # lazy: the next put starts a new writer
+                        self._task = None
+                        return
                     self._wake.clear()
                     await self._wake.wait()
                     continue
                 self._bytes -= len(msg)
                 if ws.closed or self.overflowed:
                     return
-                send = ws.send_bytes(msg) if isinstance(msg, bytes) else ws.send_str(msg)
-                if self.stall_s is None:
-                    await send
-                else:
-                    try:
-                        await asyncio.wait_for(send, self.stall_s)
-                    except TimeoutError:
-                        log.info("outbox: one message took over %g s; giving up", self.stall_s)
-                        self._overflow()
-                        return
+                if self.stall_s is not None:
+                    self._sending_since = loop.time()
+                    if self._watchdog is None:
+                        self._watchdog = loop.call_at(
+                            self._sending_since + self.stall_s, self._check_stall
+                        )
+                try:
+                    if isinstance(msg, bytes):
+                        await ws.send_bytes(msg)
+                    else:
+                        await ws.send_str(msg)
+                finally:
+                    self._sending_since = None
                 self.sent += 1
         except (ConnectionError, RuntimeError) as exc:
             log.debug("outbox writer stopped: %s", exc)
@@ -138,9 +206,13 @@ class Outbox:
         self._queue.clear()
         self._latest.clear()
         self._bytes = 0
-        if self._task is None:
+        self._started = False
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        task, self._task = self._task, None
+        if task is None:
             return
-        self._task.cancel()
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+            await task

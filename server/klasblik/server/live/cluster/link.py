@@ -434,7 +434,10 @@ class Cluster:
     async def _reader(self, pubsub: Any) -> None:
         # Any: redis-py leaves PubSub.get_message unannotated and types .connection as None
         while True:
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            # no timeout: a timed read arms and cancels a timer for every relayed frame; a
+            # lost connection ends the read with an error (and the refresher's writes on
+            # the other connection notice a Redis that stopped answering)
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
             if msg is None:
                 if not pubsub.connection or not pubsub.connection.is_connected:
                     raise ConnectionError("pub/sub connection lost")

@@ -101,7 +101,11 @@ class BlobStore(Protocol):
         """Delete the named blobs that exist; return how many were deleted."""
 
     def list(self, prefix: str = "") -> AsyncIterator[BlobInfo]:
-        """Every blob whose name starts with ``prefix``."""
+        """Every blob whose name starts with ``prefix``, streamed (never built whole);
+        in no promised order."""
+
+    async def existing(self, names: Iterable[str]) -> set[str]:
+        """Which of ``names`` exist, in one call (a class's stored thumbnails)."""
 
     async def check(self) -> None:
         """Raise :class:`BlobStoreError` when the store cannot be used."""

@@ -4,10 +4,12 @@ burst of frames never blocks the event loop, each write atomic (temporary file +
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import itertools
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +21,14 @@ from klasblik.server.storage.blobs.base import (
     sniff_content_type,
 )
 
-__all__ = ["LocalBlobStore"]
+__all__ = ["LIST_CHUNK", "LocalBlobStore"]
+
+#: Blobs a listing reads per hand-off to its thread (the loop runs in between).
+LIST_CHUNK = 256
+
+
+def _take(entries: Iterator[BlobInfo], n: int) -> list[BlobInfo]:
+    return list(itertools.islice(entries, n))
 
 
 class LocalBlobStore:
@@ -59,11 +68,14 @@ class LocalBlobStore:
     @staticmethod
     def _put_sync(path: Path, data: bytes) -> None:
         try:
-            try:  # the folder usually exists: skip the mkdir on the hot path
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            for attempt in range(3):
+                try:  # the folder usually exists: skip the mkdir on the hot path
+                    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+                    break
+                except FileNotFoundError:
+                    if attempt == 2:  # removed again each time, by a delete of its last blob
+                        raise
+                    path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
@@ -73,6 +85,16 @@ class LocalBlobStore:
                 raise
         except OSError as exc:
             raise BlobStoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+    def _prune(self, folder: Path) -> None:
+        """Remove ``folder`` and the folders above it while they are empty, up to (not
+        including) the store's own folder. A write racing it makes its folder again."""
+        while folder != self.root and self.root in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty, or gone already
+                return
+            folder = folder.parent
 
     async def get(self, name: str) -> Blob | None:
         path = self._path(name)
@@ -94,67 +116,97 @@ class LocalBlobStore:
         return await asyncio.to_thread(read)
 
     async def delete(self, names: Iterable[str]) -> int:
-        paths = [self._path(n) for n in names]
+        todo = list(names)
 
         def remove() -> int:
+            # the paths are made here too: for a sweep's thousand names, that alone would
+            # hold the event loop for tens of milliseconds
+            paths = [self._path(n) for n in todo]
             count = 0
+            folders: set[Path] = set()
             for path in paths:
                 try:
                     path.unlink()
                     count += 1
+                    folders.add(path.parent)
                 except FileNotFoundError:
                     pass
                 except OSError as exc:
                     raise BlobStoreError(f"cannot delete {path}: {exc.strerror or exc}") from exc
+            for folder in folders:  # a student's folder goes with its last blob
+                self._prune(folder)
             return count
 
         return await asyncio.to_thread(remove)
 
-    async def list(self, prefix: str = "") -> AsyncIterator[BlobInfo]:
-        def scan() -> list[BlobInfo]:
-            out: list[BlobInfo] = []
-            if ".." in prefix.split("/") or prefix.startswith("/"):
-                raise ValueError(f"invalid blob prefix {prefix!r}")
-            # walk only the folder the prefix names, not every student's blobs
-            start = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
-            if not start.exists():
-                return out
-            for dirpath, _dirs, files in os.walk(start):
-                for fname in files:
-                    full = Path(dirpath) / fname
-                    name = full.relative_to(self.root).as_posix()
-                    if fname.startswith(".tmp-") or not name.startswith(prefix):
-                        continue
-                    try:
-                        st = full.stat()
-                    except FileNotFoundError:
-                        continue
-                    out.append(
-                        BlobInfo(name, st.st_size, dt.datetime.fromtimestamp(st.st_mtime, dt.UTC))
-                    )
-            return sorted(out, key=lambda b: b.name)
+    async def existing(self, names: Iterable[str]) -> set[str]:
+        todo = list(names)
 
-        for info in await asyncio.to_thread(scan):
-            yield info
+        def probe() -> set[str]:
+            return {n for n in todo if self._path(n).is_file()}
+
+        return await asyncio.to_thread(probe)
+
+    async def list(self, prefix: str = "") -> AsyncIterator[BlobInfo]:
+        """Streamed: the folder is read on a thread, ``LIST_CHUNK`` blobs per hand-off, so
+        a listing of 100,000 blobs never holds the event loop (nor builds one list of
+        them all). In no particular order."""
+        if ".." in prefix.split("/") or prefix.startswith("/"):
+            raise ValueError(f"invalid blob prefix {prefix!r}")
+        # walk only the folder the prefix names, not every student's blobs
+        start = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+        entries = self._scan(start, prefix)
+        while True:
+            chunk = await asyncio.to_thread(_take, entries, LIST_CHUNK)
+            for info in chunk:
+                yield info
+            if len(chunk) < LIST_CHUNK:
+                return
+
+    def _scan(self, start: str, prefix: str) -> Iterator[BlobInfo]:
+        """The blobs under the folder ``start`` (relative, ``/``-terminated or empty) whose
+        names start with ``prefix``; depth first, one folder open at a time."""
+        folders = [start]
+        while folders:
+            rel = folders.pop()
+            try:
+                with os.scandir(self.root / rel if rel else self.root) as it:
+                    found = list(it)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in found:
+                name = rel + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    if prefix.startswith(name + "/") or (name + "/").startswith(prefix):
+                        folders.append(name + "/")
+                    continue
+                if entry.name.startswith(".tmp-") or not name.startswith(prefix):
+                    continue
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue
+                yield BlobInfo(name, st.st_size, dt.datetime.fromtimestamp(st.st_mtime, dt.UTC))
 
     async def sweep_temporaries(self, older_than: dt.datetime) -> int:
         """Delete ``.tmp-*`` files (writes cut off by a crash or a full disk) last changed
         before ``older_than``; return how many. ``list`` never shows them, so the sweep
-        calls this to keep the 48-hour promise for them too."""
+        calls this to keep the 48-hour promise for them too. Empty folders (a student
+        whose blobs were all deleted) go too; the store's own folder stays."""
         limit = older_than.timestamp()
 
         def scan() -> int:
             count = 0
             if not self.root.exists():
                 return 0
-            for dirpath, _dirs, files in os.walk(self.root):
+            for dirpath, _dirs, files in os.walk(self.root, topdown=False):
                 for fname in files:
                     if not fname.startswith(".tmp-"):
                         continue
-                    full = Path(dirpath) / fname
+                    full = os.path.join(dirpath, fname)
                     try:
-                        if full.stat().st_mtime < limit:
-                            full.unlink()
+                        if os.stat(full).st_mtime < limit:
+                            os.unlink(full)
                             count += 1
                     except FileNotFoundError:
                         continue
@@ -162,6 +214,9 @@ class LocalBlobStore:
                         raise BlobStoreError(
                             f"cannot delete {full}: {exc.strerror or exc}"
                         ) from exc
+                if dirpath != str(self.root):
+                    with contextlib.suppress(OSError):  # not empty (or gone): kept
+                        os.rmdir(dirpath)
             return count
 
         return await asyncio.to_thread(scan)

@@ -1,0 +1,133 @@
+"""The relay's lean parts: an idle agent's outbox holds no task, a stalled viewer is still
+cut off (by one watchdog, not a timeout per message), and the collector policy freezes
+after connection bursts and collects the frozen set only while nobody watches."""
+
+from __future__ import annotations
+
+import asyncio
+
+from klasblik.server.live import collector
+from klasblik.server.live.collector import CollectorPolicy
+from klasblik.server.live.outbox import Outbox
+from tests.support.timing import timeout, wait_for
+
+
+class _Peer:
+    """Stands in for a WebSocketResponse: records what is sent; ``hold`` stalls sends."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.sent: list[str | bytes] = []
+        self.hold: asyncio.Event | None = None
+
+    async def send_str(self, text: str) -> None:
+        if self.hold is not None:
+            await self.hold.wait()
+        self.sent.append(text)
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self.send_str(data)  # type: ignore[arg-type]
+
+
+async def test_a_lazy_outbox_has_a_writer_only_while_it_has_something_to_send():
+    """No task before anything is queued or after the queue ran dry; what is queued is
+    sent in order, latest-state slots after the queue."""
+    peer = _Peer()
+    box = Outbox(peer, maxsize=8, lazy=True)  # type: ignore[arg-type]
+    box.put("before start")
+    assert box._task is None
+    box.start()
+    box.put(b"frame")
+    box.put_latest("status", "old")
+    box.put_latest("status", "new")
+    await wait_for(lambda: box._task is None and len(peer.sent) == 3, message="drained")
+    assert peer.sent == ["before start", b"frame", "new"]
+    box.put("later")
+    assert box._task is not None
+    await wait_for(lambda: peer.sent[-1] == "later" and box._task is None, message="again")
+    await box.close()
+    assert not box.put("after close") or box._task is None
+
+
+async def test_a_write_that_stalls_cuts_the_peer_off_once():
+    """A peer whose write never finishes is given up on after stall_s: the overflow
+    handler runs once, nothing more is queued, and close() still returns."""
+    peer = _Peer()
+    cut: list[int] = []
+    box = Outbox(peer, maxsize=8, stall_s=0.2, on_overflow=lambda: cut.append(1))  # type: ignore[arg-type]
+    box.start()
+    box.put("fine")
+    await wait_for(lambda: peer.sent == ["fine"], message="first write")
+    peer.hold = asyncio.Event()
+    box.put("stuck")
+    await wait_for(lambda: cut == [1], timeout(5), message="stall noticed")
+    assert box.overflowed and not box.put("more")
+    await asyncio.wait_for(box.close(), timeout(5))
+    assert cut == [1]
+
+
+async def test_steady_writes_never_count_as_a_stall():
+    """Many quick writes spread over more than stall_s are not a stall."""
+    peer = _Peer()
+    cut: list[int] = []
+    box = Outbox(peer, maxsize=64, stall_s=0.1, on_overflow=lambda: cut.append(1))  # type: ignore[arg-type]
+    box.start()
+    for i in range(30):
+        box.put(f"m{i}")
+        await asyncio.sleep(0.01)
+    await wait_for(lambda: len(peer.sent) == 30, message="all sent")
+    assert cut == [] and not box.overflowed
+    await box.close()
+
+
+def test_collector_freezes_during_a_storm_of_connects_and_now_and_then():
+    """Every tick with new connections freezes (a storm never piles up into one long
+    collection); without connections, every FREEZE_EVERY_S."""
+    policy = CollectorPolicy(last_cleanup=0.0, last_freeze=0.0)
+    assert policy.decide(1.0, connects=500, agents=500, viewers=3) == "freeze"
+    assert policy.decide(2.0, connects=2000, agents=2000, viewers=3) == "freeze"
+    assert policy.decide(3.0, connects=2000, agents=2000, viewers=3) is None
+    assert policy.decide(2.0 + collector.FREEZE_EVERY_S, 2000, 2000, 3) == "freeze"
+
+
+def test_collector_collects_the_frozen_set_only_while_nobody_watches():
+    """The long full collection waits for a moment without dashboards (and the interval);
+    with dashboards connected throughout, only after a school's worth of reconnects."""
+    every = collector.CLEANUP_EVERY_S
+    policy = CollectorPolicy(last_cleanup=0.0, last_freeze=0.0)
+    assert policy.decide(10.0, connects=100, agents=100, viewers=0) == "freeze"  # too soon
+    assert policy.decide(every + 1, connects=100, agents=100, viewers=5) != "cleanup"
+    assert policy.decide(every + 2, connects=100, agents=100, viewers=0) == "cleanup"
+    assert policy.decide(2 * every + 3, connects=100, agents=100, viewers=0) != "cleanup"
+    many = 100 + int(collector.CLEANUP_GROWTH * 100)
+    assert policy.decide(2 * every + 4, connects=many - 1, agents=100, viewers=5) != "cleanup"
+    assert policy.decide(2 * every + 5, connects=many, agents=100, viewers=5) == "cleanup"
+
+
+async def test_the_collector_task_freezes_after_connects(monkeypatch):
+    """The running task calls freeze when new connections came."""
+    calls: list[str] = []
+    monkeypatch.setattr(collector, "TICK_S", 0.01)
+    monkeypatch.setattr(collector, "freeze", lambda: calls.append("freeze"))
+    connects = [0]
+    task = asyncio.create_task(collector.run(lambda: connects[0], lambda: 1, lambda: 1))
+    try:
+        connects[0] = 100
+        await wait_for(lambda: "freeze" in calls, message="a freeze after the connects")
+    finally:
+        task.cancel()
+
+
+async def test_a_running_server_freezes_and_a_stopped_one_unfreezes(tmp_path):
+    """The server freezes what start-up made; when it stops, nothing stays frozen (the
+    process goes on collecting as usual: tests, an embedding program)."""
+    import gc
+
+    from tests.support.live import start_live_server
+
+    server = await start_live_server(tmp_path)
+    try:
+        assert gc.get_freeze_count() > 0
+    finally:
+        await server.stop()
+    assert gc.get_freeze_count() == 0
