@@ -5,6 +5,9 @@
 
 export const TILE = 16;
 export const KEY_INTERVAL_MS = 30_000;
+/** A picture unchanged this long after deltas is sent once more whole (grid): the stored
+ * thumbnail, only ever a key frame, then shows the page as it stayed. */
+export const SETTLE_MS = 10_000;
 export const KEY_AREA = 0.6;
 export const TILES_ENCODING = 4;
 const GAP = 2;
@@ -128,6 +131,12 @@ export class DeltaState {
     this.last = null; // {pixels: Uint32Array, width, height}
     this.lastKeyAt = -Infinity;
     this.pending = null;
+    this.deltaAt = null; // when the last delta went out, while no key frame followed it
+  }
+
+  /** Deltas went out since the last key frame and none for `afterMs`: a key frame is due. */
+  settled(now, afterMs = SETTLE_MS) {
+    return this.deltaAt !== null && now - this.deltaAt >= afterMs;
   }
 
   reset() {
@@ -162,7 +171,12 @@ export class DeltaState {
     const p = this.pending;
     if (!p) return;
     this.last = { pixels: p.pixels, width: p.width, height: p.height };
-    if (p.key) this.lastKeyAt = p.at;
+    if (p.key) {
+      this.lastKeyAt = p.at;
+      this.deltaAt = null;
+    } else {
+      this.deltaAt = p.at;
+    }
     this.pending = null;
   }
 }

@@ -379,6 +379,11 @@ async function captureTick() {
   try {
     const privatePages = (session.welcome && session.welcome.private_pages) || [];
     const delta = session.welcome && session.welcome.tiles === true ? session.delta : null;
+    if (delta && watch.mode === "grid" && delta.settled(Date.now())) {
+      // the page settled after deltas: once more whole, for the stored thumbnail
+      session.lastFrameKey = null;
+      delta.reset();
+    }
     const shot = await captureActiveTab(watch, session.lastFrameKey, privatePages, delta);
     // The watch may have changed (or gone off) while capturing: then drop this shot.
     if (session !== state.session || session.watch !== watch) return;

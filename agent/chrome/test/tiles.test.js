@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { buildTilesBody, changedRects, isScreenContent } from "../tiles.js";
+import { DeltaState, SETTLE_MS, buildTilesBody, changedRects, isScreenContent } from "../tiles.js";
 
 function picture(width, height, fill = 0xffffffff) {
   return new Uint32Array(width * height).fill(fill);
@@ -39,4 +39,20 @@ test("the tiles body has the count, 14-byte records and the bytes", () => {
   ]);
   assert.deepEqual(Array.from(body.subarray(0, 18)), [0, 2, 0, 1, 0, 2, 0, 3, 0, 4, 3, 0, 0, 0, 0, 2, 9, 8]);
   assert.equal(body.length, 2 + 14 + 2 + 14 + 1);
+});
+
+test("a page that settles after deltas is due once whole; a key frame ends that", async () => {
+  const state = new DeltaState();
+  const ctx = { getImageData: (_x, _y, w, h) => ({ data: new Uint8ClampedArray(w * h * 4), width: w, height: h }) };
+  assert.deepEqual(await state.encode(ctx, 32, 32, 55, 0), { delta: false }); // the first: whole
+  state.commit();
+  assert.equal(state.settled(1e9), false); // only a key frame so far
+  state.pending = { pixels: picture(32, 32), width: 32, height: 32, key: false, at: 1000 }; // a delta went out
+  state.commit();
+  assert.equal(state.settled(1000 + SETTLE_MS - 1), false);
+  assert.equal(state.settled(1000 + SETTLE_MS), true);
+  state.reset();
+  assert.deepEqual(await state.encode(ctx, 32, 32, 55, 1000 + SETTLE_MS), { delta: false });
+  state.commit();
+  assert.equal(state.settled(1e9), false);
 });
