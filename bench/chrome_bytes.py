@@ -1,0 +1,135 @@
+"""Bytes per second a Chromebook sends for one watched student: the real extension in
+headless Debian Chromium (1280x720 window) against the protocol probe, on a text page that
+scrolls, a page where a student types, and a static page; whole frames (a server that does
+not take tiles) at today's and the old grid interval against changed tiles at both, side by
+side in one run.
+
+    .venv/bin/python bench/chrome_bytes.py [--seconds 12]
+
+Needs /usr/bin/chromium and write access to /etc/chromium/policies/managed, like the
+extension tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.chrome.extension import running_agent
+from tests.chrome.pages import serve_pages
+from tests.conformance.probe import WATCH_OFF, ProbeServer, watch_message
+
+from klasblik import protocol as p
+
+_TEXT = " ".join(
+    f"Regel {i}: de leerlingen lezen een tekst over de Gouden Eeuw en maken de opdrachten."
+    for i in range(400)
+)
+_STYLE = "<style>html,body{margin:0;font:18px sans-serif;line-height:1.5}p{margin:8px 24px}</style>"
+PAGES = {
+    "/scroll": f"""<!doctype html><html><head><title>scroll</title>{_STYLE}</head><body>
+<p>{_TEXT}</p><script>setInterval(()=>window.scrollBy(0,60),200);</script></body></html>""",
+    "/typing": f"""<!doctype html><html><head><title>typing</title>{_STYLE}</head><body>
+<p id=t></p><script>const w='{_TEXT[:2000]}';let n=0;
+setInterval(()=>{{n++;document.getElementById('t').textContent=w.slice(0,n*2);}},200);</script>
+</body></html>""",
+    "/static": f"""<!doctype html><html><head><title>static</title>{_STYLE}</head><body>
+<p>{_TEXT[:3000]}</p></body></html>""",
+}
+INTERVALS_MS = (1000, 2000)
+
+
+async def _welcome(conn: object, tiles: bool) -> None:
+    message = {
+        "type": "welcome",
+        "protocol": 1,
+        "session": "bench",
+        "display_name": "Bench S.",
+        "heartbeat_s": 20,
+        "max_frame_bytes": 1 << 20,
+    }
+    if tiles:
+        message["tiles"] = True
+    await conn.send(message)  # type: ignore[attr-defined]
+
+
+async def measure(seconds: float) -> list[tuple[str, str, int, float, int, int]]:
+    rows = []
+    async with serve_pages(PAGES) as base:
+        for tiles in (False, True):
+            probe = ProbeServer()
+            await probe.start()
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    async with running_agent(
+                        Path(tmp),
+                        server_url=probe.url,
+                        token="bench",
+                        account="bench@school.example",
+                    ) as agent:
+                        conn = await probe.next_connection(timeout=30)
+                        await conn.wait_for(lambda c=conn: c.hello, 10, "hello")
+                        await _welcome(conn, tiles)
+                        for path in PAGES:
+                            for interval in INTERVALS_MS:
+                                await agent.open_page(base + path)
+                                await asyncio.sleep(1.0)
+                                await conn.send(
+                                    watch_message(
+                                        "grid",
+                                        width=400,
+                                        height=225,
+                                        interval_ms=interval,
+                                        quality=55,
+                                    )
+                                )
+                                start = time.monotonic()
+                                await asyncio.sleep(seconds)
+                                frames = [
+                                    r for r in conn.frames(since=start) if r.at <= start + seconds
+                                ]
+                                await conn.send(WATCH_OFF)
+                                await asyncio.sleep(0.5)
+                                sent = sum(p.FRAME_HEADER_SIZE + len(r.image) for r in frames)
+                                deltas = sum(
+                                    1
+                                    for r in frames
+                                    if r.header is not None
+                                    and r.header.encoding == p.Encoding.TILES
+                                )
+                                rows.append(
+                                    (
+                                        path[1:],
+                                        "tiles" if tiles else "whole",
+                                        interval,
+                                        sent / 1024 / seconds,
+                                        len(frames) - deltas,
+                                        deltas,
+                                    )
+                                )
+            finally:
+                await probe.stop()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=12.0)
+    args = parser.parse_args(argv)
+    rows = asyncio.run(measure(args.seconds))
+    print(f"command: .venv/bin/python bench/chrome_bytes.py --seconds {args.seconds:g}")
+    print("| page | frames | grid interval | KB/s | whole pictures | deltas |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for page, kind, interval, kbs, whole, deltas in sorted(rows):
+        print(f"| {page} | {kind} | {interval / 1000:g} s | {kbs:.2f} | {whole} | {deltas} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
