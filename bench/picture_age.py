@@ -4,10 +4,12 @@ changes all the time, the real server, a dashboard socket: the age of the tile's
 at a 1 s and a 2 s grid interval side by side in one run.
 
 The agent runs as its own process (``python -m klasblik.agent.cli``, as a PC runs it) and
-sends changed tiles; the screen is repainted every 100 ms with a new picture (the worst
-case: every grab is a new frame), so the age is bounded by the interval plus the path
-from grab to dashboard. Printed per interval: the picture's age p50 / p99 / max, and the
-path alone (arrival minus capture) p50 / p99.
+sends changed tiles. Two scenes, repainted every 100 ms: ``part`` (a 480x270 area of a
+text page changes, like a video in a page) and ``whole`` (a video-like picture fills the
+screen). Printed per scene and interval: the picture's age p50 / p99 / max, and the path
+alone (arrival minus capture) p50 / p99. (A screen where every tile changes at every grab
+gets whole pictures, which the grid sends at most every 2 s, ``GRID_WHOLE_GAP_S``: its
+age is then that of the old 2 s interval.)
 
     .venv/bin/python bench/picture_age.py [--seconds 20]
 """
@@ -29,11 +31,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import aiohttp  # noqa: E402
+from PIL import Image  # noqa: E402
 from tests.agent.agent_xscreen import XPainter, start_xvfb  # noqa: E402
 from tests.support.live import start_live_server  # noqa: E402
 
 from klasblik import protocol as p  # noqa: E402
-from screens import video_frames  # noqa: E402
+from screens import text_page, video_frames  # noqa: E402
 
 ANNA = ("anna.bakker@school.example", "Anna", "Bakker")
 INTERVALS_MS = (1000, 2000)
@@ -53,15 +56,28 @@ async def _frames(ws: aiohttp.ClientWebSocketResponse, seen: list[tuple[float, f
             seen.append((time.time(), header.captured_at_ms / 1000))
 
 
-async def measure(interval_ms: int, seconds: float, tmp: Path) -> dict[str, float]:
+def scene_pictures(scene: str) -> list[Image.Image]:
+    """37 pictures, one every 100 ms: a cycle of 3.7 s, never in step with a grab interval
+    (a cycle of 1 s would show the same picture at every grab)."""
+    moving = video_frames(1920, 1080, 37) if scene == "whole" else video_frames(480, 270, 37)
+    if scene == "whole":
+        return moving
+    base = text_page(1920, 1080)
+    pictures = []
+    for part in moving:
+        picture = base.copy()
+        picture.paste(part, (200, 200))
+        pictures.append(picture)
+    return pictures
+
+
+async def measure(scene: str, interval_ms: int, seconds: float, tmp: Path) -> dict[str, float]:
     server = await start_live_server(tmp, grid_interval_ms=interval_ms)
     try:
         ids = await server.add_class("7B", [ANNA])
         with start_xvfb(1920, 1080) as screen:
             painter = XPainter(screen.display)
-            # 37 pictures, one every 100 ms: a cycle of 3.7 s, never in step with a grab
-            # interval (a cycle of 1 s would show the same picture at every grab)
-            pictures = video_frames(1920, 1080, 37)
+            pictures = scene_pictures(scene)
             env = {**os.environ, "DISPLAY": screen.display, "HOME": str(tmp)}
             agent = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -130,16 +146,20 @@ async def measure(interval_ms: int, seconds: float, tmp: Path) -> dict[str, floa
 
 async def run(seconds: float) -> None:
     print(f"command: .venv/bin/python bench/picture_age.py --seconds {seconds:g}")
-    print("| grid interval | picture age p50 | p99 | max | grab to dashboard p50 | p99 | frames |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for interval in INTERVALS_MS:
-        with tempfile.TemporaryDirectory() as tmp:
-            r = await measure(interval, seconds, Path(tmp))
-        print(
-            f"| {interval / 1000:g} s | {r['age_p50']:.2f} s | {r['age_p99']:.2f} s | "
-            f"{r['age_max']:.2f} s | {r['path_p50'] * 1000:.0f} ms | "
-            f"{r['path_p99'] * 1000:.0f} ms | {r['frames']:.0f} |"
-        )
+    print(
+        "| screen | grid interval | picture age p50 | p99 | max | grab to dashboard p50 "
+        "| p99 | frames |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for scene in ("part", "whole"):
+        for interval in INTERVALS_MS:
+            with tempfile.TemporaryDirectory() as tmp:
+                r = await measure(scene, interval, seconds, Path(tmp))
+            print(
+                f"| {scene} | {interval / 1000:g} s | {r['age_p50']:.2f} s | {r['age_p99']:.2f} s | "
+                f"{r['age_max']:.2f} s | {r['path_p50'] * 1000:.0f} ms | "
+                f"{r['path_p99'] * 1000:.0f} ms | {r['frames']:.0f} |"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

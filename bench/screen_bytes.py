@@ -41,7 +41,7 @@ from agent_xscreen import start_xvfb  # noqa: E402
 from klasblik.agent.capture import ScreenGrabber  # noqa: E402
 from klasblik.agent.imaging import encode_image, render_picture  # noqa: E402
 from klasblik.agent.pacing import ChangeDetector  # noqa: E402
-from klasblik.agent.tiles import DeltaEncoder  # noqa: E402
+from klasblik.agent.tiles import GRID_WHOLE_GAP_S, DeltaEncoder  # noqa: E402
 
 SCREEN = (1920, 1080)
 VIEWS = {"grid": ((400, 225), 55), "focus": ((1280, 720), 70)}
@@ -325,11 +325,18 @@ def measure(display: str, seconds: float, interval: float) -> dict[str, Tally]:
             picture = render_picture(grab.raw, size, box, tile_detector, whole_factor=True)
             if picture is not None:
                 coded = delta.encode(
-                    picture, "jpeg", quality, time.monotonic(), tiles=True, screen_key=True
+                    picture,
+                    "jpeg",
+                    quality,
+                    time.monotonic(),
+                    tiles=True,
+                    screen_key=True,
+                    whole_gap_s=GRID_WHOLE_GAP_S if view == "grid" else 0.0,  # as the agent
                 )
-                tally.tile_bytes += len(coded.data) if coded is not None else 0
-                tile_detector.commit()
-                delta.commit()
+                if coded is not None:  # sent (a held-back whole picture is not)
+                    tally.tile_bytes += len(coded.data)
+                    tile_detector.commit()
+                    delta.commit()
             t2 = time.process_time()
             tally.cpu_full += t1 - t0
             tally.cpu_tiles += t2 - t1

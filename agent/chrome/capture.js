@@ -3,7 +3,7 @@
 
 import { NOT_CAPTURABLE, encodingForMime, fitSize, isCapturableUrl } from "./protocol.js";
 import { isPrivateUrl } from "./private.js";
-import { TILES_ENCODING } from "./tiles.js";
+import { GRID_WHOLE_GAP_MS, TILES_ENCODING } from "./tiles.js";
 
 async function activeTab() {
   const [focused] = await chrome.tabs.query({ active: true, lastFocusedWindow: true });
@@ -50,8 +50,9 @@ export async function captureActiveTab(watch, lastKey = null, privatePages = [],
     ctx.imageSmoothingQuality = "medium";
     ctx.drawImage(bitmap, 0, 0, width, height);
     if (delta) {
-      const coded = await delta.encode(ctx, width, height, watch.quality / 100, capturedAt);
-      if (coded === null) return { key, unchanged: true };
+      const gap = watch.mode === "grid" ? GRID_WHOLE_GAP_MS : 0;
+      const coded = await delta.encode(ctx, width, height, watch.quality / 100, capturedAt, gap);
+      if (coded === null) return { key, unchanged: true }; // the same, or a whole one held back
       if (coded.delta) return { key, encoding: TILES_ENCODING, width, height, image: coded.image, capturedAt };
     }
     const wanted = watch.encoding === "webp" ? "image/webp" : "image/jpeg";

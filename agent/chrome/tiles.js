@@ -8,6 +8,10 @@ export const KEY_INTERVAL_MS = 30_000;
 /** A picture unchanged this long after deltas is sent once more whole (grid): the stored
  * thumbnail, only ever a key frame, then shows the page as it stayed. */
 export const SETTLE_MS = 10_000;
+/** In the grid, a whole picture because most of it changed goes out at most this often
+ * (the grid's rate before changed tiles), so the grid never costs more bytes than then;
+ * deltas go out at every interval, and asked-for key frames are never held back. */
+export const GRID_WHOLE_GAP_MS = 2_000;
 export const KEY_AREA = 0.6;
 export const TILES_ENCODING = 4;
 const GAP = 2;
@@ -132,6 +136,7 @@ export class DeltaState {
     this.lastKeyAt = -Infinity;
     this.pending = null;
     this.deltaAt = null; // when the last delta went out, while no key frame followed it
+    this.deferred = false; // the last encode held a whole picture back (wholeGapMs)
   }
 
   /** Deltas went out since the last key frame and none for `afterMs`: a key frame is due. */
@@ -144,7 +149,10 @@ export class DeltaState {
     this.pending = null;
   }
 
-  async encode(ctx, width, height, quality, now) {
+  /** `wholeGapMs`: a whole picture because most of it changed comes at most this long
+   * after the last whole one; before that, null with `deferred` set. */
+  async encode(ctx, width, height, quality, now, wholeGapMs = 0) {
+    this.deferred = false;
     const data = ctx.getImageData(0, 0, width, height).data;
     const pixels = new Uint32Array(data.buffer, data.byteOffset, data.byteLength >> 2);
     const last = this.last;
@@ -161,6 +169,10 @@ export class DeltaState {
         }
         this.pending = { pixels, width, height, key: false, at: now };
         return { delta: true, image: buildTilesBody(tiles) };
+      }
+      if (now - this.lastKeyAt < wholeGapMs) {
+        this.deferred = true; // most of it changed: whole, but not yet
+        return null;
       }
     }
     this.pending = { pixels, width, height, key: true, at: now };

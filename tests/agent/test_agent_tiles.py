@@ -9,6 +9,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from klasblik import protocol as p
 from klasblik.agent.tiles import (
+    GRID_WHOLE_GAP_S,
     KEY_INTERVAL_S,
     SETTLE_S,
     TILE,
@@ -135,6 +136,28 @@ def test_a_screen_that_settles_after_deltas_is_due_once_whole():
     assert enc.encode(b, "jpeg", 55, 1.0 + SETTLE_S, tiles=True).key  # the same screen, whole
     enc.commit()
     assert not enc.settled(1000.0)
+
+
+def test_in_the_grid_a_whole_picture_comes_no_more_often_than_before_tiles():
+    """Most of the picture changed (a scroll without a copy, a new page): whole, but at most
+    every GRID_WHOLE_GAP_S after the last whole one; held back before that (deferred, so
+    the caller grabs again); deltas are never held back, nor asked-for key frames."""
+    enc = DeltaEncoder()
+    a = _page()
+    flipped = Image.new("RGB", a.size, (0, 0, 0))
+    assert enc.encode(a, "jpeg", 55, 0.0, tiles=True, whole_gap_s=GRID_WHOLE_GAP_S).key
+    enc.commit()
+    assert enc.encode(flipped, "jpeg", 55, 1.0, tiles=True, whole_gap_s=GRID_WHOLE_GAP_S) is None
+    assert enc.deferred
+    small = a.copy()
+    small.putpixel((5, 5), (1, 2, 3))
+    coded = enc.encode(small, "jpeg", 55, 1.0, tiles=True, whole_gap_s=GRID_WHOLE_GAP_S)
+    assert coded is not None and not coded.key and not enc.deferred  # a delta: at once
+    later = enc.encode(flipped, "jpeg", 55, GRID_WHOLE_GAP_S, tiles=True, whole_gap_s=2.0)
+    assert later is not None and later.key  # the gap has passed
+    assert enc.encode(flipped, "jpeg", 55, 1.0, tiles=True).key  # no gap (a close-up)
+    enc.reset()  # asked for (a new watch, a new viewer): never held back
+    assert enc.encode(flipped, "jpeg", 55, 1.0, tiles=True, whole_gap_s=GRID_WHOLE_GAP_S).key
 
 
 def test_a_close_up_key_frame_of_text_is_a_palette_png():

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { DeltaState, SETTLE_MS, buildTilesBody, changedRects, isScreenContent } from "../tiles.js";
+import { DeltaState, GRID_WHOLE_GAP_MS, SETTLE_MS, buildTilesBody, changedRects, isScreenContent } from "../tiles.js";
 
 function picture(width, height, fill = 0xffffffff) {
   return new Uint32Array(width * height).fill(fill);
@@ -55,4 +55,22 @@ test("a page that settles after deltas is due once whole; a key frame ends that"
   assert.deepEqual(await state.encode(ctx, 32, 32, 55, 1000 + SETTLE_MS), { delta: false });
   state.commit();
   assert.equal(state.settled(1e9), false);
+});
+
+test("in the grid a whole picture comes no more often than every GRID_WHOLE_GAP_MS", async () => {
+  const state = new DeltaState();
+  let fill = 0;
+  const ctx = {
+    getImageData: (_x, _y, w, h) => ({ data: new Uint8ClampedArray(w * h * 4).fill(fill), width: w, height: h }),
+  };
+  assert.deepEqual(await state.encode(ctx, 32, 32, 55, 0, GRID_WHOLE_GAP_MS), { delta: false });
+  state.commit();
+  fill = 200; // every pixel changed: a whole picture is due, but not within the gap
+  assert.equal(await state.encode(ctx, 32, 32, 55, 1000, GRID_WHOLE_GAP_MS), null);
+  assert.equal(state.deferred, true);
+  assert.deepEqual(await state.encode(ctx, 32, 32, 55, GRID_WHOLE_GAP_MS, GRID_WHOLE_GAP_MS), { delta: false });
+  assert.equal(state.deferred, false);
+  assert.deepEqual(await state.encode(ctx, 32, 32, 55, 1000), { delta: false }); // no gap: a close-up
+  state.reset(); // asked for: never held back
+  assert.deepEqual(await state.encode(ctx, 32, 32, 55, 1000, GRID_WHOLE_GAP_MS), { delta: false });
 });

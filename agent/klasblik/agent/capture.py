@@ -253,6 +253,7 @@ class CaptureWorker:
         delta: DeltaEncoder | None = None,
         tiles: bool = False,
         screen_key: bool = False,
+        whole_gap_s: float = 0.0,
     ) -> CapturedFrame | None:
         grab = self._grabber.grab()
         try:
@@ -267,7 +268,13 @@ class CaptureWorker:
             if picture is None:
                 return None
             coded = delta.encode(
-                picture, encoding, quality, time.monotonic(), tiles=tiles, screen_key=screen_key
+                picture,
+                encoding,
+                quality,
+                time.monotonic(),
+                tiles=tiles,
+                screen_key=screen_key,
+                whole_gap_s=whole_gap_s,
             )
         except (ValueError, OSError, MemoryError) as exc:
             # A grab Pillow cannot use (odd size, truncated buffer): a capture problem too.
@@ -287,12 +294,14 @@ class CaptureWorker:
         *,
         tiles: bool = False,
         screen_key: bool = False,
+        whole_gap_s: float = 0.0,
     ) -> CapturedFrame | None:
         """A new frame, or None when the screen did not change; may raise CaptureError.
 
         With ``delta`` the frame is coded against the last one sent (``agent/tiles.py``):
         a delta when ``tiles`` (the server takes them), else always a whole picture;
-        ``screen_key``: a key frame of screen content may be a palette PNG (close-ups)."""
+        ``screen_key``: a key frame of screen content may be a palette PNG (close-ups);
+        ``whole_gap_s``: see :meth:`DeltaEncoder.encode`."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._pool,
@@ -304,6 +313,7 @@ class CaptureWorker:
             delta,
             tiles,
             screen_key,
+            whole_gap_s,
         )
 
     async def pause(self) -> None:

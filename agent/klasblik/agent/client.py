@@ -31,7 +31,7 @@ from klasblik.agent.indicator import WatchIndicator
 from klasblik.agent.pacing import Backoff, ChangeDetector, FramePacer, ReasonFilter
 from klasblik.agent.private import PrivateWatch, is_private_title
 from klasblik.agent.settings import AgentSettings
-from klasblik.agent.tiles import DeltaEncoder
+from klasblik.agent.tiles import GRID_WHOLE_GAP_S, DeltaEncoder
 from klasblik.protocol import ProtocolError
 from klasblik.protocol.session import (
     WATCH_OFF,
@@ -408,6 +408,8 @@ class AgentClient:
                 delta,
                 tiles=tiles,
                 screen_key=tiles,
+                # the grid's whole pictures no more often than before changed tiles
+                whole_gap_s=GRID_WHOLE_GAP_S if watch.mode == "grid" else 0.0,
             )
         except CaptureError as exc:
             if self._capture_reasons.is_new(exc.reason):

@@ -49,6 +49,12 @@ KEY_INTERVAL_S: Final = 30.0
 #: stored thumbnail (only ever a key frame) then shows the screen as it has settled, not as
 #: it was at the last key frame (up to KEY_INTERVAL_S before).
 SETTLE_S: Final = 10.0
+#: In the grid, a whole picture because most of it changed (a scroll without a copy, a new
+#: page, a video filling the screen) goes out at most this often: the grid's rate before
+#: changed tiles, so the grid never costs more bytes than it did then; deltas go out at
+#: every interval. Key frames asked for (a new watch, a new viewer, a lost frame) are not
+#: held back.
+GRID_WHOLE_GAP_S: Final = 2.0
 #: Changed share of the picture from which a whole picture costs less than its tiles.
 KEY_AREA: Final = 0.6
 #: An area with at most this many colours is screen content (text, lines, flat areas),
@@ -235,6 +241,8 @@ class DeltaEncoder:
         self._pending: tuple[Image.Image, bool, float] | None = None
         #: when the last delta went out, while no key frame has followed it
         self._delta_at: float | None = None
+        #: the last encode held back a whole picture (``whole_gap_s``): nothing was coded
+        self.deferred = False
 
     def settled(self, now: float, after_s: float = SETTLE_S) -> bool:
         """Deltas went out since the last key frame, and none for ``after_s``: the screen
@@ -255,13 +263,18 @@ class DeltaEncoder:
         *,
         tiles: bool,
         screen_key: bool = False,
+        whole_gap_s: float = 0.0,
     ) -> Encoded | None:
         """Code ``image`` (RGB) against the last picture sent; None when nothing changed.
 
         A key frame (``encoding`` at ``quality``, as a whole) when ``tiles`` is off, at the
         first frame, when the size changed, when the last key frame is older than the key
         interval, or when most of the picture changed. With ``screen_key`` a key frame of
-        screen content is a palette PNG instead (a close-up of text: far smaller and sharp)."""
+        screen content is a palette PNG instead (a close-up of text: far smaller and sharp).
+        A whole picture because most of it changed comes at most every ``whole_gap_s``
+        after the last whole one; before that, None with :attr:`deferred` set (nothing is
+        committed, so the next grab is coded against the last picture sent again)."""
+        self.deferred = False
         last = self._last
         due = now - self._last_key_at >= self.key_interval_s
         if tiles and last is not None and last.size == image.size and not due:
@@ -285,6 +298,9 @@ class DeltaEncoder:
                     parts.append(Tile(x, y, w, h, enc, data))
                 self._pending = (image, False, now)
                 return Encoded(encode_tiles(parts), Encoding.TILES, *image.size, key=False)
+            if now - self._last_key_at < whole_gap_s:
+                self.deferred = True  # most of it changed: whole, but not yet
+                return None
         elif (
             tiles
             and last is not None
