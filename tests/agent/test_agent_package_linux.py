@@ -15,7 +15,6 @@ import io
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from tests.agent.agent_xscreen import XPainter, Xvfb
 from tests.agent.test_agent_indicator import indicator_windows
 from tests.agent.test_agent_live_server import ANNA, WAIT_S, Dashboard, _close, _quadrants
 from tests.support.live import LiveServer
+from tests.support.process import terminate
 from tests.support.timing import timeout, wait_for
 
 pytestmark = [pytest.mark.xvfb, pytest.mark.package]
@@ -184,13 +184,7 @@ async def test_installed_agent_starts_under_xvfb_and_streams_to_the_server(
     finally:
         if dash is not None:
             await dash.close()
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout(10))
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await terminate(proc)
         log.close()
     assert proc.returncode == 0, (tmp_path / "agent.log").read_text()[-2000:]
 
@@ -239,12 +233,6 @@ async def test_frozen_agent_captures_a_wayland_session_through_the_portal(
         finally:
             if dash is not None:
                 await dash.close()
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), timeout(10))
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+            await terminate(proc)
             log.close()
     assert proc.returncode == 0, (tmp_path / "agent.log").read_text()[-2000:]

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +19,7 @@ from typing import Protocol
 
 import pytest
 
+from tests.support.process import terminate
 from tests.support.timing import timeout
 
 from ..chrome.extension import running_agent
@@ -129,13 +129,7 @@ class DesktopAgentDriver:
             try:
                 yield
             finally:
-                if proc.returncode is None:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        await asyncio.wait_for(proc.wait(), timeout(10))
-                    except TimeoutError:
-                        proc.kill()
-                        await proc.wait()
+                await terminate(proc)
                 window.close()
                 log.close()
 

@@ -1,7 +1,9 @@
-"""Running `klasblik serve` as a user does: a subprocess on a free port."""
+"""Running `klasblik serve` as a user does: a subprocess on a free port; and ending an
+asyncio subprocess the way a session ends a program."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -13,6 +15,18 @@ from pathlib import Path
 from tests.support.timing import timeout, wait_for_sync
 
 KLASBLIK = str(Path(sys.executable).with_name("klasblik"))
+
+
+async def terminate(proc: asyncio.subprocess.Process, within: float | None = None) -> None:
+    """SIGTERM, as a session's end sends it; SIGKILL if it has not ended ``within``."""
+    if proc.returncode is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), timeout(10) if within is None else within)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
