@@ -72,8 +72,8 @@ async def test_close_up_frames_are_never_stored_grid_thumbnails_are(server):
         await agent.close()
 
 
-async def test_stored_tab_addresses_lose_their_query_string(server):
-    """The teacher sees the tab list as sent; the stored copy has no ?query or #fragment."""
+async def _tabs_sent_and_stored(server) -> tuple[bytes, list[dict]]:
+    """An agent in a teacher's focus sends TABS; (the stored tab list, the live one)."""
     ids = await server.add_class("7B", [ANNA])
     sid = ids["students"][ANNA[0]]
     agent = TestAgent(server, ANNA[0])
@@ -86,34 +86,28 @@ async def test_stored_tab_addresses_lose_their_query_string(server):
         await server.latest.drain()
         blob = await server.store.get(tabs_name(sid))
         assert blob is not None
-        stored = json.loads(blob.data)
-        assert [t["url"] for t in stored] == ["https://www.google.com/search", TABS[1]["url"]]
-        assert "ziekte" not in blob.data.decode()
-        assert server.hub.agents[sid].tabs[0]["url"] == TABS[0]["url"]  # live, not stored
+        live = list(server.hub.agents[sid].tabs)
         await ws.close()
+        return blob.data, live
     finally:
         await agent.close()
+
+
+async def test_stored_tab_addresses_lose_their_query_string(server):
+    """The teacher sees the tab list as sent; the stored copy has no ?query or #fragment."""
+    data, live = await _tabs_sent_and_stored(server)
+    stored = json.loads(data)
+    assert [t["url"] for t in stored] == ["https://www.google.com/search", TABS[1]["url"]]
+    assert "ziekte" not in data.decode()
+    assert live[0]["url"] == TABS[0]["url"]  # live, not stored
 
 
 async def test_it_may_opt_in_to_keep_query_strings(db_url, tmp_path):
     """store_url_query = true keeps the whole address."""
     server = await start_live_server(tmp_path, database_url=db_url, store_url_query=True)
     try:
-        ids = await server.add_class("7B", [ANNA])
-        sid = ids["students"][ANNA[0]]
-        agent = TestAgent(server, ANNA[0])
-        try:
-            await agent.connect()
-            ws = await _focused(server, ids)
-            await wait_for(lambda: agent.mode == "focus", message="focus asked")
-            await agent.send(json.dumps({"type": "tabs", "tabs": TABS}))
-            await _handled(agent)
-            await server.latest.drain()
-            blob = await server.store.get(tabs_name(sid))
-            assert json.loads(blob.data)[0]["url"] == TABS[0]["url"]
-            await ws.close()
-        finally:
-            await agent.close()
+        data, _live = await _tabs_sent_and_stored(server)
+        assert json.loads(data)[0]["url"] == TABS[0]["url"]
     finally:
         await server.stop()
 
