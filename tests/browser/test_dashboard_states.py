@@ -7,7 +7,6 @@ One browser and one server serve the whole module (they are the slow parts)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import hashlib
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import pytest
 import pytest_asyncio
 from PIL import Image
@@ -30,7 +28,7 @@ from playwright.async_api import expect
 from klasblik import protocol as p
 from tests.browser.conftest import ENROLLMENT_TOKEN
 from tests.support.chromium import launch
-from tests.support.live import jpeg
+from tests.support.live import TestAgent, jpeg
 from tests.support.timing import timeout, timeout_ms, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
@@ -65,45 +63,24 @@ def _second_class_last_student(server: Any) -> tuple[int, int, str, str]:
     return class_id, sid, account, name
 
 
-class Puppet:
+class Puppet(TestAgent):
     """An agent for one demo student, sending exactly what the test says."""
 
     def __init__(self, base_url: str, account: str, *, tiles: bool = False) -> None:
-        self.url = base_url.replace("http://", "ws://") + "/ws/agent"
-        self.account = account
-        self.tiles = tiles
-        self.http = aiohttp.ClientSession()
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.watches: list[dict[str, Any]] = []
-        self.reader: asyncio.Task[None] | None = None
+        super().__init__(
+            None,
+            account,
+            tiles=tiles,
+            url=base_url.replace("http://", "ws://") + "/ws/agent",
+            token=ENROLLMENT_TOKEN,
+            device_id="browser-test-" + account,
+        )
         self.seq = 0
 
-    async def connect(self) -> None:
-        self.ws = await self.http.ws_connect(self.url)
-        hello = {
-            "type": "hello",
-            "protocol": p.PROTOCOL_VERSION,
-            "token": ENROLLMENT_TOKEN,
-            "account": self.account,
-            "device": {"id": "browser-test-" + self.account, "kind": "desktop"},
-            **({"tiles": True} if self.tiles else {}),
-        }
-        await self.ws.send_str(json.dumps(hello))
-        welcome = json.loads(await self.ws.receive_str(timeout=timeout(10)))
+    async def connect(self, token: str | None = None) -> dict[str, Any]:
+        welcome = await super().connect(token)
         assert welcome["type"] == "welcome", welcome
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.ws is not None
-        async for msg in self.ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                m = json.loads(msg.data)
-                if m["type"] == "watch":
-                    self.watches.append(m)
-
-    @property
-    def mode(self) -> str:
-        return self.watches[-1]["mode"] if self.watches else "off"
+        return welcome
 
     async def frame(self, captured_at: float | None = None) -> None:
         assert self.ws is not None
@@ -114,9 +91,8 @@ class Puppet:
         )
         await self.ws.send_bytes(p.encode_frame(header, jpeg((20, 120, 200))))
 
-    async def send(self, message: dict[str, Any]) -> None:
-        assert self.ws is not None
-        await self.ws.send_str(json.dumps(message))
+    async def send_json(self, message: dict[str, Any]) -> None:
+        await self.send(json.dumps(message))
 
     async def picture(self, kind: int, size: tuple[int, int], colour: tuple[int, int, int]) -> int:
         """A key frame: a whole PNG picture of one colour; returns its seq."""
@@ -133,13 +109,6 @@ class Puppet:
         header = p.FrameHeader(kind, p.Encoding.TILES, *size, self.seq, int(time.time() * 1000))
         await self.ws.send_bytes(p.encode_frame(header, p.encode_tiles(tiles)))
         return self.seq
-
-    async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
-        if self.reader is not None:
-            await asyncio.wait([self.reader], timeout=timeout(2))
-        await self.http.close()
 
 
 def _png(size: tuple[int, int], colour: tuple[int, int, int]) -> bytes:
@@ -232,7 +201,7 @@ async def test_stale_picture_capture_error_and_its_clearing(
         assert not await badge.is_visible()
         assert (await tile(page, sid).locator(".tile-status").inner_text()).strip() == "online"
 
-        await puppet.send(
+        await puppet.send_json(
             {
                 "type": "tabs",
                 "tabs": [
@@ -256,7 +225,7 @@ async def test_stale_picture_capture_error_and_its_clearing(
             re.compile(re.escape(name) + r".*online.*rekenen\.example Breuken oefenen")
         )
 
-        await puppet.send({"type": "capture_error", "reason": "screen locked"})
+        await puppet.send_json({"type": "capture_error", "reason": "screen locked"})
         await wait_state(page, sid, "capture_error")
         status = (await tile(page, sid).locator(".tile-status").inner_text()).strip()
         assert "online" not in status, status

@@ -7,7 +7,6 @@ forwarding headers must not move it to school."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,12 +15,11 @@ import pytest
 from sqlalchemy import select, update
 from yarl import URL
 
-from klasblik import protocol as p
 from klasblik.server.auth.sessions import COOKIE
 from klasblik.server.storage.models import Location, Staff, Student
 from tests.support.caddy import CaddyProcess
 from tests.support.cluster import RedisProcess, ServerProcess, SharedDatabase
-from tests.support.live import TOKEN, frame
+from tests.support.live import TOKEN, TestAgent, frame
 from tests.support.sourced import Dashboard
 from tests.support.timing import timeout, wait_for
 
@@ -35,48 +33,19 @@ HOSTNAME = "klasblik.localhost"
 METRICS_TOKEN = "proxy-test-metrics-token"
 
 
-class ProxiedAgent:
+class ProxiedAgent(TestAgent):
     """A protocol agent connecting through Caddy from ``source``."""
 
     def __init__(self, caddy: CaddyProcess, account: str, source: str, headers=None) -> None:
-        self.http = caddy.session(source)
-        self.url = caddy.base_url.replace("https://", "wss://") + "/ws/agent"
-        self.account = account
-        self.headers = headers or {}
-        self.watches: list[dict[str, Any]] = []
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def connect(self) -> dict[str, Any]:
-        self.ws = await self.http.ws_connect(self.url, headers=self.headers)
-        hello = {
-            "type": "hello",
-            "protocol": p.PROTOCOL_VERSION,
-            "token": TOKEN,
-            "account": self.account,
-            "device": {"id": "proxied-" + self.account, "kind": "desktop"},
-        }
-        await self.ws.send_str(json.dumps(hello))
-        first = json.loads(await self.ws.receive_str(timeout=timeout(10)))
-        self._task = asyncio.create_task(self._read())
-        return first
-
-    async def _read(self) -> None:
-        assert self.ws is not None
-        async for msg in self.ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                m = json.loads(msg.data)
-                if m["type"] == "watch":
-                    self.watches.append(m)
-
-    @property
-    def mode(self) -> str:
-        return self.watches[-1]["mode"] if self.watches else "off"
-
-    async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
-        await self.http.close()
+        super().__init__(
+            None,
+            account,
+            url=caddy.base_url.replace("https://", "wss://") + "/ws/agent",
+            token=TOKEN,
+            device_id="proxied-" + account,
+            http=caddy.session(source),
+            headers=headers,
+        )
 
 
 @pytest.fixture

@@ -224,12 +224,29 @@ class TestAgent:
 
     __test__ = False
 
-    def __init__(self, server: LiveServer, account: str, *, tiles: bool = False) -> None:
+    def __init__(
+        self,
+        server: LiveServer | None,
+        account: str,
+        *,
+        tiles: bool = False,
+        url: str | None = None,
+        token: str | None = None,
+        device_id: str | None = None,
+        http: aiohttp.ClientSession | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """For ``server``, or for a server of another kind at ``url`` with ``token`` (a
+        subprocess; one behind a proxy, reached through ``http`` with ``headers``)."""
         self.server = server
         self.account = account
         #: say in the hello that this agent can send delta frames
         self.tiles = tiles
-        self.http = aiohttp.ClientSession()
+        self.url = url or (server.agent_url if server is not None else "")
+        self.token = token or (server.token if server is not None else "")
+        self.device_id = device_id or "test-" + account
+        self.headers = headers or {}
+        self.http = http or aiohttp.ClientSession()
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.watches: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
@@ -237,20 +254,20 @@ class TestAgent:
         self.welcome: dict[str, Any] | None = None
 
     async def connect(self, token: str | None = None) -> dict[str, Any]:
-        self.ws = await self.http.ws_connect(self.server.agent_url)
+        self.ws = await self.http.ws_connect(self.url, headers=self.headers)
         await self.ws.send_str(
             json.dumps(
                 {
                     "type": "hello",
                     "protocol": 1,
-                    "token": token or self.server.token,
+                    "token": token or self.token,
                     "account": self.account,
-                    "device": {"id": "test-" + self.account, "kind": "desktop"},
+                    "device": {"id": self.device_id, "kind": "desktop"},
                     **({"tiles": True} if self.tiles else {}),
                 }
             )
         )
-        first = json.loads(await self.ws.receive_str(timeout=timeout(5)))
+        first = json.loads(await self.ws.receive_str(timeout=timeout(10)))
         if first["type"] == "welcome":
             self.welcome = first
             self._reader = asyncio.create_task(self._read())
