@@ -127,3 +127,67 @@ async def test_latest_writer_batches_and_keeps_the_last_state(tmp_path):
         assert not writer.degraded
     finally:
         await writer.close()
+
+
+async def test_a_blob_beside_another_is_written_with_it_only_when_it_changed(monkeypatch):
+    """A thumbnail's place is written in the same batch as the thumbnail, but again only
+    when it changed, when its last write failed, after an erasure of the student, or when
+    it is ``BESIDE_REFRESH_S`` old; a view into a frame reaches the store as bytes."""
+    from klasblik.server.storage import latest as latest_mod
+
+    store = _CountingStore()
+    writer = latest_mod.LatestWriter(store, interval_s=0)  # type: ignore[arg-type]
+    thumb, place = "students/1/thumbnail", "students/1/thumbnail.place"
+    frame = b"HEADER" + b"\xff\xd8\xffpicture"
+
+    async def write(at: bytes) -> dict[str, bytes]:
+        writer.offer(thumb, memoryview(frame)[6:], (place, at))
+        await writer.drain()
+        return store.batches[-1]
+
+    try:
+        first = await write(b'{"location_id":1}')
+        assert first == {thumb: b"\xff\xd8\xffpicture", place: b'{"location_id":1}'}
+        assert all(type(v) is bytes for v in first.values())
+        assert await write(b'{"location_id":1}') == {thumb: b"\xff\xd8\xffpicture"}
+        moved = await write(b'{"location_id":2}')  # taken elsewhere: both in one batch
+        assert moved == {thumb: b"\xff\xd8\xffpicture", place: b'{"location_id":2}'}
+
+        store.fail = True
+        assert place in await write(b'{"location_id":3}')
+        store.fail = False
+        assert place in await write(b'{"location_id":3}')  # the failed write is redone
+
+        writer.forget("students/1/")  # an erasure removed both
+        assert place in await write(b'{"location_id":3}')
+        assert place not in await write(b'{"location_id":3}')
+
+        monkeypatch.setattr(latest_mod, "BESIDE_REFRESH_S", 0.0)
+        assert place in await write(b'{"location_id":3}')  # old enough: written again
+    finally:
+        await writer.close()
+
+
+async def test_latest_writer_keeps_each_blobs_interval_with_many_pending():
+    """Thousands of pending blobs: each is written at most once per interval, the newest
+    data each time, and none is left behind (the flusher works from a heap of due times)."""
+    from klasblik.server.storage.latest import LatestWriter
+
+    store = _CountingStore()
+    writer = LatestWriter(store, interval_s=0.2)  # type: ignore[arg-type]
+    names = [f"students/{sid}/thumbnail" for sid in range(3000)]
+    try:
+        for round_ in range(3):
+            for name in names:
+                writer.offer(name, b"r%d" % round_)
+            await asyncio.sleep(0.05)
+        await writer.drain()
+        written: dict[str, list[bytes]] = {}
+        for batch in store.batches:
+            for name, data in batch.items():
+                written.setdefault(name, []).append(data)
+        assert set(written) == set(names)
+        # the first offer is written at once, the rest within the interval: the last one
+        assert all(w == [b"r0", b"r2"] for w in written.values()), written[names[0]]
+    finally:
+        await writer.close()

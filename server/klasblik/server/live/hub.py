@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import itertools
 import json
 import logging
@@ -52,6 +53,12 @@ _RANK = {level: -i for i, level in enumerate(p.IDENTITY_LEVELS)}
 def strip_query(url: str) -> str:
     """The address without its query string and fragment (search terms, tokens)."""
     return url.split("#", 1)[0].split("?", 1)[0]
+
+
+@functools.lru_cache(maxsize=1024)
+def _place_blob(location_id: int | None) -> bytes:
+    """The stored note of where a thumbnail was taken."""
+    return json.dumps({"location_id": location_id}, separators=(",", ":")).encode()
 
 
 def _iso(ts: dt.datetime | None) -> str | None:
@@ -374,15 +381,13 @@ class Hub:
         if self._want_key:  # a viewer missed a frame of this stream: a whole picture next
             self._want_key = False
             self.request_key(conn)
-        # only a whole grid picture is kept, never a close-up or a delta
+        # only a whole grid picture is kept, never a close-up or a delta; beside it, where
+        # it was taken: a teacher elsewhere never sees it (web/api.py)
         if header.kind == p.FrameKind.GRID and header.key:
-            self.latest.offer(thumbnail_name(sid), bytes(data[p.FRAME_HEADER_SIZE :]))
-            # where it was taken: a teacher elsewhere never sees it (web/api.py)
             self.latest.offer(
-                thumbnail_place_name(sid),
-                b'{"location_id":%d}' % conn.location_id
-                if conn.location_id is not None
-                else b'{"location_id":null}',
+                thumbnail_name(sid),
+                memoryview(data)[p.FRAME_HEADER_SIZE :],
+                (thumbnail_place_name(sid), _place_blob(conn.location_id)),
             )
         return sent
 

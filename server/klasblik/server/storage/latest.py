@@ -9,33 +9,56 @@ One flusher task serves every blob: it writes, in one batch, the blobs whose int
 passed (a store with ``put_many`` gets the whole batch in one call; others get a bounded
 number of concurrent ``put`` calls). With thousands of students in view, a task and a
 thread hand-off per blob would cost the live relay more than the writes themselves.
+
+The relay offers every whole grid picture (several a second per class), so an offer is a
+dictionary store and, for a name not waiting yet, one push on a heap of due times: the
+flusher never scans every pending name, and the picture is copied out of the frame only
+when it is written. A blob that goes with another (where a thumbnail was taken) is offered
+``beside`` it: written in the same batch as its companion, but only when its content
+changed or its last write is ``BESIDE_REFRESH_S`` old (so that it never ages out before
+the companion it describes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 
 from klasblik.server.storage.blobs.base import BlobStore, BlobStoreError
 from klasblik.server.tasks import cancel_and_wait
 
-__all__ = ["LatestWriter"]
+__all__ = ["BESIDE_REFRESH_S", "LatestWriter"]
 
 log = logging.getLogger(__name__)
 
 _CONCURRENT_PUTS = 16
+
+#: A blob written beside another (a thumbnail's place) is written again after this long
+#: even when unchanged: far younger than any sweep age, so the two age out together.
+BESIDE_REFRESH_S = 300.0
+
+Data = bytes | memoryview
 
 
 class LatestWriter:
     def __init__(self, store: BlobStore, interval_s: float) -> None:
         self.store = store
         self.interval_s = interval_s
-        self._pending: dict[str, bytes] = {}
+        #: name -> (newest data, the blob to write beside it or None)
+        self._pending: dict[str, tuple[Data, tuple[str, bytes] | None]] = {}
+        #: name -> when it was last written (monotonic)
         self._last: dict[str, float] = {}
+        #: (when it may be written, name) for each pending name; entries of names written
+        #: or forgotten since are skipped when they come up
+        self._due: list[tuple[float, str]] = []
+        #: name of a blob written beside another -> the content last written
+        self._beside: dict[str, bytes] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._sleep_until = float("inf")
         self._busy = False
         self.writes = 0
         self.failures = 0
@@ -45,33 +68,68 @@ class LatestWriter:
     def degraded(self) -> bool:
         return self.last_error is not None
 
-    def offer(self, name: str, data: bytes) -> None:
-        """Make ``data`` the next content of ``name``; written within ``interval_s``."""
-        self._pending[name] = data
+    def offer(self, name: str, data: Data, beside: tuple[str, bytes] | None = None) -> None:
+        """Make ``data`` the next content of ``name``; written within ``interval_s``.
+        ``beside``: (name, data) of a blob written in the same batch, when it changed or
+        its last write is ``BESIDE_REFRESH_S`` old. ``data`` may be a view into a frame:
+        it is copied only when written."""
+        pending = self._pending
+        waiting = name in pending
+        pending[name] = (data, beside)
+        if waiting:  # its due time is on the heap already
+            return
+        due = self._last.get(name, float("-inf")) + self.interval_s
+        heapq.heappush(self._due, (due, name))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="latest writer")
-        if self._last.get(name, float("-inf")) + self.interval_s <= time.monotonic():
+        if due < self._sleep_until:
             self._wake.set()
+
+    def _take_due(self, now: float) -> dict[str, bytes]:
+        """The pending blobs whose interval has passed, and the blobs to write beside them."""
+        heap, pending, last, interval = self._due, self._pending, self._last, self.interval_s
+        batch: dict[str, bytes] = {}
+        while heap and heap[0][0] <= now:
+            _, name = heapq.heappop(heap)
+            if name not in pending or last.get(name, float("-inf")) + interval > now:
+                continue  # written or forgotten since this entry was pushed
+            data, beside = pending.pop(name)
+            batch[name] = bytes(data)
+            last[name] = now
+            if beside is not None:
+                bname, bdata = beside
+                if self._beside.get(bname) != bdata or (
+                    last.get(bname, float("-inf")) + BESIDE_REFRESH_S <= now
+                ):
+                    batch[bname] = bdata
+                    self._beside[bname] = bdata
+                    last[bname] = now
+        return batch
 
     async def _run(self) -> None:
         while self._pending:
             now = time.monotonic()
-            interval = self.interval_s
-            due = [n for n in self._pending if self._last.get(n, float("-inf")) + interval <= now]
-            if due:
-                batch = {n: self._pending.pop(n) for n in due}
-                for n in due:
-                    self._last[n] = now
+            batch = self._take_due(now)
+            if batch:
                 self._busy = True
                 try:
                     await self._write(batch)
                 finally:
                     self._busy = False
                 continue
-            wait = min(self._last[n] for n in self._pending) + interval - now
+            if not self._due:  # cannot happen: every pending name has an entry
+                log.error("latest writer: %d pending blobs without a due time", len(self._pending))
+                self._pending.clear()
+                return
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, wait))
+            self._sleep_until = self._due[0][0]
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake.wait(), timeout=max(0.0, self._sleep_until - now)
+                    )
+            finally:
+                self._sleep_until = float("inf")
 
     async def _write(self, batch: dict[str, bytes]) -> None:
         put_many = getattr(self.store, "put_many", None)
@@ -91,6 +149,7 @@ class LatestWriter:
             results = await asyncio.gather(*(one(n, d) for n, d in batch.items()))
             errors = {n: e for n, e in zip(batch, results, strict=True) if e is not None}
         for name, exc in errors.items():
+            self._beside.pop(name, None)  # written again with its companion's next write
             self.failures += 1
             self.last_error = str(exc)
             log.warning("blob store write of %s dropped: %s", name, exc)
@@ -102,6 +161,8 @@ class LatestWriter:
         """Drop pending writes under ``prefix`` (a student being erased)."""
         for name in [n for n in self._pending if n.startswith(prefix)]:
             del self._pending[name]
+        for name in [n for n in self._beside if n.startswith(prefix)]:
+            del self._beside[name]  # erased: written again with its companion
 
     async def drain(self) -> None:
         """Wait for pending writes (used at shutdown and in tests)."""
