@@ -281,7 +281,12 @@ async def test_latest_thumbnail_is_replaced_not_accumulated(live_server):
         names = [b.name async for b in store.list(f"students/{sid}/")]
         assert sorted(names) == [thumbnail_name(sid), thumbnail_place_name(sid)]
         files = list((live_server.store.root / "students" / str(sid)).iterdir())  # type: ignore[attr-defined]
-        assert sorted(f.name for f in files) == ["thumbnail", "thumbnail.place"]
+        kept = sorted(f.name for f in files if not f.name.startswith(".tmp-"))
+        assert kept == ["thumbnail", "thumbnail.place"]
+        # beside them only the empty spares they were exchanged with (storage/blobs/local.py)
+        assert [f.stat().st_size for f in files if f.name.startswith(".tmp-")] == [0] * (
+            len(files) - 2
+        )
 
 
 async def test_bad_agent_messages_get_codes_and_keep_the_socket(live_server):

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from klasblik.server.storage.blobs.azure import BATCH_LIMIT, AzureBlobStore
-from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
+from klasblik.server.storage.blobs.base import BlobStoreError, tabs_name, thumbnail_name
 from klasblik.server.storage.blobs.local import LocalBlobStore
 from klasblik.server.storage.latest import LatestWriter
 
@@ -55,7 +55,13 @@ async def test_no_second_copy_of_a_thumbnail_ever_exists(store):
     assert blob is not None and blob.data == b"\xff\xd8\xff" + bytes([39]) * 100
     if isinstance(store, LocalBlobStore):
         files = [os.path.join(d, f) for d, _, fs in os.walk(store.root) for f in fs]
-        assert files == [str(store.root / name)]
+        # beside it at most the empty spare it was exchanged with: no old picture is kept
+        others = [f for f in files if f != str(store.root / name)]
+        assert str(store.root / name) in files
+        assert [os.path.basename(f).startswith(".tmp-") for f in others] == [True] * len(others)
+        assert [os.path.getsize(f) for f in others] == [0] * len(others)
+        await store.delete([name])  # and it goes with its blob
+        assert [f for _, _, fs in os.walk(store.root) for f in fs] == []
     await writer.close()
 
 
@@ -175,5 +181,60 @@ async def test_local_delete_removes_the_folder_its_last_blob_leaves_empty(tmp_pa
         assert root.is_dir() and not (root / "students").exists()
         await store.put(thumbnail_name(1), b"\xff\xd8\xff")
         assert (await store.get(thumbnail_name(1))) is not None
+    finally:
+        await store.close()
+
+
+async def test_local_store_without_the_exchange_renames_and_leaves_nothing(tmp_path):
+    """Where the system or file system cannot exchange two files (another OS, EINVAL from
+    the file system), a write is a temporary file and a rename: the blob lands, no
+    temporary file stays, and the store stops trying to exchange."""
+    import ctypes
+    import errno
+
+    store = LocalBlobStore(tmp_path / "blobs")
+    calls = []
+
+    def refuses(*args: object) -> int:
+        calls.append(args)
+        ctypes.set_errno(errno.EINVAL)
+        return -1
+
+    try:
+        name = thumbnail_name(5)
+        await store.put(name, b"\xff\xd8\xff first")  # a first write never exchanges
+        store._exchange = refuses
+        await store.put(name, b"\xff\xd8\xff second")
+        await store.put(name, b"\xff\xd8\xff third")
+        assert len(calls) == 1 and store._exchange is None
+        blob = await store.get(name)
+        assert blob is not None and blob.data == b"\xff\xd8\xff third"
+        files = [f for _, _, fs in os.walk(store.root) for f in fs]
+        assert files == ["thumbnail"]
+    finally:
+        await store.close()
+
+
+async def test_local_store_exchange_failing_otherwise_is_a_clear_error(tmp_path):
+    """An exchange failing for another reason (a full disk, a read-only folder) is the
+    store's error naming the blob, and the blob keeps its last content."""
+    import ctypes
+    import errno
+
+    store = LocalBlobStore(tmp_path / "blobs")
+
+    def full(*args: object) -> int:
+        ctypes.set_errno(errno.ENOSPC)
+        return -1
+
+    try:
+        name = thumbnail_name(6)
+        await store.put(name, b"\xff\xd8\xff kept")
+        store._exchange = full
+        with pytest.raises(BlobStoreError, match="cannot write .*students/6/thumbnail"):
+            await store.put(name, b"\xff\xd8\xff lost")
+        blob = await store.get(name)
+        assert blob is not None and blob.data == b"\xff\xd8\xff kept"
+        assert [f for _, _, fs in os.walk(store.root) for f in fs] == ["thumbnail"]
     finally:
         await store.close()

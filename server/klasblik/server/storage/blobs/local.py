@@ -1,14 +1,25 @@
 """The embedded default blob store: a local folder, written through one thread so that a
-burst of frames never blocks the event loop, each write atomic (temporary file + rename)."""
+burst of frames never blocks the event loop, each write atomic (temporary file + rename).
+
+On Linux a blob that exists already is replaced by exchanging it with a spare file next to
+it (``renameat2`` with ``RENAME_EXCHANGE``), and the spare, which then holds the old
+content, is cut to nothing at once: the same atomic replacement without making and freeing
+an inode per write. Creating a file is what a write costs most on many file systems (on
+this project's development machine 330 of 470 µs of CPU per thumbnail; with the spare
+70 µs, ``bench/blob_writes.py``). Elsewhere, and for a first write, it is a temporary file
+and ``os.replace`` as before."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import datetime as dt
+import errno
 import itertools
 import os
-import tempfile
+import secrets
+import sys
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +42,25 @@ def _take(entries: Iterator[BlobInfo], n: int) -> list[BlobInfo]:
     return list(itertools.islice(entries, n))
 
 
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+#: what a system or file system without the exchange answers
+_NO_EXCHANGE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM})
+
+
+def _renameat2() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    """glibc's ``renameat2`` (Linux 3.15, glibc 2.28), or None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
 class LocalBlobStore:
     """Blobs as files under one folder. Writes go to a temporary file that replaces the
     target in one rename, so a reader sees the old or the new blob, never half of one, and
@@ -41,6 +71,10 @@ class LocalBlobStore:
         # one writer thread: with thousands of students in view, a pool of writers would
         # fight the event loop for the GIL and delay live frames
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-writer")
+        #: this process's spare files are ``.tmp-<token>-<blob>`` (several processes may
+        #: share the folder; the sweep removes spares unused for ten minutes)
+        self._spare = f".tmp-{secrets.token_hex(4)}-"
+        self._exchange = _renameat2()
 
     def _path(self, name: str) -> Path:
         check_name(name)
@@ -65,12 +99,12 @@ class LocalBlobStore:
 
         return await asyncio.get_running_loop().run_in_executor(self._writer, write_all)
 
-    @staticmethod
-    def _put_sync(path: Path, data: bytes) -> None:
+    def _put_sync(self, path: Path, data: bytes) -> None:
+        spare = path.parent / (self._spare + path.name)
         try:
             for attempt in range(3):
                 try:  # the folder usually exists: skip the mkdir on the hot path
-                    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+                    fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
                     break
                 except FileNotFoundError:
                     if attempt == 2:  # removed again each time, by a delete of its last blob
@@ -79,12 +113,34 @@ class LocalBlobStore:
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
-                os.replace(tmp, path)
+                if not self._swap(spare, path):
+                    os.replace(spare, path)
             except BaseException:
-                Path(tmp).unlink(missing_ok=True)
+                spare.unlink(missing_ok=True)
                 raise
         except OSError as exc:
             raise BlobStoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+    def _swap(self, spare: Path, path: Path) -> bool:
+        """Exchange ``spare`` (the new content) with ``path`` in one step and cut the old
+        content, now in ``spare``, to nothing; False when ``path`` does not exist yet or
+        the system cannot exchange (the caller renames instead)."""
+        exchange = self._exchange
+        if exchange is None:
+            return False
+        if (
+            exchange(_AT_FDCWD, os.fsencode(spare), _AT_FDCWD, os.fsencode(path), _RENAME_EXCHANGE)
+            == 0
+        ):
+            os.truncate(spare, 0)
+            return True
+        err = ctypes.get_errno()
+        if err == errno.ENOENT:  # a first write: nothing to exchange with
+            return False
+        if err in _NO_EXCHANGE:
+            self._exchange = None  # this file system cannot: rename from now on
+            return False
+        raise OSError(err, os.strerror(err), os.fspath(path))
 
     def _prune(self, folder: Path) -> None:
         """Remove ``folder`` and the folders above it while they are empty, up to (not
@@ -133,6 +189,8 @@ class LocalBlobStore:
                     pass
                 except OSError as exc:
                     raise BlobStoreError(f"cannot delete {path}: {exc.strerror or exc}") from exc
+                with contextlib.suppress(OSError):  # its (empty) spare goes with it
+                    (path.parent / (self._spare + path.name)).unlink()
             for folder in folders:  # a student's folder goes with its last blob
                 self._prune(folder)
             return count
