@@ -1,6 +1,8 @@
-"""The relay's lean parts: an idle agent's outbox holds no task, a stalled viewer is still
-cut off (by one watchdog, not a timeout per message), and the collector policy freezes
-after connection bursts and collects the frozen set only while nobody watches."""
+"""The relay's lean parts: an idle agent's outbox holds no task, a viewer's frame is
+written at once when nothing is queued (and in order when a write has to wait), a stalled
+viewer is still cut off (by one watchdog, not a timeout per message), and the collector
+policy freezes after connection bursts and collects the frozen set only while nobody
+watches."""
 
 from __future__ import annotations
 
@@ -27,6 +29,74 @@ class _Peer:
 
     async def send_bytes(self, data: bytes) -> None:
         await self.send_str(data)  # type: ignore[arg-type]
+
+
+class _Transport:
+    """Stands in for the peer's transport: how much it holds unsent, its high-water mark."""
+
+    def __init__(self, buffered: int = 0, high: int = 65536) -> None:
+        self.buffered = buffered
+        self.high = high
+        self.closing = False
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (self.high // 4, self.high)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+async def test_a_frame_is_written_at_once_when_nothing_waits():
+    """With nothing queued and room in the peer's transport, put() writes the message
+    before it returns (no writer wake-up); when it would take the transport's unsent bytes
+    over its high-water mark, or the transport is closing, it goes through the queue, and
+    the order of messages holds either way."""
+    peer, transport = _Peer(), _Transport()
+    box = Outbox(peer, maxsize=8, transport=transport)  # type: ignore[arg-type]
+    box.start()
+    assert box.put(b"one") and peer.sent == [b"one"]  # written before put returned
+    transport.buffered = 65535
+    assert box.put(b"two") and peer.sent == [b"one"]  # queued: that would reach the mark
+    transport.buffered = 0
+    assert box.put(b"three") and peer.sent == [b"one"]  # behind "two": queued too
+    await wait_for(lambda: len(peer.sent) == 3, message="queue drained")
+    assert box.put(b"x" * 70000) and peer.sent[-1] == b"three"  # over the high-water mark
+    await wait_for(lambda: len(peer.sent) == 4, message="large one sent")
+    transport.closing = True
+    box.put(b"four")
+    assert peer.sent[-1] == b"x" * 70000
+    transport.closing = False
+    await wait_for(lambda: peer.sent[-1] == b"four", message="queued one sent")
+    assert peer.sent == [b"one", b"two", b"three", b"x" * 70000, b"four"]
+    assert box.sent == 5
+    await box.close()
+
+
+async def test_a_write_started_at_once_that_waits_keeps_the_order():
+    """A send that waits after all (its peer's buffer filled): the rest of it runs as a
+    task, the messages put meanwhile are queued behind it, and a stall of it is still
+    noticed by the watchdog."""
+    peer, transport = _Peer(), _Transport()
+    cut: list[int] = []
+    box = Outbox(
+        peer, maxsize=8, stall_s=0.3, on_overflow=lambda: cut.append(1), transport=transport
+    )  # type: ignore[arg-type]
+    box.start()
+    peer.hold = asyncio.Event()
+    box.put(b"waits")
+    assert box._inflight is not None and peer.sent == []
+    box.put(b"after")
+    peer.hold.set()
+    await wait_for(lambda: peer.sent == [b"waits", b"after"], message="both in order")
+    assert box._inflight is None and cut == []
+    peer.hold = asyncio.Event()
+    box.put(b"stuck")
+    await wait_for(lambda: cut == [1], timeout(5), message="stall of the started write")
+    await asyncio.wait_for(box.close(), timeout(5))
+    assert box._inflight is None
 
 
 async def test_a_lazy_outbox_has_a_writer_only_while_it_has_something_to_send():

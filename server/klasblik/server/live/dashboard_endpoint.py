@@ -81,6 +81,7 @@ async def _serve(
             maxsize=app[SETTINGS].viewer_queue_frames,
             max_bytes=app[SETTINGS].viewer_queue_bytes,
             stall_s=app[SETTINGS].viewer_stall_s,
+            transport=transport,
         ),
         ip=ip,
         location_id=locate(app, ip),
