@@ -382,6 +382,32 @@ def percentile(values: list[int], q: float) -> float:
     return float(values[min(len(values) - 1, int(q * len(values)))])
 
 
+def _spy(
+    args: argparse.Namespace, servers: list[Proc], target: str, phase: str, seconds: float = 0
+) -> subprocess.Popen[bytes] | None:
+    """py-spy recording the first server of ``target`` through ``phase`` (raw format)."""
+    if not args.py_spy:
+        return None
+    return subprocess.Popen(
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(servers[0].pid),
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "--duration",
+            str(int(seconds or args.seconds)),
+            "-o",
+            f"{args.py_spy}-{target}-{phase}.txt",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def run_target(
     target: str, args: argparse.Namespace, roster: dict[str, Any], db_url: str, workdir: Path
 ) -> Result:
@@ -468,7 +494,10 @@ def run_target(
             if args.idle_seconds > 0:  # nobody watches: heartbeats only
                 wall0 = time.time()
                 cpu0 = sum(cpu_s(p.pid) for p in servers + extra)
+                spy = _spy(args, servers, target, "idle", args.idle_seconds)
                 answers = workers.ask({"cmd": "measure", "seconds": args.idle_seconds})
+                if spy is not None:
+                    spy.wait(timeout=60)
                 cpu = sum(cpu_s(p.pid) for p in servers + extra) - cpu0
                 beats = sum(a["heartbeats"] for a in answers)
                 res.idle_heartbeats_per_s = round(beats / args.idle_seconds)
@@ -483,24 +512,7 @@ def run_target(
                 cpu0 = sum(cpu_s(p.pid) for p in servers + extra)
                 t = time.monotonic()
                 wall0 = time.time()
-                spy = None
-                if args.py_spy and target != "bare":
-                    spy = subprocess.Popen(
-                        [
-                            "py-spy",
-                            "record",
-                            "--pid",
-                            str(servers[0].pid),
-                            "--format",
-                            "raw",
-                            "--duration",
-                            str(int(args.seconds)),
-                            "-o",
-                            f"{args.py_spy}-{target}-{phase}.txt",
-                        ],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
+                spy = _spy(args, servers, target, phase)
                 answers = workers.ask({"cmd": "measure", "seconds": args.seconds})
                 if spy is not None:
                     spy.wait(timeout=60)
