@@ -238,7 +238,7 @@ def _bgrx(image: Image.Image) -> bytearray:
     return bytearray(image.tobytes("raw", "BGRX"))
 
 
-def _group(screen: Image.Image, plan: ReducePlan, group: int, phase: int) -> Image.Image:
+def reduced_group(screen: Image.Image, plan: ReducePlan, group: int, phase: int) -> Image.Image:
     """Picture rows of one group, reduced straight from the screen (RGB) with Pillow."""
     top = group * plan.py + phase
     box = (0, top, screen.width, min(screen.height, top + plan.py))
@@ -296,7 +296,7 @@ def test_a_scroll_by_any_number_of_rows_is_a_copy_and_the_picture_stays_true(vie
         for g in range(plan.groups):  # every group: the screen's rows, within half a group
             rows = viewer.crop((0, g * plan.qy, coded.width, (g + 1) * plan.qy)).tobytes()
             assert any(
-                _group(screen, plan, g, phase).tobytes() == rows
+                reduced_group(screen, plan, g, phase).tobytes() == rows
                 for phase in range(-half, half + 1)
                 if plan.valid(g, phase)
             ), (i, g)
