@@ -429,3 +429,39 @@ def test_a_reduced_frame_not_sent_is_not_the_base_and_bad_grabs_are_refused() ->
     assert set(enc.reducer.phase) == {0}
     with pytest.raises(ValueError, match="too small for 1920x1080"):
         enc.encode_grab(b"\0" * 100, SCREEN, (400, 225), "jpeg", 55, 4.0)
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        (1, 1),
+        (7, 3),
+        (64, 36),
+        (399, 225),
+        (400, 225),
+        (640, 1080),
+        (1000, 1000),
+        (1279, 720),
+        (1920, 1080),
+        (4000, 4000),
+    ],
+)
+def test_any_watch_size_the_server_asks_for_gives_the_picture_of_before(box) -> None:
+    """The watch's width and height come from the server: whatever they are, the picture
+    made region by region (or by the fallback) has the size and the pixels the whole-grab
+    path gives, and a second, changed grab still rebuilds it exactly."""
+    noise = Image.merge("RGB", [Image.effect_noise(SCREEN, 60 + 20 * c) for c in range(3)])
+    enc = DeltaEncoder()
+    coded = enc.encode_grab(_bgrx(noise), SCREEN, box, "jpeg", 55, 0.0, screen_key=True)
+    assert coded is not None and coded.key
+    enc.commit()
+    whole = render_picture(_bgrx(noise), SCREEN, box, whole_factor=True)
+    assert (coded.width, coded.height) == whole.size
+    assert enc._last is not None and enc._last.tobytes() == whole.tobytes()
+    changed = noise.copy()
+    changed.paste((0, 0, 0), (300, 200, 900, 260))
+    delta = enc.encode_grab(_bgrx(changed), SCREEN, box, "jpeg", 55, 1.0, screen_key=True)
+    assert delta is not None
+    enc.commit()
+    whole = render_picture(_bgrx(changed), SCREEN, box, whole_factor=True)
+    assert enc._last.tobytes() == whole.tobytes()
