@@ -3,6 +3,10 @@
 Pure Pillow, no screen access, so the same path runs in tests and the benchmark on
 in-memory images. The grab stays in the BGRX byte order that screens give (no copy, no
 channel swap at full size); channels are put in order only at the small output size.
+
+For frames of changed tiles, :class:`Reducer` makes each picture from the last one sent:
+only the screen rows that changed are scaled, and a scroll by any number of rows, found on
+the full-resolution rows, becomes an exact move of picture rows (docs/agent.md).
 """
 
 from __future__ import annotations
