@@ -302,7 +302,8 @@ def measure(display: str, seconds: float, interval: float) -> dict[str, Tally]:
     """Grab every ``interval`` s for ``seconds``; code each grab both ways, per view."""
     grabber = ScreenGrabber(display=display)
     # per view: today's path (its own change detector) and the tiles path (its own, and the
-    # picture a whole-factor reduction where one fits: agent/klasblik/agent/imaging.py)
+    # picture made region by region from the last one sent where the sizes allow:
+    # DeltaEncoder.encode_grab, agent/klasblik/agent/tiles.py and imaging.py)
     state = {v: (ChangeDetector(), ChangeDetector(), DeltaEncoder()) for v in VIEWS}
     out = {v: Tally() for v in VIEWS}
     end = time.monotonic() + seconds
@@ -322,21 +323,21 @@ def measure(display: str, seconds: float, interval: float) -> dict[str, Tally]:
                 tally.full_bytes += len(encode_image(picture, "jpeg", quality))
                 whole_detector.commit()
             t1 = time.process_time()
-            picture = render_picture(grab.raw, size, box, tile_detector, whole_factor=True)
-            if picture is not None:
-                coded = delta.encode(
-                    picture,
-                    "jpeg",
-                    quality,
-                    time.monotonic(),
-                    tiles=True,
-                    screen_key=True,
-                    whole_gap_s=GRID_WHOLE_GAP_S if view == "grid" else 0.0,  # as the agent
-                )
-                if coded is not None:  # sent (a held-back whole picture is not)
-                    tally.tile_bytes += len(coded.data)
-                    tile_detector.commit()
-                    delta.commit()
+            coded = delta.encode_grab(  # as the agent's capture worker does
+                grab.raw,
+                size,
+                box,
+                "jpeg",
+                quality,
+                time.monotonic(),
+                screen_key=True,
+                whole_gap_s=GRID_WHOLE_GAP_S if view == "grid" else 0.0,
+                detector=tile_detector,
+            )
+            if coded is not None:  # sent (a held-back whole picture is not)
+                tally.tile_bytes += len(coded.data)
+                tile_detector.commit()
+                delta.commit()
             t2 = time.process_time()
             tally.cpu_full += t1 - t0
             tally.cpu_tiles += t2 - t1

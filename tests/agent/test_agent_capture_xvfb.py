@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import pytest
 from PIL import Image, ImageDraw
 
+from klasblik import protocol as p
 from klasblik.agent.activewindow import active_window_title
 from klasblik.agent.capture import CaptureError, CaptureWorker, ScreenGrabber, display_problem
+from klasblik.agent.imaging import reduce_plan
 from klasblik.agent.pacing import ChangeDetector
-from tests.agent.agent_xscreen import XPainter, Xvfb
+from klasblik.agent.tiles import DeltaEncoder
+from tests.agent.agent_xscreen import XPainter, Xvfb, XvfbMissing, start_xvfb
+from tests.agent.test_agent_tiles import reduced_group
+from tests.support.tiles import apply_frame
 from tests.support.timing import timeout
 
 pytestmark = pytest.mark.xvfb
@@ -113,3 +119,57 @@ def test_display_that_went_away_is_a_capture_error(xvfb: Xvfb) -> None:
         grabber.grab()
     with pytest.raises(CaptureError, match="cannot open the screen"):
         grabber.grab()
+
+
+async def test_a_page_scrolled_by_53_px_on_a_real_screen_is_a_copy() -> None:
+    """On a real 1920x1080 X screen grabbed by mss through the capture worker: a page moved
+    up by 53 px (no multiple of the grid's 5 rows nor of the close-up's 3) goes out as a
+    copy tile plus the rows that came in, for both views; painted as the dashboard paints
+    it, every group of picture rows is the screen's own reduction, at most py // 2 screen
+    rows off its place (tests/agent/test_agent_tiles.py says why)."""
+    page = Image.new("RGB", (1920, 1080 + 53), (255, 255, 255))
+    draw = ImageDraw.Draw(page)
+    draw.fontmode = "1"  # two colours: lossless tiles, compared exactly
+    for n, y in enumerate(range(6, page.height - 20, 19)):
+        draw.text((30 + n % 40, y), f"{n}: " + "rekenen taal lezen blok " * (1 + n % 9), fill=0)
+    with contextlib.ExitStack() as stack:
+        try:
+            screen = stack.enter_context(start_xvfb(1920, 1080))
+        except XvfbMissing as exc:
+            pytest.fail(f"the desktop agent tests need Xvfb: {exc}")
+        painter = XPainter(screen.display)
+        stack.callback(painter.close)
+        worker = CaptureWorker(ScreenGrabber(display=screen.display))
+        try:
+            for box in ((400, 225), (1280, 720)):
+                await _scroll_53(painter, worker, page, box)
+        finally:
+            await worker.close()
+
+
+async def _scroll_53(
+    painter: XPainter, worker: CaptureWorker, page: Image.Image, box: tuple[int, int]
+) -> None:
+    plan = reduce_plan((1920, 1080), box)
+    assert plan is not None
+    delta, detector, viewer = DeltaEncoder(), ChangeDetector(), None
+    for top in (0, 53):
+        shown = page.crop((0, top, 1920, top + 1080))
+        painter.show(shown)
+        frame = await worker.capture(box, "jpeg", 70, detector, delta, tiles=True, screen_key=True)
+        assert frame is not None and frame.key == (top == 0)
+        image = frame.image
+        header = p.FrameHeader(1, image.encoding, image.width, image.height, 1, 0)
+        viewer = apply_frame(viewer, header, image.data)
+        detector.commit()
+        delta.commit()
+    tiles = p.decode_tiles(image.data, image.width, image.height)
+    assert tiles[0].encoding == p.TileEncoding.COPY, box
+    half = plan.py // 2
+    for g in range(plan.groups):
+        rows = viewer.crop((0, g * plan.qy, image.width, (g + 1) * plan.qy)).tobytes()
+        assert any(
+            reduced_group(shown, plan, g, phase).tobytes() == rows
+            for phase in range(-half, half + 1)
+            if plan.valid(g, phase)
+        ), (box, g)

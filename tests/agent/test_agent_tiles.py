@@ -4,10 +4,13 @@ how each is coded, and when a whole picture (a key frame) goes out instead."""
 from __future__ import annotations
 
 import io
+import random
 
+import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from klasblik import protocol as p
+from klasblik.agent.imaging import ReducePlan, Reducer, reduce_plan, render_picture
 from klasblik.agent.tiles import (
     GRID_WHOLE_GAP_S,
     KEY_INTERVAL_S,
@@ -207,3 +210,258 @@ def test_a_scrolled_page_is_a_copy_not_new_pixels():
     band = (0, 0, 400, 200)
     assert picture.crop(band).tobytes() == scrolled.crop(band).tobytes()
     assert find_scroll(first, first.copy()) is None
+
+
+SCREEN = (1920, 1080)
+#: the grid (1920x1080 by 5: 384x216) and the close-up (3 rows to 2: 1280x720)
+VIEWS = {"grid": (400, 225), "close-up": (1280, 720)}
+
+
+def _long_page(pages: int = 5, seed: int = 3) -> Image.Image:
+    """A long document of black text on white, 1920 wide, drawn without smoothing: two
+    colours, so that every reduction of it has few colours and its tiles are lossless PNG
+    (the pictures can be compared exactly)."""
+    rng = random.Random(seed)
+    words = ["rekenen", "taal", "lezen", "blok", "opdracht", "de", "het", "breuk", "som"]
+    page = Image.new("RGB", (SCREEN[0], SCREEN[1] * pages), (255, 255, 255))
+    draw = ImageDraw.Draw(page)
+    draw.fontmode = "1"
+    for n, y in enumerate(range(8, page.height - 24, 21)):
+        line = " ".join(rng.choice(words) for _ in range(rng.randint(4, 36)))
+        draw.text((40 + rng.randrange(60), y), f"{n}: {line}", fill=(0, 0, 0))
+        if n % 11 == 0:  # a rule across the page
+            draw.line((40, y + 18, 1800, y + 18), fill=(0, 0, 0))
+    return page
+
+
+def _bgrx(image: Image.Image) -> bytearray:
+    return bytearray(image.tobytes("raw", "BGRX"))
+
+
+def reduced_group(screen: Image.Image, plan: ReducePlan, group: int, phase: int) -> Image.Image:
+    """Picture rows of one group, reduced straight from the screen (RGB) with Pillow."""
+    top = group * plan.py + phase
+    box = (0, top, screen.width, min(screen.height, top + plan.py))
+    if plan.factor:
+        return screen.reduce(plan.factor, box=box)
+    return screen.resize((plan.target[0], plan.qy), Image.Resampling.BOX, box=box)
+
+
+def _mean_diff(a: Image.Image, b: Image.Image) -> float:
+    return sum(ImageStat.Stat(ImageChops.difference(a, b)).mean) / 3
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_a_scroll_by_any_number_of_rows_is_a_copy_and_the_picture_stays_true(view: str) -> None:
+    """Forty scrolls of a long page by amounts that are mostly no multiple of the reduction
+    (53 px moves the grid's picture by 10.6 rows): each delta is a copy tile plus the rows
+    that came in, far smaller than a whole picture. The picture the viewer builds (the
+    tiles painted as the dashboard paints them) is, group by group, an exact reduction of
+    the screen as it is now, each group of screen rows (5 in the grid, 3 in the close-up)
+    at most py // 2 rows off its place (2 screen pixels: 0.4 of a grid row; 1 pixel: 0.7
+    of a close-up row); that offset is what lets a moved band be a move of whole picture
+    rows. It never grows: after forty scrolls the picture is no further from a fresh
+    reduction than the screen moved by py // 2 rows is."""
+    page = _long_page()
+    plan = reduce_plan(SCREEN, VIEWS[view])
+    assert plan is not None and plan.py == (5 if view == "grid" else 3)
+    half = plan.py // 2
+    enc = DeltaEncoder()
+    top, viewer, key_bytes, copies = 0, None, 0, 0
+    steps = [53, 53, -53, 7, 1, -1, 120, 17, -31, 60, 2, 53, 200, -3, 11, 53, 4, -59, 13, 53]
+    for i in range(41):
+        before = top
+        if i:
+            top = max(0, min(page.height - SCREEN[1], top + steps[i % len(steps)]))
+        screen = page.crop((0, top, SCREEN[0], top + SCREEN[1]))
+        coded = enc.encode_grab(
+            _bgrx(screen), SCREEN, VIEWS[view], "jpeg", 70, i / 2, screen_key=True
+        )
+        assert coded is not None
+        assert coded.key == (i == 0), i  # no whole picture after the first
+        enc.commit()
+        viewer = apply_frame(viewer, _header(coded), coded.data)
+        if coded.key:
+            key_bytes = len(coded.data)
+        else:
+            tiles = p.decode_tiles(coded.data, coded.width, coded.height)
+            assert tiles[0].encoding == p.TileEncoding.COPY, (i, top - before)
+            copies += 1
+            # new pixels: only the rows that came in (tile-rounded) and the right edge
+            came_in = abs(top - before) * plan.qy / plan.py + 2 * TILE + plan.qy
+            area = sum(t.width * t.height for t in tiles[1:])
+            assert area <= came_in * coded.width + TILE * coded.height, (i, top - before)
+            if abs(top - before) == 53:
+                assert len(coded.data) < key_bytes / 4, (i, len(coded.data), key_bytes)
+        for g in range(plan.groups):  # every group: the screen's rows, within half a group
+            rows = viewer.crop((0, g * plan.qy, coded.width, (g + 1) * plan.qy)).tobytes()
+            assert any(
+                reduced_group(screen, plan, g, phase).tobytes() == rows
+                for phase in range(-half, half + 1)
+                if plan.valid(g, phase)
+            ), (i, g)
+    assert copies == 40
+    fresh = (
+        screen.reduce(plan.factor)
+        if plan.factor
+        else screen.resize(plan.target, Image.Resampling.BOX)
+    )
+    moved = page.crop((0, top + half, SCREEN[0], top + half + SCREEN[1]))
+    moved = (
+        moved.reduce(plan.factor)
+        if plan.factor
+        else moved.resize(plan.target, Image.Resampling.BOX)
+    )
+    assert viewer.size == fresh.size
+    assert _mean_diff(viewer, fresh) <= _mean_diff(moved, fresh)
+
+
+@pytest.mark.parametrize(
+    ("size", "box"),
+    [
+        ((1920, 1080), (400, 225)),
+        ((1920, 1080), (1280, 720)),
+        ((1366, 768), (400, 225)),
+        ((2560, 1440), (1280, 720)),
+    ],
+)
+def test_rows_reduced_alone_are_the_rows_of_the_whole_reduction(size, box) -> None:
+    """The reducer reduces only runs of groups; each run gives the very pixels of the
+    whole picture reduced at once (random colours: every pixel counts), and a run at a
+    phase gives those of the screen moved by that many rows. Also the right edge alone
+    (what a scroll copy leaves out)."""
+    noise = Image.merge("RGB", [Image.effect_noise(size, 90 + 10 * c) for c in range(3)])
+    plan = reduce_plan(size, box)
+    assert plan is not None
+    full = Image.frombuffer("RGBX", size, bytes(_bgrx(noise)), "raw", "RGBX", 0, 1)
+    whole = render_picture(bytes(_bgrx(noise)), size, box, whole_factor=True)
+    assert whole is not None and plan.region(full, 0, plan.groups, 0).tobytes() == whole.tobytes()
+    rng = random.Random(5)
+    for _ in range(12):
+        g0 = rng.randrange(1, plan.groups - 2)
+        g1 = rng.randrange(g0 + 1, plan.groups - 1)
+        part = plan.region(full, g0, g1, 0)
+        assert part.tobytes() == whole.crop((0, g0 * plan.qy, whole.width, g1 * plan.qy)).tobytes()
+        cw = plan.copy_width
+        edge = plan.region(full, g0, g1, 0, cw)
+        assert edge.tobytes() == whole.crop((cw, g0 * plan.qy, whole.width, g1 * plan.qy)).tobytes()
+        for phase in plan.phases:
+            moved = noise.crop((0, phase, size[0], size[1] + phase))  # the screen moved up
+            ref = Image.frombuffer("RGBX", size, bytes(_bgrx(moved)), "raw", "RGBX", 0, 1)
+            assert (
+                plan.region(full, g0, g1, phase).tobytes() == plan.region(ref, g0, g1, 0).tobytes()
+            )
+
+
+def test_the_sizes_decide_how_the_picture_is_made() -> None:
+    """Region by region where the groups are small: by a whole factor (the grid of 1920x1080
+    by 5, of 1366x768 by 4), 3 rows to 2 (1920x1080 into 1280x720), as is (a screen that
+    fits); otherwise the whole grab is resized as before (1366x768 into 1280x720 is 16 rows
+    to 15) and the picture is searched for a scroll, which still works."""
+    assert reduce_plan((1920, 1080), (400, 225)) == ReducePlan(
+        (1920, 1080), (384, 216), 5, 5, 1, 5, 1
+    )
+    assert reduce_plan((1366, 768), (400, 225)) == ReducePlan(
+        (1366, 768), (342, 192), 4, 4, 1, 4, 1
+    )
+    assert reduce_plan((1920, 1080), (1280, 720)) == ReducePlan(
+        (1920, 1080), (1280, 720), 0, 3, 2, 3, 2
+    )
+    assert reduce_plan((800, 600), (1280, 720)) == ReducePlan((800, 600), (800, 600), 1, 1, 1, 1, 1)
+    assert reduce_plan((1366, 768), (1280, 720)) is None
+    tall = Image.new("RGB", (1366, 768 * 3), (255, 255, 255))
+    draw = ImageDraw.Draw(tall)
+    for n, y in enumerate(range(4, tall.height - 20, 16)):
+        draw.text((10 + n % 50, y), f"regel {n}: " + "rekenen taal lezen " * (1 + n % 4), fill=0)
+    enc = DeltaEncoder()
+    for i, top in enumerate((0, 32)):  # 32 rows: 30 of the picture (16 to 15)
+        screen = tall.crop((0, top, 1366, top + 768))
+        coded = enc.encode_grab(_bgrx(screen), (1366, 768), (1280, 720), "jpeg", 70, float(i))
+        assert coded is not None and coded.key == (i == 0)
+        enc.commit()
+    assert enc.reducer is None
+    assert p.decode_tiles(coded.data, 1280, 720)[0].encoding == p.TileEncoding.COPY
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_only_the_rows_that_changed_are_reduced(view: str) -> None:
+    """An unchanged screen gives nothing and reduces nothing; a word typed reduces only the
+    groups of rows it touched, and the picture is still the whole screen's reduction."""
+    page = _long_page(pages=1)
+    plan = reduce_plan(SCREEN, VIEWS[view])
+    reducer = Reducer(plan)
+    first = reducer.picture(_bgrx(page))
+    assert first is not None and first.reduced_rows == plan.target[1]
+    reducer.commit()
+    assert reducer.picture(_bgrx(page)) is None
+    typed = page.copy()
+    draw = ImageDraw.Draw(typed)
+    draw.fontmode = "1"
+    draw.text((900, 500), "antwoord: 42", fill=(0, 0, 0))
+    changed = reducer.picture(_bgrx(typed))
+    assert changed is not None and changed.scroll is None
+    assert 0 < changed.reduced_rows <= 24 * plan.qy // plan.py + 2 * plan.qy  # ~12 rows of text
+    whole = render_picture(_bgrx(typed), SCREEN, VIEWS[view], whole_factor=True)
+    assert changed.picture.tobytes() == whole.tobytes()
+    # not committed: the next grab is compared with the first again
+    assert reducer.picture(_bgrx(page)) is None
+
+
+def test_a_reduced_frame_not_sent_is_not_the_base_and_bad_grabs_are_refused() -> None:
+    """A scroll coded but not sent: the next grab is coded against the last picture sent
+    (its copy reads what the viewer has); a reset makes a whole picture, every phase 0;
+    a grab too small for its size is refused, naming the sizes."""
+    page = _long_page(pages=2)
+    enc = DeltaEncoder()
+    shots = [page.crop((0, t, 1920, t + 1080)) for t in (0, 53, 106)]
+    assert enc.encode_grab(_bgrx(shots[0]), SCREEN, (400, 225), "jpeg", 55, 0.0).key
+    enc.commit()
+    assert enc.encode_grab(_bgrx(shots[1]), SCREEN, (400, 225), "jpeg", 55, 1.0) is not None
+    # not committed: 106 px from the picture sent, not 53 from the one coded
+    coded = enc.encode_grab(_bgrx(shots[2]), SCREEN, (400, 225), "jpeg", 55, 2.0)
+    copy = p.decode_tiles(coded.data, 384, 216)[0]
+    assert copy.encoding == p.TileEncoding.COPY and copy.source[1] - copy.y == 21  # 106 / 5
+    enc.commit()
+    assert set(enc.reducer.phase) != {0}
+    enc.reset()
+    assert enc.encode_grab(_bgrx(shots[2]), SCREEN, (400, 225), "jpeg", 55, 3.0).key
+    enc.commit()
+    assert set(enc.reducer.phase) == {0}
+    with pytest.raises(ValueError, match="too small for 1920x1080"):
+        enc.encode_grab(b"\0" * 100, SCREEN, (400, 225), "jpeg", 55, 4.0)
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        (1, 1),
+        (7, 3),
+        (64, 36),
+        (399, 225),
+        (400, 225),
+        (640, 1080),
+        (1000, 1000),
+        (1279, 720),
+        (1920, 1080),
+        (4000, 4000),
+    ],
+)
+def test_any_watch_size_the_server_asks_for_gives_the_picture_of_before(box) -> None:
+    """The watch's width and height come from the server: whatever they are, the picture
+    made region by region (or by the fallback) has the size and the pixels the whole-grab
+    path gives, and a second, changed grab still rebuilds it exactly."""
+    noise = Image.merge("RGB", [Image.effect_noise(SCREEN, 60 + 20 * c) for c in range(3)])
+    enc = DeltaEncoder()
+    coded = enc.encode_grab(_bgrx(noise), SCREEN, box, "jpeg", 55, 0.0, screen_key=True)
+    assert coded is not None and coded.key
+    enc.commit()
+    whole = render_picture(_bgrx(noise), SCREEN, box, whole_factor=True)
+    assert (coded.width, coded.height) == whole.size
+    assert enc._last is not None and enc._last.tobytes() == whole.tobytes()
+    changed = noise.copy()
+    changed.paste((0, 0, 0), (300, 200, 900, 260))
+    delta = enc.encode_grab(_bgrx(changed), SCREEN, box, "jpeg", 55, 1.0, screen_key=True)
+    assert delta is not None
+    enc.commit()
+    whole = render_picture(_bgrx(changed), SCREEN, box, whole_factor=True)
+    assert enc._last.tobytes() == whole.tobytes()

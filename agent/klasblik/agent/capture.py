@@ -262,20 +262,31 @@ class CaptureWorker:
                     grab.raw, (grab.width, grab.height), max_size, encoding, quality, detector
                 )
                 return None if image is None else CapturedFrame(image, grab.captured_at_ms)
-            picture = render_picture(
-                grab.raw, (grab.width, grab.height), max_size, detector, whole_factor=tiles
-            )
-            if picture is None:
-                return None
-            coded = delta.encode(
-                picture,
-                encoding,
-                quality,
-                time.monotonic(),
-                tiles=tiles,
-                screen_key=screen_key,
-                whole_gap_s=whole_gap_s,
-            )
+            if tiles:  # the picture made from the last one sent (agent/tiles.py)
+                coded = delta.encode_grab(
+                    grab.raw,
+                    (grab.width, grab.height),
+                    max_size,
+                    encoding,
+                    quality,
+                    time.monotonic(),
+                    screen_key=screen_key,
+                    whole_gap_s=whole_gap_s,
+                    detector=detector,
+                )
+            else:
+                picture = render_picture(grab.raw, (grab.width, grab.height), max_size, detector)
+                if picture is None:
+                    return None
+                coded = delta.encode(
+                    picture,
+                    encoding,
+                    quality,
+                    time.monotonic(),
+                    tiles=False,
+                    screen_key=screen_key,
+                    whole_gap_s=whole_gap_s,
+                )
         except (ValueError, OSError, MemoryError) as exc:
             # A grab Pillow cannot use (odd size, truncated buffer): a capture problem too.
             raise CaptureError(f"could not process the screen image: {_describe(exc)}") from exc

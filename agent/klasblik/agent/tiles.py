@@ -21,7 +21,16 @@ from typing import Final
 
 from PIL import Image, ImageChops
 
-from klasblik.agent.imaging import encode_image
+from klasblik.agent.imaging import (
+    COPY_EDGE,
+    Reducer,
+    Scroll,
+    encode_image,
+    reduce_plan,
+    render_picture,
+    row_shift,
+)
+from klasblik.agent.pacing import ChangeDetector
 from klasblik.protocol import Encoding, Tile, TileEncoding, encode_tiles
 
 __all__ = [
@@ -116,46 +125,38 @@ def changed_rects(previous: Image.Image, current: Image.Image, tile: int = TILE)
     return out
 
 
-def find_scroll(previous: Image.Image, current: Image.Image) -> tuple[int, int, int, int] | None:
+def find_scroll(previous: Image.Image, current: Image.Image) -> Scroll | None:
     """(y0, y1, dy, width) when rows y0..y1 of ``current`` are rows y0+dy..y1+dy of
     ``previous`` exactly over their first ``width`` pixels (all but the right edge, where a
-    scrollbar moves), for a band of at least a quarter of the picture; else None. Distinctive rows (those found at most twice in ``previous``) vote for the
-    shift; the longest run of rows that match under it is the band."""
+    scrollbar moves), for a band of at least a quarter of the picture; else None
+    (:func:`klasblik.agent.imaging.row_shift` on the picture's rows). For pictures not made
+    by a :class:`~klasblik.agent.imaging.Reducer`, which finds scrolls on the full grab."""
     width, height = current.size
-    if width > 4 * TILE:  # leave out the right edge: a scrollbar's thumb moves there
-        width -= TILE
+    if width > 4 * COPY_EDGE:  # leave out the right edge: a scrollbar's thumb moves there
+        width -= COPY_EDGE
         previous = previous.crop((0, 0, width, height))
         current = current.crop((0, 0, width, height))
     stride = width * len(current.getbands())
     old, new = previous.tobytes(), current.tobytes()
     rows_old = [old[y * stride : (y + 1) * stride] for y in range(height)]
     rows_new = [new[y * stride : (y + 1) * stride] for y in range(height)]
-    where: dict[bytes, list[int]] = {}
-    for y, row in enumerate(rows_old):
-        where.setdefault(row, []).append(y)
-    votes: dict[int, int] = {}
-    for y, row in enumerate(rows_new):
-        found = where.get(row)
-        if found and len(found) <= 2 and rows_old[y] != row:
-            for y_old in found:
-                votes[y_old - y] = votes.get(y_old - y, 0) + 1
-    if not votes:
-        return None
-    dy = max(votes, key=votes.__getitem__)
-    if dy == 0 or votes[dy] < height // 8:
-        return None
-    best, start = (0, 0), None
-    for y in range(height + 1):
-        ok = y < height and 0 <= y + dy < height and rows_new[y] == rows_old[y + dy]
-        if ok and start is None:
-            start = y
-        elif not ok and start is not None:
-            if y - start > best[1] - best[0]:
-                best = (start, y)
-            start = None
-    if best[1] - best[0] < height // 4:
-        return None
-    return best[0], best[1], dy, width
+    shift = row_shift(rows_old, rows_new)
+    return None if shift is None else (*shift, width)
+
+
+def _outside(rect: Rect, scroll: Scroll) -> Rect:
+    """``rect`` less the rows it shares with the copied band, where that leaves one
+    rectangle (a changed tile row that reaches into the band from above or below: the band
+    equals the new picture, and the tiles' areas together must not exceed the picture's)."""
+    x, y, w, h = rect
+    y0, y1, _, width = scroll
+    if x + w > width or y >= y1 or y + h <= y0:
+        return rect
+    if y < y0 and y + h <= y1:
+        return (x, y, w, y0 - y)
+    if y >= y0 and y + h > y1:
+        return (x, y1, w, y + h - y1)
+    return rect
 
 
 def _rect(c0: int, c1: int, r0: int, n: int, tile: int, width: int, height: int) -> Rect:
@@ -227,11 +228,17 @@ class Encoded:
     key: bool
 
 
+#: ``scroll`` of :meth:`DeltaEncoder.encode` when the picture is to be searched for one.
+_SEARCH: Final = (-1, -1, 0, 0)
+
+
 class DeltaEncoder:
     """Remembers the last picture sent and codes the next one as a key frame or a delta.
 
     :meth:`encode` does not change what is remembered; :meth:`commit` does, once the frame
     went out (a frame that was not sent is never the base of the next one).
+    :meth:`encode_grab` makes the picture itself, from the grab, with a
+    :class:`~klasblik.agent.imaging.Reducer` where the sizes allow one.
     """
 
     def __init__(self, key_interval_s: float = KEY_INTERVAL_S) -> None:
@@ -243,6 +250,9 @@ class DeltaEncoder:
         self._delta_at: float | None = None
         #: the last encode held back a whole picture (``whole_gap_s``): nothing was coded
         self.deferred = False
+        self._plan_key: object = None
+        self._reducer: Reducer | None = None
+        self._reduced = False  # the pending frame's picture is the reducer's pending one
 
     def settled(self, now: float, after_s: float = SETTLE_S) -> bool:
         """Deltas went out since the last key frame, and none for ``after_s``: the screen
@@ -253,6 +263,72 @@ class DeltaEncoder:
         """The next frame is a key frame (a new watch, a new viewer, a new connection)."""
         self._last = None
         self._pending = None
+        if self._reducer is not None:
+            self._reducer.reset()
+
+    @property
+    def reducer(self) -> Reducer | None:
+        """The reducer of the last :meth:`encode_grab`, if its sizes allow one."""
+        return self._reducer
+
+    def encode_grab(
+        self,
+        raw: bytes | bytearray,
+        size: tuple[int, int],
+        max_size: tuple[int, int],
+        encoding: str,
+        quality: int,
+        now: float,
+        *,
+        screen_key: bool = False,
+        whole_gap_s: float = 0.0,
+        detector: ChangeDetector | None = None,
+    ) -> Encoded | None:
+        """Code a grab (BGRX of ``size``) as a frame of changed tiles, its picture fitting
+        ``max_size``; None when nothing changed or a whole picture was held back.
+
+        Where the sizes allow (:func:`~klasblik.agent.imaging.reduce_plan`: 1920x1080 into
+        400x225 or 1280x720), the picture is made by a reducer from the last one sent: no
+        scaling when the screen is unchanged, only the changed rows scaled, and a scroll by
+        any number of screen rows found on the grab and sent as a copy. Elsewhere the whole
+        grab is scaled (:func:`~klasblik.agent.imaging.render_picture`, ``detector`` skipping
+        an unchanged screen) and the picture searched for a scroll."""
+        key = (size, max_size)
+        if key != self._plan_key:
+            self._plan_key = key
+            plan = reduce_plan(size, max_size)
+            self._reducer = None if plan is None else Reducer(plan)
+        reducer = self._reducer
+        if reducer is None:
+            picture = render_picture(raw, size, max_size, detector, whole_factor=True)
+            if picture is None:
+                return None
+            return self.encode(
+                picture,
+                encoding,
+                quality,
+                now,
+                tiles=True,
+                screen_key=screen_key,
+                whole_gap_s=whole_gap_s,
+            )
+        if self._last is None:
+            reducer.reset()  # a whole picture: reduced afresh, every phase 0
+        reduction = reducer.picture(raw)
+        if reduction is None:
+            return None
+        coded = self.encode(
+            reduction.picture,
+            encoding,
+            quality,
+            now,
+            tiles=True,
+            screen_key=screen_key,
+            whole_gap_s=whole_gap_s,
+            scroll=reduction.scroll,
+        )
+        self._reduced = coded is not None
+        return coded
 
     def encode(
         self,
@@ -264,6 +340,7 @@ class DeltaEncoder:
         tiles: bool,
         screen_key: bool = False,
         whole_gap_s: float = 0.0,
+        scroll: Scroll | None = _SEARCH,
     ) -> Encoded | None:
         """Code ``image`` (RGB) against the last picture sent; None when nothing changed.
 
@@ -273,20 +350,26 @@ class DeltaEncoder:
         screen content is a palette PNG instead (a close-up of text: far smaller and sharp).
         A whole picture because most of it changed comes at most every ``whole_gap_s``
         after the last whole one; before that, None with :attr:`deferred` set (nothing is
-        committed, so the next grab is coded against the last picture sent again)."""
+        committed, so the next grab is coded against the last picture sent again).
+        ``scroll``: the copy a reducer found (or None: none), instead of a search of the
+        picture (:func:`find_scroll`)."""
         self.deferred = False
+        self._reduced = False
         last = self._last
         due = now - self._last_key_at >= self.key_interval_s
         if tiles and last is not None and last.size == image.size and not due:
             parts: list[Tile] = []
             base = last
-            scroll = find_scroll(last, image)
+            if scroll == _SEARCH:
+                scroll = find_scroll(last, image)
             if scroll is not None:  # a scrolled page: a copy within the picture
                 y0, y1, dy, band_w = scroll
                 base = last.copy()
                 base.paste(last.crop((0, y0 + dy, band_w, y1 + dy)), (0, y0))
                 parts.append(Tile(0, y0, band_w, y1 - y0, TileEncoding.COPY, source=(0, y0 + dy)))
             rects = changed_rects(base, image)
+            if scroll is not None:  # the copied band is the new picture's: not again
+                rects = [_outside(r, scroll) for r in rects]
             if not rects and not parts:
                 return None
             area = sum(w * h for _, _, w, h in rects)
@@ -326,3 +409,9 @@ class DeltaEncoder:
             else:
                 self._delta_at = at
             self._pending = None
+            if self._reducer is not None:
+                if self._reduced:
+                    self._reducer.commit()
+                else:  # a picture the reducer did not make: it starts afresh
+                    self._reducer.reset()
+            self._reduced = False
