@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 
 import pytest
 
@@ -251,3 +252,33 @@ def test_documented_error_codes_match_the_module():
     codes = {v for k, v in vars(p.ErrorCode).items() if k.isupper()}
     for code in codes:
         assert f"| `{code}` |" in doc, code
+
+
+@pytest.mark.parametrize("pad", [0, 4000, 4085, 4090, 20000, 200000])
+def test_jpeg_size_is_read_past_a_long_segment_before_the_frame_header(pad):
+    """The size check reads the first 4 KB of a JPEG and looks further only when the
+    frame header is not in them: a header just inside, straddling or far past that window
+    (behind a long APP1 segment, as EXIF or an ICC profile would be) is found, and a size
+    it does not match is still refused."""
+    import io
+
+    from PIL import Image
+
+    from klasblik.protocol.images import JPEG, image_size
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 36), (10, 20, 30)).save(buf, "JPEG")
+    plain = buf.getvalue()
+    segment = b""
+    if pad:
+        body = b"Exif\0\0" + b"\0" * min(pad, 65533 - 6)
+        segment = b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+        while len(segment) < pad:  # more than one segment when it is longer than 64 KB
+            more = b"\0" * min(pad - len(segment), 65533)
+            segment += b"\xff\xe2" + struct.pack(">H", len(more) + 2) + more
+    data = plain[:2] + segment + plain[2:]
+    assert image_size(JPEG, data) == (64, 36)
+    frame = p.encode_frame(p.FrameHeader(p.FrameKind.GRID, p.Encoding.JPEG, 32, 18, 1, 0), data)
+    with pytest.raises(p.ProtocolError) as err:
+        p.decode_frame(frame, 1024 * 1024)
+    assert err.value.code == p.ErrorCode.BAD_IMAGE

@@ -188,8 +188,7 @@ def decode_frame(
         if check_image:
             decode_tiles(memoryview(data)[FRAME_HEADER_SIZE:], width, height)
         return FrameHeader(kind, encoding, width, height, seq, ts, flags, version)
-    image_start = bytes(data[FRAME_HEADER_SIZE : FRAME_HEADER_SIZE + 8])
-    if not any(image_start.startswith(sig) for sig in _SIGNATURES[encoding]):
+    if not data.startswith(_SIGNATURES[encoding], FRAME_HEADER_SIZE):
         raise ProtocolError(
             ErrorCode.BAD_FRAME,
             f"image bytes do not look like {Encoding.MIME[encoding]}",

@@ -29,6 +29,8 @@ PNG: Final = 3
 
 #: how far into a JPEG the start-of-frame may be (past EXIF, ICC profiles, tables)
 _JPEG_SCAN: Final = 256 * 1024
+#: the bytes read first (all a PNG or WebP header needs, and a screenshot JPEG's)
+_HEAD: Final = 4096
 _SOF: Final = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE: Final = frozenset([0x01, *range(0xD0, 0xD8)])
 #: chunks a PNG may have before its image data; more than this is not a screenshot
@@ -42,9 +44,15 @@ def _bad(why: str) -> ProtocolError:
 def image_size(encoding: int, data: bytes | memoryview) -> tuple[int, int]:
     """(width, height) of the image in ``data`` by its header, or ProtocolError
     (``bad_image``) when the header is not a valid one of ``encoding``."""
-    view = bytes(data[: _JPEG_SCAN if encoding == JPEG else 4096])
+    view = bytes(data[:_HEAD])
     if encoding == JPEG:
-        return _jpeg(view)
+        # the frame header is near the start of a screenshot's JPEG: look further (past
+        # EXIF, ICC profiles, tables) only when it is not within the first bytes
+        size = _jpeg(view, complete=len(data) <= _HEAD)
+        if size is None:
+            size = _jpeg(bytes(data[:_JPEG_SCAN]), complete=True)
+        assert size is not None  # complete: a size or an error
+        return size
     if encoding == PNG:
         return _png(view)
     if encoding == WEBP:
@@ -52,7 +60,9 @@ def image_size(encoding: int, data: bytes | memoryview) -> tuple[int, int]:
     raise _bad(f"unknown image encoding {encoding}")
 
 
-def _jpeg(b: bytes) -> tuple[int, int]:
+def _jpeg(b: bytes, complete: bool = True) -> tuple[int, int] | None:
+    """The JPEG's size from its frame header in ``b``; None when ``b`` ends before it and
+    is not ``complete`` (the caller looks further)."""
     if not b.startswith(b"\xff\xd8"):
         raise _bad("not a JPEG: no start-of-image marker")
     i = 2
@@ -75,6 +85,8 @@ def _jpeg(b: bytes) -> tuple[int, int]:
         if length < 2:
             raise _bad("JPEG segment with a bad length")
         if marker in _SOF:
+            if i + 7 > len(b) and not complete:
+                return None  # it goes on past the bytes looked at
             if length < 8 or i + 7 > len(b):
                 raise _bad("JPEG frame header cut short")
             height, width = struct.unpack_from(">HH", b, i + 3)
@@ -82,6 +94,8 @@ def _jpeg(b: bytes) -> tuple[int, int]:
                 raise _bad("JPEG frame header without a size")
             return width, height
         i += length
+    if not complete:
+        return None
     raise _bad("JPEG frame header not found near the start")
 
 
