@@ -80,7 +80,8 @@ class AgentConn:
     #: the student's home location (roster)
     home_location_id: int | None = None
     connected_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    last_seen: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    #: when the agent was last heard from (``time.monotonic``: every message sets it)
+    heard: float = field(default_factory=time.monotonic)
     capture_error: str | None = None
     #: its code (``p.CAPTURE_CODES``), for the teacher's words
     capture_code: str = "other"
@@ -108,6 +109,11 @@ class AgentConn:
     @property
     def mode(self) -> str:
         return self.watch["mode"] if self.watch else "off"
+
+    @property
+    def last_seen(self) -> dt.datetime:
+        """When the agent was last heard from, as a time of day (UTC)."""
+        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=time.monotonic() - self.heard)
 
 
 @dataclass(eq=False, slots=True, weakref_slot=True)
@@ -284,7 +290,7 @@ class Hub:
             return
         if self.agents.get(conn.student_id) is conn:
             del self.agents[conn.student_id]
-            conn.last_seen = dt.datetime.now(dt.UTC)
+            conn.heard = time.monotonic()
             self._offline_seen[conn.student_id] = conn.last_seen
             if self.cluster is not None:
                 self.cluster.agent_detached(conn.student_id)
@@ -358,7 +364,7 @@ class Hub:
             self._broadcast_status(conn.student_id)
 
     def touch(self, conn: AgentConn) -> None:
-        conn.last_seen = dt.datetime.now(dt.UTC)
+        conn.heard = time.monotonic()
 
     def on_frame(self, conn: AgentConn, data: bytes, header: p.FrameHeader) -> int:
         """Relay one validated agent frame; return to how many viewers it was queued."""

@@ -8,8 +8,8 @@ a measurable share of the relay's time).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator
 
@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 
 def sweep(hub: Hub, silence_s: float) -> list[AgentConn]:
     """The agents last heard from more than ``silence_s`` ago."""
-    limit = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=silence_s)
+    limit = time.monotonic() - silence_s
     aside = (c for conns in hub.contested.values() for c in conns)
-    return [conn for conn in (*hub.agents.values(), *aside) if conn.last_seen < limit]
+    return [conn for conn in (*hub.agents.values(), *aside) if conn.heard < limit]
 
 
 async def _close(conn: AgentConn, silence_s: float) -> None:
