@@ -472,3 +472,39 @@ async def test_do_not_view_set_on_one_instance_stops_the_agent_on_the_other_at_o
         finally:
             await viewer.close()
             await agent.close()
+
+
+async def test_presence_outlives_its_time_to_live_while_the_agent_stays(tmp_path, pg_url):
+    """An agent connected for many presence lifetimes (three refresh periods each) keeps
+    its presence key, renewed in one script call for many agents, with a time to live no
+    longer than three periods; when the agent leaves, the key goes."""
+    import redis.asyncio as aioredis
+
+    from klasblik.server.live.cluster.codec import presence_key
+
+    async with cluster(tmp_path, pg_url) as c:
+        anna = c["roster"]["students"][ANNA[0]]
+        agent = await _agent_on(c["a"], ANNA[0])
+        client = aioredis.from_url(c["redis"].url(3))
+        try:
+            key = presence_key(anna)
+            await wait_for(lambda: client.exists(key), timeout(10), "presence written")
+            first = await client.get(key)
+            ttls = []
+            start = time.monotonic()
+            while time.monotonic() - start < 4 * 3 * REFRESH_S:  # four lifetimes
+                ttls.append(await client.pttl(key))
+                await asyncio.sleep(REFRESH_S / 2)
+            assert all(0 < t <= 3 * REFRESH_S * 1000 for t in ttls), ttls
+            assert await client.get(key) == first  # the same owner, renewed
+            await agent.close()
+            await wait_for(
+                lambda: _gone(client, key), timeout(10), "presence removed with the agent"
+            )
+        finally:
+            await agent.close()
+            await client.aclose()
+
+
+async def _gone(client: Any, key: bytes) -> bool:
+    return not await client.exists(key)

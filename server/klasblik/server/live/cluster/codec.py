@@ -393,14 +393,15 @@ def encode_demand(
     body: dict[str, Any] = {"i": instance, "full": full}
     if ask:
         body["ask"] = True
-    body["d"] = {
-        str(sid): [
-            [e.mode, e.name, e.location_id, e.home_location_id]
-            for e in sorted(set(entries), key=_entry_order)
-        ]
-        for sid, entries in demand.items()
-    }
+    body["d"] = {str(sid): _entries(entries) for sid, entries in demand.items()}
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _entries(entries: Iterable[DemandEntry]) -> list[list[Any]]:
+    unique = list(set(entries))
+    if len(unique) > 1:  # most students have one viewer: nothing to sort
+        unique.sort(key=_entry_order)
+    return [[e.mode, e.name, e.location_id, e.home_location_id] for e in unique]
 
 
 def decode_demand(data: object) -> Demand:

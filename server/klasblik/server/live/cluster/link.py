@@ -82,10 +82,19 @@ _DELETE_IF_OWNER = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+#: presence keys renewed per script call: one command for many keys instead of a SET each
+#: (the client packs and parses a command in about 10 µs), short enough that Redis is
+#: never held for long by one
+_RENEW_CHUNK = 256
+_SET_ALL = """
+for i = 1, #KEYS do redis.call('set', KEYS[i], ARGV[i + 1], 'px', ARGV[1]) end
+return #KEYS
+"""
 _REJECT_LOG_EVERY_S = 60.0  # a bad message is logged at most this often per error code
 
-#: a queued Redis command: ("pub", channel, message), ("set" | "delown", key, value)
-_Op = tuple[str, bytes, bytes]
+#: a queued Redis command: ("pub", channel, message), ("set" | "delown", key, value), or
+#: ("setall", keys, values): the presence of many agents, renewed in one script call
+_Op = tuple[str, Any, Any]
 
 
 def _place_of(conn: AgentConn) -> Place:
@@ -231,8 +240,7 @@ class Cluster:
     def _on_connected(self) -> None:
         self._subs_changed.set()
         self._send_full_demand()
-        for sid, value in self._presence.items():
-            self._enqueue(("set", presence_key(sid), value))
+        self._renew_presence()
 
     # ---- hooks called by the hub (never block) -------------------------------------
 
@@ -350,6 +358,15 @@ class Cluster:
         self._queue.append(item)
         self._wake.set()
 
+    def _renew_presence(self) -> None:
+        """Write every agent's presence key again (its time to live starts over), in
+        script calls of ``_RENEW_CHUNK`` keys."""
+        items = list(self._presence.items())
+        for i in range(0, len(items), _RENEW_CHUNK):
+            chunk = items[i : i + _RENEW_CHUNK]
+            keys = tuple(presence_key(sid) for sid, _ in chunk)
+            self._enqueue(("setall", keys, tuple(value for _, value in chunk)))
+
     def _local_demand(self, sid: int) -> list[DemandEntry]:
         """This instance's viewers of ``sid`` (the codec puts them in order)."""
         return [
@@ -400,6 +417,8 @@ class Cluster:
                         pipe.publish(item[1], item[2])
                     elif op == "set":
                         pipe.set(item[1], item[2], px=self.ttl_ms)
+                    elif op == "setall":
+                        pipe.eval(_SET_ALL, len(item[1]), *item[1], self.ttl_ms, *item[2])
                     else:  # "delown"
                         pipe.eval(_DELETE_IF_OWNER, 1, item[1], item[2])
                 await pipe.execute()
@@ -478,8 +497,7 @@ class Cluster:
             await asyncio.sleep(self.refresh_s)
             await client.ping()
             self._send_full_demand()
-            for sid, value in self._presence.items():
-                self._enqueue(("set", presence_key(sid), value))
+            self._renew_presence()
             self._expire_instances()
             remote = [s for s in self.hub.watchers if s not in self.hub.agents]
             if remote:
