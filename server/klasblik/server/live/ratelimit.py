@@ -65,10 +65,14 @@ class AgentLimits:
     text: TokenBucket = field(default_factory=lambda: TokenBucket(TEXT_PER_S, TEXT_BURST))
     dropped: int = 0
     _noticed: float = float("-inf")
+    _interval_ms: int = -1
 
     def set_frame_interval(self, interval_ms: int) -> None:
-        """The watch changed: frames may now come at twice its rate."""
-        self.frames.rate = 2 * 1000 / max(1, interval_ms)
+        """Frames may come at twice the rate of the watch's interval (called per frame:
+        the rate is worked out again only when the interval changed)."""
+        if interval_ms != self._interval_ms:
+            self._interval_ms = interval_ms
+            self.frames.rate = 2 * 1000 / max(1, interval_ms)
 
     def drop(self) -> bool:
         """Count a dropped message; True when the agent should be told (now and then)."""

@@ -86,13 +86,15 @@ class LocalBlobStore:
 
     async def put_many(self, blobs: dict[str, bytes]) -> dict[str, BlobStoreError]:
         """Write several blobs in one hand-off to the writer thread; return the failures."""
-        items = [(name, self._path(name), data) for name, data in blobs.items()]
+        for name in blobs:
+            check_name(name)  # a bad name is the caller's error, here; paths on the thread
+        items = list(blobs.items())
 
         def write_all() -> dict[str, BlobStoreError]:
             errors: dict[str, BlobStoreError] = {}
-            for name, path, data in items:
+            for name, data in items:
                 try:
-                    self._put_sync(path, data)
+                    self._put_sync(self.root / name, data)
                 except BlobStoreError as exc:
                     errors[name] = exc
             return errors
