@@ -54,15 +54,20 @@ export function scalePicture(src, srcWidth, srcHeight, width, height, phase = sr
   const { acc, line } = scratch;
   acc.fill(0, 0, cells * height);
   const weight = new Float64Array(height);
+  const pixels = new Uint32Array(src.buffer, src.byteOffset, srcWidth * srcHeight);
   for (let y = 0; y < srcHeight; y += 1) {
-    line.fill(0);
-    let i = y * srcWidth * 4;
-    for (let x = 0; x < srcWidth; x += 1, i += 4) {
+    let i = y * srcWidth;
+    // a row like the one above (the paper between lines of text) has the same sums
+    let same = y > 0;
+    for (let k = i, end = i + srcWidth; same && k < end; k += 1) same = pixels[k] === pixels[k - srcWidth];
+    if (!same) line.fill(0);
+    for (let x = 0; !same && x < srcWidth; x += 1, i += 1) {
       const c = col[x];
       const a = wa[x];
-      const r = src[i];
-      const g = src[i + 1];
-      const b = src[i + 2];
+      const v = pixels[i]; // RGBA in memory: little-endian, R in the low byte
+      const r = v & 255;
+      const g = (v >>> 8) & 255;
+      const b = (v >>> 16) & 255;
       line[c] += a * r;
       line[c + 1] += a * g;
       line[c + 2] += a * b;

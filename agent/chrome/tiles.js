@@ -161,18 +161,23 @@ export async function encodeArea(rgba, width, height, quality, jpeg = canvasJpeg
 }
 
 /**
- * A scroll band [y0, y1, dy, w] narrowed to whole tiles (the changed tiles around it then
- * never overlap it, so a delta's tiles cover no more than the picture), or null when no
- * whole tile row is left.
+ * changedRects of a scrolled picture, in three parts with their own tile rows: above the
+ * copied band [y0, y1), the band itself (the right edge beside it, anything that changed
+ * in it), below it. So the one new row at the top (part of a sent row: scale.js) is a
+ * strip one row high, and the rows that came in at the bottom are those rows, not whole
+ * 16-row tiles around them; and no changed tile overlaps the copy but those that changed
+ * within it, so the delta's tiles cover no more than the picture.
  */
-export function snapBand(band, width, height, tile = TILE) {
-  if (!band) return null;
-  const [y0, y1, dy, w] = band;
-  const top = Math.ceil(y0 / tile) * tile;
-  const bottom = y1 === height ? height : Math.floor(y1 / tile) * tile;
-  const right = w === width ? width : Math.floor(w / tile) * tile;
-  if (bottom - top < tile || right < tile) return null;
-  return [top, bottom, dy, right];
+export function changedRectsAround(previous, current, width, height, y0, y1) {
+  const out = [];
+  for (const [top, bottom] of [[0, y0], [y0, y1], [y1, height]]) {
+    if (bottom <= top) continue;
+    const part = (a) => a.subarray(top * width, bottom * width);
+    for (const [x, y, w, h] of changedRects(part(previous), part(current), width, bottom - top)) {
+      out.push([x, y + top, w, h]);
+    }
+  }
+  return out;
 }
 
 /**
@@ -237,16 +242,21 @@ export class DeltaState {
     if (last && last.width === width && last.height === height && !due) {
       const tiles = [];
       let base = last.pixels;
-      const scroll = snapBand(findScroll(last.pixels, pixels, width, height), width, height);
+      const scroll = findScroll(last.pixels, pixels, width, height);
+      let rects;
       if (scroll) { // a scrolled page: a copy within the picture
-        const [y0, y1, dy, bandWidth] = scroll;
+        const [y0, y1, dy, cols] = scroll;
+        // whole tiles across: the changed tiles at the right edge then do not overlap it
+        const bandWidth = cols === width ? width : cols - (cols % TILE);
         base = last.pixels.slice();
         for (let y = y0; y < y1; y += 1) {
           base.set(last.pixels.subarray((y + dy) * width, (y + dy) * width + bandWidth), y * width);
         }
         tiles.push(copyTile(0, y0, bandWidth, y1 - y0, [0, y0 + dy]));
+        rects = changedRectsAround(base, pixels, width, height, y0, y1);
+      } else {
+        rects = changedRects(base, pixels, width, height);
       }
-      const rects = changedRects(base, pixels, width, height);
       if (rects.length === 0 && tiles.length === 0) return null;
       const area = rects.reduce((n, [, , w, h]) => n + w * h, 0);
       const copied = tiles.reduce((n, t) => n + t.width * t.height, 0);

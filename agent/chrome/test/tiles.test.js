@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 
 import {
   COPY, DeltaState, GRID_WHOLE_GAP_MS, JPEG, PNG, SETTLE_MS, buildTilesBody, changedRects, copyTile, cropRgba,
-  encodeArea, snapBand,
+  changedRectsAround, encodeArea,
 } from "../tiles.js";
 import { readPng } from "./png.js";
 
@@ -98,12 +98,18 @@ test("a copy tile's record: encoding 0, 4 bytes of source x and y", () => {
   assert.deepEqual(Array.from(body), [0, 1, 0, 0, 0, 16, 1, 128, 0, 112, 0, 0, 0, 0, 0, 4, 0, 0, 0, 109]);
 });
 
-test("a scroll band is narrowed to whole tiles, the picture's own edges kept", () => {
-  assert.deepEqual(snapBand([1, 132, 93, 384], 400, 225), [16, 128, 93, 384]);
-  assert.deepEqual(snapBand([3, 225, -5, 390], 400, 225), [16, 225, -5, 384]);
-  assert.deepEqual(snapBand([0, 100, 7, 400], 400, 225), [0, 96, 7, 400]);
-  assert.equal(snapBand([5, 30, 2, 384], 400, 225), null); // no whole tile row left
-  assert.equal(snapBand(null, 400, 225), null);
+test("around a copied band the changed rows are found in three parts, none overlapping it", () => {
+  const [w, h] = [400, 225];
+  const a = picture(w, h);
+  const b = a.slice();
+  for (let x = 0; x < w; x += 1) b[x] = 1; // row 0: the part of a row at the top
+  for (let y = 200; y < h; y += 1) for (let x = 0; x < w; x += 1) b[y * w + x] = 2; // came in
+  for (let y = 1; y < 200; y += 1) b[y * w + 390] = 3; // the scrollbar's edge beside the band
+  b[50 * w + 100] = 4; // a change within the band
+  const rects = changedRectsAround(a, b, w, h, 1, 200);
+  const key = (r) => r.join(",");
+  assert.deepEqual(new Set(rects.map(key)), new Set([[0, 0, 400, 1], [96, 49, 16, 16], [384, 1, 16, 199], [0, 200, 400, 25]].map(key)));
+  assert.deepEqual(changedRects(a, b, w, h).find(([, y]) => y === 192), [0, 192, 400, 33]); // whole tiles without it
 });
 
 test("an area is a palette PNG when it is screen content, else JPEG", async () => {
