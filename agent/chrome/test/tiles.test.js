@@ -139,6 +139,9 @@ test("a scrolled page goes out as one copy and the rows that came in, painting t
     assert.equal(tiles[0].encoding, COPY, `${dy}: the copy first`);
     assert.ok(tiles[0].h >= h - Math.abs(dy) - 32, `${dy}: a copy of most rows`);
     assert.ok(tiles.slice(1).every((t) => t.encoding === PNG));
+    // coded: only the rows that came in (not the 16-row tiles around them) and the edge
+    const area = tiles.slice(1).reduce((a, t) => a + t.w * t.h, 0);
+    assert.ok(area <= Math.abs(dy) * w + 16 * h, `${dy}: ${area} pixels coded`);
     assert.deepEqual(rgba, next.data, `${dy}: the painted picture is the new one`);
   }
 });
