@@ -1,11 +1,12 @@
 // Palette PNGs of screen content (text, lines, flat areas), written in JS: the browser's
-// own PNG encoder (OffscreenCanvas.convertToBlob) only writes true-colour PNGs, several
-// times larger for text. The same rules as the desktop agent's tiles.encode_rect: at most
-// PALETTE_COLOURS colours exactly; up to SCREEN_COLOURS colours, or FLAT_COLOURS main
-// colours covering FLAT_SHARE of the area (text with smoothed edges), as its
-// PALETTE_COLOURS most used colours, every other colour drawn as the nearest of those;
-// anything else (photos, video) is not screen content (null: JPEG). Deflate is the
-// platform's CompressionStream (zlib format, what PNG's IDAT holds).
+// own PNG encoder (OffscreenCanvas.convertToBlob) only writes true-colour PNGs, larger
+// for text. The desktop agent's rules (tiles.encode_rect): at most `most` colours
+// (PALETTE_COLOURS, or GRID_COLOURS in the grid) exactly; up to SCREEN_COLOURS colours,
+// or FLAT_COLOURS main colours covering FLAT_SHARE of the area (text with smoothed edges),
+// as `most` colours picked spread out (pickColours; the desktop agent uses Pillow's
+// octree), every other colour drawn as the nearest of those; anything else (photos,
+// video) is not screen content (null: JPEG). Deflate is the platform's CompressionStream
+// (zlib format, what PNG's IDAT holds).
 
 export const PALETTE_COLOURS = 32;
 export const SCREEN_COLOURS = 256;
