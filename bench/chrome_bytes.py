@@ -1,10 +1,12 @@
 """Bytes per second a Chromebook sends for one watched student: the real extension in
 headless Debian Chromium (1280x720 window) against the protocol probe, on a text page that
-scrolls, a page where a student types, and a static page; whole frames (a server that does
-not take tiles) at today's and the old grid interval against changed tiles at both, side by
-side in one run.
+scrolls 60 px (and 53 px) every 200 ms, the desktop agent's article scrolling 60 px (53 px)
+every 500 ms, a page where a student types, and a static page; whole frames (a server that does not take tiles) at today's and the old
+grid interval against changed tiles at both, side by side in one run. With each row, the
+extension's own milliseconds per frame sent (median): captureVisibleTab, reading its
+picture, scaling, comparing and coding.
 
-    .venv/bin/python bench/chrome_bytes.py [--seconds 12]
+    .venv/bin/python bench/chrome_bytes.py [--seconds 12] [--pages scroll,typing] [--tiles-only]
 
 Needs /usr/bin/chromium and write access to /etc/chromium/policies/managed, like the
 extension tests.
@@ -21,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.screen_bytes import PAGES as DESKTOP_PAGES
 from tests.chrome.extension import running_agent
 from tests.chrome.pages import serve_pages
 from tests.conformance.probe import WATCH_OFF, ProbeServer, watch_message
@@ -35,6 +38,12 @@ _STYLE = "<style>html,body{margin:0;font:18px sans-serif;line-height:1.5}p{margi
 PAGES = {
     "/scroll": f"""<!doctype html><html><head><title>scroll</title>{_STYLE}</head><body>
 <p>{_TEXT}</p><script>setInterval(()=>window.scrollBy(0,60),200);</script></body></html>""",
+    "/scroll53": f"""<!doctype html><html><head><title>scroll53</title>{_STYLE}</head><body>
+<p>{_TEXT}</p><script>setInterval(()=>window.scrollBy(0,53),200);</script></body></html>""",
+    # the desktop agent's scroll scene (bench/screen_bytes.py): an article in a column,
+    # 60 px (or 53 px) every 500 ms
+    "/article": DESKTOP_PAGES["scroll"],
+    "/article53": DESKTOP_PAGES["scroll53"],
     "/typing": f"""<!doctype html><html><head><title>typing</title>{_STYLE}</head><body>
 <p id=t></p><script>const w='{_TEXT[:2000]}';let n=0;
 setInterval(()=>{{n++;document.getElementById('t').textContent=w.slice(0,n*2);}},200);</script>
@@ -59,10 +68,17 @@ async def _welcome(conn: object, tiles: bool) -> None:
     await conn.send(message)  # type: ignore[attr-defined]
 
 
-async def measure(seconds: float) -> list[tuple[str, str, int, float, int, int]]:
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    return values[len(values) // 2] if values else float("nan")
+
+
+async def measure(
+    seconds: float, pages: list[str], kinds: tuple[bool, ...]
+) -> list[tuple[str, str, int, float, int, int, str]]:
     rows = []
     async with serve_pages(PAGES) as base:
-        for tiles in (False, True):
+        for tiles in kinds:
             probe = ProbeServer()
             await probe.start()
             try:
@@ -76,7 +92,7 @@ async def measure(seconds: float) -> list[tuple[str, str, int, float, int, int]]
                         conn = await probe.next_connection(timeout=30)
                         await conn.wait_for(lambda c=conn: c.hello, 10, "hello")
                         await _welcome(conn, tiles)
-                        for path in PAGES:
+                        for path in pages:
                             for interval in INTERVALS_MS:
                                 await agent.open_page(base + path)
                                 await asyncio.sleep(1.0)
@@ -89,8 +105,16 @@ async def measure(seconds: float) -> list[tuple[str, str, int, float, int, int]]
                                         quality=55,
                                     )
                                 )
+                                await agent.evaluate("globalThis.klasblikCaptureTimes.splice(0)")
                                 start = time.monotonic()
                                 await asyncio.sleep(seconds)
+                                times = [
+                                    t
+                                    for t in await agent.evaluate(
+                                        "globalThis.klasblikCaptureTimes.splice(0)"
+                                    )
+                                    if t["kind"] != "none"
+                                ]
                                 frames = [
                                     r for r in conn.frames(since=start) if r.at <= start + seconds
                                 ]
@@ -111,6 +135,10 @@ async def measure(seconds: float) -> list[tuple[str, str, int, float, int, int]]
                                         sent / 1024 / seconds,
                                         len(frames) - deltas,
                                         deltas,
+                                        " | ".join(
+                                            f"{_median([t[k] for t in times]):.1f}"
+                                            for k in ("capture", "decode", "scale", "code")
+                                        ),
                                     )
                                 )
             finally:
@@ -121,13 +149,25 @@ async def measure(seconds: float) -> list[tuple[str, str, int, float, int, int]]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--pages", default=",".join(p[1:] for p in PAGES))
+    parser.add_argument("--tiles-only", action="store_true")
     args = parser.parse_args(argv)
-    rows = asyncio.run(measure(args.seconds))
-    print(f"command: .venv/bin/python bench/chrome_bytes.py --seconds {args.seconds:g}")
-    print("| page | frames | grid interval | KB/s | whole pictures | deltas |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
-    for page, kind, interval, kbs, whole, deltas in sorted(rows):
-        print(f"| {page} | {kind} | {interval / 1000:g} s | {kbs:.2f} | {whole} | {deltas} |")
+    pages = [f"/{name}" for name in args.pages.split(",")]
+    unknown = [name for name in pages if name not in PAGES]
+    if unknown:
+        parser.error(f"unknown pages {unknown}; known: {', '.join(PAGES)}")
+    kinds = (True,) if args.tiles_only else (False, True)
+    rows = asyncio.run(measure(args.seconds, pages, kinds))
+    print(" ".join(["command: .venv/bin/python bench/chrome_bytes.py", *(argv or sys.argv[1:])]))
+    print(
+        "| page | frames | grid interval | KB/s | whole pictures | deltas "
+        "| ms per frame sent, median: capture | decode | scale | compare and code |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for page, kind, interval, kbs, whole, deltas, ms in sorted(rows):
+        print(
+            f"| {page} | {kind} | {interval / 1000:g} s | {kbs:.2f} | {whole} | {deltas} | {ms} |"
+        )
     return 0
 
 

@@ -1,7 +1,19 @@
 // Changed regions only, for the Chromebook extension: the same rules as the desktop
-// agent's agent/klasblik/agent/tiles.py (docs/protocol.md, "Delta frames"). Pure where it
-// can be: changedRects, isScreenContent and buildTilesBody take arrays and return arrays;
-// DeltaState.encode uses OffscreenCanvas (the service worker has no DOM).
+// agent's agent/klasblik/agent/tiles.py (docs/protocol.md, "Delta frames"), with scroll
+// copies and palette PNGs. Pure where it can be: everything here takes arrays and returns
+// arrays, except the JPEG of a photographic tile (OffscreenCanvas: the service worker has
+// no DOM), which DeltaState takes as a function.
+//
+// A scrolled page is a copy only if its rows moved by whole rows of the sent picture. The
+// tab (1280x720, say) is scaled to the grid (400x225) by 3.2, so a scroll by 60 px would
+// move the picture by 18.75 rows, and a browser's drawImage gives rows that match nothing.
+// So the extension scales in JS (scale.js), an area average whose row boundaries are fixed
+// to the page, not to the tab: a scroll found in the captured rows (the tab is captured as
+// PNG: its rows are exact) moves those boundaries with the page, and the sent picture's
+// rows then equal the last one's rows, moved, for any scroll by whole captured pixels.
+
+import { PALETTE_COLOURS, palettePng } from "./palette.js";
+import { findScroll, findShift, nextPhase, rowHashes, scalePicture, scrollColumns } from "./scale.js";
 
 export const TILE = 16;
 export const KEY_INTERVAL_MS = 30_000;
@@ -13,9 +25,12 @@ export const SETTLE_MS = 10_000;
  * deltas go out at every interval, and asked-for key frames are never held back. */
 export const GRID_WHOLE_GAP_MS = 2_000;
 export const KEY_AREA = 0.6;
+/** Most colours of a palette PNG in the grid: a 400 × 225 thumbnail of text looks the same
+ * with 8 as with 32 (docs/performance.md, "Chromebook") and costs 40 % fewer bytes. A
+ * close-up has palette.js's PALETTE_COLOURS (32), as the desktop agent. */
+export const GRID_COLOURS = 8;
 export const TILES_ENCODING = 4;
 const GAP = 2;
-const SCREEN_COLOURS = 256;
 
 /**
  * Rectangles [x, y, w, h] covering every pixel that differs between two RGBA pictures of
@@ -84,15 +99,18 @@ function rect([c0, c1, r0, n], tile, width, height) {
   return [x, y, Math.min(c1 * tile, width) - x, Math.min((r0 + n) * tile, height) - y];
 }
 
-/** Whether an area (RGBA bytes) has at most 256 colours: text, lines, flat areas. */
-export function isScreenContent(rgba) {
-  const pixels = new Uint32Array(rgba.buffer, rgba.byteOffset, rgba.byteLength >> 2);
-  const seen = new Set();
-  for (let i = 0; i < pixels.length; i += 1) {
-    seen.add(pixels[i]);
-    if (seen.size > SCREEN_COLOURS) return false;
-  }
-  return true;
+export const COPY = 0;
+export const JPEG = 1;
+export const PNG = 3;
+
+/** A copy tile: the w × h area at (x, y) is the area at `source` of the picture as it
+ * stood before this frame. */
+export function copyTile(x, y, width, height, [sx, sy]) {
+  const data = new Uint8Array(4);
+  const view = new DataView(data.buffer);
+  view.setUint16(0, sx);
+  view.setUint16(2, sy);
+  return { x, y, width, height, encoding: COPY, data };
 }
 
 /** The body of a delta frame: tile count, then per tile its 14-byte record and bytes. */
@@ -116,23 +134,63 @@ export function buildTilesBody(tiles) {
   return out;
 }
 
-async function encodeArea(imageData, quality) {
-  const canvas = new OffscreenCanvas(imageData.width, imageData.height);
-  canvas.getContext("2d").putImageData(imageData, 0, 0);
-  const png = isScreenContent(imageData.data);
-  const blob = await canvas.convertToBlob(png ? { type: "image/png" } : { type: "image/jpeg", quality });
-  return { encoding: png ? 3 : 1, data: new Uint8Array(await blob.arrayBuffer()) };
+
+/** The w × h area at (x, y) of an RGBA picture `width` wide, as its own RGBA bytes. */
+export function cropRgba(rgba, width, x, y, w, h) {
+  const out = new Uint8ClampedArray(w * h * 4);
+  for (let r = 0; r < h; r += 1) {
+    const from = ((y + r) * width + x) * 4;
+    out.set(rgba.subarray(from, from + w * 4), r * w * 4);
+  }
+  return out;
+}
+
+/** JPEG of an RGBA area by the browser's encoder (the service worker's OffscreenCanvas). */
+export async function canvasJpeg(rgba, width, height, quality) {
+  const canvas = new OffscreenCanvas(width, height);
+  canvas.getContext("2d").putImageData(new ImageData(rgba, width, height), 0, 0);
+  const blob = await canvas.convertToBlob({ type: "image/jpeg", quality });
+  return new Uint8Array(await blob.arrayBuffer());
+}
+
+/** {encoding, data} of an RGBA area: a palette PNG of screen content, else JPEG. */
+export async function encodeArea(rgba, width, height, quality, jpeg = canvasJpeg, colours = PALETTE_COLOURS) {
+  const png = await palettePng(rgba, width, height, colours);
+  if (png) return { encoding: PNG, data: png };
+  return { encoding: JPEG, data: await jpeg(rgba, width, height, quality) };
 }
 
 /**
- * The last picture sent, to code the next one against. `encode` returns null (nothing
- * changed), or {delta: true, image} (a delta body), or {delta: false} (send a whole
- * picture: the first one, a size change, the key interval, most of it changed); `commit`
- * once the frame went out.
+ * changedRects of a scrolled picture, in three parts with their own tile rows: above the
+ * copied band [y0, y1), the band itself (the right edge beside it, anything that changed
+ * in it), below it. So the one new row at the top (part of a sent row: scale.js) is a
+ * strip one row high, and the rows that came in at the bottom are those rows, not whole
+ * 16-row tiles around them; and no changed tile overlaps the copy but those that changed
+ * within it, so the delta's tiles cover no more than the picture.
+ */
+export function changedRectsAround(previous, current, width, height, y0, y1) {
+  const out = [];
+  for (const [top, bottom] of [[0, y0], [y0, y1], [y1, height]]) {
+    if (bottom <= top) continue;
+    const part = (a) => a.subarray(top * width, bottom * width);
+    for (const [x, y, w, h] of changedRects(part(previous), part(current), width, bottom - top)) {
+      out.push([x, y + top, w, h]);
+    }
+  }
+  return out;
+}
+
+/**
+ * The last picture sent, to code the next one against. `scale` makes the picture to send
+ * from a captured one (its rows following the page, see scale.js); `encode` returns null
+ * (nothing changed), or {delta: true, image} (a delta body), or {delta: false} (send the
+ * picture whole: the first one, a size change, the key interval, most of it changed);
+ * `commit` once the frame went out. `jpeg(rgba, w, h, quality)` codes a photographic tile.
  */
 export class DeltaState {
-  constructor() {
-    this.last = null; // {pixels: Uint32Array, width, height}
+  constructor({ jpeg = canvasJpeg } = {}) {
+    this.jpeg = jpeg;
+    this.last = null; // {pixels: Uint32Array, width, height, source}
     this.lastKeyAt = -Infinity;
     this.pending = null;
     this.deltaAt = null; // when the last delta went out, while no key frame followed it
@@ -149,25 +207,65 @@ export class DeltaState {
     this.pending = null;
   }
 
-  /** `wholeGapMs`: a whole picture because most of it changed comes at most this long
-   * after the last whole one; before that, null with `deferred` set. */
-  async encode(ctx, width, height, quality, now, wholeGapMs = 0) {
+  /**
+   * The picture to send (width × height) of a captured RGBA picture (srcWidth ×
+   * srcHeight): {data (RGBA), width, height, source}. When the captured rows moved against
+   * the last picture sent (a scroll), the sent rows move with them.
+   */
+  scale(src, srcWidth, srcHeight, width, height) {
+    const pixels = new Uint32Array(src.buffer, src.byteOffset, srcWidth * srcHeight);
+    const hashes = rowHashes(pixels, srcWidth, srcHeight, scrollColumns(srcWidth, width));
+    const before = this.last && this.last.source;
+    let phase = srcHeight;
+    let shift = null;
+    if (before && before.width === srcWidth && before.height === srcHeight
+      && this.last.width === width && this.last.height === height) {
+      phase = before.phase;
+      shift = findShift(before.hashes, hashes);
+      if (shift) phase = nextPhase(phase, shift[2], srcHeight, height);
+    }
+    const data = scalePicture(src, srcWidth, srcHeight, width, height, phase);
+    return { data, width, height, source: { hashes, width: srcWidth, height: srcHeight, phase, shift } };
+  }
+
+  /** `picture`: from scale (or any {data: RGBA, width, height}); `quality` 0..1 for JPEG
+   * tiles. `wholeGapMs`: a whole picture because most of it changed comes at most this
+   * long after the last whole one; before that, null with `deferred` set. `colours`: most
+   * colours of a palette tile (GRID_COLOURS in the grid). */
+  async encode(picture, quality, now, { wholeGapMs = 0, colours = PALETTE_COLOURS } = {}) {
     this.deferred = false;
-    const data = ctx.getImageData(0, 0, width, height).data;
-    const pixels = new Uint32Array(data.buffer, data.byteOffset, data.byteLength >> 2);
+    const { data, width, height } = picture;
+    const pixels = new Uint32Array(data.buffer, data.byteOffset, width * height);
     const last = this.last;
     const due = now - this.lastKeyAt >= KEY_INTERVAL_MS;
+    const pending = { pixels, width, height, source: picture.source || null, at: now };
     if (last && last.width === width && last.height === height && !due) {
-      const rects = changedRects(last.pixels, pixels, width, height);
-      if (rects.length === 0) return null;
+      const tiles = [];
+      let base = last.pixels;
+      const scroll = findScroll(last.pixels, pixels, width, height);
+      let rects;
+      if (scroll) { // a scrolled page: a copy within the picture
+        const [y0, y1, dy, cols] = scroll;
+        // whole tiles across: the changed tiles at the right edge then do not overlap it
+        const bandWidth = cols === width ? width : cols - (cols % TILE);
+        base = last.pixels.slice();
+        for (let y = y0; y < y1; y += 1) {
+          base.set(last.pixels.subarray((y + dy) * width, (y + dy) * width + bandWidth), y * width);
+        }
+        tiles.push(copyTile(0, y0, bandWidth, y1 - y0, [0, y0 + dy]));
+        rects = changedRectsAround(base, pixels, width, height, y0, y1);
+      } else {
+        rects = changedRects(base, pixels, width, height);
+      }
+      if (rects.length === 0 && tiles.length === 0) return null;
       const area = rects.reduce((n, [, , w, h]) => n + w * h, 0);
-      if (area < KEY_AREA * width * height) {
-        const tiles = [];
+      const copied = tiles.reduce((n, t) => n + t.width * t.height, 0);
+      if (area < KEY_AREA * width * height && area + copied <= width * height) {
         for (const [x, y, w, h] of rects) {
-          const coded = await encodeArea(ctx.getImageData(x, y, w, h), quality);
+          const coded = await encodeArea(cropRgba(data, width, x, y, w, h), w, h, quality, this.jpeg, colours);
           tiles.push({ x, y, width: w, height: h, ...coded });
         }
-        this.pending = { pixels, width, height, key: false, at: now };
+        this.pending = { ...pending, key: false };
         return { delta: true, image: buildTilesBody(tiles) };
       }
       if (now - this.lastKeyAt < wholeGapMs) {
@@ -175,14 +273,14 @@ export class DeltaState {
         return null;
       }
     }
-    this.pending = { pixels, width, height, key: true, at: now };
+    this.pending = { ...pending, key: true };
     return { delta: false };
   }
 
   commit() {
     const p = this.pending;
     if (!p) return;
-    this.last = { pixels: p.pixels, width: p.width, height: p.height };
+    this.last = { pixels: p.pixels, width: p.width, height: p.height, source: p.source };
     if (p.key) {
       this.lastKeyAt = p.at;
       this.deltaAt = null;

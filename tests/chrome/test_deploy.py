@@ -82,6 +82,8 @@ def test_pack_makes_a_signed_crx_without_test_hooks(tmp_path: Path) -> None:
         "protocol.js",
         "capture.js",
         "tiles.js",
+        "scale.js",
+        "palette.js",
         "options.html",
         "popup.html",
         "popup.js",

@@ -5,6 +5,7 @@ and it survives the server going away."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import time
@@ -77,6 +78,7 @@ class Teacher:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
         self.frames: list[tuple[int, p.FrameHeader, bytes]] = []
+        self.raw: list[bytes] = []  # the viewer frames as they came, for the dashboard's code
         self.tabs: list[list[dict[str, Any]]] = []
         self.results: dict[int, dict[str, Any]] = {}
         self._reader = asyncio.create_task(self._read())
@@ -84,6 +86,7 @@ class Teacher:
     async def _read(self) -> None:
         async for m in self.ws:
             if m.type == aiohttp.WSMsgType.BINARY:
+                self.raw.append(m.data)
                 self.frames.append(p.decode_viewer_frame(m.data))
             elif m.type == aiohttp.WSMsgType.TEXT:
                 msg = json.loads(m.data)
@@ -124,11 +127,29 @@ class Rig:
         return self.sid in self.server.hub.agents
 
 
+def _text_page() -> str:
+    """A long page of text in blocks of different background colours (a picture moved by
+    a few rows against another shows), no scrollbar (its thumb would change each time)."""
+    backgrounds = ["#ffffff", "#e8f0ff", "#fff4d8", "#e6f6e6", "#f6e6f6"]
+    blocks = "".join(
+        f"<div style='background:{backgrounds[i % 5]};padding:6px 24px'>"
+        + " ".join(f"Regel {i}.{j}: de leerlingen lezen over de Gouden Eeuw." for j in range(6))
+        + "</div>"
+        for i in range(60)
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Tekst</title><style>"
+        "html{scrollbar-width:none}body{margin:0;font:18px sans-serif;line-height:1.5}"
+        f"</style></head><body>{blocks}</body></html>"
+    )
+
+
 @pytest.fixture
 async def pages() -> AsyncIterator[str]:
     html = {
         "/red": solid_page_html("Rood vlak", _hex(RED), "Rekenen"),
         "/green": solid_page_html("Groen vlak", _hex(GREEN)),
+        "/text": _text_page(),
     }
     async with serve_pages(html) as base:
         yield base
@@ -151,7 +172,7 @@ async def rig(live_server: LiveServer, pages: str, tmp_path: Path) -> AsyncItera
 
 
 async def test_teacher_gets_thumbnail_and_tabs(rig: Rig) -> None:
-    """Subscribing brings a red JPEG thumbnail and the active tab; focus brings all tabs."""
+    """Subscribing brings a red thumbnail and the active tab; focus brings all tabs."""
     teacher = await rig.teacher()
     try:
         await teacher.command({"type": "subscribe", "id": 1, "class_id": rig.ids["class_id"]})
@@ -223,6 +244,91 @@ async def test_a_small_change_goes_out_as_changed_tiles(rig: Rig) -> None:
             (w // 10, h // 10)
         )
         assert near(picture.getpixel((w * 3 // 4, h * 3 // 4)), RED)
+    finally:
+        await teacher.close()
+
+
+# In a page of the server's origin: the dashboard's own FrameImage (dashboard/images.js)
+# shows the viewer frames one after another, as a grid tile does; then the RGB of what it
+# shows (the canvas deltas are painted on, or the <img> of a last key frame).
+_DASHBOARD_PAINTS = """async (frames) => {
+  const { FrameImage } = await import("/images.js");
+  const { parseViewerFrame } = await import("/frames.js");
+  const img = document.createElement("img");
+  document.body.append(img);
+  const shown = new FrameImage(img);
+  for (const b64 of frames) {
+    const frame = parseViewerFrame(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
+    if (!shown.showFrame(frame)) throw new Error(`frame ${frame.seq} not taken`);
+  }
+  await shown.chain;
+  const source = shown.canvas && !shown.canvas.hidden ? shown.canvas : img;
+  if (source === img) await img.decode();
+  const canvas = new OffscreenCanvas(img.naturalWidth || source.width, img.naturalHeight || source.height);
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(source, 0, 0);
+  const rgba = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  return { width: canvas.width, height: canvas.height, rgb: Array.from(rgba).filter((_, i) => i % 4 !== 3) };
+}"""
+
+
+def _mean_diff(a: Image.Image, b: Image.Image) -> float:
+    diff = [abs(x - y) for x, y in zip(a.tobytes(), b.tobytes(), strict=True)]
+    return sum(diff) / len(diff)
+
+
+async def test_a_scrolled_page_goes_out_as_copies_the_dashboard_paints(rig: Rig) -> None:
+    """A text page scrolled by 53 px at a time (not a whole number of the grid picture's
+    rows: the tab is scaled 3.2 times) goes out as deltas that start with a copy tile;
+    the server takes them (the dashboard socket gets them), the dashboard's own code in
+    Chromium paints them as Pillow does, and the picture is the page as it now stands."""
+    page = await rig.agent.open_page(rig.base + "/text")
+    teacher = await rig.teacher()
+    try:
+        await teacher.command({"type": "subscribe", "id": 1, "class_id": rig.ids["class_id"]})
+        await wait_for(lambda: teacher.frames, timeout(20), "a thumbnail at the dashboard")
+        copies = 0
+        for _ in range(4):
+            seen = len(teacher.frames)
+            await page.evaluate("() => window.scrollBy(0, 53)")
+            _sid, header, body = await wait_for(
+                lambda n=seen: next(iter(teacher.frames[n:]), None),  # type: ignore[misc]
+                timeout(20),
+                "a frame of the scrolled page",
+            )
+            if header.encoding == p.Encoding.TILES:
+                tiles = p.decode_tiles(body, header.width, header.height)
+                copies += tiles[0].encoding == p.TileEncoding.COPY
+        assert copies >= 3, f"{copies} of 4 scrolls went out as a copy"
+        assert rig.connected()  # no frame was refused (a bad frame closes the connection)
+        picture = None
+        for _sid, header, body in teacher.frames:
+            picture = apply_frame(picture, header, body)
+        assert picture is not None
+        w, h = picture.size
+
+        async def scaled_shot() -> Image.Image:
+            shot = Image.open(io.BytesIO(await page.screenshot())).convert("RGB")
+            return shot.resize((w, h), Image.Resampling.BOX)
+
+        want = await scaled_shot()
+        await page.evaluate("() => window.scrollBy(0, -53)")
+        before = await scaled_shot()  # the page one scroll earlier
+        # the picture is the page as it stands, not as it stood 53 px before
+        assert _mean_diff(picture, want) < 0.5 * _mean_diff(picture, before), (
+            _mean_diff(picture, want),
+            _mean_diff(picture, before),
+        )
+
+        dashboard = await rig.agent.context.new_page()
+        await dashboard.goto(rig.server.base_url + "/signin")
+        shown = await dashboard.evaluate(
+            _DASHBOARD_PAINTS, [base64.b64encode(f).decode() for f in teacher.raw]
+        )
+        assert (shown["width"], shown["height"]) == (w, h)
+        painted = Image.frombytes("RGB", (w, h), bytes(shown["rgb"]))
+        worst = max(abs(a - b) for a, b in zip(painted.tobytes(), picture.tobytes(), strict=True))
+        assert worst <= 3, f"the dashboard's picture differs from Pillow's by up to {worst}"
     finally:
         await teacher.close()
 

@@ -170,3 +170,74 @@ def test_webcrypto_proof_verifies_on_the_server_and_a_tampered_one_does_not() ->
     assert not verify_proof(got["spki"], "n0nce-1", "dev-2", got["sig"])
     flipped = ("A" if got["sig"][5] != "A" else "B").join((got["sig"][:5], got["sig"][6:]))
     assert not verify_proof(got["spki"], "n0nce-1", "dev-1", flipped)
+
+
+def test_js_scroll_delta_is_accepted_by_python_decode_tiles_and_paints_the_page() -> None:
+    """A delta the extension's DeltaState makes of a page scrolled by 53 px, scaled 3.2
+    times (1280x720 into 400x225: no whole-row move without its rows following the page),
+    passes klasblik.protocol.decode_tiles (what the server checks) with a copy tile first
+    and palette PNG tiles Pillow reads; painted on the last picture it is the new one."""
+    import io
+
+    from PIL import Image
+
+    tiles_js = (REPO / "agent" / "chrome" / "tiles.js").as_uri()
+    source = f"""import {{ DeltaState }} from {json.dumps(tiles_js)};
+const [sw, sh, w, h] = [1280, 720, 400, 225];
+function page(top) {{ // text lines in ink on paper, edges smoothed by the scaling
+  const out = new Uint8ClampedArray(sw * sh * 4).fill(255);
+  for (let y = 0; y < sh; y += 1) {{
+    const d = y + top;
+    if (d % 27 >= 18) continue;
+    for (let x = 24; x < sw - 40; x += 1) {{
+      if ((Math.imul(((d / 27) | 0) * 977 + (x >> 3), 2654435761) >>> 20) % 5 === 0) continue;
+      if ((Math.imul(d * 7919 + (x >> 1), 2246822519) >>> 12) % 3) continue;
+      out.fill(20, (y * sw + x) * 4, (y * sw + x) * 4 + 3);
+    }}
+  }}
+  return out;
+}}
+const state = new DeltaState({{ jpeg: async () => {{ throw new Error("text must not be JPEG"); }} }});
+const first = state.scale(page(1000), sw, sh, w, h);
+await state.encode(first, 0.55, 0);
+state.commit();
+const next = state.scale(page(1053), sw, sh, w, h);
+const coded = await state.encode(next, 0.55, 1000, {{ colours: 8 }});
+const hex = (a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("hex");
+process.stdout.write(JSON.stringify({{ delta: coded.delta, body: hex(coded.image),
+  first: hex(first.data), next: hex(next.data) }}));
+"""
+    done = subprocess.run(
+        [_node(), "--input-type=module", "-e", source],
+        capture_output=True,
+        text=True,
+        timeout=timeout(60),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["delta"] is True
+    body = bytes.fromhex(out["body"])
+    tiles = protocol.decode_tiles(body, 400, 225)
+    assert tiles[0].encoding == protocol.TileEncoding.COPY
+    assert tiles[0].height >= 225 - 17 - 32, tiles[0]
+    assert all(t.encoding == protocol.TileEncoding.PNG for t in tiles[1:])
+    assert len(body) < 0.5 * sum(4 * t.width * t.height for t in tiles[1:])
+    before = Image.frombytes("RGBA", (400, 225), bytes.fromhex(out["first"])).convert("RGB")
+    want = Image.frombytes("RGBA", (400, 225), bytes.fromhex(out["next"])).convert("RGB")
+    painted = before.copy()
+    for t in tiles:
+        if t.encoding == protocol.TileEncoding.COPY:
+            assert t.source is not None
+            sx, sy = t.source
+            area = before.crop((sx, sy, sx + t.width, sy + t.height))
+        else:
+            png = Image.open(io.BytesIO(t.data))
+            assert png.mode == "P" and len(png.getcolors() or []) <= 8
+            area = png.convert("RGB")
+        painted.paste(area, (t.x, t.y))
+    copy = tiles[0]
+    band = (copy.x, copy.y, copy.x + copy.width, copy.y + copy.height)
+    assert painted.crop(band).tobytes() == want.crop(band).tobytes()  # the copy: exact
+    diff = [abs(a - b) for a, b in zip(painted.tobytes(), want.tobytes(), strict=True)]
+    assert sum(diff) / len(diff) < 4, sum(diff) / len(diff)  # 8 colours: close to it
