@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
-from klasblik.server.storage.blobs.local import LocalBlobStore  # noqa: E402
+from klasblik.server.storage.blobs.local import LocalBlobStore
 
 __all__ = ["main"]
 
