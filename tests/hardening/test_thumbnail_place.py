@@ -45,3 +45,35 @@ async def test_a_picture_taken_at_b_is_not_shown_at_a(school):
         assert await _thumbnail(server, AT_B, school.anna) == 403  # the device is not at B
     finally:
         await back.close()
+
+
+async def test_a_picture_taken_after_a_move_is_stored_with_its_new_place(school):
+    """The place is written beside a thumbnail only when it changed: after the device
+    moved from B to A, the next stored picture says A (a teacher at A sees it, one at B
+    does not), never B from the picture before."""
+    server = school.server
+
+    async def picture_at(address: str, seq: int) -> None:
+        agent = SourcedAgent(server, ANNA[0], address)
+        try:
+            await agent.connect()
+            async with client_at(server, TEACHER, address) as teacher:
+                dash = await teacher.dashboard()
+                assert (await dash.command("subscribe", class_id=school.class_id))["success"]
+                await wait_for(lambda: agent.mode == "grid")
+                await agent.send(frame(seq=seq, color=(seq * 40, 0, 0)))
+                await wait_for(lambda: len(dash.frames[school.anna]) >= 1)
+                await dash.close()
+            await server.latest.drain()
+        finally:
+            await agent.close()
+        await wait_for(lambda: school.anna not in server.hub.agents)
+
+    await picture_at(AT_B, 1)
+    assert await _thumbnail(server, AT_B, school.anna) == 200
+    await picture_at(AT_A, 2)
+    assert await _thumbnail(server, AT_A, school.anna) == 200  # taken at A now
+    assert await _thumbnail(server, AT_B, school.anna) == 403
+    await picture_at(AT_A, 3)  # the same place again: nothing new beside it, still A
+    assert await _thumbnail(server, AT_A, school.anna) == 200
+    assert await _thumbnail(server, AT_B, school.anna) == 403
