@@ -299,35 +299,30 @@ class DeltaEncoder:
             plan = reduce_plan(size, max_size)
             self._reducer = None if plan is None else Reducer(plan)
         reducer = self._reducer
+        scroll: Scroll | None = _SEARCH
         if reducer is None:
             picture = render_picture(raw, size, max_size, detector, whole_factor=True)
-            if picture is None:
-                return None
-            return self.encode(
-                picture,
-                encoding,
-                quality,
-                now,
-                tiles=True,
-                screen_key=screen_key,
-                whole_gap_s=whole_gap_s,
-            )
-        if self._last is None:
-            reducer.reset()  # a whole picture: reduced afresh, every phase 0
-        reduction = reducer.picture(raw)
-        if reduction is None:
+        else:
+            if self._last is None:
+                reducer.reset()  # a whole picture: reduced afresh, every phase 0
+            reduction = reducer.picture(raw)
+            picture = None if reduction is None else reduction.picture
+            if reduction is not None:
+                scroll = reduction.scroll
+        if picture is None:
             return None
         coded = self.encode(
-            reduction.picture,
+            picture,
             encoding,
             quality,
             now,
             tiles=True,
             screen_key=screen_key,
             whole_gap_s=whole_gap_s,
-            scroll=reduction.scroll,
+            scroll=scroll,
         )
-        self._reduced = coded is not None
+        if reducer is not None:
+            self._reduced = coded is not None
         return coded
 
     def encode(
