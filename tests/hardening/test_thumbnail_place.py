@@ -20,22 +20,29 @@ async def _thumbnail(server, address: str, sid: int) -> int:
             return r.status
 
 
-async def test_a_picture_taken_at_b_is_not_shown_at_a(school):
+async def _picture_at(school, address: str, seq: int) -> None:
+    """Anna's agent at ``address`` is watched by a teacher there and sends one picture,
+    which is stored; then it goes offline."""
     server = school.server
-    anna = SourcedAgent(server, ANNA[0], AT_B)
+    agent = SourcedAgent(server, ANNA[0], address)
     try:
-        await anna.connect()
-        async with client_at(server, TEACHER, AT_B) as teacher:
+        await agent.connect()
+        async with client_at(server, TEACHER, address) as teacher:
             dash = await teacher.dashboard()
             assert (await dash.command("subscribe", class_id=school.class_id))["success"]
-            await wait_for(lambda: anna.mode == "grid")
-            await anna.send(frame(seq=1))
-            await wait_for(lambda: len(dash.frames[school.anna]) == 1)
+            await wait_for(lambda: agent.mode == "grid")
+            await agent.send(frame(seq=seq, color=(seq * 40, 0, 0)))
+            await wait_for(lambda: len(dash.frames[school.anna]) >= 1)
             await dash.close()
         await server.latest.drain()
     finally:
-        await anna.close()
+        await agent.close()
     await wait_for(lambda: school.anna not in server.hub.agents)
+
+
+async def test_a_picture_taken_at_b_is_not_shown_at_a(school):
+    server = school.server
+    await _picture_at(school, AT_B, 1)
     assert await _thumbnail(server, AT_A, school.anna) == 403  # offline, taken at B
     assert await _thumbnail(server, AT_B, school.anna) == 200  # at B it may be seen
     back = SourcedAgent(server, ANNA[0], AT_A)  # the device is at A now, not watched
@@ -52,28 +59,11 @@ async def test_a_picture_taken_after_a_move_is_stored_with_its_new_place(school)
     moved from B to A, the next stored picture says A (a teacher at A sees it, one at B
     does not), never B from the picture before."""
     server = school.server
-
-    async def picture_at(address: str, seq: int) -> None:
-        agent = SourcedAgent(server, ANNA[0], address)
-        try:
-            await agent.connect()
-            async with client_at(server, TEACHER, address) as teacher:
-                dash = await teacher.dashboard()
-                assert (await dash.command("subscribe", class_id=school.class_id))["success"]
-                await wait_for(lambda: agent.mode == "grid")
-                await agent.send(frame(seq=seq, color=(seq * 40, 0, 0)))
-                await wait_for(lambda: len(dash.frames[school.anna]) >= 1)
-                await dash.close()
-            await server.latest.drain()
-        finally:
-            await agent.close()
-        await wait_for(lambda: school.anna not in server.hub.agents)
-
-    await picture_at(AT_B, 1)
+    await _picture_at(school, AT_B, 1)
     assert await _thumbnail(server, AT_B, school.anna) == 200
-    await picture_at(AT_A, 2)
+    await _picture_at(school, AT_A, 2)
     assert await _thumbnail(server, AT_A, school.anna) == 200  # taken at A now
     assert await _thumbnail(server, AT_B, school.anna) == 403
-    await picture_at(AT_A, 3)  # the same place again: nothing new beside it, still A
+    await _picture_at(school, AT_A, 3)  # the same place again: nothing new beside it, still A
     assert await _thumbnail(server, AT_A, school.anna) == 200
     assert await _thumbnail(server, AT_B, school.anna) == 403
