@@ -30,6 +30,7 @@ __all__ = [
     "EncodedImage",
     "encode_image",
     "fit_size",
+    "longest_run",
     "reduce_factor",
     "render_frame",
     "render_picture",
@@ -204,6 +205,19 @@ MAX_PERIOD: Final = 8
 Scroll = tuple[int, int, int, int]
 
 
+def longest_run(flags: Sequence[bool]) -> tuple[int, int]:
+    """(start, end) of the longest run of true flags (the first of equals; (0, 0): none)."""
+    best, start = (0, 0), None
+    for i, ok in enumerate([*flags, False]):
+        if ok and start is None:
+            start = i
+        elif not ok and start is not None:
+            if i - start > best[1] - best[0]:
+                best = (start, i)
+            start = None
+    return best
+
+
 def row_shift(old: Sequence[object], new: Sequence[object]) -> tuple[int, int, int] | None:
     """(y0, y1, dy) when ``new[y] == old[y + dy]`` for every y in y0..y1, a band of at least
     a quarter of the rows; else None. Rows found at most twice in ``old`` that changed in
@@ -224,15 +238,7 @@ def row_shift(old: Sequence[object], new: Sequence[object]) -> tuple[int, int, i
     dy = max(votes, key=votes.__getitem__)
     if dy == 0 or votes[dy] < height // 8:
         return None
-    best, start = (0, 0), None
-    for y in range(height + 1):
-        ok = y < height and 0 <= y + dy < height and new[y] == old[y + dy]
-        if ok and start is None:
-            start = y
-        elif not ok and start is not None:
-            if y - start > best[1] - best[0]:
-                best = (start, y)
-            start = None
+    best = longest_run([0 <= y + dy < height and new[y] == old[y + dy] for y in range(height)])
     if best[1] - best[0] < height // 4:
         return None
     return best[0], best[1], dy
@@ -477,10 +483,10 @@ class Reducer:
         k = (pn + dy - ps) // p
         # the part of the screen that scrolled: the band and the rows that came in
         r0, r1 = (y0, min(height, y1 + dy)) if dy > 0 else (max(0, y0 + dy), y1)
-        best, start = (0, 0), None
-        for g in range(plan.groups + 1):
+        moved: list[bool] = []
+        for g in range(plan.groups):
             ok = False
-            if g < plan.groups and plan.valid(g, pn):
+            if plan.valid(g, pn):
                 top, bottom = plan.rows(g, pn)
                 if r0 <= top and bottom <= r1 and bottom - top == p:
                     phase[g] = pn
@@ -492,12 +498,8 @@ class Reducer:
                     and 0 <= src < plan.groups
                     and old[src] == ps
                 )
-            if ok and start is None:
-                start = g
-            elif not ok and start is not None:
-                if g - start > best[1] - best[0]:
-                    best = (start, g)
-                start = None
+            moved.append(ok)
+        best = longest_run(moved)
         if (best[1] - best[0]) * p < height // 4:
             return None
         return best[0], best[1], k, pn
