@@ -69,6 +69,20 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of the event loop's thread (the main one) and of all
+    the other threads of ``pid`` together (the blob writer, executors, the collector log)."""
+    out = {"loop": 0.0, "other threads": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended
+        name = "loop" if task.name == str(pid) else "other threads"
+        out[name] += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
 # ---- database -------------------------------------------------------------------------
 
 
@@ -510,6 +524,7 @@ def run_target(
                 workers.ask({"cmd": "rate", "fps": fps})
                 time.sleep(args.warmup)
                 cpu0 = sum(cpu_s(p.pid) for p in servers + extra)
+                threads0 = thread_cpu_s(servers[0].pid)
                 t = time.monotonic()
                 wall0 = time.time()
                 spy = _spy(args, servers, target, phase)
@@ -518,6 +533,11 @@ def run_target(
                     spy.wait(timeout=60)
                 elapsed = time.monotonic() - t
                 cpu = sum(cpu_s(p.pid) for p in servers + extra) - cpu0
+                threads = {
+                    name: round(100 * (used - threads0.get(name, 0.0)) / elapsed, 1)
+                    for name, used in thread_cpu_s(servers[0].pid).items()
+                    if used - threads0.get(name, 0.0) > 0
+                }
                 lat = [x for a in answers for x in a["latencies"]]
                 frames_in = sum(a["frames_in"] for a in answers)
                 res.phases[phase] = {
@@ -531,6 +551,7 @@ def run_target(
                     "server_cpu_us_per_frame": round(1e6 * cpu / frames_in) if frames_in else None,
                     "dashboards_closed": sum(a["dashboards_closed"] for a in answers),
                     "gc": gc_pauses(servers, wall0, time.time()),
+                    "threads_cpu_pct": threads,
                 }
                 for a in answers:
                     res.errors += a["errors"]
@@ -570,6 +591,13 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
                 f"{ph['server_cpu_us_per_frame'] or 0:8d} {ph['dashboards_closed']:4d} "
                 f"{ph['gc'][0]:9.1f} {ph['gc'][3]:6.1f} {ph['gc'][1]:9.0f} {ph['gc'][2]:7d}"
             )
+    for r in results:  # where a server's CPU went, by thread (the first server of a target)
+        for phase, ph in r.phases.items():
+            split = ", ".join(
+                f"{name} {pct}%"
+                for name, pct in sorted(ph["threads_cpu_pct"].items(), key=lambda kv: -kv[1])
+            )
+            print(f"  {r.target} {phase}: CPU by thread: {split}")
     by = {r.target: r for r in results}
     for phase in ("target", "max"):
         cost = {
