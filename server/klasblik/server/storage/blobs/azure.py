@@ -66,8 +66,11 @@ PROBE_NAME = "klasblik-probe/versioning"
 LIST_PAGE = 250
 #: Listed blobs handed to the event loop at a time.
 LIST_CHUNK = 250
-#: The store's threads for listing and deleting: batches (or single deletes) in flight at once.
-DELETE_THREADS = 4
+#: The store's threads for listing and deleting: batches (or single deletes) in flight at
+#: once. Each holds the GIL while it builds or reads a batch, so the event loop waits for
+#: them now and then (bench/retention_stalls.py shows how long: the process CPU in a tick);
+#: two keep a listing page and a delete batch going at once, more gained nothing on Azurite.
+DELETE_THREADS = 2
 #: Existence checks in flight at once (``existing``).
 EXISTS_CONCURRENCY = 16
 
