@@ -171,7 +171,9 @@ async def test_azure_listing_and_deleting_a_store_that_is_down_fail_clearly():
     """The store threads' errors reach the caller as BlobStoreError, nothing hangs."""
     from tests.support.azurite import connection_string, free_port
 
-    store = AzureBlobStore(connection_string(free_port()), "gone", retry_total=0)
+    store = AzureBlobStore(
+        connection_string(free_port()), "gone", retry_total=0, background_retries=0
+    )
     try:
         with pytest.raises(BlobStoreError, match="cannot list blobs"):
             await _names(store)
@@ -268,3 +270,60 @@ async def test_local_delete_removes_the_folder_its_last_blob_leaves_empty(tmp_pa
         assert (await store.get(thumbnail_name(1))) is not None
     finally:
         await store.close()
+
+
+async def test_azure_listing_and_deleting_sign_in_with_the_managed_identity_too(
+    tmp_path, monkeypatch
+):
+    """Without an account key, the store threads' synchronous client (listing, deleting)
+    signs in with the managed identity on its own (its own DefaultAzureCredential), over
+    TLS trusted through SSL_CERT_FILE as the asynchronous client's is: Azurite (``--oauth
+    basic``) lists and deletes for it. The blobs are written beforehand with the account
+    key, so that only the threads' client talks as the server here."""
+    from azure.storage.blob import BlobServiceClient as SyncService
+
+    from tests.ops.test_azure_identity import GOOD_CLIENT, IdentityEndpoint
+    from tests.support.azurite import KEY, Azurite
+    from tests.support.oidc import make_localhost_cert
+
+    cert, key = make_localhost_cert(tmp_path)
+    azurite = Azurite(extra_args=("--oauth", "basic", "--cert", str(cert), "--key", str(key)))
+    azurite.start()
+    identity = IdentityEndpoint()
+    await identity.start()
+    for name in list(os.environ):
+        if name.startswith(("AZURE_", "IDENTITY_", "MSI_")) or name in (
+            "REQUESTS_CA_BUNDLE",
+            "CURL_CA_BUNDLE",
+        ):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", identity.url)
+    monkeypatch.setenv("IDENTITY_HEADER", identity.header)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    url = f"https://127.0.0.1:{azurite.port}/devstoreaccount1"
+    names = [tabs_name(i) for i in range(3)]
+
+    def seed() -> None:
+        admin = SyncService(
+            url,
+            credential={"account_name": "devstoreaccount1", "account_key": KEY},
+            connection_verify=str(cert),
+        )
+        with admin:
+            container = admin.create_container("mithreads")
+            for name in names:
+                container.upload_blob(name, b"[]")
+
+    store = AzureBlobStore.with_identity(url, "mithreads", GOOD_CLIENT)
+    try:
+        await asyncio.to_thread(seed)
+        assert sorted(await _names(store)) == sorted(names)
+        assert await store.delete([*names, tabs_name(99)]) == 3
+        assert await _names(store) == []
+        assert [c for c in identity.calls if c.get("client_id") == GOOD_CLIENT]
+        assert all(c["header"] == identity.header for c in identity.calls)
+    finally:
+        await store.close()
+        if identity.runner is not None:
+            await identity.runner.cleanup()
+        azurite.stop()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -71,6 +72,8 @@ LIST_CHUNK = 250
 #: them now and then (bench/retention_stalls.py shows how long: the process CPU in a tick);
 #: two keep a listing page and a delete batch going at once, more gained nothing on Azurite.
 DELETE_THREADS = 2
+#: Tries after the first for a listing page or a delete batch (deletes are idempotent).
+BACKGROUND_RETRIES = 5
 #: Existence checks in flight at once (``existing``).
 EXISTS_CONCURRENCY = 16
 
@@ -90,6 +93,7 @@ class AzureBlobStore:
         container: str,
         *,
         retry_total: int = 2,
+        background_retries: int = BACKGROUND_RETRIES,
         connection_timeout: float = 5,
         read_timeout: float = 30,
         account_url: str = "",
@@ -129,10 +133,16 @@ class AzureBlobStore:
             **options,
             "retry_policy": SyncLinearRetry(
                 backoff=0.4,  # type: ignore[arg-type]
-                retry_total=retry_total,
+                # background work can wait: more tries, each on another pooled connection
+                # (a benchmark run once met a reset connection on all of three tries)
+                retry_total=background_retries,
                 random_jitter_range=0.2,  # type: ignore[arg-type]
             ),
         }
+        # the asynchronous client (aiohttp, ssl) trusts SSL_CERT_FILE; requests would not
+        ca_file = os.environ.get("SSL_CERT_FILE")
+        if ca_file and not os.environ.get("REQUESTS_CA_BUNDLE"):
+            sync_options["connection_verify"] = ca_file
         if connection_string:
             self._service = BlobServiceClient.from_connection_string(connection_string, **options)
             sync_service = SyncBlobServiceClient.from_connection_string(
