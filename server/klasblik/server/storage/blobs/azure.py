@@ -1,4 +1,6 @@
-"""The blob store in Azure Blob Storage, through ``azure-storage-blob``'s async client.
+"""The blob store in Azure Blob Storage, through ``azure-storage-blob``: its asynchronous
+client for writes and reads, its synchronous one on the store's threads for listing and
+deleting.
 
 The container is private: it is created without public access when missing, and a
 container that allows anonymous reads is refused by :meth:`AzureBlobStore.check`. The
@@ -20,9 +22,10 @@ SDK parses a page at about 150 µs a blob, and builds and reads a batch of 256 w
 ``existing`` stay on the asynchronous client: they are small and on the live path.
 
 Deletes go in batches of at most 256 (the service's limit; the SDK does not chunk), up to
-``DELETE_THREADS`` at once. A sub-request answered 404 counts as gone. Where batch delete is
-not available (the service refuses the batch request itself), the store falls back to
-single deletes and remembers that for the next call.
+``DELETE_THREADS`` at once. A sub-request answered 404 counts as gone; one that failed
+otherwise (throttled, leased) is tried once more alone. Where batch delete is not
+available (the service refuses the batch request itself), the store falls back to single
+deletes and remembers that for the next call.
 """
 
 from __future__ import annotations
