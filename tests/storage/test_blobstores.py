@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import os
 
 import pytest
 
+from klasblik.server.storage.blobs import azure as azure_module
 from klasblik.server.storage.blobs.azure import BATCH_LIMIT, AzureBlobStore
 from klasblik.server.storage.blobs.base import BlobStoreError, tabs_name, thumbnail_name
 from klasblik.server.storage.blobs.local import LocalBlobStore
@@ -87,13 +89,104 @@ async def test_delete_counts_and_chunks_past_the_batch_limit(store):
     assert await _names(store) == []
 
 
-async def test_azure_falls_back_to_single_deletes_where_batches_fail(azure_store):
-    """On Azurite, whose batch delete answers 400, deletes still happen (single requests)."""
-    names = [tabs_name(i) for i in range(10)]
-    await asyncio.gather(*(azure_store.put(n, b"[]") for n in names))
-    assert await azure_store.delete(names) == 10
-    assert azure_store.batch_delete_works is False
+async def _put_all(store, names, data=b"[]"):
+    sem = asyncio.Semaphore(32)
+
+    async def put(name):
+        async with sem:
+            await store.put(name, data)
+
+    await asyncio.gather(*(put(n) for n in names))
+
+
+def _count_single_deletes(store, monkeypatch):
+    """How many single deletes the store's thread client makes (the batch path makes none)."""
+    calls = []
+    real = store._sync_container.delete_blob
+
+    def counted(name, *args, **kwargs):
+        calls.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(store._sync_container, "delete_blob", counted)
+    return calls
+
+
+async def test_azure_batch_delete_with_blobs_already_gone(azure_store, monkeypatch):
+    """Azurite takes blob batches (the synchronous client's boundary): a delete of 360 names
+    goes as two batches, the 100 names already gone (never written, or deleted just before)
+    answer 404 inside them, count as gone, and every other blob of both batches is deleted;
+    no single delete is needed."""
+    names = [tabs_name(i) for i in range(300)]
+    await _put_all(azure_store, names)
+    gone = names[::7][:40]
+    assert await azure_store.delete(gone) == 40
+    ghosts = [thumbnail_name(1000 + i) for i in range(60)]
+    singles = _count_single_deletes(azure_store, monkeypatch)
+    # interleaved, so that both batches hold blobs that are there and names that are not
+    todo = [n for pair in itertools.zip_longest(names, ghosts) for n in pair if n]
+    deleted = await azure_store.delete(todo)
+    assert deleted == 300 - 40
+    assert azure_store.batch_delete_works is True
+    assert singles == []
     assert await _names(azure_store) == []
+
+
+async def test_azure_batch_leaves_one_blob_the_rest_of_the_batch_stays_deleted(
+    azure_store, monkeypatch
+):
+    """A sub-request that fails for another reason than 404 (a leased blob: 412) is tried
+    once more alone; when that fails too, the call fails with a clear error, and the other
+    blobs of the same batch stay deleted."""
+    names = [tabs_name(i) for i in range(20)]
+    await _put_all(azure_store, names)
+    lease = await azure_store._container.get_blob_client(names[7]).acquire_lease()
+    singles = _count_single_deletes(azure_store, monkeypatch)
+    with pytest.raises(BlobStoreError, match="delete failed"):
+        await azure_store.delete(names)
+    assert singles == [names[7]]
+    assert azure_store.batch_delete_works is True
+    assert await _names(azure_store) == [names[7]]
+    await lease.release()
+    assert await azure_store.delete(names) == 1
+    assert await _names(azure_store) == []
+
+
+async def test_azure_falls_back_to_single_deletes_where_the_batch_is_refused(
+    azure_store, monkeypatch
+):
+    """A batch request the service refuses as a whole (here Azurite's own refusal of more
+    than 256 sub-requests, 400 ExceedsMaxBatchRequestCount, with the limit raised on our
+    side) deletes nothing itself: every blob is then deleted alone, 404s count as gone,
+    and later calls go straight to single deletes."""
+    monkeypatch.setattr(azure_module, "BATCH_LIMIT", 300)
+    names = [tabs_name(i) for i in range(270)]
+    await _put_all(azure_store, names)
+    singles = _count_single_deletes(azure_store, monkeypatch)
+    assert await azure_store.delete([*names, tabs_name(9999)]) == 270
+    assert azure_store.batch_delete_works is False
+    assert len(singles) == 271
+    assert await _names(azure_store) == []
+    await _put_all(azure_store, names[:3])
+    assert await azure_store.delete([*names[:3], tabs_name(9999)]) == 3
+    assert len(singles) == 275  # no batch tried again
+    assert await _names(azure_store) == []
+
+
+async def test_azure_listing_and_deleting_a_store_that_is_down_fail_clearly():
+    """The store threads' errors reach the caller as BlobStoreError, nothing hangs."""
+    from tests.support.azurite import connection_string, free_port
+
+    store = AzureBlobStore(
+        connection_string(free_port()), "gone", retry_total=0, background_retries=0
+    )
+    try:
+        with pytest.raises(BlobStoreError, match="cannot list blobs"):
+            await _names(store)
+        with pytest.raises(BlobStoreError, match="failed"):
+            await store.delete([tabs_name(1), tabs_name(2)])
+    finally:
+        await store.close()
 
 
 async def test_azure_container_is_private(azure_store):
@@ -238,3 +331,60 @@ async def test_local_store_exchange_failing_otherwise_is_a_clear_error(tmp_path)
         assert [f for _, _, fs in os.walk(store.root) for f in fs] == ["thumbnail"]
     finally:
         await store.close()
+
+
+async def test_azure_listing_and_deleting_sign_in_with_the_managed_identity_too(
+    tmp_path, monkeypatch
+):
+    """Without an account key, the store threads' synchronous client (listing, deleting)
+    signs in with the managed identity on its own (its own DefaultAzureCredential), over
+    TLS trusted through SSL_CERT_FILE as the asynchronous client's is: Azurite (``--oauth
+    basic``) lists and deletes for it. The blobs are written beforehand with the account
+    key, so that only the threads' client talks as the server here."""
+    from azure.storage.blob import BlobServiceClient as SyncService
+
+    from tests.ops.test_azure_identity import GOOD_CLIENT, IdentityEndpoint
+    from tests.support.azurite import KEY, Azurite
+    from tests.support.oidc import make_localhost_cert
+
+    cert, key = make_localhost_cert(tmp_path)
+    azurite = Azurite(extra_args=("--oauth", "basic", "--cert", str(cert), "--key", str(key)))
+    azurite.start()
+    identity = IdentityEndpoint()
+    await identity.start()
+    for name in list(os.environ):
+        if name.startswith(("AZURE_", "IDENTITY_", "MSI_")) or name in (
+            "REQUESTS_CA_BUNDLE",
+            "CURL_CA_BUNDLE",
+        ):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", identity.url)
+    monkeypatch.setenv("IDENTITY_HEADER", identity.header)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    url = f"https://127.0.0.1:{azurite.port}/devstoreaccount1"
+    names = [tabs_name(i) for i in range(3)]
+
+    def seed() -> None:
+        admin = SyncService(
+            url,
+            credential={"account_name": "devstoreaccount1", "account_key": KEY},
+            connection_verify=str(cert),
+        )
+        with admin:
+            container = admin.create_container("mithreads")
+            for name in names:
+                container.upload_blob(name, b"[]")
+
+    store = AzureBlobStore.with_identity(url, "mithreads", GOOD_CLIENT)
+    try:
+        await asyncio.to_thread(seed)
+        assert sorted(await _names(store)) == sorted(names)
+        assert await store.delete([*names, tabs_name(99)]) == 3
+        assert await _names(store) == []
+        assert [c for c in identity.calls if c.get("client_id") == GOOD_CLIENT]
+        assert all(c["header"] == identity.header for c in identity.calls)
+    finally:
+        await store.close()
+        if identity.runner is not None:
+            await identity.runner.cleanup()
+        azurite.stop()

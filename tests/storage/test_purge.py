@@ -320,3 +320,31 @@ async def test_two_instances_starting_the_nightly_job_together_run_it_once(pg_ur
     finally:
         for e in engines:
             await e.dispose()
+
+
+async def test_azure_orphans_over_several_batches_go_and_the_rest_stay(
+    sm, azure_store, settings, clock
+):
+    """On Azurite, orphans spread over several listing pages, orphan checks and delete
+    batches all go, and every blob of a student who exists stays."""
+    from klasblik.server.storage.blobs.azure import BATCH_LIMIT, LIST_PAGE
+
+    store = azure_store
+    kept: list[str] = []
+    for i in range(12):
+        sid = await _student_with_blobs(sm, store, f"s{i}@school.example", None)
+        kept += [thumbnail_name(sid), tabs_name(sid)]
+    n = max(LIST_PAGE, BATCH_LIMIT) // 2 + 30  # orphaned students: > one page, > one batch
+    orphans = [f(100_000 + i) for i in range(n) for f in (thumbnail_name, tabs_name)]
+    sem = asyncio.Semaphore(32)
+
+    async def put(name):
+        async with sem:
+            await store.put(name, b"[]")
+
+    await asyncio.gather(*(put(name) for name in orphans))
+    report = await purge(sm, store, settings, clock)
+    assert sorted(report.orphaned_blobs) == sorted(orphans)
+    assert report.expired_blob_count == 0
+    assert sorted(await _blob_names(store)) == sorted(kept)
+    assert store.batch_delete_works is True

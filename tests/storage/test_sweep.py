@@ -154,3 +154,67 @@ async def test_sweep_deletes_the_old_keeps_the_young_and_removes_empty_folders(t
         assert len(left) == 2 * n - expected
     finally:
         await store.close()
+
+
+async def test_azure_sweep_over_several_batches_removes_exactly_the_old(azure_store):
+    """On Azurite, a sweep over more than one listing page and several delete batches
+    deletes every old blob and no young one; old blobs that another deleter removes while
+    the sweep runs (404 inside its batches) neither fail the sweep nor cost the other
+    deletes of those batches."""
+    import asyncio
+
+    from klasblik.server.storage.blobs.azure import BATCH_LIMIT, LIST_PAGE
+
+    store = azure_store
+    sem = asyncio.Semaphore(32)
+
+    async def put_all(names):
+        async def put(name):
+            async with sem:
+                await store.put(name, b"[]")
+
+        await asyncio.gather(*(put(n) for n in names))
+
+    n = max(LIST_PAGE, BATCH_LIMIT) + 50  # old blobs: two pages, two batches
+    old = [tabs_name(i) for i in range(n)]
+    await put_all(old)
+    old_max = max([b.last_modified async for b in store.list()])
+
+    async def store_clock_moved_on():  # Azurite's timestamps have whole seconds
+        await store.put("probe/clock", b"[]")
+        (stamp,) = [b.last_modified async for b in store.list("probe/")]
+        return stamp > old_max
+
+    await wait_for(store_clock_moved_on, timeout(10), "Azurite's clock to pass a second")
+    young = [thumbnail_name(i) for i in range(n)]
+    await put_all(young)
+
+    taken: list[str] = []  # listed old blobs that someone else deletes meanwhile
+    real_list = store.list
+
+    async def listing(prefix=""):
+        seen: list[str] = []
+        async for info in real_list(prefix):
+            yield info
+            seen.append(info.name)
+            if len(seen) == LIST_PAGE + 10:  # into the second page
+                taken.extend([name for name in seen if name in set(old)][:20])
+                await store._container.delete_blob(taken[0])
+                assert await store.delete(taken[1:]) == len(taken) - 1
+
+    store.list = listing  # type: ignore[method-assign]
+    swept_names: list[str] = []
+    try:
+        swept = await sweep(
+            store,
+            lambda: old_max + dt.timedelta(seconds=0.5) + dt.timedelta(hours=48),
+            dt.timedelta(hours=48),
+            names=swept_names,
+        )
+    finally:
+        del store.list
+    left = sorted([b.name async for b in store.list()])
+    assert left == sorted([*young, "probe/clock"])
+    assert set(swept_names) == set(old) and len(swept_names) == n
+    assert len(taken) == 20 and swept == n - len(taken)
+    assert store.batch_delete_works is True

@@ -1,4 +1,6 @@
-"""The blob store in Azure Blob Storage, through ``azure-storage-blob``'s async client.
+"""The blob store in Azure Blob Storage, through ``azure-storage-blob``: its asynchronous
+client for writes and reads, its synchronous one on the store's threads for listing and
+deleting.
 
 The container is private: it is created without public access when missing, and a
 container that allows anonymous reads is refused by :meth:`AzureBlobStore.check`. The
@@ -10,21 +12,39 @@ service's ``DeleteRetentionPolicy``) or blob versioning (a write answered with a
 Versioning is a management-plane setting that the data-plane API does not report, so it
 is detected by writing a probe blob and looking for the version id in the answer.
 
-Deletes go in batches of at most 256 (the service's limit; the SDK does not chunk). Where
-batch delete is not available (Azurite answers every sub-request with 400), the store falls
-back to single deletes with bounded concurrency, and remembers that for the next call.
+Listing and deleting (the sweep, the nightly purge, a subject's erasure: thousands of
+blobs) run on the store's own threads through the SDK's synchronous client, so that
+parsing listing pages and building and reading batch requests never holds the event loop:
+the loop gets the listing ``LIST_CHUNK`` blobs per hand-off and a count per delete batch.
+Through the asynchronous client the same work ran on the loop in pieces of 10–30 ms (the
+SDK parses a page at about 150 µs a blob, and builds and reads a batch of 256 with Python's
+``email`` package, about 30 ms each way; bench/retention_stalls.py). Writes, reads and
+``existing`` stay on the asynchronous client: they are small and on the live path.
+
+Deletes go in batches of at most 256 (the service's limit; the SDK does not chunk), up to
+``DELETE_THREADS`` at once. A sub-request answered 404 counts as gone; one that failed
+otherwise (throttled, leased) is tried once more alone. Where batch delete is not
+available (the service refuses the batch request itself), the store falls back to single
+deletes and remembers that for the next call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import AsyncIterator, Iterable
+import os
+from collections.abc import AsyncIterator, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from azure.core.credentials import TokenCredential
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient as SyncBlobServiceClient
+from azure.storage.blob import ContainerClient as SyncContainerClient
 from azure.storage.blob import ContentSettings
+from azure.storage.blob import LinearRetry as SyncLinearRetry
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, LinearRetry
 
 from klasblik.server.storage.blobs.base import (
@@ -44,13 +64,19 @@ log = logging.getLogger(__name__)
 BATCH_LIMIT = 256
 #: The blob written by ``check`` to find out whether the account keeps versions.
 PROBE_NAME = "klasblik-probe/versioning"
-#: Single deletes in flight at once when batches are not available.
-SINGLE_DELETE_CONCURRENCY = 32
-#: Blobs per listing page. The SDK parses a whole page in one go on the event loop, at
-#: about 150 µs a blob here: the service's default page of 5,000 held the loop for 0.8 s,
-#: 250 for 36 ms; 50 keeps it to a few milliseconds (bench/retention_stalls.py), at the
-#: price of more requests (2,000 for 100,000 blobs, a few seconds in a sweep).
-LIST_PAGE = 50
+#: Blobs per listing page. A page is parsed on a store thread, but its XML in one C call
+#: that holds the GIL (and so the event loop) throughout: 1.7 ms for 250 blobs, 8 ms for
+#: 1,000, 69 ms for the service's default 5,000. 250 means 400 requests per 100,000 blobs.
+LIST_PAGE = 250
+#: Listed blobs handed to the event loop at a time.
+LIST_CHUNK = 250
+#: The store's threads for listing and deleting: batches (or single deletes) in flight at
+#: once. Each holds the GIL while it builds or reads a batch, so the event loop waits for
+#: them now and then (bench/retention_stalls.py shows how long: the process CPU in a tick);
+#: two keep a listing page and a delete batch going at once, more gained nothing on Azurite.
+DELETE_THREADS = 2
+#: Tries after the first for a listing page or a delete batch (deletes are idempotent).
+BACKGROUND_RETRIES = 5
 #: Existence checks in flight at once (``existing``).
 EXISTS_CONCURRENCY = 16
 
@@ -70,12 +96,16 @@ class AzureBlobStore:
         container: str,
         *,
         retry_total: int = 2,
+        background_retries: int = BACKGROUND_RETRIES,
         connection_timeout: float = 5,
         read_timeout: float = 30,
         account_url: str = "",
         credential: AsyncTokenCredential | None = None,
+        sync_credential: TokenCredential | None = None,
     ) -> None:
-        if not connection_string and not (account_url and credential is not None):
+        if not connection_string and not (
+            account_url and credential is not None and sync_credential is not None
+        ):
             raise ValueError(
                 "an Azure connection string, or an account URL and a credential, is needed "
                 "for the azure blob store"
@@ -101,11 +131,36 @@ class AzureBlobStore:
             "read_timeout": read_timeout,
         }
         self._credential = credential
+        self._sync_credential = sync_credential
+        sync_options = {
+            **options,
+            "retry_policy": SyncLinearRetry(
+                backoff=0.4,  # type: ignore[arg-type]
+                # background work can wait: more tries, each on another pooled connection
+                # (a benchmark run once met a reset connection on all of three tries)
+                retry_total=background_retries,
+                random_jitter_range=0.2,  # type: ignore[arg-type]
+            ),
+        }
+        # the asynchronous client (aiohttp, ssl) trusts SSL_CERT_FILE; requests would not
+        ca_file = os.environ.get("SSL_CERT_FILE")
+        if ca_file and not os.environ.get("REQUESTS_CA_BUNDLE"):
+            sync_options["connection_verify"] = ca_file
         if connection_string:
             self._service = BlobServiceClient.from_connection_string(connection_string, **options)
+            sync_service = SyncBlobServiceClient.from_connection_string(
+                connection_string, **sync_options
+            )
         else:
             self._service = BlobServiceClient(account_url, credential=credential, **options)
+            sync_service = SyncBlobServiceClient(
+                account_url, credential=sync_credential, **sync_options
+            )
         self._container: ContainerClient = self._service.get_container_client(container)
+        #: the synchronous client of listing and deleting, used only on ``_pool``'s threads
+        self._sync_service = sync_service
+        self._sync_container: SyncContainerClient = sync_service.get_container_client(container)
+        self._pool = ThreadPoolExecutor(DELETE_THREADS, thread_name_prefix="azure-blobs")
         self._ready = False
         self._ready_lock = asyncio.Lock()
         #: None until the first batch tells whether batch delete works here.
@@ -118,13 +173,24 @@ class AzureBlobStore:
         """A store that signs in with Microsoft Entra ID, no account key: on Azure the
         app's managed identity (``client_id`` names a user-assigned one), elsewhere
         whatever ``DefaultAzureCredential`` finds (environment, workload identity, CLI)."""
+        from azure.identity import DefaultAzureCredential as SyncDefaultAzureCredential
         from azure.identity.aio import DefaultAzureCredential
 
         credential = DefaultAzureCredential(
             managed_identity_client_id=client_id or None,
             exclude_interactive_browser_credential=True,
         )
-        return cls("", container, account_url=account_url, credential=credential)
+        sync_credential = SyncDefaultAzureCredential(
+            managed_identity_client_id=client_id or None,
+            exclude_interactive_browser_credential=True,
+        )
+        return cls(
+            "",
+            container,
+            account_url=account_url,
+            credential=credential,
+            sync_credential=sync_credential,
+        )
 
     async def _ensure_container(self, force: bool = False) -> None:
         if self._ready and not force:
@@ -182,22 +248,25 @@ class AzureBlobStore:
         todo = list(dict.fromkeys(names))
         for name in todo:
             check_name(name)
-        deleted = 0
-        for start in range(0, len(todo), BATCH_LIMIT):
-            deleted += await self._delete_chunk(todo[start : start + BATCH_LIMIT])
-        return deleted
+        loop = asyncio.get_running_loop()
+        counts = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._pool, self._delete_chunk, todo[i : i + BATCH_LIMIT])
+                for i in range(0, len(todo), BATCH_LIMIT)
+            )
+        )
+        return sum(counts)
 
-    async def _delete_chunk(self, chunk: list[str]) -> int:
+    def _delete_chunk(self, chunk: list[str]) -> int:
+        """On a store thread: one batch of at most ``BATCH_LIMIT``; what it did not delete,
+        one by one. 404 (already gone), in a batch or alone, counts as gone."""
         if not chunk:
             return 0
         if self.batch_delete_works is not False and len(chunk) > 1:
             try:
-                responses = [
-                    r
-                    async for r in await self._container.delete_blobs(
-                        *chunk, raise_on_any_failure=False
-                    )
-                ]
+                responses = list(
+                    self._sync_container.delete_blobs(*chunk, raise_on_any_failure=False)
+                )
             except ResourceNotFoundError:
                 return 0  # no container: nothing to delete
             except AzureError as exc:
@@ -205,43 +274,40 @@ class AzureBlobStore:
                     raise BlobStoreError(f"batch delete failed: {_why(exc)}") from exc
                 responses = []
             statuses = [getattr(r, "status_code", 0) for r in responses]
-            if len(statuses) == len(chunk) and all(s in (202, 404) for s in statuses):
-                self.batch_delete_works = True
-                return sum(1 for s in statuses if s == 202)
-            if self.batch_delete_works is None:
+            if len(statuses) != len(chunk):
+                # the batch request itself was refused (no answer per blob): none deleted
+                if self.batch_delete_works is None:
+                    log.warning(
+                        "blob batch delete is not available here (answers %s); using "
+                        "single deletes",
+                        sorted(set(statuses)) or "none",
+                    )
+                    self.batch_delete_works = False
+                return self._delete_singles(chunk)
+            self.batch_delete_works = True
+            # 202 deleted, 404 already gone; anything else (throttled, failed) one by one
+            left = [n for n, s in zip(chunk, statuses, strict=True) if s not in (202, 404)]
+            if left:
                 log.warning(
-                    "blob batch delete is not available here (sub-request answers %s); "
-                    "using single deletes",
-                    sorted(set(statuses)) or "none",
+                    "a blob batch delete left %d of %d blob(s) (answers %s); deleting those "
+                    "one by one",
+                    len(left),
+                    len(chunk),
+                    sorted(set(statuses)),
                 )
-                self.batch_delete_works = False
-            # Whatever the batch did not delete is deleted one by one (404 counts as gone).
-            chunk = [
-                n
-                for n, s in zip(chunk, statuses + [0] * len(chunk), strict=False)
-                if s not in (202, 404)
-            ]
-        return await self._delete_singles(chunk)
+            return sum(1 for s in statuses if s == 202) + self._delete_singles(left)
+        return self._delete_singles(chunk)
 
-    async def _delete_singles(self, names: list[str]) -> int:
-        # a few workers over one iterator, not a task per name: a thousand tasks made at
-        # once would hold the event loop for as long as that takes
-        todo = iter(names)
+    def _delete_singles(self, names: list[str]) -> int:
         deleted = 0
-
-        async def worker() -> None:
-            nonlocal deleted
-            for name in todo:
-                try:
-                    await self._container.delete_blob(name)
-                    deleted += 1
-                except ResourceNotFoundError:
-                    pass
-
-        try:
-            await asyncio.gather(*(worker() for _ in range(SINGLE_DELETE_CONCURRENCY)))
-        except AzureError as exc:
-            raise BlobStoreError(f"delete failed: {_why(exc)}") from exc
+        for name in names:
+            try:
+                self._sync_container.delete_blob(name)
+                deleted += 1
+            except ResourceNotFoundError:
+                pass
+            except AzureError as exc:
+                raise BlobStoreError(f"delete failed: {_why(exc)}") from exc
         return deleted
 
     async def existing(self, names: Iterable[str]) -> set[str]:
@@ -268,15 +334,20 @@ class AzureBlobStore:
         return found
 
     async def list(self, prefix: str = "") -> AsyncIterator[BlobInfo]:
-        try:
-            async for item in self._container.list_blobs(
+        """Streamed: pages are read and parsed on a store thread, ``LIST_CHUNK`` blobs per
+        hand-off to the event loop; never built whole."""
+        pages = iter(
+            self._sync_container.list_blobs(
                 name_starts_with=prefix or None, results_per_page=LIST_PAGE
-            ):
-                yield BlobInfo(item.name, int(item.size or 0), item.last_modified)
-        except ResourceNotFoundError:
-            return  # no container yet: no blobs
-        except AzureError as exc:
-            raise BlobStoreError(f"cannot list blobs: {_why(exc)}") from exc
+            )
+        )
+        loop = asyncio.get_running_loop()
+        while True:
+            chunk = await loop.run_in_executor(self._pool, _take_infos, pages, LIST_CHUNK)
+            for info in chunk:
+                yield info
+            if len(chunk) < LIST_CHUNK:
+                return
 
     async def check(self) -> None:
         await self._ensure_container()
@@ -335,6 +406,30 @@ class AzureBlobStore:
         await self._service.close()
         if self._credential is not None:
             await self._credential.close()
+
+        def close_sync() -> None:
+            self._pool.shutdown(wait=True)
+            self._sync_container.close()
+            self._sync_service.close()
+            if self._sync_credential is not None:
+                close = getattr(self._sync_credential, "close", None)
+                if close is not None:
+                    close()
+
+        await asyncio.to_thread(close_sync)
+
+
+def _take_infos(blobs: Iterator[Any], n: int) -> list[BlobInfo]:
+    """On a store thread: the next ``n`` listed blobs (fewer at the end)."""
+    try:
+        return [
+            BlobInfo(item.name, int(item.size or 0), item.last_modified)
+            for item in itertools.islice(blobs, n)
+        ]
+    except ResourceNotFoundError:
+        return []  # no container yet: no blobs
+    except AzureError as exc:
+        raise BlobStoreError(f"cannot list blobs: {_why(exc)}") from exc
 
 
 def _looks_unsupported(exc: AzureError) -> bool:
