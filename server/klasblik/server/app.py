@@ -99,6 +99,10 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
         except BlobStoreError as exc:
             latest.last_error = str(exc)
             log.warning("blob store not usable at start: %s", exc)
+        except BaseException:  # refused (soft delete on): the server does not start
+            await store.close()
+            await engine.dispose()
+            raise
         hub = Hub(settings, latest)
         cluster = None
         if settings.redis_url:
