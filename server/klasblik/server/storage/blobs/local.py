@@ -5,9 +5,9 @@ On Linux a blob that exists already is replaced by exchanging it with a spare fi
 it (``renameat2`` with ``RENAME_EXCHANGE``), and the spare, which then holds the old
 content, is cut to nothing at once: the same atomic replacement without making and freeing
 an inode per write. Creating a file is what a write costs most on many file systems (on
-this project's development machine 330 of 470 µs of CPU per thumbnail; with the spare
-70 µs, ``bench/blob_writes.py``). Elsewhere, and for a first write, it is a temporary file
-and ``os.replace`` as before."""
+this project's development machine a temporary file and rename cost 230-500 µs of CPU per
+thumbnail, the exchange 100-160 µs: ``bench/blob_writes.py``). Elsewhere, and for a first
+write, it is a temporary file and ``os.replace``."""
 
 from __future__ import annotations
 
