@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -108,13 +109,12 @@ async def measure(
                                 await agent.evaluate("globalThis.klasblikCaptureTimes.splice(0)")
                                 start = time.monotonic()
                                 await asyncio.sleep(seconds)
-                                times = [
-                                    t
-                                    for t in await agent.evaluate(
-                                        "globalThis.klasblikCaptureTimes.splice(0)"
-                                    )
-                                    if t["kind"] != "none"
-                                ]
+                                every = await agent.evaluate(
+                                    "globalThis.klasblikCaptureTimes.splice(0)"
+                                )
+                                times = [t for t in every if t["kind"] in ("delta", "whole")]
+                                # captures of a page as it was: PNG ("same") or probe
+                                idle = [t for t in every if t["kind"] in ("same", "probe")]
                                 frames = [
                                     r for r in conn.frames(since=start) if r.at <= start + seconds
                                 ]
@@ -139,11 +139,22 @@ async def measure(
                                             f"{_median([t[k] for t in times]):.1f}"
                                             for k in ("capture", "decode", "scale", "code")
                                         ),
+                                        _idle(idle),
                                     )
                                 )
             finally:
                 await probe.stop()
     return rows
+
+
+def _idle(times: list[dict[str, Any]]) -> str:
+    """The captures that found the page as it was: how many were PNG captures and how
+    many cheap probes, and the median ms of each."""
+    parts = []
+    for kind in ("same", "probe"):
+        ms = [t["capture"] + t["code"] for t in times if t["kind"] == kind]
+        parts.append(f"{len(ms)} × {_median(ms):.1f}" if ms else "0")
+    return " | ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,12 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     print(" ".join(["command: .venv/bin/python bench/chrome_bytes.py", *(argv or sys.argv[1:])]))
     print(
         "| page | frames | grid interval | KB/s | whole pictures | deltas "
-        "| ms per frame sent, median: capture | decode | scale | compare and code |"
+        "| ms per frame sent, median: capture | decode | scale | compare and code "
+        "| page as it was, captures × median ms: PNG | probe |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for page, kind, interval, kbs, whole, deltas, ms in sorted(rows):
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for page, kind, interval, kbs, whole, deltas, ms, idle in sorted(rows):
         print(
-            f"| {page} | {kind} | {interval / 1000:g} s | {kbs:.2f} | {whole} | {deltas} | {ms} |"
+            f"| {page} | {kind} | {interval / 1000:g} s | {kbs:.2f} | {whole} | {deltas} "
+            f"| {ms} | {idle} |"
         )
     return 0
 

@@ -195,6 +195,8 @@ export class DeltaState {
     this.pending = null;
     this.deltaAt = null; // when the last delta went out, while no key frame followed it
     this.deferred = false; // the last encode held a whole picture back (wholeGapMs)
+    this.quiet = 0; // captures in a row identical to the last one sent (capture.js)
+    this.probeKey = null; // the key of the last cheap probe of a quiet page
   }
 
   /** Deltas went out since the last key frame and none for `afterMs`: a key frame is due. */
@@ -205,6 +207,8 @@ export class DeltaState {
   reset() {
     this.last = null;
     this.pending = null;
+    this.quiet = 0;
+    this.probeKey = null;
   }
 
   /**

@@ -212,14 +212,27 @@ async def test_teacher_gets_thumbnail_and_tabs(rig: Rig) -> None:
 
 
 async def test_a_small_change_goes_out_as_changed_tiles(rig: Rig) -> None:
-    """The extension says tiles in its hello; after the whole first picture, a small change
-    on the page goes out as a delta of a few tiles, which painted on that picture gives
-    what the page shows (docs/protocol.md, "Delta frames")."""
+    """The extension says tiles in its hello; after the whole first picture the page stays
+    as it was and is looked at with cheap JPEG probes (docs/chromebook.md); a small change
+    then goes out as a delta of a few tiles, which painted on that picture gives what the
+    page shows (docs/protocol.md, "Delta frames")."""
     teacher = await rig.teacher()
     try:
         await teacher.command({"type": "subscribe", "id": 1, "class_id": rig.ids["class_id"]})
         await wait_for(lambda: teacher.frames, timeout(20), "a thumbnail at the dashboard")
         assert rig.server.hub.agents[rig.sid].tiles
+        await rig.agent.evaluate("globalThis.klasblikCaptureTimes.splice(0)")
+        probes: list[str] = []
+
+        async def probing() -> bool:
+            kinds = await rig.agent.evaluate(
+                "globalThis.klasblikCaptureTimes.splice(0).map((t) => t.kind)"
+            )
+            probes.extend(kinds)
+            return probes.count("probe") >= 2
+
+        await wait_for(probing, timeout(20), lambda: f"probes of a quiet page: {probes}")
+        assert set(probes[: probes.index("probe")]) <= {"same"}  # PNG captures, then probes
         first = len(teacher.frames)
         page = rig.agent.context.pages[-1]
         await page.evaluate(
