@@ -30,11 +30,17 @@ import time
 from klasblik.server.storage.blobs.base import BlobStore, BlobStoreError
 from klasblik.server.tasks import cancel_and_wait
 
-__all__ = ["BESIDE_REFRESH_S", "LatestWriter"]
+__all__ = ["BATCH_GAP_S", "BESIDE_REFRESH_S", "LatestWriter"]
 
 log = logging.getLogger(__name__)
 
 _CONCURRENT_PUTS = 16
+
+#: Least time between two batches: with thousands of students in view their due times
+#: are spread evenly, and a batch per due time would wake the flusher and hand off to the
+#: store's thread hundreds of times a second, a blob or two each time. A blob is then
+#: written at most this much after its interval.
+BATCH_GAP_S = 0.25
 
 #: A blob written beside another (a thumbnail's place) is written again after this long
 #: even when unchanged: far younger than any sweep age, so the two age out together.
@@ -116,6 +122,8 @@ class LatestWriter:
                     await self._write(batch)
                 finally:
                     self._busy = False
+                if self._pending and self.interval_s > 0:  # the next batch not at once
+                    await asyncio.sleep(min(BATCH_GAP_S, self.interval_s))
                 continue
             if not self._due:  # cannot happen: every pending name has an entry
                 log.error("latest writer: %d pending blobs without a due time", len(self._pending))
