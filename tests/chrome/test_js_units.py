@@ -28,7 +28,11 @@ def _node() -> str:
 
 def _run_js(script: str) -> str:
     """Run an ES module snippet that imports the extension's protocol module as P."""
-    source = f"import * as P from {json.dumps(PROTOCOL_JS.as_uri())};\n{script}"
+    return _node_module(f"import * as P from {json.dumps(PROTOCOL_JS.as_uri())};\n{script}")
+
+
+def _node_module(source: str) -> str:
+    """Run ES module source in node; its standard output (a failure shows its errors)."""
     done = subprocess.run(
         [_node(), "--input-type=module", "-e", source],
         capture_output=True,
@@ -207,15 +211,7 @@ const hex = (a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("h
 process.stdout.write(JSON.stringify({{ delta: coded.delta, body: hex(coded.image),
   first: hex(first.data), next: hex(next.data) }}));
 """
-    done = subprocess.run(
-        [_node(), "--input-type=module", "-e", source],
-        capture_output=True,
-        text=True,
-        timeout=timeout(60),
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+    out = json.loads(_node_module(source))
     assert out["delta"] is True
     body = bytes.fromhex(out["body"])
     tiles = protocol.decode_tiles(body, 400, 225)
