@@ -247,6 +247,21 @@ def reduced_group(screen: Image.Image, plan: ReducePlan, group: int, phase: int)
     return screen.resize((plan.target[0], plan.qy), Image.Resampling.BOX, box=box)
 
 
+def groups_are_true(
+    viewer: Image.Image, screen: Image.Image, plan: ReducePlan, where: object
+) -> None:
+    """Every group of picture rows the viewer shows is the screen's rows reduced by Pillow,
+    starting at most half a group off their place (the phases a scroll copy may use)."""
+    half = plan.py // 2
+    for g in range(plan.groups):
+        rows = viewer.crop((0, g * plan.qy, viewer.width, (g + 1) * plan.qy)).tobytes()
+        assert any(
+            reduced_group(screen, plan, g, phase).tobytes() == rows
+            for phase in range(-half, half + 1)
+            if plan.valid(g, phase)
+        ), (where, g)
+
+
 def _mean_diff(a: Image.Image, b: Image.Image) -> float:
     return sum(ImageStat.Stat(ImageChops.difference(a, b)).mean) / 3
 
@@ -293,13 +308,7 @@ def test_a_scroll_by_any_number_of_rows_is_a_copy_and_the_picture_stays_true(vie
             assert area <= came_in * coded.width + TILE * coded.height, (i, top - before)
             if abs(top - before) == 53:
                 assert len(coded.data) < key_bytes / 4, (i, len(coded.data), key_bytes)
-        for g in range(plan.groups):  # every group: the screen's rows, within half a group
-            rows = viewer.crop((0, g * plan.qy, coded.width, (g + 1) * plan.qy)).tobytes()
-            assert any(
-                reduced_group(screen, plan, g, phase).tobytes() == rows
-                for phase in range(-half, half + 1)
-                if plan.valid(g, phase)
-            ), (i, g)
+        groups_are_true(viewer, screen, plan, i)  # every group: the screen's, half a group off
     assert copies == 40
     fresh = (
         screen.reduce(plan.factor)
