@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.timing import timeout, timeout_ms
+from tests.support.timing import timeout, timeout_ms, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -190,7 +190,22 @@ async def test_demo_teacher_sees_live_grid_and_focus_then_signs_out(
             "() => Object.values((" + TILE_SEQS + ")()).some((s) => s !== null)",
             timeout=FRAME_WAIT_MS,
         )
-        # Reloaded, the grid first shows each student's last stored thumbnail.
+        # Reloaded, the grid first shows each student's last stored thumbnail: once one of
+        # this class's live pictures is stored (the store writes in batches, a fraction of
+        # a second after the frame), a reload asks for it.
+        shown = await page.evaluate(
+            "() => [...document.querySelectorAll('#grid .tile')].filter("
+            "(t) => t.querySelector('img').dataset.frameSeq).map((t) => t.dataset.studentId)"
+        )
+
+        async def stored_one() -> bool:
+            for sid in shown:
+                answer = await page.request.get(f"{base}/api/students/{sid}/thumbnail")
+                if answer.status == 200:
+                    return True
+            return False
+
+        await wait_for(stored_one, FRAME_WAIT_MS / 1000, "a stored live picture")
         async with page.expect_response(
             lambda r: (
                 re.search(r"/api/students/\d+/thumbnail$", r.url) is not None and r.status == 200
