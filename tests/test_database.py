@@ -20,6 +20,7 @@ from klasblik.server.storage.models import (
     Staff,
     Student,
     WebSession,
+    class_teachers,
     utcnow,
 )
 
@@ -104,6 +105,63 @@ async def test_disabled_teacher_loses_access(sm):
     async with sm() as s:
         staff = await s.get(Staff, ids["t1"])
     assert await access.classes_of(sm, staff) == []
+
+
+async def _verdict_one_by_one(sm, staff_id, class_id, max_age_s):
+    try:
+        view = await access.authorize_class(sm, staff_id, class_id, roster_max_age_s=max_age_s)
+    except AccessDenied as exc:
+        return (exc.code, exc.message, exc.status)
+    return frozenset(s.id for s in view.students)
+
+
+@pytest.mark.parametrize("max_age_s", [0.0, 3600.0])
+async def test_class_access_for_many_views_says_what_authorize_class_says(sm, db_url, max_age_s):
+    """The re-check of every open view (class_access) gives, for each staff member and
+    class, the verdict authorize_class gives alone: the class's active students, or the
+    same refusal (inactive staff, a class they do not teach, one that does not exist, a
+    stale roster: 3600 s here with no sync on record); in five queries for all of them."""
+    from sqlalchemy import event
+
+    ids = await _roster(sm)
+    async with sm() as s, s.begin():
+        school = School(name="Elders", brin="99ZZ")
+        s.add(school)
+        await s.flush()
+        away = Staff(school_id=school.id, username="t3@elders.example", name="T Three")
+        gone = Staff(school_id=school.id, username="t4@elders.example", name="T Four", active=False)
+        s.add_all([away, gone])
+        await s.flush()
+        s.add(SchoolClass(school_id=(await s.get(SchoolClass, ids["c1"])).school_id, name="9C"))
+        # another school's staff member on the roster of a class here
+        await s.execute(class_teachers.insert().values(class_id=ids["c2"], staff_id=away.id))
+        (await s.get(Student, ids["bram"])).active = False
+        ids["t3"], ids["t4"] = away.id, gone.id
+    pairs = [
+        (staff, cls)
+        for staff in (ids["t1"], ids["t2"], ids["t3"], ids["t4"], 999_998)
+        for cls in (ids["c1"], ids["c2"], 999_999)
+    ]
+    statements = []
+    engine = create_engine(db_url)
+    event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    try:
+        counted = sessionmaker(engine)
+        got = await access.class_access(counted, pairs, roster_max_age_s=max_age_s)
+    finally:
+        await engine.dispose()
+    assert len([q for q in statements if q.lstrip().upper().startswith("SELECT")]) <= 5
+    want = {pair: await _verdict_one_by_one(sm, *pair, max_age_s) for pair in pairs}
+    assert {
+        pair: (v.code, v.message, v.status) if isinstance(v, AccessDenied) else v
+        for pair, v in got.items()
+    } == want
+    if not max_age_s:
+        assert want[ids["t1"], ids["c1"]] == frozenset({ids["anna"]})  # Bram is inactive
+        assert want[ids["t3"], ids["c2"]][0] == "forbidden"  # teaches it, another school
+    else:
+        assert want[ids["t1"], ids["c1"]][0] == "roster_stale"
+        assert want[ids["t4"], ids["c1"]][0] == "forbidden"  # inactive comes first
 
 
 async def test_agent_accounts(sm):

@@ -4,6 +4,7 @@ for every agent hello and every dashboard subscription, never from what a browse
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -27,6 +28,7 @@ __all__ = [
     "agent_student",
     "authorize_class",
     "authorize_student",
+    "class_access",
     "classes_of",
     "roster_max_age_s",
     "staff_named",
@@ -170,6 +172,74 @@ async def authorize_class(
             for s in students
         )
         return ClassView(cls.id, cls.name, cls.school_id, views)
+
+
+async def class_access(
+    sm: async_sessionmaker[AsyncSession],
+    pairs: Iterable[tuple[int, int]],
+    *,
+    roster_max_age_s: float = 0.0,
+) -> dict[tuple[int, int], AccessDenied | frozenset[int]]:
+    """For each (staff id, class id): the ids of the class's active students if that staff
+    member may view it now, else the AccessDenied :func:`authorize_class` would raise.
+
+    The same rule as :func:`authorize_class` for many views at once, in five queries
+    whatever their number (the periodic re-check of every open view)."""
+    pairs = set(pairs)
+    if not pairs:
+        return {}
+    staff_ids = {s for s, _ in pairs}
+    class_ids = {c for _, c in pairs}
+    async with sm() as session:
+        try:
+            await _roster_fresh(session, roster_max_age_s)
+            stale: AccessDenied | None = None
+        except AccessDenied as exc:
+            stale = exc
+        staff = {
+            row.id: row
+            for row in await session.execute(
+                select(Staff.id, Staff.active, Staff.school_id).where(Staff.id.in_(staff_ids))
+            )
+        }
+        found = await session.execute(
+            select(SchoolClass.id, SchoolClass.school_id).where(SchoolClass.id.in_(class_ids))
+        )
+        schools: dict[int, int] = {class_id: school_id for class_id, school_id in found}
+        found = await session.execute(
+            select(class_teachers.c.staff_id, class_teachers.c.class_id).where(
+                class_teachers.c.class_id.in_(class_ids),
+                class_teachers.c.staff_id.in_(staff_ids),
+            )
+        )
+        teaches = {(staff_id, class_id) for staff_id, class_id in found}
+        members: dict[int, set[int]] = {c: set() for c in class_ids}
+        for class_id, student_id in await session.execute(
+            select(class_students.c.class_id, class_students.c.student_id)
+            .join(Student, Student.id == class_students.c.student_id)
+            .where(class_students.c.class_id.in_(class_ids), Student.active.is_(True))
+        ):
+            members[class_id].add(student_id)
+    out: dict[tuple[int, int], AccessDenied | frozenset[int]] = {}
+    for staff_id, class_id in pairs:
+        who = staff.get(staff_id)
+        if who is None or not who.active:
+            out[staff_id, class_id] = AccessDenied(
+                ErrorCode.FORBIDDEN, "your account is not active staff"
+            )
+        elif stale is not None:
+            out[staff_id, class_id] = stale
+        elif class_id not in schools:
+            out[staff_id, class_id] = AccessDenied(
+                ErrorCode.NOT_FOUND, f"class {class_id} does not exist", 404
+            )
+        elif (staff_id, class_id) not in teaches or schools[class_id] != who.school_id:
+            out[staff_id, class_id] = AccessDenied(
+                ErrorCode.FORBIDDEN, "you do not teach this class"
+            )
+        else:
+            out[staff_id, class_id] = frozenset(members[class_id])
+    return out
 
 
 async def authorize_student(
