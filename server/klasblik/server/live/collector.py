@@ -3,19 +3,26 @@
 With ten thousand agents, a process holds a million or more container objects for its
 connections (sockets, protocol state, tasks, queues). A full collection walks all of them:
 0.3–0.5 s during which no frame moves. Those objects live as long as their connections;
-walking them again and again finds nothing. So they are moved out of the collector's way
-with ``gc.freeze()``:
+walking them again and again finds nothing.
 
-- four times a second while agents connect (the storm of a school starting its day), so the
-  storm never piles up into one long full collection;
-- every ``FREEZE_EVERY_S`` otherwise, so that what survives the young collections stays a
-  small set to walk.
+Python's own trigger does not help either. A young collection comes when 700 more
+container objects were made than freed; a relay makes a few for every message it waits for
+(the receive call, its future, the message) and frees those of the message before, old by
+then: the two balance, the count hardly moves, and the young generation grows to tens of
+thousands of live objects before one collection walks them all (20–60 ms at 10,000 agents).
 
-Frozen objects are never collected, so connections that ended leave their cyclic garbage
-behind until the frozen set is collected again: ``gc.unfreeze()`` and one full collection,
-done only while no dashboard is connected (then a pause delays nobody's picture), at most
-every ``CLEANUP_EVERY_S``; or, if dashboards stay connected all that time, once
-``CLEANUP_GROWTH`` times the connected agents have connected since the last clean-up.
+So while the server runs, Python's automatic collector is off and this module collects on
+a clock: every ``TICK_S`` the young generations are collected (what the last quarter of a
+second made and still holds) and what survives is moved out of the collector's way with
+``gc.freeze()``. Nothing is walked twice, and a pause is as long as a quarter second's
+worth of new objects.
+
+Frozen objects are still freed when nothing refers to them; only garbage in reference
+cycles that outlived a tick waits (connections that ended, mostly) until the frozen set is
+collected again: ``gc.unfreeze()`` and one full collection, done only while no dashboard is
+connected (then a pause delays nobody's picture), at most every ``CLEANUP_EVERY_S``; or, if
+dashboards stay connected all that time, once ``CLEANUP_GROWTH`` times the connected agents
+have connected since the last clean-up.
 
 bench/server_load.py measures the pauses (a ``gc.callbacks`` hook, ``bench/gc_probe.py``).
 """
@@ -38,11 +45,8 @@ __all__ = ["CollectorPolicy", "collector_ctx"]
 
 log = logging.getLogger(__name__)
 
-#: How often the policy looks (seconds).
+#: How often the young generations are collected and the survivors frozen (seconds).
 TICK_S = 0.25
-#: Freeze at least this often (seconds), connects or not: what survives the young
-#: collections in between stays a small set for the collector to walk.
-FREEZE_EVERY_S = 5.0
 #: A full clean-up of the frozen set at most this often (seconds), while nobody watches.
 CLEANUP_EVERY_S = 900.0
 #: ... or, with dashboards connected throughout, once this many times the connected
@@ -52,19 +56,14 @@ CLEANUP_GROWTH = 2.0
 
 @dataclass(slots=True)
 class CollectorPolicy:
-    """What to do on each tick: ``"freeze"``, ``"cleanup"`` or None. Pure, for tests.
+    """What to do on each tick: ``"cleanup"`` (see the module text) or ``"freeze"``. Pure,
+    for tests. It never counts the frozen set (``gc.get_freeze_count`` walks it: 14 ms for
+    1.5 million objects), only the connections made."""
 
-    Freezes on every tick with new connections (a storm of connects never piles up into
-    one long full collection) and every ``FREEZE_EVERY_S`` otherwise; cleans up as the
-    module text says. It never counts the frozen set (``gc.get_freeze_count`` walks it:
-    14 ms for 1.5 million objects), only the connections made."""
-
-    frozen_connects: int = 0
     cleanup_connects: int = 0
-    last_freeze: float = 0.0
     last_cleanup: float = 0.0
 
-    def decide(self, now: float, connects: int, agents: int, viewers: int) -> str | None:
+    def decide(self, now: float, connects: int, agents: int, viewers: int) -> str:
         since_cleanup = connects - self.cleanup_connects
         due = now - self.last_cleanup >= CLEANUP_EVERY_S
         if (
@@ -72,14 +71,10 @@ class CollectorPolicy:
             and since_cleanup > 0
             and (viewers == 0 or since_cleanup >= CLEANUP_GROWTH * max(agents, 1))
         ):
-            self.last_cleanup = self.last_freeze = now
-            self.frozen_connects = self.cleanup_connects = connects
+            self.last_cleanup = now
+            self.cleanup_connects = connects
             return "cleanup"
-        if connects != self.frozen_connects or now - self.last_freeze >= FREEZE_EVERY_S:
-            self.last_freeze = now
-            self.frozen_connects = connects
-            return "freeze"
-        return None
+        return "freeze"
 
 
 def freeze() -> None:
@@ -101,13 +96,12 @@ async def run(
     policy: CollectorPolicy | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    policy = policy or CollectorPolicy(last_cleanup=clock(), last_freeze=clock())
+    policy = policy or CollectorPolicy(last_cleanup=clock())
     while True:
         await asyncio.sleep(TICK_S)
-        action = policy.decide(clock(), connects(), agents(), viewers())
-        if action == "freeze":
+        if policy.decide(clock(), connects(), agents(), viewers()) == "freeze":
             freeze()
-        elif action == "cleanup":
+        else:
             started = time.perf_counter()
             cleanup()
             log.info(
@@ -119,6 +113,8 @@ async def run(
 
 async def collector_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB]
+    automatic = gc.isenabled()
+    gc.disable()  # collections on this module's clock instead (see the module text)
     freeze()  # what start-up made (modules, settings, the app) lives as long as the process
     task = asyncio.create_task(
         run(lambda: hub.connects, lambda: len(hub.agents), lambda: len(hub.viewers)),
@@ -129,3 +125,5 @@ async def collector_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await cancel_and_wait(task)
         gc.unfreeze()  # the process goes on (tests, an embedding program): collect as usual
+        if automatic:
+            gc.enable()
