@@ -119,13 +119,14 @@ class Worker:
         mode = ["off"]
         reader = asyncio.create_task(self._agent_reader(ws, mode))
         seq = 0
-        heartbeat = json.dumps({"type": "heartbeat"})
+        beats = 0
         next_beat = time.monotonic() + random.uniform(0, heartbeat_s)
         try:
             while not ws.closed:
                 now = time.monotonic()
                 if now >= next_beat:
-                    await ws.send_str(heartbeat)
+                    beats += 1  # as both agents write it (protocol/session.py, protocol.js)
+                    await ws.send_str(f'{{"type":"heartbeat","seq":{beats}}}')
                     self.stats.heartbeats += 1
                     next_beat = now + heartbeat_s
                 if mode[0] == "off" or self.fps <= 0:

@@ -121,3 +121,44 @@ def test_location_networks_are_checked():
         parse_location_networks("192.0.2.5/24")
     with pytest.raises(ValueError, match="every address"):
         parse_location_networks("::/0")
+
+
+def test_a_kept_verdict_ends_at_the_next_remote_lesson_boundary_or_minute():
+    """The gate keeps a verdict per pair of places (it is asked for every viewer of every
+    frame) only until a verdict could change: a remote-lesson period that ends at 10:00:30
+    lets a teacher elsewhere see the device at 10:00:29 and no longer at 10:00:30 (not at
+    the next minute); lesson hours are read again on the minute; a reload forgets all."""
+    from types import SimpleNamespace
+
+    from klasblik.server.locations.lessonhours import parse_lesson_hours
+    from klasblik.server.locations.policy import LocationPolicy
+    from klasblik.server.locations.rule import RemoteInfo
+    from tests.support.sourced import FakeClock
+
+    clock = FakeClock(dt.datetime(2026, 11, 25, 9, 59, 50, tzinfo=dt.UTC))  # a Wednesday
+    policy = LocationPolicy(sm=None, hub=None, clock=clock)  # type: ignore[arg-type]
+    hours = parse_lesson_hours("mon-fri 08:00-10:01", "UTC")
+    policy.locations = {
+        1: LocationInfo(1, 1, "S", "A", "A", (), hours, "UTC"),
+        2: LocationInfo(2, 1, "S", "B", "B", (), None, "UTC"),
+    }
+    start = clock.now - dt.timedelta(hours=1)
+    end = dt.datetime(2026, 11, 25, 10, 0, 30, tzinfo=dt.UTC)
+    policy.remote = {1: RemoteInfo(7, 1, start, end, "storm", "it@school.example")}
+    teacher_away = SimpleNamespace(location_id=2, home_location_id=1)
+    student_at_a = SimpleNamespace(location_id=1, home_location_id=1)
+    teacher_at_a = SimpleNamespace(location_id=1, home_location_id=1)
+
+    assert policy.gate(teacher_away, student_at_a) is None
+    clock.now = end - dt.timedelta(seconds=1)
+    assert policy.gate(teacher_away, student_at_a) is None
+    clock.now = end
+    assert policy.gate(teacher_away, student_at_a) == "elsewhere"
+    assert policy.gate(teacher_at_a, student_at_a) is None
+    clock.now = dt.datetime(2026, 11, 25, 10, 1, 0, tzinfo=dt.UTC)  # lessons end at 10:01
+    assert policy.gate(teacher_at_a, student_at_a) == "outside_lesson_hours"
+    policy.locations[1] = LocationInfo(1, 1, "S", "A", "A", (), None, "UTC")
+    assert policy.gate(teacher_at_a, student_at_a) == "outside_lesson_hours"  # kept
+    policy._verdicts_span = None  # what reload() does
+    policy._open_cache.clear()
+    assert policy.gate(teacher_at_a, student_at_a) is None

@@ -106,6 +106,10 @@ class LocationPolicy:
         self._networks_key: tuple[Any, ...] = ()
         self._signature: tuple[Any, ...] | None = None
         self._open_cache: dict[int, tuple[int, bool]] = {}
+        #: verdicts by (viewer's location, home, device's location, home), true from
+        #: ``_verdicts_span[0]`` until ``[1]`` (the next minute or remote-lesson boundary)
+        self._verdicts: dict[tuple[int | None, ...], str | None] = {}
+        self._verdicts_span: tuple[dt.datetime, dt.datetime] | None = None
         self._only_location: dict[int, int] = {}
 
     # ---- loading ----------------------------------------------------------------------
@@ -157,6 +161,7 @@ class LocationPolicy:
         self._only_location = {s: ids[0] for s, ids in per_school.items() if len(ids) == 1}
         self.remote = remote
         self._open_cache.clear()
+        self._verdicts_span = None
         key = tuple(sorted((i.id, i.networks) for i in infos.values()))
         if key != self._networks_key:
             self._networks_key = key
@@ -268,14 +273,38 @@ class LocationPolicy:
         )
 
     def gate(self, viewer: Placed, conn: Placed) -> str | None:
-        """None when this viewer may see this device now, else why not (a protocol code)."""
+        """None when this viewer may see this device now, else why not (a protocol code).
+
+        Asked for every viewer of every relayed frame, so a verdict is kept for its pair of
+        places until the next minute (lesson hours change on the minute) or the next start
+        or end of a remote-lesson period, whichever comes first, or until a reload."""
         now = self.clock()
-        return verdict(
+        span = self._verdicts_span
+        if span is None or not span[0] <= now < span[1]:
+            self._verdicts.clear()
+            self._verdicts_span = span = (now, self._next_change(now))
+        key = (viewer.location_id, viewer.home_location_id, conn.location_id, conn.home_location_id)
+        try:
+            return self._verdicts[key]
+        except KeyError:
+            pass
+        why = verdict(
             viewer,
             conn,
             lambda loc: bool(self.remote_on(loc, now)),
             lambda loc: self._open(loc, now),
         )
+        self._verdicts[key] = why
+        return why
+
+    def _next_change(self, now: dt.datetime) -> dt.datetime:
+        """The first moment after ``now`` at which a verdict may change: the next minute,
+        or a remote-lesson period's start or end if one comes sooner."""
+        minute = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+        moments = [minute]
+        for info in self.remote.values():
+            moments += [m for m in (info.started_at, info.until) if m > now]
+        return min(moments)
 
     def viewer_locations(self, location_id: int | None, home_id: int | None) -> list[int]:
         """Locations under whose rules a teacher here may view anything now."""
