@@ -16,11 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 from aiohttp import WSMessage, web
+from aiohttp.helpers import DEFAULT_CHUNK_SIZE  # what aiohttp's own queue is made with
 
 from klasblik import protocol as p
 from klasblik.server.errors import error_body
+from klasblik.server.live.inbox import Inbox
 
 __all__ = ["HelloGate", "allow_frames", "hello_socket", "receive_hello"]
 
@@ -79,8 +82,16 @@ async def receive_hello(ws: web.WebSocketResponse, deadline_s: float) -> WSMessa
         return await ws.receive()
 
 
-def allow_frames(ws: web.WebSocketResponse, request: web.Request, max_bytes: int) -> None:
-    """Let a welcomed agent's socket take messages of up to ``max_bytes``.
+def allow_frames(
+    ws: web.WebSocketResponse,
+    request: web.Request,
+    max_bytes: int,
+    handler: Callable[[WSMessage], None] | None = None,
+) -> Inbox | None:
+    """Let a welcomed agent's socket take messages of up to ``max_bytes``; with
+    ``handler``, its frames and text messages go to it as they are parsed (an
+    :class:`~klasblik.server.live.inbox.Inbox`, returned; ``ws.receive()`` then sees only
+    what the protocol itself handles: pings, the close, errors, the end).
 
     aiohttp fixes the limit when the socket is opened, so the parser is replaced by one
     with the larger limit; between a hello and its welcome an agent sends nothing, so no
@@ -89,14 +100,27 @@ def allow_frames(ws: web.WebSocketResponse, request: web.Request, max_bytes: int
     from aiohttp._websocket.reader import WebSocketReader
 
     old = ws._parser
-    if old is None or ws._reader is None:
-        return
+    queue = ws._reader
+    if old is None or queue is None:
+        return None
+    protocol = request.protocol
+    inbox: Inbox | None = None
+    if handler is not None and hasattr(queue, "_buffer"):  # else ws.receive() gets them all
+        inbox = Inbox(protocol, DEFAULT_CHUNK_SIZE, loop=asyncio.get_running_loop())
+        for message, size in queue._buffer:  # a ping, say: kept, in its order
+            inbox.feed_data(message, size)
+        if (exc := queue.exception()) is not None:
+            inbox.set_exception(exc)
+        elif queue.is_eof():
+            inbox.feed_eof()
+        inbox.handler = handler
+        ws._reader = queue = inbox
     parser = WebSocketReader(
-        ws._reader,
+        queue,
         max_bytes,
         compress=False,
         decode_text=True,
     )
-    protocol = request.protocol
     protocol._payload_parser = parser
     ws._parser = parser
+    return inbox

@@ -17,6 +17,7 @@ import re
 import secrets
 
 from aiohttp import WSMessage, WSMsgType, web
+from aiohttp.base_protocol import BaseProtocol
 
 from klasblik import protocol as p
 from klasblik.server.access import audit, no_view
@@ -76,11 +77,10 @@ async def _refuse(ws: web.WebSocketResponse, code: str, message: str) -> web.Web
     return ws
 
 
-async def _send_error(ws: web.WebSocketResponse, exc: p.ProtocolError) -> None:
-    try:
-        await ws.send_str(p.encode_message(p.error_message(exc.code, exc.message)))
-    except (ConnectionError, RuntimeError):
-        pass
+def _send_error(conn: AgentConn, exc: p.ProtocolError) -> None:
+    """Tell a welcomed agent what was wrong with a message, through its outbox (in order
+    with the watch commands; dropped when the agent reads nothing)."""
+    conn.outbox.put(p.encode_message(p.error_message(exc.code, exc.message)))
 
 
 async def agent_ws(request: web.Request) -> web.StreamResponse:
@@ -198,7 +198,8 @@ async def _serve(
         identity=level,
         tiles=hello.get("tiles") is True,
     )
-    allow_frames(ws, request, 2 * s.max_frame_bytes)
+    receiver = _Receiver(app, conn, request.protocol)
+    inbox = allow_frames(ws, request, 2 * s.max_frame_bytes, receiver)
     phase.end()
     conn.outbox.start()
     try:  # from here on, whatever happens, the hub and the outbox are left clean
@@ -226,8 +227,11 @@ async def _serve(
         if conn.sidelined:
             await _audit_contested(app, student.username, conn, ip)
         log.info("agent of student %s connected from %s (%s)", student.id, ip, conn.device_kind)
-        await _loop(app, ws, conn)
+        await _loop(ws, conn, receiver)
     finally:
+        if inbox is not None:
+            inbox.handler = None  # nothing more of this socket is handled
+        receiver.close()
         app[HUB].detach_agent(conn)
         await conn.outbox.close()
         _remember(app, student.id, ip)
@@ -235,23 +239,15 @@ async def _serve(
     return ws
 
 
-async def _loop(app: web.Application, ws: web.WebSocketResponse, conn: AgentConn) -> None:
-    faults = 0
-    limits = ratelimit.AgentLimits()
+async def _loop(ws: web.WebSocketResponse, conn: AgentConn, receiver: _Receiver) -> None:
+    """Wait for the end of the connection. Frames and text messages go to ``receiver`` as
+    they are parsed (``inbox.py``); here come the ones queued behind a ping or a close,
+    and what ends the connection."""
     while True:
         # no timer per message: silence.py closes agents silent for three heartbeats
         msg = await ws.receive()
         if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
-            try:
-                if not await _handle(app, ws, conn, msg, limits):
-                    await _dropped(ws, limits)
-            except Exception:  # one message failed: say so, and go on with the next
-                faults += 1
-                if faults == 1:
-                    log.exception("agent of student %s: internal error", conn.student_id)
-                else:  # the first one told the story: no traceback per frame
-                    log.debug("agent of student %s: internal error %d", conn.student_id, faults)
-                await _send_error(ws, p.ProtocolError(p.ErrorCode.INTERNAL, _FAULT))
+            receiver(msg)
         elif msg.type == WSMsgType.ERROR:
             log.info("agent of student %s: connection error %s", conn.student_id, ws.exception())
             return
@@ -259,9 +255,67 @@ async def _loop(app: web.Application, ws: web.WebSocketResponse, conn: AgentConn
             return
 
 
-async def _handle(
+class _Receiver:
+    """Handles each frame and text message of a welcomed agent, synchronously, as the
+    parser completes it. Never raises (an exception would fail the connection inside
+    aiohttp): a fault while handling one message gets ``internal_error``, and the
+    connection goes on with the next."""
+
+    __slots__ = ("app", "conn", "faults", "limits", "penalty", "protocol")
+
+    def __init__(self, app: web.Application, conn: AgentConn, protocol: BaseProtocol) -> None:
+        self.app = app
+        self.conn = conn
+        self.protocol = protocol
+        self.limits = ratelimit.AgentLimits()
+        self.faults = 0
+        self.penalty: asyncio.TimerHandle | None = None
+
+    def __call__(self, msg: WSMessage) -> None:
+        try:
+            if not _handle(self.app, self.conn, msg, self.limits):
+                self._dropped()
+        except Exception:  # one message failed: say so, and go on with the next
+            self.faults += 1
+            if self.faults == 1:
+                log.exception("agent of student %s: internal error", self.conn.student_id)
+            else:  # the first one told the story: no traceback per frame
+                log.debug(
+                    "agent of student %s: internal error %d", self.conn.student_id, self.faults
+                )
+            _send_error(self.conn, p.ProtocolError(p.ErrorCode.INTERNAL, _FAULT))
+
+    def _dropped(self) -> None:
+        """A message over the agent's rate was dropped: say so now and then, and stop
+        reading this socket for ``PENALTY_S`` (its sender then slows down through TCP)."""
+        limits = self.limits
+        if limits.drop():
+            _send_error(
+                self.conn,
+                p.ProtocolError(
+                    p.ErrorCode.RATE_LIMITED,
+                    "messages beyond the rate of the watch are dropped; "
+                    f"{limits.dropped} dropped so far",
+                ),
+            )
+        if self.penalty is None:
+            self.protocol.pause_reading()
+            self.penalty = asyncio.get_running_loop().call_later(
+                ratelimit.PENALTY_S, self._read_again
+            )
+
+    def _read_again(self) -> None:
+        self.penalty = None
+        self.protocol.resume_reading()
+
+    def close(self) -> None:
+        if self.penalty is not None:
+            self.penalty.cancel()
+            self.penalty = None
+
+
+def _handle(
     app: web.Application,
-    ws: web.WebSocketResponse,
     conn: AgentConn,
     msg: WSMessage,
     limits: ratelimit.AgentLimits,
@@ -277,7 +331,7 @@ async def _handle(
             _check_announced(s, header)
             _check_base(hub, conn, header)
         except p.ProtocolError as exc:
-            await _send_error(ws, exc)
+            _send_error(conn, exc)
             return True
         if conn.watch is not None:
             limits.set_frame_interval(conn.watch["interval_ms"])
@@ -296,7 +350,7 @@ async def _handle(
     try:
         m = p.decode_message(msg.data, "agent")
     except p.ProtocolError as exc:
-        await _send_error(ws, exc)
+        _send_error(conn, exc)
         return True
     kind = m["type"]
     if kind == "tabs":
@@ -310,7 +364,7 @@ async def _handle(
     elif kind == "private_page":
         hub.on_private_page(conn, m["on"])
     elif kind in ("hello", "proof"):
-        await _send_error(ws, p.ProtocolError(p.ErrorCode.UNEXPECTED, "already authenticated"))
+        _send_error(conn, p.ProtocolError(p.ErrorCode.UNEXPECTED, "already authenticated"))
     # a heartbeat only counts as a sign of life (hub.touch above)
     return True
 
@@ -345,21 +399,6 @@ def _check_announced(s: Settings, header: p.FrameHeader) -> None:
             p.ErrorCode.IMAGE_TOO_LARGE,
             f"a {header.width}x{header.height} image is larger than the {width}x{height} asked",
         )
-
-
-async def _dropped(ws: web.WebSocketResponse, limits: ratelimit.AgentLimits) -> None:
-    """A message over the agent's rate was dropped: say so now and then, and read this
-    socket a little later (its sender then slows down through TCP)."""
-    if limits.drop():
-        await _send_error(
-            ws,
-            p.ProtocolError(
-                p.ErrorCode.RATE_LIMITED,
-                "messages beyond the rate of the watch are dropped; "
-                f"{limits.dropped} dropped so far",
-            ),
-        )
-    await asyncio.sleep(ratelimit.PENALTY_S)
 
 
 async def _close_replaced(old: AgentConn) -> None:
