@@ -282,3 +282,58 @@ def test_jpeg_size_is_read_past_a_long_segment_before_the_frame_header(pad):
     with pytest.raises(p.ProtocolError) as err:
         p.decode_frame(frame, 1024 * 1024)
     assert err.value.code == p.ErrorCode.BAD_IMAGE
+
+
+def _outcome(frame: bytes, memo: p.ImageMemo | None) -> object:
+    try:
+        return p.decode_frame(frame, 1024 * 1024, memo=memo)
+    except p.ProtocolError as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("encoding", [p.Encoding.JPEG, p.Encoding.PNG])
+def test_a_remembered_image_header_decides_nothing_a_fresh_read_would_not(encoding):
+    """An agent's image headers are read once (``ImageMemo``); a forged frame must not
+        pass on the strength of an honest one before it. After one honest 64x36 frame, every
+        frame made from it by changing one byte of its first 200 bytes (the markers, the
+        tables, the size), or by cutting it short there, or by naming an animation where the
+    PNG's data begins, gets the same verdict with that memo
+        as with none: a 4000x4000 image behind the honest header bytes is still refused."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 36), (10, 20, 30)).save(
+        buf, "JPEG" if encoding == p.Encoding.JPEG else "PNG"
+    )
+    image = buf.getvalue()
+    header = p.FrameHeader(p.FrameKind.GRID, encoding, 64, 36, 1, 0)
+    memo = p.ImageMemo()
+    assert p.decode_frame(p.encode_frame(header, image), memo=memo).width == 64
+    variants = [image[:cut] for cut in range(8, min(200, len(image)))]
+    variants.append(image.replace(b"IDAT", b"acTL", 1))  # an animation where data was
+    for i in range(min(200, len(image))):
+        for value in (0x00, 0x10, 0xFF, image[i] ^ 0x01):
+            variants.append(image[:i] + bytes([value]) + image[i + 1 :])
+    refused = 0
+    for variant in variants:
+        forged = p.encode_frame(header, variant)
+        fresh = _outcome(forged, None)
+        assert _outcome(forged, memo) == fresh, variant[:64]
+        refused += isinstance(fresh, str)
+    assert refused > 50  # the variants do reach the checks
+
+
+def test_an_image_memo_holds_a_bounded_number_of_headers():
+    """A sender cycling through sizes cannot make the memo grow past its limit."""
+    import io
+
+    from PIL import Image
+
+    memo = p.ImageMemo()
+    for n in range(1, 3 * p.ImageMemo.LIMIT):
+        buf = io.BytesIO()
+        Image.new("RGB", (n, 8)).save(buf, "JPEG")
+        assert memo.check(p.Encoding.JPEG, buf.getvalue(), n, 8)
+        assert len(memo._heads) <= p.ImageMemo.LIMIT

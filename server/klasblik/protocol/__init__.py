@@ -55,7 +55,7 @@ from klasblik.protocol.frames import (
     encode_viewer_frame,
     viewer_frame_prefix,
 )
-from klasblik.protocol.images import image_size
+from klasblik.protocol.images import ImageMemo, image_size
 from klasblik.protocol.messages import (
     SCHEMAS,
     check_depth,
@@ -117,6 +117,7 @@ __all__ = [
     "FrameHeader",
     "FrameKind",
     "Identity",
+    "ImageMemo",
     "KlasblikError",
     "ProtocolError",
     "Reconnect",

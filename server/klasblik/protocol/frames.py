@@ -22,7 +22,7 @@ from klasblik.protocol.codes import (
     ErrorCode,
 )
 from klasblik.protocol.errors import ProtocolError
-from klasblik.protocol.images import image_size
+from klasblik.protocol.images import ImageMemo, image_size
 
 __all__ = [
     "FRAME_HEADER_SIZE",
@@ -154,7 +154,11 @@ def encode_frame(header: FrameHeader, image: bytes) -> bytes:
 
 
 def decode_frame(
-    data: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES, *, check_image: bool = True
+    data: bytes,
+    max_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    *,
+    check_image: bool = True,
+    memo: ImageMemo | None = None,
 ) -> FrameHeader:
     """Validate an agent frame and return its header; the image is ``data[24:]``.
 
@@ -162,6 +166,8 @@ def decode_frame(
     with the signature of the encoding named, and that the image's own header gives the
     same width and height as the frame header (``bad_image`` otherwise; skipped with
     ``check_image=False``, for frames the server checked already). Never decodes the image.
+    ``memo``: the image headers of this sender read before (an image that starts with
+    the same bytes as one of them is not read again).
     """
     if len(data) > max_bytes:
         raise ProtocolError(
@@ -187,19 +193,21 @@ def decode_frame(
         raise ProtocolError(ErrorCode.BAD_FRAME, f"unknown frame flags {flags}")
     if encoding == Encoding.TILES:
         if check_image:
-            decode_tiles(memoryview(data)[FRAME_HEADER_SIZE:], width, height)
+            decode_tiles(memoryview(data)[FRAME_HEADER_SIZE:], width, height, memo)
         return FrameHeader(kind, encoding, width, height, seq, ts, flags, version)
     if not data.startswith(_SIGNATURES[encoding], FRAME_HEADER_SIZE):
         raise ProtocolError(
             ErrorCode.BAD_FRAME,
             f"image bytes do not look like {Encoding.MIME[encoding]}",
         )
-    real = image_size(encoding, memoryview(data)[FRAME_HEADER_SIZE:]) if check_image else None
-    if real is not None and real != (width, height):
-        raise ProtocolError(
-            ErrorCode.BAD_IMAGE,
-            f"the image is {real[0]}x{real[1]} but its frame header says {width}x{height}",
-        )
+    if check_image:
+        image = memoryview(data)[FRAME_HEADER_SIZE:]
+        if not (memo or ImageMemo()).check(encoding, image, width, height):
+            real = image_size(encoding, image)
+            raise ProtocolError(
+                ErrorCode.BAD_IMAGE,
+                f"the image is {real[0]}x{real[1]} but its frame header says {width}x{height}",
+            )
     return FrameHeader(kind, encoding, width, height, seq, ts, flags, version)
 
 
@@ -222,7 +230,9 @@ def _bad_tiles(why: str) -> ProtocolError:
     return ProtocolError(ErrorCode.BAD_TILES, why)
 
 
-def decode_tiles(body: bytes | memoryview, width: int, height: int) -> list[Tile]:
+def decode_tiles(
+    body: bytes | memoryview, width: int, height: int, memo: ImageMemo | None = None
+) -> list[Tile]:
     """Validate the body of a delta frame for a ``width`` × ``height`` picture; its tiles.
 
     ``bad_tiles``: no tiles or more than :data:`MAX_TILES`, a record or its bytes cut
@@ -278,8 +288,8 @@ def decode_tiles(body: bytes | memoryview, width: int, height: int) -> list[Tile
             raise ProtocolError(
                 ErrorCode.BAD_FRAME, f"tile {n} bytes do not look like {Encoding.MIME[enc]}"
             )
-        real = image_size(enc, chunk)
-        if real != (w, h):
+        if not (memo or ImageMemo()).check(enc, chunk, w, h):
+            real = image_size(enc, chunk)
             raise ProtocolError(
                 ErrorCode.BAD_IMAGE,
                 f"tile {n} image is {real[0]}x{real[1]} but its record says {w}x{h}",

@@ -21,7 +21,7 @@ from typing import Final
 from klasblik.protocol.codes import ErrorCode
 from klasblik.protocol.errors import ProtocolError
 
-__all__ = ["JPEG", "PNG", "WEBP", "image_size"]
+__all__ = ["JPEG", "PNG", "WEBP", "ImageMemo", "image_size", "image_size_and_span"]
 
 JPEG: Final = 1
 WEBP: Final = 2
@@ -44,25 +44,67 @@ def _bad(why: str) -> ProtocolError:
 def image_size(encoding: int, data: bytes | memoryview) -> tuple[int, int]:
     """(width, height) of the image in ``data`` by its header, or ProtocolError
     (``bad_image``) when the header is not a valid one of ``encoding``."""
+    return image_size_and_span(encoding, data)[0]
+
+
+def image_size_and_span(
+    encoding: int, data: bytes | memoryview
+) -> tuple[tuple[int, int], int | None]:
+    """:func:`image_size`, and how many leading bytes of ``data`` decided it: any image
+    that starts with those same bytes has that size, valid (None: no such prefix, as
+    for a WebP, whose first bytes hold its length)."""
     view = bytes(data[:_HEAD])
     if encoding == JPEG:
         # the frame header is near the start of a screenshot's JPEG: look further (past
         # EXIF, ICC profiles, tables) only when it is not within the first bytes
-        size = _jpeg(view, complete=len(data) <= _HEAD)
-        if size is None:
-            size = _jpeg(bytes(data[:_JPEG_SCAN]), complete=True)
-        assert size is not None  # complete: a size or an error
-        return size
+        found = _jpeg(view, complete=len(data) <= _HEAD)
+        if found is None:
+            found = _jpeg(bytes(data[:_JPEG_SCAN]), complete=True)
+        assert found is not None  # complete: a size or an error
+        width, height, end = found
+        return (width, height), end
     if encoding == PNG:
         return _png(view)
     if encoding == WEBP:
-        return _webp(view)
+        return _webp(view), None
     raise _bad(f"unknown image encoding {encoding}")
 
 
-def _jpeg(b: bytes, complete: bool = True) -> tuple[int, int] | None:
-    """The JPEG's size from its frame header in ``b``; None when ``b`` ends before it and
-    is not ``complete`` (the caller looks further)."""
+class ImageMemo:
+    """The header bytes of the images of one sender already read, per encoding and size:
+    an image that starts with the same bytes as one read before has that size and is
+    not read again. A screen's encoder writes the same header (markers, tables, size) in
+    front of every picture of one size and quality, so reading it once per connection
+    is enough. Holds at most ``LIMIT`` headers (then starts again)."""
+
+    LIMIT: Final = 32
+
+    __slots__ = ("_heads",)
+
+    def __init__(self) -> None:
+        self._heads: dict[tuple[int, int, int], bytes] = {}
+
+    def check(self, encoding: int, data: bytes | memoryview, width: int, height: int) -> bool:
+        """True when the image in ``data`` is ``width`` x ``height`` by its header (read
+        or remembered); False when its header gives another size; ProtocolError when it
+        is not a valid header of ``encoding``."""
+        key = (encoding, width, height)
+        head = self._heads.get(key)
+        if head is not None and data[: len(head)] == head:
+            return True
+        size, span = image_size_and_span(encoding, data)
+        if size != (width, height):
+            return False
+        if span is not None:
+            if len(self._heads) >= self.LIMIT:
+                self._heads.clear()
+            self._heads[key] = bytes(data[:span])
+        return True
+
+
+def _jpeg(b: bytes, complete: bool = True) -> tuple[int, int, int] | None:
+    """The JPEG's size from its frame header in ``b``, and where the size ends; None
+    when ``b`` ends before it and is not ``complete`` (the caller looks further)."""
     if not b.startswith(b"\xff\xd8"):
         raise _bad("not a JPEG: no start-of-image marker")
     i = 2
@@ -92,14 +134,16 @@ def _jpeg(b: bytes, complete: bool = True) -> tuple[int, int] | None:
             height, width = struct.unpack_from(">HH", b, i + 3)
             if width == 0 or height == 0:  # a height given later (DNL) is not accepted
                 raise _bad("JPEG frame header without a size")
-            return width, height
+            return width, height, i + 7
         i += length
     if not complete:
         return None
     raise _bad("JPEG frame header not found near the start")
 
 
-def _png(b: bytes) -> tuple[int, int]:
+def _png(b: bytes) -> tuple[tuple[int, int], int | None]:
+    """The PNG's size, and where the chunk that ends the header (IDAT, IEND) is named:
+    no span when the bytes looked at ended before it."""
     if not b.startswith(b"\x89PNG\r\n\x1a\n"):
         raise _bad("not a PNG: no signature")
     if len(b) < 33 or b[12:16] != b"IHDR":
@@ -116,9 +160,9 @@ def _png(b: bytes) -> tuple[int, int]:
         if kind == b"acTL":
             raise _bad("animated PNG images are not accepted")
         if kind in (b"IDAT", b"IEND"):
-            break
+            return (width, height), i + 8
         i += 12 + length
-    return width, height
+    return (width, height), None
 
 
 def _webp(b: bytes) -> tuple[int, int]:

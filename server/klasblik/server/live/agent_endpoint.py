@@ -261,19 +261,20 @@ class _Receiver:
     aiohttp): a fault while handling one message gets ``internal_error``, and the
     connection goes on with the next."""
 
-    __slots__ = ("app", "conn", "faults", "limits", "penalty", "protocol")
+    __slots__ = ("app", "conn", "faults", "images", "limits", "penalty", "protocol")
 
     def __init__(self, app: web.Application, conn: AgentConn, protocol: BaseProtocol) -> None:
         self.app = app
         self.conn = conn
         self.protocol = protocol
         self.limits = ratelimit.AgentLimits()
+        self.images = p.ImageMemo()  # this agent's image headers, read once
         self.faults = 0
         self.penalty: asyncio.TimerHandle | None = None
 
     def __call__(self, msg: WSMessage) -> None:
         try:
-            if not _handle(self.app, self.conn, msg, self.limits):
+            if not _handle(self.app, self.conn, msg, self.limits, self.images):
                 self._dropped()
         except Exception:  # one message failed: say so, and go on with the next
             self.faults += 1
@@ -319,6 +320,7 @@ def _handle(
     conn: AgentConn,
     msg: WSMessage,
     limits: ratelimit.AgentLimits,
+    images: p.ImageMemo,
 ) -> bool:
     """One message of an agent that said hello: a frame, tabs, a capture error, a heartbeat.
     False when it was dropped for coming faster than the agent was told to send."""
@@ -327,7 +329,7 @@ def _handle(
     if msg.type == WSMsgType.BINARY:
         s = app[SETTINGS]
         try:
-            header = p.decode_frame(msg.data, s.max_frame_bytes)
+            header = p.decode_frame(msg.data, s.max_frame_bytes, memo=images)
             _check_announced(s, header)
             _check_base(hub, conn, header)
         except p.ProtocolError as exc:

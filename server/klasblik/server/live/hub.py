@@ -56,8 +56,10 @@ def strip_query(url: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=1024)
 def _place_blob(location_id: int | None) -> bytes:
-    """The stored note of where a thumbnail was taken."""
+    """The stored note of where a thumbnail was taken (made once per place: it goes with
+    every whole grid picture)."""
     return json.dumps({"location_id": location_id}, separators=(",", ":")).encode()
 
 
