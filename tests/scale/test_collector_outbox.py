@@ -214,3 +214,60 @@ async def test_a_running_server_freezes_and_a_stopped_one_unfreezes(tmp_path):
         await server.stop()
     assert gc.get_freeze_count() == 0
     assert gc.isenabled()
+
+
+async def test_on_a_real_socket_writes_at_once_use_aiohttp_s_frame_writer_in_order():
+    """On a real aiohttp socket, a write at once goes through aiohttp's own frame writer
+    (no coroutine per frame). A client gets text and binary messages intact and in order,
+    both those written at once and those that went through the queue (a send buffer
+    over its mark). Once the close frame went out, nothing more is written."""
+    import aiohttp
+    from aiohttp import web
+
+    boxes: list[Outbox] = []
+    done = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False)
+        await ws.prepare(request)
+        box = Outbox(ws, maxsize=100, transport=request.transport)
+        box.start()
+        boxes.append(box)
+        await done.wait()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as http:
+            client = await http.ws_connect(f"http://127.0.0.1:{port}/")
+            await wait_for(lambda: boxes, message="the server socket")
+            box = boxes[0]
+            assert box._frame is not None
+            big = bytes(range(256)) * 1024  # 256 KB: over the mark, through the queue
+            sent: list[str | bytes] = ["hello", b"\x00\x01", "x" * 200, b"y" * 70000, big]
+            sent += [f"after {i}" for i in range(5)]
+            for message in sent:
+                assert box.put(message)
+            got: list[str | bytes] = []
+            while len(got) < len(sent):
+                msg = await client.receive(timeout=timeout(5))
+                got.append(msg.data)
+            assert got == sent
+            await wait_for(lambda: box.sent == len(sent), message="all counted as sent")
+            closing = asyncio.create_task(box._ws.close())
+            await wait_for(lambda: box._ws._writer._closing, message="the close frame sent")
+            box.put(b"too late")
+            msg = await client.receive(timeout=timeout(5))
+            assert msg.type == aiohttp.WSMsgType.CLOSE, msg  # not "too late"
+            await client.close()
+            await asyncio.wait_for(closing, timeout(5))
+            assert box.sent == len(sent)
+    finally:
+        done.set()
+        await runner.cleanup()

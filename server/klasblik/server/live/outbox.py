@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Hashable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 __all__ = ["Outbox"]
 
@@ -49,6 +49,7 @@ class Outbox:
 
     __slots__ = (
         "_bytes",
+        "_frame",
         "_high_water",
         "_inflight",
         "_latest",
@@ -88,6 +89,14 @@ class Outbox:
         if limits is not None and hasattr(transport, "get_write_buffer_size"):
             self._transport = transport  # type: ignore[assignment]
             self._high_water = limits()[1]
+        #: aiohttp's own synchronous frame writer (header and payload in one transport
+        #: write), for a message written at once: the two coroutines of ``send_bytes``
+        #: that wrap it only add a drain, which a write at once never needs
+        self._frame: Callable[[bytes, int, int], None] | None = None
+        writer = getattr(ws, "_writer", None)
+        frame = getattr(writer, "_write_websocket_frame", None)
+        if self._transport is not None and frame is not None and not writer.compress:  # type: ignore[union-attr]
+            self._frame = frame
         #: the rest of a write started at once that had to wait
         self._inflight: asyncio.Task[None] | None = None
         self.maxsize = maxsize
@@ -152,6 +161,20 @@ class Outbox:
         ):
             return False
         ws = self._ws
+        frame = self._frame
+        if frame is not None:
+            if ws._writer._closing:  # type: ignore[union-attr]  # a close frame went out
+                return True  # the connection is going: nothing more is sent
+            try:
+                if isinstance(message, bytes):
+                    frame(message, WSMsgType.BINARY, 0)
+                else:
+                    frame(message.encode(), WSMsgType.TEXT, 0)
+            except ConnectionError as exc:  # the connection is going
+                log.debug("outbox write stopped: %s", exc)
+                return True
+            self.sent += 1
+            return True
         send = ws.send_bytes(message) if isinstance(message, bytes) else ws.send_str(message)
         try:
             waits_on = send.send(None)
