@@ -56,11 +56,19 @@ def strip_query(url: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-@functools.lru_cache(maxsize=1024)
 def _place_blob(location_id: int | None) -> bytes:
-    """The stored note of where a thumbnail was taken (made once per place: it goes with
-    every whole grid picture)."""
+    """The stored note of where a thumbnail was taken."""
     return json.dumps({"location_id": location_id}, separators=(",", ":")).encode()
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _stored_as(student_id: int, location_id: int | None) -> tuple[str, tuple[str, bytes]]:
+    """The name of a student's stored thumbnail, and the note written beside it of where
+    it was taken (made once per student and place: every whole grid picture needs them)."""
+    return thumbnail_name(student_id), (
+        thumbnail_place_name(student_id),
+        _place_blob(location_id),
+    )
 
 
 def _iso(ts: dt.datetime | None) -> str | None:
@@ -392,11 +400,8 @@ class Hub:
         # only a whole grid picture is kept, never a close-up or a delta; beside it, where
         # it was taken: a teacher elsewhere never sees it (web/api.py)
         if header.kind == p.FrameKind.GRID and header.key:
-            self.latest.offer(
-                thumbnail_name(sid),
-                memoryview(data)[p.FRAME_HEADER_SIZE :],
-                (thumbnail_place_name(sid), _place_blob(conn.location_id)),
-            )
+            name, beside = _stored_as(sid, conn.location_id)
+            self.latest.offer(name, memoryview(data)[p.FRAME_HEADER_SIZE :], beside)
         return sent
 
     def relay_frame(self, sid: int, data: bytes, kind: int, device: Placed) -> tuple[int, bool]:

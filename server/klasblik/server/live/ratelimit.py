@@ -32,7 +32,7 @@ PENALTY_S: Final = 0.05
 NOTICE_EVERY_S: Final = 5.0
 
 
-@dataclass
+@dataclass(slots=True)
 class TokenBucket:
     rate: float  #: tokens per second
     burst: float  #: the most tokens held
@@ -45,15 +45,18 @@ class TokenBucket:
 
     def take(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
         self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if tokens >= 1:
+            self.tokens = tokens - 1
             return True
+        self.tokens = tokens
         return False
 
 
-@dataclass
+@dataclass(slots=True)
 class AgentLimits:
     """The buckets of one agent connection."""
 

@@ -107,9 +107,11 @@ class LocationPolicy:
         self._signature: tuple[Any, ...] | None = None
         self._open_cache: dict[int, tuple[int, bool]] = {}
         #: verdicts by (viewer's location, home, device's location, home), true from
-        #: ``_verdicts_span[0]`` until ``[1]`` (the next minute or remote-lesson boundary)
+        #: ``_verdicts_span[0]`` until ``[1]`` (the next minute or remote-lesson boundary),
+        #: as POSIX timestamps (with the default clock, ``time.time()`` is all a kept
+        #: verdict costs to check: no datetime is made per frame)
         self._verdicts: dict[tuple[int | None, ...], str | None] = {}
-        self._verdicts_span: tuple[dt.datetime, dt.datetime] | None = None
+        self._verdicts_span: tuple[float, float] | None = None
         self._only_location: dict[int, int] = {}
 
     # ---- loading ----------------------------------------------------------------------
@@ -278,16 +280,19 @@ class LocationPolicy:
         Asked for every viewer of every relayed frame, so a verdict is kept for its pair of
         places until the next minute (lesson hours change on the minute) or the next start
         or end of a remote-lesson period, whichever comes first, or until a reload."""
-        now = self.clock()
+        clock = self.clock
+        t = time.time() if clock is utcnow else clock().timestamp()
         span = self._verdicts_span
-        if span is None or not span[0] <= now < span[1]:
+        if span is None or not span[0] <= t < span[1]:
+            now = clock()
             self._verdicts.clear()
-            self._verdicts_span = span = (now, self._next_change(now))
+            self._verdicts_span = (now.timestamp(), self._next_change(now).timestamp())
         key = (viewer.location_id, viewer.home_location_id, conn.location_id, conn.home_location_id)
         try:
             return self._verdicts[key]
         except KeyError:
             pass
+        now = clock()
         why = verdict(
             viewer,
             conn,
