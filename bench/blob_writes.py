@@ -32,6 +32,10 @@ def _mkstemp_rename(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _put(store: LocalBlobStore):  # type: ignore[no-untyped-def]
+    return lambda path, data: store._put_sync(os.fspath(path), data)
+
+
 def _run(label: str, write, root: Path, blobs: int, rounds: int, data: bytes) -> None:  # type: ignore[no-untyped-def]
     paths = [root / label / f"students/{sid}/thumbnail" for sid in range(blobs)]
     for path in paths:
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"folder {root} (exchange: {'yes' if store._exchange is not None else 'no'})")
         for _ in range(2):  # twice each, interleaved: a busy machine shows in the spread
             _run("temporary + rename", _mkstemp_rename, root, args.blobs, args.rounds, data)
-            _run("LocalBlobStore", store._put_sync, root, args.blobs, args.rounds, data)
+            _run("LocalBlobStore", _put(store), root, args.blobs, args.rounds, data)
 
 
 if __name__ == "__main__":

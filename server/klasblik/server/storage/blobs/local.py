@@ -75,6 +75,9 @@ class LocalBlobStore:
         #: share the folder; the sweep removes spares unused for ten minutes)
         self._spare = f".tmp-{secrets.token_hex(4)}-"
         self._exchange = _renameat2()
+        #: the folder as a string: a write on the hot path makes its paths by joining
+        #: strings (pathlib's objects cost the writer thread more than the system calls)
+        self._root = os.fspath(self.root)
 
     def _path(self, name: str) -> Path:
         check_name(name)
@@ -82,27 +85,29 @@ class LocalBlobStore:
 
     async def put(self, name: str, data: bytes) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer, self._put_sync, self._path(name), data)
+        await loop.run_in_executor(self._writer, self._put_sync, os.fspath(self._path(name)), data)
 
     async def put_many(self, blobs: dict[str, bytes]) -> dict[str, BlobStoreError]:
         """Write several blobs in one hand-off to the writer thread; return the failures."""
         for name in blobs:
             check_name(name)  # a bad name is the caller's error, here; paths on the thread
         items = list(blobs.items())
+        root = self._root
 
         def write_all() -> dict[str, BlobStoreError]:
             errors: dict[str, BlobStoreError] = {}
             for name, data in items:
                 try:
-                    self._put_sync(self.root / name, data)
+                    self._put_sync(f"{root}/{name}", data)
                 except BlobStoreError as exc:
                     errors[name] = exc
             return errors
 
         return await asyncio.get_running_loop().run_in_executor(self._writer, write_all)
 
-    def _put_sync(self, path: Path, data: bytes) -> None:
-        spare = path.parent / (self._spare + path.name)
+    def _put_sync(self, path: str, data: bytes) -> None:
+        folder, _, base = path.rpartition("/")
+        spare = f"{folder}/{self._spare}{base}"
         try:
             for attempt in range(3):
                 try:  # the folder usually exists: skip the mkdir on the hot path
@@ -111,19 +116,24 @@ class LocalBlobStore:
                 except FileNotFoundError:
                     if attempt == 2:  # removed again each time, by a delete of its last blob
                         raise
-                    path.parent.mkdir(parents=True, exist_ok=True)
+                    os.makedirs(folder, exist_ok=True)
             try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
                 if not self._swap(spare, path):
                     os.replace(spare, path)
             except BaseException:
-                spare.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(spare)
                 raise
         except OSError as exc:
             raise BlobStoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
-    def _swap(self, spare: Path, path: Path) -> bool:
+    def _swap(self, spare: str, path: str) -> bool:
         """Exchange ``spare`` (the new content) with ``path`` in one step and cut the old
         content, now in ``spare``, to nothing; False when ``path`` does not exist yet or
         the system cannot exchange (the caller renames instead)."""
@@ -142,7 +152,7 @@ class LocalBlobStore:
         if err in _NO_EXCHANGE:
             self._exchange = None  # this file system cannot: rename from now on
             return False
-        raise OSError(err, os.strerror(err), os.fspath(path))
+        raise OSError(err, os.strerror(err), path)
 
     def _prune(self, folder: Path) -> None:
         """Remove ``folder`` and the folders above it while they are empty, up to (not
