@@ -223,6 +223,7 @@ async def test_on_a_real_socket_writes_at_once_use_aiohttp_s_frame_writer_in_ord
     over its mark). Once the close frame went out, nothing more is written."""
     import aiohttp
     from aiohttp import web
+    from aiohttp.test_utils import TestServer
 
     boxes: list[Outbox] = []
     done = asyncio.Event()
@@ -238,11 +239,9 @@ async def test_on_a_real_socket_writes_at_once_use_aiohttp_s_frame_writer_in_ord
 
     app = web.Application()
     app.router.add_get("/", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    port = server.port
     try:
         async with aiohttp.ClientSession() as http:
             client = await http.ws_connect(f"http://127.0.0.1:{port}/")
@@ -270,4 +269,4 @@ async def test_on_a_real_socket_writes_at_once_use_aiohttp_s_frame_writer_in_ord
             assert box.sent == len(sent)
     finally:
         done.set()
-        await runner.cleanup()
+        await server.close()
