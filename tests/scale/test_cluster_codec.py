@@ -9,6 +9,7 @@ and feed it bad messages: each is dropped and logged, and the link goes on.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -395,6 +396,18 @@ def test_goodbye_demand_bytes():
     )
 
 
+def test_demand_of_an_instance_that_reads_bundles_bytes():
+    """An instance that reads bundles says "b":true after "full" (and "ask")."""
+    assert codec.encode_demand(INSTANCE, {7: [JAN]}, full=False, ask=True, bundles=True) == (
+        b'{"i":"web1-4242-a1b2c3","full":false,"ask":true,"b":true,'
+        b'"d":{"7":[["grid","Jan Smit",3,3]]}}'
+    )
+    assert codec.decode_demand(b'{"i":"a","full":true,"b":true,"d":{}}').bundles is True
+    # an older version says nothing, and so reads student channels only
+    assert codec.decode_demand(b'{"i":"a","full":true,"d":{}}').bundles is False
+    assert _code(codec.decode_demand, b'{"i":"a","full":true,"b":1,"d":{}}') == codec.BAD_FIELD
+
+
 def test_demand_round_trip():
     """A demand message reads back as its instance, flags and entries in wire order."""
     data = codec.encode_demand(INSTANCE, {12: [JAN, ANS], 4: []}, full=True)
@@ -464,6 +477,86 @@ def test_bad_demand_is_refused(data, code):
     """A demand message with anything wrong, in any entry, is refused whole with the code
     that says what is wrong."""
     assert _code(codec.decode_demand, data) == code
+
+
+# ---- bundles --------------------------------------------------------------------------
+
+
+def test_inbox_channel_name():
+    assert codec.inbox_channel(INSTANCE) == b"kb:i:web1-4242-a1b2c3"
+
+
+def test_bundle_bytes():
+    """A bundle is B, then per item the student id in 8 bytes and the length in 4 (both
+    big-endian), then the student message as a student's channel carries it; a frame
+    given in parts is the same bytes as the frame message."""
+    bundle = codec.Bundle()
+    bundle.add(7, *codec.frame_parts(Place(3, None), AGENT_FRAME))
+    bundle.add(300, b"T" + PLACE_3_NONE + b"{}")
+    frame_message = b"F" + PLACE_3_NONE + AGENT_FRAME
+    assert bytes(bundle) == (
+        b"B"
+        + b"\x00\x00\x00\x00\x00\x00\x00\x07"
+        + len(frame_message).to_bytes(4, "big")
+        + frame_message
+        + b"\x00\x00\x00\x00\x00\x00\x01\x2c\x00\x00\x00\x0b"
+        + b"T"
+        + PLACE_3_NONE
+        + b"{}"
+    )
+    assert bundle.size == len(bytes(bundle))
+    assert codec.encode_frame(Place(3, None), AGENT_FRAME) == frame_message
+
+
+def test_bundle_round_trip_then_each_item_reads_as_a_student_message():
+    bundle = codec.Bundle()
+    bundle.add(7, *codec.frame_parts(Place(3, None), AGENT_FRAME))
+    bundle.add(8, codec.encode_tabs(Place(None, 4), codec.tabs_text(8, [])))
+    items = codec.decode_bundle(bytes(bundle))
+    assert [sid for sid, _ in items] == [7, 8]
+    assert codec.decode_student_message(7, items[0][1]) == FrameMessage(Place(3, None), AGENT_FRAME)
+    tabs = codec.decode_student_message(8, items[1][1])
+    assert isinstance(tabs, TabsMessage) and tabs.place == Place(None, 4)
+    assert codec.decode_bundle(b"B") == []
+
+
+def test_a_student_id_that_does_not_fit_is_refused_when_writing():
+    assert _code(codec.Bundle().add, -1, b"x") == codec.OUT_OF_RANGE
+    assert _code(codec.Bundle().add, 1 << 64, b"x") == codec.OUT_OF_RANGE
+
+
+def _one_item(sid: int, message: bytes) -> bytes:
+    bundle = codec.Bundle()
+    bundle.add(sid, message)
+    return bytes(bundle)
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ("B", codec.NOT_BYTES),
+        (b"", codec.EMPTY),
+        (b"F" + PLACE_3_NONE + AGENT_FRAME, codec.UNKNOWN_KIND),
+        (b"B\x00\x00\x00", codec.TRUNCATED),  # an item's header cut short
+        (_one_item(7, b"T" + PLACE_3_NONE + b"{}")[:-1], codec.TRUNCATED),  # its body
+        (_one_item(7, b"S{}") + b"\x00", codec.TRUNCATED),  # a byte after the last item
+    ],
+)
+def test_bad_bundle_is_refused_whole(data, code):
+    """A bundle whose items do not fill it exactly is refused with its code, before any
+    item is read."""
+    assert _code(codec.decode_bundle, data) == code
+
+
+def test_random_bundles_are_read_or_refused_never_anything_else():
+    rng = random.Random(20261202)
+    for _ in range(2000):
+        data = b"B" + rng.randbytes(rng.randrange(0, 40))
+        try:
+            items = codec.decode_bundle(data)
+        except ClusterMessageError:
+            continue
+        assert 1 + sum(12 + len(m) for _, m in items) == len(data)
 
 
 # ---- recheck --------------------------------------------------------------------------
@@ -692,6 +785,165 @@ async def test_link_drops_bad_messages_and_goes_on(tmp_path, caplog):
         # not_json came twice, once on each channel, and was logged once
         for code in [*codes, "bad_presence"]:
             assert sum(f": {code}: " in w for w in warnings) == 1, (code, warnings)
+    finally:
+        await cluster.close()
+        await r.aclose()
+        redis.stop()
+
+
+async def test_bundles_only_where_every_wanting_instance_reads_them(tmp_path):
+    """Mixed versions during a rolling upgrade: while an instance that does not read
+    bundles (no "b" in its demand) wants a student, that student's frames go on its
+    channel, as an older version reads them; once only bundle readers want it, they go
+    to their inboxes. Each frame goes one way only, so no viewer gets it twice."""
+    redis = RedisProcess(tmp_path / "redis")
+    redis.start()
+    hub = Hub(load_settings(env={"KLASBLIK_ENROLLMENT_TOKEN": TOKEN}), LatestWriter(None, 0))  # type: ignore[arg-type]
+    hub.gate = lambda viewer, device: None
+    cluster = Cluster(hub, redis.url(0), refresh_s=30)
+    r = aioredis.Redis.from_url(redis.url(0))
+    listener = r.pubsub()
+    old, new = "web0-1-aaaaaa", "web2-1-bbbbbb"
+    heard: list[tuple[bytes, bytes]] = []
+
+    async def listen() -> None:
+        while True:
+            msg = await listener.get_message(ignore_subscribe_messages=True, timeout=None)
+            if msg is not None and msg["type"] in ("message", "pmessage"):
+                heard.append((msg["channel"], msg["data"]))
+
+    def frames_on(channel: bytes) -> list[bytes]:
+        """The agent frames heard on a student channel or in an inbox's bundles."""
+        out: list[bytes] = []
+        for ch, data in heard:
+            if ch != channel:
+                continue
+            messages = (
+                [m for _, m in codec.decode_bundle(data)] if ch.startswith(b"kb:i:") else [data]
+            )
+            for m in messages:
+                decoded = codec.decode_student_message(9, m)
+                if isinstance(decoded, FrameMessage):
+                    out.append(decoded.frame)
+        return out
+
+    async def demand(inst: str, entries: list[list[Any]], bundles: bool) -> None:
+        flag = ',"b":true' if bundles else ""
+        body = f'{{"i":"{inst}","full":true{flag},"d":{{"9":{json.dumps(entries)}}}}}'
+        await r.publish(b"kb:demand", body.encode())
+
+    frames = [AGENT_FRAME[:-1] + bytes([i]) for i in range(6)]
+    try:
+        await listener.subscribe(b"kb:s:9")
+        await listener.psubscribe(b"kb:i:*")
+        reader = asyncio.create_task(listen())
+        cluster.start()
+        await wait_for(lambda: cluster.up, timeout(10), "the link connected")
+        conn = AgentConn(9, "Bram", None, _Box(), "127.0.0.1", "desktop", 3, 3)  # type: ignore[arg-type]
+        hub.attach_agent(conn)
+        student_channel = b"kb:s:9"
+        inbox = codec.inbox_channel(new)
+
+        await demand(old, [["grid", "Juf Ans", 3, 3]], bundles=False)
+        await wait_for(lambda: 9 in cluster._remote, timeout(10), "the old instance's demand")
+        assert cluster.publish_frame(conn, frames[0])
+        await wait_for(lambda: frames_on(student_channel) == frames[:1], timeout(10), "frame 0")
+
+        await demand(new, [["grid", "Meneer Kok", 3, 3]], bundles=True)
+        await wait_for(
+            lambda: len(cluster._remote.get(9, {})) == 2, timeout(10), "both instances want 9"
+        )
+        assert cluster.publish_frame(conn, frames[1])  # the old one still wants it
+        await wait_for(lambda: frames_on(student_channel) == frames[:2], timeout(10), "frame 1")
+
+        await r.publish(b"kb:demand", f'{{"i":"{old}","full":true,"d":{{}}}}'.encode())
+        await wait_for(
+            lambda: list(cluster._remote.get(9, {})) == [new], timeout(10), "the old one left"
+        )
+        for f in frames[2:4]:  # in one bundle or two, in order
+            assert cluster.publish_frame(conn, f)
+        await wait_for(lambda: frames_on(inbox) == frames[2:4], timeout(10), "frames 2 and 3")
+
+        await demand(new, [["grid", "Meneer Kok", 3, 3]], bundles=False)  # rolled back
+        await wait_for(lambda: new not in cluster._readers, timeout(10), "the rollback")
+        assert cluster.publish_frame(conn, frames[4])
+        await wait_for(
+            lambda: frames_on(student_channel) == frames[:2] + frames[4:5], timeout(10), "frame 4"
+        )
+
+        # nobody wants it any more: nothing is sent at all
+        await r.publish(b"kb:demand", f'{{"i":"{new}","full":true,"d":{{}}}}'.encode())
+        await wait_for(lambda: 9 not in cluster._remote, timeout(10), "nobody wants 9")
+        assert not cluster.publish_frame(conn, frames[5])
+        await asyncio.sleep(0)  # a last message, were there one, would follow frame 4
+        assert frames_on(student_channel) == [frames[0], frames[1], frames[4]]
+        assert frames_on(inbox) == frames[2:4]
+        assert cluster.bundled == 2
+        reader.cancel()
+    finally:
+        await cluster.close()
+        await listener.aclose()
+        await r.aclose()
+        redis.stop()
+
+
+async def test_a_bundle_applies_its_good_messages_and_a_broken_one_nothing(tmp_path, caplog):
+    """On an instance's inbox: a bad message inside a good bundle is dropped alone (the
+    frames and tabs around it reach the viewer); a bundle whose items do not add up is
+    dropped whole, its good first frame included; the link goes on."""
+    redis = RedisProcess(tmp_path / "redis")
+    redis.start()
+    hub = Hub(load_settings(env={"KLASBLIK_ENROLLMENT_TOKEN": TOKEN}), LatestWriter(None, 0))  # type: ignore[arg-type]
+    hub.gate = lambda viewer, device: None
+    cluster = Cluster(hub, redis.url(0), refresh_s=30)
+    r = aioredis.Redis.from_url(redis.url(0))
+    caplog.set_level(logging.WARNING, logger="klasblik.server.live.cluster.link")
+    try:
+        cluster.start()
+        await wait_for(lambda: cluster.up, timeout(10), "the link connected")
+        box = _Box()
+        viewer = Viewer(1, "Juf Ans", None, box, "127.0.0.1", 3, 3)  # type: ignore[arg-type]
+        hub.add_viewer(viewer)
+        hub.subscribe(viewer, 1, [7])
+
+        async def listening() -> bool:
+            return dict(await r.pubsub_numsub(cluster.inbox)).get(cluster.inbox) == 1
+
+        await wait_for(listening, timeout(10), "the link reads its inbox")
+
+        def frames() -> list[Any]:
+            return [i for i in box.items if not isinstance(i, str)]
+
+        good = codec.Bundle()
+        good.add(7, *codec.frame_parts(Place(3, 3), AGENT_FRAME))
+        good.add(7, b"X" + PLACE + AGENT_FRAME)  # unknown kind: dropped alone
+        good.add(7, codec.encode_tabs(Place(3, 3), codec.tabs_text(7, [{"title": "Les"}])))
+        await r.publish(cluster.inbox, bytes(good))
+
+        def tabs() -> bool:
+            return any(m.get("type") == "tabs" for m in box.messages())
+
+        await wait_for(tabs, timeout(10), "the tabs after the bad message")
+        assert len(frames()) == 1
+        assert cluster.rejected == 1
+
+        broken = codec.Bundle()
+        broken.add(7, *codec.frame_parts(Place(3, 3), AGENT_FRAME))
+        await r.publish(cluster.inbox, bytes(broken)[:-1])
+        later = codec.Bundle()
+        later.add(7, codec.encode_tabs(Place(3, 3), codec.tabs_text(7, [{"title": "Pauze"}])))
+        await r.publish(cluster.inbox, bytes(later))
+
+        def pauze() -> bool:
+            return any("Pauze" in json.dumps(m) for m in box.messages())
+
+        await wait_for(pauze, timeout(10), "the bundle after the broken one")
+        assert len(frames()) == 1  # nothing of the broken bundle
+        assert cluster.rejected == 2
+        assert cluster.up
+        warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
+        assert sum(": unknown_kind: " in w for w in warnings) == 1, warnings
+        assert sum(": truncated: " in w for w in warnings) == 1, warnings
     finally:
         await cluster.close()
         await r.aclose()

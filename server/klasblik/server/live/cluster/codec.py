@@ -8,6 +8,7 @@ Names::
     kb:demand               the channel every instance publishes its demand on
     kb:recheck              "look again now": students whose do-not-view entry changed
     kb:s:<student id>       a student's channel: frames, tabs and status of its agent
+    kb:i:<instance>         an instance's inbox: bundles of student messages for it
     kb:p:<student id>       a student's presence key: which instance holds its agent
 
 Values (ids in decimal ASCII; a location id of -1, or any negative one, reads as none)::
@@ -16,7 +17,9 @@ Values (ids in decimal ASCII; a location id of -1, or any negative one, reads as
     frame     "F" place <the agent frame as the agent sent it: KBF1, header, image>
     tabs      "T" place <the dashboards' tabs message, JSON text in UTF-8>
     status    "S" {"i":instance,"s":state,"d":[location,home location]}
-    demand    {"i":instance,"full":bool,["ask":true,]"d":{"<student id>":[entry, ...]}}
+    bundle    "B" then items, each: student id (8 bytes), length (4 bytes), a frame or
+              tabs message of that length, as a student's channel carries it
+    demand    {"i":instance,"full":bool,["ask":true,]["b":true,]"d":{"<student id>":[entry, ...]}}
               entry = [mode ("grid" or "focus"), viewer name, location, home location]
     recheck   {"i":instance,"w":"no_view","s":[student id, ...]}   (at most 1000 ids)
 
@@ -27,10 +30,21 @@ for a location that is none; a demand message lists each student's entries once,
 by the ``repr`` of their (mode, name, location, home location) tuple. Status and demand
 come from the instance named in ``"i"``; ``"full"`` means the message replaces all of
 that instance's demand, ``"ask"`` that it wants the current tabs and status of the
-students listed. A recheck carries no decision, only which students to look up again in
+students listed, ``"b"`` that it reads bundles on its inbox. A recheck carries no decision, only which students to look up again in
 the database (the instance holding their agents applies what the database says), so a
 forged one can cost a query but never stop or start a capture. A peer's own extra JSON
 keys are ignored.
+
+**Bundles, and instances of an older version.** An instance that holds an agent sends the
+frames and tabs of that student in bundles to the inboxes of the instances that want
+them (one Redis message for many frames, instead of one per frame on the student's
+channel), but only while *every* instance wanting the student said ``"b"`` in its demand.
+When one of them did not (an instance of an older version, during a rolling upgrade), it
+publishes on the student's channel as before; instances of this version keep subscribing
+to the channels of the students they want, so they read both, and each message goes one
+way only. Status messages always go on the student's channel. Ids and lengths in a bundle
+are big-endian unsigned; a bundle whose items do not add up to its length is refused
+whole, a bad message inside a good bundle alone.
 
 Every decoder raises :class:`ClusterMessageError`, with one of the codes below, for
 anything it cannot read; nothing else escapes a decoder, whatever the input.
@@ -53,6 +67,7 @@ __all__ = [
     "BAD_CHANNEL",
     "BAD_FIELD",
     "BAD_PRESENCE",
+    "BUNDLE",
     "DEMAND_CHANNEL",
     "EMPTY",
     "FRAME",
@@ -72,6 +87,7 @@ __all__ = [
     "TRUNCATED",
     "UNKNOWN_KIND",
     "UNKNOWN_MODE",
+    "Bundle",
     "ClusterMessageError",
     "Demand",
     "DemandEntry",
@@ -82,6 +98,7 @@ __all__ = [
     "StatusMessage",
     "StudentMessage",
     "TabsMessage",
+    "decode_bundle",
     "decode_demand",
     "decode_recheck",
     "decode_student_message",
@@ -91,6 +108,8 @@ __all__ = [
     "encode_recheck",
     "encode_status",
     "encode_tabs",
+    "frame_parts",
+    "inbox_channel",
     "instance_name",
     "pack_place",
     "parse_presence",
@@ -108,10 +127,10 @@ __all__ = [
 NOT_BYTES: Final = "not_bytes"
 #: a student message with no bytes at all
 EMPTY: Final = "empty"
-#: a student message whose first byte is not ``F``, ``T`` or ``S``
+#: a student message whose first byte is not ``F``, ``T`` or ``S``, or a bundle's not ``B``
 UNKNOWN_KIND: Final = "unknown_kind"
 #: shorter than its fixed part: the 8-byte place, or the 24-byte agent frame header
-#: and at least one byte of image
+#: and at least one byte of image; a bundle whose items run past its end
 TRUNCATED: Final = "truncated"
 #: a frame message whose agent frame does not start with ``KBF1``
 NOT_A_FRAME: Final = "not_a_frame"
@@ -150,6 +169,7 @@ RECHECK_KINDS: Final = ("no_view",)
 MAX_RECHECK_IDS: Final = 1000
 _STUDENT_PREFIX: Final = b"kb:s:"
 _PRESENCE_PREFIX: Final = b"kb:p:"
+_INBOX_PREFIX: Final = b"kb:i:"
 
 
 def student_channel(student_id: int) -> bytes:
@@ -160,6 +180,11 @@ def student_channel(student_id: int) -> bytes:
 def presence_key(student_id: int) -> bytes:
     """The key naming the instance that holds a student's agent: ``kb:p:<student id>``."""
     return b"kb:p:%d" % student_id
+
+
+def inbox_channel(instance: str) -> bytes:
+    """The channel an instance reads bundles on: ``kb:i:<instance>``."""
+    return _INBOX_PREFIX + instance.encode()
 
 
 def parse_student_channel(channel: object) -> int:
@@ -274,6 +299,12 @@ def encode_frame(place: Place, frame: bytes) -> bytes:
     return FRAME + pack_place(place) + frame
 
 
+def frame_parts(place: Place, frame: bytes) -> tuple[bytes, bytes]:
+    """A frame message in two parts (``F`` and the place, then the frame as it came), for
+    a :class:`Bundle` to join without copying the frame first."""
+    return FRAME + pack_place(place), frame
+
+
 def encode_tabs(place: Place, text: str) -> bytes:
     """``T``, the device's place, then the dashboards' tabs message (see :func:`tabs_text`)."""
     return TABS + pack_place(place) + text.encode()
@@ -291,7 +322,7 @@ def encode_status(instance: str, state: Mapping[str, Any], place: Place) -> byte
 
 
 def decode_student_message(student_id: int, data: object) -> StudentMessage:
-    """Read one message from ``kb:s:<student_id>``."""
+    """Read one message from ``kb:s:<student_id>``, or one item of a bundle for it."""
     if not isinstance(data, bytes):
         raise ClusterMessageError(NOT_BYTES, f"message is {type(data).__name__}")
     kind = data[:1]
@@ -336,6 +367,65 @@ def decode_student_message(student_id: int, data: object) -> StudentMessage:
     raise ClusterMessageError(UNKNOWN_KIND, f"unknown message kind {kind!r}")
 
 
+# ---- bundles ---------------------------------------------------------------------------
+
+BUNDLE: Final = b"B"
+_ITEM: Final = struct.Struct(">QI")  # student id, length of the message that follows
+
+
+class Bundle:
+    """A bundle being written: :meth:`add` student messages, then ``bytes(bundle)``."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = [BUNDLE]
+        #: bytes so far, header included
+        self.size = 1
+
+    def add(self, student_id: int, *message: bytes) -> None:
+        """One student message, given whole or in parts (:func:`frame_parts`)."""
+        length = sum(len(part) for part in message)
+        try:
+            self.parts.append(_ITEM.pack(student_id, length))
+        except struct.error:
+            raise ClusterMessageError(
+                OUT_OF_RANGE, f"student {student_id} or length {length} does not fit"
+            ) from None
+        self.parts.extend(message)
+        self.size += _ITEM.size + length
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def decode_bundle(data: object) -> list[tuple[int, bytes]]:
+    """The (student id, message) items of a bundle read from an inbox, in order; each
+    message is read with :func:`decode_student_message`. Refused whole unless the items
+    fill the bundle exactly."""
+    if not isinstance(data, bytes):
+        raise ClusterMessageError(NOT_BYTES, f"bundle is {type(data).__name__}")
+    if not data:
+        raise ClusterMessageError(EMPTY, "empty bundle")
+    if data[:1] != BUNDLE:
+        raise ClusterMessageError(UNKNOWN_KIND, f"inbox message of kind {data[:1]!r}")
+    items: list[tuple[int, bytes]] = []
+    at, end = 1, len(data)
+    head = _ITEM.size
+    while at < end:
+        if end - at < head:
+            raise ClusterMessageError(TRUNCATED, f"bundle ends {end - at} bytes into an item")
+        sid, length = _ITEM.unpack_from(data, at)
+        at += head
+        if end - at < length:
+            raise ClusterMessageError(
+                TRUNCATED, f"bundle item of {length} bytes with {end - at} left"
+            )
+        items.append((sid, data[at : at + length]))
+        at += length
+    return items
+
+
 def parse_seen(value: object) -> dt.datetime | None:
     """A status's ``last_seen`` (ISO 8601, ``Z`` for UTC); None for null or empty."""
     if value is None or value == "":
@@ -375,6 +465,8 @@ class Demand:
     ask: bool
     #: student id -> that instance's viewers of the student; empty: none any more
     students: Mapping[int, tuple[DemandEntry, ...]]
+    #: the instance reads bundles on its inbox (an older version does not say so)
+    bundles: bool = False
 
 
 def _entry_order(e: DemandEntry) -> str:
@@ -387,12 +479,15 @@ def encode_demand(
     *,
     full: bool,
     ask: bool = False,
+    bundles: bool = False,
 ) -> bytes:
     """Compact ASCII JSON of this instance's demand for the students in ``demand`` (in its
     order); each student's entries once, in their canonical order."""
     body: dict[str, Any] = {"i": instance, "full": full}
     if ask:
         body["ask"] = True
+    if bundles:
+        body["b"] = True
     body["d"] = {str(sid): _entries(entries) for sid, entries in demand.items()}
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -409,8 +504,11 @@ def decode_demand(data: object) -> Demand:
     body, instance = _instance_message(data, "demand")
     full = body.get("full")
     ask = body.get("ask", False)
-    if not isinstance(full, bool) or not isinstance(ask, bool):
-        raise ClusterMessageError(BAD_FIELD, f"demand 'full' {full!r}, 'ask' {ask!r}")
+    bundles = body.get("b", False)
+    if not isinstance(full, bool) or not isinstance(ask, bool) or not isinstance(bundles, bool):
+        raise ClusterMessageError(
+            BAD_FIELD, f"demand 'full' {full!r}, 'ask' {ask!r}, 'b' {bundles!r}"
+        )
     raw = body.get("d")
     if not isinstance(raw, dict):
         raise ClusterMessageError(BAD_FIELD, f"demand 'd' is {type(raw).__name__}")
@@ -422,7 +520,7 @@ def decode_demand(data: object) -> Demand:
         if not isinstance(entries, list):
             raise ClusterMessageError(BAD_FIELD, f"demand for {sid} is {type(entries).__name__}")
         students[sid] = tuple(_demand_entry(e) for e in entries)
-    return Demand(instance, full, ask, students)
+    return Demand(instance, full, ask, students, bundles)
 
 
 def _demand_entry(raw: object) -> DemandEntry:

@@ -8,9 +8,13 @@ per-viewer outboxes do the sending.
   names it wants per student, on every change and in full every ``cluster_refresh_s``.
   Every instance keeps the demand of the others (dropped when an instance stays silent
   for three periods) and merges it into the watch it sends to the agents it holds.
-- **Frames, tabs, status.** The instance holding an agent publishes what the agent sends
-  on ``kb:s:<student id>``, only while another instance wants that student; instances with
-  viewers subscribe to those channels and relay the same bytes to their viewers. Once
+- **Frames, tabs, status.** The instance holding an agent sends what the agent sends only
+  while another instance wants that student: frames and tabs in bundles, one Redis message
+  per receiving instance for all the frames for it that came in within 20 ms, on
+  that instance's inbox ``kb:i:<instance>``; status, and everything for a student that an
+  instance of an older version (no bundles in its demand) wants, on ``kb:s:<student id>``.
+  Instances with viewers subscribe to their inbox and to those students' channels, and
+  relay the same bytes to their viewers. Once
   subscribed to a new student, an instance asks for the current state (``"ask"`` in its
   demand message), and the holding instance answers with the agent's tabs and status.
 - **Rechecks.** When IT sets or clears a student's do-not-view entry on one instance, it
@@ -58,6 +62,7 @@ from klasblik.server.live.cluster.codec import (
     DEMAND_CHANNEL,
     MAX_RECHECK_IDS,
     RECHECK_CHANNEL,
+    Bundle,
     ClusterMessageError,
     DemandEntry,
     Place,
@@ -91,6 +96,12 @@ for i = 1, #KEYS do redis.call('set', KEYS[i], ARGV[i + 1], 'px', ARGV[1]) end
 return #KEYS
 """
 _REJECT_LOG_EVERY_S = 60.0  # a bad message is logged at most this often per error code
+#: a bundle this big is queued for Redis at once, and the next one begun
+_BUNDLE_BYTES = 256 * 1024
+#: the publisher lets what comes in this long after the first op go in the same pipeline
+#: and bundles: each pipeline costs the client 100-300 µs of Python whatever it holds, so
+#: one per frame cost more than the frame's own relaying (docs/performance.md, fifth round)
+_GATHER_S = 0.02
 
 #: a queued Redis command: ("pub", channel, message), ("set" | "delown", key, value), or
 #: ("setall", keys, values): the presence of many agents, renewed in one script call
@@ -110,6 +121,12 @@ class Cluster:
         self.refresh_s = refresh_s
         self.ttl_ms = max(1000, int(refresh_s * 3000))
         self.instance = codec.instance_name(socket.gethostname(), os.getpid(), secrets.token_hex(3))
+        #: the channel other instances send this one's bundles on
+        self.inbox = codec.inbox_channel(self.instance)
+        #: instances whose last demand said they read bundles
+        self._readers: set[str] = set()
+        #: receiving instance -> the bundle being written for it (queued by _seal)
+        self._open: dict[str, Bundle] = {}
         self.up = False
         self.last_error: str | None = "not connected yet"
         #: student id -> instance -> its viewers (mode, name, location, home location)
@@ -130,6 +147,8 @@ class Cluster:
         self._client: aioredis.Redis | None = None
         self._task: asyncio.Task[None] | None = None
         self.published = 0
+        #: frames and tabs sent in bundles, of those counted in ``published`` or not
+        self.bundled = 0
         self.received = 0
         self.dropped = 0
         #: messages and presence values from Redis refused by the codec (and dropped)
@@ -186,7 +205,7 @@ class Cluster:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await client.ping()
-                await pubsub.subscribe(DEMAND_CHANNEL, RECHECK_CHANNEL)
+                await pubsub.subscribe(DEMAND_CHANNEL, RECHECK_CHANNEL, self.inbox)
                 self._subscribed = set()
                 self._client = client
                 self._queue.clear()
@@ -225,12 +244,14 @@ class Cluster:
         self.up = False
         self.last_error = reason
         self._queue.clear()
+        self._open.clear()
         self._queued_bytes = 0
         # forget what only Redis can keep current: other instances' demand and agents
         demanded = list(self._remote)
         states = list(self._remote_state)
         self._remote.clear()
         self._instance_seen.clear()
+        self._readers.clear()
         self._remote_state.clear()
         for sid in demanded:
             self.hub.refresh_watch(sid)
@@ -283,13 +304,27 @@ class Cluster:
                 names.add(entry.name)
         return mode, frozenset(names)
 
-    def _remote_allowed(self, conn: AgentConn) -> bool:
+    def _route(self, conn: AgentConn) -> list[str] | None:
+        """The instances whose viewers the location rule lets see this agent now, when
+        all of them read bundles; None when none may, [] when one of them reads only the
+        student's channel (an older version)."""
         wants = self._remote.get(conn.student_id)
         if not wants:
-            return False
-        return any(
-            not self.hub.blocked(entry, conn) for entries in wants.values() for entry in entries
-        )
+            return None
+        readers = self._readers
+        to: list[str] = []
+        old = False
+        for inst, entries in wants.items():
+            for entry in entries:
+                if not self.hub.blocked(entry, conn):
+                    if inst in readers:
+                        to.append(inst)
+                    else:
+                        old = True
+                    break
+        if old:
+            return []
+        return to or None
 
     def remote_status(self, sid: int) -> dict[str, Any] | None:
         held = self._remote_state.get(sid)
@@ -297,22 +332,54 @@ class Cluster:
 
     def publish_frame(self, conn: AgentConn, data: bytes) -> bool:
         """Send a frame to the instances that want it; False when none may see it."""
-        if not self.up or not self._remote_allowed(conn):
+        if not self.up:
+            return False
+        to = self._route(conn)
+        if to is None:
             return False
         if self._queued_bytes > _MAX_PENDING_BYTES:
             self.dropped += 1
             return True
         self._queued_bytes += len(data)
-        message = codec.encode_frame(_place_of(conn), data)
-        self._enqueue(("pub", student_channel(conn.student_id), message))
+        if to:
+            self._bundle(to, conn.student_id, codec.frame_parts(_place_of(conn), data))
+        else:
+            message = codec.encode_frame(_place_of(conn), data)
+            self._enqueue(("pub", student_channel(conn.student_id), message))
         return True
 
     def publish_tabs(self, conn: AgentConn, text: str) -> bool:
-        if not self.up or not self._remote_allowed(conn):
+        if not self.up:
+            return False
+        to = self._route(conn)
+        if to is None:
             return False
         message = codec.encode_tabs(_place_of(conn), text)
-        self._enqueue(("pub", student_channel(conn.student_id), message))
+        if to:
+            self._bundle(to, conn.student_id, (message,))
+        else:
+            self._enqueue(("pub", student_channel(conn.student_id), message))
         return True
+
+    def _bundle(self, to: list[str], sid: int, message: tuple[bytes, ...]) -> None:
+        """Add a student message to the open bundle of each instance in ``to``."""
+        for inst in to:
+            bundle = self._open.get(inst)
+            if bundle is None:
+                bundle = self._open[inst] = Bundle()
+            bundle.add(sid, *message)
+            if bundle.size >= _BUNDLE_BYTES:
+                del self._open[inst]
+                self._queue.append(("pub", codec.inbox_channel(inst), bytes(bundle)))
+        self.bundled += 1
+        self._wake.set()
+
+    def _seal(self) -> None:
+        """Queue the open bundles, so that what is queued after them goes out after them."""
+        if self._open:
+            for inst, bundle in self._open.items():
+                self._queue.append(("pub", codec.inbox_channel(inst), bytes(bundle)))
+            self._open.clear()
 
     def publish_status(self, conn: AgentConn, state: dict[str, Any]) -> None:
         message = codec.encode_status(self.instance, state, _place_of(conn))
@@ -355,6 +422,7 @@ class Cluster:
         if len(self._queue) >= _MAX_PENDING_ITEMS:
             self.dropped += 1
             return
+        self._seal()
         self._queue.append(item)
         self._wake.set()
 
@@ -377,14 +445,14 @@ class Cluster:
     def _send_full_demand(self) -> None:
         self._demand_dirty.clear()
         demand = {sid: self._local_demand(sid) for sid in self.hub.watchers}
-        message = codec.encode_demand(self.instance, demand, full=True)
+        message = codec.encode_demand(self.instance, demand, full=True, bundles=True)
         self._enqueue(("pub", DEMAND_CHANNEL, message))
 
     def _ask_state(self, ids: list[int]) -> None:
         """Now that their channels are subscribed, ask the instances holding these agents
         for their current tabs and status (sent with the demand, so it arrives first)."""
         demand = {sid: self._local_demand(sid) for sid in ids}
-        message = codec.encode_demand(self.instance, demand, full=False, ask=True)
+        message = codec.encode_demand(self.instance, demand, full=False, ask=True, bundles=True)
         self._enqueue(("pub", DEMAND_CHANNEL, message))
 
     def _flush_demand(self) -> None:
@@ -392,14 +460,17 @@ class Cluster:
             return
         demand = {sid: self._local_demand(sid) for sid in self._demand_dirty}
         self._demand_dirty.clear()
-        message = codec.encode_demand(self.instance, demand, full=False)
+        message = codec.encode_demand(self.instance, demand, full=False, bundles=True)
         self._enqueue(("pub", DEMAND_CHANNEL, message))
 
     async def _publisher(self, client: aioredis.Redis) -> None:
         while True:
             await self._wake.wait()
+            if len(self._queue) < _SLICE:
+                await asyncio.sleep(_GATHER_S)
             self._wake.clear()
             self._flush_demand()
+            self._seal()
             if not self._queue:
                 continue
             # in slices: a presence refresh of thousands of agents must not hold the event
@@ -467,7 +538,9 @@ class Cluster:
             channel = msg["channel"]
             data = msg["data"]
             try:
-                if channel == DEMAND_CHANNEL:
+                if channel == self.inbox:
+                    self._on_bundle(codec.decode_bundle(data))
+                elif channel == DEMAND_CHANNEL:
                     self._on_demand(codec.decode_demand(data))
                 elif channel == RECHECK_CHANNEL:
                     self._on_recheck(codec.decode_recheck(data))
@@ -477,6 +550,16 @@ class Cluster:
                 self._reject(channel, exc)
             except Exception:
                 log.exception("cluster: a message on %r failed in the hub; dropped", channel)
+
+    def _on_bundle(self, items: list[tuple[int, bytes]]) -> None:
+        """Apply each message of a bundle; a bad one is dropped alone."""
+        for sid, message in items:
+            try:
+                self._on_student_message(sid, message)
+            except ClusterMessageError as exc:
+                self._reject(self.inbox, exc)
+            except Exception:
+                log.exception("cluster: a message in a bundle for %s failed in the hub", sid)
 
     def _reject(self, where: object, exc: ClusterMessageError) -> None:
         """Count a refused message; log it, at most once a minute per error code."""
@@ -509,6 +592,10 @@ class Cluster:
         if inst == self.instance:
             return
         self._instance_seen[inst] = time.monotonic()
+        if demand.bundles:
+            self._readers.add(inst)
+        else:
+            self._readers.discard(inst)
         changed: set[int] = set()
         if demand.full:
             for sid, wants in list(self._remote.items()):
@@ -550,6 +637,7 @@ class Cluster:
         limit = time.monotonic() - 3 * self.refresh_s
         for inst in [i for i, seen in self._instance_seen.items() if seen < limit]:
             del self._instance_seen[inst]
+            self._readers.discard(inst)
             log.info("cluster: instance %s went silent; dropping its demand", inst)
             for sid, wants in list(self._remote.items()):
                 if wants.pop(inst, None) is not None:
