@@ -6,6 +6,10 @@ Measures, for each target in one run:
 - ``cluster``: two ``klasblik serve`` processes sharing PostgreSQL and a private Redis
   (agents and dashboards alternate between them, so about half the frames cross Redis);
 - ``bare``: ``bench/bare_relay.py``, a minimal forwarder, as the yardstick;
+- ``pair``: two ``klasblik serve`` processes and no Redis, each class (its agents and its
+  dashboard) on one of them, so no frame crosses: what two processes cost on this machine
+  beside one (their own agents, sweeps and refreshes, the cores they share), the baseline
+  that shows what of ``cluster``'s cost is the crossing itself;
 
 the connected agents, server RSS per agent (``/proc/PID/status``), relayed frames/s, and
 agent→dashboard latency p50/p99, first at the target load (``--fps`` per watched agent),
@@ -430,9 +434,7 @@ def _spy(
             str(servers[0].pid),
             "--format",
             "raw",
-            "--nonblocking",
-            "--rate",
-            "250",
+            *(("--gil", "--rate", "80") if args.py_spy_gil else ("--nonblocking", "--rate", "250")),
             "--duration",
             str(int(seconds or args.seconds)),
             "-o",
@@ -473,7 +475,7 @@ def run_target(
                 redis = start_redis(workdir)
                 extra.append(redis)
                 env["KLASBLIK_REDIS_URL"] = f"redis://127.0.0.1:{redis.port}/0"
-            count = 2 if kind == "cluster" else 1
+            count = 2 if kind in ("cluster", "pair") else 1
             for i in range(count):
                 name = f"{target}-{i}"
                 env_i = {**env, "KLASBLIK_BLOB_STORE": f"file:{workdir}/blobs-{i}"}
@@ -494,7 +496,10 @@ def run_target(
             for _ in range(n_workers)
         ]
         for i in range(1, args.agents + 1):
-            srv = servers[i % len(servers)]
+            if target == "pair":  # a class's agents on its dashboard's server (j % 2 below)
+                srv = servers[((i - 1) // args.class_size) % 2]
+            else:
+                srv = servers[i % len(servers)]
             spec: list[Any] = [f"ws://127.0.0.1:{srv.port}/ws/agent", f"s{i}@bench.example", i]
             if roster.get("tokens") and target != "bare":
                 spec.append(roster["tokens"][i - 1])
@@ -544,7 +549,8 @@ def run_target(
             for phase, fps in (("target", args.fps), ("max", args.max_fps)):
                 workers.ask({"cmd": "rate", "fps": fps})
                 time.sleep(args.warmup)
-                cpu0 = sum(cpu_s(p.pid) for p in servers + extra)
+                procs0 = {p.name: cpu_s(p.pid) for p in servers + extra}
+                cpu0 = sum(procs0.values())
                 threads0 = thread_cpu_s(servers[0].pid)
                 t = time.monotonic()
                 wall0 = time.time()
@@ -553,7 +559,8 @@ def run_target(
                 if spy is not None:
                     spy.wait(timeout=60)
                 elapsed = time.monotonic() - t
-                cpu = sum(cpu_s(p.pid) for p in servers + extra) - cpu0
+                procs = {p.name: cpu_s(p.pid) - procs0[p.name] for p in servers + extra}
+                cpu = sum(procs.values())
                 threads = {
                     name: round(100 * (used - threads0.get(name, 0.0)) / elapsed, 1)
                     for name, used in thread_cpu_s(servers[0].pid).items()
@@ -573,6 +580,11 @@ def run_target(
                     "dashboards_closed": sum(a["dashboards_closed"] for a in answers),
                     "gc": gc_pauses(servers, wall0, time.time()),
                     "threads_cpu_pct": threads,
+                    # µs per relayed frame by process (the two servers and Redis of a cluster)
+                    "procs_us_per_frame": {
+                        name: round(1e6 * used / frames_in) if frames_in else None
+                        for name, used in procs.items()
+                    },
                 }
                 for a in answers:
                     res.errors += a["errors"]
@@ -619,6 +631,9 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
                 for name, pct in sorted(ph["threads_cpu_pct"].items(), key=lambda kv: -kv[1])
             )
             print(f"  {r.target} {phase}: CPU by thread: {split}")
+            if len(ph["procs_us_per_frame"]) > 1:
+                parts = ", ".join(f"{n} {us} µs" for n, us in ph["procs_us_per_frame"].items())
+                print(f"  {r.target} {phase}: CPU per frame by process: {parts}")
     by = {r.target: r for r in results}
     for phase in ("target", "max"):
         cost = {
@@ -633,6 +648,8 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
                 ("single", "bare"),
                 ("before-cluster", "before"),
                 ("cluster", "single"),
+                ("pair", "single"),
+                ("cluster", "pair"),
             )
             if a in cost and b in cost
         ]
@@ -690,7 +707,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--targets",
         default="single,bare,cluster",
-        help="comma-separated: single, cluster, bare, and before / before-cluster (the "
+        help="comma-separated: single, cluster, pair, bare, and before / before-cluster (the "
         "server code in --before-src, e.g. from: git archive COMMIT server | tar -x -C DIR)",
     )
     parser.add_argument("--before-src", help="a source tree whose server/ the before targets run")
@@ -706,6 +723,13 @@ def main(argv: list[str] | None = None) -> None:
         "--py-spy",
         help="record py-spy profiles of the measured phases to "
         "PREFIX-TARGET-PHASE.txt (raw format)",
+    )
+    parser.add_argument(
+        "--py-spy-gil",
+        action="store_true",
+        help="py-spy samples only while the loop thread holds the GIL, pausing the server "
+        "80 times a second (where its Python time goes; the default, 250 samples a second "
+        "without pausing, can read a running thread's stack wrongly)",
     )
     parser.add_argument(
         "--server-env",
