@@ -10,10 +10,12 @@ and feed it bad messages: each is dropped and logged, and the link goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
 import random
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -696,24 +698,42 @@ class _Box:
         return [json.loads(i) for i in self.items if isinstance(i, str)]
 
 
-async def test_link_drops_bad_messages_and_goes_on(tmp_path, caplog):
-    """Bad messages on the demand channel and a student's channel, and a bad presence
-    value, are dropped, counted and logged once per code; the link stays up and then
-    applies good messages written as every version writes them."""
+@contextlib.asynccontextmanager
+async def _linked(tmp_path: Any) -> AsyncIterator[tuple[Hub, Cluster, aioredis.Redis]]:
+    """A hub whose location rule lets everyone see everything, its link to a private
+    Redis (connected), and a plain Redis client to write to it as another instance."""
     redis = RedisProcess(tmp_path / "redis")
     redis.start()
     hub = Hub(load_settings(env={"KLASBLIK_ENROLLMENT_TOKEN": TOKEN}), LatestWriter(None, 0))  # type: ignore[arg-type]
     hub.gate = lambda viewer, device: None  # everyone may see everything here
     cluster = Cluster(hub, redis.url(0), refresh_s=30)
     r = aioredis.Redis.from_url(redis.url(0))
-    caplog.set_level(logging.WARNING, logger="klasblik.server.live.cluster.link")
     try:
         cluster.start()
         await wait_for(lambda: cluster.up, timeout(10), "the link connected")
-        viewer_box = _Box()
-        viewer = Viewer(1, "Juf Ans", None, viewer_box, "127.0.0.1", 3, 3)  # type: ignore[arg-type]
-        hub.add_viewer(viewer)
-        hub.subscribe(viewer, 1, [7])
+        yield hub, cluster, r
+    finally:
+        await cluster.close()
+        await r.aclose()
+        redis.stop()
+
+
+def _viewer_of_7(hub: Hub) -> _Box:
+    """A viewer here of student 7; what the hub queues for it."""
+    box = _Box()
+    viewer = Viewer(1, "Juf Ans", None, box, "127.0.0.1", 3, 3)  # type: ignore[arg-type]
+    hub.add_viewer(viewer)
+    hub.subscribe(viewer, 1, [7])
+    return box
+
+
+async def test_link_drops_bad_messages_and_goes_on(tmp_path, caplog):
+    """Bad messages on the demand channel and a student's channel, and a bad presence
+    value, are dropped, counted and logged once per code; the link stays up and then
+    applies good messages written as every version writes them."""
+    caplog.set_level(logging.WARNING, logger="klasblik.server.live.cluster.link")
+    async with _linked(tmp_path) as (hub, cluster, r):
+        viewer_box = _viewer_of_7(hub)
 
         async def subscribed() -> bool:
             return dict(await r.pubsub_numsub(b"kb:s:7")).get(b"kb:s:7") == 1
@@ -785,10 +805,6 @@ async def test_link_drops_bad_messages_and_goes_on(tmp_path, caplog):
         # not_json came twice, once on each channel, and was logged once
         for code in [*codes, "bad_presence"]:
             assert sum(f": {code}: " in w for w in warnings) == 1, (code, warnings)
-    finally:
-        await cluster.close()
-        await r.aclose()
-        redis.stop()
 
 
 async def test_bundles_only_where_every_wanting_instance_reads_them(tmp_path):
@@ -796,13 +812,6 @@ async def test_bundles_only_where_every_wanting_instance_reads_them(tmp_path):
     bundles (no "b" in its demand) wants a student, that student's frames go on its
     channel, as an older version reads them; once only bundle readers want it, they go
     to their inboxes. Each frame goes one way only, so no viewer gets it twice."""
-    redis = RedisProcess(tmp_path / "redis")
-    redis.start()
-    hub = Hub(load_settings(env={"KLASBLIK_ENROLLMENT_TOKEN": TOKEN}), LatestWriter(None, 0))  # type: ignore[arg-type]
-    hub.gate = lambda viewer, device: None
-    cluster = Cluster(hub, redis.url(0), refresh_s=30)
-    r = aioredis.Redis.from_url(redis.url(0))
-    listener = r.pubsub()
     old, new = "web0-1-aaaaaa", "web2-1-bbbbbb"
     heard: list[tuple[bytes, bytes]] = []
 
@@ -833,78 +842,67 @@ async def test_bundles_only_where_every_wanting_instance_reads_them(tmp_path):
         await r.publish(b"kb:demand", body.encode())
 
     frames = [AGENT_FRAME[:-1] + bytes([i]) for i in range(6)]
-    try:
+    async with _linked(tmp_path) as (hub, cluster, r):
+        listener = r.pubsub()
         await listener.subscribe(b"kb:s:9")
         await listener.psubscribe(b"kb:i:*")
         reader = asyncio.create_task(listen())
-        cluster.start()
-        await wait_for(lambda: cluster.up, timeout(10), "the link connected")
-        conn = AgentConn(9, "Bram", None, _Box(), "127.0.0.1", "desktop", 3, 3)  # type: ignore[arg-type]
-        hub.attach_agent(conn)
-        student_channel = b"kb:s:9"
-        inbox = codec.inbox_channel(new)
+        try:
+            conn = AgentConn(9, "Bram", None, _Box(), "127.0.0.1", "desktop", 3, 3)  # type: ignore[arg-type]
+            hub.attach_agent(conn)
+            student_channel = b"kb:s:9"
+            inbox = codec.inbox_channel(new)
 
-        await demand(old, [["grid", "Juf Ans", 3, 3]], bundles=False)
-        await wait_for(lambda: 9 in cluster._remote, timeout(10), "the old instance's demand")
-        assert cluster.publish_frame(conn, frames[0])
-        await wait_for(lambda: frames_on(student_channel) == frames[:1], timeout(10), "frame 0")
+            await demand(old, [["grid", "Juf Ans", 3, 3]], bundles=False)
+            await wait_for(lambda: 9 in cluster._remote, timeout(10), "the old instance's demand")
+            assert cluster.publish_frame(conn, frames[0])
+            await wait_for(lambda: frames_on(student_channel) == frames[:1], timeout(10), "frame 0")
 
-        await demand(new, [["grid", "Meneer Kok", 3, 3]], bundles=True)
-        await wait_for(
-            lambda: len(cluster._remote.get(9, {})) == 2, timeout(10), "both instances want 9"
-        )
-        assert cluster.publish_frame(conn, frames[1])  # the old one still wants it
-        await wait_for(lambda: frames_on(student_channel) == frames[:2], timeout(10), "frame 1")
+            await demand(new, [["grid", "Meneer Kok", 3, 3]], bundles=True)
+            await wait_for(
+                lambda: len(cluster._remote.get(9, {})) == 2, timeout(10), "both instances want 9"
+            )
+            assert cluster.publish_frame(conn, frames[1])  # the old one still wants it
+            await wait_for(lambda: frames_on(student_channel) == frames[:2], timeout(10), "frame 1")
 
-        await r.publish(b"kb:demand", f'{{"i":"{old}","full":true,"d":{{}}}}'.encode())
-        await wait_for(
-            lambda: list(cluster._remote.get(9, {})) == [new], timeout(10), "the old one left"
-        )
-        for f in frames[2:4]:  # in one bundle or two, in order
-            assert cluster.publish_frame(conn, f)
-        await wait_for(lambda: frames_on(inbox) == frames[2:4], timeout(10), "frames 2 and 3")
+            await r.publish(b"kb:demand", f'{{"i":"{old}","full":true,"d":{{}}}}'.encode())
+            await wait_for(
+                lambda: list(cluster._remote.get(9, {})) == [new], timeout(10), "the old one left"
+            )
+            for f in frames[2:4]:  # in one bundle or two, in order
+                assert cluster.publish_frame(conn, f)
+            await wait_for(lambda: frames_on(inbox) == frames[2:4], timeout(10), "frames 2 and 3")
 
-        await demand(new, [["grid", "Meneer Kok", 3, 3]], bundles=False)  # rolled back
-        await wait_for(lambda: new not in cluster._readers, timeout(10), "the rollback")
-        assert cluster.publish_frame(conn, frames[4])
-        await wait_for(
-            lambda: frames_on(student_channel) == frames[:2] + frames[4:5], timeout(10), "frame 4"
-        )
+            await demand(new, [["grid", "Meneer Kok", 3, 3]], bundles=False)  # rolled back
+            await wait_for(lambda: new not in cluster._readers, timeout(10), "the rollback")
+            assert cluster.publish_frame(conn, frames[4])
+            await wait_for(
+                lambda: frames_on(student_channel) == frames[:2] + frames[4:5],
+                timeout(10),
+                "frame 4",
+            )
 
-        # nobody wants it any more: nothing is sent at all
-        await r.publish(b"kb:demand", f'{{"i":"{new}","full":true,"d":{{}}}}'.encode())
-        await wait_for(lambda: 9 not in cluster._remote, timeout(10), "nobody wants 9")
-        assert not cluster.publish_frame(conn, frames[5])
-        await asyncio.sleep(0)  # a last message, were there one, would follow frame 4
-        assert frames_on(student_channel) == [frames[0], frames[1], frames[4]]
-        assert frames_on(inbox) == frames[2:4]
-        assert cluster.bundled == 2
-        reader.cancel()
-    finally:
-        await cluster.close()
-        await listener.aclose()
-        await r.aclose()
-        redis.stop()
+            # nobody wants it any more: nothing is sent at all
+            await r.publish(b"kb:demand", f'{{"i":"{new}","full":true,"d":{{}}}}'.encode())
+            await wait_for(lambda: 9 not in cluster._remote, timeout(10), "nobody wants 9")
+            assert not cluster.publish_frame(conn, frames[5])
+            await asyncio.sleep(0)  # a last message, were there one, would follow frame 4
+            assert frames_on(student_channel) == [frames[0], frames[1], frames[4]]
+            assert frames_on(inbox) == frames[2:4]
+            assert cluster.bundled == 2
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await listener.aclose()
 
 
 async def test_a_bundle_applies_its_good_messages_and_a_broken_one_nothing(tmp_path, caplog):
     """On an instance's inbox: a bad message inside a good bundle is dropped alone (the
     frames and tabs around it reach the viewer); a bundle whose items do not add up is
     dropped whole, its good first frame included; the link goes on."""
-    redis = RedisProcess(tmp_path / "redis")
-    redis.start()
-    hub = Hub(load_settings(env={"KLASBLIK_ENROLLMENT_TOKEN": TOKEN}), LatestWriter(None, 0))  # type: ignore[arg-type]
-    hub.gate = lambda viewer, device: None
-    cluster = Cluster(hub, redis.url(0), refresh_s=30)
-    r = aioredis.Redis.from_url(redis.url(0))
     caplog.set_level(logging.WARNING, logger="klasblik.server.live.cluster.link")
-    try:
-        cluster.start()
-        await wait_for(lambda: cluster.up, timeout(10), "the link connected")
-        box = _Box()
-        viewer = Viewer(1, "Juf Ans", None, box, "127.0.0.1", 3, 3)  # type: ignore[arg-type]
-        hub.add_viewer(viewer)
-        hub.subscribe(viewer, 1, [7])
+    async with _linked(tmp_path) as (hub, cluster, r):
+        box = _viewer_of_7(hub)
 
         async def listening() -> bool:
             return dict(await r.pubsub_numsub(cluster.inbox)).get(cluster.inbox) == 1
@@ -944,7 +942,3 @@ async def test_a_bundle_applies_its_good_messages_and_a_broken_one_nothing(tmp_p
         warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
         assert sum(": unknown_kind: " in w for w in warnings) == 1, warnings
         assert sum(": truncated: " in w for w in warnings) == 1, warnings
-    finally:
-        await cluster.close()
-        await r.aclose()
-        redis.stop()
