@@ -813,87 +813,93 @@ async def test_bundles_only_where_every_wanting_instance_reads_them(tmp_path):
     channel, as an older version reads them; once only bundle readers want it, they go
     to their inboxes. Each frame goes one way only, so no viewer gets it twice."""
     old, new = "web0-1-aaaaaa", "web2-1-bbbbbb"
+    student_channel, inbox = b"kb:s:9", codec.inbox_channel(new)
     heard: list[tuple[bytes, bytes]] = []
-
-    async def listen() -> None:
-        while True:
-            msg = await listener.get_message(ignore_subscribe_messages=True, timeout=None)
-            if msg is not None and msg["type"] in ("message", "pmessage"):
-                heard.append((msg["channel"], msg["data"]))
-
-    def frames_on(channel: bytes) -> list[bytes]:
-        """The agent frames heard on a student channel or in an inbox's bundles."""
-        out: list[bytes] = []
-        for ch, data in heard:
-            if ch != channel:
-                continue
-            messages = (
-                [m for _, m in codec.decode_bundle(data)] if ch.startswith(b"kb:i:") else [data]
-            )
-            for m in messages:
-                decoded = codec.decode_student_message(9, m)
-                if isinstance(decoded, FrameMessage):
-                    out.append(decoded.frame)
-        return out
-
-    async def demand(inst: str, entries: list[list[Any]], bundles: bool) -> None:
-        flag = ',"b":true' if bundles else ""
-        body = f'{{"i":"{inst}","full":true{flag},"d":{{"9":{json.dumps(entries)}}}}}'
-        await r.publish(b"kb:demand", body.encode())
-
     frames = [AGENT_FRAME[:-1] + bytes([i]) for i in range(6)]
+
     async with _linked(tmp_path) as (hub, cluster, r):
-        listener = r.pubsub()
-        await listener.subscribe(b"kb:s:9")
-        await listener.psubscribe(b"kb:i:*")
-        reader = asyncio.create_task(listen())
+        # its own client: what it hears is read here, in the waits, never by a task left
+        # reading when the test ends
+        listener_client = aioredis.Redis.from_url(cluster.url)
+        listener = listener_client.pubsub()
+
+        async def drain() -> None:
+            while True:
+                msg = await listener.get_message(ignore_subscribe_messages=True, timeout=0.01)
+                if msg is None:
+                    return
+                if msg["type"] in ("message", "pmessage"):
+                    heard.append((msg["channel"], msg["data"]))
+
+        def frames_on(channel: bytes) -> list[bytes]:
+            """The agent frames heard on a student channel or in an inbox's bundles."""
+            out: list[bytes] = []
+            for ch, data in heard:
+                if ch != channel:
+                    continue
+                bundled = ch.startswith(b"kb:i:")
+                for m in [m for _, m in codec.decode_bundle(data)] if bundled else [data]:
+                    decoded = codec.decode_student_message(9, m)
+                    if isinstance(decoded, FrameMessage):
+                        out.append(decoded.frame)
+            return out
+
+        async def heard_on(channel: bytes, expected: list[bytes], what: str) -> None:
+            async def arrived() -> bool:
+                await drain()
+                return frames_on(channel) == expected
+
+            await wait_for(arrived, timeout(10), lambda: f"{what}: {len(heard)} heard")
+
+        async def demand(inst: str, entries: list[list[Any]], bundles: bool) -> None:
+            flag = ',"b":true' if bundles else ""
+            body = f'{{"i":"{inst}","full":true{flag},"d":{{"9":{json.dumps(entries)}}}}}'
+            await asyncio.wait_for(r.publish(b"kb:demand", body.encode()), timeout(10))
+
+        async def listening() -> bool:
+            await drain()
+            numsub = dict(await r.pubsub_numsub(student_channel))
+            return numsub.get(student_channel) == 1 and await r.pubsub_numpat() == 1
+
         try:
+            await listener.subscribe(student_channel)
+            await listener.psubscribe(b"kb:i:*")
+            await wait_for(listening, timeout(10), "the listener subscribed")
             conn = AgentConn(9, "Bram", None, _Box(), "127.0.0.1", "desktop", 3, 3)  # type: ignore[arg-type]
             hub.attach_agent(conn)
-            student_channel = b"kb:s:9"
-            inbox = codec.inbox_channel(new)
 
             await demand(old, [["grid", "Juf Ans", 3, 3]], bundles=False)
             await wait_for(lambda: 9 in cluster._remote, timeout(10), "the old instance's demand")
             assert cluster.publish_frame(conn, frames[0])
-            await wait_for(lambda: frames_on(student_channel) == frames[:1], timeout(10), "frame 0")
+            await heard_on(student_channel, frames[:1], "frame 0 on the channel")
 
             await demand(new, [["grid", "Meneer Kok", 3, 3]], bundles=True)
-            await wait_for(
-                lambda: len(cluster._remote.get(9, {})) == 2, timeout(10), "both instances want 9"
-            )
+            await wait_for(lambda: len(cluster._remote.get(9, {})) == 2, timeout(10), "both want 9")
             assert cluster.publish_frame(conn, frames[1])  # the old one still wants it
-            await wait_for(lambda: frames_on(student_channel) == frames[:2], timeout(10), "frame 1")
+            await heard_on(student_channel, frames[:2], "frame 1 on the channel")
 
-            await r.publish(b"kb:demand", f'{{"i":"{old}","full":true,"d":{{}}}}'.encode())
+            await demand(old, [], bundles=False)  # the old one leaves
             await wait_for(
                 lambda: list(cluster._remote.get(9, {})) == [new], timeout(10), "the old one left"
             )
             for f in frames[2:4]:  # in one bundle or two, in order
                 assert cluster.publish_frame(conn, f)
-            await wait_for(lambda: frames_on(inbox) == frames[2:4], timeout(10), "frames 2 and 3")
+            await heard_on(inbox, frames[2:4], "frames 2 and 3 in the inbox")
 
             await demand(new, [["grid", "Meneer Kok", 3, 3]], bundles=False)  # rolled back
             await wait_for(lambda: new not in cluster._readers, timeout(10), "the rollback")
             assert cluster.publish_frame(conn, frames[4])
-            await wait_for(
-                lambda: frames_on(student_channel) == frames[:2] + frames[4:5],
-                timeout(10),
-                "frame 4",
-            )
+            await heard_on(student_channel, [*frames[:2], frames[4]], "frame 4 on the channel")
 
-            # nobody wants it any more: nothing is sent at all
-            await r.publish(b"kb:demand", f'{{"i":"{new}","full":true,"d":{{}}}}'.encode())
+            await demand(new, [], bundles=False)  # nobody wants it any more: nothing is sent
             await wait_for(lambda: 9 not in cluster._remote, timeout(10), "nobody wants 9")
             assert not cluster.publish_frame(conn, frames[5])
-            await asyncio.sleep(0)  # a last message, were there one, would follow frame 4
             assert frames_on(student_channel) == [frames[0], frames[1], frames[4]]
             assert frames_on(inbox) == frames[2:4]
             assert cluster.bundled == 2
         finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
             await listener.aclose()
+            await listener_client.aclose()
 
 
 async def test_a_bundle_applies_its_good_messages_and_a_broken_one_nothing(tmp_path, caplog):
