@@ -102,10 +102,18 @@ class CaddyProcess:
                 pytest.fail(f"caddy exited {self.proc.returncode}:\n{self.log()}")
             if not self.root_ca.exists():
                 return False
+            # a whole TLS handshake for the site's name: the port opens before Caddy has
+            # issued the site's certificate, and a handshake then ends in an internal error
+            context = ssl.create_default_context(cafile=str(self.root_ca))
             try:
-                with socket.create_connection(("127.0.0.1", self.https_port), timeout=timeout(1)):
+                with (
+                    socket.create_connection(
+                        ("127.0.0.1", self.https_port), timeout=timeout(1)
+                    ) as raw,
+                    context.wrap_socket(raw, server_hostname=self.hostname),
+                ):
                     return True
-            except OSError:
+            except OSError:  # ssl.SSLError included
                 return False
 
         wait_for_sync(serving, timeout(30), lambda: f"caddy to serve:\n{self.log()}", interval=0.1)
