@@ -98,9 +98,9 @@ return #KEYS
 _REJECT_LOG_EVERY_S = 60.0  # a bad message is logged at most this often per error code
 #: a bundle this big is queued for Redis at once, and the next one begun
 _BUNDLE_BYTES = 256 * 1024
-#: the publisher lets what comes in this long after the first op go in the same pipeline
-#: and bundles: each pipeline costs the client 100-300 µs of Python whatever it holds, so
-#: one per frame cost more than the frame's own relaying (docs/performance.md, fifth round)
+#: with only bundles to write, the publisher lets the frames that come in this long join
+#: them: each pipeline costs the client 100-300 µs of Python whatever it holds, so one per
+#: frame cost more than the frame's own relaying (docs/performance.md, the cluster's round)
 _GATHER_S = 0.02
 
 #: a queued Redis command: ("pub", channel, message), ("set" | "delown", key, value), or
@@ -466,7 +466,9 @@ class Cluster:
     async def _publisher(self, client: aioredis.Redis) -> None:
         while True:
             await self._wake.wait()
-            if len(self._queue) < _SLICE:
+            if self._open and not self._queue and not self._demand_dirty:
+                # only bundles to write: let more frames join them; anything else (demand,
+                # presence, status, a recheck) goes out at once, with what is bundled so far
                 await asyncio.sleep(_GATHER_S)
             self._wake.clear()
             self._flush_demand()
