@@ -267,7 +267,7 @@ class _Commands:
         students = []
         for st, has_thumb in zip(cls.students, thumbs, strict=True):
             conn = hub.agents.get(st.id)
-            state = hub.status(st.id, None, self.viewer) if conn else _offline(hub, st)
+            state = hub.status(st.id, None, self.viewer) if conn else _offline(hub, st, self.viewer)
             if st.id in barred:
                 state = dict(state, no_view=True, mode="off")
             students.append(
@@ -360,8 +360,10 @@ class _Commands:
             pass
 
 
-def _offline(hub: Any, st: Any) -> dict[str, Any]:
-    state: dict[str, Any] = hub.status(st.id, None)
+def _offline(hub: Any, st: Any, viewer: Any) -> dict[str, Any]:
+    """A student with no agent here: offline, or held by another instance, where the
+    location rule for this viewer decides ``elsewhere`` and ``mode`` as for one here."""
+    state: dict[str, Any] = hub.status(st.id, None, viewer)
     if state["last_seen"] is None and st.last_seen_iso:
         state["last_seen"] = st.last_seen_iso
     return state
