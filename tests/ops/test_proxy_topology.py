@@ -142,6 +142,13 @@ async def test_client_addresses_and_the_location_rule_survive_the_proxy(topology
         )
         assert states()[students[ANNA[0]]]["elsewhere"] is False
         assert states()[students[BRAM[0]]]["elsewhere"] is True
+        # a reply built now that both are known (on this instance or the other, as the
+        # proxy spread them) says the same for this teacher, not only a later status
+        again = await dash.command("subscribe", class_id=topology["roster"]["class_id"])
+        replied = {s["id"]: s["state"] for s in again["result"]["students"]}
+        assert replied[students[ANNA[0]]]["elsewhere"] is False
+        assert replied[students[BRAM[0]]]["elsewhere"] is True
+        assert replied[students[BRAM[0]]]["mode"] == "off"
 
         await wait_for(lambda: anna.mode == "grid", timeout(10), "the student at school is asked")
         assert bram.mode == "off"
