@@ -370,7 +370,7 @@ class Cluster:
             bundle.add(sid, *message)
             if bundle.size >= _BUNDLE_BYTES:
                 del self._open[inst]
-                self._queue.append(("pub", codec.inbox_channel(inst), bytes(bundle)))
+                self._queue_bundle(inst, bundle)
         self.bundled += 1
         self._wake.set()
 
@@ -378,8 +378,11 @@ class Cluster:
         """Queue the open bundles, so that what is queued after them goes out after them."""
         if self._open:
             for inst, bundle in self._open.items():
-                self._queue.append(("pub", codec.inbox_channel(inst), bytes(bundle)))
+                self._queue_bundle(inst, bundle)
             self._open.clear()
+
+    def _queue_bundle(self, inst: str, bundle: Bundle) -> None:
+        self._queue.append(("pub", codec.inbox_channel(inst), bytes(bundle)))
 
     def publish_status(self, conn: AgentConn, state: dict[str, Any]) -> None:
         message = codec.encode_status(self.instance, state, _place_of(conn))
