@@ -147,7 +147,7 @@ class Cluster:
         self._client: aioredis.Redis | None = None
         self._task: asyncio.Task[None] | None = None
         self.published = 0
-        #: frames and tabs sent in bundles, of those counted in ``published`` or not
+        #: frames and tabs put in bundles (``published`` counts Redis commands, a bundle one)
         self.bundled = 0
         self.received = 0
         self.dropped = 0
