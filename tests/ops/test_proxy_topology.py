@@ -16,10 +16,12 @@ from sqlalchemy import select, update
 from yarl import URL
 
 from klasblik.server.auth.sessions import COOKIE
+from klasblik.server.storage.blobs.base import thumbnail_name
+from klasblik.server.storage.blobs.local import LocalBlobStore
 from klasblik.server.storage.models import Location, Staff, Student
 from tests.support.caddy import CaddyProcess
 from tests.support.cluster import RedisProcess, ServerProcess, SharedDatabase
-from tests.support.live import TOKEN, TestAgent, frame
+from tests.support.live import TOKEN, TestAgent, frame, jpeg
 from tests.support.sourced import Dashboard
 from tests.support.timing import timeout, wait_for
 
@@ -143,12 +145,20 @@ async def test_client_addresses_and_the_location_rule_survive_the_proxy(topology
         assert states()[students[ANNA[0]]]["elsewhere"] is False
         assert states()[students[BRAM[0]]]["elsewhere"] is True
         # a reply built now that both are known (on this instance or the other, as the
-        # proxy spread them) says the same for this teacher, not only a later status
+        # proxy spread them) says the same for this teacher, not only a later status; with
+        # a stored picture of each, only hers is offered (his is of a device elsewhere)
+        for server in topology["servers"]:
+            store = LocalBlobStore(server.workdir / "blobs")
+            for account in (ANNA[0], BRAM[0]):
+                await store.put(thumbnail_name(students[account]), jpeg())
+            await store.close()
         again = await dash.command("subscribe", class_id=topology["roster"]["class_id"])
-        replied = {s["id"]: s["state"] for s in again["result"]["students"]}
-        assert replied[students[ANNA[0]]]["elsewhere"] is False
-        assert replied[students[BRAM[0]]]["elsewhere"] is True
-        assert replied[students[BRAM[0]]]["mode"] == "off"
+        replied = {s["id"]: s for s in again["result"]["students"]}
+        assert replied[students[ANNA[0]]]["state"]["elsewhere"] is False
+        assert replied[students[ANNA[0]]]["has_thumbnail"] is True
+        assert replied[students[BRAM[0]]]["state"]["elsewhere"] is True
+        assert replied[students[BRAM[0]]]["state"]["mode"] == "off"
+        assert replied[students[BRAM[0]]]["has_thumbnail"] is False
 
         await wait_for(lambda: anna.mode == "grid", timeout(10), "the student at school is asked")
         assert bram.mode == "off"

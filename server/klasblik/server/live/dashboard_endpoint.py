@@ -267,7 +267,12 @@ class _Commands:
         students = []
         for st, has_thumb in zip(cls.students, thumbs, strict=True):
             conn = hub.agents.get(st.id)
-            state = hub.status(st.id, None, self.viewer) if conn else _offline(hub, st, self.viewer)
+            state = hub.status(st.id, None, self.viewer)
+            if state["last_seen"] is None and st.last_seen_iso:
+                state["last_seen"] = st.last_seen_iso  # offline here and elsewhere
+            # the location rule for this viewer and the student's device, wherever an
+            # instance holds it (its tabs from another instance come as a message later)
+            shown = not hub.blocked_student(self.viewer, st.id) and st.id not in barred
             if st.id in barred:
                 state = dict(state, no_view=True, mode="off")
             students.append(
@@ -275,12 +280,8 @@ class _Commands:
                     "id": st.id,
                     "display_name": st.display_name,
                     "state": state,
-                    "tabs": conn.tabs
-                    if conn and not hub.blocked(self.viewer, conn) and st.id not in barred
-                    else [],
-                    "has_thumbnail": has_thumb
-                    and not hub.blocked(self.viewer, conn)
-                    and st.id not in barred,
+                    "tabs": conn.tabs if conn and shown else [],
+                    "has_thumbnail": has_thumb and shown,
                 }
             )
         return {
@@ -358,12 +359,3 @@ class _Commands:
             await self._audit(action, subject, "connection closed", students)
         except ApiError:
             pass
-
-
-def _offline(hub: Any, st: Any, viewer: Any) -> dict[str, Any]:
-    """A student with no agent here: offline, or held by another instance, where the
-    location rule for this viewer decides ``elsewhere`` and ``mode`` as for one here."""
-    state: dict[str, Any] = hub.status(st.id, None, viewer)
-    if state["last_seen"] is None and st.last_seen_iso:
-        state["last_seen"] = st.last_seen_iso
-    return state

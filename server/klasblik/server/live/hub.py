@@ -240,6 +240,19 @@ class Hub:
             return p.ErrorCode.ELSEWHERE
         return self.gate(viewer, conn)
 
+    def blocked_student(self, viewer: Placed, student_id: int) -> str | None:
+        """:meth:`blocked` for a student's device wherever it is held: here, or by another
+        instance (at the place that instance last said). None when no device is known
+        (offline): the stored picture's own endpoint then decides by the place kept
+        beside it (web/api.py)."""
+        conn = self.agents.get(student_id)
+        if conn is not None:
+            return self.blocked(viewer, conn)
+        cluster = self.cluster
+        if cluster is not None and cluster.remote_status(student_id) is not None:
+            return self.blocked(viewer, cluster.remote_device(student_id))
+        return None
+
     # ---- agents -------------------------------------------------------------------
 
     def attach_agent(self, conn: AgentConn) -> AgentConn | None:
@@ -311,9 +324,8 @@ class Hub:
     ) -> dict[str, Any]:
         conn = self.agents.get(student_id)
         state: dict[str, Any]
-        why: str | None = None
+        why = self.blocked_student(viewer, student_id) if viewer is not None else None
         if conn is not None:
-            why = self.blocked(viewer, conn) if viewer is not None else None
             state = {
                 "online": True,
                 "last_seen": _iso(conn.last_seen),
@@ -339,8 +351,6 @@ class Hub:
                     "mode": "off",
                 }
             else:
-                device = cluster.remote_device(student_id)
-                why = self.blocked(viewer, device) if viewer is not None else None
                 state = dict(remote, elsewhere=why == p.ErrorCode.ELSEWHERE)
                 state["mode"] = "off" if why else remote.get("mode", "off")
         if why == p.ErrorCode.OUTSIDE_LESSON_HOURS:
