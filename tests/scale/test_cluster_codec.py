@@ -807,6 +807,67 @@ async def test_link_drops_bad_messages_and_goes_on(tmp_path, caplog):
             assert sum(f": {code}: " in w for w in warnings) == 1, (code, warnings)
 
 
+async def test_the_location_rule_reads_a_student_held_elsewhere_at_its_place(tmp_path):
+    """For a student whose agent another instance holds, the hub answers the location rule
+    by the place that instance last said, as for an agent here: the subscribe reply's
+    state, tabs and stored picture follow it (a reply that asked with no device offered
+    the picture of a student at home to a teacher at school)."""
+    async with _linked(tmp_path) as (hub, cluster, r):
+        # a teacher at location 3 sees devices at location 3 only
+        hub.gate = lambda viewer, device: (
+            None if device.location_id == viewer.location_id else p.ErrorCode.ELSEWHERE
+        )
+        viewer = Viewer(1, "Juf Ans", None, _Box(), "127.0.0.1", 3, 3)  # type: ignore[arg-type]
+        hub.add_viewer(viewer)
+        hub.subscribe(viewer, 1, [7])
+
+        async def subscribed() -> bool:
+            return dict(await r.pubsub_numsub(b"kb:s:7")).get(b"kb:s:7") == 1
+
+        await wait_for(subscribed, timeout(10), "the link subscribed to student 7")
+        assert hub.blocked_student(viewer, 7) is None  # offline: no device known
+        for place, why in (([5, 5], p.ErrorCode.ELSEWHERE), ([3, 3], None)):
+            await r.publish(
+                b"kb:s:7",
+                b'S{"i":"web2-1-abcdef","s":{"online":true,"last_seen":"2025-03-01T08:30:00Z",'
+                b'"capture_error":null,"elsewhere":false,"mode":"grid"},"d":'
+                + json.dumps(place).encode()
+                + b"}",
+            )
+            await wait_for(
+                lambda place=place: cluster.remote_device(7) == Place(*place),
+                timeout(10),
+                f"the status from the other instance read (device at {place})",
+            )
+            assert hub.blocked_student(viewer, 7) == why
+            state = hub.status(7, None, viewer)
+            assert state["online"] is True
+            assert state["elsewhere"] is (why == p.ErrorCode.ELSEWHERE)
+            assert state["mode"] == ("off" if why else "grid")
+
+        # an agent here at location 5: the same answer from its connection
+        conn = AgentConn(9, "Bram", None, _Box(), "127.0.0.1", "desktop", 5, 5)  # type: ignore[arg-type]
+        hub.attach_agent(conn)
+        assert hub.blocked_student(viewer, 9) == p.ErrorCode.ELSEWHERE
+        assert hub.blocked_student(viewer, 8) is None
+
+
+async def test_closing_the_link_while_a_write_is_in_flight_ends(tmp_path):
+    """A link closed just as an agent arrives (its presence write to Redis in flight)
+    stops: redis-py swallowed the cancellation inside the pipeline and the publisher then
+    waited for ever, so a server's shutdown hung. Ten times, each with a new link."""
+    async with _linked(tmp_path) as (hub, cluster, _r):
+        url = cluster.url
+        for n in range(10):
+            link = Cluster(hub, url, refresh_s=30)
+            link.start()
+            await wait_for(lambda link=link: link.up, timeout(10), f"link {n} connected")
+            conn = AgentConn(100 + n, "Bram", None, _Box(), "127.0.0.1", "desktop", 3, 3)  # type: ignore[arg-type]
+            hub.attach_agent(conn)
+            await asyncio.wait_for(link.close(), timeout(5))
+            assert link._task is None
+
+
 async def test_bundles_only_where_every_wanting_instance_reads_them(tmp_path):
     """Mixed versions during a rolling upgrade: while an instance that does not read
     bundles (no "b" in its demand) wants a student, that student's frames go on its

@@ -108,6 +108,16 @@ _GATHER_S = 0.02
 _Op = tuple[str, Any, Any]
 
 
+def _go_on() -> None:
+    """Stop the running task if it was asked to. redis-py can swallow a cancellation that
+    comes while a command is in flight (seen in ``Pipeline.execute``, redis-py 8.1): the
+    task is marked as cancelling but runs on, and its next wait never ends, so closing
+    the link hung. Each loop of the link calls this before it waits again."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _place_of(conn: AgentConn) -> Place:
     return Place(conn.location_id, conn.home_location_id)
 
@@ -468,6 +478,7 @@ class Cluster:
 
     async def _publisher(self, client: aioredis.Redis) -> None:
         while True:
+            _go_on()
             await self._wake.wait()
             if self._open and not self._queue and not self._demand_dirty:
                 # only bundles to write: let more frames join them; anything else (demand,
@@ -503,6 +514,7 @@ class Cluster:
     async def _subscriber(self, pubsub: Any) -> None:
         """Keep one channel subscription per student this instance has viewers for."""
         while True:
+            _go_on()
             await self._subs_changed.wait()
             self._subs_changed.clear()
             wanted = set(self.hub.watchers)
@@ -529,6 +541,7 @@ class Cluster:
     async def _reader(self, pubsub: Any) -> None:
         # Any: redis-py leaves PubSub.get_message unannotated and types .connection as None
         while True:
+            _go_on()
             # no timeout: a timed read arms and cancels a timer for every relayed frame; a
             # lost connection ends the read with an error (and the refresher's writes on
             # the other connection notice a Redis that stopped answering)
@@ -582,6 +595,7 @@ class Cluster:
 
     async def _refresher(self, client: aioredis.Redis) -> None:
         while True:
+            _go_on()
             await asyncio.sleep(self.refresh_s)
             await client.ping()
             self._send_full_demand()
