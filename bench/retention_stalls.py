@@ -40,6 +40,7 @@ import asyncio
 import datetime as dt
 import gc
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -274,7 +275,9 @@ def pin(emulator: Azurite) -> str:
     return "server on core 0, Azurite on core 1"
 
 
-async def run_store(kind: str, n: int, azurite: Path | None, pinned: bool) -> None:
+async def run_store(
+    kind: str, n: int, azurite: Path | None, pinned: bool, after_only: bool = False
+) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="klasblik-stalls-"))
     settings = load_settings(
         env={},
@@ -303,17 +306,19 @@ async def run_store(kind: str, n: int, azurite: Path | None, pinned: bool) -> No
             first, second = await fill_azure(store, n)
             age = MAX_AGE - dt.timedelta(seconds=1)
             print(f"{kind}, {n} blobs ({where}):")
-            listing, delete = old_azure(store)
-            store.list, store.delete = listing, delete  # type: ignore[method-assign]
-            found = await measured(
-                "before: dry-run sweep, pages of 50",
-                sweep(store, lambda: second + age, MAX_AGE, dry_run=True),
-            )
-            swept_before = await measured(
-                "before: sweep, 32 single deletes",
-                sweep(store, lambda: first + age, MAX_AGE),
-            )
-            del store.list, store.delete
+            found = swept_before = 0
+            if not after_only:
+                listing, delete = old_azure(store)
+                store.list, store.delete = listing, delete  # type: ignore[method-assign]
+                found = await measured(
+                    "before: dry-run sweep, pages of 50",
+                    sweep(store, lambda: second + age, MAX_AGE, dry_run=True),
+                )
+                swept_before = await measured(
+                    "before: sweep, 32 single deletes",
+                    sweep(store, lambda: first + age, MAX_AGE),
+                )
+                del store.list, store.delete
             again = await measured(
                 "after: dry-run sweep, store threads",
                 sweep(store, lambda: second + age, MAX_AGE, dry_run=True),
@@ -376,14 +381,25 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-pin", action="store_true", help="leave the server and Azurite to the scheduler"
     )
+    parser.add_argument(
+        "--after-only",
+        action="store_true",
+        help="Azure: only this code's steps (the sweep then deletes two generations)",
+    )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        metavar="MS",
+        help="the interpreter's thread switch interval (sys.setswitchinterval; default 5 ms)",
+    )
     args = parser.parse_args(argv)
     pinned = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
-    print(
-        f"python bench/retention_stalls.py --n {args.n} --stores {args.stores}"
-        f"{' --no-pin' if args.no_pin else ''}"
-    )
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval / 1000)
+    print("command: python bench/retention_stalls.py " + shlex.join(sys.argv[1:]))
+    print(f"thread switch interval {1000 * sys.getswitchinterval():g} ms")
     for kind in args.stores.split(","):
-        await run_store(kind, args.n, args.azurite, pinned)
+        await run_store(kind, args.n, args.azurite, pinned, args.after_only)
 
 
 if __name__ == "__main__":
