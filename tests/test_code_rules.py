@@ -79,3 +79,22 @@ def test_layer_contracts_catch_a_violation(tmp_path):
     assert done.returncode != 0
     assert "klasblik.server.locations.rule -> klasblik.server.live.hub" in done.stdout
     assert "klasblik.server.storage.models -> aiohttp" in done.stdout
+
+
+def _wait_for_calls(text: str) -> list[int]:
+    return [n for n, line in enumerate(text.splitlines(), 1) if "asyncio.wait_for(" in line]
+
+
+def test_no_asyncio_wait_for_in_the_server_or_the_agent():
+    """Python 3.11's ``asyncio.wait_for`` can swallow a cancellation (it returns the result
+    when the cancellation comes after the awaited thing finished but before it woke the
+    caller; fixed in 3.12), so a task told to stop runs on; a cluster link that did so hung
+    a server's shutdown. ``async with asyncio.timeout(...)`` has no such window."""
+    assert _wait_for_calls("x = 1\nawait asyncio.wait_for(f(), 2)\n") == [2]  # the rule bites
+    found = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for folder in ("server/klasblik", "agent/klasblik")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for n in _wait_for_calls(path.read_text())
+    ]
+    assert found == [], "use asyncio.timeout instead of asyncio.wait_for: " + ", ".join(found)

@@ -13,6 +13,7 @@ shell does the socket, the timers, the capture and the logging.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -153,10 +154,9 @@ class AgentClient:
                     )
                 else:
                     log.info("reconnecting in %.1f s", wait.delay_s)
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=wait.delay_s)
-                except TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait.delay_s):
+                        await stop.wait()
         finally:
             await self.indicator.hide()
             await self._capture.close()
@@ -300,10 +300,9 @@ class AgentClient:
         if session.watch_generation != generation or (timeout is not None and timeout <= 0):
             return
         session.watch_changed.clear()
-        try:
-            await asyncio.wait_for(session.watch_changed.wait(), timeout=timeout)
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await session.watch_changed.wait()
 
     async def _frames(self, session: _Session) -> None:
         """Capture and send frames and the window title while the mode is not off."""

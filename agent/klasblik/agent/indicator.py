@@ -121,7 +121,8 @@ class WatchIndicator:
             assert proc.stdin is not None and proc.stdout is not None
             proc.stdin.write((json.dumps({"show": text}) + "\n").encode())
             await proc.stdin.drain()
-            line = await asyncio.wait_for(proc.stdout.readline(), SHOW_TIMEOUT_S)
+            async with asyncio.timeout(SHOW_TIMEOUT_S):
+                line = await proc.stdout.readline()
         except (OSError, TimeoutError, ConnectionError):
             line = b""
         answer = line.decode(errors="replace").strip()
@@ -151,7 +152,8 @@ class WatchIndicator:
         detail = ""
         if proc.stderr is not None:
             with contextlib.suppress(Exception):
-                tail = await asyncio.wait_for(proc.stderr.read(2000), 2)
+                async with asyncio.timeout(2):
+                    tail = await proc.stderr.read(2000)
                 lines = tail.decode(errors="replace").strip().splitlines()
                 detail = f": {lines[0].strip()[:160]}" if lines else ""
         log.warning("the watched indicator ended (exit %s)%s", proc.returncode, detail)
@@ -165,7 +167,8 @@ class WatchIndicator:
         try:
             assert proc.stdin is not None
             proc.stdin.close()
-            await asyncio.wait_for(proc.wait(), 3)
+            async with asyncio.timeout(3):
+                await proc.wait()
         except (TimeoutError, OSError):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()

@@ -601,17 +601,14 @@ class Hub:
         closed_cleanly = viewer.ws.closed
         if not viewer.ws.closed:
             try:
-                await asyncio.wait_for(
-                    viewer.ws.send_str(
+                async with asyncio.timeout(1):
+                    await viewer.ws.send_str(
                         p.encode_message(
                             {"type": "closed", "error": {"code": code, "message": message}}
                         )
-                    ),
-                    timeout=1,
-                )
-                await asyncio.wait_for(
-                    viewer.ws.close(code=close_code, message=message.encode()[:120]), timeout=2
-                )
+                    )
+                async with asyncio.timeout(2):
+                    await viewer.ws.close(code=close_code, message=message.encode()[:120])
                 closed_cleanly = True
             except (TimeoutError, ConnectionError, RuntimeError):
                 pass
@@ -767,10 +764,10 @@ class Hub:
             await conn.outbox.close()
             if not conn.ws.closed:
                 try:
-                    await asyncio.wait_for(
-                        conn.ws.close(code=p.CloseCode.GOING_AWAY, message=b"server shutting down"),
-                        timeout=2,
-                    )
+                    async with asyncio.timeout(2):
+                        await conn.ws.close(
+                            code=p.CloseCode.GOING_AWAY, message=b"server shutting down"
+                        )
                 except (TimeoutError, ConnectionError, RuntimeError):
                     pass
         self.agents.clear()

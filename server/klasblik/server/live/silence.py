@@ -35,9 +35,8 @@ def sweep(hub: Hub, silence_s: float) -> list[AgentConn]:
 async def _close(conn: AgentConn, silence_s: float) -> None:
     log.info("agent of student %s silent for %ss; closing", conn.student_id, silence_s)
     try:
-        await asyncio.wait_for(
-            conn.ws.close(code=p.CloseCode.GOING_AWAY, message=b"no heartbeat"), timeout=5
-        )
+        async with asyncio.timeout(5):
+            await conn.ws.close(code=p.CloseCode.GOING_AWAY, message=b"no heartbeat")
     except (TimeoutError, ConnectionError, RuntimeError):
         pass
 

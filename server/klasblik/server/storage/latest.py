@@ -133,9 +133,8 @@ class LatestWriter:
             self._sleep_until = self._due[0][0]
             try:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wake.wait(), timeout=max(0.0, self._sleep_until - now)
-                    )
+                    async with asyncio.timeout(max(0.0, self._sleep_until - now)):
+                        await self._wake.wait()
             finally:
                 self._sleep_until = float("inf")
 

@@ -307,10 +307,8 @@ async def _disconnect_agent(app: web.Application, student_id: int) -> None:
     await conn.outbox.close()
     if not conn.ws.closed:
         try:
-            await asyncio.wait_for(
-                conn.ws.close(code=p.CloseCode.ACCESS_REVOKED, message=b"student erased"),
-                timeout=2,
-            )
+            async with asyncio.timeout(2):
+                await conn.ws.close(code=p.CloseCode.ACCESS_REVOKED, message=b"student erased")
         except (TimeoutError, ConnectionError, RuntimeError):
             pass
 

@@ -109,10 +109,14 @@ _Op = tuple[str, Any, Any]
 
 
 def _go_on() -> None:
-    """Stop the running task if it was asked to. redis-py can swallow a cancellation that
-    comes while a command is in flight (seen in ``Pipeline.execute``, redis-py 8.1): the
-    task is marked as cancelling but runs on, and its next wait never ends, so closing
-    the link hung. Each loop of the link calls this before it waits again."""
+    """Stop the running task if it was asked to. A redis-py command can swallow a
+    cancellation: with a socket timeout, redis-py 8.1 sends each command through
+    ``asyncio.wait_for``, and Python 3.11's ``wait_for`` returns the result instead of
+    raising when the cancellation comes once the send has finished but before it woke
+    the caller (a task running commands back to back, cancelled at random moments, ran on
+    300 times of 300). The task is then marked as cancelling but runs on, and its next
+    wait never ends: closing the link hung. Each loop of the link calls this before it
+    waits again, and so does every other await on Redis that a cancellation may meet."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
@@ -185,7 +189,8 @@ class Cluster:
                     pipe.publish(DEMAND_CHANNEL, codec.encode_demand(self.instance, {}, full=True))
                     for sid, value in self._presence.items():
                         pipe.eval(_DELETE_IF_OWNER, 1, presence_key(sid), value)
-                    await asyncio.wait_for(pipe.execute(), timeout=2)
+                    async with asyncio.timeout(2):
+                        await pipe.execute()
             with contextlib.suppress(RedisError, OSError):
                 await self._client.aclose()
             self._client = None
@@ -421,7 +426,9 @@ class Cluster:
         if client is None or not self.up or not ids:
             return
         try:
-            owners = await asyncio.wait_for(client.mget([presence_key(s) for s in ids]), 2)
+            async with asyncio.timeout(2):
+                owners = await client.mget([presence_key(s) for s in ids])
+            _go_on()  # a dashboard's command cancelled meanwhile: do not go on with it
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("cluster: presence lookup failed: %s", exc)
             return
