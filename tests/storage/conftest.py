@@ -95,3 +95,17 @@ class Clock:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+@pytest.fixture(params=["threads", "worker"])
+async def azure_either(request, azurite: Azurite) -> AsyncIterator[AzureBlobStore]:
+    """An Azure store that lists and deletes on its own threads, and one that does it in
+    its worker process (the server's way)."""
+    blob_store = AzureBlobStore(
+        azurite.connection_string, _container(), worker=request.param == "worker"
+    )
+    await blob_store.check()
+    try:
+        yield blob_store
+    finally:
+        await blob_store.close()

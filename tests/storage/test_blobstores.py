@@ -173,12 +173,138 @@ async def test_azure_falls_back_to_single_deletes_where_the_batch_is_refused(
     assert await _names(azure_store) == []
 
 
-async def test_azure_listing_and_deleting_a_store_that_is_down_fail_clearly():
-    """The store threads' errors reach the caller as BlobStoreError, nothing hangs."""
+@pytest.fixture
+async def worker_store(azurite):
+    store = AzureBlobStore(azurite.connection_string, "w" + os.urandom(5).hex(), worker=True)
+    await store.check()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_azure_worker_lists_and_deletes_in_a_process_of_its_own(worker_store, monkeypatch):
+    """The server's store lists and deletes in its worker process, not in the server's:
+    a listing over more than one hand-off and a delete over two batches with names already
+    gone come back whole and counted right; the server's settings (secrets among them) are
+    not in the worker's environment; closing the store ends the worker."""
+    from klasblik.server.storage.blobs.azure import LIST_CHUNK
+
+    monkeypatch.setenv("KLASBLIK_AZURE_CONNECTION_STRING", "AccountKey=not-for-the-worker")
+    store = worker_store
+    names = [tabs_name(i) for i in range(LIST_CHUNK + 30)]
+    await _put_all(store, names)
+    assert store.worker_pid is None  # started on first use
+    listed = [b async for b in store.list("students/")]
+    assert sorted(b.name for b in listed) == sorted(names)
+    assert all(b.size == 2 and b.last_modified.utcoffset() == dt.timedelta(0) for b in listed)
+    pid = store.worker_pid
+    assert pid is not None and pid != os.getpid() and _alive(pid)
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        environ = f.read().split(b"\0")
+    assert not [v for v in environ if v.startswith(b"KLASBLIK_")]
+    assert any(v.startswith(b"PATH=") for v in environ)
+    assert await store.delete([*names, tabs_name(9999), thumbnail_name(1)]) == len(names)
+    assert store.batch_delete_works is True
+    assert await _names(store) == []
+    assert store._worker is not None and store._worker.starts == 1
+    await store.close()
+    assert store.worker_pid is None and not _alive(pid)
+
+
+async def test_azure_worker_that_dies_fails_its_calls_clearly_and_is_started_again(
+    worker_store,
+):
+    """Killing the worker in the middle of a listing fails that listing with a clear
+    BlobStoreError (never a short list that looks whole); the next call starts a new
+    worker and works."""
+    from klasblik.server.storage.blobs.azure import LIST_CHUNK
+
+    store = worker_store
+    names = [tabs_name(i) for i in range(LIST_CHUNK * 2 + 5)]
+    await _put_all(store, names)
+    seen: list[str] = []
+    with pytest.raises(BlobStoreError, match="worker process ended|listing was lost"):
+        async for info in store.list():
+            seen.append(info.name)
+            if len(seen) == 1:
+                pid = store.worker_pid
+                assert pid is not None
+                os.kill(pid, 9)
+    assert 0 < len(seen) < len(names)
+    assert await store.delete(names[:10]) == 10
+    assert store._worker is not None and store._worker.starts == 2
+    assert store.worker_pid != pid
+    assert len(await _names(store)) == len(names) - 10
+
+
+async def test_azure_worker_falls_back_to_single_deletes_and_its_log_reaches_the_server(
+    worker_store, monkeypatch, caplog
+):
+    """A batch the service refuses as a whole (more than 256 sub-requests, with the limit
+    raised on the server's side) makes the worker delete one by one; its warning is logged
+    by the server, under the store's logger, and later calls skip the batch."""
+    monkeypatch.setattr(azure_module, "BATCH_LIMIT", 300)
+    store = worker_store
+    names = [tabs_name(i) for i in range(270)]
+    await _put_all(store, names)
+    with caplog.at_level("WARNING", logger="klasblik.server.storage.blobs.azure_bulk"):
+        assert await store.delete([*names, tabs_name(9999)]) == 270
+    assert store.batch_delete_works is False
+    assert [r.getMessage() for r in caplog.records if "batch delete" in r.getMessage()] == [
+        "blob batch delete is not available here (answers [400]); using single deletes"
+    ]
+    assert await _names(store) == []
+
+
+async def test_the_server_opens_azure_with_its_worker(azurite):
+    """``open_blob_store`` (the server's and the CLI's way in) gives the store that lists
+    and deletes in a worker process."""
+    from klasblik.server.storage.blobs import open_blob_store
+
+    store = open_blob_store("azure:serverway", azurite.connection_string)
+    assert isinstance(store, AzureBlobStore)
+    try:
+        await store.check()
+        assert await _names(store) == []
+        assert store.worker_pid is not None
+    finally:
+        await store.close()
+
+
+def test_a_worker_without_a_connection_string_needs_a_managed_identity():
+    """A credential object cannot cross to the worker: a worker store is made with a
+    connection string or by ``with_identity``."""
+    with pytest.raises(ValueError, match="managed identity"):
+        AzureBlobStore(
+            "",
+            "container",
+            account_url="https://example.blob.core.windows.net",
+            credential=object(),  # type: ignore[arg-type]  # never used: refused first
+            worker=True,
+        )
+
+
+@pytest.mark.parametrize("worker", [False, True], ids=["threads", "worker"])
+async def test_azure_listing_and_deleting_a_store_that_is_down_fail_clearly(worker):
+    """The store threads' and the worker process's errors reach the caller as
+    BlobStoreError, nothing hangs."""
     from tests.support.azurite import connection_string, free_port
 
     store = AzureBlobStore(
-        connection_string(free_port()), "gone", retry_total=0, background_retries=0
+        connection_string(free_port()),
+        "gone",
+        retry_total=0,
+        background_retries=0,
+        worker=worker,
     )
     try:
         with pytest.raises(BlobStoreError, match="cannot list blobs"):
@@ -333,14 +459,16 @@ async def test_local_store_exchange_failing_otherwise_is_a_clear_error(tmp_path)
         await store.close()
 
 
+@pytest.mark.parametrize("worker", [False, True], ids=["threads", "worker"])
 async def test_azure_listing_and_deleting_sign_in_with_the_managed_identity_too(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, worker
 ):
-    """Without an account key, the store threads' synchronous client (listing, deleting)
-    signs in with the managed identity on its own (its own DefaultAzureCredential), over
-    TLS trusted through SSL_CERT_FILE as the asynchronous client's is: Azurite (``--oauth
-    basic``) lists and deletes for it. The blobs are written beforehand with the account
-    key, so that only the threads' client talks as the server here."""
+    """Without an account key, the synchronous client of listing and deleting, on the
+    store's threads or in its worker process, signs in with the managed identity on its own
+    (its own DefaultAzureCredential), over TLS trusted through SSL_CERT_FILE as the
+    asynchronous client's is: Azurite (``--oauth basic``) lists and deletes for it. The
+    blobs are written beforehand with the account key, so that only that client talks as
+    the server here."""
     from azure.storage.blob import BlobServiceClient as SyncService
 
     from tests.ops.test_azure_identity import GOOD_CLIENT, IdentityEndpoint
@@ -375,7 +503,7 @@ async def test_azure_listing_and_deleting_sign_in_with_the_managed_identity_too(
             for name in names:
                 container.upload_blob(name, b"[]")
 
-    store = AzureBlobStore.with_identity(url, "mithreads", GOOD_CLIENT)
+    store = AzureBlobStore.with_identity(url, "mithreads", GOOD_CLIENT, worker=worker)
     try:
         await asyncio.to_thread(seed)
         assert sorted(await _names(store)) == sorted(names)

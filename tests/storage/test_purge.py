@@ -323,13 +323,13 @@ async def test_two_instances_starting_the_nightly_job_together_run_it_once(pg_ur
 
 
 async def test_azure_orphans_over_several_batches_go_and_the_rest_stay(
-    sm, azure_store, settings, clock
+    sm, azure_either, settings, clock
 ):
     """On Azurite, orphans spread over several listing pages, orphan checks and delete
     batches all go, and every blob of a student who exists stays."""
     from klasblik.server.storage.blobs.azure import BATCH_LIMIT, LIST_PAGE
 
-    store = azure_store
+    store = azure_either
     kept: list[str] = []
     for i in range(12):
         sid = await _student_with_blobs(sm, store, f"s{i}@school.example", None)

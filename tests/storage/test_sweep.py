@@ -156,7 +156,7 @@ async def test_sweep_deletes_the_old_keeps_the_young_and_removes_empty_folders(t
         await store.close()
 
 
-async def test_azure_sweep_over_several_batches_removes_exactly_the_old(azure_store):
+async def test_azure_sweep_over_several_batches_removes_exactly_the_old(azure_either):
     """On Azurite, a sweep over more than one listing page and several delete batches
     deletes every old blob and no young one; old blobs that another deleter removes while
     the sweep runs (404 inside its batches) neither fail the sweep nor cost the other
@@ -165,7 +165,7 @@ async def test_azure_sweep_over_several_batches_removes_exactly_the_old(azure_st
 
     from klasblik.server.storage.blobs.azure import BATCH_LIMIT, LIST_PAGE
 
-    store = azure_store
+    store = azure_either
     sem = asyncio.Semaphore(32)
 
     async def put_all(names):

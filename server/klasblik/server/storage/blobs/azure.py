@@ -13,13 +13,16 @@ Versioning is a management-plane setting that the data-plane API does not report
 is detected by writing a probe blob and looking for the version id in the answer.
 
 Listing and deleting (the sweep, the nightly purge, a subject's erasure: thousands of
-blobs) run on the store's own threads through the SDK's synchronous client, so that
-parsing listing pages and building and reading batch requests never holds the event loop:
-the loop gets the listing ``LIST_CHUNK`` blobs per hand-off and a count per delete batch.
-Through the asynchronous client the same work ran on the loop in pieces of 10–30 ms (the
-SDK parses a page at about 150 µs a blob, and builds and reads a batch of 256 with Python's
-``email`` package, about 30 ms each way; bench/retention_stalls.py). Writes, reads and
-``existing`` stay on the asynchronous client: they are small and on the live path.
+blobs) go through the SDK's synchronous client (``azure_bulk.py``), in the server in a
+worker process of its own (``worker=True``, what ``open_blob_store`` opens), so that parsing
+listing pages and building and reading batch requests never holds the server's GIL: the
+event loop gets the listing ``LIST_CHUNK`` blobs per answer and a count per delete batch.
+Without ``worker`` the same code runs on the store's threads in the server's process (tests
+and tools); there its GIL hand-overs stalled the whole process for 13–22 ms at a time
+during a sweep. Through the asynchronous client the same work ran on the loop in pieces of
+10–30 ms (the SDK parses a page at about 150 µs a blob, and builds and reads a batch of 256
+with Python's ``email`` package, about 30 ms each way; bench/retention_stalls.py). Writes,
+reads and ``existing`` stay on the asynchronous client: they are small and on the live path.
 
 Deletes go in batches of at most 256 (the service's limit; the SDK does not chunk), up to
 ``DELETE_THREADS`` at once. A sub-request answered 404 counts as gone; one that failed
@@ -31,22 +34,28 @@ deletes and remembers that for the next call.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from azure.core.credentials import TokenCredential
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient as SyncBlobServiceClient
 from azure.storage.blob import ContainerClient as SyncContainerClient
 from azure.storage.blob import ContentSettings
-from azure.storage.blob import LinearRetry as SyncLinearRetry
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, LinearRetry
 
+from klasblik.server.storage.blobs.azure_bulk import (
+    DELETE_THREADS,
+    LIST_PAGE,
+    BulkSide,
+    BulkWorker,
+    Recipe,
+    from_timestamp,
+    sync_service,
+    why,
+)
 from klasblik.server.storage.blobs.base import (
     Blob,
     BlobInfo,
@@ -56,7 +65,7 @@ from klasblik.server.storage.blobs.base import (
     sniff_content_type,
 )
 
-__all__ = ["BATCH_LIMIT", "AzureBlobStore"]
+__all__ = ["BATCH_LIMIT", "LIST_PAGE", "AzureBlobStore"]
 
 log = logging.getLogger(__name__)
 
@@ -64,27 +73,12 @@ log = logging.getLogger(__name__)
 BATCH_LIMIT = 256
 #: The blob written by ``check`` to find out whether the account keeps versions.
 PROBE_NAME = "klasblik-probe/versioning"
-#: Blobs per listing page. A page is parsed on a store thread, but its XML in one C call
-#: that holds the GIL (and so the event loop) throughout: 1.7 ms for 250 blobs, 8 ms for
-#: 1,000, 69 ms for the service's default 5,000. 250 means 400 requests per 100,000 blobs.
-LIST_PAGE = 250
 #: Listed blobs handed to the event loop at a time.
 LIST_CHUNK = 250
-#: The store's threads for listing and deleting: batches (or single deletes) in flight at
-#: once. Each holds the GIL while it builds or reads a batch, so the event loop waits for
-#: them now and then (bench/retention_stalls.py shows how long: the process CPU in a tick);
-#: two keep a listing page and a delete batch going at once, more gained nothing on Azurite.
-DELETE_THREADS = 2
 #: Tries after the first for a listing page or a delete batch (deletes are idempotent).
 BACKGROUND_RETRIES = 5
 #: Existence checks in flight at once (``existing``).
 EXISTS_CONCURRENCY = 16
-
-
-def _why(exc: BaseException) -> str:
-    code = getattr(exc, "error_code", None)
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return f"{code}: {text}" if code else text
 
 
 class AzureBlobStore:
@@ -102,9 +96,20 @@ class AzureBlobStore:
         account_url: str = "",
         credential: AsyncTokenCredential | None = None,
         sync_credential: TokenCredential | None = None,
+        worker: bool = False,
+        worker_client_id: str | None = None,
     ) -> None:
+        """``worker``: list and delete in a worker process (``azure_bulk.py``), not on
+        threads of this one. Without a connection string the worker signs in with
+        ``DefaultAzureCredential`` for ``worker_client_id`` ("" the default identity; set
+        by :meth:`with_identity`), since a credential object cannot cross to it."""
+        if worker and not connection_string and worker_client_id is None:
+            raise ValueError(
+                "a blob store worker signs in with a connection string or a managed "
+                "identity (AzureBlobStore.with_identity)"
+            )
         if not connection_string and not (
-            account_url and credential is not None and sync_credential is not None
+            account_url and credential is not None and (sync_credential is not None or worker)
         ):
             raise ValueError(
                 "an Azure connection string, or an account URL and a credential, is needed "
@@ -132,44 +137,55 @@ class AzureBlobStore:
         }
         self._credential = credential
         self._sync_credential = sync_credential
-        sync_options = {
-            **options,
-            "retry_policy": SyncLinearRetry(
-                backoff=0.4,  # type: ignore[arg-type]
-                # background work can wait: more tries, each on another pooled connection
-                # (a benchmark run once met a reset connection on all of three tries)
-                retry_total=background_retries,
-                random_jitter_range=0.2,  # type: ignore[arg-type]
-            ),
+        recipe: Recipe = {
+            "connection_string": connection_string,
+            "account_url": account_url,
+            "client_id": worker_client_id or "",
+            "container": container,
+            "background_retries": background_retries,
+            "connection_timeout": connection_timeout,
+            "read_timeout": read_timeout,
         }
-        # the asynchronous client (aiohttp, ssl) trusts SSL_CERT_FILE; requests would not
-        ca_file = os.environ.get("SSL_CERT_FILE")
-        if ca_file and not os.environ.get("REQUESTS_CA_BUNDLE"):
-            sync_options["connection_verify"] = ca_file
         if connection_string:
             self._service = BlobServiceClient.from_connection_string(connection_string, **options)
-            sync_service = SyncBlobServiceClient.from_connection_string(
-                connection_string, **sync_options
-            )
         else:
             self._service = BlobServiceClient(account_url, credential=credential, **options)
-            sync_service = SyncBlobServiceClient(
-                account_url, credential=sync_credential, **sync_options
-            )
         self._container: ContainerClient = self._service.get_container_client(container)
-        #: the synchronous client of listing and deleting, used only on ``_pool``'s threads
-        self._sync_service = sync_service
-        self._sync_container: SyncContainerClient = sync_service.get_container_client(container)
-        self._pool = ThreadPoolExecutor(DELETE_THREADS, thread_name_prefix="azure-blobs")
+        #: the worker process of listing and deleting (``worker``), or else
+        self._worker = BulkWorker(recipe) if worker else None
+        #: the synchronous client doing it here, used only on ``_pool``'s threads
+        self._bulk: BulkSide | None = None
+        if self._worker is None:
+            self._sync_service = sync_service(recipe, sync_credential)
+            self._bulk = BulkSide(self._sync_service.get_container_client(container))
+            self._pool = ThreadPoolExecutor(DELETE_THREADS, thread_name_prefix="azure-blobs")
         self._ready = False
         self._ready_lock = asyncio.Lock()
-        #: None until the first batch tells whether batch delete works here.
-        self.batch_delete_works: bool | None = None
         #: Set by :meth:`check` when the container allows anonymous reads: no writes then.
         self.public_access: str | None = None
 
+    @property
+    def batch_delete_works(self) -> bool | None:
+        """None until the first batch tells whether batch delete works here."""
+        side = self._worker or self._bulk
+        return side.batch_delete_works if side is not None else None
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker process's id while one runs (``worker``)."""
+        return self._worker.pid if self._worker is not None else None
+
+    @property
+    def _sync_container(self) -> SyncContainerClient:
+        """The synchronous client of listing and deleting in this process (no ``worker``)."""
+        if self._bulk is None:
+            raise AttributeError("this store lists and deletes in its worker process")
+        return self._bulk.container
+
     @classmethod
-    def with_identity(cls, account_url: str, container: str, client_id: str = "") -> AzureBlobStore:
+    def with_identity(
+        cls, account_url: str, container: str, client_id: str = "", *, worker: bool = False
+    ) -> AzureBlobStore:
         """A store that signs in with Microsoft Entra ID, no account key: on Azure the
         app's managed identity (``client_id`` names a user-assigned one), elsewhere
         whatever ``DefaultAzureCredential`` finds (environment, workload identity, CLI)."""
@@ -180,16 +196,20 @@ class AzureBlobStore:
             managed_identity_client_id=client_id or None,
             exclude_interactive_browser_credential=True,
         )
-        sync_credential = SyncDefaultAzureCredential(
-            managed_identity_client_id=client_id or None,
-            exclude_interactive_browser_credential=True,
-        )
+        sync_credential = None
+        if not worker:
+            sync_credential = SyncDefaultAzureCredential(
+                managed_identity_client_id=client_id or None,
+                exclude_interactive_browser_credential=True,
+            )
         return cls(
             "",
             container,
             account_url=account_url,
             credential=credential,
             sync_credential=sync_credential,
+            worker=worker,
+            worker_client_id=client_id if worker else None,
         )
 
     async def _ensure_container(self, force: bool = False) -> None:
@@ -204,7 +224,7 @@ class AzureBlobStore:
             except ResourceExistsError:
                 pass
             except AzureError as exc:
-                raise BlobStoreError(f"azure container {self.container_name}: {_why(exc)}") from exc
+                raise BlobStoreError(f"azure container {self.container_name}: {why(exc)}") from exc
             self._ready = True
 
     async def put(self, name: str, data: bytes) -> None:
@@ -225,11 +245,11 @@ class AzureBlobStore:
             except ResourceNotFoundError as exc:
                 # The container went away (emulator restarted, deleted by hand): make it again.
                 if attempt == 2:
-                    raise BlobStoreError(f"cannot write {name}: {_why(exc)}") from exc
+                    raise BlobStoreError(f"cannot write {name}: {why(exc)}") from exc
                 await self._ensure_container(force=True)
             except AzureError as exc:
                 self._ready = False
-                raise BlobStoreError(f"cannot write {name}: {_why(exc)}") from exc
+                raise BlobStoreError(f"cannot write {name}: {why(exc)}") from exc
 
     async def get(self, name: str) -> Blob | None:
         check_name(name)
@@ -239,7 +259,7 @@ class AzureBlobStore:
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
-            raise BlobStoreError(f"cannot read {name}: {_why(exc)}") from exc
+            raise BlobStoreError(f"cannot read {name}: {why(exc)}") from exc
         props = downloader.properties
         content_type = props.content_settings.content_type or sniff_content_type(data)
         return Blob(data, content_type, props.last_modified)
@@ -248,67 +268,18 @@ class AzureBlobStore:
         todo = list(dict.fromkeys(names))
         for name in todo:
             check_name(name)
+        chunks = [todo[i : i + BATCH_LIMIT] for i in range(0, len(todo), BATCH_LIMIT)]
+        worker = self._worker
+        if worker is not None:
+            counts = await asyncio.gather(*(worker.call("delete", names=c) for c in chunks))
+            return sum(counts)
+        bulk = self._bulk
+        assert bulk is not None
         loop = asyncio.get_running_loop()
         counts = await asyncio.gather(
-            *(
-                loop.run_in_executor(self._pool, self._delete_chunk, todo[i : i + BATCH_LIMIT])
-                for i in range(0, len(todo), BATCH_LIMIT)
-            )
+            *(loop.run_in_executor(self._pool, bulk.delete_chunk, c) for c in chunks)
         )
         return sum(counts)
-
-    def _delete_chunk(self, chunk: list[str]) -> int:
-        """On a store thread: one batch of at most ``BATCH_LIMIT``; what it did not delete,
-        one by one. 404 (already gone), in a batch or alone, counts as gone."""
-        if not chunk:
-            return 0
-        if self.batch_delete_works is not False and len(chunk) > 1:
-            try:
-                responses = list(
-                    self._sync_container.delete_blobs(*chunk, raise_on_any_failure=False)
-                )
-            except ResourceNotFoundError:
-                return 0  # no container: nothing to delete
-            except AzureError as exc:
-                if not _looks_unsupported(exc):
-                    raise BlobStoreError(f"batch delete failed: {_why(exc)}") from exc
-                responses = []
-            statuses = [getattr(r, "status_code", 0) for r in responses]
-            if len(statuses) != len(chunk):
-                # the batch request itself was refused (no answer per blob): none deleted
-                if self.batch_delete_works is None:
-                    log.warning(
-                        "blob batch delete is not available here (answers %s); using "
-                        "single deletes",
-                        sorted(set(statuses)) or "none",
-                    )
-                    self.batch_delete_works = False
-                return self._delete_singles(chunk)
-            self.batch_delete_works = True
-            # 202 deleted, 404 already gone; anything else (throttled, failed) one by one
-            left = [n for n, s in zip(chunk, statuses, strict=True) if s not in (202, 404)]
-            if left:
-                log.warning(
-                    "a blob batch delete left %d of %d blob(s) (answers %s); deleting those "
-                    "one by one",
-                    len(left),
-                    len(chunk),
-                    sorted(set(statuses)),
-                )
-            return sum(1 for s in statuses if s == 202) + self._delete_singles(left)
-        return self._delete_singles(chunk)
-
-    def _delete_singles(self, names: list[str]) -> int:
-        deleted = 0
-        for name in names:
-            try:
-                self._sync_container.delete_blob(name)
-                deleted += 1
-            except ResourceNotFoundError:
-                pass
-            except AzureError as exc:
-                raise BlobStoreError(f"delete failed: {_why(exc)}") from exc
-        return deleted
 
     async def existing(self, names: Iterable[str]) -> set[str]:
         """One call, a bounded number of property reads in flight: a class's thumbnails
@@ -330,20 +301,38 @@ class AzureBlobStore:
         try:
             await asyncio.gather(*(worker() for _ in range(min(EXISTS_CONCURRENCY, len(todo)))))
         except AzureError as exc:
-            raise BlobStoreError(f"cannot read blob properties: {_why(exc)}") from exc
+            raise BlobStoreError(f"cannot read blob properties: {why(exc)}") from exc
         return found
 
     async def list(self, prefix: str = "") -> AsyncIterator[BlobInfo]:
-        """Streamed: pages are read and parsed on a store thread, ``LIST_CHUNK`` blobs per
-        hand-off to the event loop; never built whole."""
-        pages = iter(
-            self._sync_container.list_blobs(
-                name_starts_with=prefix or None, results_per_page=LIST_PAGE
-            )
-        )
+        """Streamed: pages are read and parsed in the worker (or on a store thread),
+        ``LIST_CHUNK`` blobs per hand-off to the event loop; never built whole."""
+        worker = self._worker
+        if worker is not None:
+            lid = worker.next_listing()
+            first = True
+            done = False
+            try:
+                while True:
+                    args: dict[str, Any] = {"lid": lid, "n": LIST_CHUNK}
+                    if first:
+                        args["prefix"] = prefix
+                        first = False
+                    rows = await worker.call("list", **args)
+                    for name, size, ts in rows:
+                        yield BlobInfo(name, size, from_timestamp(ts))
+                    if len(rows) < LIST_CHUNK:
+                        done = True
+                        return
+            finally:
+                if not done:
+                    worker.forget(lid)
+        bulk = self._bulk
+        assert bulk is not None
+        pages = bulk.listing(prefix)
         loop = asyncio.get_running_loop()
         while True:
-            chunk = await loop.run_in_executor(self._pool, _take_infos, pages, LIST_CHUNK)
+            chunk = await loop.run_in_executor(self._pool, bulk.take, pages, LIST_CHUNK)
             for info in chunk:
                 yield info
             if len(chunk) < LIST_CHUNK:
@@ -355,7 +344,7 @@ class AzureBlobStore:
             props: Any = await self._container.get_container_properties()
         except AzureError as exc:
             self._ready = False
-            raise BlobStoreError(f"azure container {self.container_name}: {_why(exc)}") from exc
+            raise BlobStoreError(f"azure container {self.container_name}: {why(exc)}") from exc
         self.public_access = props.public_access or None
         if props.public_access:
             raise BlobStoreError(
@@ -371,8 +360,7 @@ class AzureBlobStore:
             service: Any = await self._service.get_service_properties()
         except AzureError as exc:
             raise BlobStoreError(
-                f"cannot read the blob service properties (needed to check soft delete): "
-                f"{_why(exc)}"
+                f"cannot read the blob service properties (needed to check soft delete): {why(exc)}"
             ) from exc
         policy = service.get("delete_retention_policy")
         if policy is not None and policy.enabled:
@@ -391,7 +379,7 @@ class AzureBlobStore:
         except ResourceNotFoundError:
             pass
         except AzureError as exc:
-            raise BlobStoreError(f"cannot write the probe blob: {_why(exc)}") from exc
+            raise BlobStoreError(f"cannot write the probe blob: {why(exc)}") from exc
         finally:
             await probe.close()
         if answer.get("version_id"):
@@ -407,9 +395,15 @@ class AzureBlobStore:
         if self._credential is not None:
             await self._credential.close()
 
+        if self._worker is not None:
+            await self._worker.close()
+            return
+        bulk = self._bulk
+        assert bulk is not None
+
         def close_sync() -> None:
             self._pool.shutdown(wait=True)
-            self._sync_container.close()
+            bulk.container.close()
             self._sync_service.close()
             if self._sync_credential is not None:
                 close = getattr(self._sync_credential, "close", None)
@@ -417,22 +411,3 @@ class AzureBlobStore:
                     close()
 
         await asyncio.to_thread(close_sync)
-
-
-def _take_infos(blobs: Iterator[Any], n: int) -> list[BlobInfo]:
-    """On a store thread: the next ``n`` listed blobs (fewer at the end)."""
-    try:
-        return [
-            BlobInfo(item.name, int(item.size or 0), item.last_modified)
-            for item in itertools.islice(blobs, n)
-        ]
-    except ResourceNotFoundError:
-        return []  # no container yet: no blobs
-    except AzureError as exc:
-        raise BlobStoreError(f"cannot list blobs: {_why(exc)}") from exc
-
-
-def _looks_unsupported(exc: AzureError) -> bool:
-    """True when a whole batch request was refused as a request shape the service lacks."""
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    return status in (400, 404, 405, 501) or "batch" in str(exc).lower()
