@@ -151,9 +151,9 @@ class AzureBlobStore:
         else:
             self._service = BlobServiceClient(account_url, credential=credential, **options)
         self._container: ContainerClient = self._service.get_container_client(container)
-        #: the worker process of listing and deleting (``worker``), or else
+        #: the worker process that lists and deletes (``worker``); without one, ``_bulk``
+        #: does it here, on ``_pool``'s threads only
         self._worker = BulkWorker(recipe) if worker else None
-        #: the synchronous client doing it here, used only on ``_pool``'s threads
         self._bulk: BulkSide | None = None
         if self._worker is None:
             self._sync_service = sync_service(recipe, sync_credential)
@@ -188,7 +188,8 @@ class AzureBlobStore:
     ) -> AzureBlobStore:
         """A store that signs in with Microsoft Entra ID, no account key: on Azure the
         app's managed identity (``client_id`` names a user-assigned one), elsewhere
-        whatever ``DefaultAzureCredential`` finds (environment, workload identity, CLI)."""
+        whatever ``DefaultAzureCredential`` finds (environment, workload identity, CLI).
+        With ``worker``, the worker process signs in the same way on its own."""
         from azure.identity import DefaultAzureCredential as SyncDefaultAzureCredential
         from azure.identity.aio import DefaultAzureCredential
 
