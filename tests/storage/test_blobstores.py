@@ -194,8 +194,9 @@ def _alive(pid: int) -> bool:
 async def test_azure_worker_lists_and_deletes_in_a_process_of_its_own(worker_store, monkeypatch):
     """The server's store lists and deletes in its worker process, not in the server's:
     a listing over more than one hand-off and a delete over two batches with names already
-    gone come back whole and counted right; the server's settings (secrets among them) are
-    not in the worker's environment; closing the store ends the worker."""
+    gone come back whole and counted right; the worker runs at a lower priority, with no
+    secret on its command line and none of the server's settings in its environment;
+    closing the store ends the worker."""
     from klasblik.server.storage.blobs.azure import LIST_CHUNK
 
     monkeypatch.setenv("KLASBLIK_AZURE_CONNECTION_STRING", "AccountKey=not-for-the-worker")
@@ -212,6 +213,9 @@ async def test_azure_worker_lists_and_deletes_in_a_process_of_its_own(worker_sto
         environ = f.read().split(b"\0")
     assert not [v for v in environ if v.startswith(b"KLASBLIK_")]
     assert any(v.startswith(b"PATH=") for v in environ)
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        assert b"AccountKey" not in f.read()  # the connection string came over stdin
+    assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 10
     assert await store.delete([*names, tabs_name(9999), thumbnail_name(1)]) == len(names)
     assert store.batch_delete_works is True
     assert await _names(store) == []
