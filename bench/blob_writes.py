@@ -2,7 +2,7 @@
 rename (what the store did before, and what most atomic writers do) in the same run.
 
 The relay keeps each watched student's latest grid picture: with 3,000 students in view
-that is 300 writes a second at the default ``store_interval_s`` of 10 s. Each row writes
+that is 100 writes a second at the default ``store_interval_s`` of 30 s. Each row writes
 ``--blobs`` students' thumbnails ``--rounds`` times over (replacing, as the relay does)
 and prints the CPU time (user + system, of the writing thread) and the wall time per write.
 

@@ -4,6 +4,7 @@ periods go with the audit retention."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 
@@ -14,7 +15,7 @@ from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
 from klasblik.server.storage.blobs.local import LocalBlobStore
 from klasblik.server.storage.models import Location, RemoteMode
 from tests.privacy.conftest import ANNA, TEACHER
-from tests.support.live import TestAgent, frame, start_live_server
+from tests.support.live import TestAgent, frame, jpeg, start_live_server
 from tests.support.roster import seed_school
 from tests.support.timing import wait_for
 
@@ -109,6 +110,45 @@ async def test_it_may_opt_in_to_keep_query_strings(db_url, tmp_path):
         data, _live = await _tabs_sent_and_stored(server)
         assert json.loads(data)[0]["url"] == TABS[0]["url"]
     finally:
+        await server.stop()
+
+
+async def test_a_device_going_offline_has_its_last_state_stored_at_once(db_url, tmp_path):
+    """With an hour between two stored writes, the first picture and tab list are written
+    at once and the next ones wait; when the agent disconnects they are written at once."""
+    server = await start_live_server(tmp_path, database_url=db_url, store_interval_s=3600)
+    ids = await server.add_class("7B", [ANNA])
+    sid = ids["students"][ANNA[0]]
+    agent = TestAgent(server, ANNA[0])
+    try:
+        await agent.connect()
+        teacher = await server.login(TEACHER)
+        ws = await server.dashboard(teacher)
+        await ws.send_str(json.dumps({"type": "subscribe", "id": 1, "class_id": ids["class_id"]}))
+        await wait_for(lambda: agent.mode == "grid", message="grid asked")
+        await agent.send(frame(1, color=(200, 30, 30)))
+        await agent.send(json.dumps({"type": "tabs", "tabs": TABS[:1]}))
+        await _handled(agent)
+
+        async def stored(name: str, data: bytes) -> bool:
+            blob = await server.store.get(name)
+            return blob is not None and blob.data == data
+
+        first, second = frame(1, color=(200, 30, 30)), frame(2, color=(30, 30, 200))
+        header = len(first) - len(jpeg((200, 30, 30)))
+        await wait_for(lambda: stored(thumbnail_name(sid), first[header:]), message="1st stored")
+        await agent.send(second)
+        await agent.send(json.dumps({"type": "tabs", "tabs": TABS[1:]}))
+        await _handled(agent)
+        await asyncio.sleep(0.5)  # long enough for a write the interval did not hold back
+        assert await stored(thumbnail_name(sid), first[header:])  # the interval holds
+        await agent.close()
+        await wait_for(lambda: stored(thumbnail_name(sid), second[header:]), message="last stored")
+        tabs = await server.store.get(tabs_name(sid))
+        assert tabs is not None and [t["url"] for t in json.loads(tabs.data)] == [TABS[1]["url"]]
+        await ws.close()
+    finally:
+        await agent.close()
         await server.stop()
 
 

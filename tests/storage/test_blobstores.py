@@ -80,6 +80,29 @@ async def test_writes_to_one_student_are_rate_limited(store):
     await writer.close()
 
 
+async def test_a_flushed_blob_is_written_at_once_whatever_its_interval(store):
+    """flush (a device that went offline) writes what is pending now, not an hour later;
+    a name with nothing pending, or flushed twice, writes nothing more."""
+    writer = LatestWriter(store, interval_s=3600)
+    try:
+        writer.offer(thumbnail_name(1), b"\xff\xd8\xff first")  # the first: at once
+        async with asyncio.timeout(10):
+            while writer.writes < 1:
+                await asyncio.sleep(0.01)
+        writer.offer(thumbnail_name(1), b"\xff\xd8\xff last")  # held back for an hour
+        writer.flush(thumbnail_name(1), thumbnail_name(1), tabs_name(1))
+        async with asyncio.timeout(10):  # without the flush, drain waits the hour
+            await writer.drain()
+        blob = await store.get(thumbnail_name(1))
+        assert blob is not None and blob.data == b"\xff\xd8\xff last"
+        assert writer.writes == 2 and await store.get(tabs_name(1)) is None
+        writer.offer(thumbnail_name(1), b"\xff\xd8\xff after")  # the interval holds again
+        await asyncio.sleep(0.5)
+        assert writer.writes == 2
+    finally:
+        await writer.close()
+
+
 async def test_delete_counts_and_chunks_past_the_batch_limit(store):
     """Deleting more than one batch removes them all and counts only what existed."""
     names = [tabs_name(i) for i in range(BATCH_LIMIT + 20)]

@@ -603,9 +603,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "store_interval_s",
-        10.0,
+        30.0,
         "Least time between two writes of one student's stored "
-        "thumbnail or tab list; live frames still flow at full rate.",
+        "thumbnail or tab list while the device is online (the last state of a device "
+        "that goes offline is written at once); live frames still flow at full rate.",
         _float,
         _range(0, 3600),
     ),

@@ -300,8 +300,11 @@ class Hub:
         return companion if companion.device_id == main.device_id else None
 
     def detach_agent(self, conn: AgentConn) -> None:
+        # what is stored is kept for the last state of a device that went offline: what
+        # is pending for it is written now, not at the end of its store interval
         if self.companions.get(conn.student_id) is conn:
             del self.companions[conn.student_id]
+            self.latest.flush(tabs_name(conn.student_id))
             self._refresh(conn.student_id)  # the agent sends its window title again
             return
         aside = self.contested.get(conn.student_id)
@@ -313,6 +316,7 @@ class Hub:
             return
         if self.agents.get(conn.student_id) is conn:
             del self.agents[conn.student_id]
+            self.latest.flush(thumbnail_name(conn.student_id), tabs_name(conn.student_id))
             conn.heard = time.monotonic()
             self._offline_seen[conn.student_id] = conn.last_seen
             if self.cluster is not None:

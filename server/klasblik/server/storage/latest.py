@@ -17,6 +17,11 @@ when it is written. A blob that goes with another (where a thumbnail was taken) 
 ``beside`` it: written in the same batch as its companion, but only when its content
 changed or its last write is ``BESIDE_REFRESH_S`` old (so that it never ages out before
 the companion it describes).
+
+What a stored thumbnail and tab list are kept for is the last state of a device that went
+offline: when it does, :meth:`flush` writes what is pending for it at once, whatever its
+interval, so the interval only bounds how old the stored state may be while the device is
+online (or after a crash of the server).
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ class LatestWriter:
         self._due: list[tuple[float, str]] = []
         #: name of a blob written beside another -> the content last written
         self._beside: dict[str, bytes] = {}
+        #: pending names to write with the next batch whatever their interval (flush)
+        self._urgent: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._sleep_until = float("inf")
@@ -91,14 +98,33 @@ class LatestWriter:
         if due < self._sleep_until:
             self._wake.set()
 
+    def flush(self, *names: str) -> None:
+        """Write what is pending for these names in the next batch, whatever their
+        interval (a device that went offline: its last state lands now)."""
+        now = time.monotonic()
+        hit = False
+        for name in names:
+            if name in self._pending and name not in self._urgent:
+                self._urgent.add(name)
+                heapq.heappush(self._due, (now, name))
+                hit = True
+        if hit:
+            self._wake.set()
+
     def _take_due(self, now: float) -> dict[str, bytes]:
-        """The pending blobs whose interval has passed, and the blobs to write beside them."""
+        """The pending blobs whose interval has passed (or that were flushed), and the
+        blobs to write beside them."""
         heap, pending, last, interval = self._due, self._pending, self._last, self.interval_s
+        urgent = self._urgent
         batch: dict[str, bytes] = {}
         while heap and heap[0][0] <= now:
             _, name = heapq.heappop(heap)
-            if name not in pending or last.get(name, float("-inf")) + interval > now:
+            if name not in pending:
                 continue  # written or forgotten since this entry was pushed
+            if name in urgent:
+                urgent.discard(name)
+            elif last.get(name, float("-inf")) + interval > now:
+                continue  # an entry from before its last write: a later one is on the heap
             data, beside = pending.pop(name)
             batch[name] = bytes(data)
             last[name] = now
@@ -168,6 +194,7 @@ class LatestWriter:
         """Drop pending writes under ``prefix`` (a student being erased)."""
         for name in [n for n in self._pending if n.startswith(prefix)]:
             del self._pending[name]
+            self._urgent.discard(name)
         for name in [n for n in self._beside if n.startswith(prefix)]:
             del self._beside[name]  # erased: written again with its companion
 
