@@ -10,12 +10,13 @@ import json
 
 from sqlalchemy import func, select
 
+from klasblik import protocol as p
 from klasblik.server.retention.purge import purge
 from klasblik.server.storage.blobs.base import tabs_name, thumbnail_name
 from klasblik.server.storage.blobs.local import LocalBlobStore
 from klasblik.server.storage.models import Location, RemoteMode
 from tests.privacy.conftest import ANNA, TEACHER
-from tests.support.live import TestAgent, frame, jpeg, start_live_server
+from tests.support.live import TestAgent, frame, start_live_server
 from tests.support.roster import seed_school
 from tests.support.timing import wait_for
 
@@ -126,7 +127,8 @@ async def test_a_device_going_offline_has_its_last_state_stored_at_once(db_url, 
         ws = await server.dashboard(teacher)
         await ws.send_str(json.dumps({"type": "subscribe", "id": 1, "class_id": ids["class_id"]}))
         await wait_for(lambda: agent.mode == "grid", message="grid asked")
-        await agent.send(frame(1, color=(200, 30, 30)))
+        first, second = frame(1, color=(200, 30, 30)), frame(2, color=(30, 30, 200))
+        await agent.send(first)
         await agent.send(json.dumps({"type": "tabs", "tabs": TABS[:1]}))
         await _handled(agent)
 
@@ -134,8 +136,7 @@ async def test_a_device_going_offline_has_its_last_state_stored_at_once(db_url, 
             blob = await server.store.get(name)
             return blob is not None and blob.data == data
 
-        first, second = frame(1, color=(200, 30, 30)), frame(2, color=(30, 30, 200))
-        header = len(first) - len(jpeg((200, 30, 30)))
+        header = p.FRAME_HEADER_SIZE  # the stored picture is the image without it
         await wait_for(lambda: stored(thumbnail_name(sid), first[header:]), message="1st stored")
         await agent.send(second)
         await agent.send(json.dumps({"type": "tabs", "tabs": TABS[1:]}))
