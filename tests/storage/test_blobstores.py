@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import itertools
 import os
+import time
 
 import pytest
 
@@ -13,7 +14,7 @@ from klasblik.server.storage.blobs import azure as azure_module
 from klasblik.server.storage.blobs.azure import BATCH_LIMIT, AzureBlobStore
 from klasblik.server.storage.blobs.base import BlobStoreError, tabs_name, thumbnail_name
 from klasblik.server.storage.blobs.local import LocalBlobStore
-from klasblik.server.storage.latest import LatestWriter
+from klasblik.server.storage.latest import BATCH_GAP_S, LatestWriter
 
 
 async def _names(store, prefix=""):
@@ -101,6 +102,52 @@ async def test_a_flushed_blob_is_written_at_once_whatever_its_interval(store):
         assert writer.writes == 2
     finally:
         await writer.close()
+
+
+class _TimedStore(LocalBlobStore):
+    """The local store, noting when each blob was handed to it."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.times: dict[str, list[float]] = {}
+
+    async def put_many(self, blobs):
+        now = time.monotonic()
+        for name in blobs:
+            self.times.setdefault(name, []).append(now)
+        return await super().put_many(blobs)
+
+
+async def test_a_class_in_view_is_written_spread_over_the_interval(tmp_path):
+    """Students who come into view together are stored at once, then each on its own beat:
+    the second writes spread over the next interval instead of coming back as one burst,
+    never less than an interval after the first, and from then on one interval apart."""
+    store = _TimedStore(tmp_path)
+    interval = 1.0
+    writer = LatestWriter(store, interval_s=interval)
+    names = [thumbnail_name(sid) for sid in range(300)]
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 3.6:  # a class in view: a picture every 0.1 s
+            for name in names:
+                writer.offer(name, b"\xff\xd8\xff")
+            await asyncio.sleep(0.1)
+    finally:
+        await writer.close()
+        store._writer.shutdown(wait=True)
+    times = [store.times.get(name, []) for name in names]
+    assert all(len(t) >= 3 for t in times), sorted(len(t) for t in times)[:5]
+    first = {t[0] for t in times}
+    assert len(first) == 1  # one batch, at once
+    gaps = [b - a for t in times for a, b in itertools.pairwise(t)]
+    assert min(gaps) >= interval - 0.01
+    seconds = [t[1] - t[0] for t in times]
+    assert max(seconds) <= 2 * interval + BATCH_GAP_S + 0.2
+    # spread: about half in each half of the interval (a burst puts them all in the first)
+    early = sum(1 for s in seconds if s < 1.5 * interval)
+    assert 0.25 * len(names) <= early <= 0.75 * len(names), early
+    thirds = [t[2] - t[1] for t in times]  # on its beat now: one interval, not a new offset
+    assert max(thirds) <= interval + BATCH_GAP_S + 0.2
 
 
 async def test_delete_counts_and_chunks_past_the_batch_limit(store):

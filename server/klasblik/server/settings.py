@@ -606,7 +606,9 @@ SETTINGS: tuple[Setting, ...] = (
         30.0,
         "Least time between two writes of one student's stored "
         "thumbnail or tab list while the device is online (the last state of a device "
-        "that goes offline is written at once); live frames still flow at full rate.",
+        "that goes offline is written at once). Each student is written on its own beat, "
+        "the next write within two intervals of the first, so that students who came into "
+        "view together are not written together again; live frames still flow at full rate.",
         _float,
         _range(0, 3600),
     ),
