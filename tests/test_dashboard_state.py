@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from klasblik import protocol as p
 from klasblik.server.storage.models import WebSession
@@ -155,3 +155,79 @@ async def test_expired_session_closes_the_dashboard_socket(tmp_path: Any) -> Non
         assert not server.hub.viewers
     finally:
         await server.stop()
+
+
+async def test_one_round_checks_every_open_dashboard_and_closes_only_ended_sign_ins(
+    tmp_path: Any,
+) -> None:
+    """The open dashboards' sign-ins are checked together, in one query, not a transaction
+    each; of four sockets from three sign-ins, an expired sign-in closes its own two, a
+    disabled teacher's closes, and the live one stays open."""
+    from sqlalchemy import event
+
+    from klasblik.server.live.dashboard_endpoint import check_sessions
+    from klasblik.server.storage.models import Staff
+
+    server = await start_live_server(tmp_path, dashboard_session_check_s=600)
+    try:
+        ids = await server.add_class("7B", [ANNA])
+        other = await server.add_class("7C", [ANNA], teacher="other@school.example")
+        expiring = await server.login("teacher@school.example")
+        staying = await server.login("teacher@school.example")
+        disabled = await server.login("other@school.example")
+        sockets = {
+            "expiring": [await server.dashboard(expiring), await server.dashboard(expiring)],
+            "staying": [await server.dashboard(staying)],
+            "disabled": [await server.dashboard(disabled)],
+        }
+        for name, wss in sockets.items():
+            for ws in wss:
+                await _subscribe(ws, (other if name == "disabled" else ids)["class_id"])
+        statements: list[str] = []
+
+        def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        engine = server.sm.kw["bind"].sync_engine
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            assert await check_sessions(server.app) == 0  # all live: nothing closes
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+        assert len(selects) == 1, statements
+        assert len(server.hub.viewers) == 4
+
+        expired_id = next(v.session_id for v in server.hub.viewers if v in _viewers(server, 2))
+        async with server.sm() as session, session.begin():
+            past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+            await session.execute(
+                update(WebSession).where(WebSession.id == expired_id).values(expires_at=past)
+            )
+            await session.execute(
+                update(Staff).where(Staff.id == other["teacher_id"]).values(active=False)
+            )
+        checking = asyncio.create_task(check_sessions(server.app))
+        ended = [*sockets["expiring"], *sockets["disabled"]]
+        for closed, code in await asyncio.gather(*(_closed(ws) for ws in ended)):
+            assert closed["error"]["code"] == p.ErrorCode.SESSION_ENDED, closed
+            assert code == p.CloseCode.SESSION_ENDED
+        assert await checking == 3
+        (ws,) = sockets["staying"]
+        await ws.send_str(json.dumps({"type": "ping", "id": 5}))
+        answer = json.loads(await ws.receive_str(timeout=timeout(5)))
+        assert answer == {"type": "result", "id": 5, "success": True, "result": {}}
+        async with server.sm() as session:  # the ended sign-ins are gone, the live one kept
+            left = (await session.execute(select(WebSession.id))).scalars().all()
+        assert left == [next(iter(server.hub.viewers)).session_id]
+    finally:
+        await server.stop()
+
+
+def _viewers(server: Any, count: int) -> list[Any]:
+    """The viewers of the sign-in that has ``count`` open dashboards."""
+    by_session: dict[str, list[Any]] = {}
+    for viewer in server.hub.viewers:
+        by_session.setdefault(viewer.session_id, []).append(viewer)
+    (found,) = [vs for vs in by_session.values() if len(vs) == count]
+    return found

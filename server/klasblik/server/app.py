@@ -34,6 +34,7 @@ from klasblik.server.keys import (
 )
 from klasblik.server.live.admission import HelloGate
 from klasblik.server.live.collector import collector_ctx
+from klasblik.server.live.dashboard_endpoint import session_watch_ctx
 from klasblik.server.live.hub import Hub
 from klasblik.server.live.lastseen import LastSeenWriter
 from klasblik.server.live.silence import silence_ctx
@@ -154,6 +155,7 @@ def init_app(settings: Settings, dashboard_dir: Path | None = None) -> web.Appli
 
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(silence_ctx)
+    app.cleanup_ctx.append(session_watch_ctx)  # after resources: reads the hub
     app.cleanup_ctx.append(collector_ctx)  # after resources: reads the hub
     app.cleanup_ctx.append(jobs_ctx)  # after resources: stopped before they close
     setup_m365_signin(app, settings)

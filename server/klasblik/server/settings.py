@@ -629,8 +629,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "dashboard_session_check_s",
         30.0,
-        "Seconds between checks that an open dashboard's sign-in is still valid; "
-        "an expired one closes the dashboard's live connection.",
+        "Seconds between checks that the open dashboards' sign-ins are still valid "
+        "(all of them in one query); an expired one closes the dashboard's live connection.",
         _float,
         _range(0.2, 600),
     ),

@@ -8,9 +8,10 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+from collections.abc import Collection
 
 from aiohttp import web
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from klasblik.server.settings import Settings
@@ -22,13 +23,16 @@ __all__ = [
     "csrf_ok",
     "end_session",
     "end_sessions_of",
+    "live_sessions",
     "lookup_session",
-    "session_alive",
     "set_session_cookie",
 ]
 
 COOKIE = "klasblik_session"
 _TOUCH_EVERY = dt.timedelta(seconds=60)
+#: sessions looked up per query by live_sessions (SQLite's bound-parameter limit is far
+#: above it)
+_IDS_PER_QUERY = 500
 
 
 def _hash(token: str) -> str:
@@ -64,12 +68,10 @@ async def lookup_session(
     return await _live(sm, _hash(token), settings)
 
 
-async def session_alive(
-    sm: async_sessionmaker[AsyncSession], session_id: str, settings: Settings
-) -> bool:
-    """Whether the session stored as ``session_id`` (the token's hash) is still live; an
-    open dashboard counts as use. Asked again and again by every open dashboard socket."""
-    return await _live(sm, session_id, settings) is not None
+def _ended(row: WebSession, staff: Staff | None, now: dt.datetime, settings: Settings) -> bool:
+    """Expired, idle, or its staff member gone or disabled."""
+    idle_limit = row.last_used_at + dt.timedelta(seconds=settings.session_idle_s)
+    return now >= row.expires_at or now >= idle_limit or staff is None or not staff.active
 
 
 async def _live(
@@ -80,17 +82,45 @@ async def _live(
         row = await session.get(WebSession, session_id)
         if row is None:
             return None
-        idle_limit = row.last_used_at + dt.timedelta(seconds=settings.session_idle_s)
-        if now >= row.expires_at or now >= idle_limit:
-            await session.delete(row)
-            return None
         staff = await session.get(Staff, row.staff_id)
-        if staff is None or not staff.active:
+        if _ended(row, staff, now, settings):
             await session.delete(row)
             return None
+        assert staff is not None  # for the type checker: _ended says so
         if now - row.last_used_at >= _TOUCH_EVERY:
             row.last_used_at = now
         return row, staff
+
+
+async def live_sessions(
+    sm: async_sessionmaker[AsyncSession], session_ids: Collection[str], settings: Settings
+) -> set[str]:
+    """Which of these sessions (stored ids: their tokens' hashes) are still live, for
+    every open dashboard at once: one query per ``_IDS_PER_QUERY`` sessions in one
+    transaction, instead of a transaction per dashboard. An open dashboard counts as use:
+    each live one is touched as :func:`lookup_session` does; each ended one found is
+    deleted."""
+    ids = sorted(set(session_ids))
+    alive: set[str] = set()
+    if not ids:
+        return alive
+    now = utcnow()
+    async with sm() as session, session.begin():
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
+            rows = await session.execute(
+                select(WebSession, Staff)
+                .outerjoin(Staff, Staff.id == WebSession.staff_id)
+                .where(WebSession.id.in_(chunk))
+            )
+            for row, staff in rows:
+                if _ended(row, staff, now, settings):
+                    await session.delete(row)
+                    continue
+                alive.add(row.id)
+                if now - row.last_used_at >= _TOUCH_EVERY:
+                    row.last_used_at = now
+    return alive
 
 
 async def end_session(sm: async_sessionmaker[AsyncSession], token: str) -> None:

@@ -14,10 +14,10 @@ HTTP error answered by ``web/middleware.py``, never a half-open socket.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -26,7 +26,7 @@ from klasblik import protocol as p
 from klasblik.server.access import audit, no_view
 from klasblik.server.access.rules import authorize_class, authorize_student, roster_max_age_s
 from klasblik.server.auth.identity import check_origin, require_staff
-from klasblik.server.auth.sessions import session_alive
+from klasblik.server.auth.sessions import live_sessions
 from klasblik.server.errors import AccessDenied, ApiError
 from klasblik.server.keys import DB, HUB, OPEN_WEBSOCKET, SETTINGS, STORE
 from klasblik.server.live.hub import Viewer
@@ -35,8 +35,9 @@ from klasblik.server.locations.policy import LocationPolicy, home_of, locate, po
 from klasblik.server.net import client_ip
 from klasblik.server.storage.blobs.base import BlobStoreError, thumbnail_name
 from klasblik.server.storage.models import Staff
+from klasblik.server.tasks import cancel_and_wait
 
-__all__ = ["dashboard_ws"]
+__all__ = ["dashboard_ws", "session_watch_ctx"]
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,6 @@ async def _serve(
     viewer.outbox.on_overflow = lambda: app[HUB].viewer_too_slow(viewer)
     handler = _Commands(app, viewer, staff.username, staff.school_id)
     viewer.outbox.start()
-    watcher = asyncio.create_task(_watch_session(app, viewer), name=f"session of {viewer.id}")
     try:  # from here on, whatever happens, the hub and the outbox are left clean
         app[HUB].add_viewer(viewer)
         async for msg in ws:
@@ -108,35 +108,55 @@ async def _serve(
                     )
                 )
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
         await handler.end_all()
         app[HUB].remove_viewer(viewer)
         await viewer.outbox.close()
 
 
-async def _watch_session(app: web.Application, viewer: Viewer) -> None:
-    """Close the socket when its sign-in ends: signed out in another tab (the sign-out
-    closes it at once, ``Hub.end_session``), expired, idle, or the staff member disabled;
-    checked every ``dashboard_session_check_s``. A database fault is not an ended session:
-    the next check tries again."""
-    settings = app[SETTINGS]
-    while True:
-        await asyncio.sleep(settings.dashboard_session_check_s)
-        try:
-            alive = await session_alive(app[DB], viewer.session_id, settings)
-        except Exception:  # not CancelledError
-            log.warning("dashboard %s: session check failed; trying again", viewer.id)
-            continue
-        if not alive:
-            await app[HUB].close_viewer(
+async def check_sessions(app: web.Application) -> int:
+    """Close every open dashboard whose sign-in ended (expired, idle, the staff member
+    disabled, the row gone); return how many were closed. All open dashboards are looked
+    up in one round (``live_sessions``), not a transaction each."""
+    hub = app[HUB]
+    viewers = list(hub.viewers)
+    if not viewers:
+        return 0
+    alive = await live_sessions(app[DB], {v.session_id for v in viewers}, app[SETTINGS])
+    ended = [v for v in viewers if v.session_id not in alive and v in hub.viewers]
+    # together: each close waits up to seconds for its browser to answer
+    await asyncio.gather(
+        *(
+            hub.close_viewer(
                 viewer,
                 p.ErrorCode.SESSION_ENDED,
                 "your sign-in has ended; sign in again",
                 p.CloseCode.SESSION_ENDED,
             )
-            return
+            for viewer in ended
+        )
+    )
+    return len(ended)
+
+
+async def session_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    """A dashboard socket lives no longer than its sign-in: signing out closes it at once
+    (``Hub.end_session``); an expired or idle sign-in, or a disabled staff member, is
+    noticed within ``dashboard_session_check_s``. A database fault is not an ended
+    session: the next round tries again."""
+
+    async def run() -> None:
+        while True:
+            await asyncio.sleep(app[SETTINGS].dashboard_session_check_s)
+            try:
+                await check_sessions(app)
+            except Exception:  # not CancelledError
+                log.warning("session check of the open dashboards failed; trying again")
+
+    task = asyncio.create_task(run(), name="dashboard sessions")
+    try:
+        yield
+    finally:
+        await cancel_and_wait(task)
 
 
 async def _close_internal(ws: web.WebSocketResponse) -> None:
