@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -69,14 +70,38 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _children(pid: int) -> list[int]:
+    """The running child processes of ``pid`` (by their parent's id: kernels without
+    ``/proc/PID/task/TID/children`` are common)."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, IndexError):
+            if int(_stat(int(entry.name))[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
 def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """CPU seconds (user + system) of ``pid`` and of its child processes, the running ones
+    (the Azure store's worker) and those that ended."""
+    fields = _stat(pid)
+    total = sum(int(f) for f in fields[11:15]) / CLK_TCK
+    for child in _children(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += cpu_s(child)
+    return total
 
 
 def thread_cpu_s(pid: int) -> dict[str, float]:
     """CPU seconds (user + system) of the event loop's thread (the main one) and of all
-    the other threads of ``pid`` together (the blob writer, executors, the collector log)."""
+    the other threads of ``pid`` together (executors, the collector log), and of its child
+    processes (the Azure store's worker)."""
     out = {"loop": 0.0, "other threads": 0.0}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -85,6 +110,8 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
             continue  # the thread ended
         name = "loop" if task.name == str(pid) else "other threads"
         out[name] += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    own = out["loop"] + out["other threads"]
+    out["child processes"] = max(0.0, cpu_s(pid) - own)
     return out
 
 
