@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import itertools
 import os
@@ -128,7 +129,7 @@ async def test_a_class_in_view_is_written_spread_over_the_interval(tmp_path):
     names = [thumbnail_name(sid) for sid in range(300)]
     try:
         started = time.monotonic()
-        while time.monotonic() - started < 3.6:  # a class in view: a picture every 0.1 s
+        while time.monotonic() - started < 4.0:  # a class in view: a picture every 0.1 s
             for name in names:
                 writer.offer(name, b"\xff\xd8\xff")
             await asyncio.sleep(0.1)
@@ -142,12 +143,14 @@ async def test_a_class_in_view_is_written_spread_over_the_interval(tmp_path):
     gaps = [b - a for t in times for a, b in itertools.pairwise(t)]
     assert min(gaps) >= interval - 0.01
     seconds = [t[1] - t[0] for t in times]
-    assert max(seconds) <= 2 * interval + BATCH_GAP_S + 0.2
-    # spread: about half in each half of the interval (a burst puts them all in the first)
-    early = sum(1 for s in seconds if s < 1.5 * interval)
-    assert 0.25 * len(names) <= early <= 0.75 * len(names), early
+    assert max(seconds) <= 2 * interval + BATCH_GAP_S + 0.5  # slack: a busy machine
+    # spread over the interval in many batches (a burst puts them all in one); by batch,
+    # not by the clock: a busy machine delays batches, not the spread
+    batches = collections.Counter(t[1] for t in times)
+    assert max(seconds) - min(seconds) >= 0.5 * interval, seconds
+    assert max(batches.values()) <= 0.5 * len(names), batches
     thirds = [t[2] - t[1] for t in times]  # on its beat now: one interval, not a new offset
-    assert max(thirds) <= interval + BATCH_GAP_S + 0.2
+    assert max(thirds) <= interval + BATCH_GAP_S + 0.5
 
 
 async def test_delete_counts_and_chunks_past_the_batch_limit(store):
