@@ -511,6 +511,33 @@ async def test_local_store_without_the_exchange_renames_and_leaves_nothing(tmp_p
         await store.close()
 
 
+async def test_local_spare_still_holding_an_old_picture_leaves_no_tail_of_it(tmp_path):
+    """The spare is not opened with O_TRUNC (storage/blobs/local.py): a spare that still
+    holds a longer old picture (a crash between the exchange and its cut) is written over
+    and cut to the new content's length, so the stored blob is exactly the new picture and
+    the spare is empty again afterwards."""
+    store = LocalBlobStore(tmp_path / "blobs")
+    try:
+        name = thumbnail_name(8)
+        await store.put(name, b"\xff\xd8\xff first")
+        spare = store.root / "students" / "8" / (store._spare + "thumbnail")
+        old = b"\xff\xd8\xff an old picture, longer than the new one " * 40
+        spare.write_bytes(old)  # as a crash right after the exchange would leave it
+        await store.put(name, b"\xff\xd8\xff new")
+        blob = await store.get(name)
+        assert blob is not None and blob.data == b"\xff\xd8\xff new"
+        assert spare.stat().st_size == 0  # the spare, holding "first" after the exchange, cut
+        await store.put(name, b"\xff\xd8\xff newer")  # and the next write from an empty spare
+        blob = await store.get(name)
+        assert blob is not None and blob.data == b"\xff\xd8\xff newer"
+        assert (
+            sorted(f.name for f in spare.parent.iterdir()) == sorted([spare.name, "thumbnail"])
+            and spare.stat().st_size == 0
+        )
+    finally:
+        await store.close()
+
+
 async def test_local_store_exchange_failing_otherwise_is_a_clear_error(tmp_path):
     """An exchange failing for another reason (a full disk, a read-only folder) is the
     store's error naming the blob, and the blob keeps its last content."""
